@@ -1,0 +1,258 @@
+// The shared-memory layouts that cross between tandem-control (writer of the
+// session tables) and tandem-switch (reader of the session tables, writer of the
+// state region). Both regions are plain files on a tmpfs (default /dev/shm),
+// mapped MAP_SHARED by every process that uses them.
+//
+// Versioning: each region starts with a magic and a layout version; a process
+// refuses to map a region whose magic, version, struct sizes or offsets do not
+// match what it was built with (see Region::Validate in region.cc). Any change
+// to a struct below bumps the version.
+//
+// Concurrency contract of the tables region (one writer, many readers):
+//  - Entries are fully written before they are published by a release store of
+//    a list link (hash chain or meeting-channel list); readers load links with
+//    acquire. A key, meeting and channel never change while an entry is live.
+//  - Mutable attributes (flags, rate limits) are single aligned words written
+//    atomically, so no reader sees a half-written value.
+//  - A removed entry is unlinked first and freed only after every registered
+//    reader has passed a quiescent point (QSBR below), so a reader that still
+//    holds it keeps walking valid links.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "common/net/addr.h"
+
+namespace tandem::tables {
+
+inline constexpr uint64_t kTablesMagic = 0x31424154444e4154ULL;  // "TANDTAB1"
+inline constexpr uint64_t kStateMagic = 0x31545341444e4154ULL;   // "TANDAST1"
+inline constexpr uint32_t kTablesVersion = 1;
+inline constexpr uint32_t kStateVersion = 1;
+
+inline constexpr uint32_t kNil = 0xffffffffu;  // end of a chain or list
+inline constexpr uint32_t kMaxVips = 64;
+inline constexpr uint32_t kMaxReaders = 64;  // worker slots for QSBR
+inline constexpr uint32_t kMaxWorkers = 16;
+inline constexpr uint32_t kMaxPorts = 4;
+inline constexpr uint32_t kChannels = 3;
+
+enum class Channel : uint8_t { kAudio = 0, kVideo = 1, kShare = 2 };
+const char* ChannelName(Channel c);
+
+enum class Role : uint32_t { kStandby = 0, kActive = 1 };
+
+// Leg flags (LegEntry::flags).
+inline constexpr uint32_t kLegSend = 1u << 0;   // packets from this leg are forwarded
+inline constexpr uint32_t kLegRecv = 1u << 1;   // this leg receives copies
+inline constexpr uint32_t kLegMuted = 1u << 2;  // sending suspended by the application
+
+enum class EntryState : uint8_t { kFree = 0, kLive = 1, kRetired = 2 };
+
+// The lookup key: who sends (remote) to which of our addresses (local).
+struct LegKey {
+  IpAddr remote;
+  IpAddr local;  // the VIP
+  uint16_t remote_port = 0;  // host byte order
+  uint16_t local_port = 0;   // host byte order
+  friend bool operator==(const LegKey& a, const LegKey& b) {
+    return a.remote == b.remote && a.local == b.local && a.remote_port == b.remote_port &&
+           a.local_port == b.local_port;
+  }
+};
+static_assert(sizeof(LegKey) == 36);
+
+// Deterministic across processes and builds (the writer hashes, readers look up).
+inline uint64_t HashLegKey(const LegKey& k) {
+  auto mix = [](uint64_t h, uint64_t v) {
+    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    h *= 0xff51afd7ed558ccdULL;
+    return h ^ (h >> 32);
+  };
+  uint64_t w[4];
+  __builtin_memcpy(w, k.remote.b, 16);
+  __builtin_memcpy(w + 2, k.local.b, 16);
+  uint64_t h = mix(0x51ed270b27a3cbd9ULL, w[0]);
+  h = mix(h, w[1]);
+  h = mix(h, w[2]);
+  h = mix(h, w[3]);
+  return mix(h, (uint64_t{k.remote_port} << 16) | k.local_port);
+}
+
+struct alignas(64) LegEntry {
+  LegKey key;                          // immutable while live
+  uint32_t meeting = kNil;             // meeting slot; immutable while live
+  uint8_t channel = 0;                 // immutable while live
+  std::atomic<uint8_t> state{0};       // EntryState
+  uint8_t reserved0[2] = {};
+  std::atomic<uint32_t> flags{0};      // kLeg*
+  std::atomic<uint32_t> hash_next{kNil};
+  std::atomic<uint32_t> group_next{kNil};  // next leg of the same meeting and channel
+  uint32_t group_prev = kNil;              // writer-only
+  std::atomic<uint32_t> gen{0};        // bumped at each allocation; ties usage to a leg
+  std::atomic<uint32_t> pps_limit{0};  // 0 = unlimited
+  std::atomic<uint32_t> kbps_limit{0};
+  uint32_t reserved1 = 0;
+  uint64_t leg_id = 0;                 // the control plane's id
+  uint64_t participant_id = 0;
+  uint64_t retire_token = 0;           // QSBR token at retirement (writer-only)
+  uint64_t created_unix_ns = 0;
+};
+static_assert(sizeof(LegEntry) == 128);
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+
+inline constexpr uint32_t kMeetingPresenterOnly = 1u << 0;
+
+struct alignas(64) MeetingEntry {
+  uint64_t meeting_id = 0;
+  uint64_t site_id = 0;
+  std::atomic<uint8_t> state{0};  // EntryState
+  uint8_t reserved0[3] = {};
+  std::atomic<uint32_t> flags{0};
+  std::atomic<uint32_t> head[kChannels] = {kNil, kNil, kNil};
+  uint32_t count[kChannels] = {};  // writer-only
+  uint32_t gen = 0;
+  uint64_t retire_token = 0;
+};
+static_assert(sizeof(MeetingEntry) == 64);
+
+struct Vip {
+  IpAddr addr;
+};
+
+// One per reader thread (a switch worker). `seen` is the last QSBR token the
+// reader observed at a quiescent point, or 0 while it is offline (sleeping).
+struct alignas(64) ReaderSlot {
+  std::atomic<uint64_t> seen{0};
+  std::atomic<int32_t> pid{0};  // 0 = slot unused; a dead pid counts as offline
+  uint32_t worker = 0;
+};
+static_assert(sizeof(ReaderSlot) == 64);
+
+struct alignas(64) TablesHeader {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t header_size;
+  uint64_t region_size;
+  uint32_t leg_size, meeting_size;
+  uint32_t leg_capacity;
+  uint32_t bucket_count;  // power of two
+  uint32_t meeting_capacity;
+  uint32_t max_readers;
+  uint64_t buckets_offset, legs_offset, meetings_offset, readers_offset;
+  uint64_t created_unix_ns;
+
+  alignas(64) std::atomic<uint64_t> qsbr_token;  // starts at 1
+  std::atomic<uint64_t> change_count;  // bumped by each committed change
+  std::atomic<int32_t> writer_pid;
+  std::atomic<uint32_t> role;   // Role
+  std::atomic<uint64_t> epoch;
+  std::atomic<uint32_t> leg_count;
+  std::atomic<uint32_t> meeting_count;
+
+  // VIPs change rarely: a sequence lock (odd while being written).
+  alignas(64) std::atomic<uint32_t> vip_seq;
+  uint32_t vip_count;
+  Vip vips[kMaxVips];
+};
+static_assert(sizeof(TablesHeader) <= 4096);
+
+// ---- State region: written by tandem-switch, read by control and tools ----
+
+enum class Drop : uint32_t {
+  kMalformed = 0,    // truncated or inconsistent headers, bad lengths
+  kNotForUs,         // wrong destination MAC or IP, or not a VIP
+  kUnsupported,      // fragments, IP options, non-UDP to a VIP, oversized
+  kUnknownLeg,       // no leg for (remote, VIP, port)
+  kNotAllowed,       // leg may not send, or is muted
+  kPoliced,          // over the leg's packet or bit rate
+  kNoNeighbour,      // receiver's MAC not resolved yet
+  kTxFull,           // TX queue full
+  kNoBuffer,         // mbuf pool exhausted
+  kNotActive,        // this node is standby
+  kSlowPathFull,     // ARP/ND/ICMP queue to the main thread full
+  kTtlExceeded,
+  kBadChecksum,
+  kCount
+};
+const char* DropName(Drop d);
+inline constexpr uint32_t kDropCount = static_cast<uint32_t>(Drop::kCount);
+
+// Per-worker totals, summed on read.
+struct alignas(64) WorkerCounters {
+  uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
+  uint64_t forwarded_in;   // packets that matched a leg and were fanned out
+  uint64_t slow_path;      // packets handed to the main thread
+  uint64_t drops[kDropCount];
+  uint64_t loops, idle_sleeps;
+};
+
+struct alignas(64) WorkerHealth {
+  std::atomic<uint64_t> heartbeat_ns;  // CLOCK_MONOTONIC, updated every loop batch
+  std::atomic<uint32_t> lcore;
+  std::atomic<uint32_t> sleeping;
+};
+
+// Per worker, per leg slot. A block whose gen differs from the leg's gen
+// belongs to an earlier occupant of the slot and counts as zero.
+struct alignas(64) LegCounters {
+  std::atomic<uint32_t> gen;
+  uint32_t reserved;
+  uint64_t packets_in, bytes_in, packets_out, bytes_out;
+  uint64_t drop_not_allowed, drop_policed, drop_other;
+  uint64_t first_unix_ns, last_unix_ns;
+  uint64_t reserved2[6];
+};
+static_assert(sizeof(LegCounters) == 128);
+
+struct alignas(64) PortState {
+  char name[32];       // "access" or "backbone"
+  char devargs[128];
+  uint8_t mac[6];
+  uint8_t link_up;
+  uint8_t present;
+  uint32_t speed_mbps;
+  uint32_t rx_queues, tx_queues;
+  uint64_t ipackets, opackets, ibytes, obytes, imissed, ierrors, oerrors, rx_nombuf;
+};
+
+enum class NeighState : uint8_t { kFree = 0, kIncomplete = 1, kReachable = 2, kStale = 3 };
+
+// Neighbour cache (IP -> MAC), open addressing, written by the switch's main
+// thread only. `seq` is a sequence lock (odd while written).
+struct alignas(64) NeighEntry {
+  std::atomic<uint32_t> seq;
+  std::atomic<uint8_t> state;  // NeighState
+  uint8_t mac[6];
+  uint8_t probes;
+  IpAddr ip;
+  uint64_t updated_ns;    // CLOCK_MONOTONIC of last confirmation
+  uint64_t requested_ns;  // last request we sent
+};
+static_assert(sizeof(NeighEntry) == 64);
+
+inline constexpr uint32_t kNeighCapacity = 65536;  // power of two
+
+struct alignas(64) StateHeader {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t header_size;
+  uint64_t region_size;
+  uint32_t leg_capacity;
+  uint32_t max_workers;
+  uint32_t neigh_capacity;
+  uint32_t leg_counters_size;
+  uint64_t worker_counters_offset, health_offset, ports_offset, neigh_offset,
+      leg_counters_offset;
+
+  alignas(64) std::atomic<int32_t> switch_pid;
+  std::atomic<uint32_t> n_workers;
+  std::atomic<uint32_t> n_ports;
+  std::atomic<uint64_t> started_unix_ns;
+  std::atomic<uint64_t> restarts;  // times a switch adopted this region
+};
+static_assert(sizeof(StateHeader) <= 4096);
+
+}  // namespace tandem::tables
