@@ -180,6 +180,8 @@ enum class Drop : uint32_t {
 const char* DropName(Drop d);
 inline constexpr uint32_t kDropCount = static_cast<uint32_t>(Drop::kCount);
 
+inline constexpr uint32_t kLatencyBuckets = 128;
+
 // Per-worker totals, summed on read.
 struct alignas(64) WorkerCounters {
   uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
@@ -187,6 +189,9 @@ struct alignas(64) WorkerCounters {
   uint64_t slow_path;      // packets handed to the main thread
   uint64_t drops[kDropCount];
   uint64_t loops, idle_sleeps;
+  // Time in the switch, RX burst to TX burst, in TSC cycles: bucket i counts
+  // bursts' packets whose time t has floor(4*log2(t)) == i (quarter octaves).
+  uint64_t latency_hist[kLatencyBuckets];
 };
 
 struct alignas(64) WorkerHealth {
@@ -252,6 +257,7 @@ struct alignas(64) StateHeader {
   std::atomic<uint32_t> n_ports;
   std::atomic<uint64_t> started_unix_ns;
   std::atomic<uint64_t> restarts;  // times a switch adopted this region
+  std::atomic<uint64_t> tsc_hz;    // for latency_hist
 };
 static_assert(sizeof(StateHeader) <= 4096);
 

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -290,6 +291,7 @@ absl::StatusOr<ReaderHandle> ReaderHandle::Register(const TablesView& view, uint
   r.slot_->worker = index;
   r.slot_->seen.store(r.hdr_->qsbr_token.load(), std::memory_order_seq_cst);
   r.slot_->pid.store(getpid(), std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // see Online()
   return r;
 }
 
@@ -327,7 +329,7 @@ TablesWriter::~TablesWriter() {
 // then retired: its change was never acknowledged.
 void TablesWriter::Adopt() {
   const TablesHeader& h = view_.header();
-  absl::flat_hash_set<uint32_t> in_hash;
+  absl::flat_hash_set<uint32_t> in_hash, in_group;
   for (uint64_t b = 0; b < h.bucket_count; ++b) {
     for (uint32_t i = view_.bucket(b).load(); i != kNil; i = view_.leg(i).hash_next.load()) {
       in_hash.insert(i);
@@ -346,6 +348,7 @@ void TablesWriter::Adopt() {
         uint32_t prev = kNil, n = 0;
         for (uint32_t i = e.head[c].load(); i != kNil; i = view_.leg(i).group_next.load()) {
           view_.leg(i).group_prev = prev;
+          in_group.insert(i);
           prev = i;
           ++n;
         }
@@ -358,10 +361,21 @@ void TablesWriter::Adopt() {
     auto st = EntryState(e.state.load());
     if (st == EntryState::kFree) {
       free_legs_.push_back(i);
-    } else if (st == EntryState::kRetired) {
+      continue;
+    }
+    if (st == EntryState::kRetired) {
       retired_legs_.push_back(i);
-    } else if (e.meeting >= h.meeting_capacity ||
-               EntryState(view_.meeting(e.meeting).state.load()) != EntryState::kLive) {
+      continue;
+    }
+    // group_prev is the writer's private back link and only those of listed
+    // legs were rebuilt above; a live leg outside every list (its writer died
+    // between marking it live and linking it, or while unlinking it) keeps a
+    // stale one that UnlinkLeg would follow into another leg's list.
+    if (!in_group.contains(i)) e.group_prev = kNil;
+    if (e.meeting >= h.meeting_capacity ||
+        EntryState(view_.meeting(e.meeting).state.load()) != EntryState::kLive) {
+      // Its meeting is gone, so no fan-out list holds it; a lookup chain might.
+      UnlinkFromHash(i);
       e.retire_token = Retire();
       e.state.store(uint8_t(EntryState::kRetired));
       retired_legs_.push_back(i);
@@ -371,6 +385,14 @@ void TablesWriter::Adopt() {
       legs_[e.leg_id] = i;
     }
   }
+  // Reclaim frees a prefix of each retired list, so keep them in token order.
+  auto by_token = [](auto&& entry) {
+    return [entry](uint32_t a, uint32_t b) { return entry(a).retire_token < entry(b).retire_token; };
+  };
+  std::stable_sort(retired_legs_.begin(), retired_legs_.end(),
+                   by_token([this](uint32_t s) -> LegEntry& { return view_.leg(s); }));
+  std::stable_sort(retired_meetings_.begin(), retired_meetings_.end(),
+                   by_token([this](uint32_t s) -> MeetingEntry& { return view_.meeting(s); }));
   // Hand out low slots first: denser tables are friendlier to caches.
   std::reverse(free_legs_.begin(), free_legs_.end());
   std::reverse(free_meetings_.begin(), free_meetings_.end());
@@ -384,6 +406,10 @@ uint64_t TablesWriter::Retire() {
 }
 
 bool TablesWriter::GracePassed(uint64_t token) const {
+  // Pairs with the reader's store of `seen` before it reads entries (Online):
+  // either this sees the reader's token or the reader sees the unlinks made
+  // before the token was advanced.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   for (uint32_t r = 0; r < kMaxReaders; ++r) {
     ReaderSlot& s = view_.reader(r);
     int32_t pid = s.pid.load(std::memory_order_acquire);
@@ -398,26 +424,23 @@ bool TablesWriter::GracePassed(uint64_t token) const {
 
 size_t TablesWriter::Reclaim() {
   size_t freed = 0;
+  // Each retired list is in the order of retirement, so tokens rise along it:
+  // free the prefix whose grace period has passed, checking each distinct
+  // token once, and stop at the first that has not.
   auto sweep = [&](std::vector<uint32_t>& retired, auto&& entry, std::vector<uint32_t>& free) {
-    // Tokens rise along the list; check the grace period once per distinct token.
-    size_t keep = 0;
+    size_t done = 0;
     uint64_t passed_upto = 0;
-    for (uint32_t slot : retired) {
-      auto& e = entry(slot);
-      bool ok = e.retire_token <= passed_upto;
-      if (!ok && GracePassed(e.retire_token)) {
+    for (; done < retired.size(); ++done) {
+      auto& e = entry(retired[done]);
+      if (e.retire_token > passed_upto) {
+        if (!GracePassed(e.retire_token)) break;
         passed_upto = e.retire_token;
-        ok = true;
       }
-      if (ok) {
-        e.state.store(uint8_t(EntryState::kFree), std::memory_order_release);
-        free.push_back(slot);
-        ++freed;
-      } else {
-        retired[keep++] = slot;
-      }
+      e.state.store(uint8_t(EntryState::kFree), std::memory_order_release);
+      free.push_back(retired[done]);
     }
-    retired.resize(keep);
+    retired.erase(retired.begin(), retired.begin() + done);
+    freed += done;
   };
   if (!retired_legs_.empty()) {
     sweep(retired_legs_, [&](uint32_t s) -> LegEntry& { return view_.leg(s); }, free_legs_);
@@ -539,9 +562,9 @@ void TablesWriter::LinkLeg(uint32_t slot) {
   bucket.store(slot, std::memory_order_release);
 }
 
-void TablesWriter::UnlinkLeg(uint32_t slot) {
+void TablesWriter::UnlinkFromHash(uint32_t slot) {
   LegEntry& e = view_.leg(slot);
-  // Lookup chain: find the link that points at us. Chains are short.
+  // Find the link that points at us. Chains are short.
   auto* link = &view_.bucket(HashLegKey(e.key));
   while (link->load(std::memory_order_relaxed) != slot) {
     uint32_t i = link->load(std::memory_order_relaxed);
@@ -551,6 +574,11 @@ void TablesWriter::UnlinkLeg(uint32_t slot) {
   if (link->load(std::memory_order_relaxed) == slot) {
     link->store(e.hash_next.load(std::memory_order_relaxed), std::memory_order_release);
   }
+}
+
+void TablesWriter::UnlinkLeg(uint32_t slot) {
+  LegEntry& e = view_.leg(slot);
+  UnlinkFromHash(slot);
   // Fan-out list: doubly linked on the writer side. The entry keeps its own
   // next link, so a reader standing on it walks on correctly.
   MeetingEntry& m = view_.meeting(e.meeting);
@@ -852,6 +880,8 @@ WorkerCounters SumWorkerCounters(const StateView& state) {
     for (uint32_t d = 0; d < kDropCount; ++d) t.drops[d] += c.drops[d];
     t.loops += c.loops;
     t.idle_sleeps += c.idle_sleeps;
+    for (uint32_t b = 0; b < kLatencyBuckets; ++b) t.latency_hist[b] += c.latency_hist[b];
+    for (uint32_t b = 0; b < kLatencyBuckets; ++b) t.latency_hist[b] += c.latency_hist[b];
   }
   return t;
 }

@@ -107,6 +107,9 @@ class ReaderHandle {
   void Online() {
     uint64_t t = hdr_->qsbr_token.load(std::memory_order_acquire);
     slot_->seen.store(t, std::memory_order_seq_cst);
+    // Orders the store above before this reader's next loads of entries; pairs
+    // with the writer's fence before it reads reader slots (GracePassed).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
   }
   void Unregister();
 
@@ -188,6 +191,7 @@ class TablesWriter {
   void ReclaimBlocking();
   uint32_t AllocLeg();
   void LinkLeg(uint32_t slot);
+  void UnlinkFromHash(uint32_t slot);
   void UnlinkLeg(uint32_t slot);
   void RemoveLegSlot(uint32_t slot);
   void Commit() { view_.header().change_count.fetch_add(1, std::memory_order_release); }

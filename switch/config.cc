@@ -1,0 +1,204 @@
+#include "switch/config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace tandem::sw {
+namespace {
+
+class Reader {
+ public:
+  Reader(const toml::table& root, const std::string& source) : root_(root), source_(source) {}
+
+  absl::Status error() const { return error_; }
+
+  template <typename T>
+  void Int(const char* path, T& out, int64_t min, int64_t max) {
+    auto node = root_.at_path(path);
+    if (!node) return;
+    auto v = node.value<int64_t>();
+    if (!v || !node.is_integer()) return Fail(path, "must be an integer");
+    if (*v < min || *v > max) {
+      return Fail(path, absl::StrCat("must be between ", min, " and ", max));
+    }
+    out = static_cast<T>(*v);
+  }
+  void Str(const char* path, std::string& out) {
+    auto node = root_.at_path(path);
+    if (!node) return;
+    if (!node.is_string()) return Fail(path, "must be a string");
+    out = *node.value<std::string>();
+  }
+  void Bool(const char* path, bool& out) {
+    auto node = root_.at_path(path);
+    if (!node) return;
+    if (!node.is_boolean()) return Fail(path, "must be true or false");
+    out = *node.value<bool>();
+  }
+  void StrList(const char* path, std::vector<std::string>& out) {
+    auto node = root_.at_path(path);
+    if (!node) return;
+    const toml::array* a = node.as_array();
+    if (!a) return Fail(path, "must be a list of strings");
+    out.clear();
+    for (const auto& e : *a) {
+      if (!e.is_string()) return Fail(path, "must be a list of strings");
+      out.push_back(*e.value<std::string>());
+    }
+  }
+  void Addr(const char* path, IpAddr& out) {
+    std::string s;
+    Str(path, s);
+    if (s.empty()) return;
+    auto a = IpAddr::Parse(s);
+    if (!a.ok()) return Fail(path, std::string(a.status().message()));
+    out = *a;
+  }
+  void Fail(const std::string& path, const std::string& what) {
+    if (error_.ok()) {
+      error_ = absl::InvalidArgumentError(absl::StrCat(source_, ": ", path, " ", what));
+    }
+  }
+
+ private:
+  const toml::table& root_;
+  std::string source_;
+  absl::Status error_;
+};
+
+}  // namespace
+
+absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
+                                               const std::string& source) {
+  toml::table root;
+  try {
+    // toml++ reports syntax errors by exception; it stays at this boundary.
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ":", e.source().begin.line, ": ", std::string(e.description())));
+  }
+  SwitchConfig c;
+  Reader r(root, source);
+  r.Str("node", c.node);
+  r.Str("shm_dir", c.shm_dir);
+  r.Int("tables.legs", c.capacity.legs, 1, int64_t{1} << 30);
+  r.Int("tables.meetings", c.capacity.meetings, 1, int64_t{1} << 28);
+  r.StrList("eal.args", c.eal_args);
+  r.Int("eal.main_lcore", c.main_lcore, 0, 1023);
+  if (auto n = root.at_path("eal.worker_lcores")) {
+    const toml::array* a = n.as_array();
+    if (!a || a->empty()) {
+      r.Fail("eal.worker_lcores", "must be a non-empty list of lcore numbers");
+    } else {
+      c.worker_lcores.clear();
+      for (const auto& e : *a) {
+        auto v = e.value<int64_t>();
+        if (!e.is_integer() || *v < 0 || *v > 1023) {
+          r.Fail("eal.worker_lcores", "must be a list of lcore numbers");
+          break;
+        }
+        c.worker_lcores.push_back(static_cast<unsigned>(*v));
+      }
+    }
+  }
+  r.Int("switch.burst", c.burst, 1, 256);
+  r.Int("switch.rx_ring", c.rx_ring, 64, 16384);
+  r.Int("switch.tx_ring", c.tx_ring, 64, 16384);
+  r.Int("switch.mbufs", c.mbufs, 1023, 1 << 24);
+  r.Int("switch.idle_sleep_us", c.idle_sleep_us, 0, 1000000);
+  r.Int("switch.idle_polls", c.idle_polls, 1, 1 << 30);
+  r.Int("switch.zero_copy_min", c.zero_copy_min, 0, 1 << 16);
+  r.Int("switch.mtu", c.mtu, 576, 9000);
+  r.Int("access.vlan", c.vlan, 0, 4094);
+  r.Int("access.neigh_reachable_s", c.neigh_reachable_s, 1, 86400);
+  r.Int("access.neigh_probe_ms", c.neigh_probe_ms, 10, 60000);
+  r.Addr("access.gateway4", c.gateway4);
+  r.Addr("access.gateway6", c.gateway6);
+  r.Bool("telemetry.enabled", c.telemetry);
+  std::vector<std::string> prefixes;
+  r.StrList("access.prefixes", prefixes);
+  for (const auto& s : prefixes) {
+    auto p = IpPrefix::Parse(s);
+    if (!p.ok()) {
+      r.Fail("access.prefixes", std::string(p.status().message()));
+      break;
+    }
+    c.prefixes.push_back(*p);
+  }
+  if (!c.gateway4.is_zero() && !c.gateway4.is_v4()) r.Fail("access.gateway4", "must be IPv4");
+  if (!c.gateway6.is_zero() && c.gateway6.is_v4()) r.Fail("access.gateway6", "must be IPv6");
+
+  if (auto n = root.at_path("port")) {
+    const toml::array* a = n.as_array();
+    if (!a) {
+      r.Fail("port", "must be an array of tables ([[port]])");
+    } else {
+      for (const auto& e : *a) {
+        const toml::table* t = e.as_table();
+        if (!t) {
+          r.Fail("port", "must be an array of tables ([[port]])");
+          break;
+        }
+        PortConfig p;
+        p.name = t->at_path("name").value_or<std::string>("access");
+        p.devargs = t->at_path("devargs").value_or<std::string>("");
+        if (p.name == "access") {
+          p.role = PortRole::kAccess;
+        } else if (p.name == "backbone") {
+          p.role = PortRole::kBackbone;
+        } else {
+          r.Fail("port.name", absl::StrCat("'", p.name, "' must be \"access\" or \"backbone\""));
+        }
+        if (p.devargs.empty()) r.Fail("port.devargs", "is required");
+        for (const auto& q : c.ports) {
+          if (q.role == p.role) r.Fail("port.name", absl::StrCat("'", p.name, "' given twice"));
+        }
+        c.ports.push_back(p);
+      }
+    }
+  }
+  if (!r.error().ok()) return r.error();
+  if (c.ports.empty() || c.ports[0].role != PortRole::kAccess) {
+    // The access port is port 0 in the switch; reorder if given second.
+    bool has_access = false;
+    for (size_t i = 0; i < c.ports.size(); ++i) {
+      if (c.ports[i].role == PortRole::kAccess) {
+        std::swap(c.ports[0], c.ports[i]);
+        has_access = true;
+      }
+    }
+    if (!has_access) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": a [[port]] with name = \"access\" is required"));
+    }
+  }
+  if (c.node.empty() || c.node.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": node must be a plain name"));
+  }
+  if (c.worker_lcores.size() > tables::kMaxWorkers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": at most ", tables::kMaxWorkers, " workers"));
+  }
+  for (unsigned l : c.worker_lcores) {
+    if (l == c.main_lcore) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": worker lcore ", l, " is also the main lcore"));
+    }
+  }
+  return c;
+}
+
+absl::StatusOr<SwitchConfig> LoadSwitchConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read configuration ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseSwitchConfig(ss.str(), path);
+}
+
+}  // namespace tandem::sw

@@ -1,0 +1,57 @@
+// tandem-switch configuration, loaded from TOML. docs/config.md is the
+// reference for operators; every field below is listed there.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/net/addr.h"
+#include "common/tables/tables.h"
+
+namespace tandem::sw {
+
+enum class PortRole { kAccess, kBackbone };
+
+struct PortConfig {
+  std::string name;  // "access" or "backbone"
+  PortRole role = PortRole::kAccess;
+  std::string devargs;  // a vdev ("net_af_packet0,iface=x") or a PCI address
+};
+
+struct SwitchConfig {
+  std::string node = "a";
+  std::string shm_dir = "/dev/shm";
+  tables::Capacity capacity;
+
+  std::vector<std::string> eal_args;
+  unsigned main_lcore = 0;
+  std::vector<unsigned> worker_lcores = {1};
+
+  uint16_t burst = 32;
+  uint16_t rx_ring = 1024;
+  uint16_t tx_ring = 1024;
+  uint32_t mbufs = 16383;
+  uint32_t idle_sleep_us = 100;
+  uint32_t idle_polls = 100;
+  uint32_t zero_copy_min = 512;
+  uint16_t mtu = 1500;
+
+  std::vector<PortConfig> ports;
+
+  std::vector<IpPrefix> prefixes;  // on-link subnets of the access network
+  IpAddr gateway4, gateway6;       // zero when unset
+  uint16_t vlan = 0;
+  uint32_t neigh_reachable_s = 30;
+  uint32_t neigh_probe_ms = 1000;
+
+  bool telemetry = true;
+};
+
+// Parses and validates; errors name the file, the key and what is wrong.
+absl::StatusOr<SwitchConfig> LoadSwitchConfig(const std::string& path);
+absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& toml_text,
+                                               const std::string& source_name);
+
+}  // namespace tandem::sw

@@ -1,0 +1,70 @@
+// What the switch's threads share: the mapped regions, the ports, the pools
+// and the rings between the workers and the main thread. Built once at start,
+// read-only afterwards (except through the regions' own contracts).
+#pragma once
+
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "common/tables/tables.h"
+#include "switch/config.h"
+#include "switch/neigh.h"
+#include "switch/packet.h"
+
+namespace tandem::sw {
+
+struct Port {
+  uint16_t id = 0;
+  PortRole role = PortRole::kAccess;
+  uint8_t mac[6] = {};
+  uint32_t state_index = 0;  // index in the state region's port array
+};
+
+// A request from a worker to the main thread: resolve this receiver's MAC.
+struct ResolveRequest {
+  IpAddr ip;
+};
+
+struct Dataplane {
+  SwitchConfig cfg;
+  tables::TablesView tables;
+  tables::StateView state;
+  NeighTable neigh;
+  std::vector<Port> ports;  // ports[0] is the access port
+  rte_mempool* pool = nullptr;       // packets and full copies
+  rte_mempool* hdr_pool = nullptr;   // small header mbufs for zero-copy replicas
+  rte_mempool* clone_pool = nullptr; // indirect mbufs referencing a payload
+  rte_ring* slow_ring = nullptr;     // workers -> main: ARP, ND, ICMP (MP/SC)
+  rte_ring* resolve_ring = nullptr;  // workers -> main: ResolveRequest (MP/SC)
+  // main -> worker 0: frames the main thread built (ARP/ND replies, requests,
+  // announcements). Worker 0 sends them on its own TX queue of the access
+  // port, so the main thread needs no queue of its own (af_packet ports have
+  // as many TX queues as RX queues, and every RX queue must be polled).
+  rte_ring* inject_ring = nullptr;
+  std::atomic<bool> stop{false};
+  uint64_t tsc_hz = 0;
+
+  // The IP whose MAC a copy to `remote` needs: itself when on-link, else the
+  // gateway of its family (or itself when no gateway is configured).
+  IpAddr NextHop(const IpAddr& remote) const {
+    if (cfg.prefixes.empty()) return remote;
+    for (const auto& p : cfg.prefixes) {
+      if (p.Contains(remote)) return remote;
+    }
+    const IpAddr& gw = remote.is_v4() ? cfg.gateway4 : cfg.gateway6;
+    return gw.is_zero() ? remote : gw;
+  }
+};
+
+// The per-lcore worker loop; returns when dp.stop is set.
+int RunWorker(Dataplane& dp, uint32_t worker_index, uint16_t queue);
+
+uint64_t MonotonicNs();
+uint64_t UnixNs();
+
+}  // namespace tandem::sw

@@ -1,0 +1,365 @@
+// tandem-switch: the DPDK data plane of a Tandem node.
+//
+// Threads: one worker per configured worker lcore (RX queue i and TX queue i
+// of every port), and the main lcore, which runs the slow path (ARP, ND,
+// ICMP), neighbour resolution and ageing, port statistics and telemetry.
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <rte_telemetry.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "switch/config.h"
+#include "switch/dataplane.h"
+#include "switch/slowpath.h"
+
+namespace tandem::sw {
+namespace {
+
+Dataplane* g_dp = nullptr;  // for the signal handler and telemetry callbacks
+
+void OnSignal(int) {
+  if (g_dp) g_dp->stop.store(true);
+}
+
+void Die(const std::string& msg) {
+  std::fprintf(stderr, "tandem-switch: %s\n", msg.c_str());
+  std::exit(1);
+}
+
+bool IsVdev(const std::string& devargs) { return devargs.rfind("net_", 0) == 0; }
+
+std::string DevName(const std::string& devargs) { return devargs.substr(0, devargs.find(',')); }
+
+struct WorkerArg {
+  Dataplane* dp;
+  uint32_t index;
+};
+
+int WorkerMain(void* arg) {
+  auto* w = static_cast<WorkerArg*>(arg);
+  return RunWorker(*w->dp, w->index, static_cast<uint16_t>(w->index));
+}
+
+absl::Status SetUpPort(Dataplane& dp, const PortConfig& pc, uint32_t index) {
+  uint16_t id;
+  if (rte_eth_dev_get_port_by_name(DevName(pc.devargs).c_str(), &id) != 0) {
+    return absl::NotFoundError(absl::StrCat("port '", pc.name, "': no device ", pc.devargs));
+  }
+  rte_eth_dev_info info;
+  if (int rc = rte_eth_dev_info_get(id, &info); rc != 0) {
+    return absl::InternalError(absl::StrCat("port '", pc.name, "': info: ", rte_strerror(-rc)));
+  }
+  uint16_t queues = static_cast<uint16_t>(dp.cfg.worker_lcores.size());
+  if (info.max_rx_queues < queues || info.max_tx_queues < queues) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "port '", pc.name, "' has ", info.max_rx_queues, " RX / ", info.max_tx_queues,
+        " TX queues, ", queues, " workers need one each (net_af_packet: qpairs=", queues, ")"));
+  }
+  rte_eth_conf conf{};
+  if (queues > 1 && info.flow_type_rss_offloads) {
+    conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+    conf.rx_adv_conf.rss_conf.rss_hf =
+        info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_UDP);
+  }
+  if (int rc = rte_eth_dev_configure(id, queues, queues, &conf); rc != 0) {
+    return absl::InternalError(
+        absl::StrCat("port '", pc.name, "': configure: ", rte_strerror(-rc)));
+  }
+  uint16_t rxd = dp.cfg.rx_ring, txd = dp.cfg.tx_ring;
+  rte_eth_dev_adjust_nb_rx_tx_desc(id, &rxd, &txd);
+  int socket = rte_eth_dev_socket_id(id);
+  for (uint16_t q = 0; q < queues; ++q) {
+    if (int rc = rte_eth_rx_queue_setup(id, q, rxd, socket, nullptr, dp.pool); rc != 0) {
+      return absl::InternalError(absl::StrCat("port '", pc.name, "': RX queue: ", rte_strerror(-rc)));
+    }
+    if (int rc = rte_eth_tx_queue_setup(id, q, txd, socket, nullptr); rc != 0) {
+      return absl::InternalError(absl::StrCat("port '", pc.name, "': TX queue: ", rte_strerror(-rc)));
+    }
+  }
+  if (int rc = rte_eth_dev_start(id); rc != 0) {
+    return absl::InternalError(absl::StrCat("port '", pc.name, "': start: ", rte_strerror(-rc)));
+  }
+  // ARP broadcasts and ND multicasts must reach us; some PMDs lack allmulticast.
+  if (rte_eth_allmulticast_enable(id) != 0) rte_eth_promiscuous_enable(id);
+  Port port;
+  port.id = id;
+  port.role = pc.role;
+  port.state_index = index;
+  rte_ether_addr mac;
+  rte_eth_macaddr_get(id, &mac);
+  std::memcpy(port.mac, mac.addr_bytes, 6);
+  dp.ports.push_back(port);
+
+  tables::PortState& ps = dp.state.port(index);
+  std::memset(&ps, 0, sizeof ps);
+  std::snprintf(ps.name, sizeof ps.name, "%s", pc.name.c_str());
+  std::snprintf(ps.devargs, sizeof ps.devargs, "%s", pc.devargs.c_str());
+  std::memcpy(ps.mac, port.mac, 6);
+  ps.rx_queues = queues;
+  ps.tx_queues = queues;
+  ps.present = 1;
+  return absl::OkStatus();
+}
+
+void UpdatePortStats(Dataplane& dp) {
+  for (const Port& p : dp.ports) {
+    tables::PortState& ps = dp.state.port(p.state_index);
+    rte_eth_stats st;
+    if (rte_eth_stats_get(p.id, &st) == 0) {
+      ps.ipackets = st.ipackets;
+      ps.opackets = st.opackets;
+      ps.ibytes = st.ibytes;
+      ps.obytes = st.obytes;
+      ps.imissed = st.imissed;
+      ps.ierrors = st.ierrors;
+      ps.oerrors = st.oerrors;
+      ps.rx_nombuf = st.rx_nombuf;
+    }
+    rte_eth_link link;
+    if (rte_eth_link_get_nowait(p.id, &link) == 0) {
+      ps.link_up = link.link_status;
+      ps.speed_mbps = link.link_speed;
+    }
+  }
+}
+
+// ---- DPDK telemetry: /tandem/stats, /tandem/workers, /tandem/tables ----
+
+int TelemetryStats(const char*, const char*, rte_tel_data* d) {
+  tables::WorkerCounters t = tables::SumWorkerCounters(g_dp->state);
+  rte_tel_data_start_dict(d);
+  rte_tel_data_add_dict_u64(d, "rx_packets", t.rx_packets);
+  rte_tel_data_add_dict_u64(d, "rx_bytes", t.rx_bytes);
+  rte_tel_data_add_dict_u64(d, "tx_packets", t.tx_packets);
+  rte_tel_data_add_dict_u64(d, "tx_bytes", t.tx_bytes);
+  rte_tel_data_add_dict_u64(d, "forwarded_in", t.forwarded_in);
+  rte_tel_data_add_dict_u64(d, "slow_path", t.slow_path);
+  for (uint32_t i = 0; i < tables::kDropCount; ++i) {
+    rte_tel_data_add_dict_u64(d, absl::StrCat("drop_", tables::DropName(tables::Drop(i))).c_str(),
+                              t.drops[i]);
+  }
+  return 0;
+}
+
+int TelemetryWorkers(const char*, const char*, rte_tel_data* d) {
+  rte_tel_data_start_dict(d);
+  uint64_t now = MonotonicNs();
+  for (uint32_t w = 0; w < g_dp->cfg.worker_lcores.size(); ++w) {
+    const tables::WorkerCounters& c = g_dp->state.worker_counters(w);
+    const tables::WorkerHealth& h = g_dp->state.health(w);
+    rte_tel_data* wd = rte_tel_data_alloc();
+    rte_tel_data_start_dict(wd);
+    rte_tel_data_add_dict_u64(wd, "lcore", h.lcore.load());
+    rte_tel_data_add_dict_u64(wd, "rx_packets", c.rx_packets);
+    rte_tel_data_add_dict_u64(wd, "tx_packets", c.tx_packets);
+    rte_tel_data_add_dict_u64(wd, "idle_sleeps", c.idle_sleeps);
+    uint64_t hb = h.heartbeat_ns.load();
+    rte_tel_data_add_dict_u64(wd, "heartbeat_age_us", hb && now > hb ? (now - hb) / 1000 : 0);
+    rte_tel_data_add_dict_container(d, absl::StrCat("worker", w).c_str(), wd, 0);
+  }
+  return 0;
+}
+
+int TelemetryTables(const char*, const char*, rte_tel_data* d) {
+  const tables::TablesHeader& h = g_dp->tables.header();
+  rte_tel_data_start_dict(d);
+  rte_tel_data_add_dict_string(d, "role",
+                               g_dp->tables.role() == tables::Role::kActive ? "active" : "standby");
+  rte_tel_data_add_dict_u64(d, "epoch", g_dp->tables.epoch());
+  rte_tel_data_add_dict_u64(d, "legs", h.leg_count.load());
+  rte_tel_data_add_dict_u64(d, "leg_capacity", h.leg_capacity);
+  rte_tel_data_add_dict_u64(d, "meetings", h.meeting_count.load());
+  rte_tel_data_add_dict_u64(d, "changes", h.change_count.load());
+  return 0;
+}
+
+int MainLoop(Dataplane& dp) {
+  SlowPath slow(dp);
+  uint32_t main_index = static_cast<uint32_t>(dp.cfg.worker_lcores.size());
+  tables::WorkerHealth& health = dp.state.health(main_index);
+  tables::WorkerCounters& wc = dp.state.worker_counters(main_index);
+  health.lcore.store(rte_lcore_id());
+  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+  uint64_t last_stats = 0;
+  rte_mbuf* pkts[32];
+  ResolveRequest req[32];
+  while (!dp.stop.load()) {
+    uint64_t now = MonotonicNs();
+    unsigned n = rte_ring_sc_dequeue_burst(dp.slow_ring, reinterpret_cast<void**>(pkts), 32,
+                                           nullptr);
+    for (unsigned i = 0; i < n; ++i) slow.Handle(pkts[i]);
+    unsigned r = rte_ring_sc_dequeue_burst_elem(dp.resolve_ring, req, sizeof(ResolveRequest), 32,
+                                                nullptr);
+    for (unsigned i = 0; i < r; ++i) slow.Resolve(req[i].ip, now);
+    slow.Tick(now);
+    slow.Flush();
+    if (now - last_stats > 100 * 1000000ull) {
+      UpdatePortStats(dp);
+      last_stats = now;
+    }
+    health.heartbeat_ns.store(now, std::memory_order_relaxed);
+    wc.loops++;
+    if (n == 0 && r == 0) {
+      timespec ts{0, 200 * 1000};
+      nanosleep(&ts, nullptr);
+    }
+  }
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  std::string config_path;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if ((a == "--config" || a == "-c") && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: tandem-switch --config FILE.toml\n"
+          "The DPDK data plane of a Tandem node; see docs/config.md for the file.\n");
+      return 0;
+    } else {
+      Die(absl::StrCat("unknown argument '", a, "' (try --help)"));
+    }
+  }
+  if (config_path.empty()) Die("--config FILE is required (try --help)");
+  auto cfg = LoadSwitchConfig(config_path);
+  if (!cfg.ok()) Die(std::string(cfg.status().message()));
+
+  static Dataplane dp;
+  dp.cfg = *cfg;
+  g_dp = &dp;
+
+  // EAL arguments: lcores and devices from the configuration, then extras.
+  std::vector<std::string> args = {"tandem-switch"};
+  std::vector<unsigned> lcores = {dp.cfg.main_lcore};
+  lcores.insert(lcores.end(), dp.cfg.worker_lcores.begin(), dp.cfg.worker_lcores.end());
+  args.push_back("-l");
+  args.push_back(absl::StrJoin(lcores, ","));
+  args.push_back("--main-lcore");
+  args.push_back(absl::StrCat(dp.cfg.main_lcore));
+  bool any_pci = false;
+  for (const auto& p : dp.cfg.ports) {
+    if (IsVdev(p.devargs)) {
+      args.push_back("--vdev");
+    } else {
+      args.push_back("-a");
+      any_pci = true;
+    }
+    args.push_back(p.devargs);
+  }
+  if (!any_pci) args.push_back("--no-pci");
+  args.insert(args.end(), dp.cfg.eal_args.begin(), dp.cfg.eal_args.end());
+  std::vector<char*> eal_argv;
+  for (auto& a : args) eal_argv.push_back(a.data());
+  if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
+    Die(absl::StrCat("EAL init failed: ", rte_strerror(rte_errno), " (arguments: ",
+                     absl::StrJoin(args, " "), ")"));
+  }
+  dp.tsc_hz = rte_get_tsc_hz();
+
+  auto t = tables::OpenOrCreateTables(tables::TablesPath(dp.cfg.shm_dir, dp.cfg.node),
+                                      dp.cfg.capacity);
+  if (!t.ok()) Die(std::string(t.status().message()));
+  static tables::Mapping tables_map = std::move(t->first);
+  dp.tables = t->second;
+  uint32_t workers = static_cast<uint32_t>(dp.cfg.worker_lcores.size());
+  // One more counters/health block for the main thread.
+  auto s = tables::OpenOrCreateState(tables::StatePath(dp.cfg.shm_dir, dp.cfg.node),
+                                     dp.tables.leg_capacity(), workers + 1);
+  if (!s.ok()) Die(std::string(s.status().message()));
+  static tables::Mapping state_map = std::move(s->first);
+  dp.state = s->second;
+  tables::StateHeader& sh = dp.state.header();
+  if (sh.switch_pid.load() != 0) sh.restarts.fetch_add(1);
+  sh.switch_pid.store(getpid());
+  sh.n_workers.store(workers);
+  sh.started_unix_ns.store(UnixNs());
+  sh.tsc_hz.store(dp.tsc_hz);
+  dp.neigh = NeighTable(&dp.state.neigh(0));
+
+  unsigned nb_ports = static_cast<unsigned>(dp.cfg.ports.size());
+  uint32_t mbufs = std::max<uint32_t>(dp.cfg.mbufs,
+                                      nb_ports * workers * (dp.cfg.rx_ring + dp.cfg.tx_ring) + 4096);
+  dp.pool = rte_pktmbuf_pool_create("pkt", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                    rte_socket_id());
+  dp.hdr_pool = rte_pktmbuf_pool_create("hdr", mbufs, 256, 0, RTE_PKTMBUF_HEADROOM + 128,
+                                        rte_socket_id());
+  dp.clone_pool = rte_pktmbuf_pool_create("clone", mbufs, 256, 0, 0, rte_socket_id());
+  if (!dp.pool || !dp.hdr_pool || !dp.clone_pool) {
+    Die(absl::StrCat("cannot create mbuf pools of ", mbufs, " mbufs: ", rte_strerror(rte_errno),
+                     " (give the EAL more memory, e.g. -m 1024, or lower switch.mbufs)"));
+  }
+  dp.slow_ring = rte_ring_create("slow", 1024, rte_socket_id(), RING_F_SC_DEQ);
+  dp.resolve_ring = rte_ring_create_elem("resolve", sizeof(ResolveRequest), 1024,
+                                         rte_socket_id(), RING_F_SC_DEQ);
+  dp.inject_ring = rte_ring_create("inject", 1024, rte_socket_id(), RING_F_SC_DEQ);
+  if (!dp.slow_ring || !dp.resolve_ring || !dp.inject_ring) {
+    Die(absl::StrCat("cannot create rings: ", rte_strerror(rte_errno)));
+  }
+  for (uint32_t i = 0; i < nb_ports; ++i) {
+    if (auto st = SetUpPort(dp, dp.cfg.ports[i], i); !st.ok()) Die(std::string(st.message()));
+  }
+  sh.n_ports.store(nb_ports);
+  UpdatePortStats(dp);
+
+  if (dp.cfg.telemetry) {
+    rte_telemetry_register_cmd("/tandem/stats", TelemetryStats,
+                               "Switch totals and drops by reason. No parameters");
+    rte_telemetry_register_cmd("/tandem/workers", TelemetryWorkers,
+                               "Per-worker counters and heartbeat age. No parameters");
+    rte_telemetry_register_cmd("/tandem/tables", TelemetryTables,
+                               "Role, epoch and table occupancy. No parameters");
+  }
+
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  static std::vector<WorkerArg> wargs(workers);
+  for (uint32_t w = 0; w < workers; ++w) {
+    wargs[w] = {&dp, w};
+    if (rte_eal_remote_launch(WorkerMain, &wargs[w], dp.cfg.worker_lcores[w]) != 0) {
+      Die(absl::StrCat("cannot launch worker on lcore ", dp.cfg.worker_lcores[w]));
+    }
+  }
+  std::fprintf(stderr,
+               "tandem-switch: node %s, %u worker(s), tables %s (%u legs in use of %u), role %s "
+               "epoch %llu\n",
+               dp.cfg.node.c_str(), workers,
+               tables::TablesPath(dp.cfg.shm_dir, dp.cfg.node).c_str(),
+               dp.tables.header().leg_count.load(), dp.tables.leg_capacity(),
+               dp.tables.role() == tables::Role::kActive ? "active" : "standby",
+               static_cast<unsigned long long>(dp.tables.epoch()));
+  std::fprintf(stderr, "tandem-switch: forwarding\n");
+  std::fflush(stderr);
+  MainLoop(dp);
+
+  rte_eal_mp_wait_lcore();
+  for (const Port& p : dp.ports) {
+    rte_eth_dev_stop(p.id);
+    rte_eth_dev_close(p.id);
+  }
+  sh.switch_pid.store(0);
+  rte_eal_cleanup();
+  std::fprintf(stderr, "tandem-switch: stopped\n");
+  return 0;
+}
+
+}  // namespace
+}  // namespace tandem::sw
+
+int main(int argc, char** argv) { return tandem::sw::Main(argc, argv); }

@@ -1,0 +1,405 @@
+#include "switch/slowpath.h"
+
+#include <rte_ethdev.h>
+
+#include <cstring>
+
+namespace tandem::sw {
+namespace {
+
+using tables::Drop;
+using tables::NeighState;
+
+constexpr uint8_t kBroadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+constexpr uint8_t kZeroMac[6] = {};
+constexpr uint16_t kArpRequest = 1, kArpReply = 2;
+constexpr uint8_t kIcmpEchoRequest = 8, kIcmpEchoReply = 0;
+constexpr uint8_t kIcmp6EchoRequest = 128, kIcmp6EchoReply = 129;
+constexpr uint8_t kNdNs = 135, kNdNa = 136;
+constexpr uint8_t kOptSlla = 1, kOptTlla = 2;
+
+inline uint16_t Be16(const uint8_t* p) { return uint16_t(p[0]) << 8 | p[1]; }
+inline void PutBe16(uint8_t* p, uint16_t v) {
+  p[0] = v >> 8;
+  p[1] = v & 0xff;
+}
+bool UnicastMac(const uint8_t* mac) {
+  return !(mac[0] & 1) && std::memcmp(mac, kZeroMac, 6) != 0;
+}
+
+IpAddr V6At(const uint8_t* p) { return IpAddr::FromV6(p); }
+
+IpAddr V4At(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return IpAddr::FromV4(v);
+}
+
+// Finds a link-layer address option of `type` in ND options; nullptr if none.
+const uint8_t* FindLlOption(const uint8_t* opt, int len, uint8_t type) {
+  while (len >= 8) {
+    int olen = opt[1] * 8;
+    if (olen == 0 || olen > len) return nullptr;  // malformed options
+    if (opt[0] == type && olen >= 8) return opt + 2;
+    opt += olen;
+    len -= olen;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+bool SlowPath::IsVip(const IpAddr& a) const {
+  for (const auto& v : vips_) {
+    if (v == a) return true;
+  }
+  return false;
+}
+
+bool SlowPath::OnLink(const IpAddr& a) const {
+  if (dp_.cfg.prefixes.empty()) return true;
+  for (const auto& p : dp_.cfg.prefixes) {
+    if (p.Contains(a)) return true;
+  }
+  return false;
+}
+
+void SlowPath::Learn(const IpAddr& ip, const uint8_t mac[6], bool create, uint64_t now_ns) {
+  if (!UnicastMac(mac) || ip.is_zero() || IsVip(ip)) return;
+  tables::NeighEntry* e = create ? dp_.neigh.FindOrAdd(ip) : dp_.neigh.Find(ip);
+  if (e) NeighTable::Confirm(*e, mac, now_ns);
+}
+
+void SlowPath::Transmit(rte_mbuf* m) { out_.push_back(m); }
+
+void SlowPath::Flush() {
+  if (out_.empty()) return;
+  unsigned n = static_cast<unsigned>(out_.size());
+  unsigned queued = rte_ring_mp_enqueue_burst(dp_.inject_ring, reinterpret_cast<void**>(out_.data()), n, nullptr);
+  tables::WorkerCounters& wc = dp_.state.worker_counters(dp_.cfg.worker_lcores.size());
+  for (unsigned i = queued; i < n; ++i) {
+    wc.drops[uint32_t(Drop::kTxFull)]++;
+    rte_pktmbuf_free(out_[i]);
+  }
+  out_.clear();
+}
+
+rte_mbuf* SlowPath::NewFrame(const uint8_t dst_mac[6], uint16_t ethertype, uint16_t l3_len,
+                             uint8_t** l3) {
+  rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool);
+  if (!m) return nullptr;
+  uint16_t l2 = dp_.cfg.vlan ? 18 : 14;
+  // Pad to the Ethernet minimum (60 bytes without FCS).
+  uint16_t total = std::max<uint16_t>(l2 + l3_len, 60);
+  auto* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, total));
+  if (!f) {
+    rte_pktmbuf_free(m);
+    return nullptr;
+  }
+  std::memset(f, 0, total);
+  std::memcpy(f, dst_mac, 6);
+  std::memcpy(f + 6, dp_.ports[0].mac, 6);
+  if (dp_.cfg.vlan) {
+    PutBe16(f + 12, kEthVlan);
+    PutBe16(f + 14, dp_.cfg.vlan);
+    PutBe16(f + 16, ethertype);
+  } else {
+    PutBe16(f + 12, ethertype);
+  }
+  *l3 = f + l2;
+  return m;
+}
+
+void SlowPath::SendArp(uint16_t op, const uint8_t dst_mac[6], const IpAddr& sender,
+                       const uint8_t target_mac[6], const IpAddr& target) {
+  uint8_t* a;
+  rte_mbuf* m = NewFrame(dst_mac, kEthArp, 28, &a);
+  if (!m) return;
+  PutBe16(a, 1);
+  PutBe16(a + 2, kEthIPv4);
+  a[4] = 6;
+  a[5] = 4;
+  PutBe16(a + 6, op);
+  std::memcpy(a + 8, dp_.ports[0].mac, 6);
+  std::memcpy(a + 14, sender.b + 12, 4);
+  std::memcpy(a + 18, target_mac, 6);
+  std::memcpy(a + 24, target.b + 12, 4);
+  Transmit(m);
+}
+
+void SlowPath::SendNa(const IpAddr& target, const IpAddr& dst_ip, const uint8_t dst_mac[6],
+                      bool solicited) {
+  uint8_t* ip;
+  rte_mbuf* m = NewFrame(dst_mac, kEthIPv6, 40 + 32, &ip);
+  if (!m) return;
+  ip[0] = 0x60;
+  PutBe16(ip + 4, 32);
+  ip[6] = kProtoIcmp6;
+  ip[7] = 255;
+  std::memcpy(ip + 8, target.b, 16);
+  std::memcpy(ip + 24, dst_ip.b, 16);
+  uint8_t* icmp = ip + 40;
+  icmp[0] = kNdNa;
+  icmp[4] = solicited ? 0x60 : 0x20;  // Solicited, Override
+  std::memcpy(icmp + 8, target.b, 16);
+  icmp[24] = kOptTlla;
+  icmp[25] = 1;
+  std::memcpy(icmp + 26, dp_.ports[0].mac, 6);
+  PutBe16(icmp + 2, L4Checksum(false, ip, icmp, 32, kProtoIcmp6));
+  Transmit(m);
+}
+
+void SlowPath::SendNs(const IpAddr& target) {
+  const IpAddr* src = nullptr;
+  for (const auto& v : vips_) {
+    if (!v.is_v4()) {
+      src = &v;
+      break;
+    }
+  }
+  if (!src) return;  // no IPv6 VIP to speak from
+  uint8_t mac[6] = {0x33, 0x33, 0xff, target.b[13], target.b[14], target.b[15]};
+  uint8_t* ip;
+  rte_mbuf* m = NewFrame(mac, kEthIPv6, 40 + 32, &ip);
+  if (!m) return;
+  ip[0] = 0x60;
+  PutBe16(ip + 4, 32);
+  ip[6] = kProtoIcmp6;
+  ip[7] = 255;
+  std::memcpy(ip + 8, src->b, 16);
+  uint8_t solicited[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff,
+                           target.b[13], target.b[14], target.b[15]};
+  std::memcpy(ip + 24, solicited, 16);
+  uint8_t* icmp = ip + 40;
+  icmp[0] = kNdNs;
+  std::memcpy(icmp + 8, target.b, 16);
+  icmp[24] = kOptSlla;
+  icmp[25] = 1;
+  std::memcpy(icmp + 26, dp_.ports[0].mac, 6);
+  PutBe16(icmp + 2, L4Checksum(false, ip, icmp, 32, kProtoIcmp6));
+  Transmit(m);
+}
+
+void SlowPath::Handle(rte_mbuf* m) {
+  ParseConfig pc;
+  std::memcpy(pc.mac, dp_.ports[0].mac, 6);
+  pc.vlan = dp_.cfg.vlan;
+  pc.mtu = dp_.cfg.mtu;
+  Parsed p = Parse(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), pc);
+  if (p.verdict != Verdict::kSlowPath) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  if (p.ethertype == kEthArp) {
+    HandleArp(m, p);
+  } else if (p.v4) {
+    HandleIcmp4(m, p);
+  } else {
+    HandleIcmp6(m, p);
+  }
+}
+
+void SlowPath::HandleArp(rte_mbuf* m, const Parsed& p) {
+  const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
+  const uint8_t* a = f + p.l3;
+  tables::WorkerCounters& wc = dp_.state.worker_counters(dp_.cfg.worker_lcores.size());
+  if (Be16(a) != 1 || Be16(a + 2) != kEthIPv4 || a[4] != 6 || a[5] != 4 ||
+      std::memcmp(a + 8, f + 6, 6) != 0) {
+    // A sender hardware address that is not the frame's source is a poisoning attempt.
+    wc.drops[uint32_t(Drop::kMalformed)]++;
+    rte_pktmbuf_free(m);
+    return;
+  }
+  uint16_t op = Be16(a + 6);
+  IpAddr spa = V4At(a + 14), tpa = V4At(a + 24);
+  uint8_t sha[6];
+  std::memcpy(sha, a + 8, 6);
+  uint64_t now = MonotonicNs();
+  bool active = dp_.tables.role() == tables::Role::kActive;
+  if (IsVip(spa)) {
+    wc.drops[uint32_t(Drop::kNotForUs)]++;  // someone else claims our VIP
+  } else if (op == kArpRequest && IsVip(tpa) && spa != tpa) {
+    Learn(spa, sha, OnLink(spa), now);
+    if (active) SendArp(kArpReply, sha, tpa, sha, spa);
+  } else if (op == kArpRequest || op == kArpReply) {
+    Learn(spa, sha, false, now);  // refresh only: never created unasked
+  } else {
+    wc.drops[uint32_t(Drop::kMalformed)]++;
+  }
+  rte_pktmbuf_free(m);
+}
+
+void SlowPath::HandleIcmp4(rte_mbuf* m, const Parsed& p) {
+  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t* ip = f + p.l3;
+  uint8_t* icmp = f + p.l4;
+  uint16_t icmp_len = p.frame_len - p.l4;
+  IpAddr dst = V4At(ip + 16);
+  if (!IsVip(dst) || dp_.tables.role() != tables::Role::kActive || icmp_len < 8 ||
+      icmp[0] != kIcmpEchoRequest || CsumFold(CsumAdd(0, icmp, icmp_len)) != 0xffff) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  uint8_t mac[6];
+  std::memcpy(mac, f + 6, 6);
+  std::memcpy(f, mac, 6);
+  std::memcpy(f + 6, dp_.ports[0].mac, 6);
+  uint8_t tmp[4];
+  std::memcpy(tmp, ip + 12, 4);
+  std::memcpy(ip + 12, ip + 16, 4);
+  std::memcpy(ip + 16, tmp, 4);
+  ip[8] = kTtl;
+  PutBe16(ip + 10, Ipv4HeaderChecksum(ip));
+  icmp[0] = kIcmpEchoReply;
+  PutBe16(icmp + 2, 0);
+  PutBe16(icmp + 2, static_cast<uint16_t>(~CsumFold(CsumAdd(0, icmp, icmp_len))));
+  rte_pktmbuf_trim(m, rte_pktmbuf_pkt_len(m) - p.frame_len);
+  Transmit(m);
+}
+
+void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
+  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+  uint8_t* ip = f + p.l3;
+  uint8_t* icmp = f + p.l4;
+  uint16_t len = p.frame_len - p.l4;
+  tables::WorkerCounters& wc = dp_.state.worker_counters(dp_.cfg.worker_lcores.size());
+  if (len < 8 || L4Checksum(false, ip, icmp, len, kProtoIcmp6) != 0) {
+    // Summed with its checksum field, a valid message complements to zero.
+    wc.drops[uint32_t(len < 8 ? Drop::kMalformed : Drop::kBadChecksum)]++;
+    rte_pktmbuf_free(m);
+    return;
+  }
+  IpAddr src = V6At(ip + 8), dst = V6At(ip + 24);
+  bool active = dp_.tables.role() == tables::Role::kActive;
+  uint64_t now = MonotonicNs();
+  uint8_t type = icmp[0];
+  if ((type == kNdNs || type == kNdNa) && (ip[7] != 255 || len < 24 || icmp[1] != 0)) {
+    wc.drops[uint32_t(Drop::kMalformed)]++;  // RFC 4861: hop limit 255 or not ND at all
+    rte_pktmbuf_free(m);
+    return;
+  }
+  if (type == kNdNs) {
+    IpAddr target = V6At(icmp + 8);
+    const uint8_t* slla = FindLlOption(icmp + 24, len - 24, kOptSlla);
+    bool unspecified = src.is_zero();
+    if (!unspecified && slla) Learn(src, slla, IsVip(target) && OnLink(src), now);
+    if (IsVip(target) && active) {
+      if (unspecified) {
+        static const uint8_t all_nodes_mac[6] = {0x33, 0x33, 0, 0, 0, 1};
+        uint8_t all_nodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+        SendNa(target, V6At(all_nodes), all_nodes_mac, false);
+      } else {
+        SendNa(target, src, slla ? slla : f + 6, true);
+      }
+    }
+  } else if (type == kNdNa) {
+    IpAddr target = V6At(icmp + 8);
+    const uint8_t* tlla = FindLlOption(icmp + 24, len - 24, kOptTlla);
+    if (IsVip(target)) {
+      wc.drops[uint32_t(Drop::kNotForUs)]++;  // someone else claims our VIP
+    } else {
+      Learn(target, tlla ? tlla : f + 6, false, now);
+    }
+  } else if (type == kIcmp6EchoRequest && IsVip(dst) && active) {
+    uint8_t mac[6];
+    std::memcpy(mac, f + 6, 6);
+    std::memcpy(f, mac, 6);
+    std::memcpy(f + 6, dp_.ports[0].mac, 6);
+    std::memcpy(ip + 24, src.b, 16);
+    std::memcpy(ip + 8, dst.b, 16);
+    ip[7] = kTtl;
+    icmp[0] = kIcmp6EchoReply;
+    PutBe16(icmp + 2, 0);
+    PutBe16(icmp + 2, L4Checksum(false, ip, icmp, len, kProtoIcmp6));
+    rte_pktmbuf_trim(m, rte_pktmbuf_pkt_len(m) - p.frame_len);
+    Transmit(m);
+    return;
+  }
+  rte_pktmbuf_free(m);
+}
+
+void SlowPath::Resolve(const IpAddr& ip, uint64_t now_ns) {
+  tables::NeighEntry* e = dp_.neigh.FindOrAdd(ip);
+  if (!e) return;
+  auto st = NeighState(e->state.load());
+  if (st == NeighState::kReachable) return;
+  if (e->requested_ns && now_ns - e->requested_ns < dp_.cfg.neigh_probe_ms * 1000000ull) return;
+  NeighTable::Write(*e, [&] {
+    e->requested_ns = now_ns;
+    if (e->probes < 255) e->probes++;
+  });
+  if (ip.is_v4()) {
+    const IpAddr* src = nullptr;
+    for (const auto& v : vips_) {
+      if (v.is_v4()) {
+        src = &v;
+        break;
+      }
+    }
+    if (!src) return;
+    SendArp(kArpRequest, kBroadcast, *src, kZeroMac, ip);
+  } else {
+    SendNs(ip);
+  }
+}
+
+void SlowPath::Announce() {
+  static const uint8_t all_nodes_mac[6] = {0x33, 0x33, 0, 0, 0, 1};
+  uint8_t all_nodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  for (const auto& v : vips_) {
+    if (v.is_v4()) {
+      SendArp(kArpRequest, kBroadcast, v, kZeroMac, v);  // gratuitous ARP
+    } else {
+      SendNa(v, V6At(all_nodes), all_nodes_mac, false);  // unsolicited NA
+    }
+  }
+  announcements_++;
+}
+
+void SlowPath::Tick(uint64_t now_ns) {
+  uint32_t seq = dp_.tables.header().vip_seq.load(std::memory_order_acquire);
+  bool vips_changed = seq != vip_seq_;
+  if (vips_changed) {
+    vips_ = dp_.tables.Vips();
+    vip_seq_ = seq;
+  }
+  bool active = dp_.tables.role() == tables::Role::kActive;
+  uint64_t epoch = dp_.tables.epoch();
+  if (active && (!was_active_ || epoch != epoch_ || vips_changed)) {
+    // Repeated a few times: a single frame can be lost, and bridges and
+    // hosts must all move the VIPs to us at once.
+    announce_left_ = 3;
+    next_announce_ns_ = now_ns;
+  }
+  was_active_ = active;
+  epoch_ = epoch;
+  if (active && announce_left_ > 0 && now_ns >= next_announce_ns_) {
+    Announce();
+    announce_left_--;
+    next_announce_ns_ = now_ns + 50 * 1000000ull;
+  }
+  if (now_ns - last_age_ns_ < 1000000000ull) return;
+  last_age_ns_ = now_ns;
+  uint64_t reachable = dp_.cfg.neigh_reachable_s * 1000000000ull;
+  uint64_t probe = dp_.cfg.neigh_probe_ms * 1000000ull;
+  for (uint32_t i = 0; i < tables::kNeighCapacity; ++i) {
+    tables::NeighEntry& e = dp_.neigh.entries()[i];
+    auto st = NeighState(e.state.load(std::memory_order_relaxed));
+    if (st == NeighState::kReachable && now_ns - e.updated_ns > reachable) {
+      NeighTable::Write(e, [&] {
+        e.state.store(uint8_t(NeighState::kStale));
+        e.probes = 0;
+        e.requested_ns = 0;
+      });
+      Resolve(e.ip, now_ns);
+    } else if (st == NeighState::kStale && now_ns - e.requested_ns > probe) {
+      if (e.probes >= 3) {
+        NeighTable::Write(e, [&] { e.state.store(uint8_t(NeighState::kIncomplete)); });
+      } else {
+        Resolve(e.ip, now_ns);
+      }
+    }
+  }
+}
+
+}  // namespace tandem::sw

@@ -1,0 +1,66 @@
+// The main thread's share of the packet path: ARP and IPv6 neighbour
+// discovery for the VIPs (answered only while the node is active), ICMP and
+// ICMPv6 echo for the VIPs, resolution and ageing of receivers' and gateways'
+// MAC addresses, and the announcements (gratuitous ARP, unsolicited NA) when
+// the node becomes active or its VIPs change.
+//
+// Anti-poisoning: a neighbour entry is created only from an ARP request or
+// neighbour solicitation addressed to one of our VIPs by a host on an on-link
+// prefix, or when we asked for it; replies we did not ask for only refresh
+// entries that exist.
+#pragma once
+
+#include <rte_mbuf.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "switch/dataplane.h"
+
+namespace tandem::sw {
+
+class SlowPath {
+ public:
+  explicit SlowPath(Dataplane& dp) : dp_(dp) {}
+
+  // Consumes `m` (a frame a worker handed over).
+  void Handle(rte_mbuf* m);
+  // Sends a request for `ip` unless one went out within neigh_probe_ms.
+  void Resolve(const IpAddr& ip, uint64_t now_ns);
+  // Ageing, re-confirmation, role and VIP changes; call every few ms.
+  void Tick(uint64_t now_ns);
+  void Flush();
+
+  uint64_t announcements() const { return announcements_; }
+
+ private:
+  void HandleArp(rte_mbuf* m, const Parsed& p);
+  void HandleIcmp4(rte_mbuf* m, const Parsed& p);
+  void HandleIcmp6(rte_mbuf* m, const Parsed& p);
+  bool IsVip(const IpAddr& a) const;
+  bool OnLink(const IpAddr& a) const;
+  void Learn(const IpAddr& ip, const uint8_t mac[6], bool create, uint64_t now_ns);
+  // Builds a frame with our MAC as source and the given L2 destination.
+  rte_mbuf* NewFrame(const uint8_t dst_mac[6], uint16_t ethertype, uint16_t l3_len,
+                     uint8_t** l3);
+  void SendArp(uint16_t op, const uint8_t dst_mac[6], const IpAddr& sender,
+               const uint8_t target_mac[6], const IpAddr& target);
+  void SendNs(const IpAddr& target);
+  void SendNa(const IpAddr& target, const IpAddr& dst_ip, const uint8_t dst_mac[6],
+              bool solicited);
+  void Announce();
+  void Transmit(rte_mbuf* m);
+
+  Dataplane& dp_;
+  std::vector<IpAddr> vips_;
+  uint32_t vip_seq_ = ~0u;
+  bool was_active_ = false;
+  uint64_t epoch_ = 0;
+  uint64_t last_age_ns_ = 0;
+  int announce_left_ = 0;
+  uint64_t next_announce_ns_ = 0;
+  uint64_t announcements_ = 0;
+  std::vector<rte_mbuf*> out_;
+};
+
+}  // namespace tandem::sw

@@ -1,0 +1,451 @@
+// The poll-mode worker: RX burst -> parse -> bulk leg lookup -> checks ->
+// fan-out with header rewrite -> TX burst. Run to completion, no locks, no
+// system calls per packet. Each worker owns RX queue `queue` and TX queue
+// `queue` of every port, its own counters, and its own policer state.
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "switch/dataplane.h"
+
+namespace tandem::sw {
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+
+uint64_t UnixNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+
+namespace {
+
+using tables::Drop;
+using tables::kNil;
+using tables::LegEntry;
+
+constexpr uint16_t kMaxBurst = 256;
+constexpr uint16_t kTxBufSize = 512;
+
+struct TxBuffer {
+  uint16_t port = 0;
+  uint16_t n = 0;
+  rte_mbuf* pkts[kTxBufSize];
+};
+
+// Per-leg token buckets; a leg's packets mostly arrive on one worker (RSS on
+// the 5-tuple), so per-worker policing holds the leg to its rate.
+struct Policer {
+  uint32_t gen = 0;
+  uint64_t last_tsc = 0;
+  double packets = 0, bytes = 0;
+};
+
+class Worker {
+ public:
+  Worker(Dataplane& dp, uint32_t index, uint16_t queue)
+      : dp_(dp), index_(index), queue_(queue), wc_(dp.state.worker_counters(index)),
+        health_(dp.state.health(index)) {
+    for (size_t p = 0; p < dp.ports.size(); ++p) tx_[p].port = dp.ports[p].id;
+    receivers_.reserve(1024);
+    macs_.reserve(1024 * 6);
+    pcfg_.vlan = dp.cfg.vlan;
+    pcfg_.mtu = dp.cfg.mtu;
+    std::memcpy(pcfg_.mac, dp.ports[0].mac, 6);
+  }
+
+  int Run();
+
+ private:
+  void ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n);
+  void Forward(rte_mbuf* m, const Parsed& p, uint32_t slot);
+  void FanOut(rte_mbuf* m, const Parsed& p, const LegEntry& sender, uint32_t sender_slot);
+  bool Police(uint32_t slot, const LegEntry& e, uint32_t bytes);
+  rte_mbuf* Replica(rte_mbuf* m, const Parsed& p);
+  void Send(uint32_t port_index, rte_mbuf* m);
+  void Flush(uint32_t port_index);
+  void FlushAll() {
+    for (size_t p = 0; p < dp_.ports.size(); ++p) Flush(p);
+  }
+  tables::LegCounters& Usage(uint32_t slot, uint32_t gen);
+  void DropPacket(rte_mbuf* m, Drop d) {
+    wc_.drops[uint32_t(d)]++;
+    rte_pktmbuf_free(m);
+  }
+  bool IsVip(const IpAddr& a);
+  void RefreshVips();
+  void RecordLatency(uint64_t cycles, uint32_t packets);
+
+  Dataplane& dp_;
+  uint32_t index_;
+  uint16_t queue_;
+  tables::WorkerCounters& wc_;
+  tables::WorkerHealth& health_;
+  tables::ReaderHandle reader_;
+  ParseConfig pcfg_;
+  TxBuffer tx_[tables::kMaxPorts];
+  std::vector<uint32_t> receivers_;
+  std::vector<uint8_t> macs_;
+  std::vector<Policer> policers_;
+  std::vector<IpAddr> vips_;
+  uint32_t vip_seq_ = ~0u;
+  uint64_t now_unix_ns_ = 0;
+  uint64_t now_tsc_ = 0;
+};
+
+bool Worker::IsVip(const IpAddr& a) {
+  for (const IpAddr& v : vips_) {
+    if (v == a) return true;
+  }
+  return false;
+}
+
+void Worker::RefreshVips() {
+  uint32_t s = dp_.tables.header().vip_seq.load(std::memory_order_relaxed);
+  if (s == vip_seq_) return;
+  vips_ = dp_.tables.Vips();
+  vip_seq_ = s;
+}
+
+tables::LegCounters& Worker::Usage(uint32_t slot, uint32_t gen) {
+  tables::LegCounters& c = dp_.state.leg_counters(index_, slot);
+  if (c.gen.load(std::memory_order_relaxed) != gen) {
+    // The slot's previous occupant left; its counts are not this leg's.
+    c.packets_in = c.bytes_in = c.packets_out = c.bytes_out = 0;
+    c.drop_not_allowed = c.drop_policed = c.drop_other = 0;
+    c.first_unix_ns = c.last_unix_ns = 0;
+    c.gen.store(gen, std::memory_order_release);
+  }
+  return c;
+}
+
+bool Worker::Police(uint32_t slot, const LegEntry& e, uint32_t bytes) {
+  uint32_t pps = e.pps_limit.load(std::memory_order_relaxed);
+  uint32_t kbps = e.kbps_limit.load(std::memory_order_relaxed);
+  if (pps == 0 && kbps == 0) return true;
+  if (policers_.empty()) policers_.resize(dp_.tables.leg_capacity());
+  Policer& b = policers_[slot];
+  uint32_t gen = e.gen.load(std::memory_order_relaxed);
+  // A burst allowance of 100 ms of traffic (at least a few packets) lets
+  // video key frames through while holding the average.
+  double burst_p = std::max(8.0, pps / 10.0);
+  double burst_b = std::max(8.0 * 1500, kbps * 1000.0 / 8 / 10);
+  if (b.gen != gen) {
+    b = Policer{gen, now_tsc_, burst_p, burst_b};
+  }
+  double dt = double(now_tsc_ - b.last_tsc) / double(dp_.tsc_hz);
+  b.last_tsc = now_tsc_;
+  if (pps) b.packets = std::min(burst_p, b.packets + dt * pps);
+  if (kbps) b.bytes = std::min(burst_b, b.bytes + dt * kbps * 125.0);
+  if ((pps && b.packets < 1) || (kbps && b.bytes < bytes)) return false;
+  if (pps) b.packets -= 1;
+  if (kbps) b.bytes -= bytes;
+  return true;
+}
+
+void Worker::Send(uint32_t port_index, rte_mbuf* m) {
+  TxBuffer& t = tx_[port_index];
+  t.pkts[t.n++] = m;
+  if (t.n == kTxBufSize) Flush(port_index);
+}
+
+void Worker::Flush(uint32_t port_index) {
+  TxBuffer& t = tx_[port_index];
+  if (t.n == 0) return;
+  uint16_t sent = 0;
+  for (int tries = 0; tries < 3 && sent < t.n; ++tries) {
+    sent += rte_eth_tx_burst(t.port, queue_, t.pkts + sent, t.n - sent);
+  }
+  for (uint16_t i = 0; i < sent; ++i) {
+    wc_.tx_bytes += rte_pktmbuf_pkt_len(t.pkts[i]);
+  }
+  wc_.tx_packets += sent;
+  for (uint16_t i = sent; i < t.n; ++i) {
+    rte_mbuf* m = t.pkts[i];
+    // The receiver's slot rides in hash.usr (PMDs do not read it on TX), so a
+    // copy the queue refused is counted against the leg that missed it.
+    uint32_t slot = m->hash.usr;
+    if (slot < dp_.tables.leg_capacity()) {
+      tables::LegCounters& c = dp_.state.leg_counters(index_, slot);
+      if (c.packets_out) {
+        c.packets_out--;
+        c.bytes_out -= std::min<uint64_t>(c.bytes_out, rte_pktmbuf_pkt_len(m));
+        c.drop_other++;
+      }
+    }
+    DropPacket(m, Drop::kTxFull);
+  }
+  t.n = 0;
+}
+
+// A copy for one more receiver. Large packets share the payload: a fresh
+// header mbuf in front of an indirect mbuf that references the original's
+// data, so no payload byte is copied per receiver.
+rte_mbuf* Worker::Replica(rte_mbuf* m, const Parsed& p) {
+  const uint8_t* src = rte_pktmbuf_mtod(m, const uint8_t*);
+  uint32_t hdr_len = p.l4 + 8u;
+  if (p.frame_len >= dp_.cfg.zero_copy_min && p.frame_len > hdr_len) {
+    rte_mbuf* h = rte_pktmbuf_alloc(dp_.hdr_pool);
+    if (!h) return nullptr;
+    rte_mbuf* body = rte_pktmbuf_clone(m, dp_.clone_pool);
+    if (!body) {
+      rte_pktmbuf_free(h);
+      return nullptr;
+    }
+    std::memcpy(rte_pktmbuf_append(h, hdr_len), src, hdr_len);
+    rte_pktmbuf_adj(body, hdr_len);
+    rte_pktmbuf_trim(body, rte_pktmbuf_pkt_len(body) - (p.frame_len - hdr_len));
+    if (rte_pktmbuf_chain(h, body) != 0) {
+      rte_pktmbuf_free(h);
+      rte_pktmbuf_free(body);
+      return nullptr;
+    }
+    return h;
+  }
+  rte_mbuf* c = rte_pktmbuf_alloc(dp_.pool);
+  if (!c) return nullptr;
+  char* dst = rte_pktmbuf_append(c, p.frame_len);
+  if (!dst) {
+    rte_pktmbuf_free(c);
+    return nullptr;
+  }
+  std::memcpy(dst, src, p.frame_len);
+  return c;
+}
+
+void Worker::FanOut(rte_mbuf* m, const Parsed& p, const LegEntry& sender, uint32_t sender_slot) {
+  const tables::MeetingEntry& mt = dp_.tables.meeting(sender.meeting);
+  receivers_.clear();
+  macs_.clear();
+  uint32_t guard = dp_.tables.leg_capacity();
+  for (uint32_t i = mt.head[sender.channel].load(std::memory_order_acquire);
+       i != kNil && i < dp_.tables.leg_capacity() && guard--;
+       i = dp_.tables.leg(i).group_next.load(std::memory_order_acquire)) {
+    if (i == sender_slot) continue;
+    const LegEntry& r = dp_.tables.leg(i);
+    if (!(r.flags.load(std::memory_order_relaxed) & tables::kLegRecv)) continue;
+    uint8_t mac[6];
+    if (!dp_.neigh.Lookup(dp_.NextHop(r.key.remote), mac)) {
+      ResolveRequest req{dp_.NextHop(r.key.remote)};
+      rte_ring_mp_enqueue_elem(dp_.resolve_ring, &req, sizeof(req));
+      wc_.drops[uint32_t(Drop::kNoNeighbour)]++;
+      Usage(i, r.gen.load(std::memory_order_relaxed)).drop_other++;
+      continue;
+    }
+    receivers_.push_back(i);
+    macs_.insert(macs_.end(), mac, mac + 6);
+  }
+  if (receivers_.empty()) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  UdpCsumBase base = UdpCsumWithoutEndpoints(rte_pktmbuf_mtod(m, const uint8_t*), p);
+  Rewrite rw;
+  std::memcpy(rw.src_mac, dp_.ports[0].mac, 6);
+  size_t n = receivers_.size();
+  for (size_t k = 0; k < n; ++k) {
+    // The last receiver gets the original packet, rewritten in place.
+    rte_mbuf* c = (k + 1 == n) ? m : Replica(m, p);
+    uint32_t slot = receivers_[k];
+    const LegEntry& r = dp_.tables.leg(slot);
+    if (!c) {
+      wc_.drops[uint32_t(Drop::kNoBuffer)]++;
+      Usage(slot, r.gen.load(std::memory_order_relaxed)).drop_other++;
+      continue;
+    }
+    if (c == m && rte_pktmbuf_pkt_len(m) > p.frame_len) {
+      rte_pktmbuf_trim(m, rte_pktmbuf_pkt_len(m) - p.frame_len);
+    }
+    std::memcpy(rw.dst_mac, &macs_[k * 6], 6);
+    rw.to = &r.key;
+    RewriteHeaders(rte_pktmbuf_mtod(c, uint8_t*), p, base, rw);
+    c->hash.usr = slot;
+    tables::LegCounters& u = Usage(slot, r.gen.load(std::memory_order_relaxed));
+    u.packets_out++;
+    u.bytes_out += p.frame_len;
+    Send(0, c);
+  }
+}
+
+void Worker::Forward(rte_mbuf* m, const Parsed& p, uint32_t slot) {
+  const LegEntry& s = dp_.tables.leg(slot);
+  uint32_t flags = s.flags.load(std::memory_order_acquire);
+  tables::LegCounters& u = Usage(slot, s.gen.load(std::memory_order_relaxed));
+  u.packets_in++;
+  u.bytes_in += p.frame_len;
+  if (!u.first_unix_ns) u.first_unix_ns = now_unix_ns_;
+  u.last_unix_ns = now_unix_ns_;
+  if (!(flags & tables::kLegSend) || (flags & tables::kLegMuted)) {
+    u.drop_not_allowed++;
+    return DropPacket(m, Drop::kNotAllowed);
+  }
+  if (!Police(slot, s, p.frame_len)) {
+    u.drop_policed++;
+    return DropPacket(m, Drop::kPoliced);
+  }
+  wc_.forwarded_in++;
+  FanOut(m, p, s, slot);
+}
+
+void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
+  Parsed parsed[kMaxBurst];
+  uint64_t hashes[kMaxBurst];
+  uint16_t fwd[kMaxBurst];
+  uint16_t nfwd = 0;
+  bool active = dp_.tables.role() == tables::Role::kActive;
+  bool access = dp_.ports[port_index].role == PortRole::kAccess;
+
+  // Phase 1: parse, sort out the slow path and the drops, start the lookups.
+  for (uint16_t i = 0; i < n; ++i) {
+    if (i + 3 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
+    rte_mbuf* m = pkts[i];
+    wc_.rx_packets++;
+    wc_.rx_bytes += rte_pktmbuf_pkt_len(m);
+    if (!access) {
+      DropPacket(m, Drop::kNotForUs);
+      continue;
+    }
+    if (m->nb_segs != 1) {
+      DropPacket(m, Drop::kUnsupported);
+      continue;
+    }
+    Parsed& p = parsed[i];
+    p = Parse(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), pcfg_);
+    if (p.verdict == Verdict::kDrop) {
+      DropPacket(m, p.drop);
+      continue;
+    }
+    if (p.verdict == Verdict::kSlowPath) {
+      if (rte_ring_mp_enqueue(dp_.slow_ring, m) != 0) {
+        DropPacket(m, Drop::kSlowPathFull);
+      } else {
+        wc_.slow_path++;
+      }
+      continue;
+    }
+    if (!active) {
+      DropPacket(m, Drop::kNotActive);
+      continue;
+    }
+    hashes[i] = tables::HashLegKey(p.key);
+    rte_prefetch0(&dp_.tables.bucket(hashes[i]));
+    fwd[nfwd++] = i;
+  }
+  // Phase 2: the buckets are on their way; fetch the first entry of each chain.
+  for (uint16_t k = 0; k < nfwd; ++k) {
+    uint32_t head = dp_.tables.bucket(hashes[fwd[k]]).load(std::memory_order_acquire);
+    if (head != kNil && head < dp_.tables.leg_capacity()) rte_prefetch0(&dp_.tables.leg(head));
+  }
+  // Phase 3: compare keys, check and fan out.
+  for (uint16_t k = 0; k < nfwd; ++k) {
+    uint16_t i = fwd[k];
+    uint32_t slot = dp_.tables.Find(parsed[i].key, hashes[i]);
+    if (slot == kNil) {
+      RefreshVips();
+      DropPacket(pkts[i], IsVip(parsed[i].key.local) ? Drop::kUnknownLeg : Drop::kNotForUs);
+      continue;
+    }
+    Forward(pkts[i], parsed[i], slot);
+  }
+}
+
+void Worker::RecordLatency(uint64_t cycles, uint32_t packets) {
+  if (cycles == 0) cycles = 1;
+  uint32_t lz = 63 - __builtin_clzll(cycles);
+  uint32_t frac = lz >= 2 ? (cycles >> (lz - 2)) & 3 : 0;
+  uint32_t b = std::min<uint32_t>(lz * 4 + frac, tables::kLatencyBuckets - 1);
+  wc_.latency_hist[b] += packets;
+}
+
+int Worker::Run() {
+  auto reg = tables::ReaderHandle::Register(dp_.tables, index_);
+  if (!reg.ok()) {
+    std::fprintf(stderr, "tandem-switch: worker %u: %s\n", index_,
+                 std::string(reg.status().message()).c_str());
+    dp_.stop = true;
+    return -1;
+  }
+  reader_ = *reg;
+  // Sleeps of tens of microseconds must not be stretched by the default 50 us slack.
+  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+  health_.lcore.store(rte_lcore_id());
+  rte_mbuf* pkts[kMaxBurst];
+  uint16_t burst = std::min<uint16_t>(dp_.cfg.burst, kMaxBurst);
+  uint32_t idle = 0;
+  uint32_t sleep_us = 1;
+  uint64_t loops = 0;
+  while (!dp_.stop.load(std::memory_order_relaxed)) {
+    uint32_t got = 0;
+    for (uint32_t p = 0; p < dp_.ports.size(); ++p) {
+      uint16_t n = rte_eth_rx_burst(dp_.ports[p].id, queue_, pkts, burst);
+      if (n == 0) continue;
+      uint64_t t0 = rte_rdtsc();
+      now_tsc_ = t0;
+      if (got == 0) now_unix_ns_ = UnixNs();
+      got += n;
+      ProcessBurst(p, pkts, n);
+      FlushAll();
+      RecordLatency(rte_rdtsc() - t0, n);
+    }
+    if (index_ == 0) {
+      // Frames from the main thread (ARP/ND/ICMP replies and requests).
+      unsigned k = rte_ring_sc_dequeue_burst(dp_.inject_ring, reinterpret_cast<void**>(pkts),
+                                             burst, nullptr);
+      for (unsigned i = 0; i < k; ++i) {
+        pkts[i]->hash.usr = tables::kNil;
+        Send(0, pkts[i]);
+      }
+      if (k) {
+        Flush(0);
+        got += k;
+      }
+    }
+    reader_.Quiescent();
+    ++loops;
+    if ((loops & 63) == 0) {
+      wc_.loops = loops;
+      health_.heartbeat_ns.store(MonotonicNs(), std::memory_order_relaxed);
+    }
+    if (got) {
+      idle = 0;
+      sleep_us = 1;
+      continue;
+    }
+    if (++idle < dp_.cfg.idle_polls || dp_.cfg.idle_sleep_us == 0) continue;
+    // Idle back-off: go offline for QSBR (the writer need not wait for a
+    // sleeping worker), sleep, double the sleep up to the configured bound.
+    reader_.Offline();
+    health_.sleeping.store(1, std::memory_order_relaxed);
+    timespec ts{0, long(sleep_us) * 1000};
+    nanosleep(&ts, nullptr);
+    wc_.idle_sleeps++;
+    sleep_us = std::min(sleep_us * 2, dp_.cfg.idle_sleep_us);
+    health_.sleeping.store(0, std::memory_order_relaxed);
+    health_.heartbeat_ns.store(MonotonicNs(), std::memory_order_relaxed);
+    reader_.Online();
+  }
+  FlushAll();
+  reader_.Unregister();
+  return 0;
+}
+
+}  // namespace
+
+int RunWorker(Dataplane& dp, uint32_t worker_index, uint16_t queue) {
+  Worker w(dp, worker_index, queue);
+  return w.Run();
+}
+
+}  // namespace tandem::sw
