@@ -1,0 +1,91 @@
+#include "switch/config.h"
+
+#include <gtest/gtest.h>
+
+namespace tandem::sw {
+namespace {
+
+constexpr char kMinimal[] = R"(
+[[port]]
+name = "access"
+devargs = "net_null0"
+)";
+
+TEST(SwitchConfig, DefaultsFromAMinimalFile) {
+  auto c = ParseSwitchConfig(kMinimal, "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->node, "a");
+  EXPECT_EQ(c->capacity.legs, 1u << 20);
+  EXPECT_EQ(c->worker_lcores, std::vector<unsigned>{1});
+  EXPECT_EQ(c->burst, 32);
+  ASSERT_EQ(c->ports.size(), 1u);
+  EXPECT_EQ(c->ports[0].role, PortRole::kAccess);
+}
+
+TEST(SwitchConfig, FullFile) {
+  auto c = ParseSwitchConfig(R"(
+node = "b"
+shm_dir = "/tmp/x"
+[tables]
+legs = 1000
+meetings = 10
+[eal]
+args = ["--no-huge"]
+main_lcore = 0
+worker_lcores = [1, 2]
+[switch]
+burst = 64
+idle_sleep_us = 50
+zero_copy_min = 256
+[[port]]
+name = "backbone"
+devargs = "net_ring1"
+[[port]]
+name = "access"
+devargs = "0000:01:00.0"
+[access]
+prefixes = ["198.18.0.0/24", "2001:db8::/64"]
+gateway4 = "198.18.0.1"
+gateway6 = "2001:db8::1"
+vlan = 7
+)",
+                             "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->node, "b");
+  EXPECT_EQ(c->capacity.legs, 1000u);
+  EXPECT_EQ(c->worker_lcores, (std::vector<unsigned>{1, 2}));
+  EXPECT_EQ(c->ports[0].name, "access");  // the access port always comes first
+  EXPECT_EQ(c->ports[1].role, PortRole::kBackbone);
+  EXPECT_EQ(c->prefixes.size(), 2u);
+  EXPECT_EQ(c->gateway4, *IpAddr::Parse("198.18.0.1"));
+  EXPECT_EQ(c->vlan, 7);
+  EXPECT_EQ(c->zero_copy_min, 256u);
+}
+
+TEST(SwitchConfig, ErrorsNameTheKey) {
+  struct {
+    const char* text;
+    const char* expect;
+  } cases[] = {
+      {"[switch]\nburst = 0\n[[port]]\nname=\"access\"\ndevargs=\"x\"", "switch.burst"},
+      {"[switch]\nburst = \"a\"\n[[port]]\nname=\"access\"\ndevargs=\"x\"", "switch.burst"},
+      {"[access]\nprefixes=[\"1.2.3.4\"]\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
+       "access.prefixes"},
+      {"[access]\ngateway4=\"2001:db8::1\"\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
+       "access.gateway4"},
+      {"[[port]]\nname=\"backbone\"\ndevargs=\"x\"", "access"},
+      {"[[port]]\nname=\"other\"\ndevargs=\"x\"", "port.name"},
+      {"[[port]]\nname=\"access\"", "port.devargs"},
+      {"[eal]\nworker_lcores=[0]\n[[port]]\nname=\"access\"\ndevargs=\"x\"", "main lcore"},
+      {"this is = = not toml", "t.toml:1"},
+  };
+  for (const auto& c : cases) {
+    auto r = ParseSwitchConfig(c.text, "t.toml");
+    ASSERT_FALSE(r.ok()) << c.text;
+    EXPECT_NE(r.status().message().find(c.expect), absl::string_view::npos)
+        << r.status().message();
+  }
+}
+
+}  // namespace
+}  // namespace tandem::sw
