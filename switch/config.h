@@ -33,7 +33,7 @@ struct SwitchConfig {
   uint16_t rx_ring = 1024;
   uint16_t tx_ring = 1024;
   uint32_t mbufs = 16383;
-  uint32_t idle_sleep_us = 100;
+  uint32_t idle_sleep_us = 200;
   uint32_t idle_polls = 100;
   uint32_t zero_copy_min = 512;
   uint16_t mtu = 1500;

@@ -215,7 +215,9 @@ int MainLoop(Dataplane& dp) {
     health.heartbeat_ns.store(now, std::memory_order_relaxed);
     wc.loops++;
     if (n == 0 && r == 0) {
-      timespec ts{0, 200 * 1000};
+      // ARP and ND tolerate a millisecond; the workers' sleep is what
+      // bounds media latency after idle.
+      timespec ts{0, 1000 * 1000};
       nanosleep(&ts, nullptr);
     }
   }
