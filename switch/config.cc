@@ -120,6 +120,24 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
   r.Addr("access.gateway4", c.gateway4);
   r.Addr("access.gateway6", c.gateway6);
   r.Bool("telemetry.enabled", c.telemetry);
+  r.Int("pair.node_id", c.pair_node_id, 0, 0xffffffffll);
+  r.Int("pair.heartbeat_ms", c.heartbeat_ms, 1, 10000);
+  r.Str("pair.key", c.pair_key);
+  std::string key_file;
+  r.Str("pair.key_file", key_file);
+  if (!key_file.empty()) {
+    std::ifstream kf(key_file);
+    std::stringstream ks;
+    ks << kf.rdbuf();
+    if (!kf) r.Fail("pair.key_file", absl::StrCat("'", key_file, "' cannot be read"));
+    c.pair_key = ks.str();
+    while (!c.pair_key.empty() && (c.pair_key.back() == '\n' || c.pair_key.back() == '\r')) {
+      c.pair_key.pop_back();
+    }
+  }
+  if (c.pair_node_id != 0 && c.pair_key.size() < 16) {
+    r.Fail("pair.key", "must hold at least 16 bytes when pair.node_id is set");
+  }
   std::vector<std::string> prefixes;
   r.StrList("access.prefixes", prefixes);
   for (const auto& s : prefixes) {

@@ -47,6 +47,11 @@ struct SwitchConfig {
   uint32_t neigh_probe_ms = 1000;
 
   bool telemetry = true;
+
+  // Pair heartbeats (see switch/heartbeat.h); off while node_id is 0.
+  uint32_t pair_node_id = 0;
+  std::string pair_key;  // from pair.key or the file pair.key_file
+  uint32_t heartbeat_ms = 10;
 };
 
 // Parses and validates; errors name the file, the key and what is wrong.

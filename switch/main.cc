@@ -293,6 +293,7 @@ int Main(int argc, char** argv) {
   sh.n_workers.store(workers);
   sh.started_unix_ns.store(UnixNs());
   sh.tsc_hz.store(dp.tsc_hz);
+  sh.heartbeat_node_id.store(dp.cfg.pair_node_id);
   dp.neigh = NeighTable(&dp.state.neigh(0));
 
   unsigned nb_ports = static_cast<unsigned>(dp.cfg.ports.size());

@@ -84,8 +84,9 @@ class NeighTable {
     }
     return nullptr;
   }
-  template <typename F>
-  static void Write(tables::NeighEntry& e, F&& change) {
+  // A sequence-locked write of any entry with an atomic `seq`.
+  template <typename Entry, typename F>
+  static void Write(Entry& e, F&& change) {
     uint32_t s = e.seq.load(std::memory_order_relaxed);
     e.seq.store(s + 1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);

@@ -1,5 +1,7 @@
 #include "switch/packet.h"
 
+#include <algorithm>
+
 namespace tandem::sw {
 namespace {
 
@@ -44,6 +46,11 @@ Parsed Parse(const uint8_t* p, uint32_t len, const ParseConfig& cfg) {
   r.ethertype = type;
   r.l3 = static_cast<uint16_t>(off);
 
+  if (type == kEthHeartbeat) {
+    r.frame_len = static_cast<uint16_t>(std::min<uint32_t>(len, 0xffff));
+    r.verdict = Verdict::kSlowPath;
+    return r;
+  }
   if (type == kEthArp) {
     if (len < off + 28) return DropWith(r, Drop::kMalformed);
     r.frame_len = static_cast<uint16_t>(off + 28);

@@ -19,6 +19,7 @@ inline constexpr uint16_t kEthIPv4 = 0x0800;
 inline constexpr uint16_t kEthIPv6 = 0x86dd;
 inline constexpr uint16_t kEthArp = 0x0806;
 inline constexpr uint16_t kEthVlan = 0x8100;
+inline constexpr uint16_t kEthHeartbeat = 0x88b5;  // pair heartbeats (switch/heartbeat.h)
 inline constexpr uint8_t kProtoIcmp = 1;
 inline constexpr uint8_t kProtoUdp = 17;
 inline constexpr uint8_t kProtoIcmp6 = 58;

@@ -3,6 +3,8 @@
 #include <rte_ethdev.h>
 
 #include <cstring>
+#include <fstream>
+#include <random>
 
 namespace tandem::sw {
 namespace {
@@ -48,6 +50,19 @@ const uint8_t* FindLlOption(const uint8_t* opt, int len, uint8_t type) {
 }
 
 }  // namespace
+
+SlowPath::SlowPath(Dataplane& dp) : dp_(dp) {
+  // A random boot id per start: the peer's replay guard tells our restarts apart.
+  std::random_device rd;
+  boot_id_ = (uint64_t(rd()) << 32) | rd() | 1;
+  // net_af_packet and net_af_xdp ports report no link state of their own; the
+  // kernel interface behind them does.
+  const std::string& d = dp.cfg.ports[0].devargs;
+  size_t at = d.find("iface=");
+  if (at != std::string::npos) {
+    access_iface_ = d.substr(at + 6, d.find(',', at) - (at + 6));
+  }
+}
 
 bool SlowPath::IsVip(const IpAddr& a) const {
   for (const auto& v : vips_) {
@@ -99,6 +114,7 @@ rte_mbuf* SlowPath::NewFrame(const uint8_t dst_mac[6], uint16_t ethertype, uint1
   std::memset(f, 0, total);
   std::memcpy(f, dst_mac, 6);
   std::memcpy(f + 6, dp_.ports[0].mac, 6);
+  m->port = dp_.ports[0].id;
   if (dp_.cfg.vlan) {
     PutBe16(f + 12, kEthVlan);
     PutBe16(f + 14, dp_.cfg.vlan);
@@ -181,6 +197,10 @@ void SlowPath::SendNs(const IpAddr& target) {
 }
 
 void SlowPath::Handle(rte_mbuf* m) {
+  if (m->port != dp_.ports[0].id) {
+    HandleHeartbeat(m, 1, 14);  // the backbone carries nothing else to us
+    return;
+  }
   ParseConfig pc;
   std::memcpy(pc.mac, dp_.ports[0].mac, 6);
   pc.vlan = dp_.cfg.vlan;
@@ -190,7 +210,9 @@ void SlowPath::Handle(rte_mbuf* m) {
     rte_pktmbuf_free(m);
     return;
   }
-  if (p.ethertype == kEthArp) {
+  if (p.ethertype == kEthHeartbeat) {
+    HandleHeartbeat(m, 0, p.l3);
+  } else if (p.ethertype == kEthArp) {
     HandleArp(m, p);
   } else if (p.v4) {
     HandleIcmp4(m, p);
@@ -356,7 +378,95 @@ void SlowPath::Announce() {
   announcements_++;
 }
 
+void SlowPath::HandleHeartbeat(rte_mbuf* m, uint32_t path, uint16_t l3) {
+  tables::PeerPath& peer = dp_.state.header().peer[path];
+  if (dp_.cfg.pair_node_id == 0) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
+  uint32_t len = rte_pktmbuf_data_len(m);
+  auto msg = len > l3 ? DecodeHeartbeat(f + l3, len - l3, dp_.cfg.pair_key)
+                      : absl::StatusOr<HeartbeatMsg>(absl::InvalidArgumentError("short"));
+  rte_pktmbuf_free(m);
+  if (!msg.ok() || msg->node_id == dp_.cfg.pair_node_id ||
+      !replay_[path].Accept(*msg, UnixNs())) {
+    // Our own broadcast coming back is not refused, merely ignored.
+    if (!msg.ok() || msg->node_id != dp_.cfg.pair_node_id) {
+      NeighTable::Write(peer, [&] { peer.frames_refused++; });
+    }
+    return;
+  }
+  NeighTable::Write(peer, [&] {
+    peer.node_id = msg->node_id;
+    peer.last_heard_ns = MonotonicNs();
+    peer.epoch = msg->epoch;
+    peer.position = msg->position;
+    peer.flags = msg->flags;
+    peer.frames_ok++;
+  });
+}
+
+void SlowPath::UpdateLocalHealth(uint64_t now_ns) {
+  uint32_t flags = 0;
+  bool workers_ok = true;
+  for (uint32_t w = 0; w < dp_.cfg.worker_lcores.size(); ++w) {
+    uint64_t hb = dp_.state.health(w).heartbeat_ns.load(std::memory_order_relaxed);
+    if (hb == 0 || now_ns - std::min(now_ns, hb) > 100 * 1000000ull) workers_ok = false;
+  }
+  if (workers_ok) flags |= tables::kHbDataPlaneOk;
+  bool link = dp_.state.port(0).link_up;
+  if (!access_iface_.empty()) {
+    std::ifstream in("/sys/class/net/" + access_iface_ + "/operstate");
+    std::string state;
+    in >> state;
+    link = link && (state == "up" || state == "unknown");
+  }
+  if (link) flags |= tables::kHbAccessLinkUp;
+  dp_.state.header().local_flags.store(flags, std::memory_order_relaxed);
+}
+
+void SlowPath::SendHeartbeats(uint64_t now_ns) {
+  if (dp_.cfg.pair_node_id == 0 || now_ns < next_hb_ns_) return;
+  next_hb_ns_ = now_ns + dp_.cfg.heartbeat_ms * 1000000ull;
+  UpdateLocalHealth(now_ns);
+  HeartbeatMsg msg;
+  msg.node_id = dp_.cfg.pair_node_id;
+  msg.flags = dp_.state.header().local_flags.load(std::memory_order_relaxed);
+  if (dp_.tables.role() == tables::Role::kActive) msg.flags |= tables::kHbActive;
+  if (dp_.tables.header().handover.load(std::memory_order_relaxed)) {
+    msg.flags |= tables::kHbHandover;
+  }
+  msg.epoch = dp_.tables.epoch();
+  msg.position = dp_.tables.header().mirror_position.load(std::memory_order_relaxed);
+  msg.boot_id = boot_id_;
+  msg.unix_ns = UnixNs();
+  for (const Port& port : dp_.ports) {
+    bool access = port.role == PortRole::kAccess;
+    msg.path = access ? 0 : 1;
+    msg.counter = ++hb_counter_;
+    uint8_t* body;
+    rte_mbuf* m = NewFrame(kBroadcast, kEthHeartbeat, kHeartbeatLen, &body);
+    if (!m) return;
+    if (!access) {
+      // The backbone is untagged and has its own MAC.
+      uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+      if (dp_.cfg.vlan) {
+        std::memmove(f + 12, f + 16, rte_pktmbuf_data_len(m) - 16);
+        rte_pktmbuf_trim(m, 4);
+        body = f + 14;
+      }
+      std::memcpy(f + 6, port.mac, 6);
+      m->port = port.id;
+    }
+    EncodeHeartbeat(msg, dp_.cfg.pair_key, body);
+    Transmit(m);
+  }
+  dp_.state.header().heartbeats_sent.fetch_add(1, std::memory_order_relaxed);
+}
+
 void SlowPath::Tick(uint64_t now_ns) {
+  SendHeartbeats(now_ns);
   uint32_t seq = dp_.tables.header().vip_seq.load(std::memory_order_acquire);
   bool vips_changed = seq != vip_seq_;
   if (vips_changed) {

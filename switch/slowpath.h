@@ -16,12 +16,13 @@
 #include <vector>
 
 #include "switch/dataplane.h"
+#include "switch/heartbeat.h"
 
 namespace tandem::sw {
 
 class SlowPath {
  public:
-  explicit SlowPath(Dataplane& dp) : dp_(dp) {}
+  explicit SlowPath(Dataplane& dp);
 
   // Consumes `m` (a frame a worker handed over).
   void Handle(rte_mbuf* m);
@@ -34,6 +35,9 @@ class SlowPath {
   uint64_t announcements() const { return announcements_; }
 
  private:
+  void HandleHeartbeat(rte_mbuf* m, uint32_t path, uint16_t l3);
+  void SendHeartbeats(uint64_t now_ns);
+  void UpdateLocalHealth(uint64_t now_ns);
   void HandleArp(rte_mbuf* m, const Parsed& p);
   void HandleIcmp4(rte_mbuf* m, const Parsed& p);
   void HandleIcmp6(rte_mbuf* m, const Parsed& p);
@@ -61,6 +65,11 @@ class SlowPath {
   uint64_t next_announce_ns_ = 0;
   uint64_t announcements_ = 0;
   std::vector<rte_mbuf*> out_;
+  uint64_t boot_id_ = 0;
+  uint64_t hb_counter_ = 0;
+  uint64_t next_hb_ns_ = 0;
+  ReplayGuard replay_[2];
+  std::string access_iface_;  // kernel interface behind the access port, if any
 };
 
 }  // namespace tandem::sw

@@ -314,7 +314,15 @@ void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
     wc_.rx_packets++;
     wc_.rx_bytes += rte_pktmbuf_pkt_len(m);
     if (!access) {
-      DropPacket(m, Drop::kNotForUs);
+      // The backbone carries only the pair's heartbeats (replication runs
+      // over the host's IP stack).
+      const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
+      if (rte_pktmbuf_data_len(m) >= 14 && (f[12] << 8 | f[13]) == kEthHeartbeat &&
+          rte_ring_mp_enqueue(dp_.slow_ring, m) == 0) {
+        wc_.slow_path++;
+      } else {
+        DropPacket(m, Drop::kNotForUs);
+      }
       continue;
     }
     if (m->nb_segs != 1) {
@@ -405,10 +413,14 @@ int Worker::Run() {
                                              burst, nullptr);
       for (unsigned i = 0; i < k; ++i) {
         pkts[i]->hash.usr = tables::kNil;
-        Send(0, pkts[i]);
+        uint32_t out = 0;  // the main thread names the port by its id
+        for (uint32_t p = 0; p < dp_.ports.size(); ++p) {
+          if (dp_.ports[p].id == pkts[i]->port) out = p;
+        }
+        Send(out, pkts[i]);
       }
       if (k) {
-        Flush(0);
+        FlushAll();
         got += k;
       }
     }

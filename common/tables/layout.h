@@ -151,6 +151,10 @@ struct alignas(64) TablesHeader {
   std::atomic<uint64_t> epoch;
   std::atomic<uint32_t> leg_count;
   std::atomic<uint32_t> meeting_count;
+  // Written by the control plane for the switch's pair heartbeats: its
+  // replication position, and a request that the peer take over.
+  std::atomic<uint64_t> mirror_position;
+  std::atomic<uint32_t> handover;
 
   // VIPs change rarely: a sequence lock (odd while being written).
   alignas(64) std::atomic<uint32_t> vip_seq;
@@ -240,6 +244,26 @@ static_assert(sizeof(NeighEntry) == 64);
 
 inline constexpr uint32_t kNeighCapacity = 65536;  // power of two
 
+// What the switch last heard from the pair's other node on one path
+// (0 = access, 1 = backbone), from authenticated heartbeats. Written by the
+// switch's main thread under `seq` (sequence lock), read by the control plane.
+inline constexpr uint32_t kHbDataPlaneOk = 1u << 0;
+inline constexpr uint32_t kHbAccessLinkUp = 1u << 1;
+inline constexpr uint32_t kHbActive = 1u << 2;
+inline constexpr uint32_t kHbHandover = 1u << 3;
+
+struct alignas(64) PeerPath {
+  std::atomic<uint32_t> seq;
+  uint32_t node_id;
+  uint64_t last_heard_ns;  // CLOCK_MONOTONIC; 0 = never
+  uint64_t epoch;
+  uint64_t position;
+  uint32_t flags;          // kHb*
+  uint32_t reserved;
+  uint64_t frames_ok;
+  uint64_t frames_refused;  // bad HMAC, replayed, stale or malformed
+};
+
 struct alignas(64) StateHeader {
   uint64_t magic;
   uint32_t version;
@@ -258,6 +282,11 @@ struct alignas(64) StateHeader {
   std::atomic<uint64_t> started_unix_ns;
   std::atomic<uint64_t> restarts;  // times a switch adopted this region
   std::atomic<uint64_t> tsc_hz;    // for latency_hist
+  // This node's own view, refreshed by the switch's main thread.
+  std::atomic<uint32_t> local_flags;  // kHbDataPlaneOk | kHbAccessLinkUp
+  std::atomic<uint32_t> heartbeat_node_id;  // 0 = heartbeats off
+  std::atomic<uint64_t> heartbeats_sent;
+  PeerPath peer[2];
 };
 static_assert(sizeof(StateHeader) <= 4096);
 
