@@ -398,11 +398,20 @@ void TablesWriter::Adopt() {
   std::reverse(free_meetings_.begin(), free_meetings_.end());
   view_.header().leg_count.store(legs_.size());
   view_.header().meeting_count.store(meetings_.size());
+  // The previous writer may have retired entries without advancing the token.
+  if (retired() > 0) token_pending_ = true;
   Reclaim();
 }
 
+// Entries retired since the last advance of the token share the next token:
+// a reader can only report a token it has read, and the token is advanced
+// (in Reclaim) after all of their unlinks, so a reader that reports it has
+// passed a quiescent point after them. One atomic add per sweep instead of
+// one per removal keeps the token's cache line from bouncing between the
+// writer and every worker.
 uint64_t TablesWriter::Retire() {
-  return view_.header().qsbr_token.fetch_add(1, std::memory_order_seq_cst) + 1;
+  token_pending_ = true;
+  return view_.header().qsbr_token.load(std::memory_order_relaxed) + 1;
 }
 
 bool TablesWriter::GracePassed(uint64_t token) const {
@@ -423,6 +432,10 @@ bool TablesWriter::GracePassed(uint64_t token) const {
 }
 
 size_t TablesWriter::Reclaim() {
+  if (token_pending_) {
+    view_.header().qsbr_token.fetch_add(1, std::memory_order_seq_cst);
+    token_pending_ = false;
+  }
   size_t freed = 0;
   // Each retired list is in the order of retirement, so tokens rise along it:
   // free the prefix whose grace period has passed, checking each distinct
@@ -673,7 +686,12 @@ absl::Status TablesWriter::RemoveLeg(uint64_t leg_id) {
   RemoveLegSlot(it->second);
   view_.header().leg_count.store(legs_.size(), std::memory_order_relaxed);
   Commit();
-  if (retired_legs_.size() >= 256) Reclaim();
+  // Sweep every 256 removals, not at every removal while a reader lags: a
+  // sweep costs an atomic add and, for a lagging reader, a kill(2).
+  if (retired_legs_.size() >= reclaim_at_) {
+    Reclaim();
+    reclaim_at_ = retired_legs_.size() + 256;
+  }
   return absl::OkStatus();
 }
 
@@ -880,7 +898,6 @@ WorkerCounters SumWorkerCounters(const StateView& state) {
     for (uint32_t d = 0; d < kDropCount; ++d) t.drops[d] += c.drops[d];
     t.loops += c.loops;
     t.idle_sleeps += c.idle_sleeps;
-    for (uint32_t b = 0; b < kLatencyBuckets; ++b) t.latency_hist[b] += c.latency_hist[b];
     for (uint32_t b = 0; b < kLatencyBuckets; ++b) t.latency_hist[b] += c.latency_hist[b];
   }
   return t;

@@ -185,7 +185,7 @@ class TablesWriter {
  private:
   TablesWriter(Mapping m, TablesView v) : map_(std::move(m)), view_(v) {}
   void Adopt();
-  uint64_t Retire();  // advances the QSBR token; returns the token to wait for
+  uint64_t Retire();  // returns the QSBR token to wait for (advanced by Reclaim)
   bool GracePassed(uint64_t token) const;
   // Waits (bounded) for retired entries so that a full table can take more.
   void ReclaimBlocking();
@@ -202,6 +202,8 @@ class TablesWriter {
   absl::flat_hash_map<uint64_t, uint32_t> meetings_;  // meeting id -> slot
   std::vector<uint32_t> free_legs_, free_meetings_;
   std::vector<uint32_t> retired_legs_, retired_meetings_;
+  bool token_pending_ = false;  // entries retired since the QSBR token last advanced
+  size_t reclaim_at_ = 256;     // RemoveLeg sweeps when this many legs are retired
 };
 
 // ---- State region (written by the switch) ----

@@ -1,0 +1,171 @@
+// Creating, attaching and validating the region files: a process must refuse
+// a region it does not understand before it follows a single offset in it.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/tables/layout.h"
+#include "common/tables/tables.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/unit/tables/tables_testing.h"
+
+namespace tandem::tables {
+namespace {
+
+using ::tandem::tables::testing::TempDir;
+using ::testing::HasSubstr;
+
+constexpr Capacity kSmall{.legs = 100, .meetings = 10};
+
+// Overwrites `size` bytes at `offset` of a region file, as a stray write would.
+template <typename T>
+void Poke(const std::string& path, size_t offset, T value) {
+  int fd = open(path.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, &value, sizeof value, offset), ssize_t(sizeof value));
+  close(fd);
+}
+
+TEST(TablesRegion, CreatesThenAttaches) {
+  TempDir dir;
+  auto created = OpenOrCreateTables(dir.tables(), kSmall);
+  ASSERT_TRUE(created.ok()) << created.status();
+  const TablesView& v = created->second;
+  EXPECT_EQ(v.header().magic, kTablesMagic);
+  EXPECT_EQ(v.header().version, kTablesVersion);
+  EXPECT_EQ(v.leg_capacity(), 100u);
+  EXPECT_EQ(v.meeting_capacity(), 10u);
+  EXPECT_EQ(v.role(), Role::kStandby) << "a new region must not forward";
+  EXPECT_EQ(v.epoch(), 0u);
+  EXPECT_TRUE(v.Vips().empty());
+  EXPECT_EQ(v.Find(testing::KeyOfLeg(1)), kNil);
+
+  auto attached = AttachTables(dir.tables());
+  ASSERT_TRUE(attached.ok()) << attached.status();
+  EXPECT_EQ(attached->second.leg_capacity(), 100u);
+
+  // An existing region keeps its own capacity.
+  auto again = OpenOrCreateTables(dir.tables(), Capacity{.legs = 5000, .meetings = 50});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->second.leg_capacity(), 100u);
+}
+
+TEST(TablesRegion, AttachingNothingIsNotFound) {
+  TempDir dir;
+  auto attached = AttachTables(dir.tables());
+  EXPECT_TRUE(absl::IsNotFound(attached.status())) << attached.status();
+  EXPECT_THAT(attached.status().message(), HasSubstr(dir.tables()));
+}
+
+TEST(TablesRegion, RejectsZeroCapacity) {
+  TempDir dir;
+  auto created = OpenOrCreateTables(dir.tables(), Capacity{.legs = 0, .meetings = 1});
+  EXPECT_TRUE(absl::IsInvalidArgument(created.status())) << created.status();
+}
+
+TEST(TablesRegion, RefusesCorruptedMagic) {
+  TempDir dir;
+  ASSERT_TRUE(OpenOrCreateTables(dir.tables(), kSmall).ok());
+  Poke(dir.tables(), offsetof(TablesHeader, magic), uint64_t{0x0123456789abcdef});
+  // Also point the offsets far outside the file: they must never be followed.
+  Poke(dir.tables(), offsetof(TablesHeader, legs_offset), uint64_t{1} << 40);
+
+  auto attached = AttachTables(dir.tables());
+  EXPECT_TRUE(absl::IsFailedPrecondition(attached.status())) << attached.status();
+  EXPECT_THAT(attached.status().message(), HasSubstr("not a Tandem tables region"));
+  // Neither the writer nor a creator replaces a region it does not understand.
+  auto writer = TablesWriter::Open(dir.tables(), kSmall);
+  EXPECT_TRUE(absl::IsFailedPrecondition(writer.status())) << writer.status();
+  auto created = OpenOrCreateTables(dir.tables(), kSmall);
+  EXPECT_FALSE(created.ok());
+}
+
+TEST(TablesRegion, RefusesOtherLayoutVersion) {
+  TempDir dir;
+  ASSERT_TRUE(OpenOrCreateTables(dir.tables(), kSmall).ok());
+  Poke(dir.tables(), offsetof(TablesHeader, version), uint32_t{kTablesVersion + 1});
+  auto attached = AttachTables(dir.tables());
+  EXPECT_TRUE(absl::IsFailedPrecondition(attached.status())) << attached.status();
+  EXPECT_THAT(attached.status().message(), HasSubstr("layout version 2"));
+}
+
+TEST(TablesRegion, RefusesInconsistentOffsets) {
+  TempDir dir;
+  ASSERT_TRUE(OpenOrCreateTables(dir.tables(), kSmall).ok());
+  Poke(dir.tables(), offsetof(TablesHeader, legs_offset), uint64_t{1} << 40);
+  auto attached = AttachTables(dir.tables());
+  EXPECT_TRUE(absl::IsDataLoss(attached.status())) << attached.status();
+  EXPECT_THAT(attached.status().message(), HasSubstr("inconsistent"));
+}
+
+TEST(TablesRegion, RefusesTruncatedFile) {
+  TempDir dir;
+  size_t size;
+  {
+    auto created = OpenOrCreateTables(dir.tables(), kSmall);
+    ASSERT_TRUE(created.ok());
+    size = created->first.size();
+  }
+  ASSERT_EQ(truncate(dir.tables().c_str(), size - 4096), 0);
+  auto attached = AttachTables(dir.tables());
+  EXPECT_TRUE(absl::IsDataLoss(attached.status())) << attached.status();
+  EXPECT_THAT(attached.status().message(), HasSubstr("truncated"));
+
+  // Shorter than a header: refused before the header is read.
+  ASSERT_EQ(truncate(dir.tables().c_str(), 100), 0);
+  attached = AttachTables(dir.tables());
+  EXPECT_TRUE(absl::IsDataLoss(attached.status())) << attached.status();
+  EXPECT_THAT(attached.status().message(), HasSubstr("truncated"));
+
+  ASSERT_EQ(truncate(dir.tables().c_str(), 0), 0);
+  attached = AttachTables(dir.tables());
+  EXPECT_TRUE(absl::IsDataLoss(attached.status())) << attached.status();
+}
+
+TEST(StateRegion, CreatesAttachesAndRefusesCorruption) {
+  TempDir dir;
+  {
+    auto created = OpenOrCreateState(dir.state(), 100, 2);
+    ASSERT_TRUE(created.ok()) << created.status();
+    EXPECT_EQ(created->second.max_workers(), 2u);
+    created->second.worker_counters(1).rx_packets = 7;
+  }
+  {
+    // The same shape keeps the counters (a restarted switch).
+    auto reopened = OpenOrCreateState(dir.state(), 100, 2);
+    ASSERT_TRUE(reopened.ok()) << reopened.status();
+    EXPECT_EQ(reopened->second.worker_counters(1).rx_packets, 7u);
+    auto attached = AttachState(dir.state());
+    ASSERT_TRUE(attached.ok()) << attached.status();
+    EXPECT_EQ(SumWorkerCounters(attached->second).rx_packets, 7u);
+  }
+  Poke(dir.state(), offsetof(StateHeader, magic), uint64_t{42});
+  auto attached = AttachState(dir.state());
+  EXPECT_TRUE(absl::IsFailedPrecondition(attached.status())) << attached.status();
+  EXPECT_THAT(attached.status().message(), HasSubstr("not a Tandem state region"));
+
+  // The switch starts a fresh state region in place of one it cannot use.
+  auto fresh = OpenOrCreateState(dir.state(), 100, 2);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->second.worker_counters(1).rx_packets, 0u);
+}
+
+TEST(StateRegion, RefusesTruncatedFile) {
+  TempDir dir;
+  size_t size;
+  {
+    auto created = OpenOrCreateState(dir.state(), 100, 1);
+    ASSERT_TRUE(created.ok());
+    size = created->first.size();
+  }
+  ASSERT_EQ(truncate(dir.state().c_str(), size / 2), 0);
+  auto attached = AttachState(dir.state());
+  EXPECT_TRUE(absl::IsDataLoss(attached.status())) << attached.status();
+}
+
+}  // namespace
+}  // namespace tandem::tables
