@@ -885,6 +885,24 @@ LegUsage SumLegUsage(const StateView& state, uint32_t slot, uint32_t gen) {
   return u;
 }
 
+PeerSnapshot ReadPeer(const StateView& state, uint32_t path) {
+  const PeerPath& p = state.header().peer[path & 1];
+  PeerSnapshot s;
+  for (;;) {
+    uint32_t s1 = p.seq.load(std::memory_order_acquire);
+    if (s1 & 1) continue;
+    s.node_id = p.node_id;
+    s.last_heard_ns = p.last_heard_ns;
+    s.epoch = p.epoch;
+    s.position = p.position;
+    s.flags = p.flags;
+    s.frames_ok = p.frames_ok;
+    s.frames_refused = p.frames_refused;
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (p.seq.load(std::memory_order_relaxed) == s1) return s;
+  }
+}
+
 WorkerCounters SumWorkerCounters(const StateView& state) {
   WorkerCounters t{};
   for (uint32_t w = 0; w < state.max_workers(); ++w) {

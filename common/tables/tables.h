@@ -248,6 +248,17 @@ struct LegUsage {
 };
 LegUsage SumLegUsage(const StateView& state, uint32_t slot, uint32_t gen);
 
+// A consistent copy of what the switch heard from the peer on a path
+// (0 = access, 1 = backbone), read under the entry's sequence lock.
+struct PeerSnapshot {
+  uint32_t node_id = 0;
+  uint64_t last_heard_ns = 0;  // CLOCK_MONOTONIC; 0 = never
+  uint64_t epoch = 0, position = 0;
+  uint32_t flags = 0;  // kHb*
+  uint64_t frames_ok = 0, frames_refused = 0;
+};
+PeerSnapshot ReadPeer(const StateView& state, uint32_t path);
+
 // Totals over workers.
 WorkerCounters SumWorkerCounters(const StateView& state);
 

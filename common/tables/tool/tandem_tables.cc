@@ -717,6 +717,34 @@ absl::Status Stats(const Options& o, const std::string& path) {
       j.EndObject();
     }
     j.EndArray();
+    j.Key("pair").BeginObject();
+    j.Key("node_id").Uint(h.heartbeat_node_id.load());
+    j.Key("heartbeats_sent").Uint(h.heartbeats_sent.load());
+    j.Key("data_plane_ok").Bool(h.local_flags.load() & kHbDataPlaneOk);
+    j.Key("access_link_up").Bool(h.local_flags.load() & kHbAccessLinkUp);
+    j.Key("peer").BeginArray();
+    for (uint32_t path = 0; path < 2; ++path) {
+      PeerSnapshot p = ReadPeer(v, path);
+      j.BeginObject();
+      j.Key("path").String(path == 0 ? "access" : "backbone");
+      j.Key("node_id").Uint(p.node_id);
+      j.Key("heard_ms_ago");
+      if (p.last_heard_ns) {
+        j.Double(p.last_heard_ns < now ? double(now - p.last_heard_ns) / 1e6 : 0.0);
+      } else {
+        j.Null();
+      }
+      j.Key("epoch").Uint(p.epoch);
+      j.Key("position").Uint(p.position);
+      j.Key("active").Bool(p.flags & kHbActive);
+      j.Key("data_plane_ok").Bool(p.flags & kHbDataPlaneOk);
+      j.Key("access_link_up").Bool(p.flags & kHbAccessLinkUp);
+      j.Key("frames_ok").Uint(p.frames_ok);
+      j.Key("frames_refused").Uint(p.frames_refused);
+      j.EndObject();
+    }
+    j.EndArray();
+    j.EndObject();
     j.Key("neighbours").BeginArray();
     for (const NeighRow& n : neighbours) {
       j.BeginObject();
@@ -756,6 +784,27 @@ absl::Status Stats(const Options& o, const std::string& path) {
         p, std::string(s.name, strnlen(s.name, sizeof(s.name))), MacText(s.mac),
         s.link_up ? "up" : "down", s.ipackets, s.ibytes, s.opackets, s.obytes, s.imissed,
         s.ierrors, s.oerrors, s.rx_nombuf);
+  }
+  if (h.heartbeat_node_id.load()) {
+    std::cout << "pair: node " << h.heartbeat_node_id.load() << ", heartbeats sent "
+              << h.heartbeats_sent.load() << ", data plane "
+              << ((h.local_flags.load() & kHbDataPlaneOk) ? "ok" : "DOWN") << ", access link "
+              << ((h.local_flags.load() & kHbAccessLinkUp) ? "up" : "DOWN") << "\n";
+    for (uint32_t path = 0; path < 2; ++path) {
+      PeerSnapshot p = ReadPeer(v, path);
+      std::cout << "  peer on " << (path == 0 ? "access" : "backbone") << ": ";
+      if (!p.last_heard_ns) {
+        std::cout << "never heard";
+      } else {
+        std::cout << absl::StrFormat(
+            "node %d heard %.1f ms ago, %s, epoch %d, position %d, data plane %s, access %s",
+            p.node_id, p.last_heard_ns < now ? double(now - p.last_heard_ns) / 1e6 : 0.0,
+            (p.flags & kHbActive) ? "active" : "standby", p.epoch, p.position,
+            (p.flags & kHbDataPlaneOk) ? "ok" : "DOWN",
+            (p.flags & kHbAccessLinkUp) ? "up" : "DOWN");
+      }
+      std::cout << absl::StrFormat(" (%d ok, %d refused)\n", p.frames_ok, p.frames_refused);
+    }
   }
   for (const NeighRow& n : neighbours) {
     std::cout << "neighbour " << n.ip.ToString() << " " << MacText(n.mac) << " "

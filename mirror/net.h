@@ -1,0 +1,99 @@
+// Socket helpers shared by replication and heartbeats (internal to mirror/).
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace tandem::mirror {
+
+// An IP endpoint: numeric IPv4 or IPv6 address and a port.
+struct Endpoint {
+  std::string ip;
+  uint16_t port = 0;
+  std::string ToString() const;
+};
+
+// "198.18.0.1:7000" or "[2001:db8::1]:7000".
+absl::StatusOr<Endpoint> ParseEndpoint(absl::string_view text);
+
+// Owns a file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept;
+  ~Fd();
+  int get() const { return fd_; }
+  int release();
+  bool valid() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+absl::StatusOr<sockaddr_storage> ToSockaddr(const Endpoint& e, socklen_t* len);
+// Non-blocking listening TCP socket (SO_REUSEADDR).
+absl::StatusOr<Fd> TcpListen(const Endpoint& e);
+// Connects within `timeout`; the returned socket is non-blocking with TCP_NODELAY.
+absl::StatusOr<Fd> TcpConnect(const Endpoint& e, absl::Duration timeout);
+// Prepares an accepted socket: non-blocking, TCP_NODELAY, keepalive.
+void TuneTcp(int fd);
+uint16_t LocalPort(int fd);
+// Non-blocking UDP socket bound to `local`.
+absl::StatusOr<Fd> UdpBind(const Endpoint& local);
+
+// An eventfd to wake a poll() loop from another thread.
+class Waker {
+ public:
+  Waker();
+  int fd() const { return fd_.get(); }
+  void Wake();
+  void Drain();
+
+ private:
+  Fd fd_;
+};
+
+// Monotonic clock in nanoseconds (CLOCK_MONOTONIC).
+int64_t MonoNanos();
+// The monotonic clock as absl::Time, for code that takes injected time.
+inline absl::Time MonoNow() { return absl::FromUnixNanos(MonoNanos()); }
+
+// Buffers of a non-blocking framed stream connection.
+class FramedConn {
+ public:
+  explicit FramedConn(Fd fd) : fd_(std::move(fd)) {}
+  int fd() const { return fd_.get(); }
+
+  // Reads what the socket has. Unavailable on EOF or error; the caller then
+  // checks partial() to count a truncated frame.
+  absl::Status ReadSome();
+  // The next complete frame in the input buffer, if any (valid until the next
+  // ReadSome). InvalidArgument if the stream holds a malformed header.
+  absl::StatusOr<std::optional<absl::string_view>> NextFrame();
+  // True if a frame has started but not ended.
+  bool partial() const { return in_.size() > in_off_; }
+
+  void Queue(absl::string_view frame) { out_.append(frame.data(), frame.size()); }
+  size_t queued() const { return out_.size() - out_off_; }
+  // Writes what the socket takes. Unavailable on error.
+  absl::Status Flush();
+
+ private:
+  Fd fd_;
+  std::string in_;
+  size_t in_off_ = 0;
+  std::string out_;
+  size_t out_off_ = 0;
+};
+
+}  // namespace tandem::mirror

@@ -1,0 +1,159 @@
+// Replication of opaque change records from the primary (ReplicationSource)
+// to one standby (ReplicationSink) over an authenticated TCP backbone
+// connection (wire.h).
+//
+// Sequence numbers start at 1 and are dense within one source *history* (a
+// random 64-bit id chosen when a source starts serving a history; a node that
+// takes over starts a new one). The sink tells the source where it stands
+// (history, last applied sequence, whether its state is complete); the source
+// resumes from there if its backlog still holds the next record, otherwise it
+// sends a full snapshot (records obtained from a callback) and then the stream.
+// The sink applies in order and acknowledges cumulatively, once per batch of
+// frames read; after a break it reconnects and resumes.
+//
+// Threads: each source and sink runs one I/O thread (poll(), no busy loop).
+// Every public method is thread-safe. Callbacks run on that I/O thread, with no
+// lock of the object held; they must not call Stop()/destroy the object.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "mirror/net.h"
+#include "mirror/wire.h"
+
+namespace tandem::mirror {
+
+// Everything needed to rebuild the replicated state, consistent with `seq`:
+// it includes every change up to and including seq and none after it.
+struct Snapshot {
+  std::vector<std::string> records;
+  uint64_t seq = 0;
+};
+
+struct SourceOptions {
+  uint32_t node_id = 0;
+  uint64_t epoch = 0;               // sent in every frame; a sink from a higher epoch is refused
+  std::string key;                  // backbone key, >= kMinKeySize bytes
+  Endpoint listen{"127.0.0.1", 0};  // port 0: ephemeral (see port())
+  uint64_t history = 0;             // 0: random
+  uint64_t first_seq = 1;           // sequence of the first Append()
+  size_t backlog_records = 1u << 20;
+  // Called on the I/O thread when a sink needs a full resync. The returned seq
+  // must be >= first_seq - 1 and <= the last appended sequence; the backlog
+  // must still hold seq+1 once the snapshot is sent (else another one is taken).
+  std::function<absl::StatusOr<Snapshot>()> snapshot;
+  absl::Duration handshake_timeout = absl::Seconds(2);
+  // An idle connection carries a frame every keepalive; one silent for three
+  // keepalives is dropped (a cut backbone is found even without a TCP reset).
+  absl::Duration keepalive = absl::Seconds(1);
+};
+
+struct SourceStatus {
+  uint64_t history = 0;
+  uint64_t last_seq = 0;           // last appended
+  uint64_t acked_seq = 0;          // last applied by the connected standby (this history)
+  bool standby_connected = false;  // authenticated and subscribed
+  bool standby_synced = false;     // its snapshot (if any) is applied
+  uint64_t lag_records = 0;        // last_seq - acked_seq
+  absl::Duration lag_time;         // age of the oldest unacknowledged record
+  uint64_t snapshots_sent = 0;
+  uint64_t resumes = 0;      // subscriptions served from the backlog
+  uint64_t connections = 0;  // authenticated subscriptions
+};
+
+class ReplicationSource {
+ public:
+  // Binds, listens and starts the I/O thread. InvalidArgument on bad options,
+  // Unavailable if the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<ReplicationSource>> Start(SourceOptions options);
+  ~ReplicationSource();  // stops the thread and closes every socket
+
+  uint16_t port() const;
+
+  // Appends a change; returns its sequence number. Never blocks on the network
+  // (the oldest backlog record is dropped when full).
+  uint64_t Append(std::string record);
+  // Appends several changes under one lock, in order; returns the last
+  // sequence (or the current last one if `records` is empty).
+  uint64_t AppendBatch(std::vector<std::string> records);
+
+  // Synchronous mode: waits until the standby has applied `seq`.
+  // OK once acked; DeadlineExceeded on timeout; Unavailable if no standby is
+  // subscribed (at the call or while waiting), so that a lost standby does not
+  // stall every write (the caller raises the alarm).
+  absl::Status WaitAcked(uint64_t seq, absl::Duration timeout);
+
+  // Sets the epoch stamped on frames (after a takeover or demotion).
+  void SetEpoch(uint64_t epoch);
+
+  SourceStatus status() const;
+  const RejectCounters& rejects() const;
+
+ private:
+  struct State;
+  explicit ReplicationSource(std::unique_ptr<State> s);
+  std::unique_ptr<State> s_;
+};
+
+enum class RecordKind { kSnapshot, kChange };
+
+struct SinkCallbacks {
+  // A snapshot starts: drop all replicated state. Records follow.
+  std::function<void(uint64_t history, uint64_t seq)> begin_snapshot;
+  // One record, in order. Snapshot records carry the snapshot's seq.
+  std::function<void(RecordKind kind, uint64_t seq, absl::string_view record)> apply;
+  // The snapshot is complete: the state is consistent as of seq.
+  std::function<void(uint64_t seq)> end_snapshot;
+};
+
+struct SinkOptions {
+  uint32_t node_id = 0;
+  uint64_t epoch = 0;
+  std::string key;
+  Endpoint source;  // the primary's backbone address
+  // Where this node stands at start (e.g. adopted from its tables); the
+  // default asks for a snapshot.
+  uint64_t history = 0;
+  uint64_t applied_seq = 0;
+  bool consistent = false;
+  absl::Duration reconnect_interval = absl::Milliseconds(100);
+  absl::Duration connect_timeout = absl::Seconds(1);
+  absl::Duration keepalive = absl::Seconds(1);  // as SourceOptions::keepalive
+};
+
+struct SinkStatus {
+  bool connected = false;   // authenticated to the source
+  bool consistent = false;  // holds a complete state (history, applied_seq)
+  uint64_t history = 0;
+  uint64_t applied_seq = 0;
+  uint64_t snapshots = 0;
+  uint64_t connects = 0;  // successful handshakes
+  std::string last_error;
+};
+
+class ReplicationSink {
+ public:
+  // Starts the I/O thread, which connects and reconnects on its own.
+  static absl::StatusOr<std::unique_ptr<ReplicationSink>> Start(SinkOptions options,
+                                                                SinkCallbacks callbacks);
+  ~ReplicationSink();
+
+  void SetEpoch(uint64_t epoch);
+  SinkStatus status() const;
+  const RejectCounters& rejects() const;
+
+ private:
+  struct State;
+  explicit ReplicationSink(std::unique_ptr<State> s);
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace tandem::mirror

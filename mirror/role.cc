@@ -1,0 +1,173 @@
+#include "mirror/role.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace tandem::mirror {
+
+const char* RoleName(Role r) { return r == Role::kActive ? "active" : "standby"; }
+const char* PathName(Path p) { return p == Path::kBackbone ? "backbone" : "access"; }
+
+std::string Alarms::ToString() const {
+  std::vector<std::string> on;
+  if (peer_lost) on.push_back("peer_lost");
+  if (backbone_down) on.push_back("backbone_down");
+  if (access_path_down) on.push_back("access_path_down");
+  if (peer_unhealthy) on.push_back("peer_unhealthy");
+  if (cannot_take_over) on.push_back("cannot_take_over");
+  if (two_actives) on.push_back("two_actives");
+  return on.empty() ? "none" : absl::StrJoin(on, ",");
+}
+
+RoleMachine::RoleMachine(RoleConfig config, Role role, uint64_t epoch, absl::Time now)
+    : config_(config), role_(role), epoch_(epoch), max_epoch_seen_(epoch) {
+  // Startup counts as heard: a node alone waits one detection time.
+  last_heard_[0] = last_heard_[1] = now;
+}
+
+bool RoleMachine::peer_heard(Path p, absl::Time now) const {
+  return now - last_heard_[static_cast<int>(p)] <= config_.interval * config_.multiplier;
+}
+
+std::vector<Decision> RoleMachine::TakeDecisions() {
+  std::vector<Decision> out;
+  out.swap(decisions_);
+  return out;
+}
+
+void RoleMachine::Become(Role role, uint64_t epoch, absl::Time now, std::string cause) {
+  role_ = role;
+  epoch_ = epoch;
+  max_epoch_seen_ = std::max(max_epoch_seen_, epoch);
+  handover_ = false;
+  caught_up_since_.reset();
+  Decision d{now, role, epoch, std::move(cause)};
+  if (role == Role::kActive) last_takeover_ = d;
+  decisions_.push_back(std::move(d));
+}
+
+void RoleMachine::OnHeartbeat(Path path, const PeerReport& report, absl::Time now) {
+  if (report.node_id == config_.node_id) return;  // our own packet reflected
+  last_heard_[static_cast<int>(path)] = now;
+  ever_heard_[static_cast<int>(path)] = true;
+  // The two paths may deliver out of order: a report from an older epoch than
+  // one already seen is stale (it still shows the peer alive on that path).
+  if (!peer_ || report.epoch >= peer_->epoch) peer_ = report;
+  Evaluate(now);
+}
+
+void RoleMachine::SetLocal(const LocalHealth& health, absl::Time now) {
+  local_ = health;
+  Evaluate(now);
+}
+
+void RoleMachine::Tick(absl::Time now) { Evaluate(now); }
+
+bool RoleMachine::PreferredOverPeer() const {
+  if (local_.position != peer_->position) return local_.position > peer_->position;
+  return config_.node_id < peer_->node_id;
+}
+
+void RoleMachine::Evaluate(absl::Time now) {
+  const bool heard_bb = peer_heard(Path::kBackbone, now);
+  const bool heard_acc = peer_heard(Path::kAccess, now);
+  const bool heard = heard_bb || heard_acc;
+  const bool peer_active = heard && peer_ && peer_->role == Role::kActive;
+  const bool local_ok = local_.data_plane_ok && local_.access_link_up;
+
+  alarms_.peer_lost = !heard;
+  alarms_.backbone_down = !heard_bb && heard_acc;
+  alarms_.access_path_down = heard_bb && !heard_acc;
+  alarms_.peer_unhealthy = heard && peer_ && (!peer_->data_plane_ok || !peer_->access_link_up);
+  alarms_.two_actives = false;
+  alarms_.cannot_take_over = false;
+
+  if (heard && peer_) {
+    // Rule 1: a higher epoch wins at once.
+    if (peer_->epoch > epoch_) {
+      if (role_ == Role::kActive) {
+        Become(Role::kStandby, peer_->epoch, now,
+               absl::StrCat("node ", peer_->node_id, " is ", RoleName(peer_->role),
+                            " in higher epoch ", peer_->epoch));
+      } else {
+        epoch_ = peer_->epoch;
+      }
+    }
+    max_epoch_seen_ = std::max(max_epoch_seen_, peer_->epoch);
+    // Rule 2: never two actives in one epoch.
+    if (role_ == Role::kActive && peer_active && peer_->epoch == epoch_) {
+      alarms_.two_actives = true;
+      if (config_.node_id > peer_->node_id) {
+        Become(Role::kStandby, epoch_, now,
+               absl::StrCat("two actives in epoch ", epoch_, ": node ", peer_->node_id,
+                            " (lower id) keeps the active role"));
+      }
+    }
+  }
+
+  if (role_ == Role::kActive) return;  // rule 5: an active node stays active
+
+  // Rule 3: reasons for the standby to take over.
+  std::string cause;
+  if (!heard) {
+    cause = ever_heard_[0] || ever_heard_[1] ? "peer lost on backbone and access network"
+                                             : "no peer heard since start";
+  } else if (peer_active && !peer_->data_plane_ok) {
+    cause = "peer reports its data plane dead";
+  } else if (peer_active && !peer_->access_link_up) {
+    cause = "peer reports its access link down";
+  } else if (peer_active && peer_->handover) {
+    cause = "switchover requested by the active peer";
+  } else if (heard && peer_ && peer_->role == Role::kStandby && peer_->epoch == epoch_ &&
+             PreferredOverPeer()) {
+    cause = "no active node; this node is preferred";
+  } else if (peer_active && config_.preempt && heard_bb && local_.position >= peer_->position) {
+    if (!caught_up_since_) caught_up_since_ = now;
+    if (now - *caught_up_since_ >= config_.preempt_hold) {
+      cause = absl::StrCat("preemption: caught up at position ", local_.position);
+    }
+  } else {
+    caught_up_since_.reset();
+  }
+  if (cause.empty()) return;
+  if (!local_ok) {
+    alarms_.cannot_take_over = true;
+    return;
+  }
+  Become(Role::kActive, max_epoch_seen_ + 1, now, std::move(cause));
+}
+
+absl::Status RoleMachine::RequestSwitchover(absl::Time now, bool force) {
+  const bool heard_bb = peer_heard(Path::kBackbone, now);
+  if (role_ == Role::kActive) {
+    if (!force) {
+      if (!heard_bb || !peer_) {
+        return absl::FailedPreconditionError("peer not heard on the backbone");
+      }
+      if (!peer_->data_plane_ok || !peer_->access_link_up) {
+        return absl::FailedPreconditionError("peer is not healthy");
+      }
+      if (peer_->position < local_.position) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("peer not caught up: ", peer_->position, " of ", local_.position));
+      }
+    }
+    handover_ = true;
+    return absl::OkStatus();
+  }
+  if (!force) {
+    if (!local_.data_plane_ok || !local_.access_link_up) {
+      return absl::FailedPreconditionError("this node is not healthy");
+    }
+    if (heard_bb && peer_ && peer_->role == Role::kActive && local_.position < peer_->position) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("not caught up: ", local_.position, " of ", peer_->position));
+    }
+  }
+  Become(Role::kActive, max_epoch_seen_ + 1, now, "switchover by operator command");
+  return absl::OkStatus();
+}
+
+}  // namespace tandem::mirror

@@ -1,0 +1,147 @@
+// The role state machine of one node of a pair: pure logic, no I/O, time
+// injected by the caller, so every failure of the design table is a unit test.
+//
+// Inputs: the peer's heartbeats (per path), this node's own health, ticks,
+// and the operator's switchover command. Output: role and epoch, a Decision
+// (with its cause) at every role change, and alarms.
+//
+// Rules, in order:
+//  1. A heartbeat with a higher epoch than ours: an active node demotes at once;
+//     every node adopts the higher epoch (so its next takeover goes above it).
+//  2. Two actives in one epoch: the higher node id demotes (both sides apply
+//     the same rule, so exactly one stays).
+//  3. A standby takes over (epoch = highest epoch seen + 1) when the peer is
+//     lost on both paths, or an active peer reports its data plane dead or its
+//     access link down, or asks for a handover (switchover), or both nodes are
+//     standby in one epoch and this one is preferred (higher replication
+//     position, then lower node id), or preemption is configured and this node has been
+//     caught up with the active peer for preempt_hold. It takes over only if
+//     its own data plane and access link are up (else alarm).
+//  4. The peer lost on the backbone only (still heard on the access network):
+//     no role change, alarm. Lost on the access path only: alarm.
+//  5. An active node whose peer is lost on both paths stays active (alarm).
+// A report from an older epoch than the peer's last one (the two paths may
+// deliver out of order) only shows the peer alive on its path.
+// A peer counts as lost on a path when nothing valid was heard on it for
+// interval * multiplier (startup counts as "heard", so a node that starts
+// alone waits one detection time before taking over).
+//
+// Threads: not thread-safe; the owner serialises calls (see PairMonitor).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace tandem::mirror {
+
+enum class Role { kStandby = 0, kActive = 1 };
+enum class Path { kBackbone = 0, kAccess = 1 };
+const char* RoleName(Role r);
+const char* PathName(Path p);
+
+// One heartbeat of the peer, as received and authenticated.
+struct PeerReport {
+  uint32_t node_id = 0;
+  Role role = Role::kStandby;
+  uint64_t epoch = 0;
+  uint64_t position = 0;  // replication position (active: last seq; standby: applied)
+  bool data_plane_ok = true;
+  bool access_link_up = true;
+  bool handover = false;  // an active peer asks us to take over
+};
+
+// This node's own health, supplied by the caller (switch worker heartbeats,
+// access port link state, replication position).
+struct LocalHealth {
+  bool data_plane_ok = true;
+  bool access_link_up = true;
+  uint64_t position = 0;
+};
+
+struct RoleConfig {
+  uint32_t node_id = 0;
+  absl::Duration interval = absl::Milliseconds(10);
+  int multiplier = 3;
+  // Take the active role back from a healthy active peer once caught up for
+  // preempt_hold. Set it on the preferred node only (else the pair flaps).
+  bool preempt = false;
+  absl::Duration preempt_hold = absl::Seconds(1);
+};
+
+struct Decision {
+  absl::Time at;
+  Role role = Role::kStandby;  // the new role
+  uint64_t epoch = 0;          // the epoch after the decision
+  std::string cause;
+};
+
+struct Alarms {
+  bool peer_lost = false;         // not heard on either path
+  bool backbone_down = false;     // not heard on the backbone, heard on access
+  bool access_path_down = false;  // not heard on access, heard on the backbone
+  bool peer_unhealthy = false;    // peer reports data plane or access link down
+  bool cannot_take_over = false;  // a takeover was due but this node is unhealthy
+  bool two_actives = false;       // a peer active in our epoch was seen
+  bool any() const {
+    return peer_lost || backbone_down || access_path_down || peer_unhealthy || cannot_take_over ||
+           two_actives;
+  }
+  std::string ToString() const;  // e.g. "backbone_down,peer_unhealthy" or "none"
+};
+
+class RoleMachine {
+ public:
+  // `role` and `epoch` as adopted (e.g. from the tables after a control
+  // restart, which therefore causes no role change).
+  RoleMachine(RoleConfig config, Role role, uint64_t epoch, absl::Time now);
+
+  void OnHeartbeat(Path path, const PeerReport& report, absl::Time now);
+  void SetLocal(const LocalHealth& health, absl::Time now);
+  // Re-evaluates timeouts; call at least every interval.
+  void Tick(absl::Time now);
+
+  // Operator switchover. On the active node: asks the peer to take over
+  // (carried by our heartbeats as the handover flag); we demote when we see its
+  // higher epoch. On the standby: takes over now. Unless `force`, refused
+  // (FailedPrecondition) when the peer is not heard on the backbone, or the
+  // node to become active is unhealthy or not caught up.
+  absl::Status RequestSwitchover(absl::Time now, bool force = false);
+
+  Role role() const { return role_; }
+  uint64_t epoch() const { return epoch_; }
+  bool handover_requested() const { return handover_; }
+  const Alarms& alarms() const { return alarms_; }
+  // Peer as last heard (nullopt before the first heartbeat).
+  const std::optional<PeerReport>& peer() const { return peer_; }
+  bool peer_heard(Path p, absl::Time now) const;
+  // The most recent decision that made this node active.
+  const std::optional<Decision>& last_takeover() const { return last_takeover_; }
+  // Decisions since the previous call, oldest first.
+  std::vector<Decision> TakeDecisions();
+
+ private:
+  void Evaluate(absl::Time now);
+  void Become(Role role, uint64_t epoch, absl::Time now, std::string cause);
+  bool PreferredOverPeer() const;
+
+  RoleConfig config_;
+  Role role_;
+  uint64_t epoch_;
+  uint64_t max_epoch_seen_;
+  LocalHealth local_;
+  std::optional<PeerReport> peer_;
+  absl::Time last_heard_[2];
+  bool ever_heard_[2] = {false, false};
+  std::optional<absl::Time> caught_up_since_;
+  bool handover_ = false;
+  Alarms alarms_;
+  std::optional<Decision> last_takeover_;
+  std::vector<Decision> decisions_;
+};
+
+}  // namespace tandem::mirror

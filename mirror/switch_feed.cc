@@ -1,0 +1,56 @@
+#include "mirror/switch_feed.h"
+
+namespace tandem::mirror {
+
+bool ReadPeerPath(const tables::PeerPath& p, PeerReport* report, uint64_t* last_heard_ns,
+                  uint64_t* frames_ok) {
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    uint32_t s1 = p.seq.load(std::memory_order_acquire);
+    if (s1 & 1) continue;
+    PeerReport r;
+    r.node_id = p.node_id;
+    r.epoch = p.epoch;
+    r.position = p.position;
+    uint32_t flags = p.flags;
+    uint64_t heard = p.last_heard_ns, ok = p.frames_ok;
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (p.seq.load(std::memory_order_relaxed) != s1) continue;
+    r.role = flags & tables::kHbActive ? Role::kActive : Role::kStandby;
+    r.data_plane_ok = flags & tables::kHbDataPlaneOk;
+    r.access_link_up = flags & tables::kHbAccessLinkUp;
+    r.handover = flags & tables::kHbHandover;
+    *report = r;
+    *last_heard_ns = heard;
+    *frames_ok = ok;
+    return true;
+  }
+  return false;
+}
+
+void SwitchHeartbeatFeed::Poll(const tables::StateHeader& state, const LocalHealth& local,
+                               RoleMachine* machine, absl::Time now) {
+  // The state region numbers paths 0 = access, 1 = backbone.
+  constexpr Path kPathOf[2] = {Path::kAccess, Path::kBackbone};
+  for (int i = 0; i < 2; ++i) {
+    PeerReport r;
+    uint64_t heard = 0, ok = 0;
+    if (!ReadPeerPath(state.peer[i], &r, &heard, &ok)) continue;
+    if (heard == 0 || ok == frames_ok_[i]) continue;  // nothing new on this path
+    frames_ok_[i] = ok;
+    machine->OnHeartbeat(kPathOf[i], r, absl::FromUnixNanos(static_cast<int64_t>(heard)));
+  }
+  machine->SetLocal(local, now);
+  machine->Tick(now);
+}
+
+LocalHealth SwitchHeartbeatFeed::Local(const tables::StateHeader& state, bool switch_alive,
+                                       uint64_t position) {
+  uint32_t flags = state.local_flags.load(std::memory_order_relaxed);
+  LocalHealth h;
+  h.data_plane_ok = switch_alive && (flags & tables::kHbDataPlaneOk);
+  h.access_link_up = flags & tables::kHbAccessLinkUp;
+  h.position = position;
+  return h;
+}
+
+}  // namespace tandem::mirror

@@ -1,0 +1,458 @@
+// Replication over real loopback TCP sockets. A small TCP relay sits between
+// sink and source so that a test can cut the "backbone" (close every
+// connection and refuse new ones) or stall it, as a failing link would.
+#include "mirror/replication.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+#include "mirror/net.h"
+
+namespace tandem::mirror {
+namespace {
+
+const char kKey[] = "replication-test-key-0123456789";
+
+// Relays TCP connections from an ephemeral loopback port to `target`.
+class Relay {
+ public:
+  explicit Relay(uint16_t target) : target_(target) {
+    listen_ = std::move(*TcpListen({"127.0.0.1", 0}));
+    port_ = LocalPort(listen_.get());
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Relay() {
+    stop_ = true;
+    waker_.Wake();
+    thread_.join();
+  }
+  uint16_t port() const { return port_; }
+  // Down: every relayed connection is closed and new ones are refused.
+  // Both setters return once the relay runs with the new setting.
+  void SetUp(bool up) {
+    up_ = up;
+    Sync();
+  }
+  // Stalled: connections stay open but no byte moves.
+  void SetStalled(bool stalled) {
+    stalled_ = stalled;
+    Sync();
+  }
+
+ private:
+  struct Link {
+    Fd a, b;
+  };
+  void Sync() {
+    uint64_t start = loops_.load();
+    while (loops_.load() < start + 2) {
+      waker_.Wake();
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+  void Run() {
+    std::vector<Link> links;
+    char buf[65536];
+    while (!stop_) {
+      ++loops_;
+      if (!up_) links.clear();
+      std::vector<pollfd> fds = {{waker_.fd(), POLLIN, 0}, {listen_.get(), POLLIN, 0}};
+      for (auto& l : links) {
+        short ev = stalled_ ? 0 : POLLIN;
+        fds.push_back({l.a.get(), ev, 0});
+        fds.push_back({l.b.get(), ev, 0});
+      }
+      poll(fds.data(), fds.size(), 100);
+      if (fds[0].revents) waker_.Drain();
+      const size_t polled = links.size();  // links accepted below were not polled
+      if (fds[1].revents) {
+        Fd in(accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (in.valid() && up_) {
+          absl::StatusOr<Fd> out = TcpConnect({"127.0.0.1", target_}, absl::Seconds(1));
+          if (out.ok()) {
+            TuneTcp(in.get());
+            links.push_back({std::move(in), std::move(*out)});
+          }
+        }
+      }
+      std::vector<bool> dead(links.size(), false);
+      for (size_t i = 0; i < polled; ++i) {
+        for (int side = 0; side < 2; ++side) {
+          if (!(fds[2 + 2 * i + side].revents)) continue;
+          int from = side == 0 ? links[i].a.get() : links[i].b.get();
+          int to = side == 0 ? links[i].b.get() : links[i].a.get();
+          ssize_t n = read(from, buf, sizeof(buf));
+          if (n <= 0) {
+            if (n == 0 || errno != EAGAIN) dead[i] = true;
+            continue;
+          }
+          // Blocking-ish write: loopback buffers are large, retry briefly.
+          ssize_t off = 0;
+          while (off < n) {
+            ssize_t w = send(to, buf + off, n - off, MSG_NOSIGNAL);
+            if (w < 0 && errno == EAGAIN) {
+              pollfd p{to, POLLOUT, 0};
+              poll(&p, 1, 100);
+              continue;
+            }
+            if (w < 0) {
+              dead[i] = true;
+              break;
+            }
+            off += w;
+          }
+        }
+      }
+      std::vector<Link> keep;
+      for (size_t i = 0; i < links.size(); ++i) {
+        if (!dead[i]) keep.push_back(std::move(links[i]));
+      }
+      links = std::move(keep);
+    }
+  }
+
+  uint16_t target_;
+  Fd listen_;
+  uint16_t port_ = 0;
+  Waker waker_;
+  std::atomic<bool> stop_{false}, up_{true}, stalled_{false};
+  std::atomic<uint64_t> loops_{0};
+  std::thread thread_;
+};
+
+// The primary's state: the list of every change so far (a snapshot is the
+// whole list). The standby's copy must equal it: no loss, no duplicate.
+class Primary {
+ public:
+  explicit Primary(size_t backlog = 1u << 20) {
+    SourceOptions o;
+    o.node_id = 1;
+    o.key = kKey;
+    o.backlog_records = backlog;
+    o.keepalive = absl::Milliseconds(200);
+    o.snapshot = [this]() -> absl::StatusOr<Snapshot> {
+      absl::MutexLock l(&mu_);
+      return Snapshot{log_, log_.size()};
+    };
+    absl::StatusOr<std::unique_ptr<ReplicationSource>> s = ReplicationSource::Start(o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    source = std::move(*s);
+  }
+  uint64_t Put(const std::string& r) {
+    absl::MutexLock l(&mu_);
+    log_.push_back(r);
+    return source->Append(r);
+  }
+  void PutMany(int n) {
+    for (int i = 0; i < n; ++i) Put(absl::StrCat("change-", next_++));
+  }
+  std::vector<std::string> log() const {
+    absl::MutexLock l(&mu_);
+    return log_;
+  }
+  std::unique_ptr<ReplicationSource> source;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> log_;
+  int next_ = 0;
+};
+
+class Standby {
+ public:
+  explicit Standby(uint16_t port, const std::string& key = kKey, uint64_t epoch = 0) {
+    SinkOptions o;
+    o.node_id = 2;
+    o.epoch = epoch;
+    o.key = key;
+    o.source = {"127.0.0.1", port};
+    o.reconnect_interval = absl::Milliseconds(20);
+    o.keepalive = absl::Milliseconds(200);
+    SinkCallbacks cb;
+    cb.begin_snapshot = [this](uint64_t, uint64_t) {
+      absl::MutexLock l(&mu_);
+      state_.clear();
+    };
+    cb.apply = [this](RecordKind, uint64_t, absl::string_view r) {
+      absl::MutexLock l(&mu_);
+      state_.emplace_back(r);
+      ++applied_calls_;
+    };
+    absl::StatusOr<std::unique_ptr<ReplicationSink>> s = ReplicationSink::Start(o, cb);
+    EXPECT_TRUE(s.ok()) << s.status();
+    sink = std::move(*s);
+  }
+  std::vector<std::string> state() const {
+    absl::MutexLock l(&mu_);
+    return state_;
+  }
+  bool Has(const std::string& r) const {
+    absl::MutexLock l(&mu_);
+    return !state_.empty() && state_.back() == r;
+  }
+  uint64_t applied_calls() const {
+    absl::MutexLock l(&mu_);
+    return applied_calls_;
+  }
+  std::unique_ptr<ReplicationSink> sink;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> state_;
+  uint64_t applied_calls_ = 0;
+};
+
+bool WaitFor(const std::function<bool()>& pred, absl::Duration limit = absl::Seconds(10)) {
+  absl::Time end = absl::Now() + limit;
+  while (absl::Now() < end) {
+    if (pred()) return true;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return pred();
+}
+
+bool CaughtUp(const Primary& p, const Standby& s) {
+  SinkStatus st = s.sink->status();
+  return st.consistent && st.applied_seq == p.source->status().last_seq;
+}
+
+TEST(Replication, SnapshotOnFirstConnectThenStream) {
+  Primary p;
+  p.PutMany(1000);
+  Standby s(p.source->port());
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, s); }));
+  EXPECT_EQ(s.state(), p.log());
+  EXPECT_EQ(s.sink->status().snapshots, 1u);
+  EXPECT_EQ(p.source->status().snapshots_sent, 1u);
+
+  p.PutMany(500);
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, s); }));
+  EXPECT_EQ(s.state(), p.log());
+  EXPECT_EQ(s.sink->status().snapshots, 1u) << "the stream follows, no new snapshot";
+  ASSERT_TRUE(WaitFor([&] { return p.source->status().acked_seq == 1500; }));
+  SourceStatus st = p.source->status();
+  EXPECT_TRUE(st.standby_connected);
+  EXPECT_TRUE(st.standby_synced);
+  EXPECT_EQ(st.lag_records, 0u);
+  EXPECT_EQ(p.source->rejects().Total(), 0u);
+  EXPECT_EQ(s.sink->rejects().Total(), 0u);
+}
+
+TEST(Replication, ResumesAfterDroppedConnectionWithoutLossOrDuplicates) {
+  Primary p;
+  Relay backbone(p.source->port());
+  Standby s(backbone.port());
+  p.PutMany(200);
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, s); }));
+  for (int round = 0; round < 5; ++round) {
+    // Cut the link while changes keep coming, then restore it.
+    std::thread writer([&] { p.PutMany(300); });
+    absl::SleepFor(absl::Milliseconds(2));
+    backbone.SetUp(false);
+    writer.join();
+    p.PutMany(100);  // written while the link is down
+    ASSERT_TRUE(WaitFor([&] { return !s.sink->status().connected; }));
+    backbone.SetUp(true);
+    ASSERT_TRUE(WaitFor([&] { return p.source->status().resumes == uint64_t(round) + 1; }));
+    ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, s); })) << "round " << round;
+  }
+  EXPECT_EQ(s.state(), p.log());
+  EXPECT_EQ(s.applied_calls(), p.log().size()) << "nothing applied twice";
+  EXPECT_EQ(s.sink->status().snapshots, 1u) << "resumed from the backlog";
+  EXPECT_EQ(p.source->status().resumes, 5u);
+  EXPECT_EQ(p.source->status().snapshots_sent, 1u);
+}
+
+TEST(Replication, RestartedStandbyResumesFromItsAdoptedPosition) {
+  Primary p;
+  p.PutMany(100);
+  SinkStatus before;
+  std::vector<std::string> state;
+  {
+    Standby s(p.source->port());
+    ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, s); }));
+    before = s.sink->status();
+    state = s.state();
+  }
+  p.PutMany(50);
+  // A new sink that adopted (history, applied) from its tables.
+  std::vector<std::string> more;
+  SinkOptions o;
+  o.node_id = 2;
+  o.key = kKey;
+  o.source = {"127.0.0.1", p.source->port()};
+  o.history = before.history;
+  o.applied_seq = before.applied_seq;
+  o.consistent = true;
+  absl::Mutex mu;
+  SinkCallbacks cb;
+  cb.apply = [&](RecordKind kind, uint64_t, absl::string_view r) {
+    absl::MutexLock l(&mu);
+    EXPECT_EQ(kind, RecordKind::kChange);
+    more.emplace_back(r);
+  };
+  auto sink = *ReplicationSink::Start(o, cb);
+  ASSERT_TRUE(WaitFor([&] { return sink->status().applied_seq == 150; }));
+  absl::MutexLock l(&mu);
+  state.insert(state.end(), more.begin(), more.end());
+  EXPECT_EQ(state, p.log());
+  EXPECT_EQ(sink->status().snapshots, 0u);
+}
+
+TEST(Replication, FullResyncWhenTheGapIsOlderThanTheBacklog) {
+  Primary p(/*backlog=*/50);
+  Relay backbone(p.source->port());
+  Standby s(backbone.port());
+  p.PutMany(20);
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, s); }));
+  backbone.SetUp(false);
+  ASSERT_TRUE(WaitFor([&] { return !s.sink->status().connected; }));
+  p.PutMany(500);  // far more than the backlog holds
+  backbone.SetUp(true);
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, s); }));
+  EXPECT_EQ(s.state(), p.log());
+  EXPECT_EQ(s.sink->status().snapshots, 2u);
+  EXPECT_EQ(p.source->status().snapshots_sent, 2u);
+}
+
+TEST(Replication, SynchronousModeWaitsForTheStandbysAck) {
+  Primary p;
+  // No standby: the write is not protected, and the caller learns it at once.
+  uint64_t seq = p.Put("first");
+  EXPECT_EQ(p.source->WaitAcked(seq, absl::Seconds(1)).code(), absl::StatusCode::kUnavailable);
+
+  Relay backbone(p.source->port());
+  Standby s(backbone.port());
+  ASSERT_TRUE(WaitFor([&] { return p.source->status().standby_connected; }));
+  for (int i = 0; i < 100; ++i) {
+    std::string r = absl::StrCat("sync-", i);
+    seq = p.Put(r);
+    ASSERT_TRUE(p.source->WaitAcked(seq, absl::Seconds(5)).ok());
+    // Returned only once the standby has applied it.
+    EXPECT_TRUE(s.Has(r)) << r;
+  }
+  // A standby that stops answering: the wait ends at its deadline.
+  backbone.SetStalled(true);
+  seq = p.Put("stalled");
+  absl::Time t0 = absl::Now();
+  EXPECT_EQ(p.source->WaitAcked(seq, absl::Milliseconds(100)).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_GE(absl::Now() - t0, absl::Milliseconds(100));
+  backbone.SetStalled(false);
+  EXPECT_TRUE(p.source->WaitAcked(seq, absl::Seconds(5)).ok());
+  EXPECT_TRUE(s.Has("stalled"));
+}
+
+TEST(Replication, PeerWithoutTheKeyGetsNothingAndChangesNothing) {
+  Primary p;
+  p.PutMany(10);
+  Standby good(p.source->port());
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, good); }));
+  Standby intruder(p.source->port(), "wrong-key-wrong-key-wrong-key");
+  ASSERT_TRUE(WaitFor([&] { return p.source->rejects().Get(RejectReason::kBadMac) >= 2; }));
+  EXPECT_EQ(intruder.applied_calls(), 0u);
+  EXPECT_FALSE(intruder.sink->status().connected);
+  // The real standby is still served.
+  EXPECT_TRUE(p.source->status().standby_connected);
+  EXPECT_EQ(p.source->status().connections, 1u);
+  p.PutMany(10);
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, good); }));
+  EXPECT_EQ(good.state(), p.log());
+}
+
+TEST(Replication, StaleSourceIsNotFollowedBySinkFromANewerEpoch) {
+  Primary p;  // epoch 0: e.g. an old primary that has not yet demoted
+  p.PutMany(10);
+  Standby s(p.source->port(), kKey, /*epoch=*/3);
+  ASSERT_TRUE(WaitFor([&] { return p.source->rejects().Get(RejectReason::kUnexpected) >= 2; }));
+  EXPECT_EQ(s.applied_calls(), 0u);
+  EXPECT_FALSE(p.source->status().standby_connected);
+  p.source->SetEpoch(3);  // the source is legitimate in epoch 3
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, s); }));
+  EXPECT_EQ(s.state(), p.log());
+}
+
+TEST(Replication, GarbageOnTheBackboneIsRefusedAndCounted) {
+  Primary p;
+  Standby good(p.source->port());
+  p.PutMany(10);
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, good); }));
+  {
+    absl::StatusOr<Fd> fd = TcpConnect({"127.0.0.1", p.source->port()}, absl::Seconds(1));
+    ASSERT_TRUE(fd.ok());
+    std::string junk(100, 'x');
+    ASSERT_EQ(send(fd->get(), junk.data(), junk.size(), MSG_NOSIGNAL), 100);
+    ASSERT_TRUE(WaitFor([&] { return p.source->rejects().Get(RejectReason::kMalformed) == 1; }));
+  }
+  {
+    // A frame cut short by the connection closing.
+    absl::StatusOr<Fd> fd = TcpConnect({"127.0.0.1", p.source->port()}, absl::Seconds(1));
+    ASSERT_TRUE(fd.ok());
+    Session s(*Hmac::Create(kKey), Session::Side::kClient, 9, nullptr);
+    std::string hello = s.StartHandshake(0);
+    ASSERT_GT(send(fd->get(), hello.data(), 20 + kHeaderSize, MSG_NOSIGNAL), 0);
+  }
+  ASSERT_TRUE(WaitFor([&] { return p.source->rejects().Get(RejectReason::kTruncated) == 1; }));
+  p.PutMany(10);
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, good); }));
+  EXPECT_EQ(good.state(), p.log());
+}
+
+TEST(Replication, LargeSnapshotWhileChangesKeepComing) {
+  Primary p;
+  p.PutMany(200000);
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    while (!done) {
+      p.PutMany(100);
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  });
+  Standby s(p.source->port());
+  ASSERT_TRUE(WaitFor([&] { return s.sink->status().snapshots == 1; }, absl::Seconds(30)));
+  done = true;
+  writer.join();
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, s); }, absl::Seconds(30)));
+  EXPECT_EQ(s.state(), p.log());
+  EXPECT_EQ(p.source->status().snapshots_sent, 1u);
+}
+
+TEST(Replication, BatchAppendKeepsOrder) {
+  Primary p;
+  Standby s(p.source->port());
+  ASSERT_TRUE(WaitFor([&] { return p.source->status().standby_connected; }));
+  std::vector<std::string> batch = {"a", "b", "c"};
+  uint64_t last = p.source->AppendBatch(batch);
+  EXPECT_EQ(last, 3u);
+  ASSERT_TRUE(p.source->WaitAcked(last, absl::Seconds(5)).ok());
+  EXPECT_EQ(s.state(), batch);
+}
+
+TEST(Replication, LagIsObservable) {
+  Primary p;
+  Relay backbone(p.source->port());
+  Standby s(backbone.port());
+  p.PutMany(10);
+  ASSERT_TRUE(WaitFor([&] { return p.source->status().acked_seq == 10; }));
+  backbone.SetStalled(true);
+  p.PutMany(5);
+  absl::SleepFor(absl::Milliseconds(50));
+  SourceStatus st = p.source->status();
+  EXPECT_EQ(st.lag_records, 5u);
+  EXPECT_GE(st.lag_time, absl::Milliseconds(50));
+  backbone.SetStalled(false);
+  ASSERT_TRUE(WaitFor([&] { return p.source->status().lag_records == 0; }));
+  EXPECT_EQ(p.source->status().lag_time, absl::ZeroDuration());
+}
+
+}  // namespace
+}  // namespace tandem::mirror
