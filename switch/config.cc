@@ -1,5 +1,6 @@
 #include "switch/config.h"
 
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -138,6 +139,20 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
   if (c.pair_node_id != 0 && c.pair_key.size() < 16) {
     r.Fail("pair.key", "must hold at least 16 bytes when pair.node_id is set");
   }
+  r.Str("shared_nic.xdp_prog", c.xdp_prog);
+  std::string media_ports;
+  r.Str("shared_nic.media_ports", media_ports);
+  if (!media_ports.empty()) {
+    unsigned lo = 0, hi = 0;
+    char end = 0;
+    if (std::sscanf(media_ports.c_str(), "%u-%u%c", &lo, &hi, &end) != 2 || lo < 1 || lo > hi ||
+        hi > 65535) {
+      r.Fail("shared_nic.media_ports", "must be \"FIRST-LAST\" within 1-65535");
+    } else {
+      c.media_port_low = static_cast<uint16_t>(lo);
+      c.media_port_high = static_cast<uint16_t>(hi);
+    }
+  }
   std::vector<std::string> prefixes;
   r.StrList("access.prefixes", prefixes);
   for (const auto& s : prefixes) {
@@ -173,6 +188,16 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
           r.Fail("port.name", absl::StrCat("'", p.name, "' must be \"access\" or \"backbone\""));
         }
         if (p.devargs.empty()) r.Fail("port.devargs", "is required");
+        if (auto x = t->at_path("xdp_steering")) {
+          if (!x.is_boolean()) {
+            r.Fail("port.xdp_steering", "must be true or false");
+          } else {
+            p.xdp_steering = *x.value<bool>();
+          }
+          if (p.xdp_steering && p.devargs.rfind("net_af_xdp", 0) != 0) {
+            r.Fail("port.xdp_steering", "needs a net_af_xdp port (devargs net_af_xdp0,iface=...)");
+          }
+        }
         for (const auto& q : c.ports) {
           if (q.role == p.role) r.Fail("port.name", absl::StrCat("'", p.name, "' given twice"));
         }

@@ -18,6 +18,9 @@ struct PortConfig {
   std::string name;  // "access" or "backbone"
   PortRole role = PortRole::kAccess;
   std::string devargs;  // a vdev ("net_af_packet0,iface=x") or a PCI address
+  // Shared-NIC mode (net_af_xdp only): steer only Tandem's traffic to the
+  // switch with switch/xdp/tandem_steer.bpf.c; see docs/shared-nic.md.
+  bool xdp_steering = false;
 };
 
 struct SwitchConfig {
@@ -52,6 +55,11 @@ struct SwitchConfig {
   uint32_t pair_node_id = 0;
   std::string pair_key;  // from pair.key or the file pair.key_file
   uint32_t heartbeat_ms = 10;
+
+  // Shared-NIC mode ([shared_nic], docs/shared-nic.md).
+  std::string xdp_prog;  // the BPF object; empty: beside the binary
+  uint16_t media_port_low = 20000;  // UDP ports steered to the VIPs, inclusive
+  uint16_t media_port_high = 59999;
 };
 
 // Parses and validates; errors name the file, the key and what is wrong.

@@ -26,6 +26,7 @@
 #include "switch/config.h"
 #include "switch/dataplane.h"
 #include "switch/slowpath.h"
+#include "switch/xdp/steering.h"
 
 namespace tandem::sw {
 namespace {
@@ -188,7 +189,7 @@ int TelemetryTables(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
-int MainLoop(Dataplane& dp) {
+int MainLoop(Dataplane& dp, xdp::SharedNic& shared_nic) {
   SlowPath slow(dp);
   uint32_t main_index = static_cast<uint32_t>(dp.cfg.worker_lcores.size());
   tables::WorkerHealth& health = dp.state.health(main_index);
@@ -208,6 +209,7 @@ int MainLoop(Dataplane& dp) {
     for (unsigned i = 0; i < r; ++i) slow.Resolve(req[i].ip, now);
     slow.Tick(now);
     slow.Flush();
+    shared_nic.Tick(dp.tables, now);  // XDP maps follow the VIPs and role
     if (now - last_stats > 100 * 1000000ull) {
       UpdatePortStats(dp);
       last_stats = now;
@@ -246,6 +248,9 @@ int Main(int argc, char** argv) {
   static Dataplane dp;
   dp.cfg = *cfg;
   g_dp = &dp;
+  // Shared-NIC ports: xdp_prog= in their devargs, stale programs removed.
+  static xdp::SharedNic shared_nic;
+  if (auto st = shared_nic.Prepare(dp.cfg); !st.ok()) Die(std::string(st.message()));
 
   // EAL arguments: lcores and devices from the configuration, then extras.
   std::vector<std::string> args = {"tandem-switch"};
@@ -320,6 +325,8 @@ int Main(int argc, char** argv) {
   }
   sh.n_ports.store(nb_ports);
   UpdatePortStats(dp);
+  if (auto st = shared_nic.Attach(dp.cfg); !st.ok()) Die(std::string(st.message()));
+  shared_nic.Tick(dp.tables, MonotonicNs());
 
   if (dp.cfg.telemetry) {
     rte_telemetry_register_cmd("/tandem/stats", TelemetryStats,
@@ -328,6 +335,7 @@ int Main(int argc, char** argv) {
                                "Per-worker counters and heartbeat age. No parameters");
     rte_telemetry_register_cmd("/tandem/tables", TelemetryTables,
                                "Role, epoch and table occupancy. No parameters");
+    shared_nic.RegisterTelemetry();
   }
 
   signal(SIGINT, OnSignal);
@@ -349,13 +357,15 @@ int Main(int argc, char** argv) {
                static_cast<unsigned long long>(dp.tables.epoch()));
   std::fprintf(stderr, "tandem-switch: forwarding\n");
   std::fflush(stderr);
-  MainLoop(dp);
+  MainLoop(dp, shared_nic);
 
   rte_eal_mp_wait_lcore();
+  shared_nic.LogCounters();
   for (const Port& p : dp.ports) {
     rte_eth_dev_stop(p.id);
     rte_eth_dev_close(p.id);
   }
+  shared_nic.CheckDetached();  // net_af_xdp detaches on close; verify
   sh.switch_pid.store(0);
   rte_eal_cleanup();
   std::fprintf(stderr, "tandem-switch: stopped\n");

@@ -1,0 +1,97 @@
+#include "control/change_log.h"
+
+#include <time.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace tandem::control {
+namespace {
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+// Protobuf wire format of a varint field.
+void AppendVarintField(uint32_t field, uint64_t value, std::string* out) {
+  uint64_t tag = uint64_t{field} << 3;  // wire type 0
+  for (uint64_t v : {tag, value}) {
+    while (v >= 0x80) {
+      out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    out->push_back(static_cast<char>(v));
+  }
+}
+
+}  // namespace
+
+ChangeLog::ChangeLog(size_t capacity, uint64_t log_id)
+    : capacity_(capacity == 0 ? 1 : capacity), log_id_(log_id) {}
+
+uint64_t ChangeLog::Append(v1::Change change) {
+  std::vector<v1::Change> one;
+  one.push_back(std::move(change));
+  return AppendAll(one);
+}
+
+uint64_t ChangeLog::AppendAll(std::vector<v1::Change>& changes) {
+  if (changes.empty()) return 0;
+  // Serialise the bodies outside the lock; seq, log_id and time go in front
+  // under it (protobuf merges fields in any order, so header + body parses as
+  // one message).
+  std::vector<std::string> bodies(changes.size());
+  for (size_t i = 0; i < changes.size(); ++i) changes[i].SerializeToString(&bodies[i]);
+  uint64_t now = NowNs();
+  absl::MutexLock lock(&mu_);
+  for (size_t i = 0; i < changes.size(); ++i) {
+    uint64_t seq = next_seq_++;
+    changes[i].set_seq(seq);
+    changes[i].set_log_id(log_id_);
+    changes[i].set_unix_ns(now);
+    std::string rec;
+    rec.reserve(bodies[i].size() + 32);
+    AppendVarintField(1, seq, &rec);
+    AppendVarintField(2, log_id_, &rec);
+    AppendVarintField(3, now, &rec);
+    rec += bodies[i];
+    ring_.push_back(std::move(rec));
+  }
+  while (ring_.size() > capacity_) {
+    ring_.pop_front();
+    ++first_seq_;
+  }
+  return next_seq_ - 1;
+}
+
+absl::Status ChangeLog::Read(uint64_t from, size_t max, absl::Duration wait,
+                             std::vector<v1::Change>* out) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this, from]()
+                   ABSL_SHARED_LOCKS_REQUIRED(mu_) { return closed_ || next_seq_ > from; };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
+  if (closed_) return absl::CancelledError("the change log is closed");
+  if (from < first_seq_) {
+    return absl::OutOfRangeError(
+        absl::StrCat("change ", from, " is no longer held (oldest ", first_seq_, "): resync"));
+  }
+  for (uint64_t s = from; s < next_seq_ && out->size() < max; ++s) {
+    v1::Change c;
+    if (!c.ParseFromString(ring_[s - first_seq_])) {
+      return absl::DataLossError(absl::StrCat("change ", s, " does not parse"));
+    }
+    out->push_back(std::move(c));
+  }
+  return absl::OkStatus();
+}
+
+void ChangeLog::Close() {
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
+}
+
+uint64_t ChangeLog::last_seq() const {
+  absl::MutexLock lock(&mu_);
+  return next_seq_ - 1;
+}
+
+}  // namespace tandem::control

@@ -1,0 +1,155 @@
+// The control core of a node: the single writer of the node's session tables
+// and the owner of its durable store. Every API call of tandem-control is a
+// method here; the gRPC service (service.h) only translates.
+//
+// Consistency rules (see control/README.md):
+//  - Sites, meetings and participants are durable (Store); live legs exist
+//    only in the shared-memory tables. A call validates everything first, then
+//    writes the store in one transaction and the tables, so that a failed call
+//    changes nothing and an acknowledged call survives kill -9.
+//  - On start the core adopts the live tables and reconciles them with the
+//    store: a meeting is live in the tables iff the store says LIVE; a leg is
+//    kept iff its participant is present in the store (an unacknowledged join
+//    interrupted by a crash is rolled back).
+//
+// Thread-safe: one mutex serialises every call (the tables have one writer).
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/tables/tables.h"
+#include "control.pb.h"
+#include "control/change_log.h"
+#include "control/config.h"
+#include "control/pool.h"
+#include "control/store.h"
+
+namespace tandem::control {
+
+class Core {
+ public:
+  // Opens the store and the tables (adopting what they hold), reconciles
+  // them and sets role, epoch and VIPs. FailedPrecondition if another writer
+  // holds the tables.
+  static absl::StatusOr<std::unique_ptr<Core>> Start(const Config& config);
+  ~Core();
+
+  absl::Status GetStatus(const v1::GetStatusRequest& req, v1::NodeStatus* out);
+
+  absl::Status CreateSite(const v1::CreateSiteRequest& req, v1::Site* out);
+  absl::Status GetSite(const v1::GetSiteRequest& req, v1::Site* out);
+  absl::Status ListSites(const v1::ListSitesRequest& req, v1::ListSitesResponse* out);
+  absl::Status UpdateSite(const v1::UpdateSiteRequest& req, v1::Site* out);
+  absl::Status DeleteSite(const v1::DeleteSiteRequest& req, v1::DeleteSiteResponse* out);
+
+  absl::Status ScheduleMeeting(const v1::ScheduleMeetingRequest& req, v1::Meeting* out);
+  absl::Status StartMeeting(const v1::StartMeetingRequest& req, v1::Meeting* out);
+  absl::Status EndMeeting(const v1::EndMeetingRequest& req, v1::Meeting* out);
+  absl::Status GetMeeting(const v1::GetMeetingRequest& req, v1::Meeting* out);
+  absl::Status ListMeetings(const v1::ListMeetingsRequest& req, v1::ListMeetingsResponse* out);
+  absl::Status UpdateMeeting(const v1::UpdateMeetingRequest& req, v1::Meeting* out);
+
+  absl::Status Join(const v1::JoinRequest& req, v1::JoinResponse* out);
+  absl::Status Leave(const v1::LeaveRequest& req, v1::LeaveResponse* out);
+  absl::Status SetRole(const v1::SetRoleRequest& req, v1::Participant* out);
+  absl::Status SetMute(const v1::SetMuteRequest& req, v1::SetMuteResponse* out);
+  absl::Status ListParticipants(const v1::ListParticipantsRequest& req,
+                                v1::ListParticipantsResponse* out);
+  absl::Status ListLegs(const v1::ListLegsRequest& req, v1::ListLegsResponse* out);
+  absl::Status GetUsage(const v1::GetUsageRequest& req, v1::GetUsageResponse* out);
+
+  // Prometheus text exposition of the node (tables, switch counters, store).
+  std::string RenderMetrics();
+  // Frees retired table entries; called periodically by the daemon.
+  void Housekeeping();
+
+  ChangeLog& changes() { return *changes_; }
+  const Config& config() const { return config_; }
+
+ private:
+  struct LegRec {
+    uint64_t participant_id = 0;
+    uint64_t meeting_id = 0;
+    uint32_t requested = 0;  // kLegSend|kLegRecv as asked at join
+    bool muted = false;
+    IpAddr local;
+    uint16_t local_port = 0;
+  };
+  struct ParticipantRec {
+    v1::Participant p;  // no legs; usage = legs that already left
+    std::vector<uint64_t> legs;
+  };
+  struct LiveMeeting {
+    std::vector<uint64_t> participants;  // present and left, in join order
+    uint32_t present = 0;
+    uint32_t legs = 0;
+  };
+
+  Core(Config config, std::unique_ptr<Store> store, std::unique_ptr<tables::TablesWriter> writer,
+       uint64_t log_id);
+  absl::Status Reconcile() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<uint64_t> NextLegId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RefreshState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint32_t EffectiveFlags(const LegRec& leg) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Usage LegUsage(uint64_t leg_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Usage ParticipantUsage(const ParticipantRec& rec) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Usage MeetingUsage(const v1::Meeting& m) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FillLeg(uint64_t leg_id, bool with_usage, v1::Leg* out) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FillParticipant(const ParticipantRec& rec, bool with_legs, v1::Participant* out) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FillMeeting(const v1::Meeting& m, v1::Meeting* out) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint32_t SiteLiveLegs(uint64_t site_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint32_t SiteLiveMeetings(uint64_t site_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes legs from tables, pool and indexes (after the store was written).
+  void DropLegs(const std::vector<uint64_t>& leg_ids, std::vector<v1::Change>* changes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies the current flags of the given legs to the tables.
+  void ApplyFlags(const std::vector<uint64_t>& leg_ids, std::vector<v1::Change>* changes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::Meeting*> FindMeeting(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Config config_;
+  mutable absl::Mutex mu_;
+  std::unique_ptr<Store> store_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<tables::TablesWriter> writer_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<ChangeLog> changes_;
+  LocalPool pool_ ABSL_GUARDED_BY(mu_);
+  tables::Role role_ ABSL_GUARDED_BY(mu_) = tables::Role::kStandby;
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 1;
+
+  std::map<uint64_t, v1::Site> sites_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, v1::Meeting> meetings_ ABSL_GUARDED_BY(mu_);  // every state
+  absl::flat_hash_map<uint64_t, LiveMeeting> live_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, ParticipantRec> participants_ ABSL_GUARDED_BY(mu_);  // of live
+  absl::flat_hash_map<uint64_t, LegRec> legs_ ABSL_GUARDED_BY(mu_);
+
+  uint64_t next_site_id_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_meeting_id_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_participant_id_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_leg_id_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t leg_id_limit_ ABSL_GUARDED_BY(mu_) = 0;  // ids below are reserved in the store
+
+  // The switch's state region, mapped when it exists.
+  tables::Mapping state_map_ ABSL_GUARDED_BY(mu_);
+  tables::StateView state_ ABSL_GUARDED_BY(mu_);
+  bool have_state_ ABSL_GUARDED_BY(mu_) = false;
+  ino_t state_ino_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Adoption figures, for status and logs.
+  uint32_t adopted_legs_ = 0, removed_on_start_ = 0;
+};
+
+}  // namespace tandem::control

@@ -1,0 +1,170 @@
+// tandem-control: the control-plane daemon of one node. The single writer of
+// the node's session tables; serves the gRPC API (tandemctl, meeting
+// applications) and Prometheus metrics. See control/README.md.
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "control/config.h"
+#include "control/core.h"
+#include "control/service.h"
+
+ABSL_FLAG(std::string, config, "", "TOML configuration file");
+ABSL_FLAG(std::string, node, "", "node name (overrides the config)");
+ABSL_FLAG(std::string, shm_dir, "", "directory of the region files (overrides the config)");
+ABSL_FLAG(std::string, api, "",
+          "API listen address, unix:PATH or HOST:PORT (overrides [api] listen)");
+ABSL_FLAG(std::string, api_tcp, "", "extra TCP listener HOST:PORT (overrides [api] tcp)");
+ABSL_FLAG(std::string, store, "", "SQLite store path (overrides [store] path)");
+ABSL_FLAG(std::string, metrics, "", "metrics HTTP listen HOST:PORT, \"off\" to disable");
+ABSL_FLAG(std::string, role, "", "active or standby (overrides role)");
+ABSL_FLAG(uint32_t, legs, 0, "leg capacity when the tables are created (overrides [tables])");
+ABSL_FLAG(uint32_t, meetings, 0, "meeting capacity when the tables are created");
+
+namespace tandem::control {
+namespace {
+
+void MakeParentDir(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return;
+  std::string dir = path.substr(0, slash);
+  // mkdir -p
+  for (size_t i = 1; i <= dir.size(); ++i) {
+    if (i == dir.size() || dir[i] == '/') mkdir(dir.substr(0, i).c_str(), 0755);
+  }
+}
+
+int Run(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "tandem-control --config FILE.toml [--node N] [--shm_dir DIR] [--api ADDR] ...\n"
+      "The control-plane daemon of a Tandem node.");
+  absl::ParseCommandLine(argc, argv);
+  Config config;
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    auto c = LoadConfig(absl::GetFlag(FLAGS_config));
+    if (!c.ok()) {
+      fprintf(stderr, "tandem-control: %s\n", std::string(c.status().message()).c_str());
+      return 2;
+    }
+    config = *c;
+  }
+  auto override_str = [](const absl::Flag<std::string>& f, std::string* out) {
+    std::string v = absl::GetFlag(f);
+    if (!v.empty()) *out = v;
+  };
+  override_str(FLAGS_node, &config.node);
+  override_str(FLAGS_shm_dir, &config.shm_dir);
+  override_str(FLAGS_api, &config.api_listen);
+  override_str(FLAGS_api_tcp, &config.api_tcp);
+  override_str(FLAGS_store, &config.store_path);
+  override_str(FLAGS_metrics, &config.metrics_listen);
+  override_str(FLAGS_role, &config.role);
+  if (config.metrics_listen == "off") config.metrics_listen.clear();
+  if (absl::GetFlag(FLAGS_legs)) config.capacity.legs = absl::GetFlag(FLAGS_legs);
+  if (absl::GetFlag(FLAGS_meetings)) config.capacity.meetings = absl::GetFlag(FLAGS_meetings);
+  if (auto st = ValidateConfig(config); !st.ok()) {
+    fprintf(stderr, "tandem-control: %s\n", std::string(st.message()).c_str());
+    return 2;
+  }
+
+  // Signals are taken by sigwait below; block them before any thread starts.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+  MakeParentDir(config.store_path);
+  auto core = Core::Start(config);
+  if (!core.ok()) {
+    fprintf(stderr, "tandem-control: %s\n", std::string(core.status().message()).c_str());
+    return 1;
+  }
+  Service service(**core);
+  grpc::ServerBuilder builder;
+  if (!config.api_listen.empty()) {
+    std::string addr = config.api_listen;
+    if (absl::StartsWith(addr, "unix:")) {
+      std::string path = addr.substr(5);
+      MakeParentDir(path);
+      unlink(path.c_str());  // we hold the tables' writer lock: no live daemon owns it
+    }
+    builder.AddListeningPort(addr, grpc::InsecureServerCredentials());
+  }
+  if (!config.api_tcp.empty()) {
+    builder.AddListeningPort(config.api_tcp, grpc::InsecureServerCredentials());
+  }
+  builder.SetMaxReceiveMessageSize(256 << 20);
+  builder.SetMaxSendMessageSize(256 << 20);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    fprintf(stderr, "tandem-control: cannot listen on %s\n", config.api_listen.c_str());
+    return 1;
+  }
+
+  httplib::Server http;
+  std::thread http_thread;
+  if (!config.metrics_listen.empty()) {
+    size_t colon = config.metrics_listen.rfind(':');
+    int port = 0;
+    if (colon == std::string::npos ||
+        !absl::SimpleAtoi(config.metrics_listen.substr(colon + 1), &port)) {
+      fprintf(stderr, "tandem-control: bad metrics address %s\n", config.metrics_listen.c_str());
+      return 2;
+    }
+    std::string host = config.metrics_listen.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    http.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+      res.set_content((*core)->RenderMetrics() + service.RenderMetrics(),
+                      "text/plain; version=0.0.4");
+    });
+    if (!http.bind_to_port(host, port)) {
+      fprintf(stderr, "tandem-control: cannot listen for metrics on %s\n",
+              config.metrics_listen.c_str());
+      return 1;
+    }
+    http_thread = std::thread([&] { http.listen_after_bind(); });
+  }
+
+  std::atomic<bool> stopping{false};
+  std::thread upkeep([&] {
+    while (!stopping.load()) {
+      (*core)->Housekeeping();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+
+  fprintf(stderr, "tandem-control: serving node %s on %s%s%s\n", config.node.c_str(),
+          config.api_listen.c_str(), config.api_tcp.empty() ? "" : " and ", config.api_tcp.c_str());
+  int sig = 0;
+  sigwait(&stop, &sig);
+  fprintf(stderr, "tandem-control: stopping (signal %d)\n", sig);
+  stopping = true;
+  (*core)->changes().Close();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (http_thread.joinable()) {
+    http.stop();
+    http_thread.join();
+  }
+  upkeep.join();
+  return 0;
+}
+
+}  // namespace
+}  // namespace tandem::control
+
+int main(int argc, char** argv) { return tandem::control::Run(argc, argv); }

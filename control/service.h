@@ -1,0 +1,71 @@
+// The gRPC face of the control core: translates calls and statuses, counts
+// calls by method and code for /metrics, and streams the change log.
+#pragma once
+
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "control.grpc.pb.h"
+#include "control/core.h"
+
+namespace tandem::control {
+
+class Service final : public v1::Control::Service {
+ public:
+  explicit Service(Core& core) : core_(core) {}
+
+  grpc::Status GetStatus(grpc::ServerContext*, const v1::GetStatusRequest* req,
+                         v1::NodeStatus* resp) override;
+  grpc::Status CreateSite(grpc::ServerContext*, const v1::CreateSiteRequest* req,
+                          v1::Site* resp) override;
+  grpc::Status GetSite(grpc::ServerContext*, const v1::GetSiteRequest* req,
+                       v1::Site* resp) override;
+  grpc::Status ListSites(grpc::ServerContext*, const v1::ListSitesRequest* req,
+                         v1::ListSitesResponse* resp) override;
+  grpc::Status UpdateSite(grpc::ServerContext*, const v1::UpdateSiteRequest* req,
+                          v1::Site* resp) override;
+  grpc::Status DeleteSite(grpc::ServerContext*, const v1::DeleteSiteRequest* req,
+                          v1::DeleteSiteResponse* resp) override;
+  grpc::Status ScheduleMeeting(grpc::ServerContext*, const v1::ScheduleMeetingRequest* req,
+                               v1::Meeting* resp) override;
+  grpc::Status StartMeeting(grpc::ServerContext*, const v1::StartMeetingRequest* req,
+                            v1::Meeting* resp) override;
+  grpc::Status EndMeeting(grpc::ServerContext*, const v1::EndMeetingRequest* req,
+                          v1::Meeting* resp) override;
+  grpc::Status GetMeeting(grpc::ServerContext*, const v1::GetMeetingRequest* req,
+                          v1::Meeting* resp) override;
+  grpc::Status ListMeetings(grpc::ServerContext*, const v1::ListMeetingsRequest* req,
+                            v1::ListMeetingsResponse* resp) override;
+  grpc::Status UpdateMeeting(grpc::ServerContext*, const v1::UpdateMeetingRequest* req,
+                             v1::Meeting* resp) override;
+  grpc::Status Join(grpc::ServerContext*, const v1::JoinRequest* req,
+                    v1::JoinResponse* resp) override;
+  grpc::Status Leave(grpc::ServerContext*, const v1::LeaveRequest* req,
+                     v1::LeaveResponse* resp) override;
+  grpc::Status SetRole(grpc::ServerContext*, const v1::SetRoleRequest* req,
+                       v1::Participant* resp) override;
+  grpc::Status SetMute(grpc::ServerContext*, const v1::SetMuteRequest* req,
+                       v1::SetMuteResponse* resp) override;
+  grpc::Status ListParticipants(grpc::ServerContext*, const v1::ListParticipantsRequest* req,
+                                v1::ListParticipantsResponse* resp) override;
+  grpc::Status ListLegs(grpc::ServerContext*, const v1::ListLegsRequest* req,
+                        v1::ListLegsResponse* resp) override;
+  grpc::Status GetUsage(grpc::ServerContext*, const v1::GetUsageRequest* req,
+                        v1::GetUsageResponse* resp) override;
+  grpc::Status Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,
+                     grpc::ServerWriter<v1::Change>* writer) override;
+
+  // Prometheus lines of the API counters.
+  std::string RenderMetrics() const;
+
+ private:
+  grpc::Status Reply(const char* method, const absl::Status& st);
+
+  Core& core_;
+  mutable absl::Mutex mu_;
+  // (method, code) -> calls
+  absl::flat_hash_map<std::pair<std::string, int>, uint64_t> calls_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tandem::control

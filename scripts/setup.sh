@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Prepares a Debian 12 machine to build, test and demo Tandem, then builds it.
+# Idempotent: packages are installed (and `apt-get update` run) only when one
+# is missing; hugepages are reserved only when too few are; meson configures
+# once and ninja rebuilds only what changed.
+#
+# Run it as root, or source it from another script (demo.sh, test.sh): it then
+# leaves these variables set for the caller:
+#   TANDEM_ROOT        the repository root
+#   TANDEM_BUILD_DIR   the build directory (default $TANDEM_ROOT/build)
+#   TANDEM_HUGEPAGES   1 when hugepages are reserved and mounted, else 0
+#   TANDEM_EAL_MEM     EAL memory arguments to use: "" or "--no-huge -m 512"
+# The hugepage verdict is also written to $TANDEM_BUILD_DIR/tandem-setup.env
+# so that tests started on their own (pytest) read the same answer.
+#
+# Environment knobs: TANDEM_BUILD_DIR (another build directory),
+# TANDEM_NINJA_JOBS (ninja -j), TANDEM_SKIP_PACKAGES=1, TANDEM_SKIP_BUILD=1.
+
+# Everything the project needs from Debian: the build (compilers, meson,
+# DPDK, libbpf/libxdp, Abseil, GoogleTest, Benchmark, gRPC/protobuf, SQLite,
+# toml++, httplib), the test beds (iproute2, bridge-utils, ethtool, tcpdump,
+# scapy, pytest, ffmpeg) and the tools the docs mention (dpdk-testpmd,
+# dpdk-devbind.py, dpdk-telemetry.py come with dpdk and dpdk-dev).
+TANDEM_DEBIAN_PACKAGES=(
+  build-essential g++ clang llvm clang-format clang-tidy pkg-config git
+  meson ninja-build
+  dpdk dpdk-dev libdpdk-dev libnuma-dev libpcap-dev libelf-dev zlib1g-dev
+  libbpf-dev libxdp-dev
+  libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev
+  python3 python3-scapy python3-pytest ffmpeg
+  iproute2 bridge-utils ethtool tcpdump procps psmisc util-linux
+)
+
+tandem_log() { echo "setup: $*" >&2; }
+
+tandem_install_packages() {
+  if [[ "${TANDEM_SKIP_PACKAGES:-0}" == 1 ]]; then return 0; fi
+  local missing=() p
+  for p in "${TANDEM_DEBIAN_PACKAGES[@]}"; do
+    if [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]]; then
+      missing+=("$p")
+    fi
+  done
+  if ((${#missing[@]} == 0)); then
+    return 0
+  fi
+  if [[ $EUID -ne 0 ]]; then
+    tandem_log "missing packages (${missing[*]}); run as root to install them"
+    return 1
+  fi
+  tandem_log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q || return 1
+  apt-get install -y -q --no-install-recommends "${missing[@]}" || return 1
+}
+
+# Reserves 1024 x 2 MB hugepages and mounts hugetlbfs on /dev/hugepages.
+# Sets TANDEM_HUGEPAGES=1 only when enough pages are free and the mount is
+# there; DPDK processes otherwise run with --no-huge -m 512.
+tandem_setup_hugepages() {
+  local want=1024 need_free=256
+  local nr
+  nr=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
+  if ((nr < want)); then
+    echo "$want" >/proc/sys/vm/nr_hugepages 2>/dev/null ||
+      tandem_log "could not reserve hugepages (read-only /proc/sys?)"
+  fi
+  if ! grep -qs ' /dev/hugepages hugetlbfs ' /proc/mounts; then
+    mkdir -p /dev/hugepages 2>/dev/null
+    mount -t hugetlbfs nodev /dev/hugepages 2>/dev/null ||
+      tandem_log "could not mount hugetlbfs on /dev/hugepages"
+  fi
+  local free
+  free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo 2>/dev/null)
+  if [[ -n "$free" ]] && ((free >= need_free)) &&
+    grep -qs ' /dev/hugepages hugetlbfs ' /proc/mounts; then
+    TANDEM_HUGEPAGES=1
+    TANDEM_EAL_MEM=""
+  else
+    tandem_log "hugepages unavailable (free=${free:-?}); DPDK runs with --no-huge -m 512"
+    TANDEM_HUGEPAGES=0
+    TANDEM_EAL_MEM="--no-huge -m 512"
+  fi
+  export TANDEM_HUGEPAGES TANDEM_EAL_MEM
+}
+
+tandem_build() {
+  if [[ "${TANDEM_SKIP_BUILD:-0}" == 1 ]]; then return 0; fi
+  local jobs=()
+  if [[ -n "${TANDEM_NINJA_JOBS:-}" ]]; then jobs=(-j "$TANDEM_NINJA_JOBS"); fi
+  if [[ ! -f "$TANDEM_BUILD_DIR/build.ninja" ]]; then
+    tandem_log "configuring $TANDEM_BUILD_DIR"
+    local wipe=()
+    # A configure that failed half-way leaves meson-private/ behind.
+    if [[ -d "$TANDEM_BUILD_DIR/meson-private" ]]; then wipe=(--wipe); fi
+    meson setup "${wipe[@]}" "$TANDEM_BUILD_DIR" "$TANDEM_ROOT" || return 1
+  fi
+  tandem_log "building in $TANDEM_BUILD_DIR"
+  ninja -C "$TANDEM_BUILD_DIR" "${jobs[@]}" || return 1
+}
+
+tandem_record_setup() {
+  mkdir -p "$TANDEM_BUILD_DIR" &&
+    printf 'TANDEM_HUGEPAGES=%s\nTANDEM_EAL_MEM="%s"\n' \
+      "$TANDEM_HUGEPAGES" "$TANDEM_EAL_MEM" >"$TANDEM_BUILD_DIR/tandem-setup.env"
+}
+
+tandem_setup_main() {
+  TANDEM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  TANDEM_BUILD_DIR="${TANDEM_BUILD_DIR:-$TANDEM_ROOT/build}"
+  export TANDEM_ROOT TANDEM_BUILD_DIR
+  tandem_install_packages || { tandem_log "package installation failed"; return 1; }
+  tandem_setup_hugepages
+  tandem_build || { tandem_log "build failed"; return 1; }
+  tandem_record_setup
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  set -euo pipefail
+  tandem_setup_main "$@"
+  tandem_log "ready: build in $TANDEM_BUILD_DIR, hugepages=$TANDEM_HUGEPAGES"
+else
+  tandem_setup_main "$@" || return 1
+fi

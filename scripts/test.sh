@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Runs every test suite of Tandem and ends with one line of its own:
+#   N passed, N failed[, N skipped]
+# Suites: every test registered with meson (GoogleTest executables are counted
+# case by case) and the pytest integration suite in tests/integration.
+# Exits non-zero when any case failed or errored, or when a suite could not
+# run at all (that counts as a failure, never as zero tests).
+#
+# Usage: scripts/test.sh [--unit-only | --integration-only] [-k EXPR]
+#   -k EXPR   passed to pytest to select integration tests
+# Environment: TANDEM_BUILD_DIR (default build/), TANDEM_TEST_TIMEOUT_S (whole
+# integration suite, default 1080).
+set -uo pipefail
+
+run_unit=1
+run_integration=1
+pytest_select=()
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+while (($#)); do
+  case "$1" in
+    --unit-only) run_integration=0 ;;
+    --integration-only) run_unit=0 ;;
+    -k)
+      [[ $# -ge 2 ]] || { usage >&2; exit 2; }
+      pytest_select=(-k "$2")
+      shift
+      ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "test.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root" || exit 1
+
+passed=0
+failed=0
+skipped=0
+finish() {
+  local line="$passed passed, $failed failed"
+  if ((skipped > 0)); then line+=", $skipped skipped"; fi
+  echo "$line"
+  if ((failed > 0)); then exit 1; fi
+  exit 0
+}
+# Adds "P F S" (as printed by junit_summary.py) to the totals.
+add_counts() {
+  local p f s
+  read -r p f s <<<"$1"
+  if [[ ! "$p$f$s" =~ ^[0-9]+$ ]]; then
+    echo "test.sh: could not count results ($1)" >&2
+    failed=$((failed + 1))
+    return
+  fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  skipped=$((skipped + s))
+}
+
+# shellcheck source=scripts/setup.sh
+if ! source "$root/scripts/setup.sh"; then
+  echo "test.sh: set-up or build failed; no suite can run" >&2
+  failed=$((failed + 1))
+  finish
+fi
+results="$TANDEM_BUILD_DIR/test-results"
+mkdir -p "$results"
+summary=(/usr/bin/python3 "$root/scripts/lib/junit_summary.py")
+
+if ((run_unit)); then
+  echo "=== unit tests (meson test -C $TANDEM_BUILD_DIR)"
+  # GoogleTest writes <name>.xml in the build directory and meson reads it
+  # back; remove old ones so a crashed binary cannot report a stale run.
+  n_tests=$(meson introspect --tests "$TANDEM_BUILD_DIR" | /usr/bin/python3 -c '
+import json, os, sys
+tests = json.load(sys.stdin)
+for t in tests:
+    if t.get("protocol") == "gtest":
+        d = t.get("workdir") or sys.argv[1]
+        p = os.path.join(d, t["name"] + ".xml")
+        if os.path.exists(p):
+            os.unlink(p)
+print(len(tests))' "$TANDEM_BUILD_DIR")
+  logs="$TANDEM_BUILD_DIR/meson-logs"
+  rm -f "$logs/testlog.junit.xml" "$logs/testlog.json"
+  if [[ -z "$n_tests" || "$n_tests" == 0 ]]; then
+    echo "test.sh: no unit tests are registered with meson" >&2
+    failed=$((failed + 1))
+  else
+    meson test -C "$TANDEM_BUILD_DIR" --no-rebuild --print-errorlogs
+    rc=$?
+    if [[ ! -s "$logs/testlog.junit.xml" ]]; then
+      echo "test.sh: meson test did not run (exit $rc)" >&2
+      failed=$((failed + 1))
+    else
+      cp "$logs/testlog.junit.xml" "$results/unit.junit.xml"
+      add_counts "$("${summary[@]}" --meson-log "$logs/testlog.json" "$logs/testlog.junit.xml")"
+    fi
+  fi
+fi
+
+if ((run_integration)); then
+  echo "=== integration tests (pytest tests/integration)"
+  junit="$results/integration.junit.xml"
+  rm -f "$junit"
+  # SIGINT lets pytest run every fixture's clean-up and write its report.
+  PYTHONDONTWRITEBYTECODE=1 timeout -s INT -k 60 "${TANDEM_TEST_TIMEOUT_S:-1080}" \
+    /usr/bin/python3 -m pytest "$root/tests/integration" -v -rfEs \
+    -p no:cacheprovider --junitxml="$junit" "${pytest_select[@]}"
+  rc=$?
+  if [[ ! -s "$junit" ]]; then
+    echo "test.sh: pytest did not run (exit $rc)" >&2
+    failed=$((failed + 1))
+  else
+    add_counts "$("${summary[@]}" "$junit")"
+    case $rc in
+      0 | 1) ;;
+      5) echo "test.sh: pytest collected no tests" >&2; failed=$((failed + 1)) ;;
+      *) echo "test.sh: pytest ended abnormally (exit $rc)" >&2; failed=$((failed + 1)) ;;
+    esac
+  fi
+fi
+
+finish

@@ -1,0 +1,61 @@
+#include "control/change_log.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace tandem::control {
+namespace {
+
+v1::Change SitePut(uint64_t id) {
+  v1::Change c;
+  c.set_kind(v1::Change::SITE_PUT);
+  c.set_id(id);
+  c.mutable_site()->set_site_id(id);
+  c.mutable_site()->set_name("s" + std::to_string(id));
+  return c;
+}
+
+TEST(ChangeLogTest, NumbersChangesAndResumesFromAnyHeldOne) {
+  ChangeLog log(100, 77);
+  for (uint64_t i = 1; i <= 5; ++i) EXPECT_EQ(log.Append(SitePut(i)), i);
+  EXPECT_EQ(log.last_seq(), 5u);
+  std::vector<v1::Change> out;
+  ASSERT_TRUE(log.Read(3, 10, absl::ZeroDuration(), &out).ok());
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].seq(), 3u);
+  EXPECT_EQ(out[0].log_id(), 77u);
+  EXPECT_EQ(out[0].site().name(), "s3");
+  EXPECT_GT(out[0].unix_ns(), 0u);
+  EXPECT_EQ(out[2].seq(), 5u);
+}
+
+TEST(ChangeLogTest, TooOldIsOutOfRange) {
+  ChangeLog log(3, 1);
+  std::vector<v1::Change> batch;
+  for (uint64_t i = 1; i <= 10; ++i) batch.push_back(SitePut(i));
+  EXPECT_EQ(log.AppendAll(batch), 10u);
+  std::vector<v1::Change> out;
+  EXPECT_TRUE(absl::IsOutOfRange(log.Read(7, 10, absl::ZeroDuration(), &out)));
+  ASSERT_TRUE(log.Read(8, 10, absl::ZeroDuration(), &out).ok());
+  EXPECT_EQ(out.size(), 3u);
+}
+
+TEST(ChangeLogTest, ReaderWaitsForTheNextChange) {
+  ChangeLog log(10, 1);
+  std::vector<v1::Change> out;
+  ASSERT_TRUE(log.Read(1, 10, absl::Milliseconds(10), &out).ok());
+  EXPECT_TRUE(out.empty());
+  std::thread writer([&] {
+    absl::SleepFor(absl::Milliseconds(50));
+    log.Append(SitePut(1));
+  });
+  ASSERT_TRUE(log.Read(1, 10, absl::Seconds(5), &out).ok());
+  writer.join();
+  ASSERT_EQ(out.size(), 1u);
+  log.Close();
+  EXPECT_TRUE(absl::IsCancelled(log.Read(2, 10, absl::Seconds(5), &out)));
+}
+
+}  // namespace
+}  // namespace tandem::control

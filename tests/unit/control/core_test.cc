@@ -1,0 +1,335 @@
+// The control core against real session tables and a real SQLite store in a
+// temp dir: the rules a meeting application relies on (all or nothing,
+// policy limits, typed errors) and restart adoption.
+#include "control/core.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/unit/control/test_dir.h"
+
+namespace tandem::control {
+namespace {
+
+using testing::TempDir;
+
+class CoreTest : public ::testing::Test {
+ protected:
+  Config MakeConfig() {
+    Config c;
+    c.node = "t";
+    c.shm_dir = dir_.path();
+    c.capacity.legs = 64;
+    c.capacity.meetings = 8;
+    c.store_path = dir_.File("store.db");
+    c.access_vips = {*IpAddr::Parse("198.18.0.100"), *IpAddr::Parse("2001:db8:1::100")};
+    c.pool_first_port = 20000;
+    c.pool_last_port = 20003;
+    EXPECT_TRUE(ValidateConfig(c).ok());
+    return c;
+  }
+  void SetUp() override { Restart(); }
+  void Restart() {
+    core_.reset();  // releases the tables' writer lock
+    auto core = Core::Start(MakeConfig());
+    ASSERT_TRUE(core.ok()) << core.status();
+    core_ = std::move(*core);
+  }
+
+  uint64_t Site(const std::string& name, v1::Policy policy = {}) {
+    v1::CreateSiteRequest req;
+    req.mutable_site()->set_name(name);
+    *req.mutable_site()->mutable_policy() = policy;
+    v1::Site s;
+    EXPECT_TRUE(core_->CreateSite(req, &s).ok());
+    return s.site_id();
+  }
+  uint64_t LiveMeeting(uint64_t site) {
+    v1::ScheduleMeetingRequest req;
+    req.mutable_meeting()->set_site_id(site);
+    req.mutable_meeting()->set_title("m");
+    v1::Meeting m;
+    EXPECT_TRUE(core_->ScheduleMeeting(req, &m).ok());
+    v1::StartMeetingRequest start;
+    start.set_meeting_id(m.meeting_id());
+    EXPECT_TRUE(core_->StartMeeting(start, &m).ok());
+    return m.meeting_id();
+  }
+  static v1::ParticipantJoin Joiner(uint64_t meeting, std::vector<std::string> remotes) {
+    v1::ParticipantJoin pj;
+    pj.set_meeting_id(meeting);
+    pj.set_name("p");
+    for (const auto& r : remotes) {
+      v1::LegRequest* l = pj.add_legs();
+      l->set_channel(v1::AUDIO);
+      l->set_remote(r);
+    }
+    return pj;
+  }
+  absl::Status Join(std::vector<v1::ParticipantJoin> ps, v1::JoinResponse* out = nullptr) {
+    v1::JoinRequest req;
+    for (auto& p : ps) *req.add_participants() = p;
+    v1::JoinResponse scratch;
+    return core_->Join(req, out ? out : &scratch);
+  }
+  size_t LegCount() {
+    v1::ListLegsResponse legs;
+    EXPECT_TRUE(core_->ListLegs(v1::ListLegsRequest(), &legs).ok());
+    return legs.legs_size();
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Core> core_;
+};
+
+TEST_F(CoreTest, JoinAllocatesLocalAddressesAndListsLegs) {
+  uint64_t m = LiveMeeting(Site("acme"));
+  v1::JoinResponse out;
+  ASSERT_TRUE(Join({Joiner(m, {"198.18.0.10:5000", "[2001:db8:1::10]:5000"})}, &out).ok());
+  ASSERT_EQ(out.participants_size(), 1);
+  ASSERT_EQ(out.participants(0).legs_size(), 2);
+  EXPECT_EQ(out.participants(0).legs(0).local(), "198.18.0.100:20000");
+  EXPECT_EQ(out.participants(0).legs(1).local(), "[2001:db8:1::100]:20000");
+  EXPECT_TRUE(out.participants(0).legs(0).send());
+  EXPECT_EQ(out.participants(0).role(), v1::ATTENDEE);
+  EXPECT_EQ(LegCount(), 2u);
+}
+
+TEST_F(CoreTest, AFailedBatchChangesNothing) {
+  uint64_t m = LiveMeeting(Site("acme"));
+  auto first = Joiner(m, {"198.18.0.10:5000"});
+  first.mutable_legs(0)->set_local("198.18.0.100:30000");
+  ASSERT_TRUE(Join({first}).ok());
+  // The second participant asks for the first one's leg again: the whole
+  // batch fails, the first participant of the batch included.
+  auto st = Join({Joiner(m, {"198.18.0.11:5000"}), first});
+  EXPECT_TRUE(absl::IsAlreadyExists(st)) << st;
+  EXPECT_EQ(LegCount(), 1u);
+  v1::ListParticipantsRequest lp;
+  lp.set_meeting_id(m);
+  v1::ListParticipantsResponse parts;
+  ASSERT_TRUE(core_->ListParticipants(lp, &parts).ok());
+  EXPECT_EQ(parts.participants_size(), 1);
+  // The endpoints the failed batch had taken are free again: 3 of 4 left.
+  v1::NodeStatus status;
+  ASSERT_TRUE(core_->GetStatus(v1::GetStatusRequest(), &status).ok());
+  EXPECT_EQ(status.pool_free(), 4u + 4u);  // the given local 30000 is outside the pool
+}
+
+TEST_F(CoreTest, TypedErrors) {
+  uint64_t site = Site("acme");
+  v1::ScheduleMeetingRequest sreq;
+  sreq.mutable_meeting()->set_site_id(site);
+  sreq.mutable_meeting()->set_title("later");
+  v1::Meeting scheduled;
+  ASSERT_TRUE(core_->ScheduleMeeting(sreq, &scheduled).ok());
+  uint64_t m = LiveMeeting(site);
+
+  EXPECT_TRUE(absl::IsNotFound(Join({Joiner(999, {"198.18.0.10:5000"})})));
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(Join({Joiner(scheduled.meeting_id(), {"198.18.0.10:5000"})})));
+  EXPECT_TRUE(absl::IsInvalidArgument(Join({Joiner(m, {"198.18.0.300:5000"})})));
+  EXPECT_TRUE(absl::IsInvalidArgument(Join({Joiner(m, {"198.18.0.10:0"})})));
+  EXPECT_TRUE(absl::IsInvalidArgument(Join({Joiner(m, {"224.0.0.1:5000"})})));
+  auto bad_local = Joiner(m, {"198.18.0.10:5000"});
+  bad_local.mutable_legs(0)->set_local("198.18.0.55:20000");
+  EXPECT_TRUE(absl::IsInvalidArgument(Join({bad_local})));
+  auto mixed = Joiner(m, {"198.18.0.10:5000"});
+  mixed.mutable_legs(0)->set_local("[2001:db8:1::100]:20000");
+  EXPECT_TRUE(absl::IsInvalidArgument(Join({mixed})));
+  auto no_channel = Joiner(m, {"198.18.0.10:5000"});
+  no_channel.mutable_legs(0)->set_channel(v1::CHANNEL_UNSPECIFIED);
+  EXPECT_TRUE(absl::IsInvalidArgument(Join({no_channel})));
+
+  // Local port in use by another leg.
+  auto given = Joiner(m, {"198.18.0.10:5000"});
+  given.mutable_legs(0)->set_local("198.18.0.100:30000");
+  ASSERT_TRUE(Join({given}).ok());
+  given.mutable_legs(0)->set_remote("198.18.0.11:5000");
+  auto st = Join({given});
+  EXPECT_TRUE(absl::IsAlreadyExists(st));
+  EXPECT_NE(st.message().find("already in use"), std::string::npos) << st;
+
+  // Pool exhausted: 4 IPv4 ports.
+  auto many = Joiner(
+      m, {"198.18.0.20:1", "198.18.0.20:2", "198.18.0.20:3", "198.18.0.20:4", "198.18.0.20:5"});
+  st = Join({many});
+  EXPECT_TRUE(absl::IsResourceExhausted(st));
+  EXPECT_NE(st.message().find("pool"), std::string::npos) << st;
+
+  v1::LeaveRequest leave;
+  leave.add_participant_ids(12345);
+  v1::LeaveResponse lr;
+  EXPECT_TRUE(absl::IsNotFound(core_->Leave(leave, &lr)));
+  v1::CreateSiteRequest dup;
+  dup.mutable_site()->set_name("acme");
+  v1::Site s;
+  EXPECT_TRUE(absl::IsAlreadyExists(core_->CreateSite(dup, &s)));
+  dup.mutable_site()->set_name("");
+  EXPECT_TRUE(absl::IsInvalidArgument(core_->CreateSite(dup, &s)));
+  v1::DeleteSiteRequest del;
+  del.set_site_id(site);
+  v1::DeleteSiteResponse dr;
+  EXPECT_TRUE(absl::IsFailedPrecondition(core_->DeleteSite(del, &dr)));
+}
+
+TEST_F(CoreTest, SitePolicyLimits) {
+  v1::Policy policy;
+  policy.set_max_participants_per_meeting(2);
+  policy.set_max_legs(3);
+  policy.set_max_live_meetings(1);
+  policy.set_leg_pps(500);
+  uint64_t site = Site("small", policy);
+  uint64_t m = LiveMeeting(site);
+  v1::JoinResponse out;
+  ASSERT_TRUE(Join({Joiner(m, {"198.18.0.10:1"})}, &out).ok());
+  EXPECT_EQ(out.participants(0).legs(0).pps_limit(), 500u);
+  auto st = Join({Joiner(m, {"198.18.0.11:1"}), Joiner(m, {"198.18.0.12:1"})});
+  EXPECT_TRUE(absl::IsResourceExhausted(st));
+  EXPECT_NE(st.message().find("participants per meeting"), std::string::npos) << st;
+  st = Join({Joiner(m, {"198.18.0.11:1", "198.18.0.11:2", "198.18.0.11:3"})});
+  EXPECT_TRUE(absl::IsResourceExhausted(st));
+  EXPECT_NE(st.message().find("legs"), std::string::npos) << st;
+  v1::ScheduleMeetingRequest sreq;
+  sreq.mutable_meeting()->set_site_id(site);
+  sreq.mutable_meeting()->set_title("second");
+  v1::Meeting second;
+  ASSERT_TRUE(core_->ScheduleMeeting(sreq, &second).ok());
+  v1::StartMeetingRequest start;
+  start.set_meeting_id(second.meeting_id());
+  EXPECT_TRUE(absl::IsResourceExhausted(core_->StartMeeting(start, &second)));
+}
+
+TEST_F(CoreTest, MuteAndPresenterOnlySetTheTablesFlags) {
+  uint64_t m = LiveMeeting(Site("acme"));
+  v1::JoinResponse out;
+  ASSERT_TRUE(Join({Joiner(m, {"198.18.0.10:1"}), Joiner(m, {"198.18.0.11:1"})}, &out).ok());
+  uint64_t a = out.participants(0).participant_id();
+  v1::SetMuteRequest mute;
+  mute.add_participant_ids(a);
+  mute.set_muted(true);
+  v1::SetMuteResponse mr;
+  ASSERT_TRUE(core_->SetMute(mute, &mr).ok());
+  EXPECT_EQ(mr.legs_changed(), 1u);
+  v1::ListLegsRequest lreq;
+  lreq.set_participant_id(a);
+  v1::ListLegsResponse legs;
+  ASSERT_TRUE(core_->ListLegs(lreq, &legs).ok());
+  EXPECT_TRUE(legs.legs(0).muted());
+  EXPECT_FALSE(legs.legs(0).send());
+  EXPECT_TRUE(legs.legs(0).recv());
+
+  v1::UpdateMeetingRequest upd;
+  upd.set_meeting_id(m);
+  upd.set_presenter_only(true);
+  v1::Meeting mm;
+  ASSERT_TRUE(core_->UpdateMeeting(upd, &mm).ok());
+  uint64_t b = out.participants(1).participant_id();
+  lreq.set_participant_id(b);
+  legs.Clear();
+  ASSERT_TRUE(core_->ListLegs(lreq, &legs).ok());
+  EXPECT_FALSE(legs.legs(0).send());  // attendee in a presenter-only meeting
+  v1::SetRoleRequest role;
+  role.set_participant_id(b);
+  role.set_role(v1::PRESENTER);
+  v1::Participant p;
+  ASSERT_TRUE(core_->SetRole(role, &p).ok());
+  legs.Clear();
+  ASSERT_TRUE(core_->ListLegs(lreq, &legs).ok());
+  EXPECT_TRUE(legs.legs(0).send());
+}
+
+TEST_F(CoreTest, RestartAdoptsLegsAndKeepsIdsUnique) {
+  uint64_t m = LiveMeeting(Site("acme"));
+  v1::JoinResponse out;
+  ASSERT_TRUE(Join({Joiner(m, {"198.18.0.10:1", "198.18.0.10:2"})}, &out).ok());
+  uint64_t leg1 = out.participants(0).legs(0).leg_id();
+  Restart();
+  EXPECT_EQ(LegCount(), 2u);
+  // The adopted legs still own their local ports: new legs get others.
+  v1::JoinResponse more;
+  ASSERT_TRUE(Join({Joiner(m, {"198.18.0.11:1"})}, &more).ok());
+  EXPECT_EQ(more.participants(0).legs(0).local(), "198.18.0.100:20002");
+  EXPECT_GT(more.participants(0).legs(0).leg_id(), leg1 + 1);
+  EXPECT_GT(more.participants(0).participant_id(), out.participants(0).participant_id());
+  // And they can be changed.
+  v1::LeaveRequest leave;
+  leave.add_leg_ids(leg1);
+  v1::LeaveResponse lr;
+  ASSERT_TRUE(core_->Leave(leave, &lr).ok());
+  EXPECT_EQ(LegCount(), 2u);
+}
+
+TEST_F(CoreTest, RestartDropsLegsTheStoreDoesNotKnow) {
+  uint64_t m = LiveMeeting(Site("acme"));
+  ASSERT_TRUE(Join({Joiner(m, {"198.18.0.10:1"})}).ok());
+  core_.reset();
+  {
+    // A join interrupted between the tables and the store commit.
+    auto w = tables::TablesWriter::Open(tables::TablesPath(dir_.path(), "t"), {64, 8});
+    ASSERT_TRUE(w.ok());
+    tables::LegSpec spec;
+    spec.leg_id = 999;
+    spec.participant_id = 777;
+    spec.meeting_id = m;
+    spec.key.remote = *IpAddr::Parse("198.18.0.50");
+    spec.key.remote_port = 1;
+    spec.key.local = *IpAddr::Parse("198.18.0.100");
+    spec.key.local_port = 20003;
+    ASSERT_TRUE((*w)->AddLeg(spec).ok());
+    ASSERT_TRUE((*w)->AddMeeting(4242, 1).ok());  // a meeting the store does not call live
+  }
+  Restart();
+  EXPECT_EQ(LegCount(), 1u);
+  v1::NodeStatus status;
+  ASSERT_TRUE(core_->GetStatus(v1::GetStatusRequest(), &status).ok());
+  EXPECT_EQ(status.meetings(), 1u);
+  EXPECT_EQ(status.role(), "active");
+  EXPECT_EQ(status.epoch(), 1u);
+  EXPECT_EQ(status.vips_size(), 2);
+}
+
+TEST_F(CoreTest, EndedMeetingKeepsUsageAndParticipants) {
+  uint64_t site = Site("acme");
+  uint64_t m = LiveMeeting(site);
+  ASSERT_TRUE(Join({Joiner(m, {"198.18.0.10:1"}), Joiner(m, {"198.18.0.11:1"})}).ok());
+  v1::EndMeetingRequest end;
+  end.set_meeting_id(m);
+  v1::Meeting ended;
+  ASSERT_TRUE(core_->EndMeeting(end, &ended).ok());
+  EXPECT_EQ(ended.state(), v1::ENDED);
+  EXPECT_GT(ended.usage().participant_minutes(), 0);
+  EXPECT_EQ(LegCount(), 0u);
+  Restart();
+  v1::ListParticipantsRequest lp;
+  lp.set_meeting_id(m);
+  lp.set_include_left(true);
+  v1::ListParticipantsResponse parts;
+  ASSERT_TRUE(core_->ListParticipants(lp, &parts).ok());
+  EXPECT_EQ(parts.participants_size(), 2);
+  EXPECT_NE(parts.participants(0).left_unix_ns(), 0u);
+  v1::GetUsageRequest ureq;
+  ureq.set_meeting_id(m);
+  v1::GetUsageResponse usage;
+  ASSERT_TRUE(core_->GetUsage(ureq, &usage).ok());
+  EXPECT_DOUBLE_EQ(usage.usage().participant_minutes(), ended.usage().participant_minutes());
+  v1::StartMeetingRequest start;
+  start.set_meeting_id(m);
+  EXPECT_TRUE(absl::IsFailedPrecondition(core_->StartMeeting(start, &ended)));
+}
+
+TEST_F(CoreTest, ChangesCarrySequenceNumbers) {
+  uint64_t before = core_->changes().last_seq();
+  uint64_t m = LiveMeeting(Site("acme"));
+  ASSERT_TRUE(Join({Joiner(m, {"198.18.0.10:1"})}).ok());
+  std::vector<v1::Change> out;
+  ASSERT_TRUE(core_->changes().Read(before + 1, 100, absl::ZeroDuration(), &out).ok());
+  ASSERT_EQ(out.size(), 5u);  // site, meeting scheduled, started, participant, leg
+  EXPECT_EQ(out[0].kind(), v1::Change::SITE_PUT);
+  EXPECT_EQ(out[2].meeting().state(), v1::LIVE);
+  EXPECT_EQ(out[3].kind(), v1::Change::PARTICIPANT_PUT);
+  EXPECT_EQ(out[4].kind(), v1::Change::LEG_PUT);
+  for (size_t i = 0; i < out.size(); ++i) EXPECT_EQ(out[i].seq(), before + 1 + i);
+}
+
+}  // namespace
+}  // namespace tandem::control
