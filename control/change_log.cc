@@ -56,11 +56,47 @@ uint64_t ChangeLog::AppendAll(std::vector<v1::Change>& changes) {
     rec += bodies[i];
     ring_.push_back(std::move(rec));
   }
+  if (observer_) {
+    std::vector<std::string> copies(ring_.end() - changes.size(), ring_.end());
+    observer_(copies, next_seq_ - 1);
+  }
   while (ring_.size() > capacity_) {
     ring_.pop_front();
     ++first_seq_;
   }
   return next_seq_ - 1;
+}
+
+void ChangeLog::SetObserver(Observer observer) {
+  absl::MutexLock lock(&mu_);
+  observer_ = std::move(observer);
+}
+
+void ChangeLog::AppendReplicated(std::string record, const v1::Change& change) {
+  absl::MutexLock lock(&mu_);
+  if (change.log_id() != log_id_ || change.seq() != next_seq_) {
+    ring_.clear();
+    log_id_ = change.log_id();
+    first_seq_ = change.seq();
+  }
+  ring_.push_back(std::move(record));
+  next_seq_ = change.seq() + 1;
+  while (ring_.size() > capacity_) {
+    ring_.pop_front();
+    ++first_seq_;
+  }
+}
+
+void ChangeLog::Reset(uint64_t log_id, uint64_t next_seq) {
+  absl::MutexLock lock(&mu_);
+  ring_.clear();
+  log_id_ = log_id;
+  first_seq_ = next_seq_ = next_seq;
+}
+
+uint64_t ChangeLog::log_id() const {
+  absl::MutexLock lock(&mu_);
+  return log_id_;
 }
 
 absl::Status ChangeLog::Read(uint64_t from, size_t max, absl::Duration wait,

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <string>
 #include <string>
 #include <vector>
 
@@ -37,11 +39,24 @@ class ChangeLog {
 
   void Close();
   uint64_t last_seq() const;
-  uint64_t log_id() const { return log_id_; }
+  uint64_t log_id() const;
+
+  // The mirror. On the active node, `observer` receives each appended
+  // change's serialised record, in order, under the log's lock (so the
+  // replication stream has the log's order); it must not block.
+  using Observer = std::function<void(std::vector<std::string>& records, uint64_t last_seq)>;
+  void SetObserver(Observer observer);
+  // On a standby: appends a change replicated from the active node, keeping
+  // its log id and sequence number, so that a Watch can be resumed on either
+  // node. A change of log id, or a gap, starts the ring anew.
+  void AppendReplicated(std::string record, const v1::Change& change);
+  // After a full resync: the log continues at (log_id, next_seq), empty.
+  void Reset(uint64_t log_id, uint64_t next_seq);
 
  private:
   const size_t capacity_;
-  const uint64_t log_id_;
+  uint64_t log_id_ ABSL_GUARDED_BY(mu_);
+  Observer observer_ ABSL_GUARDED_BY(mu_);
   mutable absl::Mutex mu_;
   // Serialised changes: one allocation per change instead of one per field
   // keeps the writer's cost per leg low at 100k+ changes a second.

@@ -116,6 +116,53 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     chain(ReadUint(*t, "history", origin + " [watch]", 1u << 24, &h));
     c.watch_history = h;
   }
+  if (const toml::table* t = root["pair"].as_table()) {
+    std::string o = origin + " [pair]";
+    PairConfig& p = c.pair;
+    p.enabled = true;
+    uint64_t v;
+    v = p.node_id;
+    chain(ReadUint(*t, "node_id", o, 0xffffffffu, &v));
+    p.node_id = v;
+    v = p.peer_node_id;
+    chain(ReadUint(*t, "peer_node_id", o, 0xffffffffu, &v));
+    p.peer_node_id = v;
+    chain(ReadString(*t, "key", o, &p.key));
+    std::string key_file;
+    chain(ReadString(*t, "key_file", o, &key_file));
+    if (!key_file.empty()) {
+      std::ifstream kf(key_file);
+      std::stringstream ks;
+      ks << kf.rdbuf();
+      if (!kf) chain(Bad(o, "key_file", absl::StrCat("cannot read ", key_file)));
+      p.key = ks.str();
+      while (!p.key.empty() && (p.key.back() == '\n' || p.key.back() == '\r')) p.key.pop_back();
+    }
+    chain(ReadString(*t, "listen", o, &p.listen));
+    chain(ReadString(*t, "peer", o, &p.peer));
+    chain(ReadString(*t, "peer_api", o, &p.peer_api));
+    std::string mode = "async";
+    chain(ReadString(*t, "mode", o, &mode));
+    if (mode != "async" && mode != "sync") chain(Bad(o, "mode", "must be \"async\" or \"sync\""));
+    p.sync = mode == "sync";
+    v = p.sync_timeout_ms;
+    chain(ReadUint(*t, "sync_timeout_ms", o, 600000, &v));
+    p.sync_timeout_ms = v;
+    v = p.heartbeat_ms;
+    chain(ReadUint(*t, "heartbeat_ms", o, 10000, &v));
+    p.heartbeat_ms = v;
+    v = p.multiplier;
+    chain(ReadUint(*t, "multiplier", o, 100, &v));
+    p.multiplier = v;
+    if (const toml::node* n = t->get("preempt")) {
+      if (!n->is_boolean()) chain(Bad(o, "preempt", "must be true or false"));
+      else p.preempt = *n->value<bool>();
+    }
+    v = p.usage_interval_ms;
+    chain(ReadUint(*t, "usage_interval_ms", o, 3600000, &v));
+    p.usage_interval_ms = v;
+    chain(ReadUint(*t, "compare_interval_s", o, 365ull * 86400, &p.compare_interval_s));
+  }
   if (!st.ok()) return st;
   return c;
 }
@@ -148,6 +195,21 @@ absl::Status ValidateConfig(Config& c) {
   }
   if (c.api_listen.empty() && c.api_tcp.empty()) {
     return absl::InvalidArgumentError("[api] needs listen or tcp");
+  }
+  if (c.pair.enabled) {
+    const PairConfig& p = c.pair;
+    if (p.node_id == 0 || p.peer_node_id == 0 || p.node_id == p.peer_node_id) {
+      return absl::InvalidArgumentError(
+          "[pair] node_id and peer_node_id must be set, non-zero and different");
+    }
+    if (p.key.size() < 16) return absl::InvalidArgumentError("[pair] key must hold >= 16 bytes");
+    if (p.listen.empty() || p.peer.empty()) {
+      return absl::InvalidArgumentError("[pair] listen and peer (HOST:PORT) are required");
+    }
+    if (p.heartbeat_ms == 0 || p.multiplier == 0 || p.usage_interval_ms == 0) {
+      return absl::InvalidArgumentError(
+          "[pair] heartbeat_ms, multiplier and usage_interval_ms must be positive");
+    }
   }
   return absl::OkStatus();
 }

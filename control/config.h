@@ -23,6 +23,24 @@
 
 namespace tandem::control {
 
+// [pair]: this node is one of a primary/standby pair (docs/pair.md).
+struct PairConfig {
+  bool enabled = false;
+  uint32_t node_id = 0;       // the same as the switch's pair.node_id
+  uint32_t peer_node_id = 0;
+  std::string key;            // pair.key or the contents of pair.key_file (>= 16 bytes)
+  std::string listen;         // "HOST:PORT" on the backbone: served while active
+  std::string peer;           // the peer's listen address: followed while standby
+  std::string peer_api;       // the peer's API address, named when a standby refuses a write
+  bool sync = false;          // mode = "sync": writes return once the standby applied them
+  uint32_t sync_timeout_ms = 1000;
+  uint32_t heartbeat_ms = 10;  // the same as the switch's pair.heartbeat_ms
+  uint32_t multiplier = 3;
+  bool preempt = false;
+  uint32_t usage_interval_ms = 100;
+  uint64_t compare_interval_s = 86400;
+};
+
 struct Config {
   std::string node = "a";
   std::string shm_dir = "/dev/shm";
@@ -37,6 +55,7 @@ struct Config {
   uint16_t pool_first_port = 20000;
   uint16_t pool_last_port = 59999;
   size_t watch_history = 65536;
+  PairConfig pair;
 };
 
 // Parses a config file; InvalidArgument naming the key on a bad value.

@@ -215,6 +215,14 @@ absl::Status Core::Reconcile() {
   if (!epoch.ok()) return epoch.status();
   epoch_ = *epoch;
   role_ = config_.role == "active" ? tables::Role::kActive : tables::Role::kStandby;
+  if (config_.pair.enabled) {
+    // The pair owns role and epoch: a restarted daemon keeps what its
+    // tables say (so forwarding is untouched), a fresh node starts standby
+    // and the pair elects.
+    const tables::TablesView& v = writer_->view();
+    epoch_ = std::max(epoch_, v.epoch());
+    role_ = v.epoch() > 0 ? v.role() : tables::Role::kStandby;
+  }
   if (auto st = store_->SetMeta("epoch", epoch_); !st.ok()) return st;
   if (auto st = writer_->SetVips(config_.access_vips); !st.ok()) return st;
   writer_->SetRole(role_, epoch_);
@@ -269,20 +277,22 @@ uint32_t Core::EffectiveFlags(const LegRec& leg) const {
 }
 
 v1::Usage Core::LegUsage(uint64_t leg_id) const {
+  // Counts mirrored from the peer before a takeover, then our switch's own.
   v1::Usage u;
+  if (auto b = usage_base_.find(leg_id); b != usage_base_.end()) u = b->second;
   if (!have_state_) return u;
   auto info = writer_->GetLeg(leg_id);
   if (!info.ok()) return u;
   tables::LegUsage lu = tables::SumLegUsage(state_, info->slot, info->gen);
-  u.set_packets_in(lu.packets_in);
-  u.set_bytes_in(lu.bytes_in);
-  u.set_packets_out(lu.packets_out);
-  u.set_bytes_out(lu.bytes_out);
-  u.set_drop_not_allowed(lu.drop_not_allowed);
-  u.set_drop_policed(lu.drop_policed);
-  u.set_drop_other(lu.drop_other);
-  u.set_first_packet_unix_ns(lu.first_unix_ns);
-  u.set_last_packet_unix_ns(lu.last_unix_ns);
+  u.set_packets_in(u.packets_in() + lu.packets_in);
+  u.set_bytes_in(u.bytes_in() + lu.bytes_in);
+  u.set_packets_out(u.packets_out() + lu.packets_out);
+  u.set_bytes_out(u.bytes_out() + lu.bytes_out);
+  u.set_drop_not_allowed(u.drop_not_allowed() + lu.drop_not_allowed);
+  u.set_drop_policed(u.drop_policed() + lu.drop_policed);
+  u.set_drop_other(u.drop_other() + lu.drop_other);
+  if (lu.first_unix_ns && !u.first_packet_unix_ns()) u.set_first_packet_unix_ns(lu.first_unix_ns);
+  u.set_last_packet_unix_ns(std::max<uint64_t>(u.last_packet_unix_ns(), lu.last_unix_ns));
   return u;
 }
 
@@ -327,6 +337,7 @@ void Core::FillLeg(uint64_t leg_id, bool with_usage, v1::Leg* out) const {
   out->set_pps_limit(s.pps_limit);
   out->set_kbps_limit(s.kbps_limit);
   out->set_created_unix_ns(info->created_unix_ns);
+  out->set_requested(rec->second.requested);
   if (with_usage) *out->mutable_usage() = LegUsage(leg_id);
 }
 
@@ -393,6 +404,7 @@ absl::Status Core::GetStatus(const v1::GetStatusRequest& req, v1::NodeStatus* ou
   out->set_log_id(changes_->log_id());
   out->set_pool_free(pool_.pool_free());
   out->set_version("0.1.0");
+  if (pair_status_) pair_status_(out->mutable_pair());
   if (!have_state_) return absl::OkStatus();
   const tables::StateHeader& h = state_.header();
   int32_t pid = h.switch_pid.load(std::memory_order_acquire);
@@ -483,6 +495,7 @@ absl::Status CheckSiteName(const std::string& name) {
 
 absl::Status Core::CreateSite(const v1::CreateSiteRequest& req, v1::Site* out) {
   absl::MutexLock lock(&mu_);
+  if (auto st = CheckWritable(); !st.ok()) return st;
   v1::Site site = req.site();
   if (auto st = CheckSiteName(site.name()); !st.ok()) return st;
   if (site.site_id() != 0 && sites_.contains(site.site_id())) {
@@ -529,6 +542,7 @@ absl::Status Core::ListSites(const v1::ListSitesRequest&, v1::ListSitesResponse*
 
 absl::Status Core::UpdateSite(const v1::UpdateSiteRequest& req, v1::Site* out) {
   absl::MutexLock lock(&mu_);
+  if (auto st = CheckWritable(); !st.ok()) return st;
   auto it = sites_.find(req.site_id());
   if (it == sites_.end()) return absl::NotFoundError(absl::StrCat("unknown site ", req.site_id()));
   v1::Site site = it->second;
@@ -564,6 +578,7 @@ absl::Status Core::UpdateSite(const v1::UpdateSiteRequest& req, v1::Site* out) {
 
 absl::Status Core::DeleteSite(const v1::DeleteSiteRequest& req, v1::DeleteSiteResponse*) {
   absl::MutexLock lock(&mu_);
+  if (auto st = CheckWritable(); !st.ok()) return st;
   auto it = sites_.find(req.site_id());
   if (it == sites_.end()) return absl::NotFoundError(absl::StrCat("unknown site ", req.site_id()));
   std::vector<uint64_t> doomed;
@@ -596,6 +611,7 @@ absl::Status Core::DeleteSite(const v1::DeleteSiteRequest& req, v1::DeleteSiteRe
 
 absl::Status Core::ScheduleMeeting(const v1::ScheduleMeetingRequest& req, v1::Meeting* out) {
   absl::MutexLock lock(&mu_);
+  if (auto st = CheckWritable(); !st.ok()) return st;
   v1::Meeting m = req.meeting();
   if (!sites_.contains(m.site_id())) {
     return absl::NotFoundError(absl::StrCat("unknown site ", m.site_id()));
@@ -629,6 +645,7 @@ absl::Status Core::ScheduleMeeting(const v1::ScheduleMeetingRequest& req, v1::Me
 
 absl::Status Core::StartMeeting(const v1::StartMeetingRequest& req, v1::Meeting* out) {
   absl::MutexLock lock(&mu_);
+  if (auto st = CheckWritable(); !st.ok()) return st;
   auto found = FindMeeting(req.meeting_id());
   if (!found.ok()) return found.status();
   v1::Meeting& cur = **found;
@@ -677,6 +694,7 @@ absl::Status Core::StartMeeting(const v1::StartMeetingRequest& req, v1::Meeting*
 
 absl::Status Core::EndMeeting(const v1::EndMeetingRequest& req, v1::Meeting* out) {
   absl::MutexLock lock(&mu_);
+  if (auto st = CheckWritable(); !st.ok()) return st;
   auto found = FindMeeting(req.meeting_id());
   if (!found.ok()) return found.status();
   v1::Meeting& cur = **found;
@@ -763,6 +781,7 @@ absl::Status Core::ListMeetings(const v1::ListMeetingsRequest& req, v1::ListMeet
 
 absl::Status Core::UpdateMeeting(const v1::UpdateMeetingRequest& req, v1::Meeting* out) {
   absl::MutexLock lock(&mu_);
+  if (auto st = CheckWritable(); !st.ok()) return st;
   auto found = FindMeeting(req.meeting_id());
   if (!found.ok()) return found.status();
   v1::Meeting& cur = **found;
@@ -815,6 +834,7 @@ absl::Status Core::UpdateMeeting(const v1::UpdateMeetingRequest& req, v1::Meetin
 
 absl::Status Core::Join(const v1::JoinRequest& req, v1::JoinResponse* out) {
   absl::MutexLock lock(&mu_);
+  if (auto st = CheckWritable(); !st.ok()) return st;
   if (req.participants_size() == 0) {
     return absl::InvalidArgumentError("join needs at least one participant");
   }
@@ -1056,6 +1076,7 @@ void Core::DropLegs(const std::vector<uint64_t>& leg_ids, std::vector<v1::Change
 
 absl::Status Core::Leave(const v1::LeaveRequest& req, v1::LeaveResponse* out) {
   absl::MutexLock lock(&mu_);
+  if (auto st = CheckWritable(); !st.ok()) return st;
   if (req.participant_ids_size() == 0 && req.leg_ids_size() == 0) {
     return absl::InvalidArgumentError("leave needs participant ids or leg ids");
   }
@@ -1134,6 +1155,7 @@ void Core::ApplyFlags(const std::vector<uint64_t>& leg_ids, std::vector<v1::Chan
 
 absl::Status Core::SetRole(const v1::SetRoleRequest& req, v1::Participant* out) {
   absl::MutexLock lock(&mu_);
+  if (auto st = CheckWritable(); !st.ok()) return st;
   auto it = participants_.find(req.participant_id());
   if (it == participants_.end() || it->second.p.left_unix_ns() != 0) {
     return absl::NotFoundError(absl::StrCat("unknown participant ", req.participant_id(),
@@ -1164,6 +1186,7 @@ absl::Status Core::SetRole(const v1::SetRoleRequest& req, v1::Participant* out) 
 
 absl::Status Core::SetMute(const v1::SetMuteRequest& req, v1::SetMuteResponse* out) {
   absl::MutexLock lock(&mu_);
+  if (auto st = CheckWritable(); !st.ok()) return st;
   if (req.participant_ids_size() == 0 && req.leg_ids_size() == 0) {
     return absl::InvalidArgumentError("mute needs participant ids or leg ids");
   }
@@ -1345,6 +1368,7 @@ std::string Core::RenderMetrics() {
   absl::StrAppend(&o, "tandem_pool_free ", pool_.pool_free(), "\n");
   metric("tandem_changes_total", "counter", "changes appended to the watch log");
   absl::StrAppend(&o, "tandem_changes_total ", changes_->last_seq(), "\n");
+  if (pair_metrics_) o += pair_metrics_();
   metric("tandem_switch_up", "gauge", "1 when the switch process of this node runs");
   int32_t pid = have_state_ ? state_.header().switch_pid.load() : 0;
   bool up = pid > 0 && kill(pid, 0) == 0;

@@ -2,7 +2,7 @@
 // and the owner of its durable store. Every API call of tandem-control is a
 // method here; the gRPC service (service.h) only translates.
 //
-// Consistency rules (see control/README.md):
+// Consistency rules (see docs/control.md):
 //  - Sites, meetings and participants are durable (Store); live legs exist
 //    only in the shared-memory tables. A call validates everything first, then
 //    writes the store in one transaction and the tables, so that a failed call
@@ -26,6 +26,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include <functional>
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -78,6 +80,44 @@ class Core {
   ChangeLog& changes() { return *changes_; }
   const Config& config() const { return config_; }
 
+  // ---- The pair (control/pair.h drives these) ----
+  tables::Role node_role() const;
+  uint64_t node_epoch() const;
+  // Sets role and epoch in the tables (the switch answers for the VIPs and
+  // forwards only while active) and the store.
+  void SetNodeRole(tables::Role role, uint64_t epoch, const std::string& cause);
+  // Replication position and handover request, carried by the switch's heartbeats.
+  void SetPairHints(uint64_t position, bool handover);
+  // Active side: every object as PUT changes (serialised), consistent with
+  // the change log's (log_id, seq) returned.
+  // `under_lock` runs before the lock is released (the replication source
+  // reads its own position there, so nothing can come in between).
+  std::vector<std::string> SnapshotRecords(uint64_t* log_id, uint64_t* seq,
+                                           const std::function<void()>& under_lock);
+  // Active side: usage of the legs whose counts moved since the last call.
+  v1::UsageRecord UsageDelta();
+  // SHA-256 of sites and meetings (the durable site data) and the position it is at.
+  // `under_lock` gets the digest before the lock is released, to put it in
+  // the replication stream at exactly that position.
+  std::string SiteDigest(uint64_t* position,
+                         const std::function<void(const std::string&, uint64_t)>& under_lock);
+  // Standby side: a full resync starts; objects not seen before EndResync go.
+  void BeginResync();
+  // Standby side: applies one replicated change (idempotent PUT semantics);
+  // `raw` is its record, appended to our change log unless part of a snapshot.
+  absl::Status ApplyReplicated(const v1::Change& c, std::string raw, bool snapshot);
+  void EndResync(uint64_t log_id, uint64_t seq);
+  void ApplyUsage(const v1::UsageRecord& u);
+  // Commits replicated changes to the store (batched: called every few ms).
+  void FlushReplicated();
+  // Hooks for status and metrics of the pair; called under the core's lock,
+  // so they must not call back into the core.
+  void SetPairHooks(std::function<void(v1::PairStatus*)> status,
+                    std::function<std::string()> metrics) {
+    pair_status_ = std::move(status);
+    pair_metrics_ = std::move(metrics);
+  }
+
  private:
   struct LegRec {
     uint64_t participant_id = 0;
@@ -120,6 +160,10 @@ class Core {
   void ApplyFlags(const std::vector<uint64_t>& leg_ids, std::vector<v1::Change>* changes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::Meeting*> FindMeeting(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FailedPrecondition on a standby, naming the active node's API.
+  absl::Status CheckWritable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DropLegQuietly(uint64_t leg_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EnsureStoreTxn() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Config config_;
   mutable absl::Mutex mu_;
@@ -147,6 +191,14 @@ class Core {
   tables::StateView state_ ABSL_GUARDED_BY(mu_);
   bool have_state_ ABSL_GUARDED_BY(mu_) = false;
   ino_t state_ino_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // The pair.
+  absl::flat_hash_map<uint64_t, v1::Usage> usage_base_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, uint64_t> usage_sent_ ABSL_GUARDED_BY(mu_);  // leg -> packets
+  bool resync_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_set<uint64_t> seen_sites_, seen_participants_, seen_legs_ ABSL_GUARDED_BY(mu_);
+  std::function<void(v1::PairStatus*)> pair_status_;
+  std::function<std::string()> pair_metrics_;
 
   // Adoption figures, for status and logs.
   uint32_t adopted_legs_ = 0, removed_on_start_ = 0;

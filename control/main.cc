@@ -1,6 +1,6 @@
 // tandem-control: the control-plane daemon of one node. The single writer of
 // the node's session tables; serves the gRPC API (tandemctl, meeting
-// applications) and Prometheus metrics. See control/README.md.
+// applications) and Prometheus metrics. See docs/control.md.
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <signal.h>
@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "control/config.h"
 #include "control/core.h"
+#include "control/pair.h"
 #include "control/service.h"
 
 ABSL_FLAG(std::string, config, "", "TOML configuration file");
@@ -93,7 +94,16 @@ int Run(int argc, char** argv) {
     fprintf(stderr, "tandem-control: %s\n", std::string(core.status().message()).c_str());
     return 1;
   }
-  Service service(**core);
+  std::unique_ptr<Pair> pair;
+  if (config.pair.enabled) {
+    auto p = Pair::Start(**core);
+    if (!p.ok()) {
+      fprintf(stderr, "tandem-control: %s\n", std::string(p.status().message()).c_str());
+      return 1;
+    }
+    pair = std::move(*p);
+  }
+  Service service(**core, pair.get());
   grpc::ServerBuilder builder;
   if (!config.api_listen.empty()) {
     std::string addr = config.api_listen;
@@ -161,6 +171,7 @@ int Run(int argc, char** argv) {
     http_thread.join();
   }
   upkeep.join();
+  pair.reset();
   return 0;
 }
 

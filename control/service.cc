@@ -17,6 +17,28 @@ grpc::Status Service::Reply(const char* method, const absl::Status& st) {
   return grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message()));
 }
 
+grpc::Status Service::Write(const char* method, const absl::Status& st) {
+  // In synchronous pair mode a write returns once the standby applied it.
+  if (st.ok() && pair_) return Reply(method, pair_->WaitReplicated());
+  return Reply(method, st);
+}
+
+grpc::Status Service::ComparePair(grpc::ServerContext*, const v1::ComparePairRequest*,
+                                  v1::ComparePairResponse* resp) {
+  if (!pair_) return Reply("ComparePair", absl::FailedPreconditionError("this node has no pair"));
+  auto r = pair_->Compare();
+  if (r.ok()) *resp = *r;
+  return Reply("ComparePair", r.status());
+}
+
+grpc::Status Service::Switchover(grpc::ServerContext*, const v1::SwitchoverRequest* req,
+                                 v1::SwitchoverResponse* resp) {
+  if (!pair_) return Reply("Switchover", absl::FailedPreconditionError("this node has no pair"));
+  auto r = pair_->Switchover(req->force());
+  if (r.ok()) *resp = *r;
+  return Reply("Switchover", r.status());
+}
+
 std::string Service::RenderMetrics() const {
   std::string o =
       "# HELP tandem_api_calls_total API calls by method and result code\n"
@@ -36,7 +58,7 @@ grpc::Status Service::GetStatus(grpc::ServerContext*, const v1::GetStatusRequest
 }
 grpc::Status Service::CreateSite(grpc::ServerContext*, const v1::CreateSiteRequest* req,
                                  v1::Site* resp) {
-  return Reply("CreateSite", core_.CreateSite(*req, resp));
+  return Write("CreateSite", core_.CreateSite(*req, resp));
 }
 grpc::Status Service::GetSite(grpc::ServerContext*, const v1::GetSiteRequest* req, v1::Site* resp) {
   return Reply("GetSite", core_.GetSite(*req, resp));
@@ -47,23 +69,23 @@ grpc::Status Service::ListSites(grpc::ServerContext*, const v1::ListSitesRequest
 }
 grpc::Status Service::UpdateSite(grpc::ServerContext*, const v1::UpdateSiteRequest* req,
                                  v1::Site* resp) {
-  return Reply("UpdateSite", core_.UpdateSite(*req, resp));
+  return Write("UpdateSite", core_.UpdateSite(*req, resp));
 }
 grpc::Status Service::DeleteSite(grpc::ServerContext*, const v1::DeleteSiteRequest* req,
                                  v1::DeleteSiteResponse* resp) {
-  return Reply("DeleteSite", core_.DeleteSite(*req, resp));
+  return Write("DeleteSite", core_.DeleteSite(*req, resp));
 }
 grpc::Status Service::ScheduleMeeting(grpc::ServerContext*, const v1::ScheduleMeetingRequest* req,
                                       v1::Meeting* resp) {
-  return Reply("ScheduleMeeting", core_.ScheduleMeeting(*req, resp));
+  return Write("ScheduleMeeting", core_.ScheduleMeeting(*req, resp));
 }
 grpc::Status Service::StartMeeting(grpc::ServerContext*, const v1::StartMeetingRequest* req,
                                    v1::Meeting* resp) {
-  return Reply("StartMeeting", core_.StartMeeting(*req, resp));
+  return Write("StartMeeting", core_.StartMeeting(*req, resp));
 }
 grpc::Status Service::EndMeeting(grpc::ServerContext*, const v1::EndMeetingRequest* req,
                                  v1::Meeting* resp) {
-  return Reply("EndMeeting", core_.EndMeeting(*req, resp));
+  return Write("EndMeeting", core_.EndMeeting(*req, resp));
 }
 grpc::Status Service::GetMeeting(grpc::ServerContext*, const v1::GetMeetingRequest* req,
                                  v1::Meeting* resp) {
@@ -75,23 +97,23 @@ grpc::Status Service::ListMeetings(grpc::ServerContext*, const v1::ListMeetingsR
 }
 grpc::Status Service::UpdateMeeting(grpc::ServerContext*, const v1::UpdateMeetingRequest* req,
                                     v1::Meeting* resp) {
-  return Reply("UpdateMeeting", core_.UpdateMeeting(*req, resp));
+  return Write("UpdateMeeting", core_.UpdateMeeting(*req, resp));
 }
 grpc::Status Service::Join(grpc::ServerContext*, const v1::JoinRequest* req,
                            v1::JoinResponse* resp) {
-  return Reply("Join", core_.Join(*req, resp));
+  return Write("Join", core_.Join(*req, resp));
 }
 grpc::Status Service::Leave(grpc::ServerContext*, const v1::LeaveRequest* req,
                             v1::LeaveResponse* resp) {
-  return Reply("Leave", core_.Leave(*req, resp));
+  return Write("Leave", core_.Leave(*req, resp));
 }
 grpc::Status Service::SetRole(grpc::ServerContext*, const v1::SetRoleRequest* req,
                               v1::Participant* resp) {
-  return Reply("SetRole", core_.SetRole(*req, resp));
+  return Write("SetRole", core_.SetRole(*req, resp));
 }
 grpc::Status Service::SetMute(grpc::ServerContext*, const v1::SetMuteRequest* req,
                               v1::SetMuteResponse* resp) {
-  return Reply("SetMute", core_.SetMute(*req, resp));
+  return Write("SetMute", core_.SetMute(*req, resp));
 }
 grpc::Status Service::ListParticipants(grpc::ServerContext*, const v1::ListParticipantsRequest* req,
                                        v1::ListParticipantsResponse* resp) {

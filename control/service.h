@@ -8,12 +8,13 @@
 #include "absl/synchronization/mutex.h"
 #include "control.grpc.pb.h"
 #include "control/core.h"
+#include "control/pair.h"
 
 namespace tandem::control {
 
 class Service final : public v1::Control::Service {
  public:
-  explicit Service(Core& core) : core_(core) {}
+  explicit Service(Core& core, Pair* pair = nullptr) : core_(core), pair_(pair) {}
 
   grpc::Status GetStatus(grpc::ServerContext*, const v1::GetStatusRequest* req,
                          v1::NodeStatus* resp) override;
@@ -55,14 +56,20 @@ class Service final : public v1::Control::Service {
                         v1::GetUsageResponse* resp) override;
   grpc::Status Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,
                      grpc::ServerWriter<v1::Change>* writer) override;
+  grpc::Status ComparePair(grpc::ServerContext*, const v1::ComparePairRequest* req,
+                           v1::ComparePairResponse* resp) override;
+  grpc::Status Switchover(grpc::ServerContext*, const v1::SwitchoverRequest* req,
+                          v1::SwitchoverResponse* resp) override;
 
   // Prometheus lines of the API counters.
   std::string RenderMetrics() const;
 
  private:
   grpc::Status Reply(const char* method, const absl::Status& st);
+  grpc::Status Write(const char* method, const absl::Status& st);
 
   Core& core_;
+  Pair* pair_;
   mutable absl::Mutex mu_;
   // (method, code) -> calls
   absl::flat_hash_map<std::pair<std::string, int>, uint64_t> calls_ ABSL_GUARDED_BY(mu_);

@@ -431,6 +431,38 @@ void CmdStatus(Context& c, const Args& a, bool neighbours, bool ports_only) {
     }
     t.Print();
   }
+  if (s.has_pair()) {
+    const v1::PairStatus& p = s.pair();
+    printf("\n");
+    std::string takeover = "none";
+    if (p.last_takeover_unix_ns()) {
+      time_t t = static_cast<time_t>(p.last_takeover_unix_ns() / 1000000000);
+      char when[64];
+      strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
+      takeover = absl::StrCat(when, ": ", p.last_takeover_cause());
+    }
+    PrintKeyValues(
+        {{"pair", absl::StrCat("node ", p.node_id(), " with peer ", p.peer_node_id(), ", ",
+                               p.mode(), " replication")},
+         {"this node", absl::StrCat("data plane ", p.data_plane_ok() ? "ok" : "DOWN",
+                                    ", access link ", p.access_link_up() ? "up" : "DOWN")},
+         {"peer", p.peer_role().empty()
+                      ? p.peer_state()
+                      : absl::StrCat(p.peer_state(), ", ", p.peer_role(), ", epoch ",
+                                     p.peer_epoch(), ", position ", p.peer_position(),
+                                     ", data plane ", p.peer_data_plane_ok() ? "ok" : "DOWN",
+                                     ", access link ", p.peer_access_link_up() ? "up" : "DOWN")},
+         {"replication", absl::StrCat(p.replication(), ", position ", p.position(), ", applied ",
+                                      p.acked_position(), ", lag ", p.lag_changes(),
+                                      " changes / ", absl::StrFormat("%.1f", p.lag_ms()), " ms")},
+         {"alarms", p.alarms()},
+         {"takeovers", absl::StrCat(p.takeovers())},
+         {"last takeover", takeover},
+         {"site data", p.compare_result().empty()
+                           ? std::string("not compared yet")
+                           : absl::StrCat(p.compare_result(), " at change ", p.compare_seq(),
+                                          " (", p.drift_repairs(), " drift repairs)")}});
+  }
   std::vector<std::pair<std::string, std::string>> drops;
   for (const auto& [k, v] : s.drops()) {
     if (v) drops.push_back({absl::StrCat("drops ", k), absl::StrCat(v)});
@@ -450,6 +482,44 @@ std::vector<Command> Commands() {
                   {},
                   {},
                   [](Context& c, const Args& a) { CmdStatus(c, a, false, false); }});
+
+  cmds.push_back({"pair compare",
+                  "",
+                  "Compare site data (sites, look-and-feel, preferences, meetings) with the\n"
+                  "standby now, by digest; the standby repairs any drift by a full resync and\n"
+                  "shows the result in its status. Run it on the active node.",
+                  {},
+                  {},
+                  [](Context& c, const Args& a) {
+                    Need(a, 0, 0, "");
+                    v1::ComparePairResponse r;
+                    Check(c.stub->ComparePair(c.Call().get(), v1::ComparePairRequest(), &r));
+                    if (c.json) {
+                      printf("%s\n", ToJson(r).c_str());
+                    } else {
+                      printf("digest %s at change %llu sent to the standby\n", r.digest().c_str(),
+                             static_cast<unsigned long long>(r.position()));
+                    }
+                  }});
+  cmds.push_back({"pair switchover",
+                  "[--force]",
+                  "Hand the active role to the other node (on the active node: once the standby\n"
+                  "is caught up; on the standby: take it now). --force skips the checks.",
+                  {},
+                  {"force"},
+                  [](Context& c, const Args& a) {
+                    Need(a, 0, 0, "");
+                    v1::SwitchoverRequest req;
+                    req.set_force(a.flags.contains("force"));
+                    v1::SwitchoverResponse r;
+                    Check(c.stub->Switchover(c.Call().get(), req, &r));
+                    if (c.json) {
+                      printf("%s\n", ToJson(r).c_str());
+                    } else {
+                      printf("switchover requested: this node is %s, epoch %llu\n",
+                             r.role().c_str(), static_cast<unsigned long long>(r.epoch()));
+                    }
+                  }});
 
   cmds.push_back({"site create",
                   "--name NAME [--id ID] [--look KEY=VALUE]... [--pref KEY=VALUE]...\n"

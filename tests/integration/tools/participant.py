@@ -162,7 +162,7 @@ def main():
             continue
         sid, seq, count, kind, intact = parsed
         st = src["senders"].setdefault(str(sid), {
-            "count": 0, "seqs": {}, "duplicates": 0, "corrupt": 0, "warmup": 0})
+            "count": 0, "seqs": {}, "duplicates": 0, "corrupt": 0, "warmup": 0, "arrivals": []})
         if kind == KIND_WARMUP:
             st["warmup"] += 1
             continue
@@ -172,12 +172,18 @@ def main():
         if seq in st["seqs"]:
             st["duplicates"] += 1
         st["seqs"][seq] = True
+        st["arrivals"].append(time.monotonic())
 
     if targets:
         sender.join(timeout=1.0)
     for src in sources.values():
         for st in src["senders"].values():
             seqs = st.pop("seqs")
+            arrivals = st.pop("arrivals")
+            # The longest silence between two packets of this sender: a
+            # takeover's media gap as the receiver hears it.
+            st["max_gap_ms"] = max((b - a for a, b in zip(arrivals, arrivals[1:])),
+                                   default=0.0) * 1000.0
             st["received"] = len(seqs)
             st["missing"] = [s for s in range(st["count"]) if s not in seqs][:1000]
     report = {"id": args.id, "bind": args.bind, "sent": sent, "send_errors": send_errors,

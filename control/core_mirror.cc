@@ -1,0 +1,439 @@
+// The core's side of the pair: role changes, snapshots and usage for the
+// standby, and the standby's application of replicated changes. See
+// control/pair.h for the protocol and docs/pair.md for the behaviour.
+#include <openssl/evp.h>
+
+#include <cstdio>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "control/core.h"
+
+namespace tandem::control {
+namespace {
+
+using tables::kLegMuted;
+using tables::kLegRecv;
+using tables::kLegSend;
+
+v1::Change Put(v1::Change::Kind kind, uint64_t id) {
+  v1::Change c;
+  c.set_kind(kind);
+  c.set_id(id);
+  return c;
+}
+
+std::string Serialize(const v1::Change& c) {
+  std::string s;
+  c.SerializeToString(&s);
+  return s;
+}
+
+uint32_t TableFlags(const v1::Leg& leg) {
+  return (leg.send() ? kLegSend : 0) | (leg.recv() ? kLegRecv : 0) | (leg.muted() ? kLegMuted : 0);
+}
+
+uint64_t Sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+
+}  // namespace
+
+absl::Status Core::CheckWritable() const {
+  if (role_ == tables::Role::kActive) return absl::OkStatus();
+  std::string where = config_.pair.peer_api.empty()
+                          ? std::string("the active node of the pair")
+                          : absl::StrCat("the active node at ", config_.pair.peer_api);
+  return absl::FailedPreconditionError(
+      absl::StrCat("node ", config_.node, " is standby: send writes to ", where));
+}
+
+tables::Role Core::node_role() const {
+  absl::MutexLock lock(&mu_);
+  return role_;
+}
+
+uint64_t Core::node_epoch() const {
+  absl::MutexLock lock(&mu_);
+  return epoch_;
+}
+
+void Core::EnsureStoreTxn() {
+  if (!store_->in_transaction()) (void)store_->Begin();
+}
+
+void Core::FlushReplicated() {
+  absl::MutexLock lock(&mu_);
+  if (store_->in_transaction()) {
+    if (auto st = store_->Commit(); !st.ok()) {
+      fprintf(stderr, "tandem-control: committing replicated changes: %s\n",
+              std::string(st.message()).c_str());
+    }
+  }
+}
+
+void Core::SetNodeRole(tables::Role role, uint64_t epoch, const std::string& cause) {
+  absl::MutexLock lock(&mu_);
+  if (store_->in_transaction()) (void)store_->Commit();
+  bool changed = role != role_ || epoch != epoch_;
+  role_ = role;
+  epoch_ = epoch;
+  (void)store_->SetMeta("epoch", epoch);
+  writer_->SetRole(role, epoch);
+  if (!changed) return;
+  if (role == tables::Role::kActive) {
+    // Ids handed out from now on must not collide with replicated ones.
+    leg_id_limit_ = next_leg_id_;
+    v1::Change c = Put(v1::Change::ROLE, 0);
+    c.set_role("active");
+    c.set_epoch(epoch);
+    changes_->Append(std::move(c));
+  }
+  fprintf(stderr, "tandem-control: node %s is now %s, epoch %llu: %s\n", config_.node.c_str(),
+          role == tables::Role::kActive ? "active" : "standby",
+          static_cast<unsigned long long>(epoch), cause.c_str());
+}
+
+void Core::SetPairHints(uint64_t position, bool handover) {
+  absl::MutexLock lock(&mu_);
+  tables::TablesHeader& h = writer_->view().header();
+  h.mirror_position.store(position, std::memory_order_relaxed);
+  h.handover.store(handover ? 1 : 0, std::memory_order_relaxed);
+}
+
+std::vector<std::string> Core::SnapshotRecords(uint64_t* log_id, uint64_t* seq,
+                                               const std::function<void()>& under_lock) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  out.reserve(sites_.size() + meetings_.size() + participants_.size() + legs_.size());
+  for (const auto& [id, s] : sites_) {
+    v1::Change c = Put(v1::Change::SITE_PUT, id);
+    *c.mutable_site() = s;
+    out.push_back(Serialize(c));
+  }
+  for (const auto& [id, m] : meetings_) {
+    v1::Change c = Put(v1::Change::MEETING_PUT, id);
+    *c.mutable_meeting() = m;
+    out.push_back(Serialize(c));
+  }
+  for (const auto& [id, rec] : participants_) {
+    v1::Change c = Put(v1::Change::PARTICIPANT_PUT, id);
+    *c.mutable_participant() = rec.p;
+    out.push_back(Serialize(c));
+  }
+  for (const auto& [id, rec] : legs_) {
+    v1::Change c = Put(v1::Change::LEG_PUT, id);
+    FillLeg(id, false, c.mutable_leg());
+    out.push_back(Serialize(c));
+  }
+  *log_id = changes_->log_id();
+  *seq = changes_->last_seq();
+  if (under_lock) under_lock();
+  return out;
+}
+
+v1::UsageRecord Core::UsageDelta() {
+  absl::MutexLock lock(&mu_);
+  RefreshState();
+  v1::UsageRecord r;
+  for (const auto& [id, rec] : legs_) {
+    v1::Usage u = LegUsage(id);
+    uint64_t mark = u.packets_in() + u.packets_out() + u.drop_not_allowed() + u.drop_policed() +
+                    u.drop_other();
+    uint64_t& sent = usage_sent_[id];
+    if (mark == sent) continue;
+    sent = mark;
+    v1::LegUsageRecord* l = r.add_legs();
+    l->set_leg_id(id);
+    *l->mutable_usage() = u;
+  }
+  for (auto it = usage_sent_.begin(); it != usage_sent_.end();) {
+    if (!legs_.contains(it->first)) {
+      usage_sent_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  return r;
+}
+
+void Core::ApplyUsage(const v1::UsageRecord& r) {
+  absl::MutexLock lock(&mu_);
+  RefreshState();
+  for (const v1::LegUsageRecord& l : r.legs()) {
+    if (!legs_.contains(l.leg_id())) continue;
+    // Our own switch may hold counts of this leg from a time we were active:
+    // the base is what they lack, so that base + own equals the peer's total.
+    usage_base_.erase(l.leg_id());
+    v1::Usage own = LegUsage(l.leg_id());
+    const v1::Usage& t = l.usage();
+    v1::Usage b;
+    b.set_packets_in(Sub(t.packets_in(), own.packets_in()));
+    b.set_bytes_in(Sub(t.bytes_in(), own.bytes_in()));
+    b.set_packets_out(Sub(t.packets_out(), own.packets_out()));
+    b.set_bytes_out(Sub(t.bytes_out(), own.bytes_out()));
+    b.set_drop_not_allowed(Sub(t.drop_not_allowed(), own.drop_not_allowed()));
+    b.set_drop_policed(Sub(t.drop_policed(), own.drop_policed()));
+    b.set_drop_other(Sub(t.drop_other(), own.drop_other()));
+    b.set_first_packet_unix_ns(t.first_packet_unix_ns());
+    b.set_last_packet_unix_ns(t.last_packet_unix_ns());
+    usage_base_[l.leg_id()] = b;
+  }
+}
+
+std::string Core::SiteDigest(uint64_t* position,
+                             const std::function<void(const std::string&, uint64_t)>& under_lock) {
+  absl::MutexLock lock(&mu_);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  std::string buf;
+  auto add = [&](const google::protobuf::Message& m) {
+    buf.clear();
+    google::protobuf::io::StringOutputStream sos(&buf);
+    google::protobuf::io::CodedOutputStream cos(&sos);
+    cos.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&cos);
+    cos.Trim();
+    uint64_t n = buf.size();
+    EVP_DigestUpdate(ctx, &n, sizeof n);
+    EVP_DigestUpdate(ctx, buf.data(), buf.size());
+  };
+  for (const auto& [id, s] : sites_) add(s);
+  for (const auto& [id, m] : meetings_) {
+    v1::Meeting copy = m;
+    copy.set_participants(0);  // live counts are not site data
+    copy.set_legs(0);
+    add(copy);
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  std::string digest(reinterpret_cast<char*>(md), len);
+  *position = changes_->last_seq();
+  if (under_lock) under_lock(digest, *position);
+  return digest;
+}
+
+void Core::BeginResync() {
+  absl::MutexLock lock(&mu_);
+  resync_ = true;
+  seen_sites_.clear();
+  seen_participants_.clear();
+  seen_legs_.clear();
+}
+
+void Core::DropLegQuietly(uint64_t id) {
+  auto it = legs_.find(id);
+  if (it == legs_.end()) return;
+  const LegRec& rec = it->second;
+  pool_.Release(rec.local, rec.local_port);
+  auto pit = participants_.find(rec.participant_id);
+  if (pit != participants_.end()) {
+    auto& v = pit->second.legs;
+    v.erase(std::remove(v.begin(), v.end(), id), v.end());
+  }
+  auto lit = live_.find(rec.meeting_id);
+  if (lit != live_.end() && lit->second.legs > 0) lit->second.legs--;
+  (void)writer_->RemoveLeg(id);
+  legs_.erase(it);
+  usage_base_.erase(id);
+}
+
+absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool snapshot) {
+  absl::MutexLock lock(&mu_);
+  EnsureStoreTxn();
+  absl::Status st;
+  auto end_live = [&](uint64_t meeting_id) {
+    auto lit = live_.find(meeting_id);
+    if (lit == live_.end()) return;
+    for (uint64_t pid : lit->second.participants) {
+      auto pit = participants_.find(pid);
+      if (pit == participants_.end()) continue;
+      std::vector<uint64_t> legs = pit->second.legs;
+      for (uint64_t leg : legs) DropLegQuietly(leg);
+      participants_.erase(pit);
+    }
+    if (writer_->HasMeeting(meeting_id)) (void)writer_->RemoveMeeting(meeting_id);
+    live_.erase(lit);
+  };
+  switch (c.kind()) {
+    case v1::Change::SITE_PUT:
+      st = store_->PutSite(c.site());
+      sites_[c.site().site_id()] = c.site();
+      next_site_id_ = std::max(next_site_id_, c.site().site_id() + 1);
+      seen_sites_.insert(c.site().site_id());
+      break;
+    case v1::Change::SITE_DELETED: {
+      st = store_->DeleteSite(c.id());
+      sites_.erase(c.id());
+      for (auto it = meetings_.begin(); it != meetings_.end();) {
+        if (it->second.site_id() == c.id()) {
+          end_live(it->first);
+          it = meetings_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      break;
+    }
+    case v1::Change::MEETING_PUT: {
+      const v1::Meeting& m = c.meeting();
+      st = store_->PutMeeting(m);
+      meetings_[m.meeting_id()] = m;
+      next_meeting_id_ = std::max(next_meeting_id_, m.meeting_id() + 1);
+      if (m.state() == v1::LIVE) {
+        uint32_t flags = m.presenter_only() ? tables::kMeetingPresenterOnly : 0;
+        if (!writer_->HasMeeting(m.meeting_id())) {
+          st.Update(writer_->AddMeeting(m.meeting_id(), m.site_id(), flags));
+        } else {
+          (void)writer_->SetMeetingFlags(m.meeting_id(), flags);
+        }
+        live_.try_emplace(m.meeting_id());
+      } else {
+        end_live(m.meeting_id());
+      }
+      break;
+    }
+    case v1::Change::MEETING_DELETED:
+      end_live(c.id());
+      meetings_.erase(c.id());
+      break;
+    case v1::Change::PARTICIPANT_PUT:
+    case v1::Change::PARTICIPANT_LEFT: {
+      v1::Participant p = c.participant();
+      p.clear_legs();
+      st = store_->PutParticipant(p);
+      next_participant_id_ = std::max(next_participant_id_, p.participant_id() + 1);
+      seen_participants_.insert(p.participant_id());
+      auto lit = live_.find(p.meeting_id());
+      if (lit == live_.end()) break;  // its meeting ended: the store has it
+      auto [it, fresh] = participants_.try_emplace(p.participant_id());
+      bool was_present = !fresh && it->second.p.left_unix_ns() == 0;
+      bool present = p.left_unix_ns() == 0;
+      it->second.p = std::move(p);
+      if (fresh) lit->second.participants.push_back(it->first);
+      if (present && !was_present) lit->second.present++;
+      if (!present && was_present && lit->second.present > 0) lit->second.present--;
+      break;
+    }
+    case v1::Change::LEG_PUT: {
+      const v1::Leg& leg = c.leg();
+      seen_legs_.insert(leg.leg_id());
+      uint32_t flags = TableFlags(leg);
+      if (auto it = legs_.find(leg.leg_id()); it != legs_.end()) {
+        it->second.muted = leg.muted();
+        if (leg.requested()) it->second.requested = leg.requested();
+        st.Update(writer_->SetLegFlags(leg.leg_id(), flags));
+        st.Update(writer_->SetLegLimits(leg.leg_id(), leg.pps_limit(), leg.kbps_limit()));
+        break;
+      }
+      auto remote = ParseEndpoint(leg.remote());
+      auto local = ParseEndpoint(leg.local());
+      if (!remote.ok() || !local.ok()) {
+        st = absl::InvalidArgumentError(absl::StrCat("replicated leg ", leg.leg_id(),
+                                                     " has a bad address"));
+        break;
+      }
+      tables::LegSpec spec;
+      spec.leg_id = leg.leg_id();
+      spec.participant_id = leg.participant_id();
+      spec.meeting_id = leg.meeting_id();
+      spec.channel = static_cast<tables::Channel>(std::max(0, int(leg.channel()) - 1));
+      spec.key.remote = remote->first;
+      spec.key.remote_port = remote->second;
+      spec.key.local = local->first;
+      spec.key.local_port = local->second;
+      spec.flags = flags;
+      spec.pps_limit = leg.pps_limit();
+      spec.kbps_limit = leg.kbps_limit();
+      // A leg of an earlier life of this node may still hold the address.
+      if (auto holder = writer_->FindLegByKey(spec.key); holder.ok()) DropLegQuietly(*holder);
+      pool_.Release(local->first, local->second);
+      st = writer_->AddLeg(spec);
+      if (!st.ok()) break;
+      (void)pool_.Reserve(local->first, local->second, leg.leg_id());
+      LegRec rec;
+      rec.participant_id = leg.participant_id();
+      rec.meeting_id = leg.meeting_id();
+      rec.requested = leg.requested() ? leg.requested() : (flags & (kLegSend | kLegRecv));
+      rec.muted = leg.muted();
+      rec.local = local->first;
+      rec.local_port = local->second;
+      legs_[leg.leg_id()] = rec;
+      participants_[rec.participant_id].legs.push_back(leg.leg_id());
+      live_[rec.meeting_id].legs++;
+      next_leg_id_ = std::max(next_leg_id_, leg.leg_id() + 1);
+      break;
+    }
+    case v1::Change::LEG_REMOVED:
+      DropLegQuietly(c.id());
+      break;
+    default:
+      break;  // ROLE: this node's role is its own
+  }
+  if (!snapshot) changes_->AppendReplicated(std::move(raw), c);
+  if (!st.ok()) {
+    fprintf(stderr, "tandem-control: replicated change %llu (kind %d): %s\n",
+            static_cast<unsigned long long>(c.seq()), int(c.kind()),
+            std::string(st.message()).c_str());
+  }
+  return st;
+}
+
+void Core::EndResync(uint64_t log_id, uint64_t seq) {
+  absl::MutexLock lock(&mu_);
+  EnsureStoreTxn();
+  // Mark and sweep: whatever the snapshot did not hold is gone on the active.
+  std::vector<uint64_t> legs;
+  for (const auto& [id, rec] : legs_) {
+    if (!seen_legs_.contains(id)) legs.push_back(id);
+  }
+  for (uint64_t id : legs) DropLegQuietly(id);
+  std::vector<uint64_t> sites;
+  for (const auto& [id, s] : sites_) {
+    if (!seen_sites_.contains(id)) sites.push_back(id);
+  }
+  for (uint64_t id : sites) {
+    (void)store_->DeleteSite(id);
+    sites_.erase(id);
+    for (auto it = meetings_.begin(); it != meetings_.end();) {
+      if (it->second.site_id() != id) {
+        ++it;
+        continue;
+      }
+      if (writer_->HasMeeting(it->first)) (void)writer_->RemoveMeeting(it->first);
+      live_.erase(it->first);
+      it = meetings_.erase(it);
+    }
+  }
+  for (auto it = participants_.begin(); it != participants_.end();) {
+    if (seen_participants_.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    auto lit = live_.find(it->second.p.meeting_id());
+    if (lit != live_.end()) {
+      auto& v = lit->second.participants;
+      v.erase(std::remove(v.begin(), v.end(), it->first), v.end());
+      if (it->second.p.left_unix_ns() == 0 && lit->second.present > 0) lit->second.present--;
+    }
+    participants_.erase(it++);
+  }
+  // Meetings live here but not on the active.
+  std::vector<uint64_t> stale;
+  writer_->ForEachMeeting([&](uint64_t id, uint64_t, uint32_t) {
+    auto it = meetings_.find(id);
+    if (it == meetings_.end() || it->second.state() != v1::LIVE) stale.push_back(id);
+  });
+  for (uint64_t id : stale) (void)writer_->RemoveMeeting(id);
+  if (auto st = store_->Commit(); !st.ok()) {
+    fprintf(stderr, "tandem-control: committing a resync: %s\n", std::string(st.message()).c_str());
+  }
+  changes_->Reset(log_id, seq + 1);
+  resync_ = false;
+  fprintf(stderr,
+          "tandem-control: resynced from the active node: %zu sites, %zu meetings, %zu legs "
+          "(dropped %zu legs, %zu sites)\n",
+          sites_.size(), meetings_.size(), legs_.size(), legs.size(), sites.size());
+}
+
+}  // namespace tandem::control

@@ -1,0 +1,444 @@
+#include "control/pair.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cstdio>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+
+namespace tandem::control {
+namespace {
+
+absl::Time MonoNow() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return absl::FromUnixNanos(int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec);
+}
+
+mirror::Role ToMirror(tables::Role r) {
+  return r == tables::Role::kActive ? mirror::Role::kActive : mirror::Role::kStandby;
+}
+tables::Role FromMirror(mirror::Role r) {
+  return r == mirror::Role::kActive ? tables::Role::kActive : tables::Role::kStandby;
+}
+
+template <typename M>
+std::string Tagged(char tag, const M& m) {
+  std::string s(1, tag);
+  m.AppendToString(&s);
+  return s;
+}
+
+}  // namespace
+
+Pair::Pair(Core& core) : core_(core), cfg_(core.config().pair) {}
+
+absl::StatusOr<std::unique_ptr<Pair>> Pair::Start(Core& core) {
+  std::unique_ptr<Pair> p(new Pair(core));
+  const PairConfig& c = p->cfg_;
+  if (!mirror::ParseEndpoint(c.listen).ok() || !mirror::ParseEndpoint(c.peer).ok()) {
+    return absl::InvalidArgumentError("[pair] listen and peer must be HOST:PORT");
+  }
+  mirror::RoleConfig rc;
+  rc.node_id = c.node_id;
+  rc.interval = absl::Milliseconds(c.heartbeat_ms);
+  rc.multiplier = static_cast<int>(c.multiplier);
+  rc.preempt = c.preempt;
+  absl::Time now = MonoNow();
+  {
+    absl::MutexLock lock(&p->mu_);
+    p->machine_ = std::make_unique<mirror::RoleMachine>(rc, ToMirror(core.node_role()),
+                                                        core.node_epoch(), now);
+    p->next_usage_ = now;
+    p->next_compare_ = now + absl::Seconds(static_cast<int64_t>(c.compare_interval_s));
+    if (core.node_role() == tables::Role::kActive) {
+      p->BecomeActive();
+    } else {
+      p->BecomeStandby();
+    }
+  }
+  core.SetPairHooks([pp = p.get()](v1::PairStatus* out) { pp->FillStatus(out); },
+                    [pp = p.get()] { return pp->Metrics(); });
+  p->thread_ = std::thread([pp = p.get()] { pp->Loop(); });
+  return p;
+}
+
+Pair::~Pair() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  core_.SetPairHooks(nullptr, nullptr);
+  absl::MutexLock lock(&mu_);
+  StopReplication();
+}
+
+void Pair::StopReplication() {
+  core_.changes().SetObserver(nullptr);  // no append reaches a source being destroyed
+  serving_ = nullptr;
+  source_.reset();
+  sink_.reset();
+}
+
+void Pair::BecomeActive() {
+  StopReplication();
+  mirror::SourceOptions o;
+  o.node_id = cfg_.node_id;
+  o.epoch = core_.node_epoch();
+  o.key = cfg_.key;
+  o.listen = *mirror::ParseEndpoint(cfg_.listen);
+  o.snapshot = [this]() -> absl::StatusOr<mirror::Snapshot> {
+    mirror::Snapshot snap;
+    uint64_t log_id = 0, seq = 0;
+    // Under the core's lock no change can be appended: the source's position
+    // read here is the snapshot's. (Not under mu_: the lock order is mu_
+    // before the core's.)
+    std::vector<std::string> objects = core_.SnapshotRecords(&log_id, &seq, [&] {
+      mirror::ReplicationSource* s = serving_.load();
+      snap.seq = s ? s->status().last_seq : 0;
+    });
+    snap.records.reserve(objects.size() + 1);
+    for (std::string& o : objects) snap.records.push_back("S" + o);
+    v1::PositionRecord pos;
+    pos.set_log_id(log_id);
+    pos.set_seq(seq);
+    snap.records.push_back(Tagged('P', pos));
+    return snap;
+  };
+  auto src = mirror::ReplicationSource::Start(std::move(o));
+  if (!src.ok()) {
+    fprintf(stderr, "tandem-control: pair: cannot serve replication on %s: %s\n",
+            cfg_.listen.c_str(), std::string(src.status().message()).c_str());
+    return;
+  }
+  source_ = std::move(*src);
+  mirror::ReplicationSource* s = source_.get();
+  serving_ = s;
+  core_.changes().SetObserver([this, s](std::vector<std::string>& recs, uint64_t) {
+    for (std::string& r : recs) r.insert(r.begin(), 'C');
+    latest_repl_seq_ = s->AppendBatch(std::move(recs));
+  });
+}
+
+void Pair::BecomeStandby() {
+  StopReplication();
+  mirror::SinkOptions o;
+  o.node_id = cfg_.node_id;
+  o.epoch = core_.node_epoch();
+  o.key = cfg_.key;
+  o.source = *mirror::ParseEndpoint(cfg_.peer);
+  mirror::SinkCallbacks cb;
+  cb.begin_snapshot = [this](uint64_t, uint64_t) { core_.BeginResync(); };
+  cb.apply = [this](mirror::RecordKind kind, uint64_t, absl::string_view rec) {
+    ApplyRecord(kind, rec);
+  };
+  cb.end_snapshot = [this](uint64_t) {
+    core_.EndResync(snapshot_log_id_.load(), snapshot_seq_.load());
+  };
+  auto sink = mirror::ReplicationSink::Start(std::move(o), std::move(cb));
+  if (!sink.ok()) {
+    fprintf(stderr, "tandem-control: pair: cannot follow %s: %s\n", cfg_.peer.c_str(),
+            std::string(sink.status().message()).c_str());
+    return;
+  }
+  sink_ = std::move(*sink);
+}
+
+void Pair::ApplyRecord(mirror::RecordKind, absl::string_view rec) {
+  if (rec.empty()) return;
+  absl::string_view body = rec.substr(1);
+  switch (rec[0]) {
+    case 'C':
+    case 'S': {
+      v1::Change c;
+      if (!c.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+        fprintf(stderr, "tandem-control: pair: a replicated change does not parse\n");
+        return;
+      }
+      (void)core_.ApplyReplicated(c, std::string(body), rec[0] == 'S');
+      return;
+    }
+    case 'P': {
+      v1::PositionRecord p;
+      if (p.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+        snapshot_log_id_ = p.log_id();
+        snapshot_seq_ = p.seq();
+      }
+      return;
+    }
+    case 'U': {
+      v1::UsageRecord u;
+      if (u.ParseFromArray(body.data(), static_cast<int>(body.size()))) core_.ApplyUsage(u);
+      return;
+    }
+    case 'D': {
+      v1::DigestRecord d;
+      if (!d.ParseFromArray(body.data(), static_cast<int>(body.size()))) return;
+      core_.FlushReplicated();
+      uint64_t pos = 0;
+      std::string mine = core_.SiteDigest(&pos, nullptr);
+      bool match = mine == d.sha256();
+      {
+        absl::MutexLock lock(&status_mu_);
+        compare_seq_ = d.position();
+        compare_result_ = match ? "match" : "drift repaired";
+        if (!match) drift_repairs_++;
+      }
+      fprintf(stderr, "tandem-control: pair: site data at change %llu %s\n",
+              static_cast<unsigned long long>(d.position()),
+              match ? "matches the active node" : "DIFFERS from the active node: resyncing");
+      if (!match) resync_wanted_ = true;
+      return;
+    }
+    default:
+      fprintf(stderr, "tandem-control: pair: unknown record tag %d\n", rec[0]);
+  }
+}
+
+absl::Status Pair::WaitReplicated() {
+  if (!cfg_.sync) return absl::OkStatus();
+  std::shared_ptr<mirror::ReplicationSource> s;
+  {
+    absl::MutexLock lock(&mu_);
+    s = source_;  // kept alive while we wait, without holding mu_
+  }
+  if (!s) return absl::OkStatus();
+  absl::Status st =
+      s->WaitAcked(latest_repl_seq_.load(), absl::Milliseconds(cfg_.sync_timeout_ms));
+  if (st.ok()) return st;
+  absl::MutexLock slock(&status_mu_);
+  if (absl::IsUnavailable(st)) {
+    sync_degraded_++;  // no standby: the pair runs degraded, writes go on
+    return absl::OkStatus();
+  }
+  sync_timeouts_++;
+  return absl::DeadlineExceededError(
+      absl::StrCat("applied on this node, but the standby has not confirmed it within ",
+                   cfg_.sync_timeout_ms, " ms"));
+}
+
+absl::StatusOr<v1::ComparePairResponse> Pair::Compare() {
+  absl::MutexLock lock(&mu_);
+  if (!source_) {
+    return absl::FailedPreconditionError("compare runs on the active node of the pair");
+  }
+  v1::ComparePairResponse out;
+  mirror::ReplicationSource* s = source_.get();
+  uint64_t pos = 0;
+  std::string digest = core_.SiteDigest(&pos, [s](const std::string& d, uint64_t p) {
+    v1::DigestRecord r;
+    r.set_position(p);
+    r.set_sha256(d);
+    s->Append(Tagged('D', r));
+  });
+  out.set_position(pos);
+  out.set_digest(absl::BytesToHexString(digest));
+  return out;
+}
+
+absl::StatusOr<v1::SwitchoverResponse> Pair::Switchover(bool force) {
+  absl::MutexLock lock(&mu_);
+  if (auto st = machine_->RequestSwitchover(MonoNow(), force); !st.ok()) return st;
+  v1::SwitchoverResponse out;
+  out.set_role(mirror::RoleName(machine_->role()));
+  out.set_epoch(machine_->epoch());
+  return out;
+}
+
+bool Pair::AttachState() {
+  std::string path = tables::StatePath(core_.config().shm_dir, core_.config().node);
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return have_state_ = false;
+  if (have_state_ && st.st_ino == state_ino_) return true;
+  auto m = tables::AttachState(path);
+  if (!m.ok()) return have_state_ = false;
+  state_map_ = std::move(m->first);
+  state_ = m->second;
+  state_ino_ = st.st_ino;
+  return have_state_ = true;
+}
+
+void Pair::Loop() {
+  absl::Duration period = absl::Milliseconds(std::max<uint32_t>(1, cfg_.heartbeat_ms / 2));
+  while (!stop_) {
+    absl::Time now = MonoNow();
+    Step(now);
+    PublishStatus(now);
+    absl::SleepFor(period);
+  }
+}
+
+void Pair::Step(absl::Time now) {
+  uint64_t position = core_.changes().last_seq();
+  std::vector<mirror::Decision> decisions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (AttachState()) {
+      const tables::StateHeader& h = state_.header();
+      int32_t pid = h.switch_pid.load(std::memory_order_acquire);
+      bool alive = pid > 0 && kill(pid, 0) == 0;
+      feed_.Poll(h, mirror::SwitchHeartbeatFeed::Local(h, alive, position), machine_.get(), now);
+    } else {
+      // No switch on this node: unhealthy, so it never takes over.
+      mirror::LocalHealth none;
+      none.data_plane_ok = false;
+      none.access_link_up = false;
+      none.position = position;
+      machine_->SetLocal(none, now);
+      machine_->Tick(now);
+    }
+    decisions = machine_->TakeDecisions();
+  }
+  for (const mirror::Decision& d : decisions) {
+    core_.SetNodeRole(FromMirror(d.role), d.epoch, d.cause);
+    absl::MutexLock lock(&mu_);
+    if (d.role == mirror::Role::kActive) {
+      absl::MutexLock slock(&status_mu_);
+      takeovers_++;
+    }
+    if (d.role == mirror::Role::kActive && !source_) {
+      BecomeActive();
+    } else if (d.role == mirror::Role::kStandby && !sink_) {
+      BecomeStandby();
+    }
+    if (source_) source_->SetEpoch(d.epoch);
+    if (sink_) sink_->SetEpoch(d.epoch);
+  }
+  bool handover;
+  {
+    absl::MutexLock lock(&mu_);
+    handover = machine_->handover_requested();
+    if (resync_wanted_.exchange(false) && sink_) BecomeStandby();  // follow anew: full resync
+  }
+  core_.SetPairHints(position, handover);
+  if (core_.node_role() == tables::Role::kActive) {
+    if (now >= next_usage_) {
+      next_usage_ = now + absl::Milliseconds(cfg_.usage_interval_ms);
+      v1::UsageRecord u = core_.UsageDelta();
+      absl::MutexLock lock(&mu_);
+      if (source_ && u.legs_size() > 0) source_->Append(Tagged('U', u));
+    }
+    if (now >= next_compare_) {
+      next_compare_ = now + absl::Seconds(static_cast<int64_t>(cfg_.compare_interval_s));
+      (void)Compare();
+    }
+  } else {
+    core_.FlushReplicated();
+  }
+}
+
+void Pair::PublishStatus(absl::Time now) {
+  v1::PairStatus s;
+  s.set_node_id(cfg_.node_id);
+  s.set_peer_node_id(cfg_.peer_node_id);
+  s.set_mode(cfg_.sync ? "sync" : "async");
+  s.set_peer_api(cfg_.peer_api);
+  s.set_position(core_.changes().last_seq());
+  {
+    absl::MutexLock lock(&mu_);
+    const auto& peer = machine_->peer();
+    bool access = machine_->peer_heard(mirror::Path::kAccess, now);
+    bool backbone = machine_->peer_heard(mirror::Path::kBackbone, now);
+    if (!peer) {
+      s.set_peer_state("never heard");
+    } else if (access && backbone) {
+      s.set_peer_state("up");
+    } else if (access) {
+      s.set_peer_state("backbone down");
+    } else if (backbone) {
+      s.set_peer_state("access path down");
+    } else {
+      s.set_peer_state("lost");
+    }
+    if (peer) {
+      s.set_peer_role(mirror::RoleName(peer->role));
+      s.set_peer_epoch(peer->epoch);
+      s.set_peer_position(peer->position);
+      s.set_peer_data_plane_ok(peer->data_plane_ok);
+      s.set_peer_access_link_up(peer->access_link_up);
+    }
+    s.set_alarms(machine_->alarms().ToString());
+    if (const auto& t = machine_->last_takeover()) {
+      s.set_last_takeover_cause(t->cause);
+      s.set_last_takeover_unix_ns(
+          static_cast<uint64_t>(absl::ToUnixNanos(absl::Now() - (now - t->at))));
+    }
+    if (have_state_) {
+      uint32_t f = state_.header().local_flags.load(std::memory_order_relaxed);
+      s.set_data_plane_ok(f & tables::kHbDataPlaneOk);
+      s.set_access_link_up(f & tables::kHbAccessLinkUp);
+    }
+    if (source_) {
+      mirror::SourceStatus st = source_->status();
+      s.set_replication(st.standby_connected
+                            ? (st.standby_synced ? "serving standby" : "sending snapshot")
+                            : "no standby");
+      s.set_acked_position(st.acked_seq);
+      s.set_lag_changes(st.lag_records);
+      s.set_lag_ms(absl::ToDoubleMilliseconds(st.lag_time));
+      s.set_snapshots(st.snapshots_sent);
+    } else if (sink_) {
+      mirror::SinkStatus st = sink_->status();
+      s.set_replication(!st.connected ? "connecting" : st.consistent ? "following" : "resyncing");
+      s.set_acked_position(st.applied_seq);
+      s.set_snapshots(st.snapshots);
+    } else {
+      s.set_replication("off");
+    }
+  }
+  absl::MutexLock lock(&status_mu_);
+  s.set_takeovers(takeovers_);
+  s.set_compare_seq(compare_seq_);
+  s.set_compare_result(compare_result_);
+  s.set_drift_repairs(drift_repairs_);
+  status_ = std::move(s);
+}
+
+void Pair::FillStatus(v1::PairStatus* out) const {
+  absl::MutexLock lock(&status_mu_);
+  *out = status_;
+}
+
+std::string Pair::Metrics() const {
+  v1::PairStatus s;
+  uint64_t degraded, timeouts;
+  {
+    absl::MutexLock lock(&status_mu_);
+    s = status_;
+    degraded = sync_degraded_;
+    timeouts = sync_timeouts_;
+  }
+  std::string o;
+  auto metric = [&](const char* name, const char* type, const char* help, double value) {
+    absl::StrAppend(&o, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ",
+                    value, "\n");
+  };
+  metric("tandem_pair_peer_up", "gauge", "1 when the peer is heard on both paths",
+         s.peer_state() == "up");
+  metric("tandem_pair_peer_heard_backbone", "gauge", "1 when the peer is heard on the backbone",
+         s.peer_state() == "up" || s.peer_state() == "access path down");
+  metric("tandem_pair_peer_heard_access", "gauge", "1 when the peer is heard on the access network",
+         s.peer_state() == "up" || s.peer_state() == "backbone down");
+  metric("tandem_pair_alarm", "gauge", "1 while any pair alarm is raised", s.alarms() != "none");
+  metric("tandem_pair_position", "gauge", "last change of the log this node holds", s.position());
+  metric("tandem_pair_acked_position", "gauge",
+         "active: last change the standby applied; standby: last applied", s.acked_position());
+  metric("tandem_pair_lag_changes", "gauge", "changes the standby has not applied yet",
+         s.lag_changes());
+  metric("tandem_pair_lag_seconds", "gauge", "age of the oldest change the standby lacks",
+         s.lag_ms() / 1000);
+  metric("tandem_pair_takeovers_total", "counter", "times this node became active",
+         s.takeovers());
+  metric("tandem_pair_snapshots_total", "counter", "full resyncs served or received",
+         s.snapshots());
+  metric("tandem_pair_drift_repairs_total", "counter",
+         "site-data comparisons that found drift (repaired by a resync)", s.drift_repairs());
+  metric("tandem_pair_sync_degraded_total", "counter",
+         "synchronous writes that found no standby connected", degraded);
+  metric("tandem_pair_sync_timeouts_total", "counter",
+         "synchronous writes the standby did not confirm in time", timeouts);
+  return o;
+}
+
+}  // namespace tandem::control

@@ -1,0 +1,106 @@
+// The pair: role, takeover and replication of one node of a primary/standby
+// pair (docs/pair.md).
+//
+// Failure detection: the switches exchange heartbeats on the access and the
+// backbone port (switch/heartbeat.h) and publish what they hear in their
+// state regions; a thread here feeds that to the role machine
+// (mirror/role.h) every half heartbeat interval and applies its decisions:
+// role and epoch go to the tables (the switch then announces the VIPs and
+// forwards), and replication is turned around.
+//
+// Replication (mirror/replication.h): the active node serves the stream on
+// pair.listen, the standby follows the peer. Records are one tag byte and a
+// body:
+//   'C' a change of the change log (v1::Change, as the log holds it)
+//   'S' a snapshot object (v1::Change with a PUT kind), 'P' the snapshot's
+//       change-log position (v1::PositionRecord)
+//   'U' usage of legs whose counts moved (v1::UsageRecord), every
+//       pair.usage_interval_ms
+//   'D' a digest of the site data at that point of the stream
+//       (v1::DigestRecord): the standby compares its own and repairs drift by
+//       a full resync
+// A standby always starts from a full snapshot (mark and sweep of its own
+// state), so a demoted primary never keeps writes the new active lacks.
+//
+// Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/tables/tables.h"
+#include "control/core.h"
+#include "mirror/replication.h"
+#include "mirror/role.h"
+#include "mirror/switch_feed.h"
+
+namespace tandem::control {
+
+class Pair {
+ public:
+  // Starts the role thread and the replication for the core's current role.
+  static absl::StatusOr<std::unique_ptr<Pair>> Start(Core& core);
+  ~Pair();
+
+  // Synchronous mode, after a write: waits until the standby has applied
+  // every change appended so far. OK at once in asynchronous mode, on a
+  // standby, or when no standby is connected (counted and alarmed: the pair
+  // is degraded). DeadlineExceeded if the standby does not confirm in time.
+  absl::Status WaitReplicated();
+
+  // Active node: puts a digest of the site data into the stream now.
+  absl::StatusOr<v1::ComparePairResponse> Compare();
+  // Operator switchover (see RoleMachine::RequestSwitchover).
+  absl::StatusOr<v1::SwitchoverResponse> Switchover(bool force);
+
+  void FillStatus(v1::PairStatus* out) const;
+  std::string Metrics() const;
+
+ private:
+  explicit Pair(Core& core);
+  void Loop();
+  void Step(absl::Time now);
+  void BecomeActive();
+  void BecomeStandby();
+  void StopReplication();
+  void ApplyRecord(mirror::RecordKind kind, absl::string_view rec);
+  void PublishStatus(absl::Time now);
+  bool AttachState();
+
+  Core& core_;
+  const PairConfig cfg_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+
+  mutable absl::Mutex mu_;  // role machine and replication objects
+  std::unique_ptr<mirror::RoleMachine> machine_ ABSL_GUARDED_BY(mu_);
+  mirror::SwitchHeartbeatFeed feed_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<mirror::ReplicationSource> source_ ABSL_GUARDED_BY(mu_);
+  std::atomic<mirror::ReplicationSource*> serving_{nullptr};  // source_, for the snapshot
+  std::unique_ptr<mirror::ReplicationSink> sink_ ABSL_GUARDED_BY(mu_);
+  tables::Mapping state_map_;
+  tables::StateView state_;
+  bool have_state_ = false;
+  ino_t state_ino_ = 0;
+  absl::Time next_usage_, next_compare_;
+
+  std::atomic<uint64_t> latest_repl_seq_{0};  // of the last appended change
+  std::atomic<bool> resync_wanted_{false};     // drift found: follow anew
+  std::atomic<uint64_t> snapshot_log_id_{0}, snapshot_seq_{0};
+
+  mutable absl::Mutex status_mu_;
+  v1::PairStatus status_ ABSL_GUARDED_BY(status_mu_);
+  uint64_t takeovers_ ABSL_GUARDED_BY(status_mu_) = 0;
+  uint64_t drift_repairs_ ABSL_GUARDED_BY(status_mu_) = 0;
+  uint64_t sync_degraded_ ABSL_GUARDED_BY(status_mu_) = 0;
+  uint64_t sync_timeouts_ ABSL_GUARDED_BY(status_mu_) = 0;
+  std::string compare_result_ ABSL_GUARDED_BY(status_mu_);
+  uint64_t compare_seq_ ABSL_GUARDED_BY(status_mu_) = 0;
+};
+
+}  // namespace tandem::control

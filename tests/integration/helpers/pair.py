@@ -1,0 +1,224 @@
+"""A two-node test bed: an access bridge with participants and both Tandem
+nodes, and a separate backbone veth between the nodes.
+
+    node ns "<prefix>-na": sw0 (access, on the bridge), bb0 198.19.0.1/30 (backbone)
+    node ns "<prefix>-nb": sw0 (access, on the bridge), bb0 198.19.0.2/30 (backbone)
+
+Each node runs tandem-switch (af_packet on sw0 and bb0, pair heartbeats on
+both) and tandem-control (in the node namespace, replication over bb0).
+"""
+import json
+import pathlib
+import subprocess
+import time
+
+from . import netns
+from .switch import Switch
+from control_helpers.control import ControlDaemon, CtlError, free_port  # noqa: F401
+
+KEY = "tandem-test-pair-key-0123456789"
+REPL_PORT = 7400
+BACKBONE = {"na": "198.19.0.1", "nb": "198.19.0.2"}
+
+
+class NodeControl(ControlDaemon):
+    """tandem-control inside a node namespace."""
+
+    def __init__(self, testbed, host, **kwargs):
+        self.testbed = testbed
+        self.host = host
+        super().__init__(**kwargs)
+
+    def start(self, timeout=15):
+        assert self.proc is None or self.proc.poll() is not None
+        self.starts += 1
+        log = open(self.workdir / f"control.{self.starts}.log", "w")
+        self.proc = self.testbed.popen(self.host, [str(ControlDaemon_binary()), "--config",
+                                                   str(self.config)],
+                                       stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tandem-control exited {self.proc.returncode}: {self.log()}")
+            if "tandem-control: serving" in self.log():
+                return self
+            time.sleep(0.02)
+        raise RuntimeError(f"tandem-control did not start: {self.log()}")
+
+    def metrics(self):
+        return self.testbed.run_in(self.host, ["curl", "-s", f"http://127.0.0.1:{self.metrics_port}/metrics"],
+                                   check=False).stdout
+
+
+def ControlDaemon_binary():
+    from control_helpers.control import control_binary
+    return control_binary()
+
+
+class Node:
+    def __init__(self, testbed, name, node_id, peer_name, peer_id, mode="async", preempt=False):
+        self.testbed = testbed
+        self.name = name
+        self.node_id = node_id
+        self.host = testbed.add_node(name)
+        self.peer_name = peer_name
+        pair_sw = f"""
+[[port]]
+name = "backbone"
+devargs = "net_af_packet1,iface=bb0,qpairs=1"
+
+[pair]
+node_id = {node_id}
+key = "{KEY}"
+heartbeat_ms = 10
+"""
+        self.switch = Switch(testbed, self.host, node=name, extra_toml=pair_sw, idle_sleep_us=200)
+        self.workdir = testbed.tmpdir(f"ctl-{name}", root="/tmp")
+        self.api_sock = self.workdir / "api.sock"
+        peer_api = f"unix:{pathlib.Path(str(self.workdir).replace(name, peer_name))}/api.sock"
+        pair_ctl = f"""
+[pair]
+node_id = {node_id}
+peer_node_id = {peer_id}
+key = "{KEY}"
+listen = "{BACKBONE[name]}:{REPL_PORT}"
+peer = "{BACKBONE[peer_name]}:{REPL_PORT}"
+peer_api = "PEER_API"
+mode = "{mode}"
+heartbeat_ms = 10
+multiplier = 3
+preempt = {"true" if preempt else "false"}
+usage_interval_ms = 100
+"""
+        self.control = NodeControl(testbed, self.host, workdir=self.workdir, node=name,
+                                   shm_dir=self.switch.shm_dir, legs=65536, meetings=16384,
+                                   extra_toml=pair_ctl)
+        self.peer_api_placeholder = True
+
+    def set_peer_api(self, api):
+        text = self.control.config.read_text().replace("PEER_API", api)
+        self.control.config.write_text(text)
+
+    def start(self):
+        self.switch.start()
+        self.control.start()
+        return self
+
+    def ctl(self, *args, timeout=30):
+        return self.control.ctl(*args, timeout=timeout)
+
+    def status(self):
+        return self.ctl("status")
+
+    def role(self):
+        try:
+            return self.status().get("role")
+        except (CtlError, json.JSONDecodeError):
+            return None
+
+    def kill_all(self):
+        self.switch.kill()
+        if self.control.proc and self.control.proc.poll() is None:
+            self.control.kill9()
+
+    def close(self):
+        self.control.close()
+        self.switch.close()
+
+
+class PairBed:
+    """Participants p0..p(n-1) and nodes na (id 1) and nb (id 2)."""
+
+    def __init__(self, participants=3, mode="async", preempt_a=False):
+        self.testbed = netns.Testbed()
+        try:
+            self.participants = [self.testbed.add_participant(f"p{i}", i)
+                                 for i in range(participants)]
+            self.a = Node(self.testbed, "na", 1, "nb", 2, mode=mode, preempt=preempt_a)
+            self.b = Node(self.testbed, "nb", 2, "na", 1, mode=mode)
+            self.a.set_peer_api(self.b.control.api)
+            self.b.set_peer_api(self.a.control.api)
+            # The backbone: one veth between the node namespaces, with kernel
+            # addresses for replication; the switches' af_packet ports share it.
+            netns.run(["ip", "-n", self.a.host.ns, "link", "add", "bb0", "type", "veth", "peer",
+                       "name", "bb0", "netns", self.b.host.ns])
+            for node in (self.a, self.b):
+                ns = node.host.ns
+                netns.run(["ip", "-n", ns, "addr", "add", f"{BACKBONE[node.name]}/30", "dev", "bb0"])
+                netns.run(["ip", "-n", ns, "link", "set", "bb0", "up"])
+                netns.run(["ip", "netns", "exec", ns, "ethtool", "-K", "bb0", "gro", "off"],
+                          check=False)
+        except BaseException:
+            self.close()
+            raise
+
+    def nodes(self):
+        return [self.a, self.b]
+
+    def active(self):
+        for n in self.nodes():
+            if n.role() == "active":
+                return n
+        return None
+
+    def wait_role(self, node, role, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if node.role() == role:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"node {node.name} did not become {role}: {node.status()}")
+
+    def start(self):
+        """Starts A, waits until it is active, then B as its standby."""
+        self.a.start()
+        self.wait_role(self.a, "active")
+        self.b.start()
+        self.wait_synced()
+        return self
+
+    def wait_synced(self, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            act = self.active()
+            if act is not None:
+                other = self.b if act is self.a else self.a
+                try:
+                    mine = act.status()["pair"]
+                    theirs = other.status()["pair"]
+                except Exception:  # the other node may be down or starting
+                    time.sleep(0.1)
+                    continue
+                # Both hold the same change log: equal positions mean caught up.
+                if mine.get("replication") == "serving standby" and \
+                        theirs.get("replication") == "following" and \
+                        int(theirs.get("position", 0)) == int(mine.get("position", 0)):
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"the standby did not catch up: {[n.status() for n in self.nodes()]}")
+
+    def close(self):
+        for n in (getattr(self, "a", None), getattr(self, "b", None)):
+            if n is not None:
+                n.close()
+        self.testbed.close()
+
+
+def durable_view(node):
+    """Sites, meetings and legs of a node, without counters: equal on both nodes."""
+    sites = node.ctl("site", "list")
+    meetings = node.ctl("meeting", "list")
+    legs = node.ctl("show", "legs")
+
+    def strip(obj, drop):
+        if isinstance(obj, dict):
+            return {k: strip(v, drop) for k, v in obj.items() if k not in drop}
+        if isinstance(obj, list):
+            return [strip(v, drop) for v in obj]
+        return obj
+    # Counters move; a leg's creation time is when this node's table got it.
+    view = {"sites": sites,
+            "meetings": strip(meetings, ("usage", "participants", "legs")),
+            "legs": strip(legs, ("usage", "created_unix_ns"))}
+    return json.dumps(view, sort_keys=True)

@@ -1,0 +1,148 @@
+"""The pair (issue 4): every row of the failure table of the design brief, on
+a two-node test bed (helpers/pair.py) with participants streaming kernel UDP
+media at 50 packets/s per leg. Each test prints the media gap the receivers
+saw (the longest silence between two packets of a sender)."""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from helpers import netns  # noqa: E402
+from helpers.meeting import own_endpoint, sender_id, vip_endpoint  # noqa: E402
+from helpers.netns import VIP4  # noqa: E402
+from helpers.pair import PairBed, durable_view  # noqa: E402
+from helpers.participants import Flow, FlowRun  # noqa: E402
+
+VIP_PORT_BASE = 20000
+RATE = 50.0
+
+
+def setup_meeting(active, participants):
+    site = active.ctl("site", "create", "--name", "acme", "--look", "color=blue",
+                      "--pref", "lang=en")["site_id"]
+    m = active.ctl("meeting", "schedule", "--site", site, "--title", "pair")["meeting_id"]
+    active.ctl("meeting", "start", m)
+    parts = {}
+    for h in participants:
+        local = vip_endpoint(4, VIP_PORT_BASE + h.index)
+        p = active.ctl("participant", "join", "--meeting", m, "--name", h.name, "--leg",
+                       f"audio,{own_endpoint(h, 4)},local={local}")["participants"][0]
+        parts[h.name] = p
+    return site, m, parts
+
+
+def flows(bed, seconds):
+    count = int(seconds * RATE)
+    return [Flow(host=h, sender_id=sender_id(h), bind=own_endpoint(h, 4),
+                 to=[vip_endpoint(4, VIP_PORT_BASE + h.index)], count=count, rate=RATE, size=160)
+            for h in bed.participants]
+
+
+def check_media(reports, bed, count, must_recover=True):
+    """Every receiver got media from every other sender after the failure:
+    the last packets arrived; returns the largest gap (ms)."""
+    worst = 0.0
+    for h in bed.participants:
+        rep = reports[sender_id(h)]
+        for other in bed.participants:
+            if other is h:
+                continue
+            got = rep.from_sender(sender_id(other))
+            assert got, f"{h.name} received nothing from {other.name}: {rep}"
+            st = next(iter(got.values()))
+            worst = max(worst, st["max_gap_ms"])
+            if must_recover:
+                tail = [s for s in range(count - 10, count) if s in st.get("missing", [])]
+                assert not tail, f"{h.name} missed the last packets of {other.name}: {st}"
+    return worst
+
+
+class ArpWatch:
+    """ARP frames on the bridge that claim the VIP, with the MAC that sent them."""
+
+    def __init__(self, bed):
+        self.bed = bed
+        self.pcap = bed.testbed.tmpdir("arp", root="/tmp") / "arp.pcap"
+        self.proc = bed.testbed.popen(bed.testbed.bridge_ns,
+                                      ["tcpdump", "-i", "br0", "-U", "-w", str(self.pcap), "arp"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+
+    def claims(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=5)
+        out = netns.run(["tcpdump", "-r", str(self.pcap), "-n", "-e", "-tt"], check=False).stdout
+        claims = []
+        for line in out.splitlines():
+            # "<time> <src mac> > <dst mac>, ... Reply 198.18.0.100 is-at <mac>" or a GARP
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            if f"Reply {VIP4} is-at" in line or (f"who-has {VIP4} tell {VIP4}" in line):
+                claims.append((float(parts[0]), parts[1]))
+        return claims
+
+
+def assert_one_owner_at_a_time(claims, old_mac, new_mac, switch_time):
+    """After the new owner's first claim, the old one never claims the VIP again."""
+    first_new = min((t for t, mac in claims if mac == new_mac), default=None)
+    assert first_new is not None, f"the new active never announced the VIP: {claims}"
+    late_old = [t for t, mac in claims if mac == old_mac and t > first_new]
+    assert not late_old, f"both nodes answered for the VIP after the takeover: {claims}"
+
+
+@pytest.fixture
+def bed():
+    b = PairBed()
+    try:
+        b.start()
+        yield b
+    finally:
+        b.close()
+
+
+def mac_of(node):
+    return netns.run(["ip", "-n", node.host.ns, "-br", "link", "show", "sw0"]).stdout.split()[2]
+
+
+def run_failure(bed, inject, seconds=6.0, at=2.5, expect_takeover=True):
+    """Streams media for `seconds`, calls inject() after `at` seconds; returns
+    (reports, worst gap ms, time of injection)."""
+    count = int(seconds * RATE)
+    runner = FlowRun(bed.testbed, flows(bed, seconds))
+    t_inject = {}
+
+    def later():
+        time.sleep(runner.data_starts_after + at)
+        t_inject["t"] = time.time()
+        inject()
+    th = threading.Thread(target=later)
+    th.start()
+    reports = runner.wait()
+    th.join()
+    gap = check_media(reports, bed, count)
+    return reports, gap, t_inject.get("t")
+
+
+def test_kill_primary_switch_takes_over(bed):
+    site, m, parts = setup_meeting(bed.a, bed.participants)
+    bed.wait_synced()
+    before = durable_view(bed.a)
+    assert durable_view(bed.b) == before, "standby differs from the primary before the failure"
+    leg = parts["p0"]["legs"][0]["leg_id"]
+    arp = ArpWatch(bed)
+    reports, gap, _ = run_failure(bed, bed.a.switch.kill)
+    print(f"\nkill -9 of the primary switch: media gap {gap:.0f} ms")
+    status = bed.b.status()
+    assert status["role"] == "active" and int(status["epoch"]) >= 2, status
+    assert "lost" in status["pair"]["last_takeover_cause"] or status["pair"]["last_takeover_cause"]
+    assert durable_view(bed.b) == before
+    usage = bed.b.ctl("show", "usage", "--leg", leg)
+    assert int(usage["packets_in"]) >= int(RATE * 5), f"usage did not continue: {usage}"
+    assert_one_owner_at_a_time(arp.claims(), mac_of(bed.a), mac_of(bed.b), None)
+    assert gap < 2000, f"media gap {gap} ms"
