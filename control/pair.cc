@@ -42,16 +42,13 @@ absl::StatusOr<std::unique_ptr<Pair>> Pair::Start(Core& core) {
   if (!mirror::ParseEndpoint(c.listen).ok() || !mirror::ParseEndpoint(c.peer).ok()) {
     return absl::InvalidArgumentError("[pair] listen and peer must be HOST:PORT");
   }
-  mirror::RoleConfig rc;
-  rc.node_id = c.node_id;
-  rc.interval = absl::Milliseconds(c.heartbeat_ms);
-  rc.multiplier = static_cast<int>(c.multiplier);
-  rc.preempt = c.preempt;
   absl::Time now = MonoNow();
   {
     absl::MutexLock lock(&p->mu_);
-    p->machine_ = std::make_unique<mirror::RoleMachine>(rc, ToMirror(core.node_role()),
-                                                        core.node_epoch(), now);
+    // Role decisions wait for a hold-down after start: a daemon (or its
+    // switch) that has just started has not heard its peer yet, and must not
+    // mistake that for the peer's death.
+    p->decide_from_ = now + std::max(absl::Seconds(1), 20 * absl::Milliseconds(c.heartbeat_ms));
     p->next_usage_ = now;
     p->next_compare_ = now + absl::Seconds(static_cast<int64_t>(c.compare_interval_s));
     if (core.node_role() == tables::Role::kActive) {
@@ -239,6 +236,7 @@ absl::StatusOr<v1::ComparePairResponse> Pair::Compare() {
 
 absl::StatusOr<v1::SwitchoverResponse> Pair::Switchover(bool force) {
   absl::MutexLock lock(&mu_);
+  if (!machine_) return absl::UnavailableError("the pair is still starting: try again in a second");
   if (auto st = machine_->RequestSwitchover(MonoNow(), force); !st.ok()) return st;
   v1::SwitchoverResponse out;
   out.set_role(mirror::RoleName(machine_->role()));
@@ -274,6 +272,16 @@ void Pair::Step(absl::Time now) {
   std::vector<mirror::Decision> decisions;
   {
     absl::MutexLock lock(&mu_);
+    if (!machine_) {
+      if (now < decide_from_) return;
+      mirror::RoleConfig rc;
+      rc.node_id = cfg_.node_id;
+      rc.interval = absl::Milliseconds(cfg_.heartbeat_ms);
+      rc.multiplier = static_cast<int>(cfg_.multiplier);
+      rc.preempt = cfg_.preempt;
+      machine_ = std::make_unique<mirror::RoleMachine>(rc, ToMirror(core_.node_role()),
+                                                       core_.node_epoch(), now);
+    }
     if (AttachState()) {
       const tables::StateHeader& h = state_.header();
       int32_t pid = h.switch_pid.load(std::memory_order_acquire);
@@ -337,6 +345,12 @@ void Pair::PublishStatus(absl::Time now) {
   s.set_position(core_.changes().last_seq());
   {
     absl::MutexLock lock(&mu_);
+    if (!machine_) {
+      s.set_peer_state("starting");
+      absl::MutexLock slock(&status_mu_);
+      status_ = std::move(s);
+      return;
+    }
     const auto& peer = machine_->peer();
     bool access = machine_->peer_heard(mirror::Path::kAccess, now);
     bool backbone = machine_->peer_heard(mirror::Path::kBackbone, now);

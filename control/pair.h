@@ -88,6 +88,7 @@ class Pair {
   bool have_state_ = false;
   ino_t state_ino_ = 0;
   absl::Time next_usage_, next_compare_;
+  absl::Time decide_from_;  // startup hold-down: no role decision before
 
   std::atomic<uint64_t> latest_repl_seq_{0};  // of the last appended change
   std::atomic<bool> resync_wanted_{false};     // drift found: follow anew

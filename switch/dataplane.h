@@ -47,6 +47,18 @@ struct Dataplane {
   // as many TX queues as RX queues, and every RX queue must be polled).
   rte_ring* inject_ring = nullptr;
   std::atomic<bool> stop{false};
+  // Set at start when the tables say active and the node is one of a pair:
+  // a switch that restarts (or a node that comes back) must not answer for
+  // the VIPs until it knows its peer has not taken over meanwhile. Cleared
+  // by the main thread (SlowPath) once the peer is heard as not active in a
+  // higher epoch, or not heard at all for a hold time.
+  std::atomic<bool> hold_active{false};
+
+  // What the workers and the slow path act on: the tables' role, unless held.
+  bool Active() const {
+    return tables.role() == tables::Role::kActive &&
+           !hold_active.load(std::memory_order_relaxed);
+  }
   uint64_t tsc_hz = 0;
 
   // The IP whose MAC a copy to `remote` needs: itself when on-link, else the

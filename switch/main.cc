@@ -299,6 +299,11 @@ int Main(int argc, char** argv) {
   sh.started_unix_ns.store(UnixNs());
   sh.tsc_hz.store(dp.tsc_hz);
   sh.heartbeat_node_id.store(dp.cfg.pair_node_id);
+  if (dp.cfg.pair_node_id != 0 && dp.tables.role() == tables::Role::kActive) {
+    dp.hold_active.store(true);
+    std::fprintf(stderr,
+                 "tandem-switch: the tables say active: holding until the peer is heard\n");
+  }
   dp.neigh = NeighTable(&dp.state.neigh(0));
 
   unsigned nb_ports = static_cast<unsigned>(dp.cfg.ports.size());

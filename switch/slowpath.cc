@@ -2,6 +2,7 @@
 
 #include <rte_ethdev.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -237,7 +238,7 @@ void SlowPath::HandleArp(rte_mbuf* m, const Parsed& p) {
   uint8_t sha[6];
   std::memcpy(sha, a + 8, 6);
   uint64_t now = MonotonicNs();
-  bool active = dp_.tables.role() == tables::Role::kActive;
+  bool active = dp_.Active();
   if (IsVip(spa)) {
     wc.drops[uint32_t(Drop::kNotForUs)]++;  // someone else claims our VIP
   } else if (op == kArpRequest && IsVip(tpa) && spa != tpa) {
@@ -257,7 +258,7 @@ void SlowPath::HandleIcmp4(rte_mbuf* m, const Parsed& p) {
   uint8_t* icmp = f + p.l4;
   uint16_t icmp_len = p.frame_len - p.l4;
   IpAddr dst = V4At(ip + 16);
-  if (!IsVip(dst) || dp_.tables.role() != tables::Role::kActive || icmp_len < 8 ||
+  if (!IsVip(dst) || !dp_.Active() || icmp_len < 8 ||
       icmp[0] != kIcmpEchoRequest || CsumFold(CsumAdd(0, icmp, icmp_len)) != 0xffff) {
     rte_pktmbuf_free(m);
     return;
@@ -292,7 +293,7 @@ void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
     return;
   }
   IpAddr src = V6At(ip + 8), dst = V6At(ip + 24);
-  bool active = dp_.tables.role() == tables::Role::kActive;
+  bool active = dp_.Active();
   uint64_t now = MonotonicNs();
   uint8_t type = icmp[0];
   if ((type == kNdNs || type == kNdNa) && (ip[7] != 255 || len < 24 || icmp[1] != 0)) {
@@ -397,6 +398,12 @@ void SlowPath::HandleHeartbeat(rte_mbuf* m, uint32_t path, uint16_t l3) {
     }
     return;
   }
+  if (dp_.hold_active.load(std::memory_order_relaxed) &&
+      (!(msg->flags & tables::kHbActive) || msg->epoch < dp_.tables.epoch())) {
+    dp_.hold_active.store(false);
+    std::fprintf(stderr, "tandem-switch: peer %u is not active in a higher epoch: forwarding\n",
+                 msg->node_id);
+  }
   NeighTable::Write(peer, [&] {
     peer.node_id = msg->node_id;
     peer.last_heard_ns = MonotonicNs();
@@ -433,6 +440,8 @@ void SlowPath::SendHeartbeats(uint64_t now_ns) {
   HeartbeatMsg msg;
   msg.node_id = dp_.cfg.pair_node_id;
   msg.flags = dp_.state.header().local_flags.load(std::memory_order_relaxed);
+  // The tables' role even while held: a peer active in a higher epoch then
+  // sees two actives and this node's control demotes (the lower epoch yields).
   if (dp_.tables.role() == tables::Role::kActive) msg.flags |= tables::kHbActive;
   if (dp_.tables.header().handover.load(std::memory_order_relaxed)) {
     msg.flags |= tables::kHbHandover;
@@ -467,13 +476,22 @@ void SlowPath::SendHeartbeats(uint64_t now_ns) {
 
 void SlowPath::Tick(uint64_t now_ns) {
   SendHeartbeats(now_ns);
+  if (dp_.hold_active.load(std::memory_order_relaxed)) {
+    if (!hold_until_ns_) hold_until_ns_ = now_ns + std::max<uint64_t>(
+        300'000'000ull, 30ull * dp_.cfg.heartbeat_ms * 1000000ull);
+    bool standby = dp_.tables.role() != tables::Role::kActive;
+    if (standby || now_ns >= hold_until_ns_) {
+      dp_.hold_active.store(false);
+      if (!standby) std::fprintf(stderr, "tandem-switch: no active peer heard: forwarding\n");
+    }
+  }
   uint32_t seq = dp_.tables.header().vip_seq.load(std::memory_order_acquire);
   bool vips_changed = seq != vip_seq_;
   if (vips_changed) {
     vips_ = dp_.tables.Vips();
     vip_seq_ = seq;
   }
-  bool active = dp_.tables.role() == tables::Role::kActive;
+  bool active = dp_.Active();
   uint64_t epoch = dp_.tables.epoch();
   if (active && (!was_active_ || epoch != epoch_ || vips_changed)) {
     // Repeated a few times: a single frame can be lost, and bridges and

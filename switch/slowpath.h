@@ -68,6 +68,7 @@ class SlowPath {
   uint64_t boot_id_ = 0;
   uint64_t hb_counter_ = 0;
   uint64_t next_hb_ns_ = 0;
+  uint64_t hold_until_ns_ = 0;
   ReplayGuard replay_[2];
   std::string access_iface_;  // kernel interface behind the access port, if any
 };

@@ -146,3 +146,145 @@ def test_kill_primary_switch_takes_over(bed):
     assert int(usage["packets_in"]) >= int(RATE * 5), f"usage did not continue: {usage}"
     assert_one_owner_at_a_time(arp.claims(), mac_of(bed.a), mac_of(bed.b), None)
     assert gap < 2000, f"media gap {gap} ms"
+
+
+def takeover_case(bed, inject, label):
+    """Common to the rows where the standby must take over."""
+    site, m, parts = setup_meeting(bed.a, bed.participants)
+    bed.wait_synced()
+    before = durable_view(bed.a)
+    assert durable_view(bed.b) == before
+    leg = parts["p0"]["legs"][0]["leg_id"]
+    arp = ArpWatch(bed)
+    reports, gap, _ = run_failure(bed, inject)
+    print(f"\n{label}: media gap {gap:.0f} ms")
+    status = bed.b.status()
+    assert status["role"] == "active", status
+    assert int(status["epoch"]) > int(bed.a_epoch_before), status
+    assert durable_view(bed.b) == before
+    usage = bed.b.ctl("show", "usage", "--leg", leg)
+    assert int(usage["packets_in"]) >= int(RATE * 5), f"usage did not continue: {usage}"
+    assert_one_owner_at_a_time(arp.claims(), mac_of(bed.a), mac_of(bed.b), None)
+    assert gap < 2000, f"media gap {gap} ms"
+    return status
+
+
+@pytest.fixture
+def pair(bed):
+    bed.a_epoch_before = bed.a.status()["epoch"]
+    return bed
+
+
+def test_kill_both_primary_processes(pair):
+    takeover_case(pair, pair.a.kill_all, "kill -9 of both primary processes")
+
+
+def test_primary_access_link_down_hands_over(pair):
+    # The primary's port on the access bridge goes down: its switch reports
+    # the access link down over the backbone, the standby takes over.
+    link = lambda: netns.run(["ip", "-n", pair.testbed.bridge_ns, "link", "set", "na", "down"])
+    status = takeover_case(pair, link, "primary access link down")
+    assert "access" in status["pair"]["last_takeover_cause"], status["pair"]
+    # The old primary saw the higher epoch and stepped down.
+    deadline = time.monotonic() + 5
+    while pair.a.role() != "standby" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pair.a.role() == "standby"
+
+
+def test_backbone_down_no_takeover_then_catch_up(pair):
+    site, m, parts = setup_meeting(pair.a, pair.participants)
+    pair.wait_synced()
+    down = lambda: netns.run(["ip", "-n", pair.a.host.ns, "link", "set", "bb0", "down"])
+    reports, gap, _ = run_failure(pair, down, seconds=5.0, at=1.0)
+    print(f"\nbackbone down: media gap {gap:.0f} ms (no takeover expected)")
+    assert gap < 500, f"media was disturbed by a backbone failure: {gap} ms"
+    sa, sb = pair.a.status(), pair.b.status()
+    assert sa["role"] == "active" and sb["role"] == "standby", (sa["role"], sb["role"])
+    assert sb["pair"]["peer_state"] == "backbone down", sb["pair"]
+    assert "backbone" in sb["pair"]["alarms"], sb["pair"]
+    # A change while the backbone is down reaches the standby once it is back.
+    pair.a.ctl("site", "create", "--name", "during-outage")
+    netns.run(["ip", "-n", pair.a.host.ns, "link", "set", "bb0", "up"])
+    pair.wait_synced(timeout=20)
+    assert durable_view(pair.b) == durable_view(pair.a)
+    assert pair.b.status()["pair"]["peer_state"] == "up"
+
+
+def test_kill_primary_control_no_takeover(pair):
+    site, m, parts = setup_meeting(pair.a, pair.participants)
+    pair.wait_synced()
+    legs_before = pair.a.ctl("show", "legs")
+    reports, gap, _ = run_failure(pair, pair.a.control.kill9, seconds=5.0, at=1.0)
+    print(f"\nkill -9 of the primary control daemon: media gap {gap:.0f} ms (no takeover expected)")
+    assert gap < 500, f"forwarding was disturbed: {gap} ms"
+    assert pair.b.role() == "standby"
+    pair.a.control.start()
+    assert pair.a.role() == "active"
+    assert pair.a.status()["epoch"] == pair.a_epoch_before
+    strip = lambda legs: [{k: v for k, v in l.items() if k != "usage"} for l in legs["legs"]]
+    assert strip(pair.a.ctl("show", "legs")) == strip(legs_before)
+    pair.wait_synced(timeout=20)
+    assert durable_view(pair.b) == durable_view(pair.a)
+
+
+def test_standby_lost_and_back_resyncs(pair):
+    site, m, parts = setup_meeting(pair.a, pair.participants)
+    pair.wait_synced()
+    reports, gap, _ = run_failure(pair, pair.b.kill_all, seconds=4.0, at=1.0)
+    print(f"\nstandby lost: media gap {gap:.0f} ms (no effect expected)")
+    assert gap < 500
+    st = pair.a.status()
+    assert st["role"] == "active" and st["pair"]["peer_state"] == "lost", st["pair"]
+    assert st["pair"]["alarms"] != "none"
+    pair.a.ctl("site", "create", "--name", "while-standby-away")
+    pair.b.start()
+    pair.wait_synced(timeout=20)
+    assert pair.b.role() == "standby"
+    assert durable_view(pair.b) == durable_view(pair.a)
+
+
+def test_old_primary_returns_as_standby_and_switchover(pair):
+    takeover_case(pair, pair.a.kill_all, "old primary killed")
+    epoch_b = int(pair.b.status()["epoch"])
+    pair.a.start()
+    pair.wait_synced(timeout=20)
+    sa = pair.a.status()
+    assert sa["role"] == "standby", "the old primary must not take back by itself"
+    assert durable_view(pair.a) == durable_view(pair.b)
+    # Back only by command, once caught up.
+    pair.a.ctl("pair", "switchover")
+    pair.wait_role(pair.a, "active", timeout=5)
+    pair.wait_role(pair.b, "standby", timeout=5)
+    assert int(pair.a.status()["epoch"]) > epoch_b
+
+
+def test_healed_partition_lower_epoch_demotes(pair):
+    site, m, parts = setup_meeting(pair.a, pair.participants)
+    pair.wait_synced()
+    br = pair.testbed.bridge_ns
+    # Partition: no heartbeat between the nodes on either path, both still
+    # reach the participants. The standby takes over: two actives.
+    obj = pair.testbed.tmpdir("bpf", root="/tmp") / "drop.o"
+    netns.run(["clang", "-O2", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c",
+               os.path.join(os.path.dirname(__file__), "tools", "drop_heartbeats.bpf.c"),
+               "-o", str(obj)])
+    netns.run(["ip", "-n", pair.a.host.ns, "link", "set", "bb0", "down"])
+    netns.run(["tc", "-n", br, "qdisc", "add", "dev", "na", "clsact"])
+    for direction in ("ingress", "egress"):
+        netns.run(["tc", "-n", br, "filter", "add", "dev", "na", direction, "bpf", "da", "obj",
+                   str(obj), "sec", "classifier"])
+    pair.wait_role(pair.b, "active", timeout=5)
+    assert pair.a.role() == "active", "the partitioned primary stays active (it cannot know)"
+    ea, eb = int(pair.a.status()["epoch"]), int(pair.b.status()["epoch"])
+    assert eb > ea
+    # Heal: the lower epoch demotes at once.
+    netns.run(["tc", "-n", br, "qdisc", "del", "dev", "na", "clsact"])
+    netns.run(["ip", "-n", pair.a.host.ns, "link", "set", "bb0", "up"])
+    pair.wait_role(pair.a, "standby", timeout=5)
+    assert pair.b.role() == "active"
+    pair.wait_synced(timeout=20)
+    count = int(3 * RATE)
+    reports = FlowRun(pair.testbed, flows(pair, 3.0)).wait()
+    gap = check_media(reports, pair, count)
+    print(f"\nafter the healed partition: media flows through the higher epoch (gap {gap:.0f} ms)")

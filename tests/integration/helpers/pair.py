@@ -18,6 +18,11 @@ from control_helpers.control import ControlDaemon, CtlError, free_port  # noqa: 
 
 KEY = "tandem-test-pair-key-0123456789"
 REPL_PORT = 7400
+# Detection time of the test pairs: 10 ms x MULTIPLIER. The product default
+# is 10 ms x 3; two switches, two daemons and the participants share two
+# cores here (with the rest of the suite), and a starved process must not
+# look dead.
+MULTIPLIER = 6
 BACKBONE = {"na": "198.19.0.1", "nb": "198.19.0.2"}
 
 
@@ -87,7 +92,7 @@ peer = "{BACKBONE[peer_name]}:{REPL_PORT}"
 peer_api = "PEER_API"
 mode = "{mode}"
 heartbeat_ms = 10
-multiplier = 3
+multiplier = {MULTIPLIER}
 preempt = {"true" if preempt else "false"}
 usage_interval_ms = 100
 """
@@ -125,6 +130,11 @@ usage_interval_ms = 100
     def close(self):
         self.control.close()
         self.switch.close()
+        for i in range(1, self.control.starts + 1):
+            log = self.workdir / f"control.{i}.log"
+            if log.exists():
+                print(f"----- tandem-control {self.name} (start {i}) -----")
+                print(log.read_text(errors="replace"), end="")
 
 
 class PairBed:
