@@ -30,7 +30,8 @@ absl::Status ReadUint(const toml::table& t, const char* key, const std::string& 
                       uint64_t max, uint64_t* out) {
   const toml::node* n = t.get(key);
   if (!n) return absl::OkStatus();
-  auto v = n->value<int64_t>();
+  // value<int64_t>() of an out-of-range float is undefined: ask for the type first.
+  auto v = n->is_integer() ? n->value<int64_t>() : std::nullopt;
   if (!v || *v < 0 || static_cast<uint64_t>(*v) > max) {
     return Bad(origin, key, absl::StrCat("must be an integer 0..", max));
   }

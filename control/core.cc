@@ -617,6 +617,9 @@ absl::Status Core::ScheduleMeeting(const v1::ScheduleMeetingRequest& req, v1::Me
     return absl::NotFoundError(absl::StrCat("unknown site ", m.site_id()));
   }
   if (m.title().empty()) return absl::InvalidArgumentError("a meeting needs a title");
+  if (m.title().size() > 256) {
+    return absl::InvalidArgumentError("meeting title longer than 256 bytes");
+  }
   if (m.meeting_id() != 0 && meetings_.contains(m.meeting_id())) {
     return absl::AlreadyExistsError(absl::StrCat("meeting ", m.meeting_id(), " exists"));
   }
@@ -792,6 +795,9 @@ absl::Status Core::UpdateMeeting(const v1::UpdateMeetingRequest& req, v1::Meetin
   v1::Meeting m = cur;
   if (req.has_title()) {
     if (req.title().empty()) return absl::InvalidArgumentError("a meeting needs a title");
+    if (req.title().size() > 256) {
+      return absl::InvalidArgumentError("meeting title longer than 256 bytes");
+    }
     m.set_title(req.title());
   }
   if (req.has_presenter_only()) m.set_presenter_only(req.presenter_only());

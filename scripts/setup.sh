@@ -14,7 +14,10 @@
 # so that tests started on their own (pytest) read the same answer.
 #
 # Environment knobs: TANDEM_BUILD_DIR (another build directory),
-# TANDEM_NINJA_JOBS (ninja -j), TANDEM_SKIP_PACKAGES=1, TANDEM_SKIP_BUILD=1.
+# TANDEM_NINJA_JOBS (ninja -j), TANDEM_SKIP_PACKAGES=1, TANDEM_SKIP_BUILD=1,
+# TANDEM_MESON_OPTIONS (extra `meson setup` options, used when the build
+# directory is first configured, e.g. "-Db_sanitize=address,undefined"),
+# TANDEM_CC / TANDEM_CXX (compilers for that first configuration).
 
 # Everything the project needs from Debian: the build (compilers, meson,
 # DPDK, libbpf/libxdp, Abseil, GoogleTest, Benchmark, gRPC/protobuf, SQLite,
@@ -95,7 +98,10 @@ tandem_build() {
     local wipe=()
     # A configure that failed half-way leaves meson-private/ behind.
     if [[ -d "$TANDEM_BUILD_DIR/meson-private" ]]; then wipe=(--wipe); fi
-    meson setup "${wipe[@]}" "$TANDEM_BUILD_DIR" "$TANDEM_ROOT" || return 1
+    local opts=()
+    read -r -a opts <<<"${TANDEM_MESON_OPTIONS:-}"
+    CC="${TANDEM_CC:-${CC:-cc}}" CXX="${TANDEM_CXX:-${CXX:-c++}}" \
+      meson setup "${wipe[@]}" "${opts[@]}" "$TANDEM_BUILD_DIR" "$TANDEM_ROOT" || return 1
   fi
   tandem_log "building in $TANDEM_BUILD_DIR"
   ninja -C "$TANDEM_BUILD_DIR" "${jobs[@]}" || return 1

@@ -21,8 +21,11 @@ class Reader {
   void Int(const char* path, T& out, int64_t min, int64_t max) {
     auto node = root_.at_path(path);
     if (!node) return;
+    // toml++ converts a float to int64_t with undefined behaviour when it is
+    // out of range: ask for the type first.
+    if (!node.is_integer()) return Fail(path, "must be an integer");
     auto v = node.value<int64_t>();
-    if (!v || !node.is_integer()) return Fail(path, "must be an integer");
+    if (!v) return Fail(path, "must be an integer");
     if (*v < min || *v > max) {
       return Fail(path, absl::StrCat("must be between ", min, " and ", max));
     }
@@ -98,8 +101,8 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
     } else {
       c.worker_lcores.clear();
       for (const auto& e : *a) {
-        auto v = e.value<int64_t>();
-        if (!e.is_integer() || *v < 0 || *v > 1023) {
+        auto v = e.is_integer() ? e.value<int64_t>() : std::nullopt;
+        if (!v || *v < 0 || *v > 1023) {
           r.Fail("eal.worker_lcores", "must be a list of lcore numbers");
           break;
         }

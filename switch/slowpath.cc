@@ -80,10 +80,23 @@ bool SlowPath::OnLink(const IpAddr& a) const {
   return false;
 }
 
-void SlowPath::Learn(const IpAddr& ip, const uint8_t mac[6], bool create, uint64_t now_ns) {
+void SlowPath::Learn(const IpAddr& ip, const uint8_t mac[6], bool create, bool answer,
+                     uint64_t now_ns) {
   if (!UnicastMac(mac) || ip.is_zero() || IsVip(ip)) return;
   tables::NeighEntry* e = create ? dp_.neigh.FindOrAdd(ip) : dp_.neigh.Find(ip);
-  if (e) NeighTable::Confirm(*e, mac, now_ns);
+  if (!e) return;
+  if (NeighState(e->state.load()) == NeighState::kReachable && std::memcmp(e->mac, mac, 6) != 0) {
+    // A reachable neighbour's MAC moves only with an answer to a request of
+    // ours that is still pending; anything else claiming its address with
+    // another MAC may be an attempt to steal its media. A host that really
+    // changed its MAC is re-learnt when the entry goes stale (neigh_reachable_s).
+    bool asked = e->requested_ns && now_ns - e->requested_ns < 3ull * dp_.cfg.neigh_probe_ms * 1000000ull;
+    if (!(answer && asked)) {
+      dp_.state.worker_counters(dp_.cfg.worker_lcores.size()).drops[uint32_t(Drop::kNotForUs)]++;
+      return;
+    }
+  }
+  NeighTable::Confirm(*e, mac, now_ns);
 }
 
 void SlowPath::Transmit(rte_mbuf* m) { out_.push_back(m); }
@@ -242,10 +255,10 @@ void SlowPath::HandleArp(rte_mbuf* m, const Parsed& p) {
   if (IsVip(spa)) {
     wc.drops[uint32_t(Drop::kNotForUs)]++;  // someone else claims our VIP
   } else if (op == kArpRequest && IsVip(tpa) && spa != tpa) {
-    Learn(spa, sha, OnLink(spa), now);
+    Learn(spa, sha, OnLink(spa), false, now);
     if (active) SendArp(kArpReply, sha, tpa, sha, spa);
   } else if (op == kArpRequest || op == kArpReply) {
-    Learn(spa, sha, false, now);  // refresh only: never created unasked
+    Learn(spa, sha, false, op == kArpReply, now);  // refresh only: never created unasked
   } else {
     wc.drops[uint32_t(Drop::kMalformed)]++;
   }
@@ -305,7 +318,7 @@ void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
     IpAddr target = V6At(icmp + 8);
     const uint8_t* slla = FindLlOption(icmp + 24, len - 24, kOptSlla);
     bool unspecified = src.is_zero();
-    if (!unspecified && slla) Learn(src, slla, IsVip(target) && OnLink(src), now);
+    if (!unspecified && slla) Learn(src, slla, IsVip(target) && OnLink(src), false, now);
     if (IsVip(target) && active) {
       if (unspecified) {
         static const uint8_t all_nodes_mac[6] = {0x33, 0x33, 0, 0, 0, 1};
@@ -321,7 +334,7 @@ void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
     if (IsVip(target)) {
       wc.drops[uint32_t(Drop::kNotForUs)]++;  // someone else claims our VIP
     } else {
-      Learn(target, tlla ? tlla : f + 6, false, now);
+      Learn(target, tlla ? tlla : f + 6, false, (icmp[4] & 0x40) != 0, now);
     }
   } else if (type == kIcmp6EchoRequest && IsVip(dst) && active) {
     uint8_t mac[6];

@@ -43,7 +43,9 @@ class SlowPath {
   void HandleIcmp6(rte_mbuf* m, const Parsed& p);
   bool IsVip(const IpAddr& a) const;
   bool OnLink(const IpAddr& a) const;
-  void Learn(const IpAddr& ip, const uint8_t mac[6], bool create, uint64_t now_ns);
+  // `answer`: an ARP reply or a solicited NA (only those may move a reachable
+  // entry to another MAC, and only while our request is pending).
+  void Learn(const IpAddr& ip, const uint8_t mac[6], bool create, bool answer, uint64_t now_ns);
   // Builds a frame with our MAC as source and the given L2 destination.
   rte_mbuf* NewFrame(const uint8_t dst_mac[6], uint16_t ethertype, uint16_t l3_len,
                      uint8_t** l3);

@@ -211,7 +211,10 @@ TablesView::TablesView(void* base) {
 
 uint32_t TablesView::Find(const LegKey& key, uint64_t hash) const {
   uint32_t i = bucket(hash).load(std::memory_order_acquire);
-  while (i != kNil) {
+  // Bounded: a region corrupted after it was attached must not send a
+  // reader out of the mapping or around a loop forever.
+  for (uint32_t hops = 0; i != kNil; ++hops) {
+    if (i >= hdr_->leg_capacity || hops > hdr_->leg_capacity) return kNil;
     const LegEntry& e = legs_[i];
     if (e.key == key) {
       return e.state.load(std::memory_order_acquire) == uint8_t(EntryState::kLive) ? i : kNil;
@@ -223,16 +226,52 @@ uint32_t TablesView::Find(const LegKey& key, uint64_t hash) const {
 
 std::vector<IpAddr> TablesView::Vips() const {
   std::vector<IpAddr> out;
-  for (;;) {
+  // A writer killed inside SetVips leaves the sequence odd for good: after a
+  // while, take what is there rather than spin.
+  for (int attempt = 0;; ++attempt) {
     uint32_t s1 = hdr_->vip_seq.load(std::memory_order_acquire);
-    if (s1 & 1) continue;
+    if ((s1 & 1) && attempt < 10000) continue;
     uint32_t n = std::min(hdr_->vip_count, kMaxVips);
     out.assign(n, IpAddr{});
     for (uint32_t i = 0; i < n; ++i) std::memcpy(&out[i], &hdr_->vips[i].addr, sizeof(IpAddr));
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (hdr_->vip_seq.load(std::memory_order_relaxed) == s1) return out;
+    if (hdr_->vip_seq.load(std::memory_order_relaxed) == s1 || attempt >= 10000) return out;
   }
 }
+
+namespace {
+// Every link of the region points inside it: a corrupted region is refused
+// here rather than followed by a reader.
+absl::Status ValidateLinks(const TablesView& v, const std::string& path) {
+  const TablesHeader& h = v.header();
+  auto ok = [&](uint32_t i) { return i == kNil || i < h.leg_capacity; };
+  for (uint64_t b = 0; b < h.bucket_count; ++b) {
+    if (!ok(v.bucket(b).load(std::memory_order_relaxed))) {
+      return absl::DataLossError(absl::StrCat(path, ": hash bucket ", b, " points outside the legs"));
+    }
+  }
+  for (uint32_t m = 0; m < h.meeting_capacity; ++m) {
+    const MeetingEntry& e = v.meeting(m);
+    if (e.state.load(std::memory_order_relaxed) == uint8_t(EntryState::kFree)) continue;
+    for (uint32_t c = 0; c < kChannels; ++c) {
+      if (!ok(e.head[c].load(std::memory_order_relaxed))) {
+        return absl::DataLossError(
+            absl::StrCat(path, ": meeting slot ", m, " lists a leg outside the legs"));
+      }
+    }
+  }
+  for (uint32_t i = 0; i < h.leg_capacity; ++i) {
+    const LegEntry& e = v.leg(i);
+    if (e.state.load(std::memory_order_relaxed) == uint8_t(EntryState::kFree)) continue;
+    if (!ok(e.hash_next.load(std::memory_order_relaxed)) ||
+        !ok(e.group_next.load(std::memory_order_relaxed)) || e.meeting >= h.meeting_capacity ||
+        e.channel >= kChannels) {
+      return absl::DataLossError(absl::StrCat(path, ": leg slot ", i, " has a link outside the region"));
+    }
+  }
+  return absl::OkStatus();
+}
+}  // namespace
 
 absl::StatusOr<std::pair<Mapping, TablesView>> AttachTables(const std::string& path) {
   auto m = MapFile(path, O_RDWR, sizeof(TablesHeader));
@@ -240,6 +279,7 @@ absl::StatusOr<std::pair<Mapping, TablesView>> AttachTables(const std::string& p
   auto* h = static_cast<TablesHeader*>(m->base());
   if (auto st = ValidateTables(*h, m->size(), path); !st.ok()) return st;
   TablesView v(m->base());
+  if (auto st = ValidateLinks(v, path); !st.ok()) return st;
   return std::make_pair(std::move(*m), v);
 }
 
@@ -775,7 +815,7 @@ absl::Status TablesWriter::SetVips(const std::vector<IpAddr>& vips) {
     return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxVips, " VIPs"));
   }
   TablesHeader& h = view_.header();
-  uint32_t s = h.vip_seq.load(std::memory_order_relaxed);
+  uint32_t s = h.vip_seq.load(std::memory_order_relaxed) & ~1u;  // even if a writer died mid-way
   h.vip_seq.store(s + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
   h.vip_count = vips.size();
@@ -888,9 +928,9 @@ LegUsage SumLegUsage(const StateView& state, uint32_t slot, uint32_t gen) {
 PeerSnapshot ReadPeer(const StateView& state, uint32_t path) {
   const PeerPath& p = state.header().peer[path & 1];
   PeerSnapshot s;
-  for (;;) {
+  for (int attempt = 0;; ++attempt) {
     uint32_t s1 = p.seq.load(std::memory_order_acquire);
-    if (s1 & 1) continue;
+    if ((s1 & 1) && attempt < 10000) continue;  // a switch killed mid-write leaves it odd
     s.node_id = p.node_id;
     s.last_heard_ns = p.last_heard_ns;
     s.epoch = p.epoch;
@@ -899,7 +939,7 @@ PeerSnapshot ReadPeer(const StateView& state, uint32_t path) {
     s.frames_ok = p.frames_ok;
     s.frames_refused = p.frames_refused;
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (p.seq.load(std::memory_order_relaxed) == s1) return s;
+    if (p.seq.load(std::memory_order_relaxed) == s1 || attempt >= 10000) return s;
   }
 }
 

@@ -1,0 +1,223 @@
+#!/usr/bin/python3
+"""Writes the seed corpora of the fuzz targets into tests/fuzz/corpus/<target>/.
+
+Small, real inputs: frames built with scapy as participants, the bridge and
+attackers send them; heartbeats and replication frames in their wire layout;
+configuration files as the docs and the test helpers write them; the table
+regions as the library makes them (the patched mode of tables_fuzz.cc).
+Re-running it rewrites the seed-*.bin files and leaves everything else (crash
+inputs kept as regression cases, crash-*/regress-*) alone.
+
+Run with Debian's Python (it has scapy): /usr/bin/python3 tests/fuzz/make_seeds.py
+"""
+import hashlib
+import hmac
+import pathlib
+import struct
+
+from scapy.all import (ARP, ICMP, IP, UDP, Dot1Q, Ether, ICMPv6EchoRequest, ICMPv6ND_NA,
+                       ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPOption_NOP, IPv6, IPv6ExtHdrFragment,
+                       Raw)
+
+CORPUS = pathlib.Path(__file__).resolve().parent / "corpus"
+OUR_MAC = "02:00:00:00:00:01"  # the MAC packet_fuzz.cc gives the switch
+PEER = "02:00:00:00:00:10"
+
+
+def write(target, name, data):
+    d = CORPUS / target
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"seed-{name}.bin").write_bytes(bytes(data))
+
+
+def rtp(seq=1, payload=b"\x00" * 40):
+    return struct.pack("!BBHII", 0x80, 111, seq, 1000 + seq, 0x1234) + payload
+
+
+def packets():
+    eth = Ether(src=PEER, dst=OUR_MAC)
+    v4 = IP(src="198.18.0.10", dst="198.18.0.100", ttl=64)
+    v6 = IPv6(src="2001:db8:1::10", dst="2001:db8:1::100", hlim=64)
+    udp = UDP(sport=5000, dport=20000)
+    frames = {
+        "udp4_rtp": eth / v4 / udp / Raw(rtp()),
+        "udp6_rtp": eth / v6 / udp / Raw(rtp(2)),
+        "udp4_nocsum": eth / v4 / UDP(sport=5000, dport=20000, chksum=0) / Raw(rtp(3)),
+        "udp4_big": eth / v4 / udp / Raw(rtp(4, b"\xab" * 1100)),
+        "arp_request": Ether(src=PEER, dst="ff:ff:ff:ff:ff:ff") / ARP(
+            op=1, hwsrc=PEER, psrc="198.18.0.10", pdst="198.18.0.100"),
+        "icmp_echo": eth / v4 / ICMP() / Raw(b"ping"),
+        "icmp6_echo": eth / v6 / ICMPv6EchoRequest(),
+        "nd_ns": Ether(src=PEER, dst="33:33:ff:00:01:00") / IPv6(
+            src="2001:db8:1::10", dst="ff02::1:ff00:100", hlim=255) / ICMPv6ND_NS(
+            tgt="2001:db8:1::100") / ICMPv6NDOptSrcLLAddr(lladdr=PEER),
+        "nd_na": eth / v6 / ICMPv6ND_NA(tgt="2001:db8:1::10", R=0, S=1, O=1),
+        "ipv4_options": eth / IP(src="198.18.0.10", dst="198.18.0.100",
+                                 options=[IPOption_NOP()] * 4) / udp / Raw(rtp()),
+        "ipv4_fragment": eth / IP(src="198.18.0.10", dst="198.18.0.100", flags="MF") / udp
+        / Raw(rtp()),
+        "ipv6_fragment": eth / v6 / IPv6ExtHdrFragment() / udp / Raw(rtp()),
+        "heartbeat_eth": Ether(src=PEER, dst="ff:ff:ff:ff:ff:ff", type=0x88B5) / Raw(b"\0" * 96),
+    }
+    for name, f in frames.items():
+        write("packet", name, b"\x00\x00" + bytes(f))  # untagged, MTU 1500
+    # VLAN 5 expected (config byte 0 = 5), and a jumbo MTU.
+    write("packet", "vlan5_udp4", b"\x05\x00" + bytes(Ether(src=PEER, dst=OUR_MAC) / Dot1Q(vlan=5)
+                                                      / v4 / udp / Raw(rtp())))
+    write("packet", "jumbo_udp6", b"\x00\x01" + bytes(eth / v6 / udp / Raw(b"\xcd" * 4000)))
+
+
+HB_KEY = b"fuzz-pair-key-0123456789abcdef"  # as heartbeat_fuzz.cc
+
+
+def heartbeat_body(node=1, path=0, flags=7, epoch=3, position=42, boot=0x1122334455667788,
+                   counter=5, unix_ns=1_700_000_000_000_000_000):
+    b = bytearray(64)
+    struct.pack_into(">IBB", b, 0, 0x54484231, 1, path)
+    struct.pack_into(">IIQQQQQ", b, 8, node, flags, epoch, position, boot, counter, unix_ns)
+    return bytes(b)
+
+
+def heartbeats():
+    body = heartbeat_body()
+    mac = hmac.new(HB_KEY, body, hashlib.sha256).digest()
+    write("heartbeat", "signed_by_harness", b"\x01" + body)
+    write("heartbeat", "as_received", b"\x00" + body + mac)
+    write("heartbeat", "bad_mac", b"\x00" + body + bytes(32))
+    write("heartbeat", "short", b"\x00" + body[:20])
+
+
+def frame(msg_type, body, sender=1, epoch=1, counter=1):
+    hdr = struct.pack("<HBBIQQI", 0x4D54, 1, msg_type, sender, epoch, counter, len(body))
+    return hdr + body + bytes(32)  # the harness MACs it (mode byte 1)
+
+
+def records(recs):
+    out = struct.pack("<I", len(recs))
+    for r in recs:
+        out += struct.pack("<I", len(r)) + r
+    return out
+
+
+def wire():
+    bodies = {
+        "hello": (1, bytes(range(16))),
+        "hello_reply": (2, bytes(range(32))),
+        "subscribe": (3, struct.pack("<QQB", 7, 100, 1)),
+        "snapshot_begin": (4, struct.pack("<QQQ", 7, 100, 2)),
+        "snapshot_records": (5, records([b"site 1 acme", b"meeting 1 live"])),
+        "snapshot_end": (6, b""),
+        "changes": (7, struct.pack("<Q", 101) + records([b"leg 5 add", b"leg 6 remove"])),
+        "ack": (8, struct.pack("<Q", 101)),
+        "heartbeat": (9, struct.pack("<BBQ", 1, 3, 101)),
+    }
+    for name, (t, body) in bodies.items():
+        write("wire", name, b"\x01" + frame(t, body))
+    write("wire", "unsigned_changes", b"\x00" + frame(7, bodies["changes"][1]))
+    write("wire", "truncated", b"\x00" + frame(7, bodies["changes"][1])[:40])
+
+
+SWITCH_TOML = """node = "a"
+shm_dir = "/dev/shm"
+
+[tables]
+legs = 65536
+meetings = 16384
+
+[eal]
+args = ["--no-huge", "-m", "512", "--file-prefix", "fuzz", "--no-pci"]
+main_lcore = 0
+worker_lcores = [1]
+
+[switch]
+burst = 32
+rx_ring = 1024
+tx_ring = 1024
+mbufs = 8191
+idle_sleep_us = 200
+idle_polls = 100
+zero_copy_min = 512
+mtu = 1500
+
+[[port]]
+name = "access"
+devargs = "net_af_packet0,iface=sw0,qpairs=1"
+
+[[port]]
+name = "backbone"
+devargs = "net_af_xdp1,iface=bb0"
+xdp_steering = true
+
+[access]
+prefixes = ["198.18.0.0/24", "2001:db8:1::/64"]
+gateway4 = "198.18.0.1"
+gateway6 = "2001:db8:1::1"
+vlan = 0
+neigh_reachable_s = 30
+neigh_probe_ms = 200
+
+[telemetry]
+enabled = true
+
+[pair]
+node_id = 1
+key = "0123456789abcdef0123"
+heartbeat_ms = 10
+
+[shared_nic]
+media_ports = "20000-59999"
+"""
+
+CONTROL_TOML = """node = "a"
+shm_dir = "/dev/shm"
+role = "active"
+[tables]
+legs = 1048576
+meetings = 262144
+[api]
+listen = "unix:/run/tandem/a.sock"
+tcp = "127.0.0.1:7443"
+[store]
+path = "/var/lib/tandem/a.db"
+[metrics]
+listen = "127.0.0.1:9464"
+[access]
+vips = ["198.18.0.100", "2001:db8:1::100"]
+[pool]
+vips = ["198.18.0.100"]
+ports = "20000-59999"
+[watch]
+history = 65536
+"""
+
+
+def configs():
+    write("switch_config", "full", SWITCH_TOML.encode())
+    write("switch_config", "minimal", b'[[port]]\nname = "access"\ndevargs = "net_null0"\n')
+    write("switch_config", "bad_types", b'node = 5\n[switch]\nburst = "x"\n[[port]]\nname = 1\n')
+    write("control_config", "full", CONTROL_TOML.encode())
+    write("control_config", "minimal", b'node = "b"\n')
+    write("control_config", "bad_pool", b'[access]\nvips = ["198.18.0.100"]\n'
+          b'[pool]\nvips = ["2001:db8::1"]\nports = "9-3"\n')
+
+
+def tables():
+    write("tables", "tables_region", b"\x02")  # the library's region, unpatched
+    write("tables", "state_region", b"\x03")
+    write("tables", "tables_half", b"\x02\xc0\x00")  # truncated to half
+    write("tables", "state_half", b"\x03\xc0\x00")
+    # Tables header: magic (offset 0) and leg capacity (offset 32) patched.
+    write("tables", "tables_bad_magic", b"\x02\x00\x00" + bytes([0, 0, 0, 0x41]))
+    write("tables", "tables_bad_capacity", b"\x02\x00\x00" + bytes([32, 0, 0, 0xff]))
+    write("tables", "raw_empty", b"\x00")
+    write("tables", "raw_magic_only", b"\x00" + b"TANDTAB1"[::-1][::-1])
+
+
+if __name__ == "__main__":
+    packets()
+    heartbeats()
+    wire()
+    configs()
+    tables()
+    for d in sorted(CORPUS.iterdir()):
+        print(f"{d.name}: {len(list(d.iterdir()))} inputs")
