@@ -8,7 +8,9 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <chrono>
 #include <set>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -175,6 +177,9 @@ struct Context {
   std::unique_ptr<v1::Control::Stub> stub;
   bool json = false;
   int timeout_s = 30;
+  // With --pair: moves `stub` to the pair's active node after a call failed
+  // with `st` because the node went away or is standby; false if it cannot.
+  std::function<bool(const grpc::Status& st)> failover;
 
   std::unique_ptr<grpc::ClientContext> Call() const {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -932,20 +937,29 @@ std::vector<Command> Commands() {
                     if (a.Has("from")) req.set_from_seq(ParseId(a.Get("from"), "sequence number"));
                     if (a.Has("log")) req.set_log_id(ParseId(a.Get("log"), "log id"));
                     uint64_t count = a.Has("count") ? ParseId(a.Get("count"), "count") : 0;
-                    grpc::ClientContext ctx;
-                    auto reader = c.stub->Watch(&ctx, req);
-                    v1::Change change;
                     uint64_t n = 0;
-                    while (reader->Read(&change)) {
-                      printf("%s\n", ToJson(change).c_str());
-                      fflush(stdout);
-                      if (count && ++n >= count) {
-                        ctx.TryCancel();
-                        break;
+                    for (;;) {
+                      grpc::ClientContext ctx;
+                      auto reader = c.stub->Watch(&ctx, req);
+                      v1::Change change;
+                      while (reader->Read(&change)) {
+                        printf("%s\n", ToJson(change).c_str());
+                        fflush(stdout);
+                        // Where to resume on the other node of the pair: the
+                        // log continues there with the same id and numbers.
+                        req.set_log_id(change.log_id());
+                        req.set_from_seq(change.seq() + 1);
+                        if (count && ++n >= count) {
+                          ctx.TryCancel();
+                          break;
+                        }
                       }
+                      grpc::Status st = reader->Finish();
+                      if (count && n >= count) return;
+                      if (c.failover && c.failover(st)) continue;
+                      Check(st);
+                      return;
                     }
-                    grpc::Status st = reader->Finish();
-                    if (!(count && n >= count)) Check(st);
                   }});
   return cmds;
 }
@@ -957,9 +971,11 @@ void PrintCommandHelp(const Command& cmd) {
 
 void PrintHelp(const std::vector<Command>& cmds, const std::string& prefix) {
   printf(
-      "usage: tandemctl [--api ADDR] [--json] [--timeout SECONDS] COMMAND [ARGS]\n\n"
+      "usage: tandemctl [--api ADDR | --pair ADDR,ADDR] [--json] [--timeout SECONDS] COMMAND "
+      "[ARGS]\n\n"
       "Operates a Tandem node through its control API (default %s,\n"
-      "or $TANDEM_API). Every command takes --help.\n\ncommands:\n",
+      "or $TANDEM_API). With --pair, every call goes to whichever node of the pair is active,\n"
+      "also after a takeover. Every command takes --help.\n\ncommands:\n",
       kDefaultApi);
   for (const Command& c : cmds) {
     if (!prefix.empty() && !absl::StartsWith(c.name, prefix)) continue;
@@ -1012,6 +1028,7 @@ int Main(int argc, char** argv) {
   const char* env = getenv("TANDEM_API");
   std::string api = env && *env ? env : kDefaultApi;
   Context ctx;
+  std::vector<std::string> pair;
   bool help = false;
   std::vector<std::string> rest;
   for (int i = 1; i < argc; ++i) {
@@ -1020,7 +1037,11 @@ int Main(int argc, char** argv) {
       if (i + 1 >= argc) throw UsageError{absl::StrCat(name, " needs a value")};
       return argv[++i];
     };
-    if (s == "--api") {
+    if (s == "--pair") {
+      pair = absl::StrSplit(value("--pair"), ',');
+    } else if (absl::StartsWith(s, "--pair=")) {
+      pair = absl::StrSplit(s.substr(7), ',');
+    } else if (s == "--api") {
       api = value("--api");
     } else if (absl::StartsWith(s, "--api=")) {
       api = s.substr(6);
@@ -1090,9 +1111,64 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  ctx.stub = v1::Control::NewStub(grpc::CreateChannel(api, grpc::InsecureChannelCredentials()));
+  if (!pair.empty()) {
+    // Both nodes of a pair: every call goes to the active one, found by
+    // asking each for its status, and again after a takeover.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(ctx.timeout_s);
+    auto pick = [&]() -> bool {
+      while (std::chrono::steady_clock::now() < deadline) {
+        std::string best;
+        uint64_t best_epoch = 0;
+        for (const std::string& addr : pair) {
+          auto stub =
+              v1::Control::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+          grpc::ClientContext cc;
+          cc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+          v1::NodeStatus s;
+          if (!stub->GetStatus(&cc, v1::GetStatusRequest(), &s).ok()) continue;
+          if (s.role() == "active" && (best.empty() || s.epoch() > best_epoch)) {
+            best = addr;
+            best_epoch = s.epoch();
+          }
+        }
+        if (!best.empty()) {
+          api = best;
+          ctx.stub =
+              v1::Control::NewStub(grpc::CreateChannel(api, grpc::InsecureChannelCredentials()));
+          return true;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      return false;
+    };
+    ctx.failover = [&](const grpc::Status& st) {
+      bool moved = st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                   st.error_code() == grpc::StatusCode::CANCELLED ||
+                   (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+                    absl::StrContains(st.error_message(), "is standby"));
+      return moved && pick();
+    };
+    if (!pick()) {
+      fprintf(stderr, "tandemctl: UNAVAILABLE: no active node among %s\n",
+              absl::StrJoin(pair, ",").c_str());
+      return 3;
+    }
+  } else {
+    ctx.stub = v1::Control::NewStub(grpc::CreateChannel(api, grpc::InsecureChannelCredentials()));
+  }
   try {
-    cmd->run(ctx, args);
+    for (;;) {
+      try {
+        cmd->run(ctx, args);
+        break;
+      } catch (const ApiError& e) {
+        // A call refused because its node went away or turned standby is
+        // sent again to the active node (a write is not applied twice: a
+        // standby refuses before applying anything).
+        if (ctx.failover && ctx.failover(e.status)) continue;
+        throw;
+      }
+    }
   } catch (const UsageError& e) {
     fprintf(stderr, "tandemctl: %s (see tandemctl %s --help)\n", e.message.c_str(),
             cmd->name.c_str());

@@ -1,0 +1,110 @@
+"""Outside a session (issue 8): after a takeover the pair keeps serving the
+meeting application and operators through `tandemctl --pair`, which finds
+the active node by itself; a standby refuses writes naming the active node;
+a watch resumed across the takeover misses and repeats no change."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from control_helpers.control import CtlError, ctl_binary  # noqa: E402
+from helpers.meeting import own_endpoint, sender_id, vip_endpoint  # noqa: E402
+from helpers.pair import PairBed  # noqa: E402
+from helpers.participants import Flow, run_flows  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def pair_ctl(bed, *args, timeout=30):
+    argv = [str(ctl_binary()), "--pair", f"{bed.a.control.api},{bed.b.control.api}", "--json",
+            "--timeout", "20", *map(str, args)]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise CtlError(p.returncode, p.stderr)
+    return json.loads(p.stdout) if p.stdout.strip() else None
+
+
+@pytest.fixture
+def bed():
+    b = PairBed()
+    try:
+        b.start()
+        yield b
+    finally:
+        b.close()
+
+
+def test_pair_serves_clients_across_a_takeover(bed):
+    site = pair_ctl(bed, "site", "create", "--name", "brand", "--look", "logo=tandem.svg",
+                    "--pref", "tz=UTC")["site_id"]
+    listed = pair_ctl(bed, "meeting", "schedule", "--site", site, "--title", "weekly",
+                      "--start", int(time.time()) + 86400)["meeting_id"]
+    live = pair_ctl(bed, "meeting", "schedule", "--site", site, "--title", "now")["meeting_id"]
+    pair_ctl(bed, "meeting", "start", live)
+    pair_ctl(bed, "participant", "join", "--meeting", live, "--name", "early", "--leg",
+             f"audio,{own_endpoint(bed.participants[0], 4, port=6000)}")
+    bed.wait_synced()
+
+    # A write sent to the standby is refused with the active node's address.
+    with pytest.raises(CtlError) as refused:
+        bed.b.ctl("site", "create", "--name", "to-the-standby")
+    assert "FAILED_PRECONDITION" in str(refused.value)
+    assert bed.a.control.api in str(refused.value), str(refused.value)
+    assert bed.b.ctl("site", "list")  # reads are still answered
+
+    # A watch follows the pair through the takeover.
+    watch = subprocess.Popen([str(ctl_binary()), "--pair",
+                              f"{bed.a.control.api},{bed.b.control.api}", "--json",
+                              "--timeout", "20", "watch"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    pair_ctl(bed, "site", "create", "--name", "before-failure")
+    bed.wait_synced()
+
+    sites_before = pair_ctl(bed, "site", "list")
+    meetings_before = pair_ctl(bed, "meeting", "list")
+    bed.a.kill_all()
+    bed.wait_role(bed.b, "active", timeout=10)
+
+    # Without naming the new active: the same sites and meetings.
+    assert pair_ctl(bed, "site", "list") == sites_before
+    strip = lambda ms: [{k: v for k, v in m.items() if k not in ("usage", "participants", "legs")}
+                        for m in ms["meetings"]]
+    assert strip(pair_ctl(bed, "meeting", "list")) == strip(meetings_before)
+    assert any(m["meeting_id"] == listed and m.get("listed") for m in
+               pair_ctl(bed, "meeting", "list")["meetings"])
+    pair_ctl(bed, "site", "create", "--name", "after-failure")
+
+    # A new meeting on the new active, three participants, media flows.
+    m = pair_ctl(bed, "meeting", "schedule", "--site", site, "--title", "next")["meeting_id"]
+    pair_ctl(bed, "meeting", "start", m)
+    flows = []
+    for h in bed.participants:
+        local = vip_endpoint(4, 21000 + h.index)
+        pair_ctl(bed, "participant", "join", "--meeting", m, "--name", h.name, "--leg",
+                 f"audio,{own_endpoint(h, 4)},local={local}")
+        flows.append(Flow(host=h, sender_id=sender_id(h), bind=own_endpoint(h, 4), to=[local],
+                          count=50, rate=50.0, size=160))
+    reports = run_flows(bed.testbed, flows)
+    for h in bed.participants:
+        for other in bed.participants:
+            if other is h:
+                continue
+            got = reports[sender_id(h)].from_sender(sender_id(other))
+            assert got and next(iter(got.values()))["received"] == 50, \
+                f"{h.name} from {other.name}: {reports[sender_id(h)]}"
+
+    # The watch saw every change once, in order, across the takeover.
+    time.sleep(0.5)
+    watch.terminate()
+    out, err = watch.communicate(timeout=10)
+    changes = [json.loads(line) for line in out.splitlines() if line.strip()]
+    seqs = [int(c["seq"]) for c in changes]
+    assert seqs, f"the watch saw nothing: {err}"
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"gap or repeat: {seqs}"
+    assert len({c["log_id"] for c in changes}) == 1
+    names = [c["site"].get("name") for c in changes if "site" in c]
+    assert "before-failure" in names and "after-failure" in names, names
