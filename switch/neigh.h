@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <vector>
 
 #include "common/tables/layout.h"
 
@@ -29,13 +30,24 @@ class NeighTable {
   // Reader side: the MAC of a reachable (or stale: still usable while being
   // re-confirmed) neighbour.
   bool Lookup(const IpAddr& ip, uint8_t mac[6]) const {
+    uint32_t seq;
+    bool usable = false;
+    return Read(ip, mac, &seq, &usable) != nullptr && usable;
+  }
+
+  // Reader side: the entry of `ip` (nullptr when there is none), a consistent
+  // copy of its MAC, the even sequence number that copy belongs to, and
+  // whether the MAC may be used. An entry keeps its address for good, so
+  // (entry, seq) identifies what was read: NeighCache relies on it.
+  const tables::NeighEntry* Read(const IpAddr& ip, uint8_t mac[6], uint32_t* seq,
+                                 bool* usable) const {
     uint32_t mask = tables::kNeighCapacity - 1;
     for (uint32_t i = NeighHash(ip) & mask, n = 0; n < tables::kNeighCapacity;
          i = (i + 1) & mask, ++n) {
       const tables::NeighEntry& e = e_[i];
       uint32_t s1 = e.seq.load(std::memory_order_acquire);
       auto st = static_cast<tables::NeighState>(e.state.load(std::memory_order_relaxed));
-      if (st == tables::NeighState::kFree && !(s1 & 1)) return false;
+      if (st == tables::NeighState::kFree && !(s1 & 1)) return nullptr;
       if (e.ip != ip) continue;
       for (;;) {
         st = static_cast<tables::NeighState>(e.state.load(std::memory_order_relaxed));
@@ -45,9 +57,11 @@ class NeighTable {
         if (s1 == s2 && !(s1 & 1)) break;
         s1 = e.seq.load(std::memory_order_acquire);
       }
-      return st == tables::NeighState::kReachable || st == tables::NeighState::kStale;
+      *seq = s1;
+      *usable = st == tables::NeighState::kReachable || st == tables::NeighState::kStale;
+      return &e;
     }
-    return false;
+    return nullptr;
   }
 
   // Writer side (main thread only).
@@ -87,7 +101,8 @@ class NeighTable {
   // A sequence-locked write of any entry with an atomic `seq`.
   template <typename Entry, typename F>
   static void Write(Entry& e, F&& change) {
-    uint32_t s = e.seq.load(std::memory_order_relaxed);
+    // Even if a switch killed mid-write left it odd.
+    uint32_t s = e.seq.load(std::memory_order_relaxed) & ~1u;
     e.seq.store(s + 1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
     change();
@@ -105,6 +120,107 @@ class NeighTable {
 
  private:
   tables::NeighEntry* e_ = nullptr;
+};
+
+// A worker's private memo of NeighTable lookups, so that a copy to a
+// receiver costs one load of the neighbour entry's sequence number (a line
+// the main thread rarely writes) instead of a hash probe and a sequence-locked
+// read. Most receivers sit behind one gateway, so a few lines cover them;
+// direct-mapped by address hash, a collision only costs a full lookup.
+class NeighCache {
+ public:
+  NeighCache() = default;
+  explicit NeighCache(const NeighTable& table) : table_(table) {}
+
+  // The same answer as NeighTable::Lookup.
+  bool Lookup(const IpAddr& ip, uint8_t mac[6]) {
+    Line& l = lines_[NeighHash(ip) & (kLines - 1)];
+    if (l.entry && l.ip == ip && l.entry->seq.load(std::memory_order_acquire) == l.seq) {
+      std::memcpy(mac, l.mac, 6);
+      return l.usable;
+    }
+    uint32_t seq;
+    bool usable = false;
+    const tables::NeighEntry* e = table_.Read(ip, mac, &seq, &usable);
+    // Absent addresses are not remembered: the entry the main thread adds
+    // for them would go unnoticed.
+    l.entry = e;
+    if (!e) return false;
+    l.ip = ip;
+    l.seq = seq;
+    l.usable = usable;
+    std::memcpy(l.mac, mac, 6);
+    return usable;
+  }
+
+ private:
+  static constexpr uint32_t kLines = 64;
+  struct Line {
+    const tables::NeighEntry* entry = nullptr;
+    IpAddr ip;
+    uint32_t seq = 0;
+    bool usable = false;
+    uint8_t mac[6] = {};
+  };
+  NeighTable table_;
+  Line lines_[kLines];
+};
+
+// The IP whose MAC a copy to `remote` needs: itself when on-link, else the
+// gateway of its family (or itself when there is no gateway). The same answer
+// as Dataplane::NextHop with IpPrefix::Contains, with each prefix kept as two
+// 64-bit words and masks: IPv4 addresses are IPv4-mapped, so an IPv4 /len is
+// a /96+len over the mapped form, and a match is two masked compares of 64-bit words.
+class NextHops {
+ public:
+  NextHops() = default;
+  NextHops(const std::vector<IpPrefix>& on_link, const IpAddr& gateway4, const IpAddr& gateway6)
+      : gateway4_(gateway4.is_zero() ? std::nullopt : std::optional<IpAddr>(gateway4)),
+        gateway6_(gateway6.is_zero() ? std::nullopt : std::optional<IpAddr>(gateway6)) {
+    for (const IpPrefix& p : on_link) {
+      Prefix q;
+      q.v4 = p.addr.is_v4();
+      int bits = q.v4 ? p.len + 96 : p.len;
+      uint8_t mask[16] = {};
+      for (int i = 0; i < 16 && bits > 0; ++i, bits -= 8) {
+        mask[i] = bits >= 8 ? 0xff : static_cast<uint8_t>(0xff << (8 - bits));
+      }
+      std::memcpy(q.mask, mask, 16);
+      std::memcpy(q.addr, p.addr.b, 16);
+      q.addr[0] &= q.mask[0];
+      q.addr[1] &= q.mask[1];
+      prefixes_.push_back(q);
+    }
+  }
+
+  IpAddr Of(const IpAddr& remote) const {
+    if (prefixes_.empty()) return remote;
+    uint64_t a[2];
+    std::memcpy(a, remote.b, 16);
+    // The ::ffff:0:0/96 test of IpAddr::is_v4, inline: this runs per receiver.
+    uint32_t w2;
+    std::memcpy(&w2, remote.b + 8, 4);
+    static constexpr uint8_t kMapped[4] = {0, 0, 0xff, 0xff};
+    uint32_t mapped;
+    std::memcpy(&mapped, kMapped, 4);
+    bool v4 = a[0] == 0 && w2 == mapped;
+    for (const Prefix& p : prefixes_) {
+      if (p.v4 == v4 && ((a[0] & p.mask[0]) == p.addr[0]) && ((a[1] & p.mask[1]) == p.addr[1])) {
+        return remote;
+      }
+    }
+    const std::optional<IpAddr>& gw = v4 ? gateway4_ : gateway6_;
+    return gw ? *gw : remote;
+  }
+
+ private:
+  struct Prefix {
+    uint64_t addr[2];
+    uint64_t mask[2];
+    bool v4;
+  };
+  std::vector<Prefix> prefixes_;
+  std::optional<IpAddr> gateway4_, gateway6_;
 };
 
 }  // namespace tandem::sw

@@ -49,12 +49,58 @@ Parsed Parse(const uint8_t* p, uint32_t len, const ParseConfig& cfg);
 
 // ---- checksums ----
 
-// One's complement sum of 16-bit big-endian words, not folded.
-uint32_t CsumAdd(uint32_t acc, const void* data, size_t len);
 inline uint16_t CsumFold(uint32_t acc) {
   while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
   return static_cast<uint16_t>(acc);
 }
+
+// One's complement sum of 16-bit big-endian words, not folded.
+// Inline: its callers pass constant lengths (20-byte header, addresses,
+// ports), and the unrolled form is a handful of additions.
+// It sums 32-bit words in host order into 64 bits (no carry is lost before 2^32
+// words) and swaps the folded result to network order once: one's complement
+// addition is byte-order independent up to that final swap (RFC 1071). Four
+// times fewer additions than a loop over 16-bit words.
+inline uint32_t CsumAdd(uint32_t acc, const void* data, size_t len) {
+  const auto* b = static_cast<const uint8_t*>(data);
+  uint64_t sum = 0;
+  while (len >= 8) {
+    uint32_t w[2];
+    std::memcpy(w, b, 8);
+    sum += uint64_t{w[0]} + w[1];
+    b += 8;
+    len -= 8;
+  }
+  if (len >= 4) {
+    uint32_t w;
+    std::memcpy(&w, b, 4);
+    sum += w;
+    b += 4;
+    len -= 4;
+  }
+  if (len >= 2) {
+    uint16_t w;
+    std::memcpy(&w, b, 2);
+    sum += w;
+    b += 2;
+    len -= 2;
+  }
+  if (len) {
+    uint8_t last[2] = {b[0], 0};  // an odd byte is the high byte of a zero-padded word
+    uint16_t w;
+    std::memcpy(&w, last, 2);
+    sum += w;
+  }
+  sum = (sum & 0xffffffff) + (sum >> 32);
+  sum = (sum & 0xffffffff) + (sum >> 32);  // now below 2^32
+  uint16_t folded = CsumFold(static_cast<uint32_t>(sum));
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  folded = __builtin_bswap16(folded);
+#endif
+  uint64_t total = uint64_t{acc} + folded;
+  return static_cast<uint32_t>((total & 0xffff) + (total >> 16));
+}
+
 uint16_t Ipv4HeaderChecksum(const uint8_t* ip);  // 20-byte header, checksum field ignored
 
 // Full UDP/ICMPv6 checksum over a pseudo-header and the L4 bytes (for tests,
@@ -64,9 +110,12 @@ uint16_t L4Checksum(bool v4, const uint8_t* ip, const uint8_t* l4, uint16_t l4_l
 // What a UDP checksum is without the fields that a rewrite changes (the
 // addresses and the ports), so each copy adds only its own. Computed once
 // per received packet; no payload byte is read (RFC 1624 arithmetic).
+// For IPv4 it also holds the header checksum without the TTL and addresses.
 struct UdpCsumBase {
   bool present = false;  // an IPv4 UDP checksum of 0 means none, and stays 0
   uint32_t partial = 0;
+  uint32_t ip_partial = 0;  // IPv4 header checksum without TTL/protocol and addresses
+  uint16_t ttl_proto = 0;   // the rewritten TTL/protocol word
 };
 UdpCsumBase UdpCsumWithoutEndpoints(const uint8_t* frame, const Parsed& p);
 

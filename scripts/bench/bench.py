@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import runners  # noqa: E402
-from scenarios import SCENARIOS  # noqa: E402
+from scenarios import SCENARIOS, UNI_218  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -123,6 +123,9 @@ def main(argv):
     p.add_argument("--no-switch", action="store_true", help="only the testpmd reference")
     p.add_argument("--no-idle", action="store_true")
     p.add_argument("--idle", action="store_true", help="measure idle CPU even with --only")
+    p.add_argument("--no-latency", action="store_true", help="skip the paced memif runs")
+    p.add_argument("--latency", action="store_true",
+                   help="paced latency and first frame after idle, even with --only")
     cfg = p.parse_args(argv)
     cfg.switch = os.path.join(cfg.build, "switch", "tandem-switch")
     cfg.tables_tool = os.path.join(cfg.build, "common", "tables", "tool", "tandem-tables")
@@ -212,6 +215,20 @@ def main(argv):
         except Exception as e:
             log("  idle run failed: %s" % e)
 
+    paced = None
+    if (have_switch and not cfg.no_latency and not cfg.quick and
+            (not cfg.only or cfg.latency)):
+        log("== latency at half the maximum rate, first frame after idle (memif)")
+        pacer = runners.build_pacer(cfg)
+        if not pacer:
+            log("  skipped: scripts/bench/pacer.cc did not build")
+        else:
+            stem, meta = ensure_capture(UNI_218, cfg, dst_mac)
+            paced = runners.run_latency(cfg, pacer, (stem + ".pcap", stem + ".tables"),
+                                        meta["legs"])
+            for name, r in paced.items():
+                log("  %-28s %s" % (name, paced_summary(r)))
+
     goals = check_goals(rows)
     elapsed = time.monotonic() - t_start
     report = {
@@ -221,10 +238,28 @@ def main(argv):
         "duration_s": cfg.duration, "warmup_s": cfg.warmup, "elapsed_s": elapsed,
         "loadavg_start": load_start, "loadavg_end": loadavg(),
         "rows": rows, "switch_details": details, "idle": idle, "goals": goals,
+        "paced": paced,
     }
     write_outputs(cfg.out, report)
     print_table(report)
     return 0
+
+
+def paced_summary(r):
+    if "error" in r:
+        return "failed: " + r["error"]
+    parts = []
+    if "max" in r:
+        parts.append("max %.2f Mpps; at %.2f Mpps p50/p99/p99.9 %.1f/%.1f/%.1f us (%d of %d back)"
+                     % (r["max"]["rx_pps"] / 1e6, r["half"]["rx_pps"] / 1e6,
+                        r["half"]["latency_us"]["p50"], r["half"]["latency_us"]["p99"],
+                        r["half"]["latency_us"]["p999"], r["half"]["received"],
+                        r["half"]["sent"]))
+    a = r["after_idle"]
+    parts.append("after 10 ms idle p50/p99/max %.1f/%.1f/%.1f us (%d of %d back)" % (
+        a["latency_us"]["p50"], a["latency_us"]["p99"], a["latency_us"]["max_bucket"],
+        a["stamped"], a["sent"]))
+    return "; ".join(parts)
 
 
 def make_row(sc, program, r, metric, io_key, tsc_hz, meta):
@@ -339,6 +374,8 @@ def print_table(report):
     for g in report["goals"]:
         state = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
         print("goal: %-48s %7s  %s" % (g["goal"], fmt(g["value"], "%.2f"), state))
+    for k, v in (report.get("paced") or {}).items():
+        print("paced %-28s %s" % (k, paced_summary(v)))
     print("Mpps are per worker core-second actually received (cpu% = share of the worker "
           "cores the forwarding threads got);\nkey = egress packets, or received for the "
           "flood; cyc/pkt = TSC cycles of worker CPU time per received packet; "
@@ -386,6 +423,10 @@ def markdown(report):
                              "worker": report["idle"]["worker"],
                              "process": report["idle"]["process"]}] +
                   report["idle"].get("sweep", [])]
+    if report.get("paced"):
+        lines += ["", "Paced over net_memif (scripts/bench/pacer.cc, 218 B unicast, 1k legs; "
+                  "times include both memif rings):", ""]
+        lines += ["- %s: %s" % (k, paced_summary(v)) for k, v in report["paced"].items()]
     lines += [""] + ["- goal: %s: %s (%s)" % (
         g["goal"], fmt(g["value"], "%.2f"),
         {True: "met", False: "not met", None: "not measured"}[g["met"]])

@@ -441,3 +441,119 @@ def run_idle(cfg, seconds=5.0, idle_sleep_us=100):
                 "seconds": t1 - t0, "idle_sleep_us": idle_sleep_us}
     finally:
         run.close()
+
+
+# ---- paced latency over net_memif (scripts/bench/pacer.cc) ----
+
+def build_pacer(cfg):
+    """Compiles the paced generator into the build directory; returns its path or None."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pacer.cc")
+    out = os.path.join(cfg.build, "bench-pacer")
+    if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
+        return out
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libdpdk"], capture_output=True,
+                           text=True)
+    if flags.returncode:
+        return None
+    # DPDK's headers as system headers: they do not compile warning-free in C++20.
+    args = [a.replace("-I", "-isystem", 1) if a.startswith("-I") else a
+            for a in flags.stdout.split()]
+    r = subprocess.run(["g++", "-O2", "-std=c++20", "-o", out, src] + args, capture_output=True,
+                       text=True)
+    return out if r.returncode == 0 else None
+
+
+def memif_devargs(sock, role):
+    # The switch side carries the MAC the captures are addressed to.
+    mac = ",mac=02:70:63:61:70:00" if role == "server" else ""
+    return "net_memif0,role=%s,socket=%s,socket-abstract=no%s" % (role, sock, mac)
+
+
+class TestpmdForwarder:
+    """testpmd io on the memif server port, looping it back (the reference)."""
+
+    def __init__(self, cfg, sock):
+        self.prefix = "tbench-tpm-%d" % os.getpid()
+        cmd = ["stdbuf", "-oL", "dpdk-testpmd", "-l", "0-1", "--file-prefix", self.prefix,
+               "--no-pci", "--vdev", memif_devargs(sock, "server")] + \
+            mem_args(cfg.no_huge, 512) + ["--", "-i", "--forward-mode=io",
+                                          "--port-topology=loop", "--total-num-mbufs=16384"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        self.out = Output(self.proc.stdout)
+        self.out.wait_for(r"testpmd> ", 120, proc=self.proc)
+        self.proc.stdin.write(b"start\n")
+        self.proc.stdin.flush()
+
+    def close(self):
+        try:
+            self.proc.stdin.write(b"quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(10)
+        except Exception:
+            pass
+        stop(self.proc)
+        remove_runtime_dir(self.prefix)
+
+
+def run_pacer(cfg, pacer, pcap, sock, extra):
+    prefix = "tbench-pacer-%d" % os.getpid()
+    cmd = [pacer, "-l", "0", "--file-prefix", prefix, "--no-pci",
+           "--vdev", "net_pcap0,rx_pcap=%s,infinite_rx=1" % pcap,
+           "--vdev", memif_devargs(sock, "client")] + mem_args(cfg.no_huge, 512) + \
+        ["--log-level=lib.eal:error", "--", "--pcap-port", "0", "--memif-port", "1"] + \
+        [str(a) for a in extra]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    finally:
+        remove_runtime_dir(prefix)
+    for line in r.stdout.splitlines():
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError("pacer failed: %s" % (r.stderr.strip().splitlines() or ["?"])[-1])
+
+
+def run_latency(cfg, pacer, capture_paths, legs, idle_sleep_us_list=(200, 40)):
+    """Max rate through memif, latency at half of it, and the first frame after
+    10 ms idle gaps, for testpmd io and tandem-switch. Returns a dict per forwarder."""
+    pcap, tables = capture_paths
+    out = {}
+    sock = "/run/tbench-memif-%d.sock" % os.getpid()
+    for name in ["testpmd-io", "tandem"] + ["tandem idle_sleep_us=%d" % us
+                                            for us in idle_sleep_us_list]:
+        fwd = run = None
+        try:
+            if name == "testpmd-io":
+                fwd = TestpmdForwarder(cfg, sock)
+            else:
+                us = int(name.split("=")[1]) if "=" in name else 100
+                run = SwitchRun(cfg, memif_devargs(sock, "server"), legs, 16383,
+                                idle_sleep_us=us)
+                run.apply(tables)
+                run.start()
+            res = {}
+            if "=" not in name:
+                # Warm-up (neighbours learnt), then as fast as the forwarder goes.
+                run_pacer(cfg, pacer, pcap, sock, ["--rate", 0, "--seconds", 1])
+                res["max"] = run_pacer(cfg, pacer, pcap, sock, ["--rate", 0, "--seconds",
+                                                                cfg.duration])
+                rate = max(1000, res["max"]["rx_pps"] / 2)
+                res["half"] = run_pacer(cfg, pacer, pcap, sock, ["--rate", int(rate),
+                                                                 "--seconds", cfg.duration])
+            else:
+                run_pacer(cfg, pacer, pcap, sock, ["--every-ms", 5, "--count", 20])
+            res["after_idle"] = run_pacer(cfg, pacer, pcap, sock, ["--every-ms", 10,
+                                                                   "--count", 200])
+            out[name] = res
+        except Exception as e:
+            out[name] = {"error": str(e).splitlines()[0][:160] if str(e) else repr(e)}
+        finally:
+            if fwd:
+                fwd.close()
+            if run:
+                run.close()
+            try:
+                os.unlink(sock)
+            except OSError:
+                pass
+    return out

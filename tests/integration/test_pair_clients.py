@@ -108,3 +108,21 @@ def test_pair_serves_clients_across_a_takeover(bed):
     assert len({c["log_id"] for c in changes}) == 1
     names = [c["site"].get("name") for c in changes if "site" in c]
     assert "before-failure" in names and "after-failure" in names, names
+
+
+def test_sync_mode_loses_no_acknowledged_write():
+    bed = PairBed(mode="sync")
+    try:
+        bed.start()
+        names = [f"sync-{i}" for i in range(40)]
+        for n in names:
+            bed.a.ctl("site", "create", "--name", n)  # returns once the standby applied it
+        bed.a.kill_all()  # right after the last acknowledgement
+        bed.wait_role(bed.b, "active", timeout=10)
+        have = {s["name"] for s in bed.b.ctl("site", "list")["sites"]}
+        missing = [n for n in names if n not in have]
+        assert not missing, f"acknowledged writes lost by the takeover: {missing}"
+        st = bed.b.status()["pair"]
+        assert st["mode"] == "sync"
+    finally:
+        bed.close()

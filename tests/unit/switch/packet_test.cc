@@ -3,9 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+
 #include <random>
 #include <vector>
 
+#include "switch/neigh.h"
 #include "tests/unit/switch/fixtures/packet_fixtures.h"
 
 namespace tandem::sw {
@@ -234,6 +237,141 @@ TEST(Parse, NeverReadsPastTheEnd) {
       f.resize(rng() % f.size());
       std::vector<uint8_t> exact(f);  // heap block of exactly the frame's size
       Parse(exact.data(), exact.size(), Cfg());
+    }
+  }
+}
+
+// The 64-bit CsumAdd against the textbook loop over big-endian 16-bit words
+// (RFC 1071), for every length up to 70 (odd and unaligned tails) and any
+// carried-in accumulator.
+uint16_t ReferenceSum(uint32_t acc, const uint8_t* b, size_t len) {
+  uint64_t sum = acc;
+  for (size_t i = 0; i + 1 < len; i += 2) sum += uint32_t(b[i]) << 8 | b[i + 1];
+  if (len & 1) sum += uint32_t(b[len - 1]) << 8;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+TEST(Checksum, SumMatchesSixteenBitReference) {
+  std::mt19937 rng(3);
+  std::vector<uint8_t> buf(80);
+  for (int round = 0; round < 3000; ++round) {
+    for (auto& b : buf) b = (round % 3 == 0) ? 0xff : rng();  // all-ones: the carry case
+    size_t off = rng() % 8;
+    size_t len = rng() % 71;
+    uint32_t acc = (round & 1) ? rng() % 0x20000 : 0;
+    EXPECT_EQ(CsumFold(CsumAdd(acc, buf.data() + off, len)),
+              ReferenceSum(acc, buf.data() + off, len))
+        << "round " << round << " len " << len << " acc " << acc;
+  }
+}
+
+// NextHops must give Dataplane::NextHop's answer (IpPrefix::Contains over the
+// on-link prefixes, else the family's gateway) for both families.
+IpAddr ReferenceNextHop(const std::vector<IpPrefix>& on_link, const IpAddr& gw4,
+                        const IpAddr& gw6, const IpAddr& remote) {
+  if (on_link.empty()) return remote;
+  for (const auto& p : on_link) {
+    if (p.Contains(remote)) return remote;
+  }
+  const IpAddr& gw = remote.is_v4() ? gw4 : gw6;
+  return gw.is_zero() ? remote : gw;
+}
+
+TEST(NextHops, AgreesWithPrefixContains) {
+  std::vector<IpPrefix> on_link = {*IpPrefix::Parse("198.18.0.0/24"),
+                                   *IpPrefix::Parse("198.19.128.0/17"),
+                                   *IpPrefix::Parse("2001:db8:1::/64"),
+                                   *IpPrefix::Parse("2001:db8:2:8000::/49")};
+  IpAddr gw4 = *IpAddr::Parse("198.18.0.1");
+  IpAddr gw6 = *IpAddr::Parse("2001:db8:1::1");
+  NextHops hops(on_link, gw4, gw6);
+  NextHops no_gw6(on_link, gw4, IpAddr{});
+  NextHops none({}, gw4, gw6);
+  EXPECT_EQ(hops.Of(*IpAddr::Parse("198.18.0.77")), *IpAddr::Parse("198.18.0.77"));
+  EXPECT_EQ(hops.Of(*IpAddr::Parse("198.19.200.1")), *IpAddr::Parse("198.19.200.1"));
+  EXPECT_EQ(hops.Of(*IpAddr::Parse("198.19.1.1")), gw4);
+  EXPECT_EQ(hops.Of(*IpAddr::Parse("2001:db8:2:9000::5")), *IpAddr::Parse("2001:db8:2:9000::5"));
+  EXPECT_EQ(hops.Of(*IpAddr::Parse("2001:db8:2::5")), gw6);
+  EXPECT_EQ(no_gw6.Of(*IpAddr::Parse("2001:db8:2::5")), *IpAddr::Parse("2001:db8:2::5"));
+  EXPECT_EQ(none.Of(*IpAddr::Parse("198.19.1.1")), *IpAddr::Parse("198.19.1.1"));
+  std::mt19937 rng(5);
+  const char* bases[] = {"198.18.0.0", "198.19.0.0", "2001:db8:1::", "2001:db8:2::"};
+  for (int i = 0; i < 20000; ++i) {
+    IpAddr a = *IpAddr::Parse(bases[rng() % 4]);
+    // Vary the bits around the prefix boundaries.
+    if (a.is_v4()) {
+      a.b[13] ^= rng() & 0xff;
+      a.b[14] = rng();
+      a.b[15] = rng();
+    } else {
+      a.b[6] ^= rng() & 0xff;
+      a.b[7] = rng();
+      a.b[15] = rng();
+    }
+    for (const NextHops* h : {&hops, &no_gw6}) {
+      const IpAddr& g6 = h == &hops ? gw6 : IpAddr{};
+      ASSERT_EQ(h->Of(a), ReferenceNextHop(on_link, gw4, g6, a)) << a.ToString();
+    }
+  }
+}
+
+// A worker's NeighCache must never answer with what the table no longer
+// says: a new MAC, a neighbour gone incomplete, an entry added after a miss.
+TEST(NeighCache, FollowsTheTable) {
+  std::vector<tables::NeighEntry> entries(tables::kNeighCapacity);
+  for (auto& e : entries) {
+    e.seq.store(0);
+    e.state.store(0);
+  }
+  NeighTable table(entries.data());
+  NeighCache cache(table);
+  IpAddr gw = *IpAddr::Parse("198.18.0.1");
+  uint8_t mac[6];
+  EXPECT_FALSE(cache.Lookup(gw, mac)) << "no entry yet";
+
+  tables::NeighEntry* e = table.FindOrAdd(gw);
+  ASSERT_NE(e, nullptr);
+  EXPECT_FALSE(cache.Lookup(gw, mac)) << "incomplete";
+  const uint8_t mac1[6] = {2, 0, 0, 0, 0, 1};
+  NeighTable::Confirm(*e, mac1, 1);
+  ASSERT_TRUE(cache.Lookup(gw, mac));
+  EXPECT_EQ(std::memcmp(mac, mac1, 6), 0);
+  ASSERT_TRUE(cache.Lookup(gw, mac)) << "from the cache";
+  EXPECT_EQ(std::memcmp(mac, mac1, 6), 0);
+
+  const uint8_t mac2[6] = {2, 0, 0, 0, 0, 2};
+  NeighTable::Confirm(*e, mac2, 2);
+  ASSERT_TRUE(cache.Lookup(gw, mac));
+  EXPECT_EQ(std::memcmp(mac, mac2, 6), 0) << "the new MAC, not the cached one";
+
+  NeighTable::Write(*e, [&] { e->state.store(uint8_t(tables::NeighState::kIncomplete)); });
+  EXPECT_FALSE(cache.Lookup(gw, mac));
+  NeighTable::Write(*e, [&] { e->state.store(uint8_t(tables::NeighState::kStale)); });
+  EXPECT_TRUE(cache.Lookup(gw, mac)) << "stale is still usable";
+
+  // Many addresses: every answer equals the table's, through collisions.
+  std::mt19937 rng(9);
+  std::vector<IpAddr> hosts;
+  for (int i = 0; i < 300; ++i) {
+    IpAddr a = IpAddr::FromV4(htonl(0xc6130000u + i));
+    hosts.push_back(a);
+    if (i % 3) {
+      uint8_t m[6] = {2, 1, 0, 0, uint8_t(i >> 8), uint8_t(i)};
+      NeighTable::Confirm(*table.FindOrAdd(a), m, 3);
+    }
+  }
+  for (int i = 0; i < 5000; ++i) {
+    const IpAddr& a = hosts[rng() % hosts.size()];
+    uint8_t want[6] = {}, got[6] = {};
+    bool want_ok = table.Lookup(a, want);
+    ASSERT_EQ(cache.Lookup(a, got), want_ok) << a.ToString();
+    if (want_ok) {
+      ASSERT_EQ(std::memcmp(want, got, 6), 0) << a.ToString();
+    }
+    if (i % 500 == 0) {
+      uint8_t m[6] = {2, 2, 0, 0, 0, uint8_t(i)};
+      NeighTable::Confirm(*table.FindOrAdd(hosts[rng() % hosts.size()]), m, 4);
     }
   }
 }
