@@ -85,18 +85,30 @@ void SlowPath::Learn(const IpAddr& ip, const uint8_t mac[6], bool create, bool a
   if (!UnicastMac(mac) || ip.is_zero() || IsVip(ip)) return;
   tables::NeighEntry* e = create ? dp_.neigh.FindOrAdd(ip) : dp_.neigh.Find(ip);
   if (!e) return;
-  if (NeighState(e->state.load()) == NeighState::kReachable && std::memcmp(e->mac, mac, 6) != 0) {
-    // A reachable neighbour's MAC moves only with an answer to a request of
-    // ours that is still pending; anything else claiming its address with
-    // another MAC may be an attempt to steal its media. A host that really
-    // changed its MAC is re-learnt when the entry goes stale (neigh_reachable_s).
-    bool asked = e->requested_ns && now_ns - e->requested_ns < 3ull * dp_.cfg.neigh_probe_ms * 1000000ull;
-    if (!(answer && asked)) {
-      dp_.state.worker_counters(dp_.cfg.worker_lcores.size()).drops[uint32_t(Drop::kNotForUs)]++;
-      return;
-    }
+  // Only an answer to a request of ours that is still pending sets or moves
+  // a neighbour's MAC. Anything else (a request, a gratuitous or unsolicited
+  // frame) may claim another host's address to steal its media: it refreshes
+  // an entry with the same MAC, is refused (and counted) against a known
+  // entry, and for an unknown one starts a request of our own, whose answer
+  // decides. A host that really changed its MAC answers the probes sent
+  // when its entry goes stale (neigh_reachable_s).
+  bool asked =
+      e->requested_ns && now_ns - e->requested_ns < 3ull * dp_.cfg.neigh_probe_ms * 1000000ull;
+  if (answer && asked) {
+    NeighTable::Confirm(*e, mac, now_ns);
+    return;
   }
-  NeighTable::Confirm(*e, mac, now_ns);
+  auto st = NeighState(e->state.load());
+  bool known = st == NeighState::kReachable || st == NeighState::kStale;
+  if (known && std::memcmp(e->mac, mac, 6) == 0) {
+    if (st == NeighState::kReachable) NeighTable::Confirm(*e, mac, now_ns);
+    return;
+  }
+  if (known) {
+    dp_.state.worker_counters(dp_.cfg.worker_lcores.size()).drops[uint32_t(Drop::kNotForUs)]++;
+    return;
+  }
+  Resolve(ip, now_ns);
 }
 
 void SlowPath::Transmit(rte_mbuf* m) { out_.push_back(m); }
@@ -254,6 +266,7 @@ void SlowPath::HandleArp(rte_mbuf* m, const Parsed& p) {
   bool active = dp_.Active();
   if (IsVip(spa)) {
     wc.drops[uint32_t(Drop::kNotForUs)]++;  // someone else claims our VIP
+    Defend(now);
   } else if (op == kArpRequest && IsVip(tpa) && spa != tpa) {
     Learn(spa, sha, OnLink(spa), false, now);
     if (active) SendArp(kArpReply, sha, tpa, sha, spa);
@@ -333,6 +346,7 @@ void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
     const uint8_t* tlla = FindLlOption(icmp + 24, len - 24, kOptTlla);
     if (IsVip(target)) {
       wc.drops[uint32_t(Drop::kNotForUs)]++;  // someone else claims our VIP
+      Defend(now);
     } else {
       Learn(target, tlla ? tlla : f + 6, false, (icmp[4] & 0x40) != 0, now);
     }
@@ -377,6 +391,15 @@ void SlowPath::Resolve(const IpAddr& ip, uint64_t now_ns) {
   } else {
     SendNs(ip);
   }
+}
+
+// Another host claimed one of our VIPs (a gratuitous ARP or an unsolicited
+// NA): hosts that believed it would send media there. Announce our VIPs again
+// at once, as RFC 5227 defends an address, at most every 10 ms.
+void SlowPath::Defend(uint64_t now_ns) {
+  if (!dp_.Active() || now_ns - last_defence_ns_ < 10'000'000ull) return;
+  last_defence_ns_ = now_ns;
+  Announce();
 }
 
 void SlowPath::Announce() {

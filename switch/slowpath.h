@@ -55,6 +55,7 @@ class SlowPath {
   void SendNa(const IpAddr& target, const IpAddr& dst_ip, const uint8_t dst_mac[6],
               bool solicited);
   void Announce();
+  void Defend(uint64_t now_ns);
   void Transmit(rte_mbuf* m);
 
   Dataplane& dp_;
@@ -71,6 +72,7 @@ class SlowPath {
   uint64_t hb_counter_ = 0;
   uint64_t next_hb_ns_ = 0;
   uint64_t hold_until_ns_ = 0;
+  uint64_t last_defence_ns_ = 0;
   ReplayGuard replay_[2];
   std::string access_iface_;  // kernel interface behind the access port, if any
 };
