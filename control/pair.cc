@@ -299,6 +299,11 @@ void Pair::Step(absl::Time now) {
     decisions = machine_->TakeDecisions();
   }
   for (const mirror::Decision& d : decisions) {
+    if (d.role == mirror::Role::kActive && core_.node_role() != tables::Role::kActive) {
+      absl::MutexLock slock(&status_mu_);
+      takeover_log_id_ = core_.changes().log_id();
+      takeover_position_ = core_.changes().last_seq();
+    }
     core_.SetNodeRole(FromMirror(d.role), d.epoch, d.cause);
     absl::MutexLock lock(&mu_);
     if (d.role == mirror::Role::kActive) {
@@ -406,6 +411,8 @@ void Pair::PublishStatus(absl::Time now) {
   s.set_compare_seq(compare_seq_);
   s.set_compare_result(compare_result_);
   s.set_drift_repairs(drift_repairs_);
+  s.set_takeover_log_id(takeover_log_id_);
+  s.set_takeover_position(takeover_position_);
   status_ = std::move(s);
 }
 

@@ -102,6 +102,8 @@ class Pair {
   uint64_t sync_timeouts_ ABSL_GUARDED_BY(status_mu_) = 0;
   std::string compare_result_ ABSL_GUARDED_BY(status_mu_);
   uint64_t compare_seq_ ABSL_GUARDED_BY(status_mu_) = 0;
+  uint64_t takeover_log_id_ ABSL_GUARDED_BY(status_mu_) = 0;
+  uint64_t takeover_position_ ABSL_GUARDED_BY(status_mu_) = 0;
 };
 
 }  // namespace tandem::control

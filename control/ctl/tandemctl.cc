@@ -462,6 +462,11 @@ void CmdStatus(Context& c, const Args& a, bool neighbours, bool ports_only) {
                                       " changes / ", absl::StrFormat("%.1f", p.lag_ms()), " ms")},
          {"alarms", p.alarms()},
          {"takeovers", absl::StrCat(p.takeovers())},
+         {"taken over at", p.takeover_position()
+                               ? absl::StrCat("change ", p.takeover_position(), " of log ",
+                                              p.takeover_log_id(),
+                                              " (later writes of the old active may be lost)")
+                               : std::string("-")},
          {"last takeover", takeover},
          {"site data", p.compare_result().empty()
                            ? std::string("not compared yet")

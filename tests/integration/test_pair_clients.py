@@ -66,8 +66,13 @@ def test_pair_serves_clients_across_a_takeover(bed):
 
     sites_before = pair_ctl(bed, "site", "list")
     meetings_before = pair_ctl(bed, "meeting", "list")
+    last_seen = bed.a.status()["change_seq"]
     bed.a.kill_all()
     bed.wait_role(bed.b, "active", timeout=10)
+    # The new active says up to which change of the old active's log it got:
+    # all of them here (the writes above were replicated before the kill).
+    taken = bed.b.status()["pair"]
+    assert int(taken["takeover_position"]) >= int(last_seen), taken
 
     # Without naming the new active: the same sites and meetings.
     assert pair_ctl(bed, "site", "list") == sites_before
