@@ -454,6 +454,7 @@ absl::Status Core::GetStatus(const v1::GetStatusRequest& req, v1::NodeStatus* ou
     ps->set_imissed(p.imissed);
     ps->set_ierrors(p.ierrors);
     ps->set_oerrors(p.oerrors);
+    ps->set_xdp_mode(std::string(p.xdp_mode, strnlen(p.xdp_mode, sizeof p.xdp_mode)));
   }
   if (req.include_neighbours()) {
     static const char* kStates[] = {"free", "incomplete", "reachable", "stale"};

@@ -331,6 +331,14 @@ int Main(int argc, char** argv) {
   sh.n_ports.store(nb_ports);
   UpdatePortStats(dp);
   if (auto st = shared_nic.Attach(dp.cfg); !st.ok()) Die(std::string(st.message()));
+  for (const xdp::PortSteering& p : shared_nic.ports()) {
+    for (uint32_t i = 0; i < nb_ports; ++i) {
+      tables::PortState& ps = dp.state.port(i);
+      if (p.port_name() != ps.name) continue;
+      std::snprintf(ps.xdp_mode, sizeof ps.xdp_mode, "%s, %s", p.info().attach_mode.c_str(),
+                    p.info().socket_mode.c_str());
+    }
+  }
   shared_nic.Tick(dp.tables, MonotonicNs());
 
   if (dp.cfg.telemetry) {

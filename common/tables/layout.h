@@ -30,7 +30,7 @@ namespace tandem::tables {
 inline constexpr uint64_t kTablesMagic = 0x31424154444e4154ULL;  // "TANDTAB1"
 inline constexpr uint64_t kStateMagic = 0x31545341444e4154ULL;   // "TANDAST1"
 inline constexpr uint32_t kTablesVersion = 1;
-inline constexpr uint32_t kStateVersion = 1;
+inline constexpr uint32_t kStateVersion = 2;
 
 inline constexpr uint32_t kNil = 0xffffffffu;  // end of a chain or list
 inline constexpr uint32_t kMaxVips = 64;
@@ -224,6 +224,9 @@ struct alignas(64) PortState {
   uint8_t present;
   uint32_t speed_mbps;
   uint32_t rx_queues, tx_queues;
+  // Shared-NIC mode: "<attach mode>, <socket mode>" (e.g. "native, copy"),
+  // empty when the port has no steering program.
+  char xdp_mode[32];
   uint64_t ipackets, opackets, ibytes, obytes, imissed, ierrors, oerrors, rx_nombuf;
 };
 

@@ -388,12 +388,12 @@ void CmdStatus(Context& c, const Args& a, bool neighbours, bool ports_only) {
       printf("]}\n");
       return;
     }
-    Table t(
-        {"PORT", "MAC", "LINK", "RX_PKTS", "TX_PKTS", "RX_MISSED", "RX_ERR", "TX_ERR", "DEVARGS"});
+    Table t({"PORT", "MAC", "LINK", "RX_PKTS", "TX_PKTS", "RX_MISSED", "RX_ERR", "TX_ERR", "XDP",
+             "DEVARGS"});
     for (const auto& p : s.ports()) {
       t.Add({p.name(), p.mac(), p.link_up() ? "up" : "down", absl::StrCat(p.ipackets()),
              absl::StrCat(p.opackets()), absl::StrCat(p.imissed()), absl::StrCat(p.ierrors()),
-             absl::StrCat(p.oerrors()), p.devargs()});
+             absl::StrCat(p.oerrors()), p.xdp_mode().empty() ? "-" : p.xdp_mode(), p.devargs()});
     }
     t.Print();
     return;

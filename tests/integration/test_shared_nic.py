@@ -226,6 +226,10 @@ def test_attached_in_steering_mode(shared):
     assert int(m.group(3)) == 1
     info = shared.switch.xdp_counters()
     assert info["socket_mode"] in ("copy", "zero-copy"), info
+    # The operator sees the modes with the port (tandemctl show ports reads
+    # the same field of the state region).
+    ports = shared.tables.stats()["ports"]
+    assert ports[0]["xdp_mode"] == f"{info['attach_mode']}, {info['socket_mode']}", ports[0]
     print(f"attach mode {info['attach_mode']}, socket mode {info['socket_mode']}")
 
 

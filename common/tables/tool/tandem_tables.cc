@@ -714,6 +714,7 @@ absl::Status Stats(const Options& o, const std::string& path) {
       j.Key("ierrors").Uint(s.ierrors);
       j.Key("oerrors").Uint(s.oerrors);
       j.Key("rx_nombuf").Uint(s.rx_nombuf);
+      j.Key("xdp_mode").String(std::string(s.xdp_mode, strnlen(s.xdp_mode, sizeof(s.xdp_mode))));
       j.EndObject();
     }
     j.EndArray();
