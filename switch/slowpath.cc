@@ -434,8 +434,9 @@ void SlowPath::HandleHeartbeat(rte_mbuf* m, uint32_t path, uint16_t l3) {
     }
     return;
   }
-  if (dp_.hold_active.load(std::memory_order_relaxed) &&
-      (!(msg->flags & tables::kHbActive) || msg->epoch < dp_.tables.epoch())) {
+  if ((msg->flags & tables::kHbActive) && msg->epoch >= dp_.tables.epoch()) {
+    peer_took_over_ = true;  // keep holding until our control plane demotes us
+  } else if (dp_.hold_active.load(std::memory_order_relaxed)) {
     dp_.hold_active.store(false);
     std::fprintf(stderr, "tandem-switch: peer %u is not active in a higher epoch: forwarding\n",
                  msg->node_id);
@@ -516,7 +517,7 @@ void SlowPath::Tick(uint64_t now_ns) {
     if (!hold_until_ns_) hold_until_ns_ = now_ns + std::max<uint64_t>(
         300'000'000ull, 30ull * dp_.cfg.heartbeat_ms * 1000000ull);
     bool standby = dp_.tables.role() != tables::Role::kActive;
-    if (standby || now_ns >= hold_until_ns_) {
+    if (standby || (now_ns >= hold_until_ns_ && !peer_took_over_)) {
       dp_.hold_active.store(false);
       if (!standby) std::fprintf(stderr, "tandem-switch: no active peer heard: forwarding\n");
     }

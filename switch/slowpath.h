@@ -73,6 +73,7 @@ class SlowPath {
   uint64_t next_hb_ns_ = 0;
   uint64_t hold_until_ns_ = 0;
   uint64_t last_defence_ns_ = 0;
+  bool peer_took_over_ = false;  // heard the peer active in our epoch or a higher one
   ReplayGuard replay_[2];
   std::string access_iface_;  // kernel interface behind the access port, if any
 };
