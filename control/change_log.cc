@@ -1,16 +1,13 @@
 #include "control/change_log.h"
 
+#include "common/clock.h"
+
 #include <time.h>
 
 #include "absl/strings/str_cat.h"
 
 namespace tandem::control {
 namespace {
-uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
 // Protobuf wire format of a varint field.
 void AppendVarintField(uint32_t field, uint64_t value, std::string* out) {
   uint64_t tag = uint64_t{field} << 3;  // wire type 0
@@ -41,7 +38,7 @@ uint64_t ChangeLog::AppendAll(std::vector<v1::Change>& changes) {
   // one message).
   std::vector<std::string> bodies(changes.size());
   for (size_t i = 0; i < changes.size(); ++i) changes[i].SerializeToString(&bodies[i]);
-  uint64_t now = NowNs();
+  uint64_t now = UnixNs();
   absl::MutexLock lock(&mu_);
   for (size_t i = 0; i < changes.size(); ++i) {
     uint64_t seq = next_seq_++;

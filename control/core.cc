@@ -1,5 +1,7 @@
 #include "control/core.h"
 
+#include "common/clock.h"
+
 #include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -23,18 +25,6 @@ using tables::kLegSend;
 // Leg ids are reserved in the store a block at a time, so ids never repeat
 // across restarts without a store write per join.
 constexpr uint64_t kLegIdBlock = 1u << 20;
-
-uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
-
-uint64_t MonoNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
 
 v1::Channel ToProto(tables::Channel c) {
   switch (c) {
@@ -300,7 +290,7 @@ v1::Usage Core::ParticipantUsage(const ParticipantRec& rec) const {
   v1::Usage u = rec.p.usage();  // legs that already left, and minutes when left
   for (uint64_t leg : rec.legs) AddUsage(LegUsage(leg), &u);
   if (rec.p.left_unix_ns() == 0) {
-    uint64_t now = NowNs();
+    uint64_t now = UnixNs();
     if (now > rec.p.joined_unix_ns()) {
       u.set_participant_minutes(double(now - rec.p.joined_unix_ns()) / 60e9);
     }
@@ -411,7 +401,7 @@ absl::Status Core::GetStatus(const v1::GetStatusRequest& req, v1::NodeStatus* ou
   out->set_switch_pid(pid);
   out->set_switch_running(pid > 0 && kill(pid, 0) == 0);
   out->set_switch_restarts(h.restarts.load());
-  uint64_t now = MonoNs();
+  uint64_t now = MonotonicNs();
   uint32_t workers = std::min(h.n_workers.load(), state_.max_workers());
   for (uint32_t w = 0; w < workers; ++w) {
     const tables::WorkerHealth& wh = state_.health(w);
@@ -509,7 +499,7 @@ absl::Status Core::CreateSite(const v1::CreateSiteRequest& req, v1::Site* out) {
     }
   }
   if (site.site_id() == 0) site.set_site_id(next_site_id_);
-  uint64_t now = NowNs();
+  uint64_t now = UnixNs();
   site.set_created_unix_ns(now);
   site.set_updated_unix_ns(now);
   if (auto st = store_->Begin(); !st.ok()) return st;
@@ -562,7 +552,7 @@ absl::Status Core::UpdateSite(const v1::UpdateSiteRequest& req, v1::Site* out) {
   for (const auto& [k, v] : req.set_preferences()) (*site.mutable_preferences())[k] = v;
   for (const std::string& k : req.remove_preferences()) site.mutable_preferences()->erase(k);
   if (req.has_policy()) *site.mutable_policy() = req.policy();
-  site.set_updated_unix_ns(NowNs());
+  site.set_updated_unix_ns(UnixNs());
   if (auto st = store_->Begin(); !st.ok()) return st;
   if (auto st = store_->PutSite(site); !st.ok()) {
     store_->Rollback();
@@ -631,7 +621,7 @@ absl::Status Core::ScheduleMeeting(const v1::ScheduleMeetingRequest& req, v1::Me
   m.set_participants(0);
   m.set_legs(0);
   m.clear_usage();
-  m.set_created_unix_ns(NowNs());
+  m.set_created_unix_ns(UnixNs());
   if (auto st = store_->Begin(); !st.ok()) return st;
   if (auto st = store_->PutMeeting(m); !st.ok()) {
     store_->Rollback();
@@ -669,7 +659,7 @@ absl::Status Core::StartMeeting(const v1::StartMeetingRequest& req, v1::Meeting*
   }
   v1::Meeting m = cur;
   m.set_state(v1::LIVE);
-  m.set_started_unix_ns(NowNs());
+  m.set_started_unix_ns(UnixNs());
   // Store first (uncommitted), then the tables, then commit: a crash before
   // the commit leaves a meeting in the tables that the store does not call
   // live, and the restart removes it.
@@ -708,7 +698,7 @@ absl::Status Core::EndMeeting(const v1::EndMeetingRequest& req, v1::Meeting* out
   }
   RefreshState();
   v1::Meeting m = cur;
-  uint64_t now = NowNs();
+  uint64_t now = UnixNs();
   std::vector<v1::Participant> finals;
   std::vector<uint64_t> legs;
   if (m.state() == v1::LIVE) {
@@ -860,7 +850,7 @@ absl::Status Core::Join(const v1::JoinRequest& req, v1::JoinResponse* out) {
   absl::flat_hash_map<uint64_t, uint32_t> new_present;  // meeting -> joiners in this call
   absl::flat_hash_map<uint64_t, uint32_t> new_legs;     // site -> legs in this call
   absl::flat_hash_map<uint64_t, uint32_t> site_legs;    // site -> live legs (cached)
-  uint64_t now = NowNs();
+  uint64_t now = UnixNs();
   uint64_t next_pid = next_participant_id_;
 
   for (int i = 0; i < req.participants_size(); ++i) {
@@ -1063,21 +1053,9 @@ absl::Status Core::Join(const v1::JoinRequest& req, v1::JoinResponse* out) {
 
 void Core::DropLegs(const std::vector<uint64_t>& leg_ids, std::vector<v1::Change>* changes) {
   for (uint64_t id : leg_ids) {
-    auto it = legs_.find(id);
-    if (it == legs_.end()) continue;
-    const LegRec& rec = it->second;
-    pool_.Release(rec.local, rec.local_port);
-    auto pit = participants_.find(rec.participant_id);
-    if (pit != participants_.end()) {
-      auto& v = pit->second.legs;
-      v.erase(std::remove(v.begin(), v.end(), id), v.end());
-    }
-    auto lit = live_.find(rec.meeting_id);
-    if (lit != live_.end() && lit->second.legs > 0) lit->second.legs--;
-    (void)writer_->RemoveLeg(id);
-    legs_.erase(it);
-    v1::Change c = MakeChange(v1::Change::LEG_REMOVED, id);
-    changes->push_back(std::move(c));
+    if (!legs_.contains(id)) continue;
+    DropLegQuietly(id);
+    changes->push_back(MakeChange(v1::Change::LEG_REMOVED, id));
   }
 }
 
@@ -1113,7 +1091,7 @@ absl::Status Core::Leave(const v1::LeaveRequest& req, v1::LeaveResponse* out) {
     if (fresh) it->second = participants_[pid].p;
     AddUsage(LegUsage(lid), it->second.mutable_usage());
   }
-  uint64_t now = NowNs();
+  uint64_t now = UnixNs();
   for (uint64_t pid : leaving) {
     auto [it, fresh] = updated.try_emplace(pid);
     if (fresh) it->second = participants_[pid].p;
@@ -1403,7 +1381,7 @@ std::string Core::RenderMetrics() {
                     tables::DropName(static_cast<tables::Drop>(d)), "\"} ", t.drops[d], "\n");
   }
   uint32_t workers = std::min(h.n_workers.load(), state_.max_workers());
-  uint64_t now = MonoNs();
+  uint64_t now = MonotonicNs();
   metric("tandem_worker_heartbeat_age_seconds", "gauge", "time since a worker's last heartbeat");
   for (uint32_t w = 0; w < workers; ++w) {
     uint64_t hb = state_.health(w).heartbeat_ns.load();

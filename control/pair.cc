@@ -8,15 +8,13 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 
 namespace tandem::control {
 namespace {
 
-absl::Time MonoNow() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return absl::FromUnixNanos(int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec);
-}
+// The switch stamps heartbeats with CLOCK_MONOTONIC: the role machine runs on it.
+absl::Time MonoNow() { return absl::FromUnixNanos(static_cast<int64_t>(MonotonicNs())); }
 
 mirror::Role ToMirror(tables::Role r) {
   return r == tables::Role::kActive ? mirror::Role::kActive : mirror::Role::kStandby;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/tables/tables.h"
 #include "switch/config.h"
 #include "switch/neigh.h"
@@ -76,7 +77,7 @@ struct Dataplane {
 // The per-lcore worker loop; returns when dp.stop is set.
 int RunWorker(Dataplane& dp, uint32_t worker_index, uint16_t queue);
 
-uint64_t MonotonicNs();
-uint64_t UnixNs();
+using tandem::MonotonicNs;
+using tandem::UnixNs;
 
 }  // namespace tandem::sw

@@ -15,16 +15,11 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "absl/container/flat_hash_set.h"
 
 namespace tandem::tables {
 namespace {
-
-uint64_t UnixNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
 
 uint64_t Align(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 

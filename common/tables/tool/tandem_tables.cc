@@ -30,6 +30,7 @@
 #include "absl/strings/string_view.h"
 #include "common/net/addr.h"
 #include "common/tables/layout.h"
+#include "common/clock.h"
 #include "common/tables/tables.h"
 #include "common/tables/tool/json.h"
 
@@ -130,12 +131,6 @@ absl::StatusOr<Options> ParseArgs(int argc, char** argv) {
   }
   if (o.args.empty()) return absl::InvalidArgumentError("no command given (see --help)");
   return o;
-}
-
-uint64_t MonotonicNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
 }
 
 const char* RoleName(Role r) { return r == Role::kActive ? "active" : "standby"; }
