@@ -191,7 +191,7 @@ void SlowPath::SendNa(const IpAddr& target, const IpAddr& dst_ip, const uint8_t 
   Transmit(m);
 }
 
-void SlowPath::SendNs(const IpAddr& target) {
+void SlowPath::SendNs(const IpAddr& target, bool from_vip) {
   const IpAddr* src = nullptr;
   for (const auto& v : vips_) {
     if (!v.is_v4()) {
@@ -199,13 +199,20 @@ void SlowPath::SendNs(const IpAddr& target) {
       break;
     }
   }
-  if (!src) return;  // no IPv6 VIP to speak from
+  static const IpAddr kUnspecified6{};
+  if (!from_vip) {
+    src = &kUnspecified6;
+  } else if (!src) {
+    return;  // no IPv6 VIP to speak from
+  }
+  // From :: an NS carries no source link-layer option (RFC 4861 7.1.1).
+  uint16_t len = from_vip ? 32 : 24;
   uint8_t mac[6] = {0x33, 0x33, 0xff, target.b[13], target.b[14], target.b[15]};
   uint8_t* ip;
-  rte_mbuf* m = NewFrame(mac, kEthIPv6, 40 + 32, &ip);
+  rte_mbuf* m = NewFrame(mac, kEthIPv6, 40 + len, &ip);
   if (!m) return;
   ip[0] = 0x60;
-  PutBe16(ip + 4, 32);
+  PutBe16(ip + 4, len);
   ip[6] = kProtoIcmp6;
   ip[7] = 255;
   std::memcpy(ip + 8, src->b, 16);
@@ -215,10 +222,12 @@ void SlowPath::SendNs(const IpAddr& target) {
   uint8_t* icmp = ip + 40;
   icmp[0] = kNdNs;
   std::memcpy(icmp + 8, target.b, 16);
-  icmp[24] = kOptSlla;
-  icmp[25] = 1;
-  std::memcpy(icmp + 26, dp_.ports[0].mac, 6);
-  PutBe16(icmp + 2, L4Checksum(false, ip, icmp, 32, kProtoIcmp6));
+  if (from_vip) {
+    icmp[24] = kOptSlla;
+    icmp[25] = 1;
+    std::memcpy(icmp + 26, dp_.ports[0].mac, 6);
+  }
+  PutBe16(icmp + 2, L4Checksum(false, ip, icmp, len, kProtoIcmp6));
   Transmit(m);
 }
 
@@ -348,7 +357,11 @@ void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
       wc.drops[uint32_t(Drop::kNotForUs)]++;  // someone else claims our VIP
       Defend(now);
     } else {
-      Learn(target, tlla ? tlla : f + 6, false, (icmp[4] & 0x40) != 0, now);
+      // An answer is a solicited NA; a standby's probes go out from ::, and
+      // hosts answer those to all nodes without the S flag (Learn still
+      // accepts either only while our request is pending).
+      bool answer = (icmp[4] & 0x40) != 0 || !dp_.Active();
+      Learn(target, tlla ? tlla : f + 6, false, answer, now);
     }
   } else if (type == kIcmp6EchoRequest && IsVip(dst) && active) {
     uint8_t mac[6];
@@ -378,6 +391,11 @@ void SlowPath::Resolve(const IpAddr& ip, uint64_t now_ns) {
     e->requested_ns = now_ns;
     if (e->probes < 255) e->probes++;
   });
+  // A request from a VIP teaches the asked host that the VIP lives at our
+  // MAC: only the active node may say so. A standby (whose neighbour cache is
+  // kept warm for a takeover) asks from the unspecified address, as duplicate
+  // address detection does (RFC 5227 ARP probe, RFC 4862 NS from ::).
+  bool speak_for_vip = dp_.Active();
   if (ip.is_v4()) {
     const IpAddr* src = nullptr;
     for (const auto& v : vips_) {
@@ -386,10 +404,11 @@ void SlowPath::Resolve(const IpAddr& ip, uint64_t now_ns) {
         break;
       }
     }
-    if (!src) return;
-    SendArp(kArpRequest, kBroadcast, *src, kZeroMac, ip);
+    static const IpAddr kUnspecified4 = IpAddr::FromV4(0);
+    if (!src && speak_for_vip) return;
+    SendArp(kArpRequest, kBroadcast, speak_for_vip ? *src : kUnspecified4, kZeroMac, ip);
   } else {
-    SendNs(ip);
+    SendNs(ip, speak_for_vip);
   }
 }
 

@@ -51,7 +51,7 @@ class SlowPath {
                      uint8_t** l3);
   void SendArp(uint16_t op, const uint8_t dst_mac[6], const IpAddr& sender,
                const uint8_t target_mac[6], const IpAddr& target);
-  void SendNs(const IpAddr& target);
+  void SendNs(const IpAddr& target, bool from_vip);
   void SendNa(const IpAddr& target, const IpAddr& dst_ip, const uint8_t dst_mac[6],
               bool solicited);
   void Announce();
