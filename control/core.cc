@@ -174,6 +174,10 @@ absl::Status Core::Reconcile() {
   });
   for (uint64_t id : stale_legs) (void)writer_->RemoveLeg(id);
   removed_on_start_ += stale_legs.size();
+  // Leg ids rise in join order: a participant's legs are listed as they joined.
+  std::sort(keep.begin(), keep.end(), [](const tables::LegInfo& a, const tables::LegInfo& b) {
+    return a.spec.leg_id < b.spec.leg_id;
+  });
   uint64_t max_leg = 0;
   for (const tables::LegInfo& info : keep) {
     ParticipantRec& pr = participants_[info.spec.participant_id];
