@@ -16,8 +16,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from control_helpers.control import ControlDaemon, CtlError, ctl_binary  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not ctl_binary().exists(),
-                                reason=f"{ctl_binary()} not built")
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from helpers.meeting import (VIP_PORT_BASE, check_exactly_once, member_flows,  #
 from helpers.netns import VIP4, VIP6  # noqa: E402
 from helpers.participants import FlowRun, run_flows  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not ctl_binary().exists(), reason=f"{ctl_binary()} not built")
 
 WARMUPS = 3  # warm-up packets each participant sends per destination
 

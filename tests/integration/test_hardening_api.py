@@ -13,7 +13,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from control_helpers.control import ControlDaemon, CtlError, ctl_binary  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not ctl_binary().exists(), reason=f"{ctl_binary()} not built")
 
 TYPED = {"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "RESOURCE_EXHAUSTED",
          "FAILED_PRECONDITION", "OUT_OF_RANGE"}

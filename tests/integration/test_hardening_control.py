@@ -18,7 +18,6 @@ from helpers.meeting import (MEDIA_PORT, VIP_PORT_BASE, own_endpoint, sender_id,
 from helpers.netns import VIP4, VIP6  # noqa: E402
 from helpers.participants import Flow, FlowRun  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not ctl_binary().exists(), reason=f"{ctl_binary()} not built")
 
 LEG_PPS = 100
 
