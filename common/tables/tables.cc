@@ -23,9 +23,14 @@ namespace {
 
 uint64_t Align(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
+// Capacities beyond these are refused (a corrupted header must not make the
+// layout arithmetic overflow).
+constexpr uint32_t kMaxLegCapacity = 1u << 30;
+constexpr uint32_t kMaxMeetingCapacity = 1u << 28;
+
 uint32_t NextPow2(uint32_t v) {
   uint32_t p = 1;
-  while (p < v) p <<= 1;
+  while (p < v && p < (1u << 31)) p <<= 1;
   return p;
 }
 
@@ -131,7 +136,8 @@ absl::Status ValidateTables(const TablesHeader& h, size_t file_size, const std::
     return absl::FailedPreconditionError(absl::StrCat(
         path, " has tables layout version ", h.version, ", this build uses ", kTablesVersion));
   }
-  if (h.leg_capacity == 0 || h.meeting_capacity == 0 || h.max_readers != kMaxReaders) {
+  if (h.leg_capacity == 0 || h.meeting_capacity == 0 || h.leg_capacity > kMaxLegCapacity ||
+      h.meeting_capacity > kMaxMeetingCapacity || h.max_readers != kMaxReaders) {
     return absl::DataLossError(absl::StrCat(path, " has an invalid capacity"));
   }
   TablesLayout l = ComputeTablesLayout(h.leg_capacity, h.meeting_capacity);
@@ -240,9 +246,32 @@ namespace {
 absl::Status ValidateLinks(const TablesView& v, const std::string& path) {
   const TablesHeader& h = v.header();
   auto ok = [&](uint32_t i) { return i == kNil || i < h.leg_capacity; };
+  // Each leg is in at most one lookup chain and one fan-out list, so all
+  // chains together, and all lists together, hold at most leg_capacity
+  // entries: more steps than that means a loop.
+  uint64_t steps = 0;
   for (uint64_t b = 0; b < h.bucket_count; ++b) {
-    if (!ok(v.bucket(b).load(std::memory_order_relaxed))) {
+    uint32_t i = v.bucket(b).load(std::memory_order_relaxed);
+    if (!ok(i)) {
       return absl::DataLossError(absl::StrCat(path, ": hash bucket ", b, " points outside the legs"));
+    }
+    for (; i != kNil; i = v.leg(i).hash_next.load(std::memory_order_relaxed)) {
+      if (!ok(v.leg(i).hash_next.load(std::memory_order_relaxed)) || ++steps > h.leg_capacity) {
+        return absl::DataLossError(absl::StrCat(path, ": the lookup chains loop or leave the legs"));
+      }
+    }
+  }
+  steps = 0;
+  for (uint32_t m = 0; m < h.meeting_capacity; ++m) {
+    const MeetingEntry& e = v.meeting(m);
+    if (e.state.load(std::memory_order_relaxed) == uint8_t(EntryState::kFree)) continue;
+    for (uint32_t c = 0; c < kChannels; ++c) {
+      uint32_t i = e.head[c].load(std::memory_order_relaxed);
+      for (; ok(i) && i != kNil; i = v.leg(i).group_next.load(std::memory_order_relaxed)) {
+        if (++steps > h.leg_capacity) {
+          return absl::DataLossError(absl::StrCat(path, ": the meeting lists loop"));
+        }
+      }
     }
   }
   for (uint32_t m = 0; m < h.meeting_capacity; ++m) {
@@ -282,8 +311,9 @@ absl::StatusOr<std::pair<Mapping, TablesView>> OpenOrCreateTables(const std::str
                                                                   const Capacity& cap) {
   auto existing = AttachTables(path);
   if (existing.ok() || !absl::IsNotFound(existing.status())) return existing;
-  if (cap.legs == 0 || cap.meetings == 0 || cap.legs >= kNil || cap.meetings >= kNil) {
-    return absl::InvalidArgumentError("table capacity must be between 1 and 2^32-2");
+  if (cap.legs == 0 || cap.meetings == 0 || cap.legs > kMaxLegCapacity ||
+      cap.meetings > kMaxMeetingCapacity) {
+    return absl::InvalidArgumentError("table capacity must be 1..2^30 legs and 1..2^28 meetings");
   }
   TablesLayout l = ComputeTablesLayout(cap.legs, cap.meetings);
   auto st = CreateAtomically(path, l.size, [&](void* base) {

@@ -52,9 +52,13 @@ struct Node {
   absl::Time decided_at;
   std::unique_ptr<PairMonitor> monitor;
 
-  void Start(HeartbeatOptions o, Role role, uint64_t epoch) {
+  // `multiplier`: tests that must see no role change use a longer detection
+  // time, so that a thread starved on a loaded machine does not look dead.
+  void Start(HeartbeatOptions o, Role role, uint64_t epoch, int multiplier = 3) {
+    RoleConfig rc;
+    rc.multiplier = multiplier;
     absl::StatusOr<std::unique_ptr<PairMonitor>> m = PairMonitor::Start(
-        o, RoleConfig{}, role, epoch,
+        o, rc, role, epoch,
         [this](const Decision& d) {
           absl::MutexLock l(&mu);
           decisions.push_back(d);
@@ -74,8 +78,8 @@ struct Node {
 
 TEST(PairMonitor, PeersHearEachOtherOnBothPathsAndKeepTheirRoles) {
   Node a, b;
-  a.Start(Options(1, 2, BasePort(), 0), Role::kActive, 1);
-  b.Start(Options(2, 1, BasePort(), 0), Role::kStandby, 1);
+  a.Start(Options(1, 2, BasePort(), 0), Role::kActive, 1, /*multiplier=*/20);
+  b.Start(Options(2, 1, BasePort(), 0), Role::kStandby, 1, /*multiplier=*/20);
   ASSERT_TRUE(WaitFor([&] {
     HeartbeatStats s = b.monitor->heartbeater().stats();
     return s.received[0] > 20 && s.received[1] > 20;
