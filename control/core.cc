@@ -506,12 +506,7 @@ absl::Status Core::CreateSite(const v1::CreateSiteRequest& req, v1::Site* out) {
   uint64_t now = UnixNs();
   site.set_created_unix_ns(now);
   site.set_updated_unix_ns(now);
-  if (auto st = store_->Begin(); !st.ok()) return st;
-  if (auto st = store_->PutSite(site); !st.ok()) {
-    store_->Rollback();
-    return st;
-  }
-  if (auto st = store_->Commit(); !st.ok()) return st;
+  if (auto st = store_->Transaction([&] { return store_->PutSite(site); }); !st.ok()) return st;
   next_site_id_ = std::max(next_site_id_, site.site_id() + 1);
   sites_[site.site_id()] = site;
   v1::Change c = MakeChange(v1::Change::SITE_PUT, site.site_id());
@@ -557,12 +552,7 @@ absl::Status Core::UpdateSite(const v1::UpdateSiteRequest& req, v1::Site* out) {
   for (const std::string& k : req.remove_preferences()) site.mutable_preferences()->erase(k);
   if (req.has_policy()) *site.mutable_policy() = req.policy();
   site.set_updated_unix_ns(UnixNs());
-  if (auto st = store_->Begin(); !st.ok()) return st;
-  if (auto st = store_->PutSite(site); !st.ok()) {
-    store_->Rollback();
-    return st;
-  }
-  if (auto st = store_->Commit(); !st.ok()) return st;
+  if (auto st = store_->Transaction([&] { return store_->PutSite(site); }); !st.ok()) return st;
   it->second = site;
   v1::Change c = MakeChange(v1::Change::SITE_PUT, site.site_id());
   *c.mutable_site() = site;
@@ -585,12 +575,8 @@ absl::Status Core::DeleteSite(const v1::DeleteSiteRequest& req, v1::DeleteSiteRe
     }
     doomed.push_back(id);
   }
-  if (auto st = store_->Begin(); !st.ok()) return st;
-  if (auto st = store_->DeleteSite(req.site_id()); !st.ok()) {
-    store_->Rollback();
-    return st;
-  }
-  if (auto st = store_->Commit(); !st.ok()) return st;
+  absl::Status put = store_->Transaction([&] { return store_->DeleteSite(req.site_id()); });
+  if (!put.ok()) return put;
   std::vector<v1::Change> changes;
   for (uint64_t id : doomed) {
     meetings_.erase(id);
@@ -626,12 +612,7 @@ absl::Status Core::ScheduleMeeting(const v1::ScheduleMeetingRequest& req, v1::Me
   m.set_legs(0);
   m.clear_usage();
   m.set_created_unix_ns(UnixNs());
-  if (auto st = store_->Begin(); !st.ok()) return st;
-  if (auto st = store_->PutMeeting(m); !st.ok()) {
-    store_->Rollback();
-    return st;
-  }
-  if (auto st = store_->Commit(); !st.ok()) return st;
+  if (auto st = store_->Transaction([&] { return store_->PutMeeting(m); }); !st.ok()) return st;
   next_meeting_id_ = std::max(next_meeting_id_, m.meeting_id() + 1);
   meetings_[m.meeting_id()] = m;
   v1::Change c = MakeChange(v1::Change::MEETING_PUT, m.meeting_id());
@@ -803,12 +784,8 @@ absl::Status Core::UpdateMeeting(const v1::UpdateMeetingRequest& req, v1::Meetin
   stored.clear_usage();
   stored.set_participants(0);
   stored.set_legs(0);
-  if (auto st = store_->Begin(); !st.ok()) return st;
-  if (auto st = store_->PutMeeting(stored); !st.ok()) {
-    store_->Rollback();
-    return st;
-  }
-  if (auto st = store_->Commit(); !st.ok()) return st;
+  absl::Status put = store_->Transaction([&] { return store_->PutMeeting(stored); });
+  if (!put.ok()) return put;
   bool fanout_changed = cur.presenter_only() != m.presenter_only();
   cur = stored;
   std::vector<v1::Change> changes;
@@ -1155,12 +1132,7 @@ absl::Status Core::SetRole(const v1::SetRoleRequest& req, v1::Participant* out) 
   }
   v1::Participant p = it->second.p;
   p.set_role(req.role());
-  if (auto st = store_->Begin(); !st.ok()) return st;
-  if (auto st = store_->PutParticipant(p); !st.ok()) {
-    store_->Rollback();
-    return st;
-  }
-  if (auto st = store_->Commit(); !st.ok()) return st;
+  if (auto st = store_->Transaction([&] { return store_->PutParticipant(p); }); !st.ok()) return st;
   it->second.p = p;
   std::vector<v1::Change> changes;
   v1::Change c = MakeChange(v1::Change::PARTICIPANT_PUT, p.participant_id());

@@ -109,6 +109,15 @@ absl::Status Store::Commit() {
   return absl::OkStatus();
 }
 
+absl::Status Store::Transaction(const std::function<absl::Status()>& body) {
+  if (auto st = Begin(); !st.ok()) return st;
+  if (auto st = body(); !st.ok()) {
+    Rollback();
+    return st;
+  }
+  return Commit();
+}
+
 void Store::Rollback() {
   if (!in_txn_) return;
   sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);

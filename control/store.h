@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +33,9 @@ class Store {
   absl::Status Begin();
   absl::Status Commit();
   void Rollback();  // no-op when no transaction is open
+  // Runs `body` in one transaction: committed if it returns OK, rolled back
+  // (and its error returned) otherwise.
+  absl::Status Transaction(const std::function<absl::Status()>& body);
   bool in_transaction() const { return in_txn_; }
 
   absl::Status PutSite(const v1::Site& site);
