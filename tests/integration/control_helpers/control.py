@@ -85,12 +85,15 @@ ports = "{ports}"
         self.proc = None
         self.starts = 0
 
-    def start(self, timeout=10):
+    def _spawn(self, argv, log):
+        """Starts the daemon process (a subclass may start it elsewhere)."""
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+    def start(self, timeout=15):
         assert self.proc is None or self.proc.poll() is not None
         self.starts += 1
         log = open(self.workdir / f"control.{self.starts}.log", "w")
-        self.proc = subprocess.Popen([str(control_binary()), "--config", str(self.config)],
-                                     stdout=log, stderr=subprocess.STDOUT)
+        self.proc = self._spawn([str(control_binary()), "--config", str(self.config)], log)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

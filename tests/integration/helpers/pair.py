@@ -8,13 +8,12 @@ Each node runs tandem-switch (af_packet on sw0 and bb0, pair heartbeats on
 both) and tandem-control (in the node namespace, replication over bb0).
 """
 import json
-import pathlib
 import subprocess
 import time
 
 from . import netns
 from .switch import Switch
-from control_helpers.control import ControlDaemon, CtlError, free_port  # noqa: F401
+from control_helpers.control import ControlDaemon, CtlError
 
 KEY = "tandem-test-pair-key-0123456789"
 REPL_PORT = 7400
@@ -34,31 +33,8 @@ class NodeControl(ControlDaemon):
         self.host = host
         super().__init__(**kwargs)
 
-    def start(self, timeout=15):
-        assert self.proc is None or self.proc.poll() is not None
-        self.starts += 1
-        log = open(self.workdir / f"control.{self.starts}.log", "w")
-        self.proc = self.testbed.popen(self.host, [str(ControlDaemon_binary()), "--config",
-                                                   str(self.config)],
-                                       stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tandem-control exited {self.proc.returncode}: {self.log()}")
-            if "tandem-control: serving" in self.log():
-                return self
-            time.sleep(0.02)
-        raise RuntimeError(f"tandem-control did not start: {self.log()}")
-
-    def metrics(self):
-        return self.testbed.run_in(self.host, ["curl", "-s", f"http://127.0.0.1:{self.metrics_port}/metrics"],
-                                   check=False).stdout
-
-
-def ControlDaemon_binary():
-    from control_helpers.control import control_binary
-    return control_binary()
+    def _spawn(self, argv, log):
+        return self.testbed.popen(self.host, argv, stdout=log, stderr=subprocess.STDOUT)
 
 
 class Node:
@@ -83,7 +59,6 @@ heartbeat_ms = 10
         self.switch = Switch(testbed, self.host, node=name, extra_toml=pair_sw, idle_sleep_us=200)
         self.workdir = testbed.tmpdir(f"ctl-{name}", root="/tmp")
         self.api_sock = self.workdir / "api.sock"
-        peer_api = f"unix:{pathlib.Path(str(self.workdir).replace(name, peer_name))}/api.sock"
         pair_ctl = f"""
 [pair]
 node_id = {node_id}
@@ -101,7 +76,6 @@ usage_interval_ms = 100
         self.control = NodeControl(testbed, self.host, workdir=self.workdir, node=name,
                                    shm_dir=self.switch.shm_dir, legs=65536, meetings=16384,
                                    extra_toml=pair_ctl)
-        self.peer_api_placeholder = True
 
     def set_peer_api(self, api):
         text = self.control.config.read_text().replace("PEER_API", api)
