@@ -131,6 +131,19 @@ void Pair::BecomeStandby() {
   cb.end_snapshot = [this](uint64_t) {
     core_.EndResync(snapshot_log_id_.load(), snapshot_seq_.load());
   };
+  cb.peer_report = [this](uint32_t sender, uint64_t epoch, const mirror::HeartbeatBody& b) {
+    mirror::PeerReport r;
+    r.node_id = sender;
+    r.role = b.role == mirror::WireRole::kActive ? mirror::Role::kActive : mirror::Role::kStandby;
+    r.epoch = epoch;
+    r.position = b.position;
+    r.data_plane_ok = b.data_plane_ok;
+    r.access_link_up = b.access_link_up;
+    r.handover = b.handover;
+    absl::MutexLock lock(&notice_mu_);
+    notice_ = r;
+  };
+  cb.source_closed = [this] { peer_control_closed_ = true; };
   auto sink = mirror::ReplicationSink::Start(std::move(o), std::move(cb));
   if (!sink.ok()) {
     fprintf(stderr, "tandem-control: pair: cannot follow %s: %s\n", cfg_.peer.c_str(),
@@ -256,12 +269,17 @@ bool Pair::AttachState() {
 }
 
 void Pair::Loop() {
-  absl::Duration period = absl::Milliseconds(std::max<uint32_t>(1, cfg_.heartbeat_ms / 2));
+  // Every millisecond: a decision waits for this loop, and a look at the
+  // state region is cheap. The status is built less often.
+  const absl::Duration publish = absl::Milliseconds(std::max<uint32_t>(1, cfg_.heartbeat_ms / 2));
   while (!stop_) {
     absl::Time now = MonoNow();
     Step(now);
-    PublishStatus(now);
-    absl::SleepFor(period);
+    if (now >= next_publish_) {
+      next_publish_ = now + publish;
+      PublishStatus(now);
+    }
+    absl::SleepFor(absl::Milliseconds(1));
   }
 }
 
@@ -280,11 +298,31 @@ void Pair::Step(absl::Time now) {
       machine_ = std::make_unique<mirror::RoleMachine>(rc, ToMirror(core_.node_role()),
                                                        core_.node_epoch(), now);
     }
+    std::optional<mirror::PeerReport> notice;
+    {
+      absl::MutexLock nlock(&notice_mu_);
+      notice.swap(notice_);
+    }
+    if (notice) machine_->OnHeartbeat(mirror::Path::kBackbone, *notice, now);
+    machine_->SetPeerControlClosed(peer_control_closed_.load() &&
+                                   !(sink_ && sink_->status().connected));
     if (AttachState()) {
       const tables::StateHeader& h = state_.header();
-      int32_t pid = h.switch_pid.load(std::memory_order_acquire);
-      bool alive = pid > 0 && kill(pid, 0) == 0;
-      feed_.Poll(h, mirror::SwitchHeartbeatFeed::Local(h, alive, position), machine_.get(), now);
+      // The lock, not the pid: a killed switch not yet reaped still has one.
+      bool alive = tables::StateLocked(state_map_);
+      mirror::LocalHealth local = mirror::SwitchHeartbeatFeed::Local(h, alive, position);
+      feed_.Poll(h, local, machine_.get(), now);
+      if (machine_->role() == mirror::Role::kActive && !local.data_plane_ok && source_ &&
+          now >= next_notice_) {
+        // Our switch is dead and sends no heartbeat that could say so.
+        next_notice_ = now + absl::Milliseconds(cfg_.heartbeat_ms);
+        mirror::HeartbeatBody b;
+        b.role = mirror::WireRole::kActive;
+        b.data_plane_ok = false;
+        b.access_link_up = local.access_link_up;
+        b.position = position;
+        source_->Notify(b);
+      }
     } else {
       // No switch on this node: unhealthy, so it never takes over.
       mirror::LocalHealth none;
@@ -309,6 +347,7 @@ void Pair::Step(absl::Time now) {
       takeovers_++;
     }
     if (d.role == mirror::Role::kActive && !source_) {
+      peer_control_closed_ = false;
       BecomeActive();
     } else if (d.role == mirror::Role::kStandby && !sink_) {
       BecomeStandby();

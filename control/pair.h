@@ -4,9 +4,13 @@
 // Failure detection: the switches exchange heartbeats on the access and the
 // backbone port (switch/heartbeat.h) and publish what they hear in their
 // state regions; a thread here feeds that to the role machine
-// (mirror/role.h) every half heartbeat interval and applies its decisions:
-// role and epoch go to the tables (the switch then announces the VIPs and
-// forwards), and replication is turned around.
+// (mirror/role.h) every millisecond and applies its decisions: role and epoch
+// go to the tables (the switch then announces the VIPs and forwards), and
+// replication is turned around. Two faster signals travel on the replication
+// connection: an active node whose switch died (its state-region lock is
+// gone, tables::StateLocked) tells the standby at once (Notify, a report with
+// the data plane dead), and a standby whose connection the peer's control
+// daemon closed shortens its detection time (RoleMachine::SetPeerControlClosed).
 //
 // Replication (mirror/replication.h): the active node serves the stream on
 // pair.listen, the standby follows the peer. Records are one tag byte and a
@@ -27,6 +31,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -87,11 +92,16 @@ class Pair {
   tables::StateView state_;
   bool have_state_ = false;
   ino_t state_ino_ = 0;
-  absl::Time next_usage_, next_compare_;
+  absl::Time next_usage_, next_compare_, next_notice_, next_publish_;
   absl::Time decide_from_;  // startup hold-down: no role decision before
 
   std::atomic<uint64_t> latest_repl_seq_{0};  // of the last appended change
   std::atomic<bool> resync_wanted_{false};     // drift found: follow anew
+  // Set by the sink's callbacks (its I/O thread, which must not take mu_:
+  // the sink is destroyed under mu_), consumed by Step.
+  std::atomic<bool> peer_control_closed_{false};
+  absl::Mutex notice_mu_;
+  std::optional<mirror::PeerReport> notice_ ABSL_GUARDED_BY(notice_mu_);
   std::atomic<uint64_t> snapshot_log_id_{0}, snapshot_seq_{0};
 
   mutable absl::Mutex status_mu_;

@@ -80,6 +80,7 @@ struct ReplicationSource::State {
   uint64_t snapshots_sent ABSL_GUARDED_BY(mu) = 0;
   uint64_t resumes ABSL_GUARDED_BY(mu) = 0;
   uint64_t connections ABSL_GUARDED_BY(mu) = 0;
+  std::optional<HeartbeatBody> notice ABSL_GUARDED_BY(mu);
 
   std::unique_ptr<Peer> active;  // I/O thread only
   std::vector<std::unique_ptr<Peer>> pending;
@@ -221,6 +222,15 @@ bool ReplicationSource::State::QueueSnapshot() {
 }
 
 bool ReplicationSource::State::FillOutput() {
+  std::optional<HeartbeatBody> n;
+  uint64_t notice_epoch;
+  {
+    absl::MutexLock l(&mu);
+    n.swap(notice);
+    notice_epoch = epoch;
+  }
+  if (n) active->conn.Queue(active->session.Seal(MsgType::kHeartbeat, notice_epoch,
+                                                 EncodeHeartbeat(*n)));
   for (int attempts = 0; active->need_snapshot; ++attempts) {
     if (attempts > 3 || !QueueSnapshot()) return false;
     absl::MutexLock l(&mu);
@@ -448,6 +458,15 @@ void ReplicationSource::SetEpoch(uint64_t epoch) {
   s_->epoch = epoch;
 }
 
+void ReplicationSource::Notify(const HeartbeatBody& report) {
+  {
+    absl::MutexLock l(&s_->mu);
+    if (!s_->connected) return;
+    s_->notice = report;
+  }
+  s_->waker.Wake();
+}
+
 SourceStatus ReplicationSource::status() const {
   SourceStatus st;
   int64_t now = MonoNanos();
@@ -563,6 +582,12 @@ bool ReplicationSink::State::Dispatch(const Message& m) {
       for (absl::string_view r : ch->second) cb.apply(RecordKind::kChange, ++applied, r);
       return true;
     }
+    case MsgType::kHeartbeat: {
+      absl::StatusOr<HeartbeatBody> b = ParseHeartbeat(m.body);
+      if (!b.ok()) return refuse(RejectReason::kMalformed);
+      if (cb.peer_report) cb.peer_report(m.sender, m.epoch, *b);
+      return true;
+    }
     default:
       return refuse(RejectReason::kUnexpected);
   }
@@ -577,6 +602,7 @@ void ReplicationSink::State::Serve(Fd fd) {
   const int64_t keepalive_ns = absl::ToInt64Nanoseconds(opt.keepalive);
   int64_t last_rx = MonoNanos(), last_tx = last_rx;
   std::string error;
+  bool closed_by_source = false;
   while (!stop.load()) {
     int64_t now = MonoNanos();
     if (session.established() && conn.queued() == 0 && now - last_tx >= keepalive_ns) {
@@ -647,6 +673,8 @@ void ReplicationSink::State::Serve(Fd fd) {
     if (!rs.ok()) {
       if (conn.partial()) rejects.Count(RejectReason::kTruncated);
       error = std::string(rs.message());
+      closed_by_source = session.established() && (error == "connection closed" ||
+                                                   error.find("reset") != std::string::npos);
       break;
     }
   }
@@ -656,6 +684,7 @@ void ReplicationSink::State::Serve(Fd fd) {
     (void)conn.Flush();
   }
   Publish(false, error);
+  if (closed_by_source && cb.source_closed) cb.source_closed();
 }
 
 void ReplicationSink::State::Run() {

@@ -94,6 +94,12 @@ class ReplicationSource {
   // Sets the epoch stamped on frames (after a takeover or demotion).
   void SetEpoch(uint64_t epoch);
 
+  // Sends `report` to the subscribed standby ahead of any queued changes
+  // (a kHeartbeat frame): how this node's control daemon tells the standby
+  // at once what the switch's own heartbeats can no longer say, e.g. that
+  // the switch died. Dropped when no standby is subscribed.
+  void Notify(const HeartbeatBody& report);
+
   SourceStatus status() const;
   const RejectCounters& rejects() const;
 
@@ -112,6 +118,12 @@ struct SinkCallbacks {
   std::function<void(RecordKind kind, uint64_t seq, absl::string_view record)> apply;
   // The snapshot is complete: the state is consistent as of seq.
   std::function<void(uint64_t seq)> end_snapshot;
+  // Optional: the source's Notify(); `sender` and `epoch` from the frame.
+  std::function<void(uint32_t sender, uint64_t epoch, const HeartbeatBody& report)> peer_report;
+  // Optional: an established connection ended because the source closed or
+  // reset it (its process exited or closed the socket), as opposed to a
+  // timeout or a refused frame. A hint that the peer's control daemon is gone.
+  std::function<void()> source_closed;
 };
 
 struct SinkOptions {

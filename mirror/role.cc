@@ -27,8 +27,14 @@ RoleMachine::RoleMachine(RoleConfig config, Role role, uint64_t epoch, absl::Tim
   last_heard_[0] = last_heard_[1] = now;
 }
 
+absl::Duration RoleMachine::DetectionTime() const {
+  int m = config_.multiplier;
+  if (peer_control_closed_) m = std::max(2, (m + 1) / 2);
+  return config_.interval * std::min(m, config_.multiplier);
+}
+
 bool RoleMachine::peer_heard(Path p, absl::Time now) const {
-  return now - last_heard_[static_cast<int>(p)] <= config_.interval * config_.multiplier;
+  return now - last_heard_[static_cast<int>(p)] <= DetectionTime();
 }
 
 std::vector<Decision> RoleMachine::TakeDecisions() {
@@ -112,8 +118,10 @@ void RoleMachine::Evaluate(absl::Time now) {
   // Rule 3: reasons for the standby to take over.
   std::string cause;
   if (!heard) {
-    cause = ever_heard_[0] || ever_heard_[1] ? "peer lost on backbone and access network"
-                                             : "no peer heard since start";
+    cause = !(ever_heard_[0] || ever_heard_[1]) ? "no peer heard since start"
+            : peer_control_closed_
+                ? "peer lost on backbone and access network, its control daemon gone"
+                : "peer lost on backbone and access network";
   } else if (peer_active && !peer_->data_plane_ok) {
     cause = "peer reports its data plane dead";
   } else if (peer_active && !peer_->access_link_up) {

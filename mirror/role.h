@@ -24,7 +24,11 @@
 // deliver out of order) only shows the peer alive on its path.
 // A peer counts as lost on a path when nothing valid was heard on it for
 // interval * multiplier (startup counts as "heard", so a node that starts
-// alone waits one detection time before taking over).
+// alone waits one detection time before taking over), or for half of that
+// (at least two intervals) while the peer's control daemon is known to have
+// closed its backbone connection: its process died, and when the whole node
+// died its switch's heartbeats stop too. A control daemon restarting alone
+// does not stop them, so that costs no takeover.
 //
 // Threads: not thread-safe; the owner serialises calls (see PairMonitor).
 #pragma once
@@ -102,6 +106,9 @@ class RoleMachine {
 
   void OnHeartbeat(Path path, const PeerReport& report, absl::Time now);
   void SetLocal(const LocalHealth& health, absl::Time now);
+  // The hint above: set when the peer's control daemon closed or reset the
+  // backbone connection, cleared when it is connected again.
+  void SetPeerControlClosed(bool closed) { peer_control_closed_ = closed; }
   // Re-evaluates timeouts; call at least every interval.
   void Tick(absl::Time now);
 
@@ -128,6 +135,7 @@ class RoleMachine {
   void Evaluate(absl::Time now);
   void Become(Role role, uint64_t epoch, absl::Time now, std::string cause);
   bool PreferredOverPeer() const;
+  absl::Duration DetectionTime() const;
 
   RoleConfig config_;
   Role role_;
@@ -139,6 +147,7 @@ class RoleMachine {
   bool ever_heard_[2] = {false, false};
   std::optional<absl::Time> caught_up_since_;
   bool handover_ = false;
+  bool peer_control_closed_ = false;
   Alarms alarms_;
   std::optional<Decision> last_takeover_;
   std::vector<Decision> decisions_;

@@ -986,4 +986,24 @@ WorkerCounters SumWorkerCounters(const StateView& state) {
   return t;
 }
 
+absl::Status LockState(const Mapping& state, const std::string& path) {
+  struct flock l = {};
+  l.l_type = F_WRLCK;
+  l.l_whence = SEEK_SET;
+  l.l_len = 1;
+  if (fcntl(state.fd(), F_OFD_SETLK, &l) == 0) return absl::OkStatus();
+  int pid = StateView(state.base()).header().switch_pid.load();
+  return absl::FailedPreconditionError(
+      absl::StrCat("another tandem-switch (pid ", pid, ") runs on ", path));
+}
+
+bool StateLocked(const Mapping& state) {
+  struct flock l = {};
+  l.l_type = F_WRLCK;
+  l.l_whence = SEEK_SET;
+  l.l_len = 1;
+  if (fcntl(state.fd(), F_OFD_GETLK, &l) != 0) return false;
+  return l.l_type != F_UNLCK;
+}
+
 }  // namespace tandem::tables

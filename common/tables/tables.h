@@ -240,6 +240,14 @@ absl::StatusOr<std::pair<Mapping, StateView>> OpenOrCreateState(const std::strin
 // For readers of the state (control, tools): maps an existing region.
 absl::StatusOr<std::pair<Mapping, StateView>> AttachState(const std::string& path);
 
+// The switch holds a write lock on its state region for as long as it runs:
+// an open-file-description lock, which the kernel drops the moment the process
+// exits (killed or not, reaped or not), so tandem-control learns at once that
+// its switch is gone. FailedPrecondition if another switch holds it.
+absl::Status LockState(const Mapping& state, const std::string& path);
+// True while some process holds that lock (tests the lock, never takes it).
+bool StateLocked(const Mapping& state);
+
 // Usage of one leg, summed over workers (only blocks of the leg's generation).
 struct LegUsage {
   uint64_t packets_in = 0, bytes_in = 0, packets_out = 0, bytes_out = 0;

@@ -454,5 +454,54 @@ TEST(Replication, LagIsObservable) {
   EXPECT_EQ(p.source->status().lag_time, absl::ZeroDuration());
 }
 
+// Notify() reaches the standby ahead of the stream; a source that goes away
+// (its process exits: the socket is closed) is reported as closed, which a
+// refused frame or a timeout is not.
+TEST(Replication, NotifyReachesTheStandbyAndAClosedSourceIsReported) {
+  auto p = std::make_unique<Primary>();
+  absl::Mutex mu;
+  std::vector<HeartbeatBody> reports;
+  std::vector<uint32_t> senders;
+  std::atomic<int> closed{0};
+  SinkOptions o;
+  o.node_id = 2;
+  o.key = kKey;
+  o.source = {"127.0.0.1", p->source->port()};
+  o.reconnect_interval = absl::Milliseconds(20);
+  o.keepalive = absl::Milliseconds(200);
+  SinkCallbacks cb;
+  cb.apply = [](RecordKind, uint64_t, absl::string_view) {};
+  cb.peer_report = [&](uint32_t sender, uint64_t, const HeartbeatBody& b) {
+    absl::MutexLock l(&mu);
+    reports.push_back(b);
+    senders.push_back(sender);
+  };
+  cb.source_closed = [&] { closed++; };
+  absl::StatusOr<std::unique_ptr<ReplicationSink>> sink = ReplicationSink::Start(o, cb);
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  ASSERT_TRUE(WaitFor([&] { return p->source->status().standby_connected; }));
+  HeartbeatBody b;
+  b.role = WireRole::kActive;
+  b.data_plane_ok = false;
+  b.access_link_up = true;
+  b.position = 42;
+  p->source->Notify(b);
+  ASSERT_TRUE(WaitFor([&] {
+    absl::MutexLock l(&mu);
+    return !reports.empty();
+  }));
+  {
+    absl::MutexLock l(&mu);
+    EXPECT_EQ(senders[0], 1u);
+    EXPECT_EQ(reports[0].role, WireRole::kActive);
+    EXPECT_FALSE(reports[0].data_plane_ok);
+    EXPECT_EQ(reports[0].position, 42u);
+  }
+  EXPECT_EQ(closed.load(), 0);
+  p.reset();  // the source closes its sockets, as its process's exit would
+  EXPECT_TRUE(WaitFor([&] { return closed.load() >= 1; }, absl::Seconds(2)));
+  EXPECT_FALSE((*sink)->status().connected);
+}
+
 }  // namespace
 }  // namespace tandem::mirror

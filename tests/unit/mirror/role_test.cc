@@ -371,5 +371,53 @@ TEST(RoleMachine, BothStandbyElectExactlyOne) {
   EXPECT_EQ(p.b.m->epoch(), 2u);
 }
 
+// The peer's control daemon closed the backbone connection: when its switch
+// falls silent too (the whole node died), detection takes half the time
+// (never under two intervals); while the switch still beats (the control
+// daemon restarts alone), nothing happens.
+TEST(RoleMachine, PeerControlGoneShortensDetection) {
+  for (int multiplier : {3, 10}) {
+    RoleConfig cfg;
+    cfg.multiplier = multiplier;
+    SimPair p(cfg, cfg);
+    p.b.m->SetPeerControlClosed(true);
+    p.Run(absl::Milliseconds(500));
+    EXPECT_EQ(p.b.m->role(), Role::kStandby) << "the switch still beats";
+    absl::Time failed = p.now;
+    p.a.host_up = false;
+    p.RunUntil([&] { return p.b.m->role() == Role::kActive; }, absl::Seconds(1));
+    ASSERT_EQ(p.b.m->role(), Role::kActive);
+    absl::Duration fast = kInterval * std::max(2, (multiplier + 1) / 2);
+    EXPECT_LE(p.now - failed, fast + absl::Milliseconds(1)) << multiplier;
+    EXPECT_GT(p.now - failed, fast - kInterval) << multiplier;
+    ASSERT_FALSE(p.b.decisions.empty());
+    EXPECT_THAT(p.b.decisions.back().cause, HasSubstr("control daemon gone"));
+  }
+  // Without the hint, the full detection time.
+  SimPair p;
+  absl::Time failed = p.now;
+  p.a.host_up = false;
+  p.RunUntil([&] { return p.b.m->role() == Role::kActive; }, absl::Seconds(1));
+  EXPECT_GT(p.now - failed, kDetect - kInterval);
+}
+
+// What the active's control daemon reports over the replication connection
+// when its switch died: the standby takes over at once.
+TEST(RoleMachine, ControlReportOfADeadDataPlaneTakesOverAtOnce) {
+  SimPair p;
+  PeerReport r;
+  r.node_id = 1;
+  r.role = Role::kActive;
+  r.epoch = 1;
+  r.data_plane_ok = false;
+  p.a.host_up = false;  // its switch is silent from now on
+  p.b.m->OnHeartbeat(Path::kBackbone, r, p.now);
+  EXPECT_EQ(p.b.m->role(), Role::kActive);
+  EXPECT_EQ(p.b.m->epoch(), 2u);
+  auto d = p.b.m->TakeDecisions();
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].cause, "peer reports its data plane dead");
+}
+
 }  // namespace
 }  // namespace tandem::mirror

@@ -1,6 +1,8 @@
 // Creating, attaching and validating the region files: a process must refuse
 // a region it does not understand before it follows a single offset in it.
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -165,6 +167,47 @@ TEST(StateRegion, RefusesTruncatedFile) {
   ASSERT_EQ(truncate(dir.state().c_str(), size / 2), 0);
   auto attached = AttachState(dir.state());
   EXPECT_TRUE(absl::IsDataLoss(attached.status())) << attached.status();
+}
+
+// The switch's lock on its state region is how tandem-control learns that the
+// switch is gone: it must drop the moment the process dies, before anyone
+// reaps it (a zombie still has its pid), and a second switch is refused.
+TEST(StateRegion, SwitchLockDropsWhenTheProcessDiesUnreaped) {
+  TempDir dir;
+  auto reader = [&] {
+    auto created = OpenOrCreateState(dir.state(), 100, 1);
+    EXPECT_TRUE(created.ok()) << created.status();
+    return std::move(created->first);
+  }();
+  EXPECT_FALSE(StateLocked(reader));
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto s = OpenOrCreateState(dir.state(), 100, 1);
+    if (!s.ok() || !LockState(s->first, dir.state()).ok()) _exit(1);
+    char c = 1;
+    (void)!write(ready[1], &c, 1);
+    pause();
+    _exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  close(ready[0]);
+  close(ready[1]);
+  EXPECT_TRUE(StateLocked(reader));
+  absl::Status second = LockState(reader, dir.state());
+  EXPECT_TRUE(absl::IsFailedPrecondition(second)) << second;
+  EXPECT_THAT(second.message(), HasSubstr("another tandem-switch"));
+
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  siginfo_t info;
+  // Wait for the death without reaping: the child stays a zombie.
+  ASSERT_EQ(waitid(P_PID, child, &info, WEXITED | WNOWAIT), 0);
+  EXPECT_FALSE(StateLocked(reader)) << "a killed, unreaped switch still counted as running";
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  EXPECT_TRUE(LockState(reader, dir.state()).ok()) << "a new switch takes the lock";
 }
 
 }  // namespace
