@@ -101,6 +101,8 @@ void Pair::BecomeActive() {
     snap.records.push_back(Tagged('P', pos));
     return snap;
   };
+  o.greeting = [this] { return Greeting(); };
+  o.on_message = [this](absl::string_view m) { OnStandbyMessage(m); };
   auto src = mirror::ReplicationSource::Start(std::move(o));
   if (!src.ok()) {
     fprintf(stderr, "tandem-control: pair: cannot serve replication on %s: %s\n",
@@ -144,6 +146,7 @@ void Pair::BecomeStandby() {
     notice_ = r;
   };
   cb.source_closed = [this] { peer_control_closed_ = true; };
+  cb.message = [this](absl::string_view m) { OnActiveMessage(m); };
   auto sink = mirror::ReplicationSink::Start(std::move(o), std::move(cb));
   if (!sink.ok()) {
     fprintf(stderr, "tandem-control: pair: cannot follow %s: %s\n", cfg_.peer.c_str(),
@@ -285,6 +288,8 @@ void Pair::Loop() {
 
 void Pair::Step(absl::Time now) {
   uint64_t position = core_.changes().last_seq();
+  uint64_t peer_position = 0;
+  bool peer_was_active = false;  // else no writes can have been lost
   std::vector<mirror::Decision> decisions;
   {
     absl::MutexLock lock(&mu_);
@@ -333,12 +338,20 @@ void Pair::Step(absl::Time now) {
       machine_->Tick(now);
     }
     decisions = machine_->TakeDecisions();
+    if (machine_->peer() && machine_->peer()->role == mirror::Role::kActive) {
+      peer_was_active = true;
+      peer_position = machine_->peer()->position;
+    }
   }
   for (const mirror::Decision& d : decisions) {
     if (d.role == mirror::Role::kActive && core_.node_role() != tables::Role::kActive) {
       absl::MutexLock slock(&status_mu_);
       takeover_log_id_ = core_.changes().log_id();
       takeover_position_ = core_.changes().last_seq();
+      takeover_peer_position_ = peer_position;
+      takeover_unix_ns_ = UnixNs();
+      lost_state_ = peer_was_active ? "pending" : "none";
+      lost_changes_.clear();
     }
     core_.SetNodeRole(FromMirror(d.role), d.epoch, d.cause);
     absl::MutexLock lock(&mu_);
@@ -360,6 +373,12 @@ void Pair::Step(absl::Time now) {
     absl::MutexLock lock(&mu_);
     handover = machine_->handover_requested();
     if (resync_wanted_.exchange(false) && sink_) BecomeStandby();  // follow anew: full resync
+    std::optional<std::string> reply;
+    {
+      absl::MutexLock nlock(&notice_mu_);
+      reply.swap(reply_);
+    }
+    if (reply && sink_) sink_->Send(std::move(*reply));
   }
   core_.SetPairHints(position, handover);
   if (core_.node_role() == tables::Role::kActive) {
@@ -450,12 +469,88 @@ void Pair::PublishStatus(absl::Time now) {
   s.set_drift_repairs(drift_repairs_);
   s.set_takeover_log_id(takeover_log_id_);
   s.set_takeover_position(takeover_position_);
+  s.set_takeover_peer_position(takeover_peer_position_);
+  s.set_lost_writes(lost_state_);
+  s.set_lost_changes(lost_changes_.size());
   status_ = std::move(s);
 }
 
 void Pair::FillStatus(v1::PairStatus* out) const {
   absl::MutexLock lock(&status_mu_);
   *out = status_;
+}
+
+std::string Pair::Greeting() {
+  v1::PairMessage m;
+  {
+    absl::MutexLock lock(&status_mu_);
+    if (lost_state_ != "pending") return "";
+    m.mutable_takeover()->set_log_id(takeover_log_id_);
+    m.mutable_takeover()->set_seq(takeover_position_);
+  }
+  return m.SerializeAsString();
+}
+
+void Pair::OnActiveMessage(absl::string_view msg) {
+  v1::PairMessage m;
+  if (!m.ParseFromArray(msg.data(), static_cast<int>(msg.size())) || !m.has_takeover()) return;
+  // Read now, on the sink's thread: the snapshot that follows resets the log.
+  const uint64_t log_id = m.takeover().log_id(), after = m.takeover().seq();
+  v1::PairMessage out;
+  v1::PairMessage::Lost* lost = out.mutable_lost();
+  lost->set_log_id(log_id);
+  lost->set_after_seq(after);
+  bool complete = core_.changes().log_id() == log_id;
+  for (uint64_t from = after + 1; complete && from <= core_.changes().last_seq();) {
+    std::vector<v1::Change> batch;
+    absl::Status st = core_.changes().Read(from, 4096, absl::ZeroDuration(), &batch);
+    if (!st.ok()) complete = false;  // no longer held
+    if (batch.empty()) break;
+    for (v1::Change& c : batch) {
+      from = c.seq() + 1;
+      if (c.kind() != v1::Change::ROLE) *lost->add_changes() = std::move(c);
+    }
+  }
+  lost->set_complete(complete);
+  if (!complete) lost->clear_changes();
+  fprintf(stderr, "tandem-control: pair: handing over %d changes after %llu the active lacks%s\n",
+          lost->changes_size(), static_cast<unsigned long long>(after),
+          complete ? "" : " (this node no longer holds that log)");
+  absl::MutexLock lock(&notice_mu_);
+  reply_ = out.SerializeAsString();
+}
+
+void Pair::OnStandbyMessage(absl::string_view msg) {
+  v1::PairMessage m;
+  if (!m.ParseFromArray(msg.data(), static_cast<int>(msg.size())) || !m.has_lost()) return;
+  absl::MutexLock lock(&status_mu_);
+  const v1::PairMessage::Lost& l = m.lost();
+  if (lost_state_ != "pending" || l.log_id() != takeover_log_id_ ||
+      l.after_seq() != takeover_position_) {
+    return;
+  }
+  lost_state_ = l.complete() ? "listed" : "unknown";
+  for (const v1::Change& c : l.changes()) {
+    if (c.seq() > takeover_position_) lost_changes_.push_back(c);
+  }
+  fprintf(stderr,
+          "tandem-control: pair: the old active returned; %s: %zu changes after %llu of log %llu "
+          "were never replicated (tandemctl pair lost)\n",
+          lost_state_.c_str(), lost_changes_.size(),
+          static_cast<unsigned long long>(takeover_position_),
+          static_cast<unsigned long long>(takeover_log_id_));
+}
+
+v1::LostWritesResponse Pair::LostWrites() const {
+  v1::LostWritesResponse r;
+  absl::MutexLock lock(&status_mu_);
+  r.set_log_id(takeover_log_id_);
+  r.set_after_seq(takeover_position_);
+  r.set_last_heard_seq(takeover_peer_position_);
+  r.set_state(lost_state_);
+  r.set_takeover_unix_ns(takeover_unix_ns_);
+  for (const v1::Change& c : lost_changes_) *r.add_changes() = c;
+  return r;
 }
 
 std::string Pair::Metrics() const {
@@ -488,6 +583,10 @@ std::string Pair::Metrics() const {
          s.lag_ms() / 1000);
   metric("tandem_pair_takeovers_total", "counter", "times this node became active",
          s.takeovers());
+  metric("tandem_pair_lost_changes", "gauge",
+         "changes the old active handed over at its return that never reached this node "
+         "(tandemctl pair lost)",
+         s.lost_changes());
   metric("tandem_pair_snapshots_total", "counter", "full resyncs served or received",
          s.snapshots());
   metric("tandem_pair_drift_repairs_total", "counter",

@@ -63,6 +63,9 @@ class Pair {
   // Operator switchover (see RoleMachine::RequestSwitchover).
   absl::StatusOr<v1::SwitchoverResponse> Switchover(bool force);
 
+  // The writes lost at the last takeover (control.proto, LostWritesResponse).
+  v1::LostWritesResponse LostWrites() const;
+
   void FillStatus(v1::PairStatus* out) const;
   std::string Metrics() const;
 
@@ -76,6 +79,10 @@ class Pair {
   void ApplyRecord(mirror::RecordKind kind, absl::string_view rec);
   void PublishStatus(absl::Time now);
   bool AttachState();
+  // The lost-writes exchange (control.proto, PairMessage).
+  std::string Greeting();                          // active, to a new standby
+  void OnStandbyMessage(absl::string_view msg);    // active, from the standby
+  void OnActiveMessage(absl::string_view msg);     // standby, from the active
 
   Core& core_;
   const PairConfig cfg_;
@@ -102,6 +109,7 @@ class Pair {
   std::atomic<bool> peer_control_closed_{false};
   absl::Mutex notice_mu_;
   std::optional<mirror::PeerReport> notice_ ABSL_GUARDED_BY(notice_mu_);
+  std::optional<std::string> reply_ ABSL_GUARDED_BY(notice_mu_);  // to the active, by Step
   std::atomic<uint64_t> snapshot_log_id_{0}, snapshot_seq_{0};
 
   mutable absl::Mutex status_mu_;
@@ -114,6 +122,10 @@ class Pair {
   uint64_t compare_seq_ ABSL_GUARDED_BY(status_mu_) = 0;
   uint64_t takeover_log_id_ ABSL_GUARDED_BY(status_mu_) = 0;
   uint64_t takeover_position_ ABSL_GUARDED_BY(status_mu_) = 0;
+  uint64_t takeover_peer_position_ ABSL_GUARDED_BY(status_mu_) = 0;
+  uint64_t takeover_unix_ns_ ABSL_GUARDED_BY(status_mu_) = 0;
+  std::string lost_state_ ABSL_GUARDED_BY(status_mu_) = "none";
+  std::vector<v1::Change> lost_changes_ ABSL_GUARDED_BY(status_mu_);
 };
 
 }  // namespace tandem::control

@@ -39,6 +39,13 @@ grpc::Status Service::Switchover(grpc::ServerContext*, const v1::SwitchoverReque
   return Reply("Switchover", r.status());
 }
 
+grpc::Status Service::LostWrites(grpc::ServerContext*, const v1::LostWritesRequest*,
+                                 v1::LostWritesResponse* resp) {
+  if (!pair_) return Reply("LostWrites", absl::FailedPreconditionError("this node has no pair"));
+  *resp = pair_->LostWrites();
+  return Reply("LostWrites", absl::OkStatus());
+}
+
 std::string Service::RenderMetrics() const {
   std::string o =
       "# HELP tandem_api_calls_total API calls by method and result code\n"

@@ -60,6 +60,8 @@ class Service final : public v1::Control::Service {
                            v1::ComparePairResponse* resp) override;
   grpc::Status Switchover(grpc::ServerContext*, const v1::SwitchoverRequest* req,
                           v1::SwitchoverResponse* resp) override;
+  grpc::Status LostWrites(grpc::ServerContext*, const v1::LostWritesRequest* req,
+                          v1::LostWritesResponse* resp) override;
 
   // Prometheus lines of the API counters.
   std::string RenderMetrics() const;

@@ -175,6 +175,10 @@ bool ReplicationSource::State::Subscribe(std::unique_ptr<Peer>& p, const Message
   DropActive();  // an authenticated newcomer replaces a possibly dead connection
   active = std::move(p);
   active->last_rx_ns = active->last_tx_ns = MonoNanos();
+  if (opt.greeting) {
+    std::string g = opt.greeting();
+    if (!g.empty()) active->conn.Queue(active->session.Seal(MsgType::kPairMessage, Epoch(), g));
+  }
   acked_cv.SignalAll();
   return true;  // the emptied slot is removed by the caller
 }
@@ -276,6 +280,10 @@ bool ReplicationSource::State::ServeActive() {
     if (!f->has_value()) break;
     absl::StatusOr<Message> m = active->session.Open(**f);
     if (!m.ok()) return false;
+    if (m->type == MsgType::kPairMessage) {
+      if (opt.on_message) opt.on_message(m->body);
+      continue;
+    }
     absl::StatusOr<uint64_t> ack =
         m->type == MsgType::kAck ? ParseU64(m->body) : absl::FailedPreconditionError("type");
     if (!ack.ok()) {
@@ -507,6 +515,7 @@ struct ReplicationSink::State {
   mutable absl::Mutex mu;
   SinkStatus st ABSL_GUARDED_BY(mu);
   uint64_t epoch ABSL_GUARDED_BY(mu) = 0;
+  std::vector<std::string> outbox ABSL_GUARDED_BY(mu);  // Send()
 
   // I/O thread state.
   uint64_t history = 0, applied = 0;
@@ -582,6 +591,9 @@ bool ReplicationSink::State::Dispatch(const Message& m) {
       for (absl::string_view r : ch->second) cb.apply(RecordKind::kChange, ++applied, r);
       return true;
     }
+    case MsgType::kPairMessage:
+      if (cb.message) cb.message(m.body);
+      return true;
     case MsgType::kHeartbeat: {
       absl::StatusOr<HeartbeatBody> b = ParseHeartbeat(m.body);
       if (!b.ok()) return refuse(RejectReason::kMalformed);
@@ -605,6 +617,16 @@ void ReplicationSink::State::Serve(Fd fd) {
   bool closed_by_source = false;
   while (!stop.load()) {
     int64_t now = MonoNanos();
+    if (session.established()) {
+      std::vector<std::string> out;
+      uint64_t ep;
+      {
+        absl::MutexLock l(&mu);
+        out.swap(outbox);
+        ep = epoch;
+      }
+      for (const std::string& msg : out) conn.Queue(session.Seal(MsgType::kPairMessage, ep, msg));
+    }
     if (session.established() && conn.queued() == 0 && now - last_tx >= keepalive_ns) {
       // Idle: repeat the ack so that the source can tell we are alive.
       conn.Queue(session.Seal(MsgType::kAck, Epoch(), EncodeU64(in_snapshot ? 0 : acked_sent)));
@@ -683,6 +705,10 @@ void ReplicationSink::State::Serve(Fd fd) {
     conn.Queue(session.Seal(MsgType::kAck, Epoch(), EncodeU64(applied)));
     (void)conn.Flush();
   }
+  {
+    absl::MutexLock l(&mu);
+    outbox.clear();
+  }
   Publish(false, error);
   if (closed_by_source && cb.source_closed) cb.source_closed();
 }
@@ -741,6 +767,14 @@ ReplicationSink::~ReplicationSink() {
 void ReplicationSink::SetEpoch(uint64_t epoch) {
   absl::MutexLock l(&s_->mu);
   s_->epoch = epoch;
+}
+
+void ReplicationSink::Send(std::string message) {
+  {
+    absl::MutexLock l(&s_->mu);
+    s_->outbox.push_back(std::move(message));
+  }
+  s_->waker.Wake();
 }
 
 SinkStatus ReplicationSink::status() const {

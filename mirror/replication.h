@@ -54,6 +54,11 @@ struct SourceOptions {
   // An idle connection carries a frame every keepalive; one silent for three
   // keepalives is dropped (a cut backbone is found even without a TCP reset).
   absl::Duration keepalive = absl::Seconds(1);
+  // Optional, on the I/O thread: when a standby subscribes, a message
+  // (kPairMessage) to send it before anything else ("" for none); and the
+  // messages the standby sends (ReplicationSink::Send).
+  std::function<std::string()> greeting;
+  std::function<void(absl::string_view message)> on_message;
 };
 
 struct SourceStatus {
@@ -124,6 +129,8 @@ struct SinkCallbacks {
   // reset it (its process exited or closed the socket), as opposed to a
   // timeout or a refused frame. A hint that the peer's control daemon is gone.
   std::function<void()> source_closed;
+  // Optional: a message of the layer above from the source (its greeting).
+  std::function<void(absl::string_view message)> message;
 };
 
 struct SinkOptions {
@@ -159,6 +166,9 @@ class ReplicationSink {
   ~ReplicationSink();
 
   void SetEpoch(uint64_t epoch);
+  // Queues a message to the source (SourceOptions::on_message); dropped if
+  // the connection breaks first. May be called from the callbacks.
+  void Send(std::string message);
   SinkStatus status() const;
   const RejectCounters& rejects() const;
 

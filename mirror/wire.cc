@@ -67,7 +67,7 @@ absl::Status Malformed(absl::string_view what) {
 
 bool KnownType(uint8_t t) {
   return t >= static_cast<uint8_t>(MsgType::kHello) &&
-         t <= static_cast<uint8_t>(MsgType::kHeartbeat);
+         t <= static_cast<uint8_t>(MsgType::kPairMessage);
 }
 
 std::string RandomBytes(size_t n) {

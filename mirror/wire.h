@@ -57,6 +57,7 @@ enum class MsgType : uint8_t {
   kChanges = 7,  // source -> sink: first seq and a batch of records
   kAck = 8,      // sink -> source: cumulative applied seq
   kHeartbeat = 9,
+  kPairMessage = 10,  // either way: an opaque message of the layer above (control/pair.cc)
 };
 
 // Why a frame was refused; each refusal is counted by its reason.

@@ -1,11 +1,23 @@
 // tandemctl: the operators' CLI over the control API of tandem-control.
 // Readable tables by default, --json for scripts; exit 0 on success, 1 with a
 // one-line reason on stderr when the API refuses, 2 on a usage error, 3 when
-// the daemon cannot be reached.
+// the daemon cannot be reached (also when a TLS handshake fails).
+// A Unix socket address is plain; a TCP address is always mutual TLS
+// (--tls-cert, --tls-key, --tls-ca or $TANDEM_TLS_CERT, _KEY, _CA).
+#include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 #include <functional>
 #include <map>
 #include <chrono>
@@ -172,6 +184,122 @@ std::string Join(const google::protobuf::Map<std::string, std::string>& m) {
 }
 
 std::string Limit(uint32_t v) { return v == 0 ? "unlimited" : absl::StrCat(v); }
+
+// How tandemctl reaches tandem-control: a Unix socket as is, a TCP address
+// over TLS with the client's certificate (the daemon takes nothing else).
+struct Connector {
+  std::string cert_file, key_file, ca_file, server_name;
+  std::string cert, key, ca;  // PEM, read once a TCP address is used
+  bool loaded = false;
+
+  // "unix:PATH", or a path ("/run/tandem/a.sock", "./a.sock"): a Unix socket.
+  static std::string Target(const std::string& addr) {
+    if (absl::StartsWith(addr, "/") || absl::StartsWith(addr, "./") ||
+        absl::StartsWith(addr, "../")) {
+      return "unix:" + addr;
+    }
+    return addr;
+  }
+  static bool IsUnix(const std::string& addr) {
+    std::string t = Target(addr);
+    return absl::StartsWith(t, "unix:") || absl::StartsWith(t, "unix-abstract:");
+  }
+
+  static std::string ReadFile(const char* flag, const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw UsageError{absl::StrCat("cannot read ", flag, " ", path, ": ", strerror(errno))};
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+  // Reads the TLS files; a usage error when one cannot be read.
+  void Load() {
+    if (loaded) return;
+    if (cert_file.empty() != key_file.empty()) {
+      throw UsageError{"--tls-cert and --tls-key go together (the client's certificate and key)"};
+    }
+    if (!cert_file.empty()) cert = ReadFile("--tls-cert", cert_file);
+    if (!key_file.empty()) key = ReadFile("--tls-key", key_file);
+    if (!ca_file.empty()) ca = ReadFile("--tls-ca", ca_file);
+    Check();
+    loaded = true;
+  }
+
+  // gRPC says only "empty address list" of files it cannot use: say which.
+  void Check() const {
+    auto first_cert = [](const std::string& pem) -> X509* {
+      BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+      X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+      BIO_free(bio);
+      return x;
+    };
+    if (!ca.empty()) {
+      X509* x = first_cert(ca);
+      if (!x) throw UsageError{absl::StrCat("--tls-ca ", ca_file, " holds no PEM certificate")};
+      X509_free(x);
+    }
+    if (cert.empty()) return;
+    X509* x = first_cert(cert);
+    if (!x) throw UsageError{absl::StrCat("--tls-cert ", cert_file, " holds no PEM certificate")};
+    BIO* bio = BIO_new_mem_buf(key.data(), static_cast<int>(key.size()));
+    EVP_PKEY* k = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, const_cast<char*>(""));
+    BIO_free(bio);
+    bool matches = k && X509_check_private_key(x, k) == 1;
+    EVP_PKEY_free(k);
+    X509_free(x);
+    ERR_clear_error();
+    if (!k) {
+      throw UsageError{
+          absl::StrCat("--tls-key ", key_file, " holds no unencrypted PEM private key")};
+    }
+    if (!matches) {
+      throw UsageError{absl::StrCat("--tls-key ", key_file,
+                                    " is not the key of the certificate in ", cert_file)};
+    }
+  }
+
+  std::shared_ptr<grpc::Channel> Channel(const std::string& addr) {
+    std::string target = Target(addr);
+    if (IsUnix(target)) return grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+    Load();
+    grpc::SslCredentialsOptions opts;
+    opts.pem_root_certs = ca;  // empty: the system's roots
+    opts.pem_private_key = key;
+    opts.pem_cert_chain = cert;
+    grpc::ChannelArguments args;
+    if (!server_name.empty()) args.SetSslTargetNameOverride(server_name);
+    return grpc::CreateCustomChannel(target, grpc::SslCredentials(opts), args);
+  }
+
+  // Why a call to `addr` failed with UNAVAILABLE, as one line.
+  std::string Unreachable(const std::string& addr, const grpc::Status& st) const {
+    std::string detail = st.error_message();
+    std::replace(detail.begin(), detail.end(), '\n', ' ');
+    std::string d = absl::AsciiStrToLower(detail);
+    bool tls = !IsUnix(addr) &&
+               (absl::StrContains(d, "ssl") || absl::StrContains(d, "handshake") ||
+                absl::StrContains(d, "certificate") || absl::StrContains(d, "peer name") ||
+                absl::StrContains(d, "socket closed") || absl::StrContains(d, "connection reset") ||
+                absl::StrContains(d, "alert"));
+    if (!tls) return absl::StrCat("cannot reach tandem-control at ", addr, ": ", detail);
+    std::string why;
+    if (absl::StrContains(d, "certificate verify failed")) {
+      why = ca.empty() ? "its certificate is not issued by a CA this system trusts (give --tls-ca)"
+                       : "its certificate is not issued by the CA of --tls-ca";
+    } else if (absl::StrContains(d, "peer name")) {
+      why = "its certificate is not issued to that name (see --tls-server-name)";
+    } else if (cert.empty()) {
+      why = "it requires a client certificate and none was given (--tls-cert and --tls-key, or "
+            "$TANDEM_TLS_CERT and $TANDEM_TLS_KEY)";
+    } else {
+      why = "it closed the connection: it takes only client certificates issued by its "
+            "[api] tls_ca";
+    }
+    return absl::StrCat("TLS handshake with tandem-control at ", addr, " failed: ", why, " (",
+                        detail, ")");
+  }
+};
 
 struct Context {
   std::unique_ptr<v1::Control::Stub> stub;
@@ -468,6 +596,11 @@ void CmdStatus(Context& c, const Args& a, bool neighbours, bool ports_only) {
                                               " (later writes of the old active may be lost)")
                                : std::string("-")},
          {"last takeover", takeover},
+         {"lost writes", p.lost_writes().empty() || p.lost_writes() == "none"
+                             ? std::string("-")
+                             : p.lost_writes() == "listed"
+                                 ? absl::StrCat(p.lost_changes(), " (tandemctl pair lost)")
+                                 : p.lost_writes()},
          {"site data", p.compare_result().empty()
                            ? std::string("not compared yet")
                            : absl::StrCat(p.compare_result(), " at change ", p.compare_seq(),
@@ -529,6 +662,38 @@ std::vector<Command> Commands() {
                       printf("switchover requested: this node is %s, epoch %llu\n",
                              r.role().c_str(), static_cast<unsigned long long>(r.epoch()));
                     }
+                  }});
+
+  cmds.push_back({"pair lost",
+                  "",
+                  "The writes lost at the last takeover (asynchronous mode): the changes the old\n"
+                  "active acknowledged after the new one's takeover position, as the old active\n"
+                  "handed them over when it returned as standby. Redo them. Ask the active node.",
+                  {},
+                  {},
+                  [](Context& c, const Args& a) {
+                    Need(a, 0, 0, "");
+                    v1::LostWritesResponse r;
+                    Check(c.stub->LostWrites(c.Call().get(), v1::LostWritesRequest(), &r));
+                    if (c.json) {
+                      printf("%s\n", ToJson(r).c_str());
+                      return;
+                    }
+                    if (r.state() == "none") {
+                      printf("no takeover from a peer\n");
+                      return;
+                    }
+                    printf("taken over after change %llu of log %llu (the old active was heard at "
+                           "%llu): %s\n",
+                           static_cast<unsigned long long>(r.after_seq()),
+                           static_cast<unsigned long long>(r.log_id()),
+                           static_cast<unsigned long long>(r.last_heard_seq()),
+                           r.state() == "pending"
+                               ? "the old active has not returned yet"
+                           : r.state() == "unknown"
+                               ? "the old active returned without them (it had restarted)"
+                               : absl::StrCat(r.changes_size(), " lost changes").c_str());
+                    for (const v1::Change& ch : r.changes()) printf("%s\n", ToJson(ch).c_str());
                   }});
 
   cmds.push_back({"site create",
@@ -970,17 +1135,23 @@ std::vector<Command> Commands() {
 }
 
 void PrintCommandHelp(const Command& cmd) {
-  printf("usage: tandemctl [--api ADDR] [--json] %s%s%s\n\n%s\n", cmd.name.c_str(),
+  printf("usage: tandemctl [--api ADDR] [TLS options] [--json] %s%s%s\n\n%s\n", cmd.name.c_str(),
          cmd.usage.empty() ? "" : " ", cmd.usage.c_str(), cmd.help.c_str());
 }
 
 void PrintHelp(const std::vector<Command>& cmds, const std::string& prefix) {
   printf(
-      "usage: tandemctl [--api ADDR | --pair ADDR,ADDR] [--json] [--timeout SECONDS] COMMAND "
-      "[ARGS]\n\n"
+      "usage: tandemctl [--api ADDR | --pair ADDR,ADDR] [--json] [--timeout SECONDS]\n"
+      "                 [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--tls-server-name NAME]\n"
+      "                 COMMAND [ARGS]\n\n"
       "Operates a Tandem node through its control API (default %s,\n"
       "or $TANDEM_API). With --pair, every call goes to whichever node of the pair is active,\n"
-      "also after a takeover. Every command takes --help.\n\ncommands:\n",
+      "also after a takeover. Every command takes --help.\n\n"
+      "ADDR is a Unix socket (unix:PATH or a path) or HOST:PORT. HOST:PORT is always mutual\n"
+      "TLS: --tls-cert/--tls-key are this client's certificate and key, --tls-ca the CA of the\n"
+      "server's certificate, --tls-server-name the name it was issued to when that is not\n"
+      "HOST ($TANDEM_TLS_CERT, $TANDEM_TLS_KEY, $TANDEM_TLS_CA, $TANDEM_TLS_SERVER_NAME).\n\n"
+      "commands:\n",
       kDefaultApi);
   for (const Command& c : cmds) {
     if (!prefix.empty() && !absl::StartsWith(c.name, prefix)) continue;
@@ -1029,10 +1200,28 @@ const char* CodeName(grpc::StatusCode code) {
 }
 
 int Main(int argc, char** argv) {
+  // A failed call is reported by its status, as one line; gRPC's own log
+  // (a failed TLS handshake, say) only when asked for with $GRPC_VERBOSITY.
+  if (!getenv("GRPC_VERBOSITY")) gpr_set_log_function([](gpr_log_func_args*) {});
   std::vector<Command> cmds = Commands();
   const char* env = getenv("TANDEM_API");
   std::string api = env && *env ? env : kDefaultApi;
   Context ctx;
+  Connector conn;
+  auto from_env = [](const char* name) -> std::string {
+    const char* v = getenv(name);
+    return v ? v : "";
+  };
+  conn.cert_file = from_env("TANDEM_TLS_CERT");
+  conn.key_file = from_env("TANDEM_TLS_KEY");
+  conn.ca_file = from_env("TANDEM_TLS_CA");
+  conn.server_name = from_env("TANDEM_TLS_SERVER_NAME");
+  // --name VALUE or --name=VALUE for the TLS options.
+  const std::map<std::string, std::string*> tls_options = {
+      {"--tls-cert", &conn.cert_file},
+      {"--tls-key", &conn.key_file},
+      {"--tls-ca", &conn.ca_file},
+      {"--tls-server-name", &conn.server_name}};
   std::vector<std::string> pair;
   bool help = false;
   std::vector<std::string> rest;
@@ -1050,6 +1239,11 @@ int Main(int argc, char** argv) {
       api = value("--api");
     } else if (absl::StartsWith(s, "--api=")) {
       api = s.substr(6);
+    } else if (tls_options.contains(s)) {
+      *tls_options.at(s) = value(s.c_str());
+    } else if (size_t eq = s.find('=');
+               eq != std::string::npos && tls_options.contains(s.substr(0, eq))) {
+      *tls_options.at(s.substr(0, eq)) = s.substr(eq + 1);
     } else if (s == "--json") {
       ctx.json = true;
     } else if (s == "--timeout") {
@@ -1116,21 +1310,38 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
+  // TLS files are read (and a bad one reported) before any call.
+  try {
+    for (const std::string& addr : pair.empty() ? std::vector<std::string>{api} : pair) {
+      if (!Connector::IsUnix(addr)) conn.Load();
+    }
+  } catch (const UsageError& e) {
+    fprintf(stderr, "tandemctl: %s\n", e.message.c_str());
+    return 2;
+  }
   if (!pair.empty()) {
     // Both nodes of a pair: every call goes to the active one, found by
     // asking each for its status, and again after a takeover.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(ctx.timeout_s);
+    std::map<std::string, std::string> errors;  // why a node did not answer, by address
     auto pick = [&]() -> bool {
       while (std::chrono::steady_clock::now() < deadline) {
         std::string best;
         uint64_t best_epoch = 0;
         for (const std::string& addr : pair) {
-          auto stub =
-              v1::Control::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+          auto stub = v1::Control::NewStub(conn.Channel(addr));
           grpc::ClientContext cc;
           cc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
           v1::NodeStatus s;
-          if (!stub->GetStatus(&cc, v1::GetStatusRequest(), &s).ok()) continue;
+          grpc::Status st = stub->GetStatus(&cc, v1::GetStatusRequest(), &s);
+          if (!st.ok()) {
+            errors[addr] =
+                st.error_code() == grpc::StatusCode::UNAVAILABLE
+                    ? conn.Unreachable(addr, st)
+                    : absl::StrCat(addr, ": ", CodeName(st.error_code()), ": ", st.error_message());
+            continue;
+          }
+          errors.erase(addr);
           if (s.role() == "active" && (best.empty() || s.epoch() > best_epoch)) {
             best = addr;
             best_epoch = s.epoch();
@@ -1138,8 +1349,7 @@ int Main(int argc, char** argv) {
         }
         if (!best.empty()) {
           api = best;
-          ctx.stub =
-              v1::Control::NewStub(grpc::CreateChannel(api, grpc::InsecureChannelCredentials()));
+          ctx.stub = v1::Control::NewStub(conn.Channel(api));
           return true;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -1154,12 +1364,14 @@ int Main(int argc, char** argv) {
       return moved && pick();
     };
     if (!pick()) {
-      fprintf(stderr, "tandemctl: UNAVAILABLE: no active node among %s\n",
-              absl::StrJoin(pair, ",").c_str());
+      std::string why;
+      for (const auto& [addr, e] : errors) absl::StrAppend(&why, "; ", e);
+      fprintf(stderr, "tandemctl: UNAVAILABLE: no active node among %s%s\n",
+              absl::StrJoin(pair, ",").c_str(), why.c_str());
       return 3;
     }
   } else {
-    ctx.stub = v1::Control::NewStub(grpc::CreateChannel(api, grpc::InsecureChannelCredentials()));
+    ctx.stub = v1::Control::NewStub(conn.Channel(api));
   }
   try {
     for (;;) {
@@ -1180,8 +1392,7 @@ int Main(int argc, char** argv) {
     return 2;
   } catch (const ApiError& e) {
     if (e.status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-      fprintf(stderr, "tandemctl: UNAVAILABLE: cannot reach tandem-control at %s: %s\n",
-              api.c_str(), e.status.error_message().c_str());
+      fprintf(stderr, "tandemctl: UNAVAILABLE: %s\n", conn.Unreachable(api, e.status).c_str());
       return 3;
     }
     fprintf(stderr, "tandemctl: %s: %s\n", CodeName(e.status.error_code()),

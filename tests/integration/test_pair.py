@@ -262,25 +262,15 @@ def test_old_primary_returns_as_standby_and_switchover(pair):
 def test_healed_partition_lower_epoch_demotes(pair):
     site, m, parts = setup_meeting(pair.a, pair.participants)
     pair.wait_synced()
-    br = pair.testbed.bridge_ns
     # Partition: no heartbeat between the nodes on either path, both still
     # reach the participants. The standby takes over: two actives.
-    obj = pair.testbed.tmpdir("bpf", root="/tmp") / "drop.o"
-    netns.run(["clang", "-O2", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c",
-               os.path.join(os.path.dirname(__file__), "tools", "drop_heartbeats.bpf.c"),
-               "-o", str(obj)])
-    netns.run(["ip", "-n", pair.a.host.ns, "link", "set", "bb0", "down"])
-    netns.run(["tc", "-n", br, "qdisc", "add", "dev", "na", "clsact"])
-    for direction in ("ingress", "egress"):
-        netns.run(["tc", "-n", br, "filter", "add", "dev", "na", direction, "bpf", "da", "obj",
-                   str(obj), "sec", "classifier"])
+    pair.partition(pair.a)
     pair.wait_role(pair.b, "active", timeout=5)
     assert pair.a.role() == "active", "the partitioned primary stays active (it cannot know)"
     ea, eb = int(pair.a.status()["epoch"]), int(pair.b.status()["epoch"])
     assert eb > ea
     # Heal: the lower epoch demotes at once.
-    netns.run(["tc", "-n", br, "qdisc", "del", "dev", "na", "clsact"])
-    netns.run(["ip", "-n", pair.a.host.ns, "link", "set", "bb0", "up"])
+    pair.heal(pair.a)
     pair.wait_role(pair.a, "standby", timeout=5)
     assert pair.b.role() == "active"
     pair.wait_synced(timeout=20)

@@ -129,5 +129,60 @@ def test_sync_mode_loses_no_acknowledged_write():
         assert not missing, f"acknowledged writes lost by the takeover: {missing}"
         st = bed.b.status()["pair"]
         assert st["mode"] == "sync"
+        assert bed.b.ctl("pair", "lost")["state"] == "pending"
+        # The old active comes back with a fresh change log: what it held after
+        # the takeover position (nothing, in sync mode) is no longer known.
+        bed.a.start()
+        bed.wait_synced(timeout=20)
+        deadline = time.monotonic() + 10
+        while bed.b.ctl("pair", "lost")["state"] == "pending" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert bed.b.ctl("pair", "lost")["state"] == "unknown"
     finally:
         bed.close()
+
+
+def test_writes_lost_at_a_takeover_are_listed_by_the_new_active(bed):
+    """Asynchronous mode: writes the old active acknowledged but never
+    replicated (here: made while it was cut off, still active in the lower
+    epoch) are listed by the new active once the old one returns, with their
+    contents, so that the meeting application can redo them."""
+    site = bed.a.ctl("site", "create", "--name", "kept")["site_id"]
+    bed.wait_synced()
+    assert bed.b.ctl("pair", "lost")["state"] == "none"
+    bed.partition(bed.a)
+    bed.wait_role(bed.b, "active", timeout=5)
+    assert bed.a.role() == "active", "the cut-off primary cannot know; it still takes writes"
+    lost_sites = [bed.a.ctl("site", "create", "--name", f"lost-{i}")["site_id"] for i in range(2)]
+    lost_meeting = bed.a.ctl("meeting", "schedule", "--site", site, "--title",
+                             "lost-meeting")["meeting_id"]
+    pending = bed.b.ctl("pair", "lost")
+    assert pending["state"] == "pending", pending
+    after = int(pending["after_seq"])
+
+    bed.heal(bed.a)
+    bed.wait_role(bed.a, "standby", timeout=5)
+    bed.wait_synced(timeout=20)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lost = bed.b.ctl("pair", "lost")
+        if lost["state"] != "pending":
+            break
+        time.sleep(0.1)
+    assert lost["state"] == "listed", lost
+    assert int(lost["after_seq"]) == after
+    changes = lost.get("changes", [])
+    print(f"\nlisted by the new active: {len(changes)} lost changes after {after}")
+    assert all(int(c["seq"]) > after for c in changes)
+    assert [(c["kind"], c.get("site", {}).get("name") or c.get("meeting", {}).get("title"))
+            for c in changes] == [("site_put", "lost-0"), ("site_put", "lost-1"),
+                                  ("meeting_put", "lost-meeting")], changes
+    assert [int(c["id"]) for c in changes] == [*map(int, lost_sites), int(lost_meeting)]
+    # Lost indeed: neither node has them now, and the application can redo them.
+    for node in (bed.a, bed.b):
+        names = {s["name"] for s in node.ctl("site", "list").get("sites", [])}
+        assert names == {"kept"}, (node.name, names)
+    status = bed.b.status()["pair"]
+    assert status["lost_writes"] == "listed" and int(status["lost_changes"]) == 3, status
+    redone = pair_ctl(bed, "site", "create", "--name", changes[0]["site"]["name"])
+    assert redone["name"] == "lost-0"

@@ -8,6 +8,7 @@ Each node runs tandem-switch (af_packet on sw0 and bb0, pair heartbeats on
 both) and tandem-control (in the node namespace, replication over bb0).
 """
 import json
+import os
 import subprocess
 import time
 
@@ -187,6 +188,25 @@ class PairBed:
                     return
             time.sleep(0.1)
         raise AssertionError(f"the standby did not catch up: {[n.status() for n in self.nodes()]}")
+
+    def partition(self, node):
+        """Cuts `node` off from its peer on both paths, while both still reach
+        the participants: its backbone veth goes down and a tc classifier on
+        its bridge port drops the pair's heartbeat frames."""
+        obj = self.testbed.tmpdir("bpf", root="/tmp") / "drop.o"
+        netns.run(["clang", "-O2", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c",
+                   os.path.join(os.path.dirname(__file__), "..", "tools", "drop_heartbeats.bpf.c"),
+                   "-o", str(obj)])
+        br = self.testbed.bridge_ns
+        netns.run(["ip", "-n", node.host.ns, "link", "set", "bb0", "down"])
+        netns.run(["tc", "-n", br, "qdisc", "add", "dev", node.name, "clsact"])
+        for direction in ("ingress", "egress"):
+            netns.run(["tc", "-n", br, "filter", "add", "dev", node.name, direction, "bpf", "da",
+                       "obj", str(obj), "sec", "classifier"])
+
+    def heal(self, node):
+        netns.run(["tc", "-n", self.testbed.bridge_ns, "qdisc", "del", "dev", node.name, "clsact"])
+        netns.run(["ip", "-n", node.host.ns, "link", "set", "bb0", "up"])
 
     def close(self):
         for n in (getattr(self, "a", None), getattr(self, "b", None)):

@@ -503,5 +503,53 @@ TEST(Replication, NotifyReachesTheStandbyAndAClosedSourceIsReported) {
   EXPECT_FALSE((*sink)->status().connected);
 }
 
+// The layer above talks over the same authenticated connection: the source
+// greets each new standby first (before its snapshot), the standby answers.
+TEST(Replication, GreetingReachesTheStandbyBeforeItsSnapshotAndItAnswers) {
+  absl::Mutex mu;
+  std::vector<std::string> at_source, at_sink;
+  SourceOptions so;
+  so.node_id = 1;
+  so.key = kKey;
+  so.keepalive = absl::Milliseconds(200);
+  so.snapshot = []() -> absl::StatusOr<Snapshot> { return Snapshot{{"a", "b"}, 0}; };
+  so.greeting = [] { return std::string("takeover at 7"); };
+  so.on_message = [&](absl::string_view m) {
+    absl::MutexLock l(&mu);
+    at_source.emplace_back(m);
+  };
+  auto source = ReplicationSource::Start(so);
+  ASSERT_TRUE(source.ok()) << source.status();
+  SinkOptions o;
+  o.node_id = 2;
+  o.key = kKey;
+  o.source = {"127.0.0.1", (*source)->port()};
+  o.keepalive = absl::Milliseconds(200);
+  std::atomic<ReplicationSink*> sink_ptr{nullptr};
+  SinkCallbacks cb;
+  cb.apply = [&](RecordKind, uint64_t, absl::string_view r) {
+    absl::MutexLock l(&mu);
+    at_sink.emplace_back(r);
+  };
+  cb.message = [&](absl::string_view m) {
+    {
+      absl::MutexLock l(&mu);
+      at_sink.push_back(absl::StrCat("message:", m));
+    }
+    while (sink_ptr.load() == nullptr) std::this_thread::yield();  // Start() has not returned yet
+    sink_ptr.load()->Send(absl::StrCat("answer to ", m));
+  };
+  auto sink = ReplicationSink::Start(o, cb);
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  sink_ptr.store(sink->get());
+  ASSERT_TRUE(WaitFor([&] {
+    absl::MutexLock l(&mu);
+    return !at_source.empty() && at_sink.size() >= 3;
+  }));
+  absl::MutexLock l(&mu);
+  EXPECT_EQ(at_sink, (std::vector<std::string>{"message:takeover at 7", "a", "b"}));
+  EXPECT_EQ(at_source, std::vector<std::string>{"answer to takeover at 7"});
+}
+
 }  // namespace
 }  // namespace tandem::mirror
