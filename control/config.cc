@@ -7,6 +7,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
 namespace tandem::control {
@@ -86,6 +87,16 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
   if (const toml::table* t = root["api"].as_table()) {
     chain(ReadString(*t, "listen", origin + " [api]", &c.api_listen));
     chain(ReadString(*t, "tcp", origin + " [api]", &c.api_tcp));
+    chain(ReadString(*t, "socket_mode", origin + " [api]", &c.api_socket_mode));
+    if (!c.api_socket_mode.empty()) {
+      if (auto m = ParseSocketMode(c.api_socket_mode); !m.ok()) {
+        chain(Bad(origin + " [api]", "socket_mode", std::string(m.status().message())));
+      }
+    }
+    chain(ReadString(*t, "socket_group", origin + " [api]", &c.api_socket_group));
+    chain(ReadString(*t, "tls_cert", origin + " [api]", &c.api_tls_cert));
+    chain(ReadString(*t, "tls_key", origin + " [api]", &c.api_tls_key));
+    chain(ReadString(*t, "tls_ca", origin + " [api]", &c.api_tls_ca));
   }
   if (const toml::table* t = root["store"].as_table()) {
     chain(ReadString(*t, "path", origin + " [store]", &c.store_path));
@@ -168,6 +179,24 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
   return c;
 }
 
+bool IsUnixAddress(const std::string& addr) { return addr.rfind("unix:", 0) == 0; }
+
+absl::StatusOr<uint32_t> ParseSocketMode(const std::string& text) {
+  bool ok = text.size() >= 3 && text.size() <= 4;
+  uint32_t mode = 0;
+  for (char ch : text) {
+    ok = ok && ch >= '0' && ch <= '7';
+    mode = mode * 8 + static_cast<uint32_t>(ch - '0');
+  }
+  if (!ok || mode > 0777) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", text,
+                     "\" is not a mode: want 3 or 4 octal digits up to 0777, such as "
+                     "\"0660\""));
+  }
+  return mode;
+}
+
 absl::StatusOr<Config> LoadConfig(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read config ", path));
@@ -196,6 +225,32 @@ absl::Status ValidateConfig(Config& c) {
   }
   if (c.api_listen.empty() && c.api_tcp.empty()) {
     return absl::InvalidArgumentError("[api] needs listen or tcp");
+  }
+  if (!c.api_socket_mode.empty()) {
+    if (auto m = ParseSocketMode(c.api_socket_mode); !m.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("[api] socket_mode: ", m.status().message()));
+    }
+  }
+  if ((!c.api_socket_mode.empty() || !c.api_socket_group.empty()) && !IsUnixAddress(c.api_listen)) {
+    return absl::InvalidArgumentError(
+        "[api] socket_mode and socket_group need a Unix socket listen = \"unix:PATH\"");
+  }
+  // The API is never served in plaintext over TCP: a network listener takes
+  // only clients whose certificate the configured CA issued.
+  std::string tcp = !c.api_tcp.empty()             ? c.api_tcp
+                    : !IsUnixAddress(c.api_listen) ? c.api_listen
+                                                   : "";
+  if (!tcp.empty()) {
+    std::vector<std::string> missing;
+    if (c.api_tls_cert.empty()) missing.push_back("tls_cert");
+    if (c.api_tls_key.empty()) missing.push_back("tls_key");
+    if (c.api_tls_ca.empty()) missing.push_back("tls_ca");
+    if (!missing.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("[api] TCP listener ", tcp, " needs ", absl::StrJoin(missing, ", "),
+                       " (mutual TLS: the server's certificate and key, the CA of the clients' "
+                       "certificates; the API is never served in plaintext over TCP)"));
+    }
   }
   if (c.pair.enabled) {
     const PairConfig& p = c.pair;

@@ -6,6 +6,9 @@
 //   role = "active"            # until the mirror owns role and epoch
 //   [tables]   legs = 1048576   meetings = 262144
 //   [api]      listen = "unix:/run/tandem/a.sock"   tcp = "127.0.0.1:7443" (optional)
+//              socket_mode = "0660"  socket_group = "tandem"   (the Unix socket's access)
+//              tls_cert = "server.crt"  tls_key = "server.key"  tls_ca = "clients-ca.crt"
+//              (required by a TCP listener: mutual TLS, never plaintext)
 //   [store]    path = "/var/lib/tandem/a.db"
 //   [metrics]  listen = "127.0.0.1:9464"            (empty: off)
 //   [access]   vips = ["198.18.0.100", "2001:db8:1::100"]
@@ -48,6 +51,16 @@ struct Config {
   tables::Capacity capacity;
   std::string api_listen = "unix:/run/tandem/a.sock";
   std::string api_tcp;  // optional second listener, host:port
+  // Access to the Unix socket: octal mode ("0660") and group (name or
+  // number), set once the socket is bound. Empty: left as created (the
+  // daemon's umask, 0755 under the usual 022: only its owner may connect).
+  std::string api_socket_mode;
+  std::string api_socket_group;
+  // Mutual TLS of every TCP listener (PEM files): the server's certificate
+  // chain and key, and the CA that issues the clients' certificates.
+  std::string api_tls_cert;
+  std::string api_tls_key;
+  std::string api_tls_ca;
   std::string store_path = "/var/lib/tandem/a.db";
   std::string metrics_listen = "127.0.0.1:9464";
   std::vector<IpAddr> access_vips;
@@ -62,7 +75,14 @@ struct Config {
 absl::StatusOr<Config> LoadConfig(const std::string& path);
 // Parses TOML text (for tests).
 absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& origin);
-// Checks cross-key rules (pool VIPs are access VIPs, role, ports).
+// Checks cross-key rules (pool VIPs are access VIPs, role, ports, a TCP
+// API listener has tls_cert, tls_key and tls_ca, the socket mode parses).
 absl::Status ValidateConfig(Config& config);
+
+// True for an API address that is a Unix socket path ("unix:PATH"); any
+// other address is a network listener and needs mutual TLS.
+bool IsUnixAddress(const std::string& addr);
+// "0660", "660" or "0o660": permission bits 0..0777; InvalidArgument otherwise.
+absl::StatusOr<uint32_t> ParseSocketMode(const std::string& text);
 
 }  // namespace tandem::control

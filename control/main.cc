@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "control/api_access.h"
 #include "control/config.h"
 #include "control/core.h"
 #include "control/pair.h"
@@ -28,7 +29,17 @@ ABSL_FLAG(std::string, node, "", "node name (overrides the config)");
 ABSL_FLAG(std::string, shm_dir, "", "directory of the region files (overrides the config)");
 ABSL_FLAG(std::string, api, "",
           "API listen address, unix:PATH or HOST:PORT (overrides [api] listen)");
-ABSL_FLAG(std::string, api_tcp, "", "extra TCP listener HOST:PORT (overrides [api] tcp)");
+ABSL_FLAG(std::string, api_tcp, "",
+          "extra TCP listener HOST:PORT, mutual TLS only (overrides [api] tcp)");
+ABSL_FLAG(std::string, api_socket_mode, "",
+          "octal mode of the API's Unix socket, e.g. 0660 (overrides [api] socket_mode)");
+ABSL_FLAG(std::string, api_socket_group, "",
+          "group of the API's Unix socket (overrides [api] socket_group)");
+ABSL_FLAG(std::string, api_tls_cert, "",
+          "PEM certificate (chain) of a TCP listener (overrides [api] tls_cert)");
+ABSL_FLAG(std::string, api_tls_key, "", "PEM key of that certificate (overrides [api] tls_key)");
+ABSL_FLAG(std::string, api_tls_ca, "",
+          "PEM CA certificates that issue the clients' certificates (overrides [api] tls_ca)");
 ABSL_FLAG(std::string, store, "", "SQLite store path (overrides [store] path)");
 ABSL_FLAG(std::string, metrics, "", "metrics HTTP listen HOST:PORT, \"off\" to disable");
 ABSL_FLAG(std::string, role, "", "active or standby (overrides role)");
@@ -70,6 +81,11 @@ int Run(int argc, char** argv) {
   override_str(FLAGS_shm_dir, &config.shm_dir);
   override_str(FLAGS_api, &config.api_listen);
   override_str(FLAGS_api_tcp, &config.api_tcp);
+  override_str(FLAGS_api_socket_mode, &config.api_socket_mode);
+  override_str(FLAGS_api_socket_group, &config.api_socket_group);
+  override_str(FLAGS_api_tls_cert, &config.api_tls_cert);
+  override_str(FLAGS_api_tls_key, &config.api_tls_key);
+  override_str(FLAGS_api_tls_ca, &config.api_tls_ca);
   override_str(FLAGS_store, &config.store_path);
   override_str(FLAGS_metrics, &config.metrics_listen);
   override_str(FLAGS_role, &config.role);
@@ -78,6 +94,12 @@ int Run(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_meetings)) config.capacity.meetings = absl::GetFlag(FLAGS_meetings);
   if (auto st = ValidateConfig(config); !st.ok()) {
     fprintf(stderr, "tandem-control: %s\n", std::string(st.message()).c_str());
+    return 2;
+  }
+  // Who may use the API: checked before anything starts.
+  auto access = LoadApiAccess(config);
+  if (!access.ok()) {
+    fprintf(stderr, "tandem-control: %s\n", std::string(access.status().message()).c_str());
     return 2;
   }
 
@@ -105,25 +127,43 @@ int Run(int argc, char** argv) {
   }
   Service service(**core, pair.get());
   grpc::ServerBuilder builder;
+  // A Unix socket is plain (its file mode and group decide who connects);
+  // any other listener is mutual TLS (docs/control.md, "API security").
+  std::string socket_path;
+  bool secure_socket = access->socket_mode || access->socket_group;
   if (!config.api_listen.empty()) {
     std::string addr = config.api_listen;
-    if (absl::StartsWith(addr, "unix:")) {
-      std::string path = addr.substr(5);
-      MakeParentDir(path);
-      unlink(path.c_str());  // we hold the tables' writer lock: no live daemon owns it
+    if (IsUnixAddress(addr)) {
+      socket_path = addr.substr(5);
+      MakeParentDir(socket_path);
+      unlink(socket_path.c_str());  // we hold the tables' writer lock: no live daemon owns it
+      builder.AddListeningPort(addr, grpc::InsecureServerCredentials());
+    } else {
+      builder.AddListeningPort(addr, MutualTlsCredentials(*access));
     }
-    builder.AddListeningPort(addr, grpc::InsecureServerCredentials());
   }
   if (!config.api_tcp.empty()) {
-    builder.AddListeningPort(config.api_tcp, grpc::InsecureServerCredentials());
+    builder.AddListeningPort(config.api_tcp, MutualTlsCredentials(*access));
   }
   builder.SetMaxReceiveMessageSize(256 << 20);
   builder.SetMaxSendMessageSize(256 << 20);
   builder.RegisterService(&service);
+  // The socket is created owner-only, then opened to its configured mode and
+  // group: no one else can connect in between.
+  mode_t old_umask = secure_socket ? umask(0177) : 0;
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (secure_socket) umask(old_umask);
   if (!server) {
-    fprintf(stderr, "tandem-control: cannot listen on %s\n", config.api_listen.c_str());
+    fprintf(stderr, "tandem-control: cannot listen on %s%s%s\n", config.api_listen.c_str(),
+            config.api_tcp.empty() ? "" : " and ", config.api_tcp.c_str());
     return 1;
+  }
+  if (!socket_path.empty() && secure_socket) {
+    if (auto st = SecureSocket(socket_path, *access); !st.ok()) {
+      fprintf(stderr, "tandem-control: %s\n", std::string(st.message()).c_str());
+      server->Shutdown();
+      return 1;
+    }
   }
 
   httplib::Server http;

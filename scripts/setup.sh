@@ -22,8 +22,9 @@
 # Everything the project needs from Debian: the build (compilers, meson,
 # DPDK, libbpf/libxdp, Abseil, GoogleTest, Benchmark, gRPC/protobuf, SQLite,
 # toml++, httplib), the test beds (iproute2, bridge-utils, ethtool, tcpdump,
-# scapy, pytest, ffmpeg) and the tools the docs mention (dpdk-testpmd,
-# dpdk-devbind.py, dpdk-telemetry.py come with dpdk and dpdk-dev).
+# scapy, pytest, ffmpeg, openssl for the control API's test certificates) and
+# the tools the docs mention (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py
+# come with dpdk and dpdk-dev).
 TANDEM_DEBIAN_PACKAGES=(
   build-essential g++ clang llvm clang-format clang-tidy pkg-config git
   meson ninja-build
@@ -32,7 +33,7 @@ TANDEM_DEBIAN_PACKAGES=(
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev
-  python3 python3-scapy python3-pytest ffmpeg
+  python3 python3-scapy python3-pytest ffmpeg openssl
   iproute2 bridge-utils ethtool tcpdump procps psmisc util-linux
 )
 

@@ -177,6 +177,11 @@ meetings = 262144
 [api]
 listen = "unix:/run/tandem/a.sock"
 tcp = "127.0.0.1:7443"
+socket_mode = "0660"
+socket_group = "tandem"
+tls_cert = "/etc/tandem/api.crt"
+tls_key = "/etc/tandem/api.key"
+tls_ca = "/etc/tandem/clients-ca.crt"
 [store]
 path = "/var/lib/tandem/a.db"
 [metrics]

@@ -8,6 +8,9 @@ tandemctl --json, as an operator or a script would.
     assert e.value.code == "NOT_FOUND"
     d.kill9(); d.start()                # same store and tables: adoption
     d.close()
+
+`extra_toml` is appended to the configuration; `api_toml` adds keys to its
+[api] table (socket_mode, tcp, tls_cert, ...).
 """
 import json
 import os
@@ -53,7 +56,7 @@ class CtlError(Exception):
 
 class ControlDaemon:
     def __init__(self, workdir, node="ct", shm_dir=None, vips=("198.18.0.100", "2001:db8:1::100"),
-                 ports="20000-20099", legs=4096, meetings=256, extra_toml=""):
+                 ports="20000-20099", legs=4096, meetings=256, extra_toml="", api_toml=""):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.node = node
@@ -72,6 +75,7 @@ legs = {legs}
 meetings = {meetings}
 [api]
 listen = "{self.api}"
+{api_toml}
 [store]
 path = "{self.workdir / 'control.db'}"
 [metrics]

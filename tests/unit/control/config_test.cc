@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 namespace tandem::control {
 namespace {
 
@@ -16,6 +20,11 @@ meetings = 50
 [api]
 listen = "unix:/tmp/x/api.sock"
 tcp = "127.0.0.1:7443"
+socket_mode = "0660"
+socket_group = "tandem"
+tls_cert = "/etc/tandem/server.crt"
+tls_key = "/etc/tandem/server.key"
+tls_ca = "/etc/tandem/clients-ca.crt"
 [store]
 path = "/tmp/x/b.db"
 [metrics]
@@ -37,6 +46,11 @@ history = 10
   EXPECT_EQ(c->capacity.meetings, 50u);
   EXPECT_EQ(c->api_listen, "unix:/tmp/x/api.sock");
   EXPECT_EQ(c->api_tcp, "127.0.0.1:7443");
+  EXPECT_EQ(c->api_socket_mode, "0660");
+  EXPECT_EQ(c->api_socket_group, "tandem");
+  EXPECT_EQ(c->api_tls_cert, "/etc/tandem/server.crt");
+  EXPECT_EQ(c->api_tls_key, "/etc/tandem/server.key");
+  EXPECT_EQ(c->api_tls_ca, "/etc/tandem/clients-ca.crt");
   EXPECT_EQ(c->store_path, "/tmp/x/b.db");
   EXPECT_EQ(c->metrics_listen, "127.0.0.1:9999");
   ASSERT_EQ(c->access_vips.size(), 2u);
@@ -71,6 +85,95 @@ TEST(ConfigTest, PoolVipsMustBeAccessVipsAndDefaultToThem) {
   EXPECT_EQ(c->pool_vips.size(), 1u);
   c = ParseConfig("role = \"leader\"\n", "t.toml");
   EXPECT_FALSE(ValidateConfig(*c).ok());
+}
+
+TEST(ConfigTest, SocketAccessDefaultsToUnsetAndNeedsAUnixSocket) {
+  Config d;
+  EXPECT_EQ(d.api_listen, "unix:/run/tandem/a.sock");
+  EXPECT_TRUE(d.api_tcp.empty());
+  EXPECT_TRUE(d.api_socket_mode.empty());  // left as created (the umask)
+  EXPECT_TRUE(d.api_socket_group.empty());
+  EXPECT_TRUE(ValidateConfig(d).ok());
+  auto c = ParseConfig("[api]\nlisten = \"unix:/tmp/a.sock\"\nsocket_mode = \"0600\"\n", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(ValidateConfig(*c).ok());
+  c->api_listen = "127.0.0.1:7443";  // e.g. --api overrides it
+  c->api_tls_cert = c->api_tls_key = c->api_tls_ca = "x.pem";
+  absl::Status st = ValidateConfig(*c);
+  EXPECT_TRUE(absl::IsInvalidArgument(st));
+  EXPECT_NE(st.message().find("socket_mode"), std::string::npos) << st;
+}
+
+TEST(ConfigTest, SocketModeIsOctalPermissionBits) {
+  EXPECT_EQ(*ParseSocketMode("0660"), 0660u);
+  EXPECT_EQ(*ParseSocketMode("600"), 0600u);
+  EXPECT_EQ(*ParseSocketMode("0777"), 0777u);
+  EXPECT_EQ(*ParseSocketMode("0000"), 0u);
+  for (const char* bad :
+       {"", "66", "0999", "1777", "4755", "07777", "rw-rw----", "0x1b0", " 660", "-660", "0660 "}) {
+    EXPECT_FALSE(ParseSocketMode(bad).ok()) << bad;
+  }
+  auto c = ParseConfig("[api]\nsocket_mode = \"0986\"\n", "t.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("socket_mode"), std::string::npos) << c.status();
+  // An integer would be ambiguous (0o660 or 660?): only a string is taken.
+  c = ParseConfig("[api]\nsocket_mode = 0o660\n", "t.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("socket_mode"), std::string::npos) << c.status();
+  c = ParseConfig("[api]\nsocket_group = 7\n", "t.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("socket_group"), std::string::npos) << c.status();
+  // The flag's value is checked as well as the file's.
+  Config d;
+  d.api_socket_mode = "08";
+  absl::Status st = ValidateConfig(d);
+  EXPECT_TRUE(absl::IsInvalidArgument(st));
+  EXPECT_NE(st.message().find("socket_mode"), std::string::npos) << st;
+}
+
+TEST(ConfigTest, TcpListenerNeedsMutualTls) {
+  const std::string base = "[api]\nlisten = \"unix:/tmp/a.sock\"\ntcp = \"127.0.0.1:7443\"\n";
+  const std::vector<std::pair<std::string, std::string>> keys = {
+      {"tls_cert", "tls_cert = \"s.crt\"\n"},
+      {"tls_key", "tls_key = \"s.key\"\n"},
+      {"tls_ca", "tls_ca = \"ca.crt\"\n"}};
+  // Each key left out is named; with all three the listener is accepted.
+  for (size_t skip = 0; skip <= keys.size(); ++skip) {
+    std::string text = base;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (i != skip) text += keys[i].second;
+    }
+    auto c = ParseConfig(text, "t.toml");
+    ASSERT_TRUE(c.ok()) << c.status();
+    absl::Status st = ValidateConfig(*c);
+    if (skip == keys.size()) {
+      EXPECT_TRUE(st.ok()) << st;
+      continue;
+    }
+    EXPECT_TRUE(absl::IsInvalidArgument(st)) << st;
+    EXPECT_NE(st.message().find(keys[skip].first), std::string::npos) << st;
+    EXPECT_NE(st.message().find("127.0.0.1:7443"), std::string::npos) << st;
+  }
+  auto c = ParseConfig(base, "t.toml");
+  ASSERT_TRUE(c.ok());
+  absl::Status st = ValidateConfig(*c);
+  for (const char* k : {"tls_cert", "tls_key", "tls_ca"}) {
+    EXPECT_NE(st.message().find(k), std::string::npos) << st;
+  }
+  // listen itself may be TCP: the same rule.
+  Config d;
+  d.api_listen = "[::1]:7443";
+  st = ValidateConfig(d);
+  EXPECT_TRUE(absl::IsInvalidArgument(st));
+  EXPECT_NE(st.message().find("tls_cert"), std::string::npos) << st;
+  d.api_tls_cert = "s.crt";
+  d.api_tls_key = "s.key";
+  d.api_tls_ca = "ca.crt";
+  EXPECT_TRUE(ValidateConfig(d).ok());
+  // A Unix socket alone needs no TLS.
+  EXPECT_TRUE(IsUnixAddress("unix:/run/tandem/a.sock"));
+  EXPECT_FALSE(IsUnixAddress("127.0.0.1:7443"));
+  EXPECT_FALSE(IsUnixAddress("unix-abstract:tandem"));  // anyone in the namespace could connect
 }
 
 }  // namespace
