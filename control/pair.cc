@@ -71,6 +71,10 @@ Pair::~Pair() {
 
 void Pair::StopReplication() {
   core_.changes().SetObserver(nullptr);  // no append reaches a source being destroyed
+  for (int r = 0; r < static_cast<int>(mirror::RejectReason::kCount); ++r) {
+    if (source_) refused_base_[r] += source_->rejects().Get(static_cast<mirror::RejectReason>(r));
+    if (sink_) refused_base_[r] += sink_->rejects().Get(static_cast<mirror::RejectReason>(r));
+  }
   serving_ = nullptr;
   source_.reset();
   sink_.reset();
@@ -439,10 +443,20 @@ void Pair::PublishStatus(absl::Time now) {
       s.set_last_takeover_unix_ns(
           static_cast<uint64_t>(absl::ToUnixNanos(absl::Now() - (now - t->at))));
     }
+    auto& refused = *s.mutable_refused();
     if (have_state_) {
       uint32_t f = state_.header().local_flags.load(std::memory_order_relaxed);
       s.set_data_plane_ok(f & tables::kHbDataPlaneOk);
       s.set_access_link_up(f & tables::kHbAccessLinkUp);
+      refused["heartbeat_access"] = state_.header().peer[0].frames_refused;
+      refused["heartbeat_backbone"] = state_.header().peer[1].frames_refused;
+    }
+    for (int r = 0; r < static_cast<int>(mirror::RejectReason::kCount); ++r) {
+      auto reason = static_cast<mirror::RejectReason>(r);
+      uint64_t n = refused_base_[r];
+      if (source_) n += source_->rejects().Get(reason);
+      if (sink_) n += sink_->rejects().Get(reason);
+      refused[absl::StrCat("replication_", mirror::RejectReasonName(reason))] = n;
     }
     if (source_) {
       mirror::SourceStatus st = source_->status();
@@ -583,6 +597,11 @@ std::string Pair::Metrics() const {
          s.lag_ms() / 1000);
   metric("tandem_pair_takeovers_total", "counter", "times this node became active",
          s.takeovers());
+  absl::StrAppend(&o, "# HELP tandem_pair_refused_total backbone and heartbeat messages refused "
+                     "(forged, replayed, malformed)\n# TYPE tandem_pair_refused_total counter\n");
+  for (const auto& [what, n] : s.refused()) {
+    absl::StrAppend(&o, "tandem_pair_refused_total{what=\"", what, "\"} ", n, "\n");
+  }
   metric("tandem_pair_lost_changes", "gauge",
          "changes the old active handed over at its return that never reached this node "
          "(tandemctl pair lost)",

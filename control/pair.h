@@ -29,6 +29,7 @@
 // Thread-safe.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -95,6 +96,9 @@ class Pair {
   std::shared_ptr<mirror::ReplicationSource> source_ ABSL_GUARDED_BY(mu_);
   std::atomic<mirror::ReplicationSource*> serving_{nullptr};  // source_, for the snapshot
   std::unique_ptr<mirror::ReplicationSink> sink_ ABSL_GUARDED_BY(mu_);
+  // Replication refusals of the sources and sinks already destroyed.
+  std::array<uint64_t, static_cast<int>(mirror::RejectReason::kCount)> refused_base_
+      ABSL_GUARDED_BY(mu_) = {};
   tables::Mapping state_map_;
   tables::StateView state_;
   bool have_state_ = false;
