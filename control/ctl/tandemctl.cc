@@ -4,25 +4,18 @@
 // the daemon cannot be reached (also when a TLS handshake fails).
 // A Unix socket address is plain; a TCP address is always mutual TLS
 // (--tls-cert, --tls-key, --tls-ca or $TANDEM_TLS_CERT, _KEY, _CA).
+// Every call goes through the client library (control/client/pair_client.h):
+// with --pair A,B to whichever node is active, following a takeover.
 #include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
-#include <openssl/bio.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
 #include <algorithm>
-#include <cerrno>
+#include <chrono>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 #include <functional>
 #include <map>
-#include <chrono>
+#include <memory>
 #include <set>
-#include <thread>
 #include <string>
 #include <vector>
 
@@ -34,6 +27,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "control.grpc.pb.h"
+#include "control/client/pair_client.h"
 #include "control/ctl/json.h"
 
 namespace tandem::control {
@@ -185,134 +179,19 @@ std::string Join(const google::protobuf::Map<std::string, std::string>& m) {
 
 std::string Limit(uint32_t v) { return v == 0 ? "unlimited" : absl::StrCat(v); }
 
-// How tandemctl reaches tandem-control: a Unix socket as is, a TCP address
-// over TLS with the client's certificate (the daemon takes nothing else).
-struct Connector {
-  std::string cert_file, key_file, ca_file, server_name;
-  std::string cert, key, ca;  // PEM, read once a TCP address is used
-  bool loaded = false;
-
-  // "unix:PATH", or a path ("/run/tandem/a.sock", "./a.sock"): a Unix socket.
-  static std::string Target(const std::string& addr) {
-    if (absl::StartsWith(addr, "/") || absl::StartsWith(addr, "./") ||
-        absl::StartsWith(addr, "../")) {
-      return "unix:" + addr;
-    }
-    return addr;
-  }
-  static bool IsUnix(const std::string& addr) {
-    std::string t = Target(addr);
-    return absl::StartsWith(t, "unix:") || absl::StartsWith(t, "unix-abstract:");
-  }
-
-  static std::string ReadFile(const char* flag, const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw UsageError{absl::StrCat("cannot read ", flag, " ", path, ": ", strerror(errno))};
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-
-  // Reads the TLS files; a usage error when one cannot be read.
-  void Load() {
-    if (loaded) return;
-    if (cert_file.empty() != key_file.empty()) {
-      throw UsageError{"--tls-cert and --tls-key go together (the client's certificate and key)"};
-    }
-    if (!cert_file.empty()) cert = ReadFile("--tls-cert", cert_file);
-    if (!key_file.empty()) key = ReadFile("--tls-key", key_file);
-    if (!ca_file.empty()) ca = ReadFile("--tls-ca", ca_file);
-    Check();
-    loaded = true;
-  }
-
-  // gRPC says only "empty address list" of files it cannot use: say which.
-  void Check() const {
-    auto first_cert = [](const std::string& pem) -> X509* {
-      BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-      X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
-      BIO_free(bio);
-      return x;
-    };
-    if (!ca.empty()) {
-      X509* x = first_cert(ca);
-      if (!x) throw UsageError{absl::StrCat("--tls-ca ", ca_file, " holds no PEM certificate")};
-      X509_free(x);
-    }
-    if (cert.empty()) return;
-    X509* x = first_cert(cert);
-    if (!x) throw UsageError{absl::StrCat("--tls-cert ", cert_file, " holds no PEM certificate")};
-    BIO* bio = BIO_new_mem_buf(key.data(), static_cast<int>(key.size()));
-    EVP_PKEY* k = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, const_cast<char*>(""));
-    BIO_free(bio);
-    bool matches = k && X509_check_private_key(x, k) == 1;
-    EVP_PKEY_free(k);
-    X509_free(x);
-    ERR_clear_error();
-    if (!k) {
-      throw UsageError{
-          absl::StrCat("--tls-key ", key_file, " holds no unencrypted PEM private key")};
-    }
-    if (!matches) {
-      throw UsageError{absl::StrCat("--tls-key ", key_file,
-                                    " is not the key of the certificate in ", cert_file)};
-    }
-  }
-
-  std::shared_ptr<grpc::Channel> Channel(const std::string& addr) {
-    std::string target = Target(addr);
-    if (IsUnix(target)) return grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
-    Load();
-    grpc::SslCredentialsOptions opts;
-    opts.pem_root_certs = ca;  // empty: the system's roots
-    opts.pem_private_key = key;
-    opts.pem_cert_chain = cert;
-    grpc::ChannelArguments args;
-    if (!server_name.empty()) args.SetSslTargetNameOverride(server_name);
-    return grpc::CreateCustomChannel(target, grpc::SslCredentials(opts), args);
-  }
-
-  // Why a call to `addr` failed with UNAVAILABLE, as one line.
-  std::string Unreachable(const std::string& addr, const grpc::Status& st) const {
-    std::string detail = st.error_message();
-    std::replace(detail.begin(), detail.end(), '\n', ' ');
-    std::string d = absl::AsciiStrToLower(detail);
-    bool tls = !IsUnix(addr) &&
-               (absl::StrContains(d, "ssl") || absl::StrContains(d, "handshake") ||
-                absl::StrContains(d, "certificate") || absl::StrContains(d, "peer name") ||
-                absl::StrContains(d, "socket closed") || absl::StrContains(d, "connection reset") ||
-                absl::StrContains(d, "alert"));
-    if (!tls) return absl::StrCat("cannot reach tandem-control at ", addr, ": ", detail);
-    std::string why;
-    if (absl::StrContains(d, "certificate verify failed")) {
-      why = ca.empty() ? "its certificate is not issued by a CA this system trusts (give --tls-ca)"
-                       : "its certificate is not issued by the CA of --tls-ca";
-    } else if (absl::StrContains(d, "peer name")) {
-      why = "its certificate is not issued to that name (see --tls-server-name)";
-    } else if (cert.empty()) {
-      why = "it requires a client certificate and none was given (--tls-cert and --tls-key, or "
-            "$TANDEM_TLS_CERT and $TANDEM_TLS_KEY)";
-    } else {
-      why = "it closed the connection: it takes only client certificates issued by its "
-            "[api] tls_ca";
-    }
-    return absl::StrCat("TLS handshake with tandem-control at ", addr, " failed: ", why, " (",
-                        detail, ")");
-  }
-};
+using client::Stub;
 
 struct Context {
-  std::unique_ptr<v1::Control::Stub> stub;
+  // Every call goes through the client library: with --pair to the pair's
+  // active node (found by asking both, again after a takeover), else to the
+  // one node of --api.
+  std::unique_ptr<client::PairClient> client;
   bool json = false;
   int timeout_s = 30;
-  // With --pair: moves `stub` to the pair's active node after a call failed
-  // with `st` because the node went away or is standby; false if it cannot.
-  std::function<bool(const grpc::Status& st)> failover;
 
-  std::unique_ptr<grpc::ClientContext> Call() const {
-    auto ctx = std::make_unique<grpc::ClientContext>();
-    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));
-    return ctx;
+  template <class Req, class Resp>
+  grpc::Status Run(client::Method<Req, Resp> method, const Req& req, Resp* resp) const {
+    return client->Call(method, req, resp);
   }
 };
 
@@ -493,7 +372,7 @@ void CmdStatus(Context& c, const Args& a, bool neighbours, bool ports_only) {
   v1::GetStatusRequest req;
   req.set_include_neighbours(neighbours);
   v1::NodeStatus s;
-  Check(c.stub->GetStatus(c.Call().get(), req, &s));
+  Check(c.Run(&Stub::GetStatus, req, &s));
   if (neighbours) {
     if (c.json) {
       printf("{\"neighbours\":[");
@@ -636,7 +515,7 @@ std::vector<Command> Commands() {
                   [](Context& c, const Args& a) {
                     Need(a, 0, 0, "");
                     v1::ComparePairResponse r;
-                    Check(c.stub->ComparePair(c.Call().get(), v1::ComparePairRequest(), &r));
+                    Check(c.Run(&Stub::ComparePair, v1::ComparePairRequest(), &r));
                     if (c.json) {
                       printf("%s\n", ToJson(r).c_str());
                     } else {
@@ -655,7 +534,7 @@ std::vector<Command> Commands() {
                     v1::SwitchoverRequest req;
                     req.set_force(a.flags.contains("force"));
                     v1::SwitchoverResponse r;
-                    Check(c.stub->Switchover(c.Call().get(), req, &r));
+                    Check(c.Run(&Stub::Switchover, req, &r));
                     if (c.json) {
                       printf("%s\n", ToJson(r).c_str());
                     } else {
@@ -674,7 +553,7 @@ std::vector<Command> Commands() {
                   [](Context& c, const Args& a) {
                     Need(a, 0, 0, "");
                     v1::LostWritesResponse r;
-                    Check(c.stub->LostWrites(c.Call().get(), v1::LostWritesRequest(), &r));
+                    Check(c.Run(&Stub::LostWrites, v1::LostWritesRequest(), &r));
                     if (c.json) {
                       printf("%s\n", ToJson(r).c_str());
                       return;
@@ -719,7 +598,7 @@ std::vector<Command> Commands() {
                     }
                     SetPolicyFromArgs(a, s->mutable_policy());
                     v1::Site out;
-                    Check(c.stub->CreateSite(c.Call().get(), req, &out));
+                    Check(c.Run(&Stub::CreateSite, req, &out));
                     PrintSite(c, out);
                   }});
   cmds.push_back({"site get", "SITE_ID", "Show a site.", {}, {}, [](Context& c, const Args& a) {
@@ -727,14 +606,14 @@ std::vector<Command> Commands() {
                     v1::GetSiteRequest req;
                     req.set_site_id(ParseId(a.positional[0], "site id"));
                     v1::Site out;
-                    Check(c.stub->GetSite(c.Call().get(), req, &out));
+                    Check(c.Run(&Stub::GetSite, req, &out));
                     PrintSite(c, out);
                   }});
   cmds.push_back(
       {"site list", "", "List sites.", {}, {}, [](Context& c, const Args& a) {
          Need(a, 0, 0, "");
          v1::ListSitesResponse out;
-         Check(c.stub->ListSites(c.Call().get(), v1::ListSitesRequest(), &out));
+         Check(c.Run(&Stub::ListSites, v1::ListSitesRequest(), &out));
          if (c.json) {
            printf("%s\n", ToJson(out).c_str());
            return;
@@ -776,12 +655,12 @@ std::vector<Command> Commands() {
                       v1::GetSiteRequest g;
                       g.set_site_id(req.site_id());
                       v1::Site cur;
-                      Check(c.stub->GetSite(c.Call().get(), g, &cur));
+                      Check(c.Run(&Stub::GetSite, g, &cur));
                       *req.mutable_policy() = cur.policy();
                       SetPolicyFromArgs(a, req.mutable_policy());
                     }
                     v1::Site out;
-                    Check(c.stub->UpdateSite(c.Call().get(), req, &out));
+                    Check(c.Run(&Stub::UpdateSite, req, &out));
                     PrintSite(c, out);
                   }});
   cmds.push_back({"site delete",
@@ -794,7 +673,7 @@ std::vector<Command> Commands() {
                     v1::DeleteSiteRequest req;
                     req.set_site_id(ParseId(a.positional[0], "site id"));
                     v1::DeleteSiteResponse out;
-                    Check(c.stub->DeleteSite(c.Call().get(), req, &out));
+                    Check(c.Run(&Stub::DeleteSite, req, &out));
                     if (c.json) {
                       printf("{\"deleted\":%lu}\n", static_cast<unsigned long>(req.site_id()));
                     } else {
@@ -823,12 +702,11 @@ std::vector<Command> Commands() {
                     m->set_presenter_only(a.flags.contains("presenter-only"));
                     m->set_listed(!a.flags.contains("unlisted"));
                     v1::Meeting out;
-                    Check(c.stub->ScheduleMeeting(c.Call().get(), req, &out));
+                    Check(c.Run(&Stub::ScheduleMeeting, req, &out));
                     PrintMeeting(c, out);
                   }});
   auto meeting_call = [](const char* verb, const char* help,
-                         grpc::Status (v1::Control::Stub::*call)(
-                             grpc::ClientContext*, const v1::StartMeetingRequest&, v1::Meeting*)) {
+                         client::Method<v1::StartMeetingRequest, v1::Meeting> call) {
     return Command{absl::StrCat("meeting ", verb),
                    "MEETING_ID",
                    help,
@@ -839,12 +717,12 @@ std::vector<Command> Commands() {
                      v1::StartMeetingRequest req;
                      req.set_meeting_id(ParseId(a.positional[0], "meeting id"));
                      v1::Meeting out;
-                     Check(((*c.stub).*call)(c.Call().get(), req, &out));
+                     Check(c.Run(call, req, &out));
                      PrintMeeting(c, out);
                    }};
   };
   cmds.push_back(meeting_call("start", "Start a scheduled meeting: participants can join.",
-                              &v1::Control::Stub::StartMeeting));
+                              &Stub::StartMeeting));
   cmds.push_back({"meeting end",
                   "MEETING_ID",
                   "End a meeting: every participant leaves; its usage is recorded.",
@@ -855,7 +733,7 @@ std::vector<Command> Commands() {
                     v1::EndMeetingRequest req;
                     req.set_meeting_id(ParseId(a.positional[0], "meeting id"));
                     v1::Meeting out;
-                    Check(c.stub->EndMeeting(c.Call().get(), req, &out));
+                    Check(c.Run(&Stub::EndMeeting, req, &out));
                     PrintMeeting(c, out);
                   }});
   cmds.push_back({"meeting get",
@@ -868,7 +746,7 @@ std::vector<Command> Commands() {
                     v1::GetMeetingRequest req;
                     req.set_meeting_id(ParseId(a.positional[0], "meeting id"));
                     v1::Meeting out;
-                    Check(c.stub->GetMeeting(c.Call().get(), req, &out));
+                    Check(c.Run(&Stub::GetMeeting, req, &out));
                     PrintMeeting(c, out);
                   }});
   cmds.push_back({"meeting list",
@@ -883,7 +761,7 @@ std::vector<Command> Commands() {
                     if (a.Has("state")) req.set_state(ParseState(a.Get("state")));
                     req.set_listed_only(a.flags.contains("listed"));
                     v1::ListMeetingsResponse out;
-                    Check(c.stub->ListMeetings(c.Call().get(), req, &out));
+                    Check(c.Run(&Stub::ListMeetings, req, &out));
                     if (c.json) {
                       printf("%s\n", ToJson(out).c_str());
                       return;
@@ -919,7 +797,7 @@ std::vector<Command> Commands() {
                     if (a.Has("duration"))
                       req.set_duration_minutes(ParseU32(a.Get("duration"), "duration"));
                     v1::Meeting out;
-                    Check(c.stub->UpdateMeeting(c.Call().get(), req, &out));
+                    Check(c.Run(&Stub::UpdateMeeting, req, &out));
                     PrintMeeting(c, out);
                   }});
 
@@ -944,7 +822,7 @@ std::vector<Command> Commands() {
            pj->set_participant_id(ParseId(a.Get("participant"), "participant id"));
          for (const auto& l : a.All("leg")) *pj->add_legs() = ParseLeg(l);
          v1::JoinResponse out;
-         Check(c.stub->Join(c.Call().get(), req, &out));
+         Check(c.Run(&Stub::Join, req, &out));
          PrintParticipants(c, out, out.participants());
        }});
   cmds.push_back({"participant leave",
@@ -961,7 +839,7 @@ std::vector<Command> Commands() {
                       throw UsageError{"missing PARTICIPANT_ID or --leg"};
                     }
                     v1::LeaveResponse out;
-                    Check(c.stub->Leave(c.Call().get(), req, &out));
+                    Check(c.Run(&Stub::Leave, req, &out));
                     if (c.json) {
                       printf("%s\n", ToJson(out).c_str());
                     } else {
@@ -980,7 +858,7 @@ std::vector<Command> Commands() {
                     req.set_participant_id(ParseId(a.positional[0], "participant id"));
                     req.set_role(ParseRole(a.positional[1]));
                     v1::Participant out;
-                    Check(c.stub->SetRole(c.Call().get(), req, &out));
+                    Check(c.Run(&Stub::SetRole, req, &out));
                     google::protobuf::RepeatedPtrField<v1::Participant> one;
                     *one.Add() = out;
                     PrintParticipants(c, out, one);
@@ -1003,7 +881,7 @@ std::vector<Command> Commands() {
                         throw UsageError{"missing PARTICIPANT_ID or --leg"};
                       }
                       v1::SetMuteResponse out;
-                      Check(c.stub->SetMute(c.Call().get(), req, &out));
+                      Check(c.Run(&Stub::SetMute, req, &out));
                       if (c.json) {
                         printf("%s\n", ToJson(out).c_str());
                       } else {
@@ -1023,7 +901,7 @@ std::vector<Command> Commands() {
                     req.set_meeting_id(ParseId(a.Get("meeting"), "meeting id"));
                     req.set_include_left(a.flags.contains("all"));
                     v1::ListParticipantsResponse out;
-                    Check(c.stub->ListParticipants(c.Call().get(), req, &out));
+                    Check(c.Run(&Stub::ListParticipants, req, &out));
                     PrintParticipants(c, out, out.participants());
                   }});
 
@@ -1035,7 +913,7 @@ std::vector<Command> Commands() {
       req.set_participant_id(ParseId(a.Get("participant"), "participant id"));
     req.set_with_usage(usage);
     v1::ListLegsResponse out;
-    Check(c.stub->ListLegs(c.Call().get(), req, &out));
+    Check(c.Run(&Stub::ListLegs, req, &out));
     if (c.json) {
       printf("%s\n", ToJson(out).c_str());
       return;
@@ -1076,7 +954,7 @@ std::vector<Command> Commands() {
                       return;
                     }
                     v1::GetUsageResponse out;
-                    Check(c.stub->GetUsage(c.Call().get(), req, &out));
+                    Check(c.Run(&Stub::GetUsage, req, &out));
                     if (c.json) {
                       printf("%s\n", ToJson(out.usage()).c_str());
                     } else {
@@ -1103,33 +981,19 @@ std::vector<Command> Commands() {
                   {},
                   [](Context& c, const Args& a) {
                     Need(a, 0, 0, "");
-                    v1::WatchRequest req;
-                    if (a.Has("from")) req.set_from_seq(ParseId(a.Get("from"), "sequence number"));
-                    if (a.Has("log")) req.set_log_id(ParseId(a.Get("log"), "log id"));
+                    uint64_t from = a.Has("from") ? ParseId(a.Get("from"), "sequence number") : 0;
+                    uint64_t log = a.Has("log") ? ParseId(a.Get("log"), "log id") : 0;
                     uint64_t count = a.Has("count") ? ParseId(a.Get("count"), "count") : 0;
                     uint64_t n = 0;
-                    for (;;) {
-                      grpc::ClientContext ctx;
-                      auto reader = c.stub->Watch(&ctx, req);
-                      v1::Change change;
-                      while (reader->Read(&change)) {
-                        printf("%s\n", ToJson(change).c_str());
-                        fflush(stdout);
-                        // Where to resume on the other node of the pair: the
-                        // log continues there with the same id and numbers.
-                        req.set_log_id(change.log_id());
-                        req.set_from_seq(change.seq() + 1);
-                        if (count && ++n >= count) {
-                          ctx.TryCancel();
-                          break;
-                        }
-                      }
-                      grpc::Status st = reader->Finish();
-                      if (count && n >= count) return;
-                      if (c.failover && c.failover(st)) continue;
-                      Check(st);
-                      return;
-                    }
+                    // With --pair the library resumes the watch on the new
+                    // active node after a takeover, from the change after the
+                    // last one printed: the log continues there with the same
+                    // id and numbers.
+                    Check(c.client->Watch(log, from, [&](const v1::Change& change) {
+                      printf("%s\n", ToJson(change).c_str());
+                      fflush(stdout);
+                      return !(count && ++n >= count);
+                    }));
                   }});
   return cmds;
 }
@@ -1160,44 +1024,7 @@ void PrintHelp(const std::vector<Command>& cmds, const std::string& prefix) {
   }
 }
 
-const char* CodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::CANCELLED:
-      return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN:
-      return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND:
-      return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS:
-      return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED:
-      return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE:
-      return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL:
-      return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE:
-      return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS:
-      return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return "UNAUTHENTICATED";
-    default:
-      return "ERROR";
-  }
-}
+using client::CodeName;
 
 int Main(int argc, char** argv) {
   // A failed call is reported by its status, as one line; gRPC's own log
@@ -1207,21 +1034,23 @@ int Main(int argc, char** argv) {
   const char* env = getenv("TANDEM_API");
   std::string api = env && *env ? env : kDefaultApi;
   Context ctx;
-  Connector conn;
+  client::TlsOptions tls;
+  tls.names = {"--tls-cert", "--tls-key", "--tls-ca", "--tls-server-name",
+               "--tls-cert and --tls-key, or $TANDEM_TLS_CERT and $TANDEM_TLS_KEY"};
   auto from_env = [](const char* name) -> std::string {
     const char* v = getenv(name);
     return v ? v : "";
   };
-  conn.cert_file = from_env("TANDEM_TLS_CERT");
-  conn.key_file = from_env("TANDEM_TLS_KEY");
-  conn.ca_file = from_env("TANDEM_TLS_CA");
-  conn.server_name = from_env("TANDEM_TLS_SERVER_NAME");
+  tls.cert_file = from_env("TANDEM_TLS_CERT");
+  tls.key_file = from_env("TANDEM_TLS_KEY");
+  tls.ca_file = from_env("TANDEM_TLS_CA");
+  tls.server_name = from_env("TANDEM_TLS_SERVER_NAME");
   // --name VALUE or --name=VALUE for the TLS options.
   const std::map<std::string, std::string*> tls_options = {
-      {"--tls-cert", &conn.cert_file},
-      {"--tls-key", &conn.key_file},
-      {"--tls-ca", &conn.ca_file},
-      {"--tls-server-name", &conn.server_name}};
+      {"--tls-cert", &tls.cert_file},
+      {"--tls-key", &tls.key_file},
+      {"--tls-ca", &tls.ca_file},
+      {"--tls-server-name", &tls.server_name}};
   std::vector<std::string> pair;
   bool help = false;
   std::vector<std::string> rest;
@@ -1310,89 +1139,28 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  // TLS files are read (and a bad one reported) before any call.
-  try {
-    for (const std::string& addr : pair.empty() ? std::vector<std::string>{api} : pair) {
-      if (!Connector::IsUnix(addr)) conn.Load();
-    }
-  } catch (const UsageError& e) {
-    fprintf(stderr, "tandemctl: %s\n", e.message.c_str());
+  // The TLS files are read (and a bad one reported) before any call.
+  client::PairOptions opts;
+  opts.addresses = pair.empty() ? std::vector<std::string>{api} : pair;
+  opts.tls = tls;
+  opts.call_timeout = std::chrono::seconds(ctx.timeout_s);
+  opts.failover_timeout = std::chrono::seconds(ctx.timeout_s);
+  absl::StatusOr<std::unique_ptr<client::PairClient>> made = client::PairClient::Create(opts);
+  if (!made.ok()) {
+    fprintf(stderr, "tandemctl: %s\n", std::string(made.status().message()).c_str());
     return 2;
   }
-  if (!pair.empty()) {
-    // Both nodes of a pair: every call goes to the active one, found by
-    // asking each for its status, and again after a takeover.
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(ctx.timeout_s);
-    std::map<std::string, std::string> errors;  // why a node did not answer, by address
-    auto pick = [&]() -> bool {
-      while (std::chrono::steady_clock::now() < deadline) {
-        std::string best;
-        uint64_t best_epoch = 0;
-        for (const std::string& addr : pair) {
-          auto stub = v1::Control::NewStub(conn.Channel(addr));
-          grpc::ClientContext cc;
-          cc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-          v1::NodeStatus s;
-          grpc::Status st = stub->GetStatus(&cc, v1::GetStatusRequest(), &s);
-          if (!st.ok()) {
-            errors[addr] =
-                st.error_code() == grpc::StatusCode::UNAVAILABLE
-                    ? conn.Unreachable(addr, st)
-                    : absl::StrCat(addr, ": ", CodeName(st.error_code()), ": ", st.error_message());
-            continue;
-          }
-          errors.erase(addr);
-          if (s.role() == "active" && (best.empty() || s.epoch() > best_epoch)) {
-            best = addr;
-            best_epoch = s.epoch();
-          }
-        }
-        if (!best.empty()) {
-          api = best;
-          ctx.stub = v1::Control::NewStub(conn.Channel(api));
-          return true;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-      return false;
-    };
-    ctx.failover = [&](const grpc::Status& st) {
-      bool moved = st.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                   st.error_code() == grpc::StatusCode::CANCELLED ||
-                   (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
-                    absl::StrContains(st.error_message(), "is standby"));
-      return moved && pick();
-    };
-    if (!pick()) {
-      std::string why;
-      for (const auto& [addr, e] : errors) absl::StrAppend(&why, "; ", e);
-      fprintf(stderr, "tandemctl: UNAVAILABLE: no active node among %s%s\n",
-              absl::StrJoin(pair, ",").c_str(), why.c_str());
-      return 3;
-    }
-  } else {
-    ctx.stub = v1::Control::NewStub(conn.Channel(api));
-  }
+  ctx.client = *std::move(made);
   try {
-    for (;;) {
-      try {
-        cmd->run(ctx, args);
-        break;
-      } catch (const ApiError& e) {
-        // A call refused because its node went away or turned standby is
-        // sent again to the active node (a write is not applied twice: a
-        // standby refuses before applying anything).
-        if (ctx.failover && ctx.failover(e.status)) continue;
-        throw;
-      }
-    }
+    cmd->run(ctx, args);
   } catch (const UsageError& e) {
     fprintf(stderr, "tandemctl: %s (see tandemctl %s --help)\n", e.message.c_str(),
             cmd->name.c_str());
     return 2;
   } catch (const ApiError& e) {
+    // The library says why in one line (which node, TLS, no active node).
     if (e.status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-      fprintf(stderr, "tandemctl: UNAVAILABLE: %s\n", conn.Unreachable(api, e.status).c_str());
+      fprintf(stderr, "tandemctl: UNAVAILABLE: %s\n", e.status.error_message().c_str());
       return 3;
     }
     fprintf(stderr, "tandemctl: %s: %s\n", CodeName(e.status.error_code()),

@@ -1,16 +1,19 @@
 """Outside a session (issue 8): after a takeover the pair keeps serving the
-meeting application and operators through `tandemctl --pair`, which finds
-the active node by itself; a standby refuses writes naming the active node;
-a watch resumed across the takeover misses and repeats no change."""
+meeting application and operators through `tandemctl --pair` and the client
+library (control/client, driven here through tandem-app-example), which find
+the active node by themselves; a standby refuses writes naming the active
+node; a watch resumed across the takeover misses and repeats no change."""
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from control_helpers.control import CtlError, ctl_binary  # noqa: E402
+from control_helpers.control import CtlError, build_dir, ctl_binary  # noqa: E402
 from helpers.meeting import own_endpoint, sender_id, vip_endpoint  # noqa: E402
 from helpers.pair import PairBed  # noqa: E402
 from helpers.participants import Flow, run_flows  # noqa: E402
@@ -25,6 +28,68 @@ def pair_ctl(bed, *args, timeout=30):
     if p.returncode != 0:
         raise CtlError(p.returncode, p.stderr)
     return json.loads(p.stdout) if p.stdout.strip() else None
+
+
+class App:
+    """tandem-app-example (control/client/example_app.cc), a meeting
+    application on the client library, given both nodes' addresses: commands
+    on its stdin, one JSON line back per result and per watched change."""
+
+    def __init__(self, bed):
+        self.proc = subprocess.Popen(
+            [str(build_dir() / "control" / "client" / "tandem-app-example"), "--pair",
+             f"{bed.a.control.api},{bed.b.control.api}", "--timeout", "20"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            bufsize=1)
+        self.changes = []
+        self.watch_end = None
+        self.results = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            obj = json.loads(line)
+            if "change" in obj:
+                self.changes.append(obj["change"])
+            elif "watch_end" in obj:
+                self.watch_end = obj
+            else:
+                self.results.put(obj)
+
+    def send(self, *words):
+        self.proc.stdin.write(" ".join(map(str, words)) + "\n")
+        self.proc.stdin.flush()
+
+    def result(self, timeout=40):
+        return self.results.get(timeout=timeout)
+
+    def do(self, *words, timeout=40):
+        self.send(*words)
+        return self.result(timeout)
+
+    def wait_changes(self, pred, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not pred(self.changes):
+            time.sleep(0.05)
+        return pred(self.changes)
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(timeout=5)
+        err = self.proc.stderr.read()
+        if err:
+            print(f"----- tandem-app-example -----\n{err}")
+
+
+def site_names(changes):
+    return [c["site"]["name"] for c in changes if c["kind"] == "site_put"]
 
 
 @pytest.fixture
@@ -186,3 +251,109 @@ def test_writes_lost_at_a_takeover_are_listed_by_the_new_active(bed):
     assert status["lost_writes"] == "listed" and int(status["lost_changes"]) == 3, status
     redone = pair_ctl(bed, "site", "create", "--name", changes[0]["site"]["name"])
     assert redone["name"] == "lost-0"
+
+
+def test_client_library_follows_the_pair_across_a_takeover(bed):
+    """The client library, given both nodes' addresses and never told which
+    one is active: writes go to the active node, and on to the new one after
+    kill -9 of the primary with nothing special done by the application; a
+    watch started before the kill sees every change once, in order, in one
+    log."""
+    app = App(bed)
+    try:
+        w = app.do("watch")
+        assert w["ok"], w
+        before = []
+        for i in range(3):
+            site = app.do("site", f"app-before-{i}")
+            assert site["ok"], site
+            meeting = app.do("meeting", site["id"], f"weekly-{i}")
+            assert meeting["ok"], meeting
+            before += [site, meeting]
+        assert {r["node"] for r in before} == {bed.a.control.api}, before
+        assert app.wait_changes(lambda cs: "app-before-2" in site_names(cs))
+        bed.wait_synced()
+
+        bed.a.kill_all()
+        # At once, while node b is still taking over: the library waits for it.
+        after = [app.do("site", "app-after-0")]
+        assert after[0]["ok"], after[0]
+        print(f"\nfirst write after kill -9 of the active node: {after[0]['ms']} ms")
+        assert bed.b.role() == "active"
+        for i in range(1, 3):
+            site = app.do("site", f"app-after-{i}")
+            assert site["ok"], site
+            meeting = app.do("meeting", site["id"], f"daily-{i}")
+            assert meeting["ok"], meeting
+            started = app.do("start", meeting["id"])
+            assert started["ok"], started
+            after += [site, meeting, started]
+        assert {r["node"] for r in after} == {bed.b.control.api}, after
+        listed = app.do("list")
+        assert listed["ok"] and listed["answered_by"] == bed.b.control.api, listed
+        want = [f"app-before-{i}" for i in range(3)] + [f"app-after-{i}" for i in range(3)]
+        assert set(want) <= set(listed["sites"]), listed
+
+        # The watch: from where it started, every change once, in order, one
+        # log, across the takeover.
+        assert app.wait_changes(lambda cs: "app-after-2" in site_names(cs) and
+                                any(c["kind"] == "meeting_put" and
+                                    c["meeting"]["title"] == "daily-2" and
+                                    c["meeting"]["state"] == "live" for c in cs)), app.changes
+        stopped = app.do("unwatch")
+        assert stopped["ok"], stopped
+        assert app.watch_end and app.watch_end["code"] == "OK", app.watch_end
+        seqs = [int(c["seq"]) for c in app.changes]
+        assert seqs == list(range(w["from"], w["from"] + len(seqs))), f"gap or repeat: {seqs}"
+        assert {int(c["log_id"]) for c in app.changes} == {w["log_id"]}
+        assert site_names(app.changes) == want
+        assert any(c["kind"] == "role" for c in app.changes), "no takeover seen"
+    finally:
+        app.close()
+
+
+def test_client_library_repeats_no_write_cut_off_by_a_takeover():
+    """Writes back to back while the active node is killed (synchronous
+    replication: an acknowledged write is on the standby): every write
+    succeeds, on either node, except at most the one cut off by the kill,
+    which the library does not send again (it may have been applied) and
+    says so; every acknowledged write is on the new active."""
+    bed = PairBed(mode="sync")
+    app = None
+    try:
+        bed.start()
+        app = App(bed)
+        n = 300
+        app.send("burst", "burst", n)
+        results = [app.result() for _ in range(40)]
+        # The control daemon first: killed after its switch (kill_all), it
+        # would go on acknowledging writes, degraded, for the moment between
+        # the two kills, after node b took over ("peer reports its data plane
+        # dead"): those writes are lost even in synchronous mode (a matter of
+        # the pair, not of the client).
+        bed.a.control.kill9()
+        bed.a.kill_all()
+        results += [app.result() for _ in range(n - 40)]
+        failed = [r for r in results if not r["ok"]]
+        assert len(failed) <= 1, failed
+        for r in failed:
+            assert r["code"] in ("UNAVAILABLE", "CANCELLED"), r
+            assert "may have been applied" in r["error"], r
+        nodes = [r["node"] for r in results if r["ok"]]
+        assert nodes[0] == bed.a.control.api and nodes[-1] == bed.b.control.api, nodes
+        switched = nodes.index(bed.b.control.api)
+        assert set(nodes[:switched]) == {bed.a.control.api}
+        assert set(nodes[switched:]) == {bed.b.control.api}
+        print(f"\n{n} writes, {len(failed)} cut off by the kill; "
+              f"the slowest took {max(r['ms'] for r in results)} ms")
+        for r in failed:
+            print(f"{r['name']}: {r['code']}: {r['error']}")
+        have = {s["name"] for s in bed.b.ctl("site", "list")["sites"]}
+        missing = [r["name"] for r in results if r["ok"] and r["name"] not in have]
+        assert not missing, f"acknowledged writes missing on the new active: {missing}"
+        names = [s["name"] for s in bed.b.ctl("site", "list")["sites"]]
+        assert len(names) == len(set(names)), "a write applied twice"
+    finally:
+        if app:
+            app.close()
+        bed.close()
