@@ -475,6 +475,14 @@ void CmdStatus(Context& c, const Args& a, bool neighbours, bool ports_only) {
                                               " (later writes of the old active may be lost)")
                                : std::string("-")},
          {"last takeover", takeover},
+         {"refused", [&] {
+            std::vector<std::string> r;
+            for (const auto& [what, n] : p.refused()) {
+              if (n) r.push_back(absl::StrCat(what, " ", n));
+            }
+            std::sort(r.begin(), r.end());
+            return r.empty() ? std::string("none") : absl::StrJoin(r, ", ");
+          }()},
          {"lost writes", p.lost_writes().empty() || p.lost_writes() == "none"
                              ? std::string("-")
                              : p.lost_writes() == "listed"
