@@ -4,6 +4,7 @@
 # Usage: scripts/fuzz.sh [--seconds N] [--targets a,b,...] [--jobs N] [--summary FILE]
 #   --seconds N     time per target (default 600; scripts/test.sh uses 10)
 #   --targets LIST  subset of: packet heartbeat wire switch_config control_config tables
+#                   datapath
 #   --jobs N        parallel fuzzing processes per target (libFuzzer -fork; default 1)
 #   --summary FILE  write one line per target: "NAME ok|crash|error RUNS" (for test.sh)
 # Environment: TANDEM_FUZZ_BUILD_DIR (default build-fuzz/), TANDEM_NINJA_JOBS.
@@ -19,7 +20,7 @@
 set -uo pipefail
 
 seconds=600
-targets=(packet heartbeat wire switch_config control_config tables)
+targets=(packet heartbeat wire switch_config control_config tables datapath)
 jobs=1
 summary=""
 while (($#)); do
@@ -75,6 +76,7 @@ for t in "${targets[@]}"; do
   case "$t" in
     switch_config | control_config) args+=(-max_len=4096 -dict="$root/tests/fuzz/toml.dict") ;;
     tables) args+=(-max_len=256) ;;
+    datapath) args+=(-max_len=16384) ;;  # several frames; over 12 kB reaches a bit-rate policer
     *) args+=(-max_len=9100) ;;
   esac
   ((jobs > 1)) && args+=(-fork="$jobs" -ignore_crashes=0)

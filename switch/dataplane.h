@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "common/clock.h"
@@ -76,6 +77,25 @@ struct Dataplane {
 
 // The per-lcore worker loop; returns when dp.stop is set.
 int RunWorker(Dataplane& dp, uint32_t worker_index, uint16_t queue);
+
+// The same worker driven from outside, one poll at a time (the datapath fuzz
+// target): RunWorker's loop is a Poll() per iteration plus its idle back-off
+// and heartbeat. Not thread-safe, like the worker itself.
+class WorkerPoller {
+ public:
+  WorkerPoller(Dataplane& dp, uint32_t worker_index, uint16_t queue);
+  ~WorkerPoller();  // sends what is buffered and leaves QSBR
+  // Claims the worker's QSBR reader slot; call once before Poll.
+  absl::Status Start();
+  // An RX burst from every port, parsed, looked up, fanned out and sent, and
+  // for worker 0 the frames the main thread queued. Returns the packets it handled.
+  uint32_t Poll();
+
+ private:
+  struct Impl;  // the worker (switch/worker.cc)
+  std::unique_ptr<Impl> impl_;
+  bool started_ = false;
+};
 
 using tandem::MonotonicNs;
 using tandem::UnixNs;

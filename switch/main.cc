@@ -197,18 +197,9 @@ int MainLoop(Dataplane& dp, xdp::SharedNic& shared_nic) {
   health.lcore.store(rte_lcore_id());
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
   uint64_t last_stats = 0;
-  rte_mbuf* pkts[32];
-  ResolveRequest req[32];
   while (!dp.stop.load()) {
     uint64_t now = MonotonicNs();
-    unsigned n = rte_ring_sc_dequeue_burst(dp.slow_ring, reinterpret_cast<void**>(pkts), 32,
-                                           nullptr);
-    for (unsigned i = 0; i < n; ++i) slow.Handle(pkts[i]);
-    unsigned r = rte_ring_sc_dequeue_burst_elem(dp.resolve_ring, req, sizeof(ResolveRequest), 32,
-                                                nullptr);
-    for (unsigned i = 0; i < r; ++i) slow.Resolve(req[i].ip, now);
-    slow.Tick(now);
-    slow.Flush();
+    unsigned got = slow.Poll(now);
     shared_nic.Tick(dp.tables, now);  // XDP maps follow the VIPs and role
     if (now - last_stats > 100 * 1000000ull) {
       UpdatePortStats(dp);
@@ -216,7 +207,7 @@ int MainLoop(Dataplane& dp, xdp::SharedNic& shared_nic) {
     }
     health.heartbeat_ns.store(now, std::memory_order_relaxed);
     wc.loops++;
-    if (n == 0 && r == 0) {
+    if (got == 0) {
       // ARP and ND tolerate a millisecond; the workers' sleep is what
       // bounds media latency after idle.
       timespec ts{0, 1000 * 1000};

@@ -31,6 +31,10 @@ Parsed Parse(const uint8_t* p, uint32_t len, const ParseConfig& cfg) {
   bool to_us = std::memcmp(p, cfg.mac, 6) == 0;
   bool group = p[0] & 1;  // broadcast or multicast
   if (!to_us && !group) return DropWith(r, Drop::kNotForUs);
+  // A group or all-zero source address is no host's (IEEE 802); what the
+  // slow path answers to it (ARP, NA, echo replies) would reach every host.
+  static constexpr uint8_t kZeroMac[6] = {};
+  if ((p[6] & 1) || std::memcmp(p + 6, kZeroMac, 6) == 0) return DropWith(r, Drop::kMalformed);
 
   uint32_t off = 12;
   uint16_t type = Be16(p + off);

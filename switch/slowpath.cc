@@ -111,6 +111,20 @@ void SlowPath::Learn(const IpAddr& ip, const uint8_t mac[6], bool create, bool a
   Resolve(ip, now_ns);
 }
 
+unsigned SlowPath::Poll(uint64_t now_ns) {
+  rte_mbuf* pkts[32];
+  ResolveRequest req[32];
+  unsigned n = rte_ring_sc_dequeue_burst(dp_.slow_ring, reinterpret_cast<void**>(pkts), 32,
+                                         nullptr);
+  for (unsigned i = 0; i < n; ++i) Handle(pkts[i]);
+  unsigned r = rte_ring_sc_dequeue_burst_elem(dp_.resolve_ring, req, sizeof(ResolveRequest), 32,
+                                              nullptr);
+  for (unsigned i = 0; i < r; ++i) Resolve(req[i].ip, now_ns);
+  Tick(now_ns);
+  Flush();
+  return n + r;
+}
+
 void SlowPath::Transmit(rte_mbuf* m) { out_.push_back(m); }
 
 void SlowPath::Flush() {
@@ -339,6 +353,12 @@ void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
   if (type == kNdNs) {
     IpAddr target = V6At(icmp + 8);
     const uint8_t* slla = FindLlOption(icmp + 24, len - 24, kOptSlla);
+    if (slla && !UnicastMac(slla)) {
+      // No host's address: our answer to it would reach every host.
+      wc.drops[uint32_t(Drop::kMalformed)]++;
+      rte_pktmbuf_free(m);
+      return;
+    }
     bool unspecified = src.is_zero();
     if (!unspecified && slla) Learn(src, slla, IsVip(target) && OnLink(src), false, now);
     if (IsVip(target) && active) {

@@ -24,6 +24,11 @@ class SlowPath {
  public:
   explicit SlowPath(Dataplane& dp);
 
+  // One round of the main thread's share of the packet path: the frames the
+  // workers handed over (Handle), their resolve requests (Resolve), Tick and
+  // Flush. Returns how many frames and requests it took.
+  unsigned Poll(uint64_t now_ns);
+
   // Consumes `m` (a frame a worker handed over).
   void Handle(rte_mbuf* m);
   // Sends a request for `ip` unless one went out within neigh_probe_ms.

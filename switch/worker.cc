@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "switch/dataplane.h"
@@ -51,6 +52,13 @@ struct Policer {
   double packets = 0, bytes = 0;
 };
 
+// IpAddr::is_v4 inline (IPv4 addresses are IPv4-mapped, ::ffff:0:0/96): it
+// runs per receiver.
+inline bool MappedV4(const IpAddr& a) {
+  static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::memcmp(a.b, kPrefix, 12) == 0;
+}
+
 // One receiver of one packet, gathered before any copy is made.
 struct Receiver {
   uint32_t slot;
@@ -68,9 +76,21 @@ class Worker {
     pcfg_.vlan = dp.cfg.vlan;
     pcfg_.mtu = dp.cfg.mtu;
     std::memcpy(pcfg_.mac, dp.ports[0].mac, 6);
+    burst_ = std::min<uint16_t>(dp.cfg.burst, kMaxBurst);
   }
 
   int Run();
+  // Run's first step: claims the worker's QSBR reader slot.
+  absl::Status Register();
+  // One iteration of Run's loop without its idle back-off: an RX burst from
+  // every port, processed and sent, and for worker 0 the frames the main
+  // thread queued; then a quiescent point. Returns the packets it handled.
+  uint32_t Poll();
+  // Run's last step: sends what is buffered, leaves QSBR.
+  void Finish() {
+    FlushAll();
+    reader_.Unregister();
+  }
 
  private:
   void ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n);
@@ -103,6 +123,7 @@ class Worker {
   Dataplane& dp_;
   uint32_t index_;
   uint16_t queue_;
+  uint16_t burst_;
   tables::WorkerCounters& wc_;
   tables::WorkerHealth& health_;
   tables::ReaderHandle reader_;
@@ -304,12 +325,17 @@ uint32_t Worker::GatherReceivers(const LegEntry& sender, uint32_t sender_slot, u
   uint32_t n = 0;
   uint32_t capacity = dp_.tables.leg_capacity();
   uint32_t guard = capacity;
+  const bool v4 = MappedV4(sender.key.remote);
   for (uint32_t i = mt.head[sender.channel].load(std::memory_order_acquire);
        i != kNil && i < capacity && guard--;
        i = dp_.tables.leg(i).group_next.load(std::memory_order_acquire)) {
     if (i == sender_slot) continue;
     const LegEntry& r = dp_.tables.leg(i);
     if (!(r.flags.load(std::memory_order_relaxed) & tables::kLegRecv)) continue;
+    // The switch does not translate between IPv4 and IPv6: a leg receives the
+    // packets of its own family only. (A copy of an IPv4 packet for an IPv6
+    // leg went out with the low 32 bits of the leg's addresses.)
+    if (MappedV4(r.key.remote) != v4) continue;
     if (at + n == receivers_.size()) receivers_.resize(receivers_.size() * 2);
     Receiver& rc = receivers_[at + n];
     IpAddr hop = next_hops_.Of(r.key.remote);
@@ -510,53 +536,62 @@ void Worker::RecordLatency(uint64_t cycles, uint32_t packets) {
   wc_.latency_hist[b] += packets;
 }
 
-int Worker::Run() {
+absl::Status Worker::Register() {
   auto reg = tables::ReaderHandle::Register(dp_.tables, index_);
-  if (!reg.ok()) {
+  if (!reg.ok()) return reg.status();
+  reader_ = *reg;
+  health_.lcore.store(rte_lcore_id());
+  return absl::OkStatus();
+}
+
+uint32_t Worker::Poll() {
+  rte_mbuf* pkts[kMaxBurst];
+  uint32_t got = 0;
+  for (uint32_t p = 0; p < dp_.ports.size(); ++p) {
+    uint16_t n = rte_eth_rx_burst(dp_.ports[p].id, queue_, pkts, burst_);
+    if (n == 0) continue;
+    uint64_t t0 = rte_rdtsc();
+    UpdateClock(t0);
+    got += n;
+    ProcessBurst(p, pkts, n);
+    FlushAll();
+    RecordLatency(rte_rdtsc() - t0, n);
+  }
+  if (index_ == 0) {
+    // Frames from the main thread (ARP/ND/ICMP replies and requests).
+    unsigned k = rte_ring_sc_dequeue_burst(dp_.inject_ring, reinterpret_cast<void**>(pkts),
+                                           burst_, nullptr);
+    for (unsigned i = 0; i < k; ++i) {
+      pkts[i]->hash.usr = tables::kNil;
+      uint32_t out = 0;  // the main thread names the port by its id
+      for (uint32_t p = 0; p < dp_.ports.size(); ++p) {
+        if (dp_.ports[p].id == pkts[i]->port) out = p;
+      }
+      Send(out, pkts[i], rte_pktmbuf_pkt_len(pkts[i]));
+    }
+    if (k) {
+      FlushAll();
+      got += k;
+    }
+  }
+  reader_.Quiescent();
+  return got;
+}
+
+int Worker::Run() {
+  if (auto st = Register(); !st.ok()) {
     std::fprintf(stderr, "tandem-switch: worker %u: %s\n", index_,
-                 std::string(reg.status().message()).c_str());
+                 std::string(st.message()).c_str());
     dp_.stop = true;
     return -1;
   }
-  reader_ = *reg;
   // Sleeps of tens of microseconds must not be stretched by the default 50 us slack.
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
-  health_.lcore.store(rte_lcore_id());
-  rte_mbuf* pkts[kMaxBurst];
-  uint16_t burst = std::min<uint16_t>(dp_.cfg.burst, kMaxBurst);
   uint32_t idle = 0;
   uint32_t sleep_us = 1;
   uint64_t loops = 0;
   while (!dp_.stop.load(std::memory_order_relaxed)) {
-    uint32_t got = 0;
-    for (uint32_t p = 0; p < dp_.ports.size(); ++p) {
-      uint16_t n = rte_eth_rx_burst(dp_.ports[p].id, queue_, pkts, burst);
-      if (n == 0) continue;
-      uint64_t t0 = rte_rdtsc();
-      UpdateClock(t0);
-      got += n;
-      ProcessBurst(p, pkts, n);
-      FlushAll();
-      RecordLatency(rte_rdtsc() - t0, n);
-    }
-    if (index_ == 0) {
-      // Frames from the main thread (ARP/ND/ICMP replies and requests).
-      unsigned k = rte_ring_sc_dequeue_burst(dp_.inject_ring, reinterpret_cast<void**>(pkts),
-                                             burst, nullptr);
-      for (unsigned i = 0; i < k; ++i) {
-        pkts[i]->hash.usr = tables::kNil;
-        uint32_t out = 0;  // the main thread names the port by its id
-        for (uint32_t p = 0; p < dp_.ports.size(); ++p) {
-          if (dp_.ports[p].id == pkts[i]->port) out = p;
-        }
-        Send(out, pkts[i], rte_pktmbuf_pkt_len(pkts[i]));
-      }
-      if (k) {
-        FlushAll();
-        got += k;
-      }
-    }
-    reader_.Quiescent();
+    uint32_t got = Poll();
     ++loops;
     if ((loops & 63) == 0) {
       wc_.loops = loops;
@@ -580,8 +615,7 @@ int Worker::Run() {
     health_.heartbeat_ns.store(MonotonicNs(), std::memory_order_relaxed);
     reader_.Online();
   }
-  FlushAll();
-  reader_.Unregister();
+  Finish();
   return 0;
 }
 
@@ -591,5 +625,25 @@ int RunWorker(Dataplane& dp, uint32_t worker_index, uint16_t queue) {
   Worker w(dp, worker_index, queue);
   return w.Run();
 }
+
+struct WorkerPoller::Impl {
+  Impl(Dataplane& dp, uint32_t index, uint16_t queue) : w(dp, index, queue) {}
+  Worker w;
+};
+
+WorkerPoller::WorkerPoller(Dataplane& dp, uint32_t worker_index, uint16_t queue)
+    : impl_(std::make_unique<Impl>(dp, worker_index, queue)) {}
+
+WorkerPoller::~WorkerPoller() {
+  if (started_) impl_->w.Finish();
+}
+
+absl::Status WorkerPoller::Start() {
+  auto st = impl_->w.Register();
+  started_ = st.ok();
+  return st;
+}
+
+uint32_t WorkerPoller::Poll() { return impl_->w.Poll(); }
 
 }  // namespace tandem::sw

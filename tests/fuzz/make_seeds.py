@@ -9,6 +9,7 @@ Re-running it rewrites the seed-*.bin files and leaves everything else (crash
 inputs kept as regression cases, crash-*/regress-*) alone.
 
 Run with Debian's Python (it has scapy): /usr/bin/python3 tests/fuzz/make_seeds.py
+[packet|heartbeat|wire|configs|tables|datapath ...] (default: all of them).
 """
 import hashlib
 import hmac
@@ -16,8 +17,8 @@ import pathlib
 import struct
 
 from scapy.all import (ARP, ICMP, IP, UDP, Dot1Q, Ether, ICMPv6EchoRequest, ICMPv6ND_NA,
-                       ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPOption_NOP, IPv6, IPv6ExtHdrFragment,
-                       Raw)
+                       ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPOption_NOP,
+                       IPv6, IPv6ExtHdrFragment, Raw)
 
 CORPUS = pathlib.Path(__file__).resolve().parent / "corpus"
 OUR_MAC = "02:00:00:00:00:01"  # the MAC packet_fuzz.cc gives the switch
@@ -218,11 +219,161 @@ def tables():
     write("tables", "raw_magic_only", b"\x00" + b"TANDTAB1"[::-1][::-1])
 
 
+# datapath_fuzz.cc: its test bed's addresses, MACs and input format.
+DP_MAC = "02:00:00:00:00:01"  # the access port; the backbone is :02
+VIP4, VIP4B, VIP6 = "198.18.0.100", "198.18.0.101", "2001:db8:1::100"
+FIX, SIGN, RUN, SPLIT, BACKBONE, QUEUE1 = 4, 8, 0x10, 0x20, 1, 2
+
+
+def member_mac(last):
+    return f"02:00:00:00:01:{last:02x}"
+
+
+def dp_input(frames, cfg=0, burst=31):
+    """cfg: byte 0 of the input; frames: (flags, scapy frame or bytes)."""
+    out = bytes([cfg, burst])
+    for flags, f in frames:
+        b = bytes(f)
+        out += bytes([flags]) + struct.pack(">H", len(b)) + b
+    return out
+
+
+def media4(src, sport, dport, mac, vip=VIP4, payload=None, seq=1, vlan=None):
+    eth = Ether(src=member_mac(mac), dst=DP_MAC)
+    if vlan is not None:
+        eth = eth / Dot1Q(vlan=vlan)
+    return eth / IP(src=src, dst=vip, ttl=61) / UDP(sport=sport, dport=dport) / Raw(
+        payload if payload is not None else rtp(seq))
+
+
+def media6(src, sport, dport, mac, vip=VIP6, payload=None, seq=1):
+    return Ether(src=member_mac(mac), dst=DP_MAC) / IPv6(src=src, dst=vip, hlim=60) / UDP(
+        sport=sport, dport=dport) / Raw(payload if payload is not None else rtp(seq))
+
+
+def datapath():
+    w = lambda name, frames, cfg=0, burst=31: write("datapath", name, dp_input(frames, cfg, burst))
+    a = media4("198.18.0.10", 5000, 20000, 0x10)
+    w("media4", [(FIX, a)])
+    w("media6", [(FIX, media6("2001:db8:1::10", 5000, 20000, 0x70))])
+    w("media4_big_zero_copy", [(FIX, media4("198.18.0.11", 5000, 20002, 0x11,
+                                            payload=rtp(5, b"\xab" * 1100)))])
+    w("media4_all_copies_by_reference", [(FIX, a)], cfg=0x10)  # zero_copy_min 0
+    w("media4_no_udp_checksum", [(FIX, Ether(src=member_mac(0x10), dst=DP_MAC) / IP(
+        src="198.18.0.10", dst=VIP4) / UDP(sport=5000, dport=20000, chksum=0) / Raw(rtp(7)))])
+    w("media4_bad_udp_checksum", [(0, Ether(src=member_mac(0x10), dst=DP_MAC) / IP(
+        src="198.18.0.10", dst=VIP4) / UDP(sport=5000, dport=20000, chksum=0x1234) / Raw(rtp(8)))])
+    w("media4_via_gateway", [(FIX, media4("203.0.113.7", 6000, 20006, 0x01))])
+    w("media6_via_gateway", [(FIX, media6("2001:db8:2::50", 6000, 20004, 0x61))])
+    w("video_both_families", [(FIX, media4("198.18.0.11", 5002, 20022, 0x11)),
+                              (FIX, media6("2001:db8:1::11", 5002, 20022, 0x71))])
+    w("share_alone", [(FIX, media4("198.18.0.10", 5004, 20030, 0x10))])
+    w("meeting2", [(FIX, media4("198.18.0.20", 5000, 20000, 0x20, vip=VIP4B)),
+                   (FIX, media4("198.18.0.10", 5010, 20004, 0x10, vip=VIP4B))])
+    w("meeting3_v6", [(FIX, media6("2001:db8:1::20", 5000, 21000, 0x80))])
+    w("policed", [(FIX, media4("198.18.0.14", 5000, 20010, 0x14, seq=i)) for i in range(14)])
+    w("policed_bit_rate", [(FIX, media4("198.18.0.22", 5000, 20006, 0x22, vip=VIP4B, seq=i,
+                                        payload=rtp(i, b"\x5a" * 1400))) for i in range(10)])
+    w("muted_recvonly_sendonly", [(FIX, media4("198.18.0.13", 5000, 20008, 0x13)),
+                                  (FIX, media4("198.18.0.12", 5000, 20004, 0x12)),
+                                  (FIX, media4("198.18.0.17", 5000, 20016, 0x17))])
+    w("spoofed_source_mac", [(FIX, media4("198.18.0.10", 5000, 20000, 0x99))])
+    w("unknown_leg_and_not_a_vip", [(FIX, media4("198.18.0.10", 5000, 29999, 0x10)),
+                                    (FIX, media4("198.18.0.10", 5000, 20000, 0x10,
+                                                 vip="198.18.0.200"))])
+    # A receiver nobody knows: the worker asks, the slow path sends an ARP
+    # request, the answer arrives, the next packet reaches it too.
+    w("resolve_then_deliver", [
+        (FIX | RUN, media4("198.18.0.10", 5000, 20000, 0x10, seq=1)),
+        (RUN, Ether(src=member_mac(0x16), dst=DP_MAC) / ARP(
+            op=2, hwsrc=member_mac(0x16), psrc="198.18.0.16", hwdst=DP_MAC, pdst=VIP4)),
+        (FIX, media4("198.18.0.10", 5000, 20000, 0x10, seq=2))])
+    w("resolve_then_deliver6", [
+        (FIX | RUN, media6("2001:db8:1::10", 5000, 20000, 0x70, seq=1)),
+        (FIX | RUN, Ether(src=member_mac(0x72), dst=DP_MAC) / IPv6(
+            src="2001:db8:1::12", dst=VIP6, hlim=255) / ICMPv6ND_NA(
+            tgt="2001:db8:1::12", R=0, S=1, O=1) / ICMPv6NDOptDstLLAddr(lladdr=member_mac(0x72))),
+        (FIX, media6("2001:db8:1::10", 5000, 20000, 0x70, seq=2))])
+    w("arp_request_for_vip", [(0, Ether(src=member_mac(0x10), dst="ff:ff:ff:ff:ff:ff") / ARP(
+        op=1, hwsrc=member_mac(0x10), psrc="198.18.0.10", pdst=VIP4))])
+    w("arp_request_from_new_host", [(0, Ether(src=member_mac(0x30), dst="ff:ff:ff:ff:ff:ff") / ARP(
+        op=1, hwsrc=member_mac(0x30), psrc="198.18.0.30", pdst=VIP4B))])
+    w("arp_poisoning", [
+        (0, Ether(src=member_mac(0x66), dst=DP_MAC) / ARP(
+            op=2, hwsrc=member_mac(0x66), psrc="198.18.0.11", hwdst=DP_MAC, pdst=VIP4)),
+        (0, Ether(src=member_mac(0x66), dst="ff:ff:ff:ff:ff:ff") / ARP(
+            op=1, hwsrc=member_mac(0x66), psrc=VIP4, pdst=VIP4)),
+        (0, Ether(src=member_mac(0x66), dst="ff:ff:ff:ff:ff:ff") / ARP(
+            op=1, hwsrc=member_mac(0x67), psrc="198.18.0.11", pdst=VIP4)),
+        (FIX, media4("198.18.0.11", 5000, 20002, 0x11))])
+    w("nd_ns_for_vip", [(FIX, Ether(src=member_mac(0x72), dst="33:33:ff:00:01:00") / IPv6(
+        src="2001:db8:1::12", dst="ff02::1:ff00:100", hlim=255) / ICMPv6ND_NS(tgt=VIP6)
+        / ICMPv6NDOptSrcLLAddr(lladdr=member_mac(0x72)))])
+    w("nd_dad_probe_for_vip", [(FIX, Ether(src=member_mac(0x72), dst="33:33:ff:00:01:00") / IPv6(
+        src="::", dst="ff02::1:ff00:100", hlim=255) / ICMPv6ND_NS(tgt=VIP6))])
+    w("nd_na_claiming_vip", [(FIX, Ether(src=member_mac(0x66), dst="33:33:00:00:00:01") / IPv6(
+        src="2001:db8:1::66", dst="ff02::1", hlim=255) / ICMPv6ND_NA(tgt=VIP6, R=0, S=0, O=1)
+        / ICMPv6NDOptDstLLAddr(lladdr=member_mac(0x66)))])
+    w("icmp_echo", [(FIX, Ether(src=member_mac(0x10), dst=DP_MAC) / IP(
+        src="198.18.0.10", dst=VIP4) / ICMP() / Raw(b"ping")),
+                    (FIX, Ether(src=member_mac(0x70), dst=DP_MAC) / IPv6(
+        src="2001:db8:1::10", dst=VIP6) / ICMPv6EchoRequest(data=b"ping6"))])
+    w("icmp_not_for_a_vip", [(FIX, Ether(src=member_mac(0x10), dst=DP_MAC) / IP(
+        src="198.18.0.10", dst="198.18.0.200") / ICMP())])
+    hb = lambda path, flags, epoch, port: (SIGN | port, Ether(
+        src=PEER, dst="ff:ff:ff:ff:ff:ff", type=0x88B5) / Raw(
+        heartbeat_body(node=2, path=path, flags=flags, epoch=epoch) + bytes(32)))
+    w("heartbeats_standby_peer", [hb(0, 3, 1, 0), hb(1, 3, 1, BACKBONE)])
+    w("heartbeat_releases_hold", [hb(0, 3, 0, RUN), (FIX, a)], cfg=0x08)  # RUN: handled first
+    w("heartbeat_active_peer_keeps_hold", [hb(1, 7, 2, BACKBONE), (FIX, a)], cfg=0x08)
+    w("heartbeat_unsigned", [(0, Ether(src=PEER, dst="ff:ff:ff:ff:ff:ff", type=0x88B5)
+                              / Raw(heartbeat_body(node=2) + bytes(32)))])
+    w("backbone_not_a_heartbeat", [(BACKBONE, a)])
+    w("standby", [(FIX, a), (0, Ether(src=member_mac(0x10), dst="ff:ff:ff:ff:ff:ff") / ARP(
+        op=1, hwsrc=member_mac(0x10), psrc="198.18.0.10", pdst=VIP4))], cfg=0x04)
+    w("vlan5", [(FIX, media4("198.18.0.10", 5000, 20000, 0x10, vlan=5)),
+                (0, Ether(src=member_mac(0x10), dst="ff:ff:ff:ff:ff:ff") / Dot1Q(vlan=5) / ARP(
+                    op=1, hwsrc=member_mac(0x10), psrc="198.18.0.10", pdst=VIP4)),
+                (FIX, a)], cfg=0x01)
+    w("jumbo_mtu9000", [(FIX, media6("2001:db8:1::10", 5000, 20000, 0x70,
+                                     payload=b"\xcd" * 4000))], cfg=0x02)
+    w("segmented", [(FIX | SPLIT, a), (FIX | SPLIT, Ether(src=member_mac(0x10), dst=DP_MAC) / IP(
+        src="198.18.0.10", dst=VIP4) / ICMP() / Raw(b"ping"))])
+    w("queue1_and_burst1", [(FIX | QUEUE1, a), (FIX | QUEUE1, media6(
+        "2001:db8:1::11", 5000, 20002, 0x71)), (FIX, a)], burst=0)
+    w("broken", [
+        (0, bytes(Ether(src=member_mac(0x10), dst=DP_MAC) / IP(src="198.18.0.10", dst=VIP4))[:30]),
+        (FIX, Ether(src=member_mac(0x10), dst=DP_MAC) / IP(
+            src="198.18.0.10", dst=VIP4, options=[IPOption_NOP()] * 4) / UDP(
+            sport=5000, dport=20000) / Raw(rtp())),
+        (FIX, Ether(src=member_mac(0x10), dst=DP_MAC) / IP(
+            src="198.18.0.10", dst=VIP4, flags="MF") / UDP(sport=5000, dport=20000) / Raw(rtp())),
+        (FIX, Ether(src=member_mac(0x70), dst=DP_MAC) / IPv6(src="2001:db8:1::10", dst=VIP6)
+         / IPv6ExtHdrFragment() / UDP(sport=5000, dport=20000) / Raw(rtp())),
+        (0, b"\x02\x00\x00\x00\x00\x01\x02"),
+        (0, bytes(a)[:-10]),
+        (FIX, Ether(src=member_mac(0x10), dst=DP_MAC) / Dot1Q(vlan=1) / Dot1Q(vlan=5) / IP(
+            src="198.18.0.10", dst=VIP4) / UDP(sport=5000, dport=20000) / Raw(rtp())),
+        (FIX, Ether(src=member_mac(0x10), dst="02:00:00:00:00:99") / IP(
+            src="198.18.0.10", dst=VIP4) / UDP(sport=5000, dport=20000) / Raw(rtp()))])
+    w("everything", [(FIX, a), (FIX, media6("2001:db8:1::10", 5000, 20000, 0x70)),
+                     (FIX, media4("198.18.0.11", 5000, 20002, 0x11,
+                                  payload=rtp(9, b"\xee" * 700))),
+                     (0, Ether(src=member_mac(0x10), dst="ff:ff:ff:ff:ff:ff") / ARP(
+                         op=1, hwsrc=member_mac(0x10), psrc="198.18.0.10", pdst=VIP4)),
+                     hb(0, 3, 1, 0),
+                     (FIX, Ether(src=member_mac(0x10), dst=DP_MAC) / IP(
+                         src="198.18.0.10", dst=VIP4) / ICMP() / Raw(b"ping")),
+                     (FIX | QUEUE1, media4("198.18.0.20", 5000, 20000, 0x20, vip=VIP4B))])
+
+
+TARGETS = {"packet": packets, "heartbeat": heartbeats, "wire": wire, "configs": configs,
+           "tables": tables, "datapath": datapath}
+
 if __name__ == "__main__":
-    packets()
-    heartbeats()
-    wire()
-    configs()
-    tables()
+    import sys
+    # Arguments select what to write (default: everything).
+    for name in sys.argv[1:] or list(TARGETS):
+        TARGETS[name]()
     for d in sorted(CORPUS.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} inputs")

@@ -14,6 +14,8 @@ constexpr uint8_t kMac[6] = {0x02, 0, 0, 0, 0, 1};
 std::vector<uint8_t> Udp6(const uint8_t src[16], const uint8_t dst[16]) {
   std::vector<uint8_t> f(14 + 40 + 8 + 4, 0);
   std::memcpy(f.data(), kMac, 6);
+  f[6] = 0x02;  // a host's source MAC (a zero one is dropped before the IP header is read)
+  f[11] = 0x10;
   f[12] = 0x86;
   f[13] = 0xdd;
   uint8_t* ip = f.data() + 14;
@@ -42,6 +44,7 @@ TEST(PacketRegressionTest, Ipv6WithIpv4MappedAddressesIsNotForwarded) {
   ParseConfig cfg;
   std::memcpy(cfg.mac, kMac, 6);
   Parsed p = Parse(f.data(), f.size(), cfg);
+  EXPECT_EQ(p.drop, tables::Drop::kUnsupported);
   EXPECT_NE(p.verdict, Verdict::kForward)
       << "parsed to the IPv4 leg key " << p.key.remote.ToString() << ":" << p.key.remote_port
       << " -> " << p.key.local.ToString() << ":" << p.key.local_port;

@@ -162,6 +162,9 @@ std::vector<Bad> BadFrames() {
       {"other_mac", V4([](auto& f) { f[5] = 0x99; }), Drop::kNotForUs},
       {"broadcast_udp", V4([](auto& f) { std::fill(f.begin(), f.begin() + 6, 0xff); }),
        Drop::kNotForUs},
+      {"group_source_mac", V4([](auto& f) { f[6] |= 0x01; }), Drop::kMalformed},
+      {"zero_source_mac", V4([](auto& f) { std::fill(f.begin() + 6, f.begin() + 12, 0); }),
+       Drop::kMalformed},
       {"unknown_ethertype", V4([](auto& f) { f[12] = 0x88; f[13] = 0xcc; }), Drop::kUnsupported},
       {"wrong_vlan", fixtures::kv4_vlan_in, Drop::kNotForUs},
       {"ip_version", V4([](auto& f) { f[14] = 0x55; }), Drop::kMalformed},
@@ -212,6 +215,8 @@ TEST(Parse, TrailingPaddingIsNotPayload) {
 TEST(Parse, ArpAndIcmpGoToTheSlowPath) {
   std::vector<uint8_t> arp(42, 0);
   std::fill(arp.begin(), arp.begin() + 6, 0xff);
+  arp[6] = 0x02;  // a host's source MAC (a zero one is malformed)
+  arp[11] = 0x10;
   arp[12] = 0x08;
   arp[13] = 0x06;
   EXPECT_EQ(Parse(arp.data(), arp.size(), Cfg()).verdict, Verdict::kSlowPath);
