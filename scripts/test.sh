@@ -2,18 +2,25 @@
 # Runs every test suite of Tandem and ends with one line of its own:
 #   N passed, N failed[, N skipped]
 # Suites: every test registered with meson (GoogleTest executables are counted
-# case by case) and the pytest integration suite in tests/integration.
+# case by case), a short run of each libFuzzer target, the tables and mirror
+# unit tests under ThreadSanitizer, and the pytest integration suite in
+# tests/integration.
 # Exits non-zero when any case failed or errored, or when a suite could not
 # run at all (that counts as a failure, never as zero tests).
 #
-# Usage: scripts/test.sh [--unit-only | --integration-only] [-k EXPR] [--sanitize]
-#                        [--no-fuzz]
+# Usage: scripts/test.sh [--unit-only | --integration-only | --tsan] [-k EXPR]
+#                        [--sanitize] [--no-fuzz] [--no-tsan]
 #   -k EXPR     passed to pytest to select integration tests
 #   --sanitize  build with AddressSanitizer + UndefinedBehaviorSanitizer in
 #               build-sanitize/ (default) and run the suites on that build
 #   --no-fuzz   skip the short libFuzzer run (run with the unit tests when
 #               clang is installed: scripts/fuzz.sh, each target counts as a case)
+#   --no-tsan   skip the ThreadSanitizer suite (run with the unit tests when
+#               clang is installed: the tables and mirror unit tests built in
+#               build-tsan/, counted case by case like the unit tests)
+#   --tsan      run only the ThreadSanitizer suite
 # Environment: TANDEM_BUILD_DIR (default build/ or build-sanitize/),
+# TANDEM_TSAN_BUILD_DIR (default build-tsan/),
 # TANDEM_TEST_TIMEOUT_S (whole integration suite, default 1080),
 # TANDEM_FUZZ_SECONDS (per fuzz target, default 10).
 set -uo pipefail
@@ -22,8 +29,10 @@ run_unit=1
 run_integration=1
 pytest_select=()
 run_fuzz=1
+run_tsan=1
+tsan_only=0
 sanitize=0
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
   case "$1" in
     --unit-only) run_integration=0 ;;
@@ -35,6 +44,8 @@ while (($#)); do
       ;;
     --sanitize) sanitize=1 ;;
     --no-fuzz) run_fuzz=0 ;;
+    --no-tsan) run_tsan=0 ;;
+    --tsan) tsan_only=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "test.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -43,6 +54,14 @@ done
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root" || exit 1
+
+if ((tsan_only)); then
+  # Only the ThreadSanitizer suite: packages yes, the main build no.
+  run_integration=0
+  run_fuzz=0
+  run_tsan=1
+  export TANDEM_SKIP_BUILD=1
+fi
 
 if ((sanitize)); then
   # A build of its own; werror off because GCC's sanitizer instrumentation
@@ -89,7 +108,7 @@ results="$TANDEM_BUILD_DIR/test-results"
 mkdir -p "$results"
 summary=(/usr/bin/python3 "$root/scripts/lib/junit_summary.py")
 
-if ((run_unit)); then
+if ((run_unit && !tsan_only)); then
   echo "=== unit tests (meson test -C $TANDEM_BUILD_DIR)"
   # GoogleTest writes <name>.xml in the build directory and meson reads it
   # back; remove old ones so a crashed binary cannot report a stale run.
@@ -145,6 +164,71 @@ if ((run_unit && run_fuzz)); then
     fi
   else
     echo "test.sh: clang++ not installed: no fuzz run" >&2
+  fi
+fi
+
+# The tables and mirror unit tests under ThreadSanitizer (clang, build-tsan/):
+# only those, see docs/hardening.md. Counted case by case like the unit tests;
+# a TSan report fails its test (exit 66), which counts as a failure even when
+# every case passed.
+if ((run_unit && run_tsan)); then
+  if command -v clang++ >/dev/null; then
+    tsan_build="${TANDEM_TSAN_BUILD_DIR:-$root/build-tsan}"
+    echo "=== ThreadSanitizer: tables and mirror unit tests (meson test -C $tsan_build)"
+    if [[ ! -f "$tsan_build/build.ninja" ]]; then
+      wipe=()
+      [[ -d "$tsan_build/meson-private" ]] && wipe=(--wipe)
+      CC=clang CXX=clang++ meson setup "${wipe[@]}" "$tsan_build" "$root" \
+        -Db_sanitize=thread -Db_lundef=false >"$tsan_build.setup.log" 2>&1 ||
+        cat "$tsan_build.setup.log" >&2
+    fi
+    # The tests (tables, mirror_*), their executables and what they depend on.
+    tsan_tests=() tsan_targets=()
+    if [[ -f "$tsan_build/build.ninja" ]]; then
+      while read -r kind name; do
+        if [[ "$kind" == test ]]; then tsan_tests+=("$name"); else tsan_targets+=("$name"); fi
+      done < <(/usr/bin/python3 -c '
+import json, os, subprocess, sys
+build = sys.argv[1]
+intro = lambda what: json.loads(subprocess.run(["meson", "introspect", what, build],
+                                               capture_output=True, check=True).stdout)
+targets = {t["id"]: t for t in intro("--targets")}
+files = set()
+for t in intro("--tests"):
+    if t["name"] == "tables" or t["name"].startswith("mirror_"):
+        print("test", t["name"])
+        files.add(t["cmd"][0])
+        for d in t.get("depends", []):
+            files.update(targets[d]["filename"] if d in targets else [])
+for f in sorted(files):
+    print("target", os.path.relpath(f, build))' "$tsan_build")
+    fi
+    tsan_jobs=()
+    [[ -n "${TANDEM_NINJA_JOBS:-}" ]] && tsan_jobs=(-j "$TANDEM_NINJA_JOBS")
+    tsan_logs="$tsan_build/meson-logs"
+    if ((${#tsan_tests[@]} == 0)); then
+      echo "test.sh: no ThreadSanitizer build or no tables/mirror tests in $tsan_build" >&2
+      failed=$((failed + 1))
+    elif ! ninja -C "$tsan_build" "${tsan_jobs[@]}" "${tsan_targets[@]}" >"$tsan_build/tsan-build.log" 2>&1; then
+      tail -30 "$tsan_build/tsan-build.log" >&2
+      echo "test.sh: the ThreadSanitizer build failed" >&2
+      failed=$((failed + 1))
+    else
+      for t in "${tsan_tests[@]}"; do rm -f "$tsan_build/$t.xml"; done
+      rm -f "$tsan_logs/testlog.junit.xml" "$tsan_logs/testlog.json"
+      TSAN_OPTIONS="${TSAN_OPTIONS:-second_deadlock_stack=1}" \
+        meson test -C "$tsan_build" --no-rebuild --print-errorlogs "${tsan_tests[@]}"
+      rc=$?
+      if [[ ! -s "$tsan_logs/testlog.junit.xml" ]]; then
+        echo "test.sh: the ThreadSanitizer tests did not run (exit $rc)" >&2
+        failed=$((failed + 1))
+      else
+        cp "$tsan_logs/testlog.junit.xml" "$results/tsan.junit.xml"
+        add_counts "$("${summary[@]}" --meson-log "$tsan_logs/testlog.json" "$tsan_logs/testlog.junit.xml")"
+      fi
+    fi
+  else
+    echo "test.sh: clang++ not installed: no ThreadSanitizer run" >&2
   fi
 fi
 
