@@ -45,6 +45,21 @@ constexpr uint32_t kMeetings = 8;
 constexpr size_t kMaxLegIds = 1 << 17;
 constexpr auto kDuration = std::chrono::milliseconds(1500);
 
+// Under ThreadSanitizer (scripts/test.sh's TSan suite) every memory access is
+// instrumented, several times slower: the time to first sight, which is
+// scheduling and speed rather than the tables, gets ten times the bound.
+#if defined(__SANITIZE_THREAD__)
+constexpr double kSlowdown = 10;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr double kSlowdown = 10;
+#else
+constexpr double kSlowdown = 1;
+#endif
+#else
+constexpr double kSlowdown = 1;
+#endif
+
 int64_t NowNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -270,7 +285,8 @@ TEST(TablesConcurrency, ReadersSeeSoundEntriesAndChangesWithinAMillisecond) {
   ::testing::Test::RecordProperty("first_sight_max_us", std::to_string(sight_max));
   EXPECT_LT(miss_p99, 1000.0) << "a change must reach the readers within a millisecond";
   EXPECT_LT(miss_max, 1000.0) << "a change must reach the readers within a millisecond";
-  EXPECT_LT(sight_p50, 1000.0) << "readers usually see a change at once, even when preempted";
+  EXPECT_LT(sight_p50, 1000.0 * kSlowdown)
+      << "readers usually see a change at once, even when preempted";
 }
 
 }  // namespace
