@@ -282,6 +282,10 @@ int Main(int argc, char** argv) {
                                      dp.tables.leg_capacity(), workers + 1);
   if (!s.ok()) Die(std::string(s.status().message()));
   static tables::Mapping state_map = std::move(s->first);
+  if (absl::Status l = tables::LockState(state_map, tables::StatePath(dp.cfg.shm_dir, dp.cfg.node));
+      !l.ok()) {
+    Die(std::string(l.message()));
+  }
   dp.state = s->second;
   tables::StateHeader& sh = dp.state.header();
   if (sh.switch_pid.load() != 0) sh.restarts.fetch_add(1);

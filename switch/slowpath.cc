@@ -490,7 +490,7 @@ void SlowPath::HandleHeartbeat(rte_mbuf* m, uint32_t path, uint16_t l3) {
   });
 }
 
-void SlowPath::UpdateLocalHealth(uint64_t now_ns) {
+bool SlowPath::UpdateLocalHealth(uint64_t now_ns) {
   uint32_t flags = 0;
   bool workers_ok = true;
   for (uint32_t w = 0; w < dp_.cfg.worker_lcores.size(); ++w) {
@@ -506,13 +506,20 @@ void SlowPath::UpdateLocalHealth(uint64_t now_ns) {
     link = link && (state == "up" || state == "unknown");
   }
   if (link) flags |= tables::kHbAccessLinkUp;
-  dp_.state.header().local_flags.store(flags, std::memory_order_relaxed);
+  return dp_.state.header().local_flags.exchange(flags, std::memory_order_relaxed) != flags;
 }
 
 void SlowPath::SendHeartbeats(uint64_t now_ns) {
-  if (dp_.cfg.pair_node_id == 0 || now_ns < next_hb_ns_) return;
+  if (dp_.cfg.pair_node_id == 0) return;
+  // Health is looked at every millisecond and a change goes out at once: a
+  // lost access link reaches the standby in about a millisecond, not at the
+  // next interval.
+  if (now_ns >= next_health_ns_) {
+    next_health_ns_ = now_ns + 1000000ull;
+    if (UpdateLocalHealth(now_ns)) next_hb_ns_ = now_ns;
+  }
+  if (now_ns < next_hb_ns_) return;
   next_hb_ns_ = now_ns + dp_.cfg.heartbeat_ms * 1000000ull;
-  UpdateLocalHealth(now_ns);
   HeartbeatMsg msg;
   msg.node_id = dp_.cfg.pair_node_id;
   msg.flags = dp_.state.header().local_flags.load(std::memory_order_relaxed);
@@ -550,8 +557,28 @@ void SlowPath::SendHeartbeats(uint64_t now_ns) {
   dp_.state.header().heartbeats_sent.fetch_add(1, std::memory_order_relaxed);
 }
 
+// A standby resolves the receivers of every leg in its (mirrored) tables
+// ahead of time, a slice of the slots per tick, so that its first copy to
+// each receiver after a takeover does not wait for ARP or ND. Its probes come
+// from the unspecified address (Resolve), and the entries then age and are
+// refreshed as any other.
+void SlowPath::WarmNeighbours(uint64_t now_ns) {
+  constexpr uint32_t kSlotsPerTick = 1024;
+  const uint32_t capacity = dp_.tables.leg_capacity();
+  for (uint32_t n = 0; n < kSlotsPerTick && n < capacity; ++n) {
+    if (warm_cursor_ >= capacity) warm_cursor_ = 0;
+    const tables::LegEntry& e = dp_.tables.leg(warm_cursor_++);
+    if (e.state.load(std::memory_order_acquire) != uint8_t(tables::EntryState::kLive)) continue;
+    if (!(e.flags.load(std::memory_order_relaxed) & tables::kLegRecv)) continue;
+    IpAddr hop = dp_.NextHop(e.key.remote);
+    uint8_t mac[6];
+    if (!dp_.neigh.Lookup(hop, mac)) Resolve(hop, now_ns);
+  }
+}
+
 void SlowPath::Tick(uint64_t now_ns) {
   SendHeartbeats(now_ns);
+  if (!dp_.Active()) WarmNeighbours(now_ns);
   if (dp_.hold_active.load(std::memory_order_relaxed)) {
     if (!hold_until_ns_) hold_until_ns_ = now_ns + std::max<uint64_t>(
         300'000'000ull, 30ull * dp_.cfg.heartbeat_ms * 1000000ull);

@@ -42,7 +42,9 @@ class SlowPath {
  private:
   void HandleHeartbeat(rte_mbuf* m, uint32_t path, uint16_t l3);
   void SendHeartbeats(uint64_t now_ns);
-  void UpdateLocalHealth(uint64_t now_ns);
+  // True when the flags changed since the last look.
+  bool UpdateLocalHealth(uint64_t now_ns);
+  void WarmNeighbours(uint64_t now_ns);
   void HandleArp(rte_mbuf* m, const Parsed& p);
   void HandleIcmp4(rte_mbuf* m, const Parsed& p);
   void HandleIcmp6(rte_mbuf* m, const Parsed& p);
@@ -76,6 +78,8 @@ class SlowPath {
   uint64_t boot_id_ = 0;
   uint64_t hb_counter_ = 0;
   uint64_t next_hb_ns_ = 0;
+  uint64_t next_health_ns_ = 0;
+  uint32_t warm_cursor_ = 0;  // next leg slot WarmNeighbours looks at
   uint64_t hold_until_ns_ = 0;
   uint64_t last_defence_ns_ = 0;
   bool peer_took_over_ = false;  // heard the peer active in our epoch or a higher one
