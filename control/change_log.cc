@@ -74,7 +74,7 @@ void ChangeLog::AppendReplicated(std::string record, const v1::Change& change) {
   if (change.log_id() != log_id_ || change.seq() != next_seq_) {
     ring_.clear();
     log_id_ = change.log_id();
-    first_seq_ = change.seq();
+    first_seq_ = resync_first_ = change.seq();
   }
   ring_.push_back(std::move(record));
   next_seq_ = change.seq() + 1;
@@ -88,7 +88,7 @@ void ChangeLog::Reset(uint64_t log_id, uint64_t next_seq) {
   absl::MutexLock lock(&mu_);
   ring_.clear();
   log_id_ = log_id;
-  first_seq_ = next_seq_ = next_seq;
+  first_seq_ = next_seq_ = resync_first_ = next_seq;
 }
 
 uint64_t ChangeLog::log_id() const {
@@ -103,6 +103,11 @@ absl::Status ChangeLog::Read(uint64_t from, size_t max, absl::Duration wait,
                    ABSL_SHARED_LOCKS_REQUIRED(mu_) { return closed_ || next_seq_ > from; };
   mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
   if (closed_) return absl::CancelledError("the change log is closed");
+  if (from < first_seq_ && first_seq_ == resync_first_) {
+    return absl::UnavailableError(absl::StrCat(
+        "this node resynced from the active node at change ", first_seq_,
+        ": resume the watch on the active node"));
+  }
   if (from < first_seq_) {
     return absl::OutOfRangeError(
         absl::StrCat("change ", from, " is no longer held (oldest ", first_seq_, "): resync"));

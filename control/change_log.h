@@ -33,7 +33,9 @@ class ChangeLog {
   uint64_t AppendAll(std::vector<v1::Change>& changes);
 
   // Copies up to `max` changes starting at `from` into `out`, waiting up to
-  // `wait` for the first one. OutOfRange when `from` is older than the ring.
+  // `wait` for the first one. OutOfRange when `from` is older than the ring;
+  // Unavailable when it is older because this node resynced from the active
+  // node meanwhile (a demoted node: the reader resumes on the active one).
   // Returns Cancelled once Close() was called.
   absl::Status Read(uint64_t from, size_t max, absl::Duration wait, std::vector<v1::Change>* out);
 
@@ -63,6 +65,9 @@ class ChangeLog {
   std::deque<std::string> ring_ ABSL_GUARDED_BY(mu_);
   uint64_t first_seq_ ABSL_GUARDED_BY(mu_) = 1;  // seq of ring_.front()
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  // first_seq_ as a resync left it (Reset, or a replicated change that did not
+  // follow on): readers behind it missed changes by no fault of theirs.
+  uint64_t resync_first_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 

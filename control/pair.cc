@@ -365,6 +365,16 @@ void Pair::Step(absl::Time now) {
     }
     if (d.role == mirror::Role::kActive && !source_) {
       peer_control_closed_ = false;
+      if (sink_) {
+        // The old active may still be up without its switch (which cannot
+        // hear our heartbeats): without this it would go on taking writes
+        // that never reach us, acknowledged even in synchronous mode.
+        v1::PairMessage m;
+        m.mutable_took_over()->set_node_id(cfg_.node_id);
+        m.mutable_took_over()->set_epoch(d.epoch);
+        sink_->Send(m.SerializeAsString());
+        sink_->Drain(absl::Milliseconds(20));
+      }
       BecomeActive();
     } else if (d.role == mirror::Role::kStandby && !sink_) {
       BecomeStandby();
@@ -536,7 +546,19 @@ void Pair::OnActiveMessage(absl::string_view msg) {
 
 void Pair::OnStandbyMessage(absl::string_view msg) {
   v1::PairMessage m;
-  if (!m.ParseFromArray(msg.data(), static_cast<int>(msg.size())) || !m.has_lost()) return;
+  if (!m.ParseFromArray(msg.data(), static_cast<int>(msg.size()))) return;
+  if (m.has_took_over()) {
+    // To the role machine as a report of the peer, active in its new epoch
+    // (rule 1: a higher epoch demotes at once), on the next Step.
+    mirror::PeerReport r;
+    r.node_id = m.took_over().node_id();
+    r.role = mirror::Role::kActive;
+    r.epoch = m.took_over().epoch();
+    absl::MutexLock lock(&notice_mu_);
+    notice_ = r;
+    return;
+  }
+  if (!m.has_lost()) return;
   absl::MutexLock lock(&status_mu_);
   const v1::PairMessage::Lost& l = m.lost();
   if (lost_state_ != "pending" || l.log_id() != takeover_log_id_ ||

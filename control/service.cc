@@ -149,8 +149,16 @@ grpc::Status Service::Watch(grpc::ServerContext* ctx, const v1::WatchRequest* re
                               "from_seq ", next, " is beyond the last change ", log.last_seq())));
   }
   std::vector<v1::Change> batch;
+  const uint64_t log_id = log.log_id();
   while (!ctx->IsCancelled()) {
     batch.clear();
+    if (log.log_id() != log_id) {
+      // A standby that resynced from another log: what follows is not the
+      // continuation of what this stream delivered.
+      return Reply("Watch", absl::UnavailableError(
+                                "this node now follows another change log: resume the watch on "
+                                "the active node"));
+    }
     absl::Status st = log.Read(next, 512, absl::Milliseconds(200), &batch);
     if (absl::IsCancelled(st)) break;  // shutting down
     if (!st.ok()) return Reply("Watch", st);

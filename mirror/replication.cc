@@ -516,6 +516,9 @@ struct ReplicationSink::State {
   SinkStatus st ABSL_GUARDED_BY(mu);
   uint64_t epoch ABSL_GUARDED_BY(mu) = 0;
   std::vector<std::string> outbox ABSL_GUARDED_BY(mu);  // Send()
+  uint64_t sent_msgs ABSL_GUARDED_BY(mu) = 0;     // given to Send()
+  uint64_t written_msgs ABSL_GUARDED_BY(mu) = 0;  // of those, written to the socket or dropped
+  absl::CondVar written_cv;
 
   // I/O thread state.
   uint64_t history = 0, applied = 0;
@@ -615,6 +618,11 @@ void ReplicationSink::State::Serve(Fd fd) {
   int64_t last_rx = MonoNanos(), last_tx = last_rx;
   std::string error;
   bool closed_by_source = false;
+  uint64_t queued_msgs = 0;  // Send() messages queued on this connection, counted as sent_msgs
+  {
+    absl::MutexLock l(&mu);
+    queued_msgs = written_msgs;
+  }
   while (!stop.load()) {
     int64_t now = MonoNanos();
     if (session.established()) {
@@ -626,6 +634,7 @@ void ReplicationSink::State::Serve(Fd fd) {
         ep = epoch;
       }
       for (const std::string& msg : out) conn.Queue(session.Seal(MsgType::kPairMessage, ep, msg));
+      queued_msgs += out.size();
     }
     if (session.established() && conn.queued() == 0 && now - last_tx >= keepalive_ns) {
       // Idle: repeat the ack so that the source can tell we are alive.
@@ -635,6 +644,13 @@ void ReplicationSink::State::Serve(Fd fd) {
     if (!conn.Flush().ok()) {
       error = "send failed";
       break;
+    }
+    if (conn.queued() == 0) {
+      absl::MutexLock l(&mu);
+      if (written_msgs != queued_msgs) {
+        written_msgs = queued_msgs;
+        written_cv.SignalAll();
+      }
     }
     if (session.established() && now - last_rx > 3 * keepalive_ns) {
       error = "source silent";
@@ -707,7 +723,9 @@ void ReplicationSink::State::Serve(Fd fd) {
   }
   {
     absl::MutexLock l(&mu);
+    written_msgs = sent_msgs;  // what was not written is dropped: nobody waits for it
     outbox.clear();
+    written_cv.SignalAll();
   }
   Publish(false, error);
   if (closed_by_source && cb.source_closed) cb.source_closed();
@@ -773,8 +791,19 @@ void ReplicationSink::Send(std::string message) {
   {
     absl::MutexLock l(&s_->mu);
     s_->outbox.push_back(std::move(message));
+    ++s_->sent_msgs;
   }
   s_->waker.Wake();
+}
+
+bool ReplicationSink::Drain(absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  absl::MutexLock l(&s_->mu);
+  const uint64_t want = s_->sent_msgs;
+  while (s_->st.connected && s_->written_msgs < want) {
+    if (s_->written_cv.WaitWithDeadline(&s_->mu, deadline)) break;
+  }
+  return s_->st.connected && s_->written_msgs >= want;
 }
 
 SinkStatus ReplicationSink::status() const {

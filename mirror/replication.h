@@ -169,6 +169,9 @@ class ReplicationSink {
   // Queues a message to the source (SourceOptions::on_message); dropped if
   // the connection breaks first. May be called from the callbacks.
   void Send(std::string message);
+  // Waits until every message sent so far is written to the connection.
+  // False if it breaks (or is down) or `timeout` passes first.
+  bool Drain(absl::Duration timeout);
   SinkStatus status() const;
   const RejectCounters& rejects() const;
 

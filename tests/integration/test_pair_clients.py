@@ -187,7 +187,10 @@ def test_sync_mode_loses_no_acknowledged_write():
         names = [f"sync-{i}" for i in range(40)]
         for n in names:
             bed.a.ctl("site", "create", "--name", n)  # returns once the standby applied it
-        bed.a.kill_all()  # right after the last acknowledgement
+        # Right after the last acknowledgement, the control daemon first: it
+        # cannot step down and hand anything over (see the test below).
+        bed.a.control.kill9()
+        bed.a.switch.kill()
         bed.wait_role(bed.b, "active", timeout=10)
         have = {s["name"] for s in bed.b.ctl("site", "list")["sites"]}
         missing = [n for n in names if n not in have]
@@ -356,4 +359,32 @@ def test_client_library_repeats_no_write_cut_off_by_a_takeover():
     finally:
         if app:
             app.close()
+        bed.close()
+
+
+def test_old_active_without_its_switch_steps_down_at_once():
+    """The primary's switch dies, its control daemon lives on: the standby
+    takes over and tells it so over the replication connection, so it stops
+    taking writes at once (its switch cannot hear the higher epoch), and every
+    write it acknowledged in synchronous mode is on the new active."""
+    bed = PairBed(mode="sync")
+    try:
+        bed.start()
+        names = [f"acked-{i}" for i in range(20)]
+        for n in names:
+            bed.a.ctl("site", "create", "--name", n)
+        bed.a.switch.kill()
+        bed.wait_role(bed.b, "active", timeout=5)
+        t0 = time.monotonic()
+        bed.wait_role(bed.a, "standby", timeout=2)
+        print(f"\nthe old active stepped down {1000 * (time.monotonic() - t0):.0f} ms after "
+              "the takeover was seen")
+        with pytest.raises(CtlError) as refused:
+            bed.a.ctl("site", "create", "--name", "to-the-old-active")
+        assert "FAILED_PRECONDITION" in str(refused.value)
+        have = {s["name"] for s in bed.b.ctl("site", "list")["sites"]}
+        assert not [n for n in names if n not in have]
+        assert "to-the-old-active" not in have
+        assert "data plane dead" in bed.b.status()["pair"]["last_takeover_cause"]
+    finally:
         bed.close()

@@ -1,5 +1,6 @@
 #include "control/change_log.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -39,6 +40,25 @@ TEST(ChangeLogTest, TooOldIsOutOfRange) {
   EXPECT_TRUE(absl::IsOutOfRange(log.Read(7, 10, absl::ZeroDuration(), &out)));
   ASSERT_TRUE(log.Read(8, 10, absl::ZeroDuration(), &out).ok());
   EXPECT_EQ(out.size(), 3u);
+}
+
+// A demoted node resyncs from the new active: a reader left behind the
+// resync is sent to the active node (Unavailable), not told to resync
+// (OutOfRange), unless the ring has since moved past it anyway.
+TEST(ChangeLogTest, ReaderBehindAResyncIsSentToTheActiveNode) {
+  ChangeLog log(3, 1);
+  std::vector<v1::Change> batch;
+  for (uint64_t i = 1; i <= 2; ++i) batch.push_back(SitePut(i));
+  log.AppendAll(batch);
+  log.Reset(1, 5);
+  std::vector<v1::Change> out;
+  absl::Status st = log.Read(3, 10, absl::ZeroDuration(), &out);
+  EXPECT_TRUE(absl::IsUnavailable(st)) << st;
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("active node"));
+  batch.clear();
+  for (uint64_t i = 5; i <= 8; ++i) batch.push_back(SitePut(i));
+  log.AppendAll(batch);  // the ring (3) moves past the resync point
+  EXPECT_TRUE(absl::IsOutOfRange(log.Read(3, 10, absl::ZeroDuration(), &out)));
 }
 
 TEST(ChangeLogTest, ReaderWaitsForTheNextChange) {
