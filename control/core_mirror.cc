@@ -157,6 +157,7 @@ v1::UsageRecord Core::UsageDelta() {
 
 void Core::ApplyUsage(const v1::UsageRecord& r) {
   absl::MutexLock lock(&mu_);
+  if (role_ == tables::Role::kActive) return;  // see ApplyReplicated
   RefreshState();
   for (const v1::LegUsageRecord& l : r.legs()) {
     if (!legs_.contains(l.leg_id())) continue;
@@ -215,6 +216,7 @@ std::string Core::SiteDigest(uint64_t* position,
 
 void Core::BeginResync() {
   absl::MutexLock lock(&mu_);
+  if (role_ == tables::Role::kActive) return;  // see ApplyReplicated
   resync_ = true;
   seen_sites_.clear();
   seen_participants_.clear();
@@ -240,6 +242,15 @@ void Core::DropLegQuietly(uint64_t id) {
 
 absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool snapshot) {
   absl::MutexLock lock(&mu_);
+  // The pair stops the sink just after SetNodeRole made this node active: a
+  // record of the old active still in flight then is not applied. It comes
+  // after the takeover position this node reports, would take a sequence
+  // number of its own log, and would open a store transaction that nothing
+  // commits on an active node (every API write after it failed with
+  // "store: nested transaction").
+  if (role_ == tables::Role::kActive) {
+    return absl::FailedPreconditionError("this node is active: replicated change not applied");
+  }
   EnsureStoreTxn();
   absl::Status st;
   auto end_live = [&](uint64_t meeting_id) {
@@ -260,7 +271,7 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
       st = store_->PutSite(c.site());
       sites_[c.site().site_id()] = c.site();
       next_site_id_ = std::max(next_site_id_, c.site().site_id() + 1);
-      seen_sites_.insert(c.site().site_id());
+      if (resync_) seen_sites_.insert(c.site().site_id());  // only a resync sweeps by them
       break;
     case v1::Change::SITE_DELETED: {
       st = store_->DeleteSite(c.id());
@@ -303,7 +314,23 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
       p.clear_legs();
       st = store_->PutParticipant(p);
       next_participant_id_ = std::max(next_participant_id_, p.participant_id() + 1);
-      seen_participants_.insert(p.participant_id());
+      if (resync_) seen_participants_.insert(p.participant_id());  // only a resync sweeps by them
+      if (auto old = participants_.find(p.participant_id());
+          old != participants_.end() && (old->second.p.meeting_id() != p.meeting_id() ||
+                                         old->second.p.joined_unix_ns() != p.joined_unix_ns())) {
+        // Another participant under the same id (see LEG_PUT): the old one
+        // goes, with its legs and its place in its meeting.
+        std::vector<uint64_t> stale = old->second.legs;
+        for (uint64_t leg : stale) DropLegQuietly(leg);
+        if (auto olit = live_.find(old->second.p.meeting_id()); olit != live_.end()) {
+          auto& v = olit->second.participants;
+          v.erase(std::remove(v.begin(), v.end(), old->first), v.end());
+          if (old->second.p.left_unix_ns() == 0 && olit->second.present > 0) {
+            olit->second.present--;
+          }
+        }
+        participants_.erase(old);
+      }
       auto lit = live_.find(p.meeting_id());
       if (lit == live_.end()) break;  // its meeting ended: the store has it
       auto [it, fresh] = participants_.try_emplace(p.participant_id());
@@ -317,8 +344,25 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
     }
     case v1::Change::LEG_PUT: {
       const v1::Leg& leg = c.leg();
-      seen_legs_.insert(leg.leg_id());
+      if (resync_) seen_legs_.insert(leg.leg_id());  // only a resync sweeps by them
       uint32_t flags = TableFlags(leg);
+      auto remote = ParseEndpoint(leg.remote());
+      auto local = ParseEndpoint(leg.local());
+      if (auto it = legs_.find(leg.leg_id()); it != legs_.end()) {
+        // After an asynchronous takeover the new active hands out again the
+        // ids the old active used in the writes it lost: when the old active
+        // resyncs, a leg of its own may hold the id of another leg. A PUT
+        // replaces it unless it is the same leg.
+        auto held = writer_->GetLeg(leg.leg_id());
+        bool same = held.ok() && remote.ok() && local.ok() &&
+                    held->spec.participant_id == leg.participant_id() &&
+                    held->spec.meeting_id == leg.meeting_id() &&
+                    held->spec.key.remote == remote->first &&
+                    held->spec.key.remote_port == remote->second &&
+                    held->spec.key.local == local->first &&
+                    held->spec.key.local_port == local->second;
+        if (!same) DropLegQuietly(leg.leg_id());
+      }
       if (auto it = legs_.find(leg.leg_id()); it != legs_.end()) {
         it->second.muted = leg.muted();
         if (leg.requested()) it->second.requested = leg.requested();
@@ -326,8 +370,6 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
         st.Update(writer_->SetLegLimits(leg.leg_id(), leg.pps_limit(), leg.kbps_limit()));
         break;
       }
-      auto remote = ParseEndpoint(leg.remote());
-      auto local = ParseEndpoint(leg.local());
       if (!remote.ok() || !local.ok()) {
         st = absl::InvalidArgumentError(absl::StrCat("replicated leg ", leg.leg_id(),
                                                      " has a bad address"));
@@ -381,6 +423,7 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
 
 void Core::EndResync(uint64_t log_id, uint64_t seq) {
   absl::MutexLock lock(&mu_);
+  if (role_ == tables::Role::kActive) return;  // see ApplyReplicated
   EnsureStoreTxn();
   // Mark and sweep: whatever the snapshot did not hold is gone on the active.
   std::vector<uint64_t> legs;
@@ -430,6 +473,11 @@ void Core::EndResync(uint64_t log_id, uint64_t seq) {
   }
   changes_->Reset(log_id, seq + 1);
   resync_ = false;
+  // Kept only for the sweep: a standby that follows for days must not keep
+  // the id of every participant and leg it ever applied.
+  absl::flat_hash_set<uint64_t>().swap(seen_sites_);
+  absl::flat_hash_set<uint64_t>().swap(seen_participants_);
+  absl::flat_hash_set<uint64_t>().swap(seen_legs_);
   fprintf(stderr,
           "tandem-control: resynced from the active node: %zu sites, %zu meetings, %zu legs "
           "(dropped %zu legs, %zu sites)\n",

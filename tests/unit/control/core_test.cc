@@ -331,5 +331,132 @@ TEST_F(CoreTest, ChangesCarrySequenceNumbers) {
   for (size_t i = 0; i < out.size(); ++i) EXPECT_EQ(out[i].seq(), before + 1 + i);
 }
 
+// Found by scripts/soak.sh: the pair stops the sink only after the node
+// became active, and a record still in flight then opened a store
+// transaction that nothing committed, so every write after the takeover
+// failed with INTERNAL "store: nested transaction".
+TEST_F(CoreTest, AReplicatedChangeInFlightAtTakeoverIsNotApplied) {
+  core_->SetNodeRole(tables::Role::kStandby, 2, "test: the peer is active");
+  auto site_put = [&](uint64_t id, const std::string& name) {
+    v1::Change c;
+    c.set_kind(v1::Change::SITE_PUT);
+    c.set_id(id);
+    c.set_log_id(core_->changes().log_id());
+    c.set_seq(core_->changes().last_seq() + 1);
+    c.mutable_site()->set_site_id(id);
+    c.mutable_site()->set_name(name);
+    return c;
+  };
+  v1::Change first = site_put(7, "replicated");
+  ASSERT_TRUE(core_->ApplyReplicated(first, first.SerializeAsString(), false).ok());
+  core_->FlushReplicated();
+  core_->SetNodeRole(tables::Role::kActive, 3, "test: takeover");
+  uint64_t position = core_->changes().last_seq();
+  v1::Change late = site_put(8, "late");
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      core_->ApplyReplicated(late, late.SerializeAsString(), false)));
+  EXPECT_EQ(core_->changes().last_seq(), position);
+  // The new active's own writes go on.
+  v1::CreateSiteRequest req;
+  req.mutable_site()->set_name("own");
+  v1::Site s;
+  ASSERT_TRUE(core_->CreateSite(req, &s).ok());
+  v1::ListSitesResponse sites;
+  ASSERT_TRUE(core_->ListSites(v1::ListSitesRequest(), &sites).ok());
+  std::vector<std::string> names;
+  for (const auto& site : sites.sites()) names.push_back(site.name());
+  EXPECT_EQ(names, (std::vector<std::string>{"replicated", "own"}));
+  Restart();  // committed, and nothing else
+  v1::ListSitesResponse stored;
+  ASSERT_TRUE(core_->ListSites(v1::ListSitesRequest(), &stored).ok());
+  EXPECT_EQ(stored.sites_size(), 2);
+}
+
+// Found by scripts/soak.sh: after an asynchronous takeover the new active
+// hands out again the ids of the legs and participants the old active had
+// joined in the writes it lost. When the old active resyncs as the standby,
+// a snapshot PUT of such an id must replace its own leg or participant (it
+// used to keep the old one's remote, local and meeting, so that the standby
+// held a leg the active did not have, and took it over with it).
+TEST_F(CoreTest, AResyncReplacesALegAndParticipantUnderAReusedId) {
+  uint64_t site = Site("acme");
+  uint64_t m1 = LiveMeeting(site);
+  uint64_t m2 = LiveMeeting(site);
+  v1::JoinResponse mine;
+  ASSERT_TRUE(Join({Joiner(m1, {"198.18.0.10:1000"})}, &mine).ok());  // lost at the takeover
+  const v1::Participant lost = mine.participants(0);
+  const v1::Leg lost_leg = lost.legs(0);
+  core_->SetNodeRole(tables::Role::kStandby, 3, "test: the peer took over without the join");
+
+  // The new active's state: the same site and meetings, and another
+  // participant (in the other meeting) with another leg, under the same ids.
+  core_->BeginResync();
+  auto put = [&](const v1::Change& c) {
+    ASSERT_TRUE(core_->ApplyReplicated(c, c.SerializeAsString(), true).ok());
+  };
+  v1::ListSitesResponse sites;
+  ASSERT_TRUE(core_->ListSites(v1::ListSitesRequest(), &sites).ok());
+  for (const v1::Site& s : sites.sites()) {
+    v1::Change c;
+    c.set_kind(v1::Change::SITE_PUT);
+    c.set_id(s.site_id());
+    *c.mutable_site() = s;
+    put(c);
+  }
+  v1::ListMeetingsResponse meetings;
+  ASSERT_TRUE(core_->ListMeetings(v1::ListMeetingsRequest(), &meetings).ok());
+  for (const v1::Meeting& mt : meetings.meetings()) {
+    v1::Change c;
+    c.set_kind(v1::Change::MEETING_PUT);
+    c.set_id(mt.meeting_id());
+    *c.mutable_meeting() = mt;
+    put(c);
+  }
+  v1::Change pc;
+  pc.set_kind(v1::Change::PARTICIPANT_PUT);
+  pc.set_id(lost.participant_id());
+  v1::Participant* theirs = pc.mutable_participant();
+  theirs->set_participant_id(lost.participant_id());
+  theirs->set_meeting_id(m2);
+  theirs->set_name("theirs");
+  theirs->set_role(v1::ATTENDEE);
+  theirs->set_joined_unix_ns(lost.joined_unix_ns() + 1);
+  put(pc);
+  v1::Change lc;
+  lc.set_kind(v1::Change::LEG_PUT);
+  lc.set_id(lost_leg.leg_id());
+  v1::Leg* leg = lc.mutable_leg();
+  leg->set_leg_id(lost_leg.leg_id());
+  leg->set_participant_id(lost.participant_id());
+  leg->set_meeting_id(m2);
+  leg->set_channel(v1::AUDIO);
+  leg->set_remote("198.18.0.11:2000");
+  leg->set_local("198.18.0.100:20003");
+  leg->set_send(true);
+  leg->set_recv(true);
+  leg->set_requested(3);
+  put(lc);
+  core_->EndResync(core_->changes().log_id(), core_->changes().last_seq());
+
+  v1::ListLegsResponse legs;
+  ASSERT_TRUE(core_->ListLegs(v1::ListLegsRequest(), &legs).ok());
+  ASSERT_EQ(legs.legs_size(), 1);
+  EXPECT_EQ(legs.legs(0).remote(), "198.18.0.11:2000");
+  EXPECT_EQ(legs.legs(0).local(), "198.18.0.100:20003");
+  EXPECT_EQ(legs.legs(0).meeting_id(), m2);
+  for (uint64_t m : {m1, m2}) {
+    v1::ListParticipantsRequest req;
+    req.set_meeting_id(m);
+    v1::ListParticipantsResponse out;
+    ASSERT_TRUE(core_->ListParticipants(req, &out).ok());
+    ASSERT_EQ(out.participants_size(), m == m2 ? 1 : 0) << "meeting " << m;
+    if (m == m2) {
+      EXPECT_EQ(out.participants(0).name(), "theirs");
+      ASSERT_EQ(out.participants(0).legs_size(), 1);
+      EXPECT_EQ(out.participants(0).legs(0).remote(), "198.18.0.11:2000");
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tandem::control
