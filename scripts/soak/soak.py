@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Soak of a Tandem pair (issue 7): hours of churn, media and takeovers.
+"""Soak of a Tandem pair (issue 7): a long run of churn, media and takeovers.
 
 On the namespace test bed of tests/integration (helpers/pair.py: participants
 p0..p2 on an access bridge, nodes na and nb, a backbone veth), for --minutes:
@@ -415,7 +415,14 @@ class Soak:
             ev["error"] = f"{survivor.name} did not take over: {st}"
             self.takeovers.append(ev)
             return ev
+        # The pair part of the status is published a few ms after the role:
+        # wait for this takeover's time stamp.
         takeover_ns = int(st["pair"].get("last_takeover_unix_ns", 0))
+        deadline = time.monotonic() + 2
+        while takeover_ns / 1e9 < t_inject - 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+            st = self.status(survivor, timeout=5) or st
+            takeover_ns = int(st["pair"].get("last_takeover_unix_ns", 0))
         ev["detection_ms"] = round((takeover_ns / 1e9 - t_inject) * 1000, 1)
         ev["epoch"] = int(st["epoch"])
         ev["takeover_cause"] = st["pair"].get("last_takeover_cause", "")
