@@ -85,7 +85,15 @@ class Core {
   uint64_t node_epoch() const;
   // Sets role and epoch in the tables (the switch answers for the VIPs and
   // forwards only while active) and the store.
-  void SetNodeRole(tables::Role role, uint64_t epoch, const std::string& cause);
+  // Returns the change-log position at the change (before the ROLE change it
+  // appends on becoming active): no replicated record is applied after it.
+  // `after_active_peer`: this node takes over from an active peer, whose
+  // writes that never reached us used ids we must not hand out again (an
+  // application redoing a lost write, or `pair lost`, would name two objects
+  // by one id), so every id counter jumps ahead by kTakeoverIdGap.
+  uint64_t SetNodeRole(tables::Role role, uint64_t epoch, const std::string& cause,
+                       bool after_active_peer = false);
+  static constexpr uint64_t kTakeoverIdGap = 1u << 20;
   // Replication position and handover request, carried by the switch's heartbeats.
   void SetPairHints(uint64_t position, bool handover);
   // Active side: every object as PUT changes (serialised), consistent with

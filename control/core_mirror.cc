@@ -70,15 +70,24 @@ void Core::FlushReplicated() {
   }
 }
 
-void Core::SetNodeRole(tables::Role role, uint64_t epoch, const std::string& cause) {
+uint64_t Core::SetNodeRole(tables::Role role, uint64_t epoch, const std::string& cause,
+                           bool after_active_peer) {
   absl::MutexLock lock(&mu_);
   if (store_->in_transaction()) (void)store_->Commit();
+  const uint64_t position = changes_->last_seq();
   bool changed = role != role_ || epoch != epoch_;
+  bool taking_over = role == tables::Role::kActive && role_ != tables::Role::kActive;
   role_ = role;
   epoch_ = epoch;
   (void)store_->SetMeta("epoch", epoch);
   writer_->SetRole(role, epoch);
-  if (!changed) return;
+  if (!changed) return position;
+  if (taking_over && after_active_peer) {
+    next_site_id_ += kTakeoverIdGap;
+    next_meeting_id_ += kTakeoverIdGap;
+    next_participant_id_ += kTakeoverIdGap;
+    next_leg_id_ += kTakeoverIdGap;
+  }
   if (role == tables::Role::kActive) {
     // Ids handed out from now on must not collide with replicated ones.
     leg_id_limit_ = next_leg_id_;
@@ -90,6 +99,7 @@ void Core::SetNodeRole(tables::Role role, uint64_t epoch, const std::string& cau
   fprintf(stderr, "tandem-control: node %s is now %s, epoch %llu: %s\n", config_.node.c_str(),
           role == tables::Role::kActive ? "active" : "standby",
           static_cast<unsigned long long>(epoch), cause.c_str());
+  return position;
 }
 
 void Core::SetPairHints(uint64_t position, bool handover) {

@@ -348,16 +348,18 @@ void Pair::Step(absl::Time now) {
     }
   }
   for (const mirror::Decision& d : decisions) {
-    if (d.role == mirror::Role::kActive && core_.node_role() != tables::Role::kActive) {
+    bool taking_over = d.role == mirror::Role::kActive && core_.node_role() != tables::Role::kActive;
+    // The position at the role change: no replicated record is applied after it.
+    uint64_t at = core_.SetNodeRole(FromMirror(d.role), d.epoch, d.cause, peer_was_active);
+    if (taking_over) {
       absl::MutexLock slock(&status_mu_);
       takeover_log_id_ = core_.changes().log_id();
-      takeover_position_ = core_.changes().last_seq();
+      takeover_position_ = at;
       takeover_peer_position_ = peer_position;
       takeover_unix_ns_ = UnixNs();
       lost_state_ = peer_was_active ? "pending" : "none";
       lost_changes_.clear();
     }
-    core_.SetNodeRole(FromMirror(d.role), d.epoch, d.cause);
     absl::MutexLock lock(&mu_);
     if (d.role == mirror::Role::kActive) {
       absl::MutexLock slock(&status_mu_);

@@ -372,6 +372,26 @@ TEST_F(CoreTest, AReplicatedChangeInFlightAtTakeoverIsNotApplied) {
   EXPECT_EQ(stored.sites_size(), 2);
 }
 
+// A takeover from an active peer: the ids the old active handed out in
+// writes that never reached us are not handed out again, and the position
+// returned is the one before the takeover's ROLE change.
+TEST_F(CoreTest, TakeoverFromAnActivePeerSkipsTheIdsItMayHaveUsed) {
+  uint64_t site = Site("acme");
+  uint64_t meeting = LiveMeeting(site);
+  core_->SetNodeRole(tables::Role::kStandby, 2, "test: the peer is active");
+  uint64_t before = core_->changes().last_seq();
+  uint64_t at = core_->SetNodeRole(tables::Role::kActive, 3, "test: takeover", true);
+  EXPECT_EQ(at, before);
+  EXPECT_EQ(core_->changes().last_seq(), before + 1) << "the ROLE change";
+  uint64_t site2 = Site("after");
+  EXPECT_GE(site2, site + Core::kTakeoverIdGap);
+  EXPECT_GE(LiveMeeting(site2), meeting + Core::kTakeoverIdGap);
+  v1::JoinResponse joined;
+  ASSERT_TRUE(Join({Joiner(meeting, {"198.18.0.10:1000"})}, &joined).ok());
+  EXPECT_GE(joined.participants(0).participant_id(), Core::kTakeoverIdGap);
+  EXPECT_GE(joined.participants(0).legs(0).leg_id(), Core::kTakeoverIdGap);
+}
+
 // Found by scripts/soak.sh: after an asynchronous takeover the new active
 // hands out again the ids of the legs and participants the old active had
 // joined in the writes it lost. When the old active resyncs as the standby,
