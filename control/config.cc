@@ -174,6 +174,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     chain(ReadUint(*t, "usage_interval_ms", o, 3600000, &v));
     p.usage_interval_ms = v;
     chain(ReadUint(*t, "compare_interval_s", o, 365ull * 86400, &p.compare_interval_s));
+    chain(ReadUint(*t, "backlog_changes", o, 1ull << 26, &p.backlog_changes));
   }
   if (!st.ok()) return st;
   return c;
@@ -261,6 +262,9 @@ absl::Status ValidateConfig(Config& c) {
     if (p.key.size() < 16) return absl::InvalidArgumentError("[pair] key must hold >= 16 bytes");
     if (p.listen.empty() || p.peer.empty()) {
       return absl::InvalidArgumentError("[pair] listen and peer (HOST:PORT) are required");
+    }
+    if (p.backlog_changes < 1024) {
+      return absl::InvalidArgumentError("[pair] backlog_changes must be >= 1024");
     }
     if (p.heartbeat_ms == 0 || p.multiplier == 0 || p.usage_interval_ms == 0) {
       return absl::InvalidArgumentError(

@@ -42,6 +42,9 @@ struct PairConfig {
   bool preempt = false;
   uint32_t usage_interval_ms = 100;
   uint64_t compare_interval_s = 86400;
+  // Changes the active keeps for a standby to resume from after a break
+  // (older: a full resync). About 250 bytes each in memory.
+  uint64_t backlog_changes = 1u << 20;
 };
 
 struct Config {

@@ -105,6 +105,7 @@ void Pair::BecomeActive() {
     snap.records.push_back(Tagged('P', pos));
     return snap;
   };
+  o.backlog_records = cfg_.backlog_changes;
   o.greeting = [this] { return Greeting(); };
   o.on_message = [this](absl::string_view m) { OnStandbyMessage(m); };
   auto src = mirror::ReplicationSource::Start(std::move(o));

@@ -176,5 +176,28 @@ TEST(ConfigTest, TcpListenerNeedsMutualTls) {
   EXPECT_FALSE(IsUnixAddress("unix-abstract:tandem"));  // anyone in the namespace could connect
 }
 
+TEST(ConfigTest, PairBacklogIsBounded) {
+  const std::string pair = R"(
+node = "a"
+[pair]
+node_id = 1
+peer_node_id = 2
+key = "0123456789abcdef0123"
+listen = "198.19.0.1:7400"
+peer = "198.19.0.2:7400"
+)";
+  auto c = ParseConfig(pair, "test.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->pair.backlog_changes, 1u << 20);
+  c = ParseConfig(pair + "backlog_changes = 50000\n", "test.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->pair.backlog_changes, 50000u);
+  c = ParseConfig(pair + "backlog_changes = 10\n", "test.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::Status st = ValidateConfig(*c);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.message()).find("backlog_changes"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tandem::control
