@@ -320,7 +320,15 @@ void Pair::Step(absl::Time now) {
       const tables::StateHeader& h = state_.header();
       // The lock, not the pid: a killed switch not yet reaped still has one.
       bool alive = tables::StateLocked(state_map_);
+      if (alive && !switch_alive_) {
+        switch_hold_until_ = now + std::max(absl::Seconds(1), 20 * absl::Milliseconds(cfg_.heartbeat_ms));
+      }
+      switch_alive_ = alive;
       mirror::LocalHealth local = mirror::SwitchHeartbeatFeed::Local(h, alive, position);
+      // A switch that has just (re)started has not heard the peer yet: its
+      // silence is not the peer's death until the hold-down passes (as at
+      // the daemon's start).
+      machine_->SetSilenceHold(now < switch_hold_until_);
       feed_.Poll(h, local, machine_.get(), now);
       if (machine_->role() == mirror::Role::kActive && !local.data_plane_ok && source_ &&
           now >= next_notice_) {

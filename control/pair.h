@@ -105,6 +105,8 @@ class Pair {
   ino_t state_ino_ = 0;
   absl::Time next_usage_, next_compare_, next_notice_, next_publish_;
   absl::Time decide_from_;  // startup hold-down: no role decision before
+  bool switch_alive_ = false;
+  absl::Time switch_hold_until_;  // the same after the switch (re)started: no takeover before
 
   std::atomic<uint64_t> latest_repl_seq_{0};  // of the last appended change
   std::atomic<bool> resync_wanted_{false};     // drift found: follow anew

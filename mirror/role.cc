@@ -118,6 +118,7 @@ void RoleMachine::Evaluate(absl::Time now) {
   // Rule 3: reasons for the standby to take over.
   std::string cause;
   if (!heard) {
+    if (silence_hold_) return;
     cause = !(ever_heard_[0] || ever_heard_[1]) ? "no peer heard since start"
             : peer_control_closed_
                 ? "peer lost on backbone and access network, its control daemon gone"

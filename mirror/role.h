@@ -109,6 +109,9 @@ class RoleMachine {
   // The hint above: set when the peer's control daemon closed or reset the
   // backbone connection, cleared when it is connected again.
   void SetPeerControlClosed(bool closed) { peer_control_closed_ = closed; }
+  // While set, the peer's silence is no reason to take over: this node's
+  // switch has just (re)started and has not heard the peer yet (as at start).
+  void SetSilenceHold(bool hold) { silence_hold_ = hold; }
   // Re-evaluates timeouts; call at least every interval.
   void Tick(absl::Time now);
 
@@ -148,6 +151,7 @@ class RoleMachine {
   std::optional<absl::Time> caught_up_since_;
   bool handover_ = false;
   bool peer_control_closed_ = false;
+  bool silence_hold_ = false;
   Alarms alarms_;
   std::optional<Decision> last_takeover_;
   std::vector<Decision> decisions_;

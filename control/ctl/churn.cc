@@ -51,6 +51,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "control.grpc.pb.h"
+#include "control/client/pair_client.h"
 
 ABSL_FLAG(std::string, pair, "", "API addresses of the two nodes: A,B");
 ABSL_FLAG(std::string, names, "a,b", "names of the two nodes, for the output");
@@ -72,6 +73,7 @@ ABSL_FLAG(double, history_s, 120, "acknowledged writes kept for reconciliation (
 ABSL_FLAG(std::string, final, "", "write the legs believed joined at the end here (JSON)");
 
 namespace v1 = tandem::control::v1;
+using tandem::client::CodeName;
 
 namespace {
 
@@ -92,45 +94,6 @@ std::string Q(const std::string& s) {  // a JSON string (our strings need no esc
 void Emit(const std::string& json) {
   fprintf(stdout, "%s\n", json.c_str());
   fflush(stdout);
-}
-
-const char* CodeName(grpc::StatusCode c) {
-  switch (c) {
-    case grpc::StatusCode::OK:
-      return "OK";
-    case grpc::StatusCode::CANCELLED:
-      return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN:
-      return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND:
-      return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS:
-      return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED:
-      return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE:
-      return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL:
-      return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE:
-      return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS:
-      return "DATA_LOSS";
-    default:
-      return "UNAUTHENTICATED";
-  }
 }
 
 // A call that may or may not have been applied: the node went away or the

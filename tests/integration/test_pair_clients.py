@@ -386,5 +386,12 @@ def test_old_active_without_its_switch_steps_down_at_once():
         assert not [n for n in names if n not in have]
         assert "to-the-old-active" not in have
         assert "data plane dead" in bed.b.status()["pair"]["last_takeover_cause"]
+        # Its switch comes back: it has not heard the peer yet, and that
+        # silence must not look like the new active's death.
+        epoch = bed.b.status()["epoch"]
+        bed.a.switch.start()
+        time.sleep(2)
+        assert (bed.a.role(), bed.b.role()) == ("standby", "active")
+        assert bed.b.status()["epoch"] == epoch
     finally:
         bed.close()

@@ -419,5 +419,25 @@ TEST(RoleMachine, ControlReportOfADeadDataPlaneTakesOverAtOnce) {
   EXPECT_EQ(d[0].cause, "peer reports its data plane dead");
 }
 
+// After its switch (re)started, a standby has not heard the peer yet: the
+// silence is no reason to take over while the hold lasts; a report that the
+// peer's data plane is dead still is.
+TEST(RoleMachine, SilenceHoldAfterASwitchRestart) {
+  SimPair p;
+  p.b.m->SetSilenceHold(true);
+  p.a.host_up = false;
+  p.Run(absl::Milliseconds(300));
+  EXPECT_EQ(p.b.m->role(), Role::kStandby);
+  p.b.m->SetSilenceHold(false);
+  p.Run(absl::Milliseconds(2));
+  EXPECT_EQ(p.b.m->role(), Role::kActive);
+
+  SimPair q;
+  q.b.m->SetSilenceHold(true);
+  q.a.data_plane_ok = false;
+  q.Run(absl::Milliseconds(30));
+  EXPECT_EQ(q.b.m->role(), Role::kActive);
+}
+
 }  // namespace
 }  // namespace tandem::mirror
