@@ -24,29 +24,6 @@ if [[ $EUID -ne 0 ]]; then
   exit 1
 fi
 
-driver=""
-cleanup() {
-  set +e
-  if [[ -n "$driver" ]] && kill -0 "$driver" 2>/dev/null; then
-    kill -TERM "$driver" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$driver" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$driver" 2>/dev/null
-  fi
-  if [[ -n "$driver" ]]; then
-    for ns in $(ip netns list | awk '{print $1}' | grep "^tdi$driver-"); do
-      for pid in $(ip netns pids "$ns"); do kill -KILL "$pid" 2>/dev/null; done
-      ip netns del "$ns" 2>/dev/null
-    done
-    rm -rf /dev/shm/tdi"$driver"-* /tmp/tdi"$driver"-* /var/run/dpdk/tdi"$driver"-*
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-# In a session of its own: Ctrl-C reaches only this shell, whose trap asks
-# the driver (SIGTERM) to write what it measured and remove the testbed.
-setsid /usr/bin/python3 "$root/scripts/bench/failover.py" "$@" &
-driver=$!
-rc=0
-wait "$driver" || rc=$?
-exit "$rc"
+source "$root/scripts/lib/driver.sh"
+# On SIGTERM the driver writes what it measured, then removes the testbed.
+run_driver 10 "$root/scripts/bench/failover.py" "$@"

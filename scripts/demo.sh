@@ -36,32 +36,5 @@ for f in switch/tandem-switch control/tandem-control control/tandemctl; do
 done
 export TANDEM_BUILD_DIR TANDEM_HUGEPAGES TANDEM_EAL_MEM
 
-driver=""
-cleanup() {
-  set +e
-  if [[ -n "$driver" ]] && kill -0 "$driver" 2>/dev/null; then
-    # The driver removes its testbed on SIGTERM; give it the time to.
-    kill -TERM "$driver" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$driver" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$driver" 2>/dev/null
-  fi
-  if [[ -n "$driver" ]]; then
-    # Whatever a killed driver left: its names all start with tdi<its pid>-.
-    for ns in $(ip netns list | awk '{print $1}' | grep "^tdi$driver-"); do
-      for pid in $(ip netns pids "$ns"); do kill -KILL "$pid" 2>/dev/null; done
-      ip netns del "$ns" 2>/dev/null
-    done
-    rm -rf /dev/shm/tdi"$driver"-* /tmp/tdi"$driver"-* /var/run/dpdk/tdi"$driver"-*
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-# In the background and in a session of its own, so that Ctrl-C reaches only
-# this shell, whose trap asks the driver (SIGTERM) to remove the testbed in
-# order, instead of reaching every daemon of the pair at once.
-setsid /usr/bin/python3 "$root/scripts/demo/pair_demo.py" --seconds "$seconds" &
-driver=$!
-rc=0
-wait "$driver" || rc=$?
-exit "$rc"  # cleanup() then sweeps anything left under the driver's prefix
+source "$root/scripts/lib/driver.sh"
+run_driver 10 "$root/scripts/demo/pair_demo.py" --seconds "$seconds"

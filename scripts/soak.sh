@@ -33,33 +33,7 @@ if [[ $EUID -ne 0 ]]; then
   exit 1
 fi
 
-driver=""
-cleanup() {
-  set +e
-  if [[ -n "$driver" ]] && kill -0 "$driver" 2>/dev/null; then
-    # The driver removes its testbed on SIGTERM; give it the time to.
-    kill -TERM "$driver" 2>/dev/null
-    for _ in $(seq 150); do kill -0 "$driver" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$driver" 2>/dev/null
-  fi
-  if [[ -n "$driver" ]]; then
-    # Whatever a killed driver left: its names all start with tdi<its pid>-.
-    for ns in $(ip netns list | awk '{print $1}' | grep "^tdi$driver-"); do
-      for pid in $(ip netns pids "$ns"); do kill -KILL "$pid" 2>/dev/null; done
-      ip netns del "$ns" 2>/dev/null
-    done
-    rm -rf /dev/shm/tdi"$driver"-* /tmp/tdi"$driver"-* /var/run/dpdk/tdi"$driver"-*
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-# In a session of its own: Ctrl-C reaches only this shell, whose trap asks
-# the driver (SIGTERM) to stop and remove the testbed in order. The churn
-# driver (tandem-churn) runs in the root namespace as the driver's child; it
-# is killed with it.
-setsid /usr/bin/python3 "$root/scripts/soak/soak.py" "$@" &
-driver=$!
-rc=0
-wait "$driver" || rc=$?
-exit "$rc"
+source "$root/scripts/lib/driver.sh"
+# The churn driver (tandem-churn) runs in the root namespace as the
+# driver's child; it is killed with it.
+run_driver 15 "$root/scripts/soak/soak.py" "$@"
