@@ -578,7 +578,11 @@ void SlowPath::WarmNeighbours(uint64_t now_ns) {
 
 void SlowPath::Tick(uint64_t now_ns) {
   SendHeartbeats(now_ns);
-  if (!dp_.Active()) WarmNeighbours(now_ns);
+  // Once a millisecond, not once a loop: a busy main thread loops far more often.
+  if (!dp_.Active() && now_ns >= next_warm_ns_) {
+    next_warm_ns_ = now_ns + 1000000ull;
+    WarmNeighbours(now_ns);
+  }
   if (dp_.hold_active.load(std::memory_order_relaxed)) {
     if (!hold_until_ns_) hold_until_ns_ = now_ns + std::max<uint64_t>(
         300'000'000ull, 30ull * dp_.cfg.heartbeat_ms * 1000000ull);

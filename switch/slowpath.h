@@ -80,6 +80,7 @@ class SlowPath {
   uint64_t next_hb_ns_ = 0;
   uint64_t next_health_ns_ = 0;
   uint32_t warm_cursor_ = 0;  // next leg slot WarmNeighbours looks at
+  uint64_t next_warm_ns_ = 0;
   uint64_t hold_until_ns_ = 0;
   uint64_t last_defence_ns_ = 0;
   bool peer_took_over_ = false;  // heard the peer active in our epoch or a higher one

@@ -778,6 +778,8 @@ void Settle(Run& r, sw::WorkerPoller* workers[], sw::SlowPath& slow) {
   FUZZ_CHECK(false, "the switch did not settle in %u rounds", kMaxRounds);
 }
 
+// The workers' blocks only, unlike tables::SumWorkerCounters: the main
+// thread's block (index kWorkers) counts the frames the slow path built.
 tb::WorkerCounters SumWorkers(const tb::StateView& s) {
   tb::WorkerCounters t{};
   for (uint32_t w = 0; w < kWorkers; ++w) {
