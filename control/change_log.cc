@@ -22,8 +22,8 @@ void AppendVarintField(uint32_t field, uint64_t value, std::string* out) {
 
 }  // namespace
 
-ChangeLog::ChangeLog(size_t capacity, uint64_t log_id)
-    : capacity_(capacity == 0 ? 1 : capacity), log_id_(log_id) {}
+ChangeLog::ChangeLog(size_t capacity, size_t max_bytes, uint64_t log_id)
+    : log_id_(log_id), ring_(capacity, max_bytes, 1) {}
 
 uint64_t ChangeLog::Append(v1::Change change) {
   std::vector<v1::Change> one;
@@ -40,28 +40,22 @@ uint64_t ChangeLog::AppendAll(std::vector<v1::Change>& changes) {
   for (size_t i = 0; i < changes.size(); ++i) changes[i].SerializeToString(&bodies[i]);
   uint64_t now = UnixNs();
   absl::MutexLock lock(&mu_);
+  std::vector<std::string> records(changes.size());
   for (size_t i = 0; i < changes.size(); ++i) {
-    uint64_t seq = next_seq_++;
+    uint64_t seq = ring_.last_seq() + 1;
     changes[i].set_seq(seq);
     changes[i].set_log_id(log_id_);
     changes[i].set_unix_ns(now);
-    std::string rec;
+    std::string& rec = records[i];
     rec.reserve(bodies[i].size() + 32);
     AppendVarintField(1, seq, &rec);
     AppendVarintField(2, log_id_, &rec);
     AppendVarintField(3, now, &rec);
     rec += bodies[i];
-    ring_.push_back(std::move(rec));
+    ring_.Push(rec, static_cast<int64_t>(now));
   }
-  if (observer_) {
-    std::vector<std::string> copies(ring_.end() - changes.size(), ring_.end());
-    observer_(copies, next_seq_ - 1);
-  }
-  while (ring_.size() > capacity_) {
-    ring_.pop_front();
-    ++first_seq_;
-  }
-  return next_seq_ - 1;
+  if (observer_) observer_(records, ring_.last_seq());
+  return ring_.last_seq();
 }
 
 void ChangeLog::SetObserver(Observer observer) {
@@ -71,24 +65,19 @@ void ChangeLog::SetObserver(Observer observer) {
 
 void ChangeLog::AppendReplicated(std::string record, const v1::Change& change) {
   absl::MutexLock lock(&mu_);
-  if (change.log_id() != log_id_ || change.seq() != next_seq_) {
-    ring_.clear();
+  if (change.log_id() != log_id_ || change.seq() != ring_.last_seq() + 1) {
+    ring_.Clear(change.seq());
     log_id_ = change.log_id();
-    first_seq_ = resync_first_ = change.seq();
+    resync_first_ = change.seq();
   }
-  ring_.push_back(std::move(record));
-  next_seq_ = change.seq() + 1;
-  while (ring_.size() > capacity_) {
-    ring_.pop_front();
-    ++first_seq_;
-  }
+  ring_.Push(record, static_cast<int64_t>(change.unix_ns()));
 }
 
 void ChangeLog::Reset(uint64_t log_id, uint64_t next_seq) {
   absl::MutexLock lock(&mu_);
-  ring_.clear();
+  ring_.Clear(next_seq);
   log_id_ = log_id;
-  first_seq_ = next_seq_ = resync_first_ = next_seq;
+  resync_first_ = next_seq;
 }
 
 uint64_t ChangeLog::log_id() const {
@@ -100,21 +89,23 @@ absl::Status ChangeLog::Read(uint64_t from, size_t max, absl::Duration wait,
                              std::vector<v1::Change>* out) {
   absl::MutexLock lock(&mu_);
   auto ready = [this, from]()
-                   ABSL_SHARED_LOCKS_REQUIRED(mu_) { return closed_ || next_seq_ > from; };
+                   ABSL_SHARED_LOCKS_REQUIRED(mu_) { return closed_ || ring_.last_seq() >= from; };
   mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
   if (closed_) return absl::CancelledError("the change log is closed");
-  if (from < first_seq_ && first_seq_ == resync_first_) {
+  const uint64_t first = ring_.first_seq();
+  if (from < first && first == resync_first_) {
     return absl::UnavailableError(absl::StrCat(
-        "this node resynced from the active node at change ", first_seq_,
+        "this node resynced from the active node at change ", first,
         ": resume the watch on the active node"));
   }
-  if (from < first_seq_) {
+  if (from < first) {
     return absl::OutOfRangeError(
-        absl::StrCat("change ", from, " is no longer held (oldest ", first_seq_, "): resync"));
+        absl::StrCat("change ", from, " is no longer held (oldest ", first, "): resync"));
   }
-  for (uint64_t s = from; s < next_seq_ && out->size() < max; ++s) {
+  for (uint64_t s = from; ring_.holds(s) && out->size() < max; ++s) {
     v1::Change c;
-    if (!c.ParseFromString(ring_[s - first_seq_])) {
+    absl::string_view rec = ring_.record(s);
+    if (!c.ParseFromArray(rec.data(), static_cast<int>(rec.size()))) {
       return absl::DataLossError(absl::StrCat("change ", s, " does not parse"));
     }
     out->push_back(std::move(c));
@@ -129,7 +120,7 @@ void ChangeLog::Close() {
 
 uint64_t ChangeLog::last_seq() const {
   absl::MutexLock lock(&mu_);
-  return next_seq_ - 1;
+  return ring_.last_seq();
 }
 
 }  // namespace tandem::control

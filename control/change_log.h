@@ -2,15 +2,14 @@
 // (meeting applications) and, later, the mirror to the standby. Each change
 // gets the next sequence number of the log; a reader resumes from any number
 // the log still holds (a bounded ring of the latest changes), and gets
-// OutOfRange (resync needed) for older ones. `log_id` is chosen at random at
+// OutOfRange (resync needed) for older ones. The ring holds at most
+// `capacity` changes in at most `max_bytes` (common/record_ring.h). `log_id` is chosen at random at
 // each daemon start: sequence numbers only compare within one log.
 // Thread-safe.
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <string>
 #include <string>
 #include <vector>
 
@@ -18,13 +17,14 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/record_ring.h"
 #include "control.pb.h"
 
 namespace tandem::control {
 
 class ChangeLog {
  public:
-  explicit ChangeLog(size_t capacity, uint64_t log_id);
+  ChangeLog(size_t capacity, size_t max_bytes, uint64_t log_id);
 
   // Assigns seq, log_id and time; returns the seq.
   uint64_t Append(v1::Change change);
@@ -56,17 +56,13 @@ class ChangeLog {
   void Reset(uint64_t log_id, uint64_t next_seq);
 
  private:
-  const size_t capacity_;
   uint64_t log_id_ ABSL_GUARDED_BY(mu_);
   Observer observer_ ABSL_GUARDED_BY(mu_);
   mutable absl::Mutex mu_;
-  // Serialised changes: one allocation per change instead of one per field
-  // keeps the writer's cost per leg low at 100k+ changes a second.
-  std::deque<std::string> ring_ ABSL_GUARDED_BY(mu_);
-  uint64_t first_seq_ ABSL_GUARDED_BY(mu_) = 1;  // seq of ring_.front()
-  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
-  // first_seq_ as a resync left it (Reset, or a replicated change that did not
-  // follow on): readers behind it missed changes by no fault of theirs.
+  // Serialised changes, numbered from 1 (ring_.last_seq() is the log's last).
+  RecordRing ring_ ABSL_GUARDED_BY(mu_);
+  // The first seq as a resync left it (Reset, or a replicated change that did
+  // not follow on): readers behind it missed changes by no fault of theirs.
   uint64_t resync_first_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -127,6 +127,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     uint64_t h = c.watch_history;
     chain(ReadUint(*t, "history", origin + " [watch]", 1u << 24, &h));
     c.watch_history = h;
+    chain(ReadUint(*t, "history_mib", origin + " [watch]", 1u << 16, &c.watch_history_mib));
   }
   if (const toml::table* t = root["pair"].as_table()) {
     std::string o = origin + " [pair]";
@@ -175,6 +176,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     p.usage_interval_ms = v;
     chain(ReadUint(*t, "compare_interval_s", o, 365ull * 86400, &p.compare_interval_s));
     chain(ReadUint(*t, "backlog_changes", o, 1ull << 26, &p.backlog_changes));
+    chain(ReadUint(*t, "backlog_mib", o, 1ull << 20, &p.backlog_mib));
   }
   if (!st.ok()) return st;
   return c;
@@ -208,6 +210,9 @@ absl::StatusOr<Config> LoadConfig(const std::string& path) {
 
 absl::Status ValidateConfig(Config& c) {
   if (c.node.empty()) return absl::InvalidArgumentError("node must not be empty");
+  if (c.watch_history == 0 || c.watch_history_mib == 0) {
+    return absl::InvalidArgumentError("[watch] history and history_mib must be >= 1");
+  }
   if (c.role != "active" && c.role != "standby") {
     return absl::InvalidArgumentError(
         absl::StrCat("role must be \"active\" or \"standby\", not \"", c.role, "\""));
@@ -266,6 +271,7 @@ absl::Status ValidateConfig(Config& c) {
     if (p.backlog_changes < 1024) {
       return absl::InvalidArgumentError("[pair] backlog_changes must be >= 1024");
     }
+    if (p.backlog_mib < 1) return absl::InvalidArgumentError("[pair] backlog_mib must be >= 1");
     if (p.heartbeat_ms == 0 || p.multiplier == 0 || p.usage_interval_ms == 0) {
       return absl::InvalidArgumentError(
           "[pair] heartbeat_ms, multiplier and usage_interval_ms must be positive");

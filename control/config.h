@@ -43,8 +43,9 @@ struct PairConfig {
   uint32_t usage_interval_ms = 100;
   uint64_t compare_interval_s = 86400;
   // Changes the active keeps for a standby to resume from after a break
-  // (older: a full resync). About 250 bytes each in memory.
+  // (older: a full resync): at most this many, in at most this much memory.
   uint64_t backlog_changes = 1u << 20;
+  uint64_t backlog_mib = 128;
 };
 
 struct Config {
@@ -70,7 +71,8 @@ struct Config {
   std::vector<IpAddr> pool_vips;
   uint16_t pool_first_port = 20000;
   uint16_t pool_last_port = 59999;
-  size_t watch_history = 65536;
+  size_t watch_history = 65536;   // changes kept for resuming Watch streams ...
+  uint64_t watch_history_mib = 64;  // ... in at most this much memory
   PairConfig pair;
 };
 

@@ -91,7 +91,8 @@ Core::Core(Config config, std::unique_ptr<Store> store,
     : config_(std::move(config)),
       store_(std::move(store)),
       writer_(std::move(writer)),
-      changes_(std::make_unique<ChangeLog>(config_.watch_history, log_id)),
+      changes_(std::make_unique<ChangeLog>(config_.watch_history,
+                                                 config_.watch_history_mib << 20, log_id)),
       pool_(config_.pool_vips, config_.pool_first_port, config_.pool_last_port) {}
 
 Core::~Core() { changes_->Close(); }

@@ -106,6 +106,7 @@ void Pair::BecomeActive() {
     return snap;
   };
   o.backlog_records = cfg_.backlog_changes;
+  o.backlog_bytes = cfg_.backlog_mib << 20;
   o.greeting = [this] { return Greeting(); };
   o.on_message = [this](absl::string_view m) { OnStandbyMessage(m); };
   auto src = mirror::ReplicationSource::Start(std::move(o));
@@ -305,6 +306,7 @@ void Pair::Step(absl::Time now) {
       rc.interval = absl::Milliseconds(cfg_.heartbeat_ms);
       rc.multiplier = static_cast<int>(cfg_.multiplier);
       rc.preempt = cfg_.preempt;
+      rc.rejoin_hold = std::max(absl::Seconds(1), 20 * absl::Milliseconds(cfg_.heartbeat_ms));
       machine_ = std::make_unique<mirror::RoleMachine>(rc, ToMirror(core_.node_role()),
                                                        core_.node_epoch(), now);
     }
@@ -314,8 +316,11 @@ void Pair::Step(absl::Time now) {
       notice.swap(notice_);
     }
     if (notice) machine_->OnHeartbeat(mirror::Path::kBackbone, *notice, now);
-    machine_->SetPeerControlClosed(peer_control_closed_.load() &&
-                                   !(sink_ && sink_->status().connected));
+    {
+      mirror::SinkStatus sink = sink_ ? sink_->status() : mirror::SinkStatus{};
+      machine_->SetPeerControlClosed(peer_control_closed_.load() && !sink.connected);
+      machine_->SetResynced(sink_ && sink.connected && sink.consistent);
+    }
     if (AttachState()) {
       const tables::StateHeader& h = state_.header();
       // The lock, not the pid: a killed switch not yet reaped still has one.
@@ -488,6 +493,8 @@ void Pair::PublishStatus(absl::Time now) {
       s.set_lag_changes(st.lag_records);
       s.set_lag_ms(absl::ToDoubleMilliseconds(st.lag_time));
       s.set_snapshots(st.snapshots_sent);
+      s.set_backlog_changes(st.backlog_records);
+      s.set_backlog_bytes(st.backlog_bytes);
     } else if (sink_) {
       mirror::SinkStatus st = sink_->status();
       s.set_replication(!st.connected ? "connecting" : st.consistent ? "following" : "resyncing");
@@ -639,6 +646,11 @@ std::string Pair::Metrics() const {
          "changes the old active handed over at its return that never reached this node "
          "(tandemctl pair lost)",
          s.lost_changes());
+  metric("tandem_pair_backlog_changes", "gauge",
+         "active: changes kept for a standby to resume from ([pair] backlog_changes)",
+         s.backlog_changes());
+  metric("tandem_pair_backlog_bytes", "gauge",
+         "active: memory those changes take, as bounded by [pair] backlog_mib", s.backlog_bytes());
   metric("tandem_pair_snapshots_total", "counter", "full resyncs served or received",
          s.snapshots());
   metric("tandem_pair_drift_repairs_total", "counter",

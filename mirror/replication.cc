@@ -4,13 +4,14 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#include <deque>
+#include <algorithm>
 #include <optional>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/record_ring.h"
 
 namespace tandem::mirror {
 namespace {
@@ -40,11 +41,6 @@ int PollTimeoutMs(int64_t deadline_ns) {
 // ===================================================================== source
 
 struct ReplicationSource::State {
-  struct Entry {
-    uint64_t seq;
-    std::string record;
-    int64_t appended_ns;
-  };
   // One connection, before (pending) or after (active) its subscription.
   struct Peer {
     Peer(Fd fd, const Hmac& key, uint32_t node, RejectCounters* rc)
@@ -69,8 +65,9 @@ struct ReplicationSource::State {
 
   mutable absl::Mutex mu;
   absl::CondVar acked_cv;
-  std::deque<Entry> backlog ABSL_GUARDED_BY(mu);
-  uint64_t last_seq ABSL_GUARDED_BY(mu) = 0;
+  // Created by Start() before the I/O thread runs; its last_seq is the last
+  // appended record.
+  std::optional<RecordRing> backlog ABSL_GUARDED_BY(mu);
   uint64_t acked ABSL_GUARDED_BY(mu) = 0;
   uint64_t snapshot_seq ABSL_GUARDED_BY(mu) = 0;  // of the active peer's snapshot
   bool connected ABSL_GUARDED_BY(mu) = false;
@@ -161,9 +158,9 @@ bool ReplicationSource::State::Subscribe(std::unique_ptr<Peer>& p, const Message
       rejects.Count(RejectReason::kUnexpected);
       return false;
     }
-    uint64_t first_held = backlog.empty() ? last_seq + 1 : backlog.front().seq;
-    bool resume = sub->consistent && sub->history == opt.history && sub->last_applied <= last_seq &&
-                  sub->last_applied + 1 >= first_held;
+    bool resume = sub->consistent && sub->history == opt.history &&
+                  sub->last_applied <= backlog->last_seq() &&
+                  sub->last_applied + 1 >= backlog->first_seq();
     p->need_snapshot = !resume;
     p->next_send = resume ? sub->last_applied + 1 : 0;
     acked = resume ? sub->last_applied : 0;
@@ -198,7 +195,7 @@ bool ReplicationSource::State::QueueSnapshot() {
   uint64_t ep;
   {
     absl::MutexLock l(&mu);
-    if (snap->seq > last_seq || snap->seq + 1 < opt.first_seq) return false;
+    if (snap->seq > backlog->last_seq() || snap->seq + 1 < opt.first_seq) return false;
     acked = 0;
     synced = false;
     snapshot_seq = snap->seq;
@@ -239,25 +236,25 @@ bool ReplicationSource::State::FillOutput() {
     if (attempts > 3 || !QueueSnapshot()) return false;
     absl::MutexLock l(&mu);
     // The backlog moved past the snapshot while it was taken: take another.
-    if (!backlog.empty() && active->next_send < backlog.front().seq) active->need_snapshot = true;
+    if (active->next_send < backlog->first_seq()) active->need_snapshot = true;
   }
   while (active->conn.queued() < kOutputHighWater) {
     std::string body;
     uint64_t ep;
     {
       absl::MutexLock l(&mu);
-      if (active->next_send > last_seq) break;
-      if (backlog.empty() || active->next_send < backlog.front().seq) {
+      if (active->next_send > backlog->last_seq()) break;
+      if (!backlog->holds(active->next_send)) {
         active->need_snapshot = true;  // the standby fell behind the backlog
         break;
       }
       ep = epoch;
       body = EncodeU64(active->next_send);
       body.append(4, '\0');
-      size_t idx = active->next_send - backlog.front().seq;
+      uint64_t seq = active->next_send;
       uint32_t n = 0;
-      while (idx < backlog.size() && n < kBatchRecords && body.size() < kBatchBytes) {
-        AppendRecord(&body, backlog[idx++].record);
+      while (backlog->holds(seq) && n < kBatchRecords && body.size() < kBatchBytes) {
+        AppendRecord(&body, backlog->record(seq++));
         ++n;
       }
       for (int b = 0; b < 4; ++b) body[8 + b] = static_cast<char>(n >> (8 * b));
@@ -291,7 +288,7 @@ bool ReplicationSource::State::ServeActive() {
       return false;
     }
     absl::MutexLock l(&mu);
-    if (*ack > last_seq) {
+    if (*ack > backlog->last_seq()) {
       rejects.Count(RejectReason::kUnexpected);
       return false;
     }
@@ -347,7 +344,7 @@ void ReplicationSource::State::Run() {
       absl::MutexLock l(&mu);
       // Sleep only if there is nothing left to send: Append() wakes us then.
       more = active != nullptr && active->conn.queued() == 0 &&
-             (active->next_send <= last_seq || active->need_snapshot);
+             (active->next_send <= backlog->last_seq() || active->need_snapshot);
       io_waiting = !more;
     }
     poll(fds.data(), fds.size(), more ? 0 : PollTimeoutMs(deadline));
@@ -384,7 +381,9 @@ void ReplicationSource::State::Run() {
 absl::StatusOr<std::unique_ptr<ReplicationSource>> ReplicationSource::Start(SourceOptions options) {
   if (!options.snapshot) return absl::InvalidArgumentError("a snapshot callback is required");
   if (options.first_seq == 0) return absl::InvalidArgumentError("first_seq must be >= 1");
-  if (options.backlog_records == 0) return absl::InvalidArgumentError("empty backlog");
+  if (options.backlog_records == 0 || options.backlog_bytes == 0) {
+    return absl::InvalidArgumentError("empty backlog");
+  }
   absl::StatusOr<Hmac> key = Hmac::Create(options.key);
   if (!key.ok()) return key.status();
   auto s = std::make_unique<State>();
@@ -395,7 +394,7 @@ absl::StatusOr<std::unique_ptr<ReplicationSource>> ReplicationSource::Start(Sour
   if (options.history == 0) options.history = RandomHistory();
   {
     absl::MutexLock l(&s->mu);
-    s->last_seq = options.first_seq - 1;
+    s->backlog.emplace(options.backlog_records, options.backlog_bytes, options.first_seq);
     s->epoch = options.epoch;
   }
   s->key = std::move(*key);
@@ -421,9 +420,8 @@ uint64_t ReplicationSource::Append(std::string record) {
   uint64_t seq;
   {
     absl::MutexLock l(&s_->mu);
-    seq = ++s_->last_seq;
-    s_->backlog.push_back({seq, std::move(record), now});
-    if (s_->backlog.size() > s_->opt.backlog_records) s_->backlog.pop_front();
+    s_->backlog->Push(record, now);
+    seq = s_->backlog->last_seq();
     std::swap(wake, s_->io_waiting);
   }
   if (wake) s_->waker.Wake();
@@ -436,11 +434,8 @@ uint64_t ReplicationSource::AppendBatch(std::vector<std::string> records) {
   uint64_t seq;
   {
     absl::MutexLock l(&s_->mu);
-    for (std::string& r : records) {
-      s_->backlog.push_back({++s_->last_seq, std::move(r), now});
-      if (s_->backlog.size() > s_->opt.backlog_records) s_->backlog.pop_front();
-    }
-    seq = s_->last_seq;
+    for (const std::string& r : records) s_->backlog->Push(r, now);
+    seq = s_->backlog->last_seq();
     if (!records.empty()) std::swap(wake, s_->io_waiting);
   }
   if (wake) s_->waker.Wake();
@@ -480,20 +475,21 @@ SourceStatus ReplicationSource::status() const {
   int64_t now = MonoNanos();
   absl::MutexLock l(&s_->mu);
   st.history = s_->opt.history;
-  st.last_seq = s_->last_seq;
+  const RecordRing& backlog = *s_->backlog;
+  st.last_seq = backlog.last_seq();
   st.acked_seq = s_->acked;
   st.standby_connected = s_->connected;
   st.standby_synced = s_->synced;
-  st.lag_records = s_->last_seq - std::min(s_->acked, s_->last_seq);
-  if (st.lag_records > 0 && !s_->backlog.empty()) {
-    uint64_t first = s_->backlog.front().seq;
-    size_t idx = s_->acked + 1 > first ? s_->acked + 1 - first : 0;
-    if (idx < s_->backlog.size()) {
-      st.lag_time = absl::Nanoseconds(now - s_->backlog[idx].appended_ns);
-    }
+  st.lag_records = st.last_seq - std::min(s_->acked, st.last_seq);
+  if (st.lag_records > 0) {
+    // The oldest record the standby lacks, or the oldest still held.
+    uint64_t seq = std::max(s_->acked + 1, backlog.first_seq());
+    if (backlog.holds(seq)) st.lag_time = absl::Nanoseconds(now - backlog.appended_ns(seq));
   }
   st.snapshots_sent = s_->snapshots_sent;
   st.resumes = s_->resumes;
+  st.backlog_records = backlog.size();
+  st.backlog_bytes = backlog.bytes();
   st.connections = s_->connections;
   return st;
 }

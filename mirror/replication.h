@@ -45,7 +45,12 @@ struct SourceOptions {
   Endpoint listen{"127.0.0.1", 0};  // port 0: ephemeral (see port())
   uint64_t history = 0;             // 0: random
   uint64_t first_seq = 1;           // sequence of the first Append()
+  // The backlog a standby resumes from after a break keeps at most this many
+  // records in this many bytes (a record costs its bytes + 16, rounded up to
+  // 8; common/record_ring.h); the oldest go first. A standby behind it gets a
+  // full resync. Memory: the bytes touched, plus 8 per record slot.
   size_t backlog_records = 1u << 20;
+  size_t backlog_bytes = size_t{128} << 20;
   // Called on the I/O thread when a sink needs a full resync. The returned seq
   // must be >= first_seq - 1 and <= the last appended sequence; the backlog
   // must still hold seq+1 once the snapshot is sent (else another one is taken).
@@ -71,6 +76,8 @@ struct SourceStatus {
   absl::Duration lag_time;         // age of the oldest unacknowledged record
   uint64_t snapshots_sent = 0;
   uint64_t resumes = 0;      // subscriptions served from the backlog
+  uint64_t backlog_records = 0;
+  uint64_t backlog_bytes = 0;  // of SourceOptions::backlog_bytes in use
   uint64_t connections = 0;  // authenticated subscriptions
 };
 

@@ -44,6 +44,7 @@ std::vector<Decision> RoleMachine::TakeDecisions() {
 }
 
 void RoleMachine::Become(Role role, uint64_t epoch, absl::Time now, std::string cause) {
+  if (role_ == Role::kActive && role == Role::kStandby) demoted_at_ = now;
   role_ = role;
   epoch_ = epoch;
   max_epoch_seen_ = std::max(max_epoch_seen_, epoch);
@@ -141,7 +142,7 @@ void RoleMachine::Evaluate(absl::Time now) {
     caught_up_since_.reset();
   }
   if (cause.empty()) return;
-  if (!local_ok) {
+  if (!local_ok || (demoted_at_ && now - *demoted_at_ < config_.rejoin_hold)) {
     alarms_.cannot_take_over = true;
     return;
   }

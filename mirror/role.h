@@ -20,6 +20,12 @@
 //  4. The peer lost on the backbone only (still heard on the access network):
 //     no role change, alarm. Lost on the access path only: alarm.
 //  5. An active node whose peer is lost on both paths stays active (alarm).
+//  6. A node demoted from active holds changes the new active may lack (its
+//     asynchronous tail): it takes over again only once it has resynced from
+//     the new active (SetResynced), or after rejoin_hold if it never could
+//     (the new active died at once). Without this, a pair flapping under CPU
+//     starvation handed the active role back to a node that still held writes
+//     the other had just reported lost, and lost the other's.
 // A report from an older epoch than the peer's last one (the two paths may
 // deliver out of order) only shows the peer alive on its path.
 // A peer counts as lost on a path when nothing valid was heard on it for
@@ -75,6 +81,7 @@ struct RoleConfig {
   // preempt_hold. Set it on the preferred node only (else the pair flaps).
   bool preempt = false;
   absl::Duration preempt_hold = absl::Seconds(1);
+  absl::Duration rejoin_hold = absl::Seconds(1);  // rule 6
 };
 
 struct Decision {
@@ -89,7 +96,8 @@ struct Alarms {
   bool backbone_down = false;     // not heard on the backbone, heard on access
   bool access_path_down = false;  // not heard on access, heard on the backbone
   bool peer_unhealthy = false;    // peer reports data plane or access link down
-  bool cannot_take_over = false;  // a takeover was due but this node is unhealthy
+  bool cannot_take_over = false;  // a takeover was due but this node is unhealthy,
+                                  // or not resynced since its demotion (rule 6)
   bool two_actives = false;       // a peer active in our epoch was seen
   bool any() const {
     return peer_lost || backbone_down || access_path_down || peer_unhealthy || cannot_take_over ||
@@ -112,6 +120,11 @@ class RoleMachine {
   // While set, the peer's silence is no reason to take over: this node's
   // switch has just (re)started and has not heard the peer yet (as at start).
   void SetSilenceHold(bool hold) { silence_hold_ = hold; }
+  // Rule 6: set once this node, standby, holds a full copy of the active
+  // peer's state (its replication resync is done).
+  void SetResynced(bool resynced) {
+    if (resynced) demoted_at_.reset();
+  }
   // Re-evaluates timeouts; call at least every interval.
   void Tick(absl::Time now);
 
@@ -152,6 +165,7 @@ class RoleMachine {
   bool handover_ = false;
   bool peer_control_closed_ = false;
   bool silence_hold_ = false;
+  std::optional<absl::Time> demoted_at_;  // rule 6: demoted, not resynced since
   Alarms alarms_;
   std::optional<Decision> last_takeover_;
   std::vector<Decision> decisions_;

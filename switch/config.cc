@@ -126,6 +126,7 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
   r.Bool("telemetry.enabled", c.telemetry);
   r.Int("pair.node_id", c.pair_node_id, 0, 0xffffffffll);
   r.Int("pair.heartbeat_ms", c.heartbeat_ms, 1, 10000);
+  r.Int("pair.worker_stall_ms", c.worker_stall_ms, 2, 60000);
   r.Str("pair.key", c.pair_key);
   std::string key_file;
   r.Str("pair.key_file", key_file);

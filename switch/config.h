@@ -55,6 +55,10 @@ struct SwitchConfig {
   uint32_t pair_node_id = 0;
   std::string pair_key;  // from pair.key or the file pair.key_file
   uint32_t heartbeat_ms = 10;
+  // A worker whose heartbeat is older than this counts as dead: the switch
+  // reports its data plane down and the standby takes over. Raise it where
+  // the workers share their cores with other busy processes.
+  uint32_t worker_stall_ms = 100;
 
   // Shared-NIC mode ([shared_nic], docs/shared-nic.md).
   std::string xdp_prog;  // the BPF object; empty: beside the binary

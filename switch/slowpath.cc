@@ -493,9 +493,10 @@ void SlowPath::HandleHeartbeat(rte_mbuf* m, uint32_t path, uint16_t l3) {
 bool SlowPath::UpdateLocalHealth(uint64_t now_ns) {
   uint32_t flags = 0;
   bool workers_ok = true;
+  const uint64_t stall_ns = dp_.cfg.worker_stall_ms * 1000000ull;
   for (uint32_t w = 0; w < dp_.cfg.worker_lcores.size(); ++w) {
     uint64_t hb = dp_.state.health(w).heartbeat_ns.load(std::memory_order_relaxed);
-    if (hb == 0 || now_ns - std::min(now_ns, hb) > 100 * 1000000ull) workers_ok = false;
+    if (hb == 0 || now_ns - std::min(now_ns, hb) > stall_ns) workers_ok = false;
   }
   if (workers_ok) flags |= tables::kHbDataPlaneOk;
   bool link = dp_.state.port(0).link_up;

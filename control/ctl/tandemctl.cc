@@ -467,6 +467,8 @@ void CmdStatus(Context& c, const Args& a, bool neighbours, bool ports_only) {
          {"replication", absl::StrCat(p.replication(), ", position ", p.position(), ", applied ",
                                       p.acked_position(), ", lag ", p.lag_changes(),
                                       " changes / ", absl::StrFormat("%.1f", p.lag_ms()), " ms")},
+         {"backlog", absl::StrCat(p.backlog_changes(), " changes, ",
+                                  absl::StrFormat("%.1f", p.backlog_bytes() / 1048576.0), " MiB")},
          {"alarms", p.alarms()},
          {"takeovers", absl::StrCat(p.takeovers())},
          {"taken over at", p.takeover_position()

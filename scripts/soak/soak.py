@@ -31,8 +31,10 @@ At the end, with churn stopped and replication caught up:
   usage     the media legs' counters agree between the nodes (within one
             mirror interval) and with what the participants sent and
             received (the packets lost in takeover gaps are printed);
-  memory    each process's RSS growth from the first sample after --warmup
-            to its last, as KiB/min, below --rss-max-kib-per-min.
+  memory    each process's RSS from --warmup after its start to its last
+            sample: the high-water mark of the window's second half may
+            exceed that of its first half by at most --rss-max-kib-per-min
+            per minute (a leak raises it; the backlog's saw-tooth does not).
 Exit 0 only if every check passes. Everything it made is removed at the
 end, on failure and on Ctrl-C (SIGINT, SIGTERM, SIGHUP).
 
@@ -119,7 +121,11 @@ class Soak:
     def build(self):
         a = self.args
         with self.quiet():
-            bed = PairBed(participants=3, multiplier=a.multiplier, mode=a.mode)
+            bed = PairBed(participants=3, multiplier=a.multiplier, mode=a.mode,
+                          pair_extra="".join(
+                              f"{k} = {v}\n" for k, v in (("backlog_changes", a.backlog_changes),
+                                                         ("backlog_mib", a.backlog_mib))
+                              if v is not None))
             self.bed = bed
             for n in bed.nodes():
                 cfg = n.control.config
@@ -786,15 +792,22 @@ class Soak:
 
     def check_memory(self, check):
         """Each process instance from --warmup after its start (a restarted
-        one has its own warm-up) to its last sample: the slope of VmRSS."""
+        one has its own warm-up) to its last sample: how fast the high-water
+        mark of VmRSS rises. A control daemon's RSS is a saw-tooth under
+        takeovers (its replication backlog fills while active, up to [pair]
+        backlog_mib, and is given back when it is demoted), so a least-squares
+        slope depends on where in a tooth the run ends; a leak raises every
+        tooth. The highest sample of the window's second half against the
+        highest of its first half, per minute of half-window, is judged; the
+        slope is printed beside it."""
         a = self.args
         warm = a.warmup * 60.0
         end_t = self.samples[-1]["t_s"] if self.samples else 0
         span_needed = max(120.0, 0.25 * end_t)
         say(f"memory: VmRSS (RssAnon) of each process from {a.warmup:g} min after its start; "
             f"judged where that leaves >= {span_needed / 60:.1f} min")
-        say("  process              pid   first MiB (anon)  last MiB (anon)  growth KiB  "
-            "slope KiB/min  anon slope  span min  verdict")
+        say("  process              pid   first MiB (anon)  last MiB (anon)  peak 1st/2nd half MiB  "
+            "peak rise KiB/min  slope KiB/min  anon slope  span min  verdict")
         ok = True
         judged = 0
         for (node, what, pid), pts in sorted(self.rss.items(), key=lambda kv: kv[1][0][0]):
@@ -806,23 +819,37 @@ class Soak:
                     f"min: too short for its warm-up)")
                 continue
             span = pts[-1][0] - pts[0][0]
-            growth = pts[-1][1] - pts[0][1]
+            rise, peak1, peak2 = peak_rise_per_min(pts)
             slope = slope_per_min([(t, r) for t, r, _ in pts])
             aslope = slope_per_min([(t, an) for t, _, an in pts if an is not None])
             judge = span >= span_needed
-            good = slope <= a.rss_max_kib_per_min
+            good = rise <= a.rss_max_kib_per_min
             if judge:
                 judged += 1
                 ok &= good
             verdict = ("ok" if good else "GROWING") if judge else "(short)"
             say(f"  {node} {what:<8} {pid:>9}  {pts[0][1] / 1024:7.1f} ({pts[0][2] / 1024:5.1f})"
-                f"   {pts[-1][1] / 1024:7.1f} ({pts[-1][2] / 1024:5.1f})  {growth:>10} "
+                f"   {pts[-1][1] / 1024:7.1f} ({pts[-1][2] / 1024:5.1f})  "
+                f"{peak1 / 1024:>10.1f} / {peak2 / 1024:<10.1f} {rise:>17.1f} "
                 f"{slope:>14.1f} {aslope:>11.1f} {span / 60:>9.1f}  {verdict}")
         if not judged:
             say("[SKIP] memory flat: no process ran long enough after its warm-up to judge")
             return
         check("memory flat", ok,
-              f"{judged} processes judged; RSS slope at most {a.rss_max_kib_per_min:g} KiB/min")
+              f"{judged} processes judged; RSS high-water mark rises at most "
+              f"{a.rss_max_kib_per_min:g} KiB/min")
+
+
+def peak_rise_per_min(pts):
+    """(rise KiB/min, peak of the first half, peak of the second half) of
+    (t seconds, RSS KiB, ...) samples: the highest RSS of the window's second
+    half less the highest of its first half, per minute of half-window."""
+    t0, t1 = pts[0][0], pts[-1][0]
+    mid = (t0 + t1) / 2
+    peak1 = max(p[1] for p in pts if p[0] <= mid)
+    peak2 = max((p[1] for p in pts if p[0] > mid), default=peak1)
+    half_min = max((t1 - t0) / 2 / 60.0, 1e-9)
+    return (peak2 - peak1) / half_min, peak1, peak2
 
 
 def slope_per_min(points):
@@ -857,7 +884,8 @@ def main():
                     help="minutes after a process starts before its memory baseline (2 x "
                          "--takeover-every, between 2 and 7)")
     ap.add_argument("--rss-max-kib-per-min", type=float, default=256.0,
-                    help="RSS slope allowed per process after its warm-up, KiB/min (256)")
+                    help="rise of a process's RSS high-water mark allowed after its warm-up, "
+                         "KiB/min (256)")
     ap.add_argument("--life", type=float, default=5.0, help="seconds a churn participant stays")
     ap.add_argument("--legs-per-participant", type=int, default=2)
     ap.add_argument("--churn-meetings", type=int, default=4,
@@ -868,6 +896,10 @@ def main():
                     help=f"heartbeat multiplier (default {MULTIPLIER}, the test pairs')")
     ap.add_argument("--mode", choices=("async", "sync"), default="async",
                     help="replication mode (async)")
+    ap.add_argument("--backlog-changes", type=int, default=None,
+                    help="the control daemons' [pair] backlog_changes (their default, 2^20)")
+    ap.add_argument("--backlog-mib", type=int, default=None,
+                    help="the control daemons' [pair] backlog_mib (their default, 128)")
     ap.add_argument("--usage-slack-ms", type=float, default=300.0,
                     help="media per stream and takeover that may be missing from the usage "
                          "counters (300)")
@@ -879,10 +911,11 @@ def main():
         if c not in CAUSES:
             ap.error(f"unknown cause {c!r} (known: {', '.join(CAUSES)})")
     if args.warmup is None:
-        # The active's replication backlog holds the last 2^20 changes (about
-        # 6 minutes of churn at 1,000 legs/s, some 250 MB): a process is
-        # judged once it has been active for a whole period or the backlog
-        # is full. Takeovers alternate the nodes, so 2 periods, at most 7 min.
+        # The active's replication backlog holds up to 128 MiB of changes
+        # ([pair] backlog_mib; about 2.5 minutes of churn at 1,000 legs/s): a
+        # process is judged once it has been active for a whole period or the
+        # backlog is full. Takeovers alternate the nodes, so 2 periods, at
+        # most 7 min.
         every = args.takeover_every if args.takeover_every > 0 else 7.0
         args.warmup = min(7.0, max(2.0, 2 * every))
     args.csv = pathlib.Path(args.csv)

@@ -3,6 +3,7 @@ a two-node test bed (helpers/pair.py) with participants streaming kernel UDP
 media at 50 packets/s per leg. Each test prints the media gap the receivers
 saw (the longest silence between two packets of a sender)."""
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -195,6 +196,7 @@ def test_primary_access_link_down_hands_over(pair):
 def test_backbone_down_no_takeover_then_catch_up(pair):
     site, m, parts = setup_meeting(pair.a, pair.participants)
     pair.wait_synced()
+    snapshots = int(pair.b.status()["pair"].get("snapshots", 0))
     down = lambda: netns.run(["ip", "-n", pair.a.host.ns, "link", "set", "bb0", "down"])
     reports, gap, _ = run_failure(pair, down, seconds=5.0, at=1.0)
     print(f"\nbackbone down: media gap {gap:.0f} ms (no takeover expected)")
@@ -208,7 +210,14 @@ def test_backbone_down_no_takeover_then_catch_up(pair):
     netns.run(["ip", "-n", pair.a.host.ns, "link", "set", "bb0", "up"])
     pair.wait_synced(timeout=20)
     assert durable_view(pair.b) == durable_view(pair.a)
-    assert pair.b.status()["pair"]["peer_state"] == "up"
+    sb = pair.b.status()["pair"]
+    assert sb["peer_state"] == "up"
+    # It resumed from the active's backlog: no second snapshot.
+    assert int(sb.get("snapshots", 0)) == snapshots, sb
+    pa = pair.a.status()["pair"]
+    assert int(pa.get("backlog_changes", 0)) > 0, pa
+    assert 0 < int(pa.get("backlog_bytes", 0)) <= 128 << 20, pa
+    assert re.search(r"^tandem_pair_backlog_bytes [1-9]", pair.a.metrics(), re.M)
 
 
 def test_kill_primary_control_no_takeover(pair):

@@ -40,7 +40,7 @@ class NodeControl(ControlDaemon):
 
 class Node:
     def __init__(self, testbed, name, node_id, peer_name, peer_id, mode="async", preempt=False,
-                 multiplier=None):
+                 multiplier=None, pair_extra=""):
         self.testbed = testbed
         self.multiplier = MULTIPLIER if multiplier is None else multiplier
         self.name = name
@@ -56,6 +56,7 @@ devargs = "net_af_packet1,iface=bb0,qpairs=1"
 node_id = {node_id}
 key = "{KEY}"
 heartbeat_ms = 10
+worker_stall_ms = {max(100, 10 * self.multiplier)}
 """
         self.switch = Switch(testbed, self.host, node=name, extra_toml=pair_sw, idle_sleep_us=200)
         self.workdir = testbed.tmpdir(f"ctl-{name}", root="/tmp")
@@ -74,6 +75,7 @@ multiplier = {self.multiplier}
 preempt = {"true" if preempt else "false"}
 usage_interval_ms = 100
 """
+        pair_ctl += pair_extra
         self.control = NodeControl(testbed, self.host, workdir=self.workdir, node=name,
                                    shm_dir=self.switch.shm_dir, legs=65536, meetings=16384,
                                    extra_toml=pair_ctl)
@@ -92,6 +94,13 @@ usage_interval_ms = 100
 
     def status(self):
         return self.ctl("status")
+
+    def metrics(self):
+        """The control daemon's /metrics, fetched inside the node's namespace."""
+        url = f"http://127.0.0.1:{self.control.metrics_port}/metrics"
+        return netns.run(["ip", "netns", "exec", self.host.ns, "/usr/bin/python3", "-c",
+                          f"import urllib.request, sys; sys.stdout.write("
+                          f"urllib.request.urlopen({url!r}, timeout=5).read().decode())"]).stdout
 
     def role(self):
         try:
@@ -118,16 +127,19 @@ class PairBed:
     """Participants p0..p(n-1) and nodes na (id 1) and nb (id 2).
 
     `multiplier` overrides the heartbeat multiplier of both control daemons
-    (default MULTIPLIER); the benchmark runs the product default, 3."""
+    (default MULTIPLIER); the benchmark runs the product default, 3.
+    `pair_extra` is added to both control daemons' [pair] table ("key = value" lines)."""
 
-    def __init__(self, participants=3, mode="async", preempt_a=False, multiplier=None):
+    def __init__(self, participants=3, mode="async", preempt_a=False, multiplier=None,
+                 pair_extra=""):
         self.testbed = netns.Testbed()
         try:
             self.participants = [self.testbed.add_participant(f"p{i}", i)
                                  for i in range(participants)]
             self.a = Node(self.testbed, "na", 1, "nb", 2, mode=mode, preempt=preempt_a,
-                          multiplier=multiplier)
-            self.b = Node(self.testbed, "nb", 2, "na", 1, mode=mode, multiplier=multiplier)
+                          multiplier=multiplier, pair_extra=pair_extra)
+            self.b = Node(self.testbed, "nb", 2, "na", 1, mode=mode, multiplier=multiplier,
+                          pair_extra=pair_extra)
             self.a.set_peer_api(self.b.control.api)
             self.b.set_peer_api(self.a.control.api)
             # The backbone: one veth between the node namespaces, with kernel

@@ -18,7 +18,7 @@ v1::Change SitePut(uint64_t id) {
 }
 
 TEST(ChangeLogTest, NumbersChangesAndResumesFromAnyHeldOne) {
-  ChangeLog log(100, 77);
+  ChangeLog log(100, 1 << 20, 77);
   for (uint64_t i = 1; i <= 5; ++i) EXPECT_EQ(log.Append(SitePut(i)), i);
   EXPECT_EQ(log.last_seq(), 5u);
   std::vector<v1::Change> out;
@@ -32,7 +32,7 @@ TEST(ChangeLogTest, NumbersChangesAndResumesFromAnyHeldOne) {
 }
 
 TEST(ChangeLogTest, TooOldIsOutOfRange) {
-  ChangeLog log(3, 1);
+  ChangeLog log(3, 1 << 20, 1);
   std::vector<v1::Change> batch;
   for (uint64_t i = 1; i <= 10; ++i) batch.push_back(SitePut(i));
   EXPECT_EQ(log.AppendAll(batch), 10u);
@@ -46,7 +46,7 @@ TEST(ChangeLogTest, TooOldIsOutOfRange) {
 // resync is sent to the active node (Unavailable), not told to resync
 // (OutOfRange), unless the ring has since moved past it anyway.
 TEST(ChangeLogTest, ReaderBehindAResyncIsSentToTheActiveNode) {
-  ChangeLog log(3, 1);
+  ChangeLog log(3, 1 << 20, 1);
   std::vector<v1::Change> batch;
   for (uint64_t i = 1; i <= 2; ++i) batch.push_back(SitePut(i));
   log.AppendAll(batch);
@@ -61,8 +61,24 @@ TEST(ChangeLogTest, ReaderBehindAResyncIsSentToTheActiveNode) {
   EXPECT_TRUE(absl::IsOutOfRange(log.Read(3, 10, absl::ZeroDuration(), &out)));
 }
 
+TEST(ChangeLogTest, HistoryIsBoundedInBytesToo) {
+  ChangeLog log(1000, 8192, 1);
+  for (uint64_t i = 1; i <= 100; ++i) {
+    v1::Change c = SitePut(i);
+    c.mutable_site()->set_name(std::string(200, 'n'));
+    log.Append(std::move(c));
+  }
+  // ~230 bytes each: 8 KiB holds the newest 30-odd.
+  std::vector<v1::Change> out;
+  EXPECT_TRUE(absl::IsOutOfRange(log.Read(60, 100, absl::ZeroDuration(), &out)));
+  ASSERT_TRUE(log.Read(80, 100, absl::ZeroDuration(), &out).ok());
+  ASSERT_EQ(out.size(), 21u);
+  EXPECT_EQ(out.back().seq(), 100u);
+  EXPECT_EQ(out.back().site().site_id(), 100u);
+}
+
 TEST(ChangeLogTest, ReaderWaitsForTheNextChange) {
-  ChangeLog log(10, 1);
+  ChangeLog log(10, 1 << 20, 1);
   std::vector<v1::Change> out;
   ASSERT_TRUE(log.Read(1, 10, absl::Milliseconds(10), &out).ok());
   EXPECT_TRUE(out.empty());

@@ -36,6 +36,7 @@ vips = ["198.18.0.100"]
 ports = "30000-30009"
 [watch]
 history = 10
+history_mib = 3
 )",
                        "test.toml");
   ASSERT_TRUE(c.ok()) << c.status();
@@ -58,7 +59,10 @@ history = 10
   EXPECT_EQ(c->pool_first_port, 30000);
   EXPECT_EQ(c->pool_last_port, 30009);
   EXPECT_EQ(c->watch_history, 10u);
+  EXPECT_EQ(c->watch_history_mib, 3u);
   EXPECT_TRUE(ValidateConfig(*c).ok());
+  c->watch_history_mib = 0;
+  EXPECT_FALSE(ValidateConfig(*c).ok());
 }
 
 TEST(ConfigTest, NamesTheBadKey) {
@@ -192,6 +196,13 @@ peer = "198.19.0.2:7400"
   c = ParseConfig(pair + "backlog_changes = 50000\n", "test.toml");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->pair.backlog_changes, 50000u);
+  EXPECT_EQ(c->pair.backlog_mib, 128u);
+  c = ParseConfig(pair + "backlog_mib = 16\n", "test.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->pair.backlog_mib, 16u);
+  c = ParseConfig(pair + "backlog_mib = 0\n", "test.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_NE(std::string(ValidateConfig(*c).message()).find("backlog_mib"), std::string::npos);
   c = ParseConfig(pair + "backlog_changes = 10\n", "test.toml");
   ASSERT_TRUE(c.ok()) << c.status();
   absl::Status st = ValidateConfig(*c);

@@ -133,11 +133,12 @@ class Relay {
 // whole list). The standby's copy must equal it: no loss, no duplicate.
 class Primary {
  public:
-  explicit Primary(size_t backlog = 1u << 20) {
+  explicit Primary(size_t backlog = 1u << 20, size_t backlog_bytes = size_t{128} << 20) {
     SourceOptions o;
     o.node_id = 1;
     o.key = kKey;
     o.backlog_records = backlog;
+    o.backlog_bytes = backlog_bytes;
     o.keepalive = absl::Milliseconds(200);
     o.snapshot = [this]() -> absl::StatusOr<Snapshot> {
       absl::MutexLock l(&mu_);
@@ -322,6 +323,38 @@ TEST(Replication, FullResyncWhenTheGapIsOlderThanTheBacklog) {
   EXPECT_EQ(s.state(), p.log());
   EXPECT_EQ(s.sink->status().snapshots, 2u);
   EXPECT_EQ(p.source->status().snapshots_sent, 2u);
+}
+
+TEST(Replication, TheBacklogIsBoundedInBytes) {
+  Primary p(/*backlog=*/1u << 20, /*backlog_bytes=*/64 << 10);
+  const std::string body(1000, 'x');
+  for (int i = 100; i < 1000; ++i) p.Put(absl::StrCat(i, body));
+  // 1,003 bytes + a 16-byte header each, 1,024 with padding: the newest 64
+  // fill 64 KiB.
+  SourceStatus st = p.source->status();
+  EXPECT_EQ(st.backlog_records, 64u);
+  EXPECT_EQ(st.backlog_bytes, 64u << 10);
+  EXPECT_EQ(st.last_seq, 900u);
+
+  // A standby arriving now needs changes long dropped: a full resync.
+  Standby s(p.source->port());
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, s); }));
+  EXPECT_EQ(s.state(), p.log());
+  EXPECT_EQ(p.source->status().snapshots_sent, 1u);
+
+  // A record larger than the whole backlog is not held: the standby that
+  // needs it gets it in another snapshot.
+  p.Put(std::string(100 << 10, 'y'));
+  st = p.source->status();
+  EXPECT_EQ(st.backlog_records, 0u);
+  EXPECT_EQ(st.backlog_bytes, 0u);
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, s); }));
+  EXPECT_EQ(s.state(), p.log());
+  EXPECT_EQ(p.source->status().snapshots_sent, 2u);
+  p.Put("after");
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, s); }));
+  EXPECT_EQ(s.state(), p.log());
+  EXPECT_EQ(p.source->status().backlog_records, 1u);
 }
 
 TEST(Replication, SynchronousModeWaitsForTheStandbysAck) {

@@ -441,3 +441,48 @@ TEST(RoleMachine, SilenceHoldAfterASwitchRestart) {
 
 }  // namespace
 }  // namespace tandem::mirror
+
+namespace tandem::mirror {
+namespace {
+
+// Rule 6: A was demoted by B's takeover (A starved) and still holds its own
+// unreplicated tail. A flap back (B now starved in turn) must not hand the
+// active role to A before A resynced from B, unless B stays gone for the
+// rejoin hold.
+TEST(RoleMachine, ADemotedNodeTakesOverAgainOnlyOnceResyncedOrAfterTheHold) {
+  SimPair p;
+  p.a.host_up = false;  // A starves: B takes over
+  p.Run(absl::Milliseconds(60));
+  ASSERT_EQ(p.b.m->role(), Role::kActive);
+  p.a.host_up = true;  // A wakes, hears the higher epoch, demotes
+  p.Run(absl::Milliseconds(20));
+  ASSERT_EQ(p.a.m->role(), Role::kStandby);
+  ASSERT_EQ(p.a.decisions.back().role, Role::kStandby);
+
+  p.b.host_up = false;  // now B starves
+  p.Run(absl::Milliseconds(500));
+  EXPECT_EQ(p.a.m->role(), Role::kStandby) << "took the role back before resyncing";
+  EXPECT_TRUE(p.a.m->alarms().cannot_take_over);
+  p.Run(absl::Milliseconds(600));  // the rejoin hold (1 s) has passed: B is gone for good
+  EXPECT_EQ(p.a.m->role(), Role::kActive);
+  EXPECT_EQ(p.a.m->epoch(), 3u);
+}
+
+TEST(RoleMachine, AResyncedDemotedNodeTakesOverAtOnce) {
+  SimPair p;
+  p.a.host_up = false;
+  p.Run(absl::Milliseconds(60));
+  p.a.host_up = true;
+  p.Run(absl::Milliseconds(20));
+  ASSERT_EQ(p.a.m->role(), Role::kStandby);
+  p.a.m->SetResynced(false);  // still resyncing: no effect
+  p.b.host_up = false;
+  p.Run(absl::Milliseconds(100));
+  EXPECT_EQ(p.a.m->role(), Role::kStandby);
+  p.a.m->SetResynced(true);
+  p.Run(absl::Milliseconds(2));
+  EXPECT_EQ(p.a.m->role(), Role::kActive);
+}
+
+}  // namespace
+}  // namespace tandem::mirror

@@ -48,6 +48,10 @@ prefixes = ["198.18.0.0/24", "2001:db8::/64"]
 gateway4 = "198.18.0.1"
 gateway6 = "2001:db8::1"
 vlan = 7
+[pair]
+node_id = 2
+key = "0123456789abcdef"
+worker_stall_ms = 400
 )",
                              "t.toml");
   ASSERT_TRUE(c.ok()) << c.status();
@@ -60,6 +64,8 @@ vlan = 7
   EXPECT_EQ(c->gateway4, *IpAddr::Parse("198.18.0.1"));
   EXPECT_EQ(c->vlan, 7);
   EXPECT_EQ(c->zero_copy_min, 256u);
+  EXPECT_EQ(c->pair_node_id, 2u);
+  EXPECT_EQ(c->worker_stall_ms, 400u);
 }
 
 TEST(SwitchConfig, ErrorsNameTheKey) {
@@ -77,6 +83,8 @@ TEST(SwitchConfig, ErrorsNameTheKey) {
       {"[[port]]\nname=\"other\"\ndevargs=\"x\"", "port.name"},
       {"[[port]]\nname=\"access\"", "port.devargs"},
       {"[eal]\nworker_lcores=[0]\n[[port]]\nname=\"access\"\ndevargs=\"x\"", "main lcore"},
+      {"[pair]\nworker_stall_ms = 0\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
+       "pair.worker_stall_ms"},
       {"this is = = not toml", "t.toml:1"},
   };
   for (const auto& c : cases) {
