@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -23,7 +24,8 @@ void* Map(size_t bytes) {
 
 RecordRing::RecordRing(size_t max_records, size_t max_bytes, uint64_t first_seq)
     : max_records_(max_records < 1 ? 1 : max_records),
-      capacity_(Align8(max_bytes < 1 ? 1 : max_bytes)),
+      max_capacity_(Align8(max_bytes < 1 ? 1 : max_bytes)),
+      capacity_(std::min(max_capacity_, kInitialBytes)),
       next_seq_(first_seq) {
   data_ = static_cast<char*>(Map(capacity_));
   pos_ = static_cast<uint64_t*>(Map(max_records_ * sizeof(uint64_t)));
@@ -38,21 +40,50 @@ size_t RecordRing::bytes() const {
   return count_ == 0 ? 0 : head_ - pos_[first_seq() % max_records_];
 }
 
+void RecordRing::Grow(size_t need) {
+  size_t cap = std::min(max_capacity_, 2 * capacity_);
+  while (cap < max_capacity_ && cap < bytes() + 2 * need) cap = std::min(max_capacity_, 2 * cap);
+  char* data = static_cast<char*>(Map(cap));
+  // The held records, oldest first, from the start of the new buffer.
+  uint64_t off = 0;
+  for (uint64_t s = first_seq(); s < next_seq_; ++s) {
+    uint64_t& pos = pos_[s % max_records_];
+    Header h;
+    std::memcpy(&h, data_ + pos % capacity_, sizeof(h));
+    const size_t len = Align8(kRecordOverhead + h.size);
+    std::memcpy(data + off, data_ + pos % capacity_, len);
+    pos = off;
+    off += len;
+  }
+  munmap(data_, capacity_);
+  data_ = data;
+  capacity_ = cap;
+  head_ = off;
+}
+
 void RecordRing::Push(absl::string_view record, int64_t appended_ns) {
   const uint64_t seq = next_seq_;
   const size_t need = Align8(kRecordOverhead + record.size());
-  if (need > capacity_) {
+  if (need > max_capacity_) {
     count_ = 0;
     ++next_seq_;
     return;
   }
-  // A record never wraps: one that does not fit before the end of the
-  // buffer starts at its beginning.
-  uint64_t pos = head_;
-  if (size_t off = pos % capacity_; off + need > capacity_) pos += capacity_ - off;
-  while (count_ > 0 &&
-         (count_ >= max_records_ || pos + need - pos_[first_seq() % max_records_] > capacity_)) {
-    --count_;
+  uint64_t pos;
+  for (;;) {
+    // A record never wraps: one that does not fit before the end of the
+    // buffer starts at its beginning.
+    pos = head_;
+    if (size_t off = pos % capacity_; off + need > capacity_) pos += capacity_ - off;
+    const bool fits = count_ == 0
+                          ? need <= capacity_
+                          : pos + need - pos_[first_seq() % max_records_] <= capacity_;
+    if (fits && count_ < max_records_) break;
+    if (count_ < max_records_ && capacity_ < max_capacity_) {
+      Grow(need);  // room by growing, up to max_bytes, before dropping any record
+    } else {
+      --count_;  // the oldest goes
+    }
   }
   char* at = data_ + pos % capacity_;
   Header h{record.size(), appended_ns};

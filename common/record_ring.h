@@ -4,10 +4,14 @@
 //
 // Why not a deque of strings: there each record was a small heap block,
 // allocated by whichever API thread wrote the change and freed minutes later
-// by another, and the active control daemon's memory kept rising (~6 MiB/min
+// by another, and the active control daemon's memory kept rising (~6.8 MiB/min
 // for as long as the soak ran after a 2^20-record backlog was full,
-// scripts/soak.sh). Here the memory is the buffer's pages that were touched,
-// at most max_bytes + 8 x max_records, and unmapping gives it back.
+// scripts/soak.sh). Here the memory is the buffer's pages that were touched
+// and 8 bytes per record slot. The buffer starts at 1 MiB and doubles (the
+// held records copied over, under the owner's lock) while records would
+// otherwise be dropped for bytes before max_records is reached, up to
+// max_bytes: so it stays within twice what the held records need.
+// Unmapping gives it all back.
 //
 // Not thread-safe: the owner locks.
 #pragma once
@@ -23,6 +27,7 @@ class RecordRing {
  public:
   // A record costs its size plus this header, rounded up to 8 bytes.
   static constexpr size_t kRecordOverhead = 16;
+  static constexpr size_t kInitialBytes = size_t{1} << 20;
 
   // Holds at most `max_records` records in `max_bytes` (rounded up to 8).
   // Both must be >= 1. The next record pushed is number `first_seq`.
@@ -48,6 +53,8 @@ class RecordRing {
   bool holds(uint64_t seq) const { return seq >= first_seq() && seq < next_seq_; }
   // Bytes the held records take in the buffer (headers and padding included).
   size_t bytes() const;
+  // The buffer's size (it grows up to max_bytes as needed).
+  size_t capacity() const { return capacity_; }
 
   // Only for held records.
   absl::string_view record(uint64_t seq) const;
@@ -61,9 +68,13 @@ class RecordRing {
   static_assert(sizeof(Header) == kRecordOverhead);
   // The header and body of a held record.
   const char* At(uint64_t seq, Header* h) const;
+  // A bigger buffer (at least twice as big, up to max_capacity_), room for
+  // `need` more bytes if it may.
+  void Grow(size_t need);
 
   const size_t max_records_;
-  const size_t capacity_;  // bytes of data_
+  const size_t max_capacity_;
+  size_t capacity_;  // bytes of data_
   char* data_ = nullptr;
   uint64_t* pos_ = nullptr;  // [seq % max_records_]: start of the record, as a running byte count
   uint64_t next_seq_;

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs Tandem's libFuzzer targets (tests/fuzz/) for a while each.
 #
-# Usage: scripts/fuzz.sh [--seconds N] [--targets a,b,...] [--jobs N] [--summary FILE]
-#   --seconds N     time per target (default 600; scripts/test.sh uses 10)
+# Usage: scripts/fuzz.sh [--seconds N] [--targets a,b,...] [--jobs N] [--parallel N]
+#                        [--summary FILE]
+#   --seconds N     time per target (default 600; scripts/test.sh uses 60)
 #   --targets LIST  subset of: packet heartbeat wire switch_config control_config tables
 #                   datapath
 #   --jobs N        parallel fuzzing processes per target (libFuzzer -fork; default 1)
+#   --parallel N    targets fuzzed at the same time (default 1)
 #   --summary FILE  write one line per target: "NAME ok|crash|error RUNS" (for test.sh)
 # Environment: TANDEM_FUZZ_BUILD_DIR (default build-fuzz/), TANDEM_NINJA_JOBS.
 #
@@ -22,12 +24,14 @@ set -uo pipefail
 seconds=600
 targets=(packet heartbeat wire switch_config control_config tables datapath)
 jobs=1
+parallel=1
 summary=""
 while (($#)); do
   case "$1" in
     --seconds) seconds="$2"; shift ;;
     --targets) IFS=, read -r -a targets <<<"$2"; shift ;;
     --jobs) jobs="$2"; shift ;;
+    --parallel) parallel="$2"; shift ;;
     --summary) summary="$2"; shift ;;
     -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
@@ -62,16 +66,18 @@ if ! ninja -C "$build" "${ninja_jobs[@]}" "${build_targets[@]}" >"$build/fuzz-bu
 fi
 
 [[ -n "$summary" ]] && : >"$summary"
-crashed=0
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
-for t in "${targets[@]}"; do
-  work="$build/fuzz-corpus/$t"
-  artifacts="$build/fuzz-artifacts/$t"
-  seeds="$root/tests/fuzz/corpus/$t"
+# Fuzzes one target; its verdict goes to $build/fuzz-<t>.result ("ok RUNS" or
+# "crash RUNS") and a line to stderr.
+fuzz_one() {
+  local t="$1"
+  local work="$build/fuzz-corpus/$t"
+  local artifacts="$build/fuzz-artifacts/$t"
+  local seeds="$root/tests/fuzz/corpus/$t"
   mkdir -p "$work" "$artifacts"
-  log="$build/fuzz-$t.log"
-  args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+  local log="$build/fuzz-$t.log"
+  local args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
     -artifact_prefix="$artifacts/")
   case "$t" in
     switch_config | control_config) args+=(-max_len=4096 -dict="$root/tests/fuzz/toml.dict") ;;
@@ -82,17 +88,35 @@ for t in "${targets[@]}"; do
   ((jobs > 1)) && args+=(-fork="$jobs" -ignore_crashes=0)
   echo "=== fuzz $t for ${seconds}s" >&2
   (cd "$artifacts" && "$build/tests/fuzz/fuzz_$t" "${args[@]}" "$work" "$seeds") >"$log" 2>&1
-  rc=$?
+  local rc=$?
+  local runs
   runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
   runs=${runs:-?}
   if ((rc == 0)); then
     echo "fuzz $t: ok, $runs runs, corpus $(ls "$work" | wc -l) inputs" >&2
-    [[ -n "$summary" ]] && echo "$t ok $runs" >>"$summary"
+    echo "ok $runs" >"$build/fuzz-$t.result"
   else
-    crashed=1
     echo "fuzz $t: CRASH (exit $rc), input in $artifacts; log $log:" >&2
     grep -E "ERROR|runtime error|check failed|SUMMARY|Test unit written" "$log" | head -8 >&2
-    [[ -n "$summary" ]] && echo "$t crash $runs" >>"$summary"
+    echo "crash $runs" >"$build/fuzz-$t.result"
   fi
+}
+
+running=0
+for t in "${targets[@]}"; do
+  rm -f "$build/fuzz-$t.result"
+  if ((running >= parallel)); then
+    wait -n
+    running=$((running - 1))
+  fi
+  fuzz_one "$t" &
+  running=$((running + 1))
+done
+wait
+crashed=0
+for t in "${targets[@]}"; do
+  read -r verdict runs <"$build/fuzz-$t.result" 2>/dev/null || { verdict=crash runs="?"; }
+  [[ "$verdict" == ok ]] || crashed=1
+  [[ -n "$summary" ]] && echo "$t $verdict $runs" >>"$summary"
 done
 exit $crashed

@@ -22,7 +22,7 @@
 # Environment: TANDEM_BUILD_DIR (default build/ or build-sanitize/),
 # TANDEM_TSAN_BUILD_DIR (default build-tsan/),
 # TANDEM_TEST_TIMEOUT_S (whole integration suite, default 1080),
-# TANDEM_FUZZ_SECONDS (per fuzz target, default 10).
+# TANDEM_FUZZ_SECONDS (per fuzz target, default 60; two targets at a time).
 set -uo pipefail
 
 run_unit=1
@@ -144,10 +144,11 @@ fi
 # each target is one case, failed when it found a crash.
 if ((run_unit && run_fuzz)); then
   if command -v clang++ >/dev/null; then
-    echo "=== fuzz targets (scripts/fuzz.sh, ${TANDEM_FUZZ_SECONDS:-10}s each)"
+    echo "=== fuzz targets (scripts/fuzz.sh, ${TANDEM_FUZZ_SECONDS:-60}s each, two at a time)"
     fuzz_summary="$results/fuzz-summary.txt"
     rm -f "$fuzz_summary"
-    "$root/scripts/fuzz.sh" --seconds "${TANDEM_FUZZ_SECONDS:-10}" --summary "$fuzz_summary"
+    "$root/scripts/fuzz.sh" --seconds "${TANDEM_FUZZ_SECONDS:-60}" --parallel 2 \
+      --summary "$fuzz_summary"
     rc=$?
     if [[ ! -s "$fuzz_summary" ]]; then
       echo "test.sh: the fuzz targets did not run (exit $rc)" >&2

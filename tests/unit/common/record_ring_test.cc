@@ -47,16 +47,23 @@ TEST(RecordRing, KeepsTheNewestWithinTheByteBound) {
   EXPECT_EQ(r.record(25), std::string(100, 'y'));
 }
 
-// Random sizes, so records start at every offset and the buffer wraps often:
-// every held record reads back whole, the newest are held, the bounds hold.
-TEST(RecordRing, WrapsWithoutLosingOrMixingRecords) {
-  const size_t max_records = 300, max_bytes = 16 << 10;
+// Random sizes, so records start at every offset and the buffer wraps often
+// (and, in the second case, grows): every held record reads back whole, the
+// newest are held, the bounds hold.
+struct WrapCase {
+  size_t max_records, max_bytes, max_size;
+  int pushes;
+};
+class RecordRingWraps : public ::testing::TestWithParam<WrapCase> {};
+
+TEST_P(RecordRingWraps, WithoutLosingOrMixingRecords) {
+  const auto [max_records, max_bytes, max_size, pushes] = GetParam();
   RecordRing r(max_records, max_bytes, 1);
   std::deque<std::string> model;
   std::mt19937 rng(42);
   uint64_t next = 1;
-  for (int i = 0; i < 20000; ++i) {
-    size_t size = rng() % 3 == 0 ? rng() % 2000 : rng() % 40;
+  for (int i = 0; i < pushes; ++i) {
+    size_t size = rng() % 3 == 0 ? rng() % max_size : rng() % 40;
     std::string rec(size, '\0');
     for (char& c : rec) c = static_cast<char>(rng());
     absl::StrAppend(&rec, "#", next);
@@ -78,8 +85,35 @@ TEST(RecordRing, WrapsWithoutLosingOrMixingRecords) {
     // Room is made only as needed: once records were dropped for bytes, the
     // buffer is full but for at most one record and one wrap's padding.
     if (r.size() < max_records && r.first_seq() > 1) {
-      ASSERT_GT(r.bytes() + 2 * Cost(2000 + 8), max_bytes) << i;
+      ASSERT_GT(r.bytes() + 2 * Cost(max_size + 8), max_bytes) << i;
     }
+    ASSERT_LE(r.capacity(), (max_bytes + 7) & ~size_t{7});
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Bounds, RecordRingWraps,
+                         ::testing::Values(WrapCase{300, 16 << 10, 2000, 20000},
+                                           WrapCase{100000, 3 << 20, 20000, 4000}));
+
+// The buffer grows from 1 MiB while the record bound is not reached, and
+// stays small when the record bound is what limits.
+TEST(RecordRing, GrowsOnlyAsTheHeldRecordsNeed) {
+  RecordRing few(100, 64 << 20, 1);
+  for (int i = 0; i < 10000; ++i) few.Push(std::string(1000, 'f'), i);
+  EXPECT_EQ(few.size(), 100u);
+  EXPECT_EQ(few.capacity(), RecordRing::kInitialBytes);
+
+  RecordRing big(1000, 8 << 20, 1);
+  const std::string rec(10 << 10, 'b');
+  for (int i = 1; i <= 1000; ++i) big.Push(absl::StrCat(i, rec), i);
+  EXPECT_EQ(big.capacity(), size_t{8} << 20);
+  EXPECT_LE(big.bytes(), size_t{8} << 20);
+  // 10,264 bytes each; a wrap's padding may cost one.
+  EXPECT_GE(big.size(), (size_t{8} << 20) / Cost(4 + rec.size()) - 1);
+  EXPECT_LE(big.size(), (size_t{8} << 20) / Cost(4 + rec.size()));
+  EXPECT_EQ(big.last_seq(), 1000u);
+  for (uint64_t s = big.first_seq(); s <= 1000; ++s) {
+    ASSERT_EQ(big.record(s), absl::StrCat(s, rec)) << s;
   }
 }
 
