@@ -36,6 +36,12 @@ RecordRing::~RecordRing() {
   munmap(pos_, max_records_ * sizeof(uint64_t));
 }
 
+size_t RecordRing::resident() const {
+  const size_t page = 4096;
+  auto pages = [page](size_t n) { return (n + page - 1) / page * page; };
+  return pages(touched_) + pages(slots_touched_ * sizeof(uint64_t));
+}
+
 size_t RecordRing::bytes() const {
   return count_ == 0 ? 0 : head_ - pos_[first_seq() % max_records_];
 }
@@ -59,6 +65,7 @@ void RecordRing::Grow(size_t need) {
   data_ = data;
   capacity_ = cap;
   head_ = off;
+  touched_ = off;
 }
 
 void RecordRing::Push(absl::string_view record, int64_t appended_ns) {
@@ -91,6 +98,8 @@ void RecordRing::Push(absl::string_view record, int64_t appended_ns) {
   std::memcpy(at + sizeof(h), record.data(), record.size());
   pos_[seq % max_records_] = pos;
   head_ = pos + need;
+  touched_ = std::max(touched_, static_cast<size_t>(pos % capacity_ + need));
+  slots_touched_ = std::max(slots_touched_, static_cast<size_t>(seq % max_records_ + 1));
   ++count_;
   ++next_seq_;
 }

@@ -1,6 +1,6 @@
-// The latest records of a log, numbered, in one buffer mapped once, the
-// oldest dropped to make room: the replication backlog and the change log's
-// watch history.
+// The latest records of a log, numbered, in one mapped buffer, the oldest
+// dropped to make room: the replication backlog and the change log's watch
+// history.
 //
 // Why not a deque of strings: there each record was a small heap block,
 // allocated by whichever API thread wrote the change and freed minutes later
@@ -37,8 +37,8 @@ class RecordRing {
   RecordRing& operator=(const RecordRing&) = delete;
 
   // Appends record number last_seq() + 1, dropping the oldest records as
-  // needed. A record larger than the whole buffer is numbered but not held
-  // (the ring is left empty): a reader that needs it must resync.
+  // needed. A record larger than max_bytes is numbered but not held (the
+  // ring is left empty): a reader that needs it must resync.
   void Push(absl::string_view record, int64_t appended_ns);
   // Drops every record; the next one pushed is number `next_seq`.
   void Clear(uint64_t next_seq) {
@@ -55,6 +55,9 @@ class RecordRing {
   size_t bytes() const;
   // The buffer's size (it grows up to max_bytes as needed).
   size_t capacity() const { return capacity_; }
+  // Memory it keeps resident: the pages of the buffer written so far and of
+  // the record slots used.
+  size_t resident() const;
 
   // Only for held records.
   absl::string_view record(uint64_t seq) const;
@@ -80,6 +83,8 @@ class RecordRing {
   uint64_t next_seq_;
   size_t count_ = 0;
   uint64_t head_ = 0;  // running byte count where the next record may start
+  size_t touched_ = 0;  // highest offset of data_ written
+  size_t slots_touched_ = 0;
 };
 
 }  // namespace tandem

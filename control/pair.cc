@@ -495,6 +495,7 @@ void Pair::PublishStatus(absl::Time now) {
       s.set_snapshots(st.snapshots_sent);
       s.set_backlog_changes(st.backlog_records);
       s.set_backlog_bytes(st.backlog_bytes);
+      s.set_backlog_resident_bytes(st.backlog_resident);
     } else if (sink_) {
       mirror::SinkStatus st = sink_->status();
       s.set_replication(!st.connected ? "connecting" : st.consistent ? "following" : "resyncing");
@@ -650,7 +651,9 @@ std::string Pair::Metrics() const {
          "active: changes kept for a standby to resume from ([pair] backlog_changes)",
          s.backlog_changes());
   metric("tandem_pair_backlog_bytes", "gauge",
-         "active: memory those changes take, as bounded by [pair] backlog_mib", s.backlog_bytes());
+         "active: bytes those changes take, as bounded by [pair] backlog_mib", s.backlog_bytes());
+  metric("tandem_pair_backlog_resident_bytes", "gauge",
+         "active: memory the backlog keeps resident", s.backlog_resident_bytes());
   metric("tandem_pair_snapshots_total", "counter", "full resyncs served or received",
          s.snapshots());
   metric("tandem_pair_drift_repairs_total", "counter",

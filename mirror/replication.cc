@@ -490,6 +490,7 @@ SourceStatus ReplicationSource::status() const {
   st.resumes = s_->resumes;
   st.backlog_records = backlog.size();
   st.backlog_bytes = backlog.bytes();
+  st.backlog_resident = backlog.resident();
   st.connections = s_->connections;
   return st;
 }

@@ -78,6 +78,7 @@ struct SourceStatus {
   uint64_t resumes = 0;      // subscriptions served from the backlog
   uint64_t backlog_records = 0;
   uint64_t backlog_bytes = 0;  // of SourceOptions::backlog_bytes in use
+  uint64_t backlog_resident = 0;  // memory the backlog keeps resident
   uint64_t connections = 0;  // authenticated subscriptions
 };
 

@@ -468,7 +468,10 @@ void CmdStatus(Context& c, const Args& a, bool neighbours, bool ports_only) {
                                       p.acked_position(), ", lag ", p.lag_changes(),
                                       " changes / ", absl::StrFormat("%.1f", p.lag_ms()), " ms")},
          {"backlog", absl::StrCat(p.backlog_changes(), " changes, ",
-                                  absl::StrFormat("%.1f", p.backlog_bytes() / 1048576.0), " MiB")},
+                                  absl::StrFormat("%.1f", p.backlog_bytes() / 1048576.0),
+                                  " MiB held, ",
+                                  absl::StrFormat("%.1f", p.backlog_resident_bytes() / 1048576.0),
+                                  " MiB resident")},
          {"alarms", p.alarms()},
          {"takeovers", absl::StrCat(p.takeovers())},
          {"taken over at", p.takeover_position()

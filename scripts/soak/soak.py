@@ -31,10 +31,11 @@ At the end, with churn stopped and replication caught up:
   usage     the media legs' counters agree between the nodes (within one
             mirror interval) and with what the participants sent and
             received (the packets lost in takeover gaps are printed);
-  memory    each process's RSS from --warmup after its start to its last
-            sample: the high-water mark of the window's second half may
-            exceed that of its first half by at most --rss-max-kib-per-min
-            per minute (a leak raises it; the backlog's saw-tooth does not).
+  memory    each process's RSS (for a control daemon, less what its
+            replication backlog keeps resident, which its configuration
+            bounds) from --warmup after its start to its last sample: the
+            high-water mark of the window's second half may exceed that of
+            its first half by at most --rss-max-kib-per-min per minute.
 Exit 0 only if every check passes. Everything it made is removed at the
 end, on failure and on Ctrl-C (SIGINT, SIGTERM, SIGHUP).
 
@@ -101,7 +102,9 @@ class Soak:
         self.driver_events = []
         self.driver_final = None
         self.samples = []          # dicts, as in the CSV
-        self.rss = collections.defaultdict(list)  # (node, proc, pid) -> [(t, rss, anon)]
+        # (node, proc, pid) -> [(t, rss, anon, backlog)], KiB; backlog: what
+        # the replication backlog of an active control daemon keeps resident
+        self.rss = collections.defaultdict(list)
         self.takeovers = []        # dicts
         self.events_since_sample = []
         self.t0 = None
@@ -308,16 +311,21 @@ class Soak:
         for n in self.bed.nodes():
             statuses[n.name] = self.status(n, timeout=5)
         for n in self.bed.nodes():
+            st = statuses[n.name]
             for what, obj in (("switch", n.switch), ("control", n.control)):
                 proc = obj.proc
                 pid = proc.pid if proc is not None and proc.poll() is None else None
                 rss, anon = self.proc_mem(pid) if pid else (None, None)
+                backlog = 0
+                if what == "control" and st:
+                    backlog = int(st.get("pair", {}).get("backlog_resident_bytes", 0)) // 1024
                 row[f"{n.name}_{what}_pid"] = pid
                 row[f"{n.name}_{what}_rss_kib"] = rss
                 row[f"{n.name}_{what}_anon_kib"] = anon
+                if what == "control":
+                    row[f"{n.name}_control_backlog_kib"] = backlog
                 if rss is not None:
-                    self.rss[(n.name, what, pid)].append((t, rss, anon))
-            st = statuses[n.name]
+                    self.rss[(n.name, what, pid)].append((t, rss, anon, backlog))
             row[f"{n.name}_role"] = st["role"] if st else "down"
             row[f"{n.name}_epoch"] = int(st["epoch"]) if st else None
             row[f"{n.name}_legs"] = int(st.get("legs", 0)) if st else None
@@ -569,6 +577,7 @@ class Soak:
         for n in ("na", "nb"):
             for what in ("switch", "control"):
                 f += [f"{n}_{what}_pid", f"{n}_{what}_rss_kib", f"{n}_{what}_anon_kib"]
+            f.append(f"{n}_control_backlog_kib")
         f += ["na_role", "na_epoch", "na_legs", "nb_role", "nb_epoch", "nb_legs", "lag_changes",
               "lag_ms", "replication", "churn_join_legs", "churn_leave_legs", "churn_calls_ok",
               "churn_calls_failed", "churn_legs_believed", "load1", "events"]
@@ -793,21 +802,23 @@ class Soak:
     def check_memory(self, check):
         """Each process instance from --warmup after its start (a restarted
         one has its own warm-up) to its last sample: how fast the high-water
-        mark of VmRSS rises. A control daemon's RSS is a saw-tooth under
-        takeovers (its replication backlog fills while active, up to [pair]
-        backlog_mib, and is given back when it is demoted), so a least-squares
-        slope depends on where in a tooth the run ends; a leak raises every
-        tooth. The highest sample of the window's second half against the
-        highest of its first half, per minute of half-window, is judged; the
-        slope is printed beside it."""
+        mark of its VmRSS rises, less, for a control daemon, what its
+        replication backlog keeps resident (status: backlog_resident_bytes).
+        The backlog fills while the node is active, up to [pair] backlog_mib,
+        and is unmapped when it is demoted: a saw-tooth bounded by
+        configuration that says nothing about leaks. The highest sample of the
+        window's second half against the highest of its first half, per
+        minute of half-window, is judged; the least-squares slope is printed
+        beside it."""
         a = self.args
         warm = a.warmup * 60.0
         end_t = self.samples[-1]["t_s"] if self.samples else 0
         span_needed = max(120.0, 0.25 * end_t)
         say(f"memory: VmRSS (RssAnon) of each process from {a.warmup:g} min after its start; "
-            f"judged where that leaves >= {span_needed / 60:.1f} min")
-        say("  process              pid   first MiB (anon)  last MiB (anon)  peak 1st/2nd half MiB  "
-            "peak rise KiB/min  slope KiB/min  anon slope  span min  verdict")
+            f"judged (less the backlog) where that leaves >= {span_needed / 60:.1f} min")
+        say("  process              pid   first MiB (anon)  last MiB (anon)  backlog max MiB  "
+            "less backlog: peak 1st/2nd half MiB  peak rise KiB/min  slope KiB/min  span min  "
+            "verdict")
         ok = True
         judged = 0
         for (node, what, pid), pts in sorted(self.rss.items(), key=lambda kv: kv[1][0][0]):
@@ -819,9 +830,10 @@ class Soak:
                     f"min: too short for its warm-up)")
                 continue
             span = pts[-1][0] - pts[0][0]
-            rise, peak1, peak2 = peak_rise_per_min(pts)
-            slope = slope_per_min([(t, r) for t, r, _ in pts])
-            aslope = slope_per_min([(t, an) for t, _, an in pts if an is not None])
+            rest = [(t, r - b) for t, r, _, b in pts]
+            rise, peak1, peak2 = peak_rise_per_min(rest)
+            slope = slope_per_min(rest)
+            backlog_max = max(b for *_, b in pts)
             judge = span >= span_needed
             good = rise <= a.rss_max_kib_per_min
             if judge:
@@ -830,20 +842,20 @@ class Soak:
             verdict = ("ok" if good else "GROWING") if judge else "(short)"
             say(f"  {node} {what:<8} {pid:>9}  {pts[0][1] / 1024:7.1f} ({pts[0][2] / 1024:5.1f})"
                 f"   {pts[-1][1] / 1024:7.1f} ({pts[-1][2] / 1024:5.1f})  "
-                f"{peak1 / 1024:>10.1f} / {peak2 / 1024:<10.1f} {rise:>17.1f} "
-                f"{slope:>14.1f} {aslope:>11.1f} {span / 60:>9.1f}  {verdict}")
+                f"{backlog_max / 1024:>15.1f}  {peak1 / 1024:>22.1f} / {peak2 / 1024:<10.1f} "
+                f"{rise:>17.1f} {slope:>14.1f} {span / 60:>9.1f}  {verdict}")
         if not judged:
             say("[SKIP] memory flat: no process ran long enough after its warm-up to judge")
             return
         check("memory flat", ok,
-              f"{judged} processes judged; RSS high-water mark rises at most "
-              f"{a.rss_max_kib_per_min:g} KiB/min")
+              f"{judged} processes judged; the high-water mark of RSS less the backlog rises at "
+              f"most {a.rss_max_kib_per_min:g} KiB/min")
 
 
 def peak_rise_per_min(pts):
     """(rise KiB/min, peak of the first half, peak of the second half) of
-    (t seconds, RSS KiB, ...) samples: the highest RSS of the window's second
-    half less the highest of its first half, per minute of half-window."""
+    (t seconds, KiB) samples: the highest of the window's second half less
+    the highest of its first half, per minute of half-window."""
     t0, t1 = pts[0][0], pts[-1][0]
     mid = (t0 + t1) / 2
     peak1 = max(p[1] for p in pts if p[0] <= mid)

@@ -217,6 +217,7 @@ def test_backbone_down_no_takeover_then_catch_up(pair):
     pa = pair.a.status()["pair"]
     assert int(pa.get("backlog_changes", 0)) > 0, pa
     assert 0 < int(pa.get("backlog_bytes", 0)) <= 128 << 20, pa
+    assert int(pa.get("backlog_resident_bytes", 0)) >= int(pa["backlog_bytes"]), pa
     assert re.search(r"^tandem_pair_backlog_bytes [1-9]", pair.a.metrics(), re.M)
 
 

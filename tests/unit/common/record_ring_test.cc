@@ -25,6 +25,7 @@ TEST(RecordRing, StartsEmptyAtTheGivenNumber) {
   EXPECT_EQ(r.record(7), "a");
   EXPECT_EQ(r.appended_ns(7), 100);
   EXPECT_EQ(r.bytes(), Cost(1));
+  EXPECT_EQ(r.resident(), 2 * 4096u);  // a page of data, a page of slots
 }
 
 TEST(RecordRing, KeepsTheNewestWithinTheRecordBound) {
@@ -102,6 +103,8 @@ TEST(RecordRing, GrowsOnlyAsTheHeldRecordsNeed) {
   for (int i = 0; i < 10000; ++i) few.Push(std::string(1000, 'f'), i);
   EXPECT_EQ(few.size(), 100u);
   EXPECT_EQ(few.capacity(), RecordRing::kInitialBytes);
+  // The head went round the 1 MiB buffer; 100 slots fit in a page.
+  EXPECT_EQ(few.resident(), RecordRing::kInitialBytes + 4096);
 
   RecordRing big(1000, 8 << 20, 1);
   const std::string rec(10 << 10, 'b');
@@ -112,6 +115,8 @@ TEST(RecordRing, GrowsOnlyAsTheHeldRecordsNeed) {
   EXPECT_GE(big.size(), (size_t{8} << 20) / Cost(4 + rec.size()) - 1);
   EXPECT_LE(big.size(), (size_t{8} << 20) / Cost(4 + rec.size()));
   EXPECT_EQ(big.last_seq(), 1000u);
+  EXPECT_LE(big.resident(), (size_t{8} << 20) + 2 * 4096);
+  EXPECT_GE(big.resident(), big.bytes());
   for (uint64_t s = big.first_seq(); s <= 1000; ++s) {
     ASSERT_EQ(big.record(s), absl::StrCat(s, rec)) << s;
   }
