@@ -37,8 +37,7 @@ RecordRing::~RecordRing() {
 }
 
 size_t RecordRing::resident() const {
-  const size_t page = 4096;
-  auto pages = [page](size_t n) { return (n + page - 1) / page * page; };
+  auto pages = [](size_t n) { return (n + 4095) / 4096 * 4096; };
   return pages(touched_) + pages(slots_touched_ * sizeof(uint64_t));
 }
 

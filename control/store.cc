@@ -142,8 +142,8 @@ absl::Status Store::PutSite(const v1::Site& site) {
 
 absl::Status Store::DeleteSite(uint64_t site_id) {
   const char* sqls[] = {
-      "DELETE FROM participants WHERE meeting_id IN "
-      "(SELECT meeting_id FROM meetings WHERE site_id = ?1)",
+      ("DELETE FROM participants WHERE meeting_id IN "
+       "(SELECT meeting_id FROM meetings WHERE site_id = ?1)"),
       "DELETE FROM meetings WHERE site_id = ?1", "DELETE FROM sites WHERE site_id = ?1"};
   for (const char* sql : sqls) {
     auto s = Prepare(sql);

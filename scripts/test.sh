@@ -2,25 +2,29 @@
 # Runs every test suite of Tandem and ends with one line of its own:
 #   N passed, N failed[, N skipped]
 # Suites: every test registered with meson (GoogleTest executables are counted
-# case by case), a short run of each libFuzzer target, the tables and mirror
-# unit tests under ThreadSanitizer, and the pytest integration suite in
+# case by case), a short run of each libFuzzer target, the unit tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer, the tables and mirror unit
+# tests under ThreadSanitizer, and the pytest integration suite in
 # tests/integration.
 # Exits non-zero when any case failed or errored, or when a suite could not
 # run at all (that counts as a failure, never as zero tests).
 #
 # Usage: scripts/test.sh [--unit-only | --integration-only | --tsan] [-k EXPR]
-#                        [--sanitize] [--no-fuzz] [--no-tsan]
+#                        [--sanitize] [--no-fuzz] [--no-asan] [--no-tsan]
 #   -k EXPR     passed to pytest to select integration tests
 #   --sanitize  build with AddressSanitizer + UndefinedBehaviorSanitizer in
 #               build-sanitize/ (default) and run the suites on that build
 #   --no-fuzz   skip the short libFuzzer run (run with the unit tests when
 #               clang is installed: scripts/fuzz.sh, each target counts as a case)
+#   --no-asan   skip the unit tests under ASan + UBSan (run with the unit tests
+#               when clang is installed, built in build-asan/, counted case by
+#               case; --sanitize runs every suite on a sanitized build instead)
 #   --no-tsan   skip the ThreadSanitizer suite (run with the unit tests when
 #               clang is installed: the tables and mirror unit tests built in
 #               build-tsan/, counted case by case like the unit tests)
 #   --tsan      run only the ThreadSanitizer suite
 # Environment: TANDEM_BUILD_DIR (default build/ or build-sanitize/),
-# TANDEM_TSAN_BUILD_DIR (default build-tsan/),
+# TANDEM_TSAN_BUILD_DIR (default build-tsan/), TANDEM_ASAN_BUILD_DIR (build-asan/),
 # TANDEM_TEST_TIMEOUT_S (whole integration suite, default 1080),
 # TANDEM_FUZZ_SECONDS (per fuzz target, default 60; two targets at a time).
 set -uo pipefail
@@ -30,6 +34,7 @@ run_integration=1
 pytest_select=()
 run_fuzz=1
 run_tsan=1
+run_asan=1
 tsan_only=0
 sanitize=0
 usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -45,6 +50,7 @@ while (($#)); do
     --sanitize) sanitize=1 ;;
     --no-fuzz) run_fuzz=0 ;;
     --no-tsan) run_tsan=0 ;;
+    --no-asan) run_asan=0 ;;
     --tsan) tsan_only=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "test.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -60,10 +66,12 @@ if ((tsan_only)); then
   run_integration=0
   run_fuzz=0
   run_tsan=1
+  run_asan=0
   export TANDEM_SKIP_BUILD=1
 fi
 
 if ((sanitize)); then
+  run_asan=0  # every suite runs on the sanitized build already
   # A build of its own; werror off because GCC's sanitizer instrumentation
   # changes what its flow analysis warns about. Leaks are not checked: DPDK
   # and gRPC keep process-lifetime allocations. Every sanitizer report aborts
@@ -168,68 +176,88 @@ if ((run_unit && run_fuzz)); then
   fi
 fi
 
-# The tables and mirror unit tests under ThreadSanitizer (clang, build-tsan/):
-# only those, see docs/hardening.md. Counted case by case like the unit tests;
-# a TSan report fails its test (exit 66), which counts as a failure even when
-# every case passed.
-if ((run_unit && run_tsan)); then
-  if command -v clang++ >/dev/null; then
-    tsan_build="${TANDEM_TSAN_BUILD_DIR:-$root/build-tsan}"
-    echo "=== ThreadSanitizer: tables and mirror unit tests (meson test -C $tsan_build)"
-    if [[ ! -f "$tsan_build/build.ninja" ]]; then
-      wipe=()
-      [[ -d "$tsan_build/meson-private" ]] && wipe=(--wipe)
-      CC=clang CXX=clang++ meson setup "${wipe[@]}" "$tsan_build" "$root" \
-        -Db_sanitize=thread -Db_lundef=false >"$tsan_build.setup.log" 2>&1 ||
-        cat "$tsan_build.setup.log" >&2
-    fi
-    # The tests (tables, mirror_*), their executables and what they depend on.
-    tsan_tests=() tsan_targets=()
-    if [[ -f "$tsan_build/build.ninja" ]]; then
-      while read -r kind name; do
-        if [[ "$kind" == test ]]; then tsan_tests+=("$name"); else tsan_targets+=("$name"); fi
-      done < <(/usr/bin/python3 -c '
+# Unit tests in a clang sanitizer build of their own, only the targets they
+# need: counted case by case like the unit tests; a sanitizer report fails its
+# test (non-zero exit), which counts as a failure even when every case passed.
+#   sanitizer_suite LABEL BUILD_DIR SANITIZE WHICH
+# WHICH: "unit" (every test of meson suite unit) or "tsan" (tables, mirror_*).
+sanitizer_suite() {
+  local label="$1" build="$2" sanitize="$3" which="$4"
+  echo "=== $label (meson test -C $build)"
+  if [[ ! -f "$build/build.ninja" ]]; then
+    local wipe=()
+    [[ -d "$build/meson-private" ]] && wipe=(--wipe)
+    CC=clang CXX=clang++ meson setup "${wipe[@]}" "$build" "$root" \
+      -Db_sanitize="$sanitize" -Db_lundef=false >"$build.setup.log" 2>&1 ||
+      cat "$build.setup.log" >&2
+  fi
+  # The tests, their executables and what they depend on.
+  local tests=() targets=() kind name
+  if [[ -f "$build/build.ninja" ]]; then
+    while read -r kind name; do
+      if [[ "$kind" == test ]]; then tests+=("$name"); else targets+=("$name"); fi
+    done < <(/usr/bin/python3 -c '
 import json, os, subprocess, sys
-build = sys.argv[1]
+build, which = sys.argv[1], sys.argv[2]
 intro = lambda what: json.loads(subprocess.run(["meson", "introspect", what, build],
                                                capture_output=True, check=True).stdout)
 targets = {t["id"]: t for t in intro("--targets")}
 files = set()
 for t in intro("--tests"):
-    if t["name"] == "tables" or t["name"].startswith("mirror_"):
+    if which == "tsan":
+        take = t["name"] == "tables" or t["name"].startswith("mirror_")
+    else:
+        take = any(s.split(":")[-1] == "unit" for s in t.get("suite", []))
+    if take:
         print("test", t["name"])
         files.add(t["cmd"][0])
         for d in t.get("depends", []):
             files.update(targets[d]["filename"] if d in targets else [])
 for f in sorted(files):
-    print("target", os.path.relpath(f, build))' "$tsan_build")
-    fi
-    tsan_jobs=()
-    [[ -n "${TANDEM_NINJA_JOBS:-}" ]] && tsan_jobs=(-j "$TANDEM_NINJA_JOBS")
-    tsan_logs="$tsan_build/meson-logs"
-    if ((${#tsan_tests[@]} == 0)); then
-      echo "test.sh: no ThreadSanitizer build or no tables/mirror tests in $tsan_build" >&2
-      failed=$((failed + 1))
-    elif ! ninja -C "$tsan_build" "${tsan_jobs[@]}" "${tsan_targets[@]}" >"$tsan_build/tsan-build.log" 2>&1; then
-      tail -30 "$tsan_build/tsan-build.log" >&2
-      echo "test.sh: the ThreadSanitizer build failed" >&2
+    print("target", os.path.relpath(f, build))' "$build" "$which")
+  fi
+  local jobs=()
+  [[ -n "${TANDEM_NINJA_JOBS:-}" ]] && jobs=(-j "$TANDEM_NINJA_JOBS")
+  local logs="$build/meson-logs" rc
+  if ((${#tests[@]} == 0)); then
+    echo "test.sh: no $label build or no tests in $build" >&2
+    failed=$((failed + 1))
+  elif ! ninja -C "$build" "${jobs[@]}" "${targets[@]}" >"$build/sanitizer-build.log" 2>&1; then
+    tail -30 "$build/sanitizer-build.log" >&2
+    echo "test.sh: the $label build failed" >&2
+    failed=$((failed + 1))
+  else
+    for t in "${tests[@]}"; do rm -f "$build/$t.xml"; done
+    rm -f "$logs/testlog.junit.xml" "$logs/testlog.json"
+    meson test -C "$build" --no-rebuild --print-errorlogs "${tests[@]}"
+    rc=$?
+    if [[ ! -s "$logs/testlog.junit.xml" ]]; then
+      echo "test.sh: the $label tests did not run (exit $rc)" >&2
       failed=$((failed + 1))
     else
-      for t in "${tsan_tests[@]}"; do rm -f "$tsan_build/$t.xml"; done
-      rm -f "$tsan_logs/testlog.junit.xml" "$tsan_logs/testlog.json"
-      TSAN_OPTIONS="${TSAN_OPTIONS:-second_deadlock_stack=1}" \
-        meson test -C "$tsan_build" --no-rebuild --print-errorlogs "${tsan_tests[@]}"
-      rc=$?
-      if [[ ! -s "$tsan_logs/testlog.junit.xml" ]]; then
-        echo "test.sh: the ThreadSanitizer tests did not run (exit $rc)" >&2
-        failed=$((failed + 1))
-      else
-        cp "$tsan_logs/testlog.junit.xml" "$results/tsan.junit.xml"
-        add_counts "$("${summary[@]}" --meson-log "$tsan_logs/testlog.json" "$tsan_logs/testlog.junit.xml")"
-      fi
+      cp "$logs/testlog.junit.xml" "$results/$(basename "$build").junit.xml"
+      add_counts "$("${summary[@]}" --meson-log "$logs/testlog.json" "$logs/testlog.junit.xml")"
     fi
-  else
-    echo "test.sh: clang++ not installed: no ThreadSanitizer run" >&2
+  fi
+}
+
+if ((run_unit && (run_tsan || run_asan))) && ! command -v clang++ >/dev/null; then
+  echo "test.sh: clang++ not installed: no sanitizer builds" >&2
+elif ((run_unit)); then
+  # AddressSanitizer + UndefinedBehaviorSanitizer: every unit test. Leaks are
+  # not checked (gRPC keeps process-lifetime allocations).
+  if ((run_asan)); then
+    ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:halt_on_error=1}" \
+      UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}" \
+      sanitizer_suite "AddressSanitizer + UBSan: unit tests" \
+      "${TANDEM_ASAN_BUILD_DIR:-$root/build-asan}" address,undefined unit
+  fi
+  # ThreadSanitizer: the tables and mirror unit tests only, see
+  # docs/hardening.md.
+  if ((run_tsan)); then
+    TSAN_OPTIONS="${TSAN_OPTIONS:-second_deadlock_stack=1}" \
+      sanitizer_suite "ThreadSanitizer: tables and mirror unit tests" \
+      "${TANDEM_TSAN_BUILD_DIR:-$root/build-tsan}" thread tsan
   fi
 fi
 

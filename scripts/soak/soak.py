@@ -923,11 +923,11 @@ def main():
         if c not in CAUSES:
             ap.error(f"unknown cause {c!r} (known: {', '.join(CAUSES)})")
     if args.warmup is None:
-        # The active's replication backlog holds up to 128 MiB of changes
-        # ([pair] backlog_mib; about 2.5 minutes of churn at 1,000 legs/s): a
-        # process is judged once it has been active for a whole period or the
-        # backlog is full. Takeovers alternate the nodes, so 2 periods, at
-        # most 7 min.
+        # The active's replication backlog (2^20 changes, ~91 MiB, about 5
+        # minutes of churn at 1,000 legs/s) is left out of what is judged; the
+        # watch history fills in a minute. A process is judged once it has
+        # been active for a whole period: takeovers alternate the nodes, so 2
+        # periods, at most 7 min.
         every = args.takeover_every if args.takeover_every > 0 else 7.0
         args.warmup = min(7.0, max(2.0, 2 * every))
     args.csv = pathlib.Path(args.csv)
