@@ -148,6 +148,22 @@ print(len(tests))' "$TANDEM_BUILD_DIR")
   fi
 fi
 
+asan_build="${TANDEM_ASAN_BUILD_DIR:-$root/build-asan}"
+tsan_build="${TANDEM_TSAN_BUILD_DIR:-$root/build-tsan}"
+# The sanitizer builds compile while the fuzzers run, at the lowest priority:
+# the fuzz runs are timed, and with 7 targets two at a time a core is often
+# idle. The sanitizer suites below wait for it, then build what is left (and
+# report any build error) and run.
+prebuild_pid=""
+if ((run_unit && run_fuzz && (run_asan || run_tsan))) && command -v clang++ >/dev/null; then
+  (
+    if ((run_asan)); then sanitizer_suite "" "$asan_build" address,undefined unit build-only; fi
+    if ((run_tsan)); then sanitizer_suite "" "$tsan_build" thread tsan build-only; fi
+  ) >/dev/null 2>&1 &
+  prebuild_pid=$!
+  renice -n 19 -p "$prebuild_pid" >/dev/null 2>&1
+fi
+
 # A short libFuzzer run of every target (clang builds only, in build-fuzz/):
 # each target is one case, failed when it found a crash.
 if ((run_unit && run_fuzz)); then
@@ -182,8 +198,8 @@ fi
 #   sanitizer_suite LABEL BUILD_DIR SANITIZE WHICH
 # WHICH: "unit" (every test of meson suite unit) or "tsan" (tables, mirror_*).
 sanitizer_suite() {
-  local label="$1" build="$2" sanitize="$3" which="$4"
-  echo "=== $label (meson test -C $build)"
+  local label="$1" build="$2" sanitize="$3" which="$4" mode="${5:-}"
+  [[ "$mode" == build-only ]] || echo "=== $label (meson test -C $build)"
   if [[ ! -f "$build/build.ninja" ]]; then
     local wipe=()
     [[ -d "$build/meson-private" ]] && wipe=(--wipe)
@@ -218,6 +234,10 @@ for f in sorted(files):
   fi
   local jobs=()
   [[ -n "${TANDEM_NINJA_JOBS:-}" ]] && jobs=(-j "$TANDEM_NINJA_JOBS")
+  if [[ "$mode" == build-only ]]; then
+    ((${#targets[@]})) && ninja -C "$build" "${jobs[@]}" "${targets[@]}" >"$build/sanitizer-prebuild.log" 2>&1
+    return 0
+  fi
   local logs="$build/meson-logs" rc
   if ((${#tests[@]} == 0)); then
     echo "test.sh: no $label build or no tests in $build" >&2
@@ -241,6 +261,7 @@ for f in sorted(files):
   fi
 }
 
+[[ -n "$prebuild_pid" ]] && wait "$prebuild_pid"
 if ((run_unit && (run_tsan || run_asan))) && ! command -v clang++ >/dev/null; then
   echo "test.sh: clang++ not installed: no sanitizer builds" >&2
 elif ((run_unit)); then
@@ -249,15 +270,13 @@ elif ((run_unit)); then
   if ((run_asan)); then
     ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:halt_on_error=1}" \
       UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}" \
-      sanitizer_suite "AddressSanitizer + UBSan: unit tests" \
-      "${TANDEM_ASAN_BUILD_DIR:-$root/build-asan}" address,undefined unit
+      sanitizer_suite "AddressSanitizer + UBSan: unit tests" "$asan_build" address,undefined unit
   fi
   # ThreadSanitizer: the tables and mirror unit tests only, see
   # docs/hardening.md.
   if ((run_tsan)); then
     TSAN_OPTIONS="${TSAN_OPTIONS:-second_deadlock_stack=1}" \
-      sanitizer_suite "ThreadSanitizer: tables and mirror unit tests" \
-      "${TANDEM_TSAN_BUILD_DIR:-$root/build-tsan}" thread tsan
+      sanitizer_suite "ThreadSanitizer: tables and mirror unit tests" "$tsan_build" thread tsan
   fi
 fi
 
