@@ -23,6 +23,13 @@ tables::Role FromMirror(mirror::Role r) {
   return r == mirror::Role::kActive ? tables::Role::kActive : tables::Role::kStandby;
 }
 
+// How long after a start (of the daemon, or of its switch) or a demotion the
+// node does not act on what it has not heard or not yet received: its switch
+// needs a few heartbeats to hear the peer, its sink a moment to resync.
+absl::Duration HoldDown(uint32_t heartbeat_ms) {
+  return std::max(absl::Seconds(1), 20 * absl::Milliseconds(heartbeat_ms));
+}
+
 template <typename M>
 std::string Tagged(char tag, const M& m) {
   std::string s(1, tag);
@@ -46,7 +53,7 @@ absl::StatusOr<std::unique_ptr<Pair>> Pair::Start(Core& core) {
     // Role decisions wait for a hold-down after start: a daemon (or its
     // switch) that has just started has not heard its peer yet, and must not
     // mistake that for the peer's death.
-    p->decide_from_ = now + std::max(absl::Seconds(1), 20 * absl::Milliseconds(c.heartbeat_ms));
+    p->decide_from_ = now + HoldDown(c.heartbeat_ms);
     p->next_usage_ = now;
     p->next_compare_ = now + absl::Seconds(static_cast<int64_t>(c.compare_interval_s));
     if (core.node_role() == tables::Role::kActive) {
@@ -120,7 +127,7 @@ void Pair::BecomeActive() {
   serving_ = s;
   core_.changes().SetObserver([this, s](std::vector<std::string>& recs, uint64_t) {
     for (std::string& r : recs) r.insert(r.begin(), 'C');
-    latest_repl_seq_ = s->AppendBatch(std::move(recs));
+    latest_repl_seq_ = s->AppendBatch(recs);
   });
 }
 
@@ -306,7 +313,7 @@ void Pair::Step(absl::Time now) {
       rc.interval = absl::Milliseconds(cfg_.heartbeat_ms);
       rc.multiplier = static_cast<int>(cfg_.multiplier);
       rc.preempt = cfg_.preempt;
-      rc.rejoin_hold = std::max(absl::Seconds(1), 20 * absl::Milliseconds(cfg_.heartbeat_ms));
+      rc.rejoin_hold = HoldDown(cfg_.heartbeat_ms);
       machine_ = std::make_unique<mirror::RoleMachine>(rc, ToMirror(core_.node_role()),
                                                        core_.node_epoch(), now);
     }
@@ -326,7 +333,7 @@ void Pair::Step(absl::Time now) {
       // The lock, not the pid: a killed switch not yet reaped still has one.
       bool alive = tables::StateLocked(state_map_);
       if (alive && !switch_alive_) {
-        switch_hold_until_ = now + std::max(absl::Seconds(1), 20 * absl::Milliseconds(cfg_.heartbeat_ms));
+        switch_hold_until_ = now + HoldDown(cfg_.heartbeat_ms);
       }
       switch_alive_ = alive;
       mirror::LocalHealth local = mirror::SwitchHeartbeatFeed::Local(h, alive, position);

@@ -414,7 +414,7 @@ ReplicationSource::~ReplicationSource() {
 
 uint16_t ReplicationSource::port() const { return s_->port; }
 
-uint64_t ReplicationSource::Append(std::string record) {
+uint64_t ReplicationSource::Append(absl::string_view record) {
   int64_t now = MonoNanos();
   bool wake = false;
   uint64_t seq;
@@ -428,7 +428,7 @@ uint64_t ReplicationSource::Append(std::string record) {
   return seq;
 }
 
-uint64_t ReplicationSource::AppendBatch(std::vector<std::string> records) {
+uint64_t ReplicationSource::AppendBatch(const std::vector<std::string>& records) {
   int64_t now = MonoNanos();
   bool wake = false;
   uint64_t seq;

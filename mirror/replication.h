@@ -93,10 +93,10 @@ class ReplicationSource {
 
   // Appends a change; returns its sequence number. Never blocks on the network
   // (the oldest backlog record is dropped when full).
-  uint64_t Append(std::string record);
+  uint64_t Append(absl::string_view record);
   // Appends several changes under one lock, in order; returns the last
   // sequence (or the current last one if `records` is empty).
-  uint64_t AppendBatch(std::vector<std::string> records);
+  uint64_t AppendBatch(const std::vector<std::string>& records);
 
   // Synchronous mode: waits until the standby has applied `seq`.
   // OK once acked; DeadlineExceeded on timeout; Unavailable if no standby is

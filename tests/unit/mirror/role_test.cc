@@ -439,11 +439,17 @@ TEST(RoleMachine, SilenceHoldAfterASwitchRestart) {
   EXPECT_EQ(q.b.m->role(), Role::kActive);
 }
 
-}  // namespace
-}  // namespace tandem::mirror
-
-namespace tandem::mirror {
-namespace {
+// A starves (its host stops): B takes over; A wakes, hears the higher epoch
+// and demotes, still holding its own unreplicated tail.
+void DemoteAByAFlap(SimPair& p) {
+  p.a.host_up = false;
+  p.Run(absl::Milliseconds(60));
+  ASSERT_EQ(p.b.m->role(), Role::kActive);
+  p.a.host_up = true;
+  p.Run(absl::Milliseconds(20));
+  ASSERT_EQ(p.a.m->role(), Role::kStandby);
+  ASSERT_EQ(p.a.decisions.back().role, Role::kStandby);
+}
 
 // Rule 6: A was demoted by B's takeover (A starved) and still holds its own
 // unreplicated tail. A flap back (B now starved in turn) must not hand the
@@ -451,13 +457,7 @@ namespace {
 // rejoin hold.
 TEST(RoleMachine, ADemotedNodeTakesOverAgainOnlyOnceResyncedOrAfterTheHold) {
   SimPair p;
-  p.a.host_up = false;  // A starves: B takes over
-  p.Run(absl::Milliseconds(60));
-  ASSERT_EQ(p.b.m->role(), Role::kActive);
-  p.a.host_up = true;  // A wakes, hears the higher epoch, demotes
-  p.Run(absl::Milliseconds(20));
-  ASSERT_EQ(p.a.m->role(), Role::kStandby);
-  ASSERT_EQ(p.a.decisions.back().role, Role::kStandby);
+  ASSERT_NO_FATAL_FAILURE(DemoteAByAFlap(p));
 
   p.b.host_up = false;  // now B starves
   p.Run(absl::Milliseconds(500));
@@ -470,11 +470,7 @@ TEST(RoleMachine, ADemotedNodeTakesOverAgainOnlyOnceResyncedOrAfterTheHold) {
 
 TEST(RoleMachine, AResyncedDemotedNodeTakesOverAtOnce) {
   SimPair p;
-  p.a.host_up = false;
-  p.Run(absl::Milliseconds(60));
-  p.a.host_up = true;
-  p.Run(absl::Milliseconds(20));
-  ASSERT_EQ(p.a.m->role(), Role::kStandby);
+  ASSERT_NO_FATAL_FAILURE(DemoteAByAFlap(p));
   p.a.m->SetResynced(false);  // still resyncing: no effect
   p.b.host_up = false;
   p.Run(absl::Milliseconds(100));
