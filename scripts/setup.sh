@@ -56,8 +56,10 @@ tandem_install_packages() {
   fi
   tandem_log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q || return 1
-  apt-get install -y -q --no-install-recommends "${missing[@]}" || return 1
+  # Another apt run (unattended upgrades, a parallel set-up) holds the lock:
+  # wait for it rather than fail.
+  apt-get -o DPkg::Lock::Timeout=600 update -q || return 1
+  apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" || return 1
 }
 
 # Reserves 1024 x 2 MB hugepages and mounts hugetlbfs on /dev/hugepages.
