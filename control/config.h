@@ -2,13 +2,14 @@
 // node, shm_dir and [tables] keys), overridden by command-line flags.
 //
 //   node = "a"
-//   shm_dir = "/dev/shm"
+//   shm_dir = "/dev/shm/tandem"  shm_group = "tandem" (optional: the region directory 0750)
 //   role = "active"            # until the mirror owns role and epoch
 //   [tables]   legs = 1048576   meetings = 262144
 //   [api]      listen = "unix:/run/tandem/a.sock"   tcp = "127.0.0.1:7443" (optional)
 //              socket_mode = "0660"  socket_group = "tandem"   (the Unix socket's access)
 //              tls_cert = "server.crt"  tls_key = "server.key"  tls_ca = "clients-ca.crt"
 //              (required by a TCP listener: mutual TLS, never plaintext)
+//   [api.roles] read_only = [...]  operator = [...]  admin = [...]  (control/api_roles.h)
 //   [store]    path = "/var/lib/tandem/a.db"
 //   [metrics]  listen = "127.0.0.1:9464"            (empty: off)
 //   [access]   vips = ["198.18.0.100", "2001:db8:1::100"]
@@ -23,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "common/net/addr.h"
 #include "common/tables/tables.h"
+#include "control/api_roles.h"
 
 namespace tandem::control {
 
@@ -31,7 +33,9 @@ struct PairConfig {
   bool enabled = false;
   uint32_t node_id = 0;       // the same as the switch's pair.node_id
   uint32_t peer_node_id = 0;
-  std::string key;            // pair.key or the contents of pair.key_file (>= 16 bytes)
+  // The backbone replication key, derived from the pair key (pair.key_file,
+  // or pair.key inline) by common/keys.h.
+  std::string replication_key;
   std::string listen;         // "HOST:PORT" on the backbone: served while active
   std::string peer;           // the peer's listen address: followed while standby
   std::string peer_api;       // the peer's API address, named when a standby refuses a write
@@ -50,7 +54,10 @@ struct PairConfig {
 
 struct Config {
   std::string node = "a";
-  std::string shm_dir = "/dev/shm";
+  // The region files' directory: made 0700 (0750 with shm_group) when
+  // missing; refused when anyone else could write to it (common/secure_file.h).
+  std::string shm_dir = "/dev/shm/tandem";
+  std::string shm_group;
   std::string role = "active";  // "active" or "standby"
   tables::Capacity capacity;
   std::string api_listen = "unix:/run/tandem/a.sock";
@@ -65,6 +72,8 @@ struct Config {
   std::string api_tls_cert;
   std::string api_tls_key;
   std::string api_tls_ca;
+  // Who may make which call, by identity (control/api_roles.h).
+  RolesConfig api_roles;
   std::string store_path = "/var/lib/tandem/a.db";
   std::string metrics_listen = "127.0.0.1:9464";
   std::vector<IpAddr> access_vips;
@@ -87,6 +96,9 @@ absl::Status ValidateConfig(Config& config);
 // True for an API address that is a Unix socket path ("unix:PATH"); any
 // other address is a network listener and needs mutual TLS.
 bool IsUnixAddress(const std::string& addr);
+// "HOST:PORT" or "[V6]:PORT" with a port 1..65535: the form of every TCP
+// listener (API, metrics). InvalidArgument naming `what` otherwise.
+absl::Status CheckHostPort(const std::string& text, const std::string& what);
 // "0660", "660" or "0o660": permission bits 0..0777; InvalidArgument otherwise.
 absl::StatusOr<uint32_t> ParseSocketMode(const std::string& text);
 

@@ -35,6 +35,7 @@
 #include "control.pb.h"
 #include "control/change_log.h"
 #include "control/config.h"
+#include "control/metrics.h"
 #include "control/pool.h"
 #include "control/store.h"
 
@@ -150,6 +151,8 @@ class Core {
   absl::Status Reconcile() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<uint64_t> NextLegId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The switch's counters from the state region (have_state_).
+  void AddSwitchMetrics(MetricsText& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint32_t EffectiveFlags(const LegRec& leg) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Usage LegUsage(uint64_t leg_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Usage ParticipantUsage(const ParticipantRec& rec) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

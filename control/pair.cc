@@ -4,11 +4,15 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/clock.h"
+#include "control/metrics.h"
 
 namespace tandem::control {
 namespace {
@@ -92,7 +96,7 @@ void Pair::BecomeActive() {
   mirror::SourceOptions o;
   o.node_id = cfg_.node_id;
   o.epoch = core_.node_epoch();
-  o.key = cfg_.key;
+  o.key = cfg_.replication_key;
   o.listen = *mirror::ParseEndpoint(cfg_.listen);
   o.snapshot = [this]() -> absl::StatusOr<mirror::Snapshot> {
     mirror::Snapshot snap;
@@ -136,7 +140,7 @@ void Pair::BecomeStandby() {
   mirror::SinkOptions o;
   o.node_id = cfg_.node_id;
   o.epoch = core_.node_epoch();
-  o.key = cfg_.key;
+  o.key = cfg_.replication_key;
   o.source = *mirror::ParseEndpoint(cfg_.peer);
   mirror::SinkCallbacks cb;
   cb.begin_snapshot = [this](uint64_t, uint64_t) { core_.BeginResync(); };
@@ -624,52 +628,64 @@ std::string Pair::Metrics() const {
     degraded = sync_degraded_;
     timeouts = sync_timeouts_;
   }
-  std::string o;
-  auto metric = [&](const char* name, const char* type, const char* help, double value) {
-    absl::StrAppend(&o, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ",
-                    value, "\n");
-  };
-  metric("tandem_pair_peer_up", "gauge", "1 when the peer is heard on both paths",
-         s.peer_state() == "up");
-  metric("tandem_pair_peer_heard_backbone", "gauge", "1 when the peer is heard on the backbone",
-         s.peer_state() == "up" || s.peer_state() == "access path down");
-  metric("tandem_pair_peer_heard_access", "gauge", "1 when the peer is heard on the access network",
-         s.peer_state() == "up" || s.peer_state() == "backbone down");
-  metric("tandem_pair_alarm", "gauge", "1 while any pair alarm is raised", s.alarms() != "none");
-  metric("tandem_pair_position", "gauge", "last change of the log this node holds", s.position());
-  metric("tandem_pair_acked_position", "gauge",
-         "active: last change the standby applied; standby: last applied", s.acked_position());
-  metric("tandem_pair_lag_changes", "gauge", "changes the standby has not applied yet",
-         s.lag_changes());
-  metric("tandem_pair_lag_seconds", "gauge", "age of the oldest change the standby lacks",
-         s.lag_ms() / 1000);
-  metric("tandem_pair_takeovers_total", "counter", "times this node became active",
-         s.takeovers());
-  absl::StrAppend(&o, "# HELP tandem_pair_refused_total backbone and heartbeat messages refused "
-                     "(forged, replayed, malformed)\n# TYPE tandem_pair_refused_total counter\n");
-  for (const auto& [what, n] : s.refused()) {
-    absl::StrAppend(&o, "tandem_pair_refused_total{what=\"", what, "\"} ", n, "\n");
+  MetricsText m;
+  m.Gauge("tandem_pair_peer_up", "1 when the peer is heard on both paths",
+          s.peer_state() == "up");
+  m.Gauge("tandem_pair_peer_heard_backbone", "1 when the peer is heard on the backbone",
+          s.peer_state() == "up" || s.peer_state() == "access path down");
+  m.Gauge("tandem_pair_peer_heard_access", "1 when the peer is heard on the access network",
+          s.peer_state() == "up" || s.peer_state() == "backbone down");
+  // One series per alarm: every alarm the role machine knows, 0 or 1, and
+  // any other alarm the status names while it is raised.
+  std::vector<std::string> raised;
+  if (s.alarms() != "none") raised = absl::StrSplit(s.alarms(), ',', absl::SkipEmpty());
+  std::vector<std::string> names;
+  for (const auto& [name, on] : mirror::Alarms{}.List()) names.push_back(name);
+  for (const std::string& r : raised) {
+    if (std::find(names.begin(), names.end(), r) == names.end()) names.push_back(r);
   }
-  metric("tandem_pair_lost_changes", "gauge",
-         "changes the old active handed over at its return that never reached this node "
-         "(tandemctl pair lost)",
-         s.lost_changes());
-  metric("tandem_pair_backlog_changes", "gauge",
-         "active: changes kept for a standby to resume from ([pair] backlog_changes)",
-         s.backlog_changes());
-  metric("tandem_pair_backlog_bytes", "gauge",
-         "active: bytes those changes take, as bounded by [pair] backlog_mib", s.backlog_bytes());
-  metric("tandem_pair_backlog_resident_bytes", "gauge",
-         "active: memory the backlog keeps resident", s.backlog_resident_bytes());
-  metric("tandem_pair_snapshots_total", "counter", "full resyncs served or received",
-         s.snapshots());
-  metric("tandem_pair_drift_repairs_total", "counter",
-         "site-data comparisons that found drift (repaired by a resync)", s.drift_repairs());
-  metric("tandem_pair_sync_degraded_total", "counter",
-         "synchronous writes that found no standby connected", degraded);
-  metric("tandem_pair_sync_timeouts_total", "counter",
-         "synchronous writes the standby did not confirm in time", timeouts);
-  return o;
+  for (const std::string& name : names) {
+    bool on = std::find(raised.begin(), raised.end(), name) != raised.end();
+    m.Gauge("tandem_pair_alarm", "1 while the pair alarm named by the label is raised", on,
+            {{"alarm", name}});
+  }
+  m.Gauge("tandem_pair_position", "last change of the log this node holds", double(s.position()));
+  m.Gauge("tandem_pair_acked_position",
+          "active: last change the standby applied; standby: last applied",
+          double(s.acked_position()));
+  m.Gauge("tandem_pair_lag_changes", "changes the standby has not applied yet",
+          double(s.lag_changes()));
+  m.Gauge("tandem_pair_lag_seconds", "age of the oldest change the standby lacks",
+          double(s.lag_ms()) / 1000);
+  m.Counter("tandem_pair_takeovers_total", "times this node became active", double(s.takeovers()));
+  m.Declare("tandem_pair_refused_messages_total",
+            "backbone and heartbeat messages refused (forged, replayed, malformed)", true);
+  std::map<std::string, uint64_t> refused(s.refused().begin(), s.refused().end());
+  for (const auto& [what, n] : refused) {
+    m.Counter("tandem_pair_refused_messages_total", "", double(n), {{"what", what}});
+  }
+  m.Gauge("tandem_pair_lost_changes",
+          "changes the old active handed over at its return that never reached this node "
+          "(tandemctl pair lost)",
+          double(s.lost_changes()));
+  m.Gauge("tandem_pair_backlog_changes",
+          "active: changes kept for a standby to resume from ([pair] backlog_changes)",
+          double(s.backlog_changes()));
+  m.Gauge("tandem_pair_backlog_bytes",
+          "active: bytes those changes take, as bounded by [pair] backlog_mib",
+          double(s.backlog_bytes()));
+  m.Gauge("tandem_pair_backlog_resident_bytes", "active: memory the backlog keeps resident",
+          double(s.backlog_resident_bytes()));
+  m.Counter("tandem_pair_snapshots_total", "full resyncs served or received",
+            double(s.snapshots()));
+  m.Counter("tandem_pair_drift_repairs_total",
+            "site-data comparisons that found drift (repaired by a resync)",
+            double(s.drift_repairs()));
+  m.Counter("tandem_pair_sync_degraded_total",
+            "synchronous writes that found no standby connected", double(degraded));
+  m.Counter("tandem_pair_sync_timeouts_total",
+            "synchronous writes the standby did not confirm in time", double(timeouts));
+  return m.Serialize();
 }
 
 }  // namespace tandem::control

@@ -42,6 +42,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -103,6 +104,8 @@ struct Alarms {
     return peer_lost || backbone_down || access_path_down || peer_unhealthy || cannot_take_over ||
            two_actives;
   }
+  // Every alarm by name with its state, in a fixed order (metrics label each).
+  std::vector<std::pair<const char*, bool>> List() const;
   std::string ToString() const;  // e.g. "backbone_down,peer_unhealthy" or "none"
 };
 

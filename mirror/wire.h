@@ -14,9 +14,10 @@
 //   28 ...  body
 //   28+len  32-byte HMAC-SHA256 over bytes [0, 28+len)
 //
-// Keys: heartbeats and the two handshake messages are MACed with the
-// configured key. Everything after the handshake is MACed with per-connection
-// keys derived from the configured key and two nonces (one from each side),
+// Keys: the two handshake messages are MACed with the configured key, which
+// tandem-control derives from the pair key (common/keys.h: the replication
+// key, never the pair key itself). Everything after the handshake is MACed
+// with per-connection keys derived from it and two nonces (one from each side),
 // one key per direction, so a recorded session (or one direction of it) cannot
 // be replayed into a new connection or reflected back.
 //

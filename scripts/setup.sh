@@ -21,8 +21,10 @@
 
 # Everything the project needs from Debian: the build (compilers, meson,
 # DPDK, libbpf/libxdp, Abseil, GoogleTest, Benchmark, gRPC/protobuf, SQLite,
-# toml++, httplib), the test beds (iproute2, bridge-utils, ethtool, tcpdump,
-# scapy, pytest, ffmpeg, openssl for the control API's test certificates) and
+# toml++, httplib, prometheus-cpp), the test beds (iproute2, bridge-utils, ethtool, tcpdump,
+# scapy, pytest, ffmpeg, openssl for the control API's test certificates,
+# python3-prometheus-client's text parser and prometheus's promtool to check
+# /metrics) and
 # the tools the docs mention (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py
 # come with dpdk and dpdk-dev).
 TANDEM_DEBIAN_PACKAGES=(
@@ -32,8 +34,8 @@ TANDEM_DEBIAN_PACKAGES=(
   libbpf-dev libxdp-dev
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev
-  python3 python3-scapy python3-pytest ffmpeg openssl
+  libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev prometheus-cpp-dev
+  python3 python3-scapy python3-pytest python3-prometheus-client prometheus ffmpeg openssl
   iproute2 bridge-utils ethtool tcpdump procps psmisc util-linux
 )
 

@@ -462,7 +462,7 @@ void SlowPath::HandleHeartbeat(rte_mbuf* m, uint32_t path, uint16_t l3) {
   }
   const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
   uint32_t len = rte_pktmbuf_data_len(m);
-  auto msg = len > l3 ? DecodeHeartbeat(f + l3, len - l3, dp_.cfg.pair_key)
+  auto msg = len > l3 ? DecodeHeartbeat(f + l3, len - l3, dp_.cfg.heartbeat_key)
                       : absl::StatusOr<HeartbeatMsg>(absl::InvalidArgumentError("short"));
   rte_pktmbuf_free(m);
   if (!msg.ok() || msg->node_id == dp_.cfg.pair_node_id ||
@@ -552,7 +552,7 @@ void SlowPath::SendHeartbeats(uint64_t now_ns) {
       std::memcpy(f + 6, port.mac, 6);
       m->port = port.id;
     }
-    EncodeHeartbeat(msg, dp_.cfg.pair_key, body);
+    EncodeHeartbeat(msg, dp_.cfg.heartbeat_key, body);
     Transmit(m);
   }
   dp_.state.header().heartbeats_sent.fetch_add(1, std::memory_order_relaxed);

@@ -28,6 +28,7 @@
 #include "absl/strings/str_split.h"
 #include "control.grpc.pb.h"
 #include "control/client/pair_client.h"
+#include "common/keys.h"
 #include "control/ctl/json.h"
 
 namespace tandem::control {
@@ -331,6 +332,7 @@ struct Command {
   std::set<std::string> options;  // take a value
   std::set<std::string> flags;    // boolean
   std::function<void(Context&, const Args&)> run;
+  bool local = false;  // runs here, without the API
 };
 
 void Need(const Args& a, size_t n, size_t max, const char* what) {
@@ -556,6 +558,22 @@ std::vector<Command> Commands() {
                     }
                   }});
 
+  cmds.push_back({"pair keygen",
+                  "FILE",
+                  "Write a new random pair key (32 bytes, as 64 hex digits) to FILE, a new file\n"
+                  "of mode 0600; never overwrites. Copy it to both nodes and name it in their\n"
+                  "switch and control configurations as pair.key_file (docs/pair.md).",
+                  {},
+                  {},
+                  [](Context&, const Args& a) {
+                    Need(a, 1, 1, "FILE");
+                    if (absl::Status st = keys::WriteNewPairKeyFile(a.positional[0]); !st.ok()) {
+                      fprintf(stderr, "tandemctl: %s\n", std::string(st.message()).c_str());
+                      std::exit(1);
+                    }
+                    printf("wrote a new pair key to %s (mode 0600)\n", a.positional[0].c_str());
+                  },
+                  /*local=*/true});
   cmds.push_back({"pair lost",
                   "",
                   "The writes lost at the last takeover (asynchronous mode): the changes the old\n"
@@ -1151,6 +1169,16 @@ int Main(int argc, char** argv) {
               name.c_str(), cmd->name.c_str(), cmd->name.c_str());
       return 2;
     }
+  }
+  if (cmd->local) {
+    try {
+      cmd->run(ctx, args);
+    } catch (const UsageError& e) {
+      fprintf(stderr, "tandemctl: %s (see tandemctl %s --help)\n", e.message.c_str(),
+              cmd->name.c_str());
+      return 2;
+    }
+    return 0;
   }
   // The TLS files are read (and a bad one reported) before any call.
   client::PairOptions opts;

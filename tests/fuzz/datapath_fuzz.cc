@@ -319,7 +319,7 @@ void Setup(const char* argv0) {
   c.neigh_reachable_s = 7 * 24 * 3600;  // the known neighbours stay known while fuzzing
   c.neigh_probe_ms = 200;
   c.pair_node_id = kPairNode;
-  c.pair_key = kPairKey;
+  c.heartbeat_key = kPairKey;
   c.heartbeat_ms = 10;
 
   // Tables: made by the single writer, mapped by the "switch" as it does.

@@ -162,7 +162,7 @@ enabled = true
 
 [pair]
 node_id = 1
-key = "0123456789abcdef0123"
+key = "0123456789abcdef0123456789abcdef"
 heartbeat_ms = 10
 
 [shared_nic]

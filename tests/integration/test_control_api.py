@@ -14,6 +14,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from control_helpers.metrics import check_exposition, value  # noqa: E402
 from control_helpers.control import ControlDaemon, CtlError, ctl_binary  # noqa: E402
 
 
@@ -423,6 +424,11 @@ def test_metrics(daemon):
     names = {line.split("{")[0].split(" ")[0] for line in lines if line and line[0] != "#"}
     for name in names:
         assert f"# TYPE {name} " in text, name
+    # As Prometheus reads it: promtool's linter and the client library's parser.
+    samples = check_exposition(text)
+    assert value(samples, "tandem_legs") == 1
+    assert value(samples, "tandem_legs_capacity") == 4096
+    assert value(samples, "tandem_api_calls_total", method="GetSite", code="NOT_FOUND") == 1
 
 
 # ---------------------------------------------------------------- restarts

@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from control_helpers.metrics import check_exposition, value  # noqa: E402
 from helpers import netns  # noqa: E402
 from helpers.meeting import own_endpoint, sender_id, vip_endpoint  # noqa: E402
 from helpers.netns import VIP4  # noqa: E402
@@ -205,6 +206,14 @@ def test_backbone_down_no_takeover_then_catch_up(pair):
     assert sa["role"] == "active" and sb["role"] == "standby", (sa["role"], sb["role"])
     assert sb["pair"]["peer_state"] == "backbone down", sb["pair"]
     assert "backbone" in sb["pair"]["alarms"], sb["pair"]
+    # /metrics: one series per alarm, labelled by name, the raised one at 1.
+    samples = check_exposition(pair.b.metrics())
+    alarms = {dict(labels)["alarm"]: v for (name, labels), v in samples.items()
+              if name == "tandem_pair_alarm"}
+    assert alarms["backbone_down"] == 1, alarms
+    assert {"peer_lost", "access_path_down", "peer_unhealthy", "cannot_take_over",
+            "two_actives"} <= set(alarms), alarms
+    assert alarms["peer_lost"] == 0 and alarms["two_actives"] == 0, alarms
     # A change while the backbone is down reaches the standby once it is back.
     pair.a.ctl("site", "create", "--name", "during-outage")
     netns.run(["ip", "-n", pair.a.host.ns, "link", "set", "bb0", "up"])
@@ -219,6 +228,10 @@ def test_backbone_down_no_takeover_then_catch_up(pair):
     assert 0 < int(pa.get("backlog_bytes", 0)) <= 128 << 20, pa
     assert int(pa.get("backlog_resident_bytes", 0)) >= int(pa["backlog_bytes"]), pa
     assert re.search(r"^tandem_pair_backlog_bytes [1-9]", pair.a.metrics(), re.M)
+    samples = check_exposition(pair.a.metrics())
+    assert value(samples, "tandem_pair_backlog_bytes") > 0
+    assert value(samples, "tandem_rx_bytes_total") > 0
+    assert value(samples, "tandem_dropped_packets_total", reason="unknown_leg") >= 0
 
 
 def test_kill_primary_control_no_takeover(pair):

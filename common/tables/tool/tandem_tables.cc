@@ -51,7 +51,7 @@ commands:
   stats            switch counters: totals, workers, drops, ports, neighbours
 
 options:
-  --shm-dir DIR    directory of the region files (default /dev/shm)
+  --shm-dir DIR    directory of the region files (default /dev/shm/tandem)
   --node NAME      node name (required)
   --legs N         leg capacity when apply creates the tables (default 1048576)
   --meetings N     meeting capacity when apply creates the tables (default 262144)
@@ -71,7 +71,7 @@ apply lines ('#' starts a comment):
 )";
 
 struct Options {
-  std::string shm_dir = "/dev/shm";
+  std::string shm_dir = "/dev/shm/tandem";
   std::string node;
   Capacity capacity;
   bool json = false;

@@ -14,9 +14,7 @@ import time
 
 from . import netns
 from .switch import Switch
-from control_helpers.control import ControlDaemon, CtlError
-
-KEY = "tandem-test-pair-key-0123456789"
+from control_helpers.control import ControlDaemon, CtlError, ctl_binary
 REPL_PORT = 7400
 # Detection time of the test pairs: 10 ms x MULTIPLIER. The product default
 # is 10 ms x 3; two switches, two daemons and the participants share two
@@ -24,6 +22,18 @@ REPL_PORT = 7400
 # look dead.
 MULTIPLIER = 10
 BACKBONE = {"na": "198.19.0.1", "nb": "198.19.0.2"}
+
+
+def pair_key_file(testbed):
+    """The test bed's pair key: one file both nodes read, made as an operator
+    would, by `tandemctl pair keygen` (32 random bytes, mode 0600)."""
+    path = getattr(testbed, "pair_key_file", None)
+    if path is None:
+        path = testbed.tmpdir("key", root="/tmp") / "pair.key"
+        subprocess.run([str(ctl_binary()), "pair", "keygen", str(path)], check=True,
+                       capture_output=True, text=True)
+        testbed.pair_key_file = path
+    return path
 
 
 class NodeControl(ControlDaemon):
@@ -47,6 +57,7 @@ class Node:
         self.node_id = node_id
         self.host = testbed.add_node(name)
         self.peer_name = peer_name
+        key_file = pair_key_file(testbed)
         pair_sw = f"""
 [[port]]
 name = "backbone"
@@ -54,7 +65,7 @@ devargs = "net_af_packet1,iface=bb0,qpairs=1"
 
 [pair]
 node_id = {node_id}
-key = "{KEY}"
+key_file = "{key_file}"
 heartbeat_ms = 10
 worker_stall_ms = {max(100, 10 * self.multiplier)}
 """
@@ -65,7 +76,7 @@ worker_stall_ms = {max(100, 10 * self.multiplier)}
 [pair]
 node_id = {node_id}
 peer_node_id = {peer_id}
-key = "{KEY}"
+key_file = "{key_file}"
 listen = "{BACKBONE[name]}:{REPL_PORT}"
 peer = "{BACKBONE[peer_name]}:{REPL_PORT}"
 peer_api = "PEER_API"
