@@ -35,6 +35,7 @@ TANDEM_DEBIAN_PACKAGES=(
   libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev
   python3 python3-scapy python3-pytest ffmpeg openssl
   iproute2 bridge-utils ethtool tcpdump procps psmisc util-linux
+  bird2
 )
 
 tandem_log() { echo "setup: $*" >&2; }
