@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -120,6 +121,20 @@ const char* AnnouncementName(Announcement a) {
     case Announcement::kActive: return "active";
   }
   return "?";
+}
+
+std::optional<Announcement> AnnouncementInFile(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  for (int i = 0; i < 2 && std::getline(in, line); ++i) {
+    constexpr absl::string_view kTag = "# do not edit. Announcement: ";
+    if (!absl::StartsWith(line, kTag)) continue;
+    absl::string_view name = absl::string_view(line).substr(kTag.size());
+    for (Announcement a : {Announcement::kWithdrawn, Announcement::kStandby, Announcement::kActive}) {
+      if (name == AnnouncementName(a)) return a;
+    }
+  }
+  return std::nullopt;
 }
 
 std::string BirdSessionName(size_t i) { return absl::StrCat("tandem_n", i + 1); }

@@ -4,8 +4,9 @@
 //   tandem-routing --config control.toml print [active|standby|withdrawn]
 //       prints the BIRD configuration Tandem generates
 //   tandem-routing --config control.toml run [active|standby|withdrawn]
-//       drives BIRD as tandem-control will: announces, gated by the switch's
-//       health, and reads commands on stdin, one a line:
+//       drives BIRD as tandem-control will: announces that (default: what
+//       BIRD's configuration file already announces, else standby), gated by
+//       the switch's health, and reads commands on stdin, one a line:
 //         active | standby | withdrawn   announce that (answers "applied ...")
 //         status                         one line of JSON (RoutingStatus)
 //         quit                           exits, leaving BIRD as it is
@@ -93,15 +94,17 @@ int Run(const Config& c, Announcement initial) {
 }
 
 int Main(int argc, char** argv) {
-  std::string config, verb, what = "standby";
+  std::string config, verb, what;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--config" && i + 1 < argc) config = argv[++i];
     else if (verb.empty()) verb = a;
     else what = a;
   }
-  Announcement initial;
-  if (config.empty() || verb.empty() || !ParseAnnouncement(what, &initial)) return Usage();
+  Announcement initial = Announcement::kStandby;
+  if (config.empty() || verb.empty() || (!what.empty() && !ParseAnnouncement(what, &initial))) {
+    return Usage();
+  }
   auto c = LoadConfig(config);
   absl::Status st = c.ok() ? ValidateConfig(*c) : c.status();
   if (st.ok() && c->access_mode != AccessMode::kRouted) {
@@ -115,7 +118,10 @@ int Main(int argc, char** argv) {
     std::cout << GenerateBirdConfig(c->routing, c->access_vips, initial);
     return 0;
   }
-  if (verb == "run") return Run(*c, initial);
+  if (verb == "run") {
+    if (what.empty()) initial = AnnouncementInFile(c->routing.config_file).value_or(initial);
+    return Run(*c, initial);
+  }
   return Usage();
 }
 

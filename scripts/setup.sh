@@ -22,9 +22,11 @@
 # Everything the project needs from Debian: the build (compilers, meson,
 # DPDK, libbpf/libxdp, Abseil, GoogleTest, Benchmark, gRPC/protobuf, SQLite,
 # toml++, httplib), the test beds (iproute2, bridge-utils, ethtool, tcpdump,
-# scapy, pytest, ffmpeg, openssl for the control API's test certificates) and
-# the tools the docs mention (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py
-# come with dpdk and dpdk-dev).
+# scapy, pytest, ffmpeg, openssl for the control API's test certificates,
+# iputils-ping), BIRD 2 (bird2: the routing daemon of routed mode,
+# docs/routed.md, and the routers of the two-DC test bed) and the tools the
+# docs mention (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py come with
+# dpdk and dpdk-dev).
 TANDEM_DEBIAN_PACKAGES=(
   build-essential g++ clang llvm clang-format clang-tidy pkg-config git
   meson ninja-build
@@ -35,7 +37,7 @@ TANDEM_DEBIAN_PACKAGES=(
   libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev
   python3 python3-scapy python3-pytest ffmpeg openssl
   iproute2 bridge-utils ethtool tcpdump procps psmisc util-linux
-  bird2
+  bird2 iputils-ping
 )
 
 tandem_log() { echo "setup: $*" >&2; }

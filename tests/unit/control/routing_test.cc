@@ -183,6 +183,10 @@ TEST(BirdConfigTest, CarriesTheAnnouncement) {
   EXPECT_FALSE(absl::StrContains(active, "prepend"));
   EXPECT_TRUE(absl::StrContains(standby, "  bgp_path.prepend(65101);\n  bgp_path.prepend(65101);\n  accept;"));
   EXPECT_TRUE(absl::StrContains(none, "filter tandem_export {\n  reject;\n}"));
+  tandem::control::testing::TempDir dir;
+  ASSERT_TRUE(WriteFileAtomically(dir.File("b.conf"), standby).ok());
+  EXPECT_EQ(AnnouncementInFile(dir.File("b.conf")), Announcement::kStandby);
+  EXPECT_EQ(AnnouncementInFile(dir.File("missing.conf")), std::nullopt);
   ExpectBirdParses(active, "active");
   ExpectBirdParses(standby, "standby");
   ExpectBirdParses(none, "withdrawn");
