@@ -236,9 +236,14 @@ local = "{self.ip6}"
     def routing_status(self):
         return json.loads(self._driver_cmd("status"))
 
-    def tables_lines(self, legs):
-        lines = ["role active 1", f"vip {VIP4} {VIP6}", "meeting 1 1"]
+    def tables_lines(self, legs, role="active"):
+        lines = [f"role {role} 1", f"vip {VIP4} {VIP6}", "meeting 1 1"]
         return "\n".join(lines + legs) + "\n"
+
+    def set_role(self, role, epoch):
+        """Writes role and epoch into the switch's tables, as the pair does."""
+        from .tables import Tables
+        Tables.of(self.switch).apply(f"role {role} {epoch}\n")
 
 
 class DcBed:
@@ -389,17 +394,19 @@ class DcBed:
         return birds
 
     # -- running ------------------------------------------------------------
-    def start(self, a="active", b="standby", legs=None, timeout=30):
+    def start(self, a="active", b="standby", legs=None, roles=("active", "active"), timeout=30):
         """Starts the routers, both nodes (switch, BIRD, driver announcing
         `a` / `b`), fills both switches' tables with `legs` (tandem-tables
-        lines) and waits until the edge routes each VIP to the expected DC."""
+        lines) and the tables' `roles` (A's, B's: a standby switch does not
+        forward, and keeps its receivers' neighbours resolved), and waits until
+        every BGP session is up."""
         for bird in self.birds.values():
             bird.start()
         for dc, n in self.nodes.items():
             n.switch.start()
             if legs:
                 from .tables import Tables
-                Tables.of(n.switch).apply(n.tables_lines(legs))
+                Tables.of(n.switch).apply(n.tables_lines(legs, roles[0 if dc == "a" else 1]))
             n.start_bird()
             n.start_driver(a if dc == "a" else b)
         self.wait_sessions(timeout)
@@ -419,6 +426,16 @@ class DcBed:
         raise AssertionError(f"BGP sessions not established after {timeout}s: {missing}\n"
                              + "\n".join(f"--- {k}\n{b.log_text()[-3000:]}"
                                          for k, b in self.birds.items()))
+
+    def switch_drops(self):
+        """{node: {reason: count}} of the drops each running switch counted."""
+        from .tables import Tables
+        out = {}
+        for n in self.nodes.values():
+            if n.switch.alive():
+                out[n.name] = {k: v for k, v in Tables.of(n.switch).drops().items()
+                               if v and k != "not_for_us"}
+        return out
 
     def edge_next_hop(self, vip):
         """The edge router's kernel next hop toward `vip` ("a", "b" or None)."""
