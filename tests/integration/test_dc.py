@@ -11,6 +11,7 @@ VIP at 200 packets/s each (5 ms resolution of the gap)."""
 import hashlib
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -320,3 +321,27 @@ def test_backbone_delay_relay_gives_a_long_backbone():
         stats = json.loads(bed.relay.stdout.readline())
         print(f"4 MiB over TCP through the relay in {took:.2f} s; relay: {stats}")
         assert stats["dropped"] == 0, stats
+
+
+def cpu_seconds(pid):
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_routing_daemons_sleep_when_idle():
+    """With every session up and BFD at 10 ms x 3, the routers' and nodes'
+    BIRD and the drivers' 1 ms loop use a few per cent of a core each (they
+    share two cores with everything else)."""
+    with DcBed(participants=0) as bed:
+        bed.start()
+        procs = {name: b.proc.pid for name, b in bed.birds.items()}
+        for n in bed.nodes.values():
+            procs[f"bird {n.name}"] = n.bird.proc.pid
+            procs[f"tandem-routing {n.name}"] = n.driver.pid
+        seconds = 5.0
+        before = {k: cpu_seconds(p) for k, p in procs.items()}
+        time.sleep(seconds)
+        use = {k: 100 * (cpu_seconds(p) - before[k]) / seconds for k, p in procs.items()}
+        print("idle CPU, % of a core: " + ", ".join(f"{k} {v:.1f}" for k, v in use.items()))
+        busy = {k: v for k, v in use.items() if v > 10}
+        assert not busy, f"busy while idle: {busy}"
