@@ -9,9 +9,12 @@ namespace tandem::control {
 
 const char* PathStateName(PathState s) {
   switch (s) {
-    case PathState::kUnknown: return "unknown";
-    case PathState::kBest: return "best";
-    case PathState::kNotBest: return "not_best";
+    case PathState::kUnknown:
+      return "unknown";
+    case PathState::kBest:
+      return "best";
+    case PathState::kNotBest:
+      return "not_best";
   }
   return "?";
 }
@@ -78,8 +81,7 @@ absl::StatusOr<BirdReply> RoutingDriver::Command(const std::string& line) {
 }
 
 absl::Status RoutingDriver::Apply(Announcement a) {
-  if (absl::Status st =
-          WriteFileAtomically(cfg_.config_file, GenerateBirdConfig(cfg_, vips_, a));
+  if (absl::Status st = WriteFileAtomically(cfg_.config_file, GenerateBirdConfig(cfg_, vips_, a));
       !st.ok()) {
     return st;
   }
@@ -105,7 +107,7 @@ void RoutingDriver::Report() {
   absl::MutexLock lock(&mu_);
   st_.sessions_up = up;
   st_.sessions = total;
-  st_.path = up == 0 ? PathState::kUnknown
+  st_.path = up == 0             ? PathState::kUnknown
              : competing.empty() ? PathState::kBest
                                  : PathState::kNotBest;
   st_.competing = std::move(competing);

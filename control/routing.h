@@ -55,10 +55,10 @@ const char* PathStateName(PathState s);
 struct RoutingStatus {
   Announcement wanted = Announcement::kWithdrawn;     // what the pair asked
   Announcement announced = Announcement::kWithdrawn;  // what BIRD was last told
-  bool applied = false;        // BIRD took `announced` (false: not yet, or failing)
-  bool data_plane_ok = false;  // the health probe's last answer
-  std::string error;           // why BIRD was not driven; empty when fine
-  uint64_t changes = 0;        // configurations BIRD took
+  bool applied = false;             // BIRD took `announced` (false: not yet, or failing)
+  bool data_plane_ok = false;       // the health probe's last answer
+  std::string error;                // why BIRD was not driven; empty when fine
+  uint64_t changes = 0;             // configurations BIRD took
   absl::Duration last_change_took;  // the last write + configure
   int sessions_up = 0;
   int sessions = 0;
@@ -86,8 +86,8 @@ class RoutingDriver {
                                                               HealthFn health);
   static absl::StatusOr<std::unique_ptr<RoutingDriver>> Start(RoutingConfig cfg,
                                                               std::vector<IpAddr> vips,
-                                                              Announcement initial,
-                                                              HealthFn health, Options opt);
+                                                              Announcement initial, HealthFn health,
+                                                              Options opt);
   ~RoutingDriver();
 
   void Announce(Announcement a);
@@ -96,8 +96,8 @@ class RoutingDriver {
   bool WaitApplied(absl::Duration timeout) const;
 
  private:
-  RoutingDriver(RoutingConfig cfg, std::vector<IpAddr> vips, Announcement initial,
-                HealthFn health, Options opt);
+  RoutingDriver(RoutingConfig cfg, std::vector<IpAddr> vips, Announcement initial, HealthFn health,
+                Options opt);
   void Loop();
   absl::Status Apply(Announcement a);
   void Report();

@@ -174,8 +174,8 @@ absl::Status ValidateRoutingConfig(const RoutingConfig& r, const std::vector<IpA
     bool covered = false;
     for (const IpPrefix& p : announced) covered |= p.Contains(v);
     if (!covered) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "[routing] prefixes: VIP ", v.ToString(), " is in no announced prefix"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("[routing] prefixes: VIP ", v.ToString(), " is in no announced prefix"));
     }
   }
   // A VIP family without a session of that family would never be announced.
@@ -183,8 +183,8 @@ absl::Status ValidateRoutingConfig(const RoutingConfig& r, const std::vector<IpA
     bool session = false;
     for (const RoutingNeighbor& n : r.neighbors) session |= n.address.is_v4() == p.addr.is_v4();
     if (!session) {
-      return absl::InvalidArgumentError(absl::StrCat("[routing] ", p.ToString(),
-                                                     " has no neighbour of its address family"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("[routing] ", p.ToString(), " has no neighbour of its address family"));
     }
   }
   return absl::OkStatus();

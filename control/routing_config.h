@@ -51,7 +51,7 @@ enum class StandbyPolicy {
 };
 
 struct RoutingNeighbor {
-  IpAddr address;         // the router's address; its family is the session's
+  IpAddr address;  // the router's address; its family is the session's
   uint32_t as = 0;
   IpAddr local;           // our address toward it; zero: the kernel's choice
   std::string interface;  // empty: any

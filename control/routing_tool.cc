@@ -29,10 +29,14 @@ int Usage() {
 }
 
 bool ParseAnnouncement(const std::string& s, Announcement* a) {
-  if (s == "active") *a = Announcement::kActive;
-  else if (s == "standby") *a = Announcement::kStandby;
-  else if (s == "withdrawn") *a = Announcement::kWithdrawn;
-  else return false;
+  if (s == "active")
+    *a = Announcement::kActive;
+  else if (s == "standby")
+    *a = Announcement::kStandby;
+  else if (s == "withdrawn")
+    *a = Announcement::kWithdrawn;
+  else
+    return false;
   return true;
 }
 
@@ -52,18 +56,18 @@ std::string JsonString(const std::string& s) {
 std::string StatusJson(const RoutingStatus& s) {
   std::vector<std::string> paths;
   for (const CompetingPath& p : s.competing) {
-    paths.push_back(absl::StrCat("{\"prefix\":", JsonString(p.prefix), ",\"session\":",
-                                 JsonString(p.session), ",\"as_path\":", JsonString(p.as_path),
-                                 "}"));
+    paths.push_back(absl::StrCat("{\"prefix\":", JsonString(p.prefix),
+                                 ",\"session\":", JsonString(p.session),
+                                 ",\"as_path\":", JsonString(p.as_path), "}"));
   }
   return absl::StrCat(
       "{\"wanted\":\"", AnnouncementName(s.wanted), "\",\"announced\":\"",
       AnnouncementName(s.announced), "\",\"applied\":", s.applied ? "true" : "false",
-      ",\"data_plane_ok\":", s.data_plane_ok ? "true" : "false", ",\"error\":",
-      JsonString(s.error), ",\"changes\":", s.changes, ",\"last_change_ms\":",
-      absl::ToDoubleMilliseconds(s.last_change_took), ",\"sessions_up\":", s.sessions_up,
-      ",\"sessions\":", s.sessions, ",\"path\":\"", PathStateName(s.path),
-      "\",\"competing\":[", absl::StrJoin(paths, ","), "]}");
+      ",\"data_plane_ok\":", s.data_plane_ok ? "true" : "false", ",\"error\":", JsonString(s.error),
+      ",\"changes\":", s.changes,
+      ",\"last_change_ms\":", absl::ToDoubleMilliseconds(s.last_change_took),
+      ",\"sessions_up\":", s.sessions_up, ",\"sessions\":", s.sessions, ",\"path\":\"",
+      PathStateName(s.path), "\",\"competing\":[", absl::StrJoin(paths, ","), "]}");
 }
 
 int Run(const Config& c, Announcement initial) {
@@ -97,9 +101,12 @@ int Main(int argc, char** argv) {
   std::string config, verb, what;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--config" && i + 1 < argc) config = argv[++i];
-    else if (verb.empty()) verb = a;
-    else what = a;
+    if (a == "--config" && i + 1 < argc)
+      config = argv[++i];
+    else if (verb.empty())
+      verb = a;
+    else
+      what = a;
   }
   Announcement initial = Announcement::kStandby;
   if (config.empty() || verb.empty() || (!what.empty() && !ParseAnnouncement(what, &initial))) {

@@ -3,11 +3,12 @@
 // (checked by BIRD's own parser, `bird -p`), and the driver against a real
 // BIRD process on a control socket in a temp dir. Its BGP neighbour is on
 // the loopback, so no packet leaves the host and no session comes up.
+#include "control/routing.h"
+
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -19,7 +20,6 @@
 #include "absl/strings/str_join.h"
 #include "control/bird.h"
 #include "control/config.h"
-#include "control/routing.h"
 #include "test_dir.h"
 
 namespace tandem::control {
@@ -115,9 +115,9 @@ TEST(RoutingConfigTest, RefusesBadValuesNamingTheKey) {
     EXPECT_TRUE(absl::StrContains(ParseError(Replace(kRouted, c.from, c.to)), c.error))
         << c.to << " -> " << ParseError(Replace(kRouted, c.from, c.to));
   }
-  EXPECT_TRUE(absl::StrContains(
-      ParseError(Replace(kRouted, "[routing]", "[routing]\ndaemon = \"frr\"")),
-      "daemon: must be \"bird\""));
+  EXPECT_TRUE(
+      absl::StrContains(ParseError(Replace(kRouted, "[routing]", "[routing]\ndaemon = \"frr\"")),
+                        "daemon: must be \"bird\""));
   EXPECT_TRUE(absl::StrContains(
       ParseError(Replace(kRouted, "[routing]", "[routing]\nprefixes = [\"198.18.100.1/24\"]")),
       "198.18.100.1/24 has host bits set"));
@@ -130,7 +130,8 @@ TEST(RoutingConfigTest, ValidatesAcrossKeys) {
                          "[routing]\nprefixes = [\"198.18.101.0/24\", \"2001:db8:100::/48\"]")),
       "VIP 198.18.100.10 is in no announced prefix"));
   // A family without a session of its own.
-  std::string v4only = Replace(kRouted, "address = \"2001:db8:30::1\"", "address = \"198.18.31.1\"");
+  std::string v4only =
+      Replace(kRouted, "address = \"2001:db8:30::1\"", "address = \"198.18.31.1\"");
   EXPECT_TRUE(absl::StrContains(ParseError(v4only), "2001:db8:100::10/128 has no neighbour"));
   EXPECT_TRUE(absl::StrContains(ParseError(Replace(kRouted, "local_as = 65101\n", "")),
                                 "local_as is required"));
@@ -144,7 +145,8 @@ TEST(RoutingConfigTest, AnnouncesHostRoutesOrTheConfiguredPrefixes) {
   std::vector<std::string> got;
   for (const IpPrefix& p : AnnouncedPrefixes(c.routing, c.access_vips)) got.push_back(p.ToString());
   EXPECT_EQ(absl::StrJoin(got, " "), "198.18.100.10/32 2001:db8:100::10/128");
-  c = Parse(Replace(kRouted, "[routing]", "[routing]\nprefixes = [\"198.18.100.0/24\", \"2001:db8:100::/48\"]"));
+  c = Parse(Replace(kRouted, "[routing]",
+                    "[routing]\nprefixes = [\"198.18.100.0/24\", \"2001:db8:100::/48\"]"));
   got.clear();
   for (const IpPrefix& p : AnnouncedPrefixes(c.routing, c.access_vips)) got.push_back(p.ToString());
   EXPECT_EQ(absl::StrJoin(got, " "), "198.18.100.0/24 2001:db8:100::/48");
@@ -181,7 +183,8 @@ TEST(BirdConfigTest, CarriesTheAnnouncement) {
     EXPECT_TRUE(absl::StrContains(*t, "if net ~ [ 198.18.100.10/32+ ] then accept;"));
   }
   EXPECT_FALSE(absl::StrContains(active, "prepend"));
-  EXPECT_TRUE(absl::StrContains(standby, "  bgp_path.prepend(65101);\n  bgp_path.prepend(65101);\n  accept;"));
+  EXPECT_TRUE(absl::StrContains(
+      standby, "  bgp_path.prepend(65101);\n  bgp_path.prepend(65101);\n  accept;"));
   EXPECT_TRUE(absl::StrContains(none, "filter tandem_export {\n  reject;\n}"));
   tandem::control::testing::TempDir dir;
   ASSERT_TRUE(WriteFileAtomically(dir.File("b.conf"), standby).ok());
@@ -194,8 +197,9 @@ TEST(BirdConfigTest, CarriesTheAnnouncement) {
 
 TEST(BirdConfigTest, LocalPrefWithdrawAndCoveringPrefixes) {
   Config c = Parse(Replace(Replace(kRouted, "standby = \"prepend\"", "standby = \"local_pref\""),
-                           "[routing]", "[routing]\nprefixes = [\"198.18.100.0/24\"]\n"
-                                        "include = \"/etc/tandem/bird-extra.conf\""));
+                           "[routing]",
+                           "[routing]\nprefixes = [\"198.18.100.0/24\"]\n"
+                           "include = \"/etc/tandem/bird-extra.conf\""));
   std::string active = GenerateBirdConfig(c.routing, c.access_vips, Announcement::kActive);
   std::string standby = GenerateBirdConfig(c.routing, c.access_vips, Announcement::kStandby);
   EXPECT_TRUE(absl::StrContains(active, "bgp_local_pref = 200;"));
@@ -205,11 +209,12 @@ TEST(BirdConfigTest, LocalPrefWithdrawAndCoveringPrefixes) {
   // No IPv6 prefix announced: that family takes nothing (BIRD has no empty set).
   EXPECT_TRUE(absl::StrContains(active, "filter tandem_import6 {\n  reject;\n}"));
   c.routing.include.clear();
-  ExpectBirdParses(GenerateBirdConfig(c.routing, c.access_vips, Announcement::kActive), "local_pref");
+  ExpectBirdParses(GenerateBirdConfig(c.routing, c.access_vips, Announcement::kActive),
+                   "local_pref");
   c.routing.standby = StandbyPolicy::kWithdraw;
-  EXPECT_TRUE(absl::StrContains(
-      GenerateBirdConfig(c.routing, c.access_vips, Announcement::kStandby),
-      "filter tandem_export {\n  reject;\n}"));
+  EXPECT_TRUE(
+      absl::StrContains(GenerateBirdConfig(c.routing, c.access_vips, Announcement::kStandby),
+                        "filter tandem_export {\n  reject;\n}"));
 }
 
 TEST(BirdReplyTest, ParsesSessionsAndRoutes) {
@@ -245,7 +250,8 @@ TEST(BirdReplyTest, ParsesSessionsAndRoutes) {
 // A real BIRD on a temp control socket, driven by a RoutingDriver.
 class BirdProcess {
  public:
-  explicit BirdProcess(const std::string& dir) : socket_(dir + "/bird.ctl"), conf_(dir + "/bird.conf") {}
+  explicit BirdProcess(const std::string& dir)
+      : socket_(dir + "/bird.ctl"), conf_(dir + "/bird.conf") {}
   ~BirdProcess() {
     if (pid_ > 0) {
       kill(pid_, SIGTERM);
@@ -307,7 +313,8 @@ TEST(RoutingDriverTest, DrivesBirdAndWithdrawsWhileTheDataPlaneIsDown) {
   BirdProcess bird(dir.path());
   ASSERT_TRUE(bird.Start(r, c.access_vips)) << "bird did not start";
   std::atomic<bool> healthy{true};
-  auto d = RoutingDriver::Start(r, c.access_vips, Announcement::kActive, [&] { return healthy.load(); });
+  auto d =
+      RoutingDriver::Start(r, c.access_vips, Announcement::kActive, [&] { return healthy.load(); });
   ASSERT_TRUE(d.ok()) << d.status();
   ASSERT_TRUE((*d)->WaitApplied(absl::Seconds(5))) << (*d)->status().error;
   EXPECT_EQ(Exported(r.control_socket), "198.18.100.10/32, 2001:db8:100::10/128");
@@ -353,7 +360,8 @@ TEST(RoutingDriverTest, ReportsAnUnreachableDaemonAndRetries) {
   auto d = RoutingDriver::Start(r, c.access_vips, Announcement::kActive, [] { return true; });
   ASSERT_TRUE(d.ok());
   EXPECT_FALSE((*d)->WaitApplied(absl::Milliseconds(300)));
-  EXPECT_TRUE(absl::StrContains((*d)->status().error, "cannot connect to BIRD")) << (*d)->status().error;
+  EXPECT_TRUE(absl::StrContains((*d)->status().error, "cannot connect to BIRD"))
+      << (*d)->status().error;
   // BIRD starts later: the driver's retry gets it there.
   BirdProcess bird(dir.path());
   ASSERT_TRUE(bird.Start(r, c.access_vips));
