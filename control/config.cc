@@ -215,6 +215,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     chain(ReadUint(*t, "backlog_changes", o, 1ull << 26, &p.backlog_changes));
     chain(ReadUint(*t, "backlog_mib", o, 1ull << 20, &p.backlog_mib));
   }
+  chain(ParseRoutingConfig(root, origin, &c.access_mode, &c.routing));
   if (!st.ok()) return st;
   return c;
 }
@@ -333,6 +334,9 @@ absl::Status ValidateConfig(Config& c) {
                        " (mutual TLS: the server's certificate and key, the CA of the clients' "
                        "certificates; the API is never served in plaintext over TCP)"));
     }
+  }
+  if (c.access_mode == AccessMode::kRouted) {
+    if (absl::Status st = ValidateRoutingConfig(c.routing, c.access_vips); !st.ok()) return st;
   }
   if (c.pair.enabled) {
     const PairConfig& p = c.pair;

@@ -15,6 +15,7 @@
 //   [access]   vips = ["198.18.0.100", "2001:db8:1::100"]
 //   [pool]     vips = [...] (default: access vips)  ports = "20000-59999"
 //   [watch]    history = 65536   (changes held for resuming Watch streams)
+//   [access]   mode = "l2" | "routed", and [routing]: control/routing_config.h
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,7 @@
 #include "common/net/addr.h"
 #include "common/tables/tables.h"
 #include "control/api_roles.h"
+#include "control/routing_config.h"
 
 namespace tandem::control {
 
@@ -83,6 +85,10 @@ struct Config {
   size_t watch_history = 65536;   // changes kept for resuming Watch streams ...
   uint64_t watch_history_mib = 64;  // ... in at most this much memory
   PairConfig pair;
+  // How the VIPs move between the nodes: GARP / unsolicited NA on one
+  // segment, or BGP announcements through a routing daemon (docs/routed.md).
+  AccessMode access_mode = AccessMode::kL2;
+  RoutingConfig routing;
 };
 
 // Parses a config file; InvalidArgument naming the key on a bad value.

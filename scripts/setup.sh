@@ -23,10 +23,11 @@
 # DPDK, libbpf/libxdp, Abseil, GoogleTest, Benchmark, gRPC/protobuf, SQLite,
 # toml++, httplib, prometheus-cpp), the test beds (iproute2, bridge-utils, ethtool, tcpdump,
 # scapy, pytest, ffmpeg, openssl for the control API's test certificates,
-# python3-prometheus-client's text parser and prometheus's promtool to check
-# /metrics) and
-# the tools the docs mention (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py
-# come with dpdk and dpdk-dev).
+# iputils-ping, python3-prometheus-client's text parser and prometheus's
+# promtool to check /metrics), BIRD 2 (bird2: the routing daemon of routed
+# mode, docs/routed.md, and the routers of the two-DC test bed) and the tools
+# the docs mention (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py come with
+# dpdk and dpdk-dev).
 TANDEM_DEBIAN_PACKAGES=(
   build-essential g++ clang llvm clang-format clang-tidy pkg-config git
   meson ninja-build
@@ -37,6 +38,7 @@ TANDEM_DEBIAN_PACKAGES=(
   libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev prometheus-cpp-dev
   python3 python3-scapy python3-pytest python3-prometheus-client prometheus ffmpeg openssl
   iproute2 bridge-utils ethtool tcpdump procps psmisc util-linux
+  bird2 iputils-ping
 )
 
 tandem_log() { echo "setup: $*" >&2; }

@@ -197,6 +197,27 @@ history = 65536
 """
 
 
+ROUTED_TOML = """node = "a"
+[access]
+mode = "routed"
+vips = ["198.18.100.10", "2001:db8:100::10"]
+[routing]
+local_as = 65101
+router_id = "198.18.30.2"
+prefixes = ["198.18.100.0/24", "2001:db8:100::/48"]
+standby = "local_pref"
+bfd_interval_ms = 10
+[[routing.neighbor]]
+address = "198.18.30.1"
+as = 65010
+local = "198.18.30.2"
+[[routing.neighbor]]
+address = "2001:db8:30::1"
+as = 65101
+interface = "sw0"
+"""
+
+
 def configs():
     write("switch_config", "full", SWITCH_TOML.encode())
     write("switch_config", "minimal", b'[[port]]\nname = "access"\ndevargs = "net_null0"\n')
@@ -205,6 +226,7 @@ def configs():
     write("control_config", "minimal", b'node = "b"\n')
     write("control_config", "bad_pool", b'[access]\nvips = ["198.18.0.100"]\n'
           b'[pool]\nvips = ["2001:db8::1"]\nports = "9-3"\n')
+    write("control_config", "routed", ROUTED_TOML.encode())
 
 
 def tables():
