@@ -30,9 +30,15 @@ absl::Status FromGrpc(const grpc::Status& st) {
 }
 
 bool Retryable(const grpc::Status& st) {
+  // etcd answers UNKNOWN "context deadline exceeded" when the request's
+  // deadline passed inside it (e.g. waiting for a new leader).
   return st.error_code() == grpc::StatusCode::UNAVAILABLE ||
-         st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+         st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         (st.error_code() == grpc::StatusCode::UNKNOWN &&
+          absl::StrContains(st.error_message(), "context deadline exceeded"));
 }
+
+bool TimedOut(const grpc::Status& st) { return st.error_code() != grpc::StatusCode::UNAVAILABLE; }
 
 // The smallest key greater than every key that starts with `prefix`.
 std::string PrefixEnd(absl::string_view prefix) {
@@ -146,9 +152,9 @@ absl::Status EtcdClient::Run(const std::string& what, const Attempt& attempt) {
         return absl::Status(FromGrpc(st).code(),
                             absl::StrCat("etcd ", what, " at ", ep.name, ": ", st.error_message()));
       }
-      last_error[i] = st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
-                          ? "no answer within the call timeout"
-                          : st.error_message();
+      last_error[i] = TimedOut(st) ? absl::StrCat("no answer within ",
+                                                  options_.call_timeout.count(), " ms")
+                                   : st.error_message();
       if (Clock::now() >= deadline) break;
     }
     if (Clock::now() >= deadline) break;

@@ -12,7 +12,8 @@
 // one at start). It moves on to the next endpoint when the attempt ends with
 // UNAVAILABLE (no connection; or the member has no leader, or its request
 // timed out inside etcd) or DEADLINE_EXCEEDED (call_timeout: a member cut off
-// from its quorum may hold a linearizable request that long). After a round
+// from its quorum may hold a linearizable request that long; etcd may also
+// answer that as UNKNOWN "context deadline exceeded"). After a round
 // over every endpoint it sleeps (backoff_initial, doubling to backoff_max, with
 // jitter) and goes round again until retry_timeout has passed since the
 // operation began: then UNAVAILABLE, naming each endpoint and its last error.

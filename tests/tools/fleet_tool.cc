@@ -11,6 +11,13 @@
 //         role PAIR NODE ROLE EPOCH  publish a node's role and epoch
 //         status                     print one JSON line of counters per node
 //       and at end of input revokes the leases (the records go at once).
+//         api PAIR NODE ADDRESS      publish a node's control API address
+//   tandem-fleet-tool client --etcd E [--prefix P]
+//       A meeting application on tandem_client's FleetClient, commands on
+//       stdin, one JSON line back each:
+//         place MEETING              FleetClient::Place
+//         site MEETING NAME          CreateSite through ForMeeting(MEETING):
+//                                    the pair's active node, across takeovers
 //   tandem-fleet-tool place --etcd E [--prefix P] --from N --count K
 //                    [--threads T] [--reverse] [--out FILE]
 //       Places meetings m-N .. m-(N+K-1) with T threads, writes "MEETING PAIR"
@@ -29,6 +36,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "control/client/fleet_client.h"
 #include "control/fleet/directory.h"
 #include "control/fleet/etcd.h"
 #include "control/fleet/placer.h"
@@ -153,6 +161,11 @@ int Register(const Flags& f) {
         records[id].mutable_load()->set_legs(legs);
         (void)regs[id]->Publish(records[id]);
       }
+    } else if (w[0] == "api" && w.size() == 4) {
+      std::string id = absl::StrCat(w[1], "/", w[2]);
+      if (!regs.contains(id)) continue;
+      records[id].set_api(w[3]);
+      (void)regs[id]->Publish(records[id]);
     } else if (w[0] == "role" && w.size() == 5) {
       std::string id = absl::StrCat(w[1], "/", w[2]);
       uint64_t epoch = 0;
@@ -168,6 +181,58 @@ int Register(const Flags& f) {
     fflush(stdout);
   }
   for (auto& [id, reg] : regs) reg->Stop(true);
+  return 0;
+}
+
+std::string Quote(absl::string_view text) {
+  std::string out = "\"";
+  for (char c : text) out += (c == '"' || c == '\\' || c == '\n') ? ' ' : c;
+  return out + "\"";
+}
+
+int Client(const Flags& f) {
+  client::FleetOptions o;
+  absl::StatusOr<std::vector<std::string>> eps = ParseEndpoints(f.Get("etcd", "127.0.0.1:2379"));
+  if (eps.ok()) o.etcd.endpoints = *eps;
+  o.prefix = f.Get("prefix", kDefaultPrefix);
+  o.pair.failover_timeout = std::chrono::seconds(10);
+  absl::StatusOr<std::unique_ptr<client::FleetClient>> fleet = client::FleetClient::Create(o);
+  if (!fleet.ok()) {
+    fprintf(stderr, "fleet-tool: %s\n", std::string(fleet.status().message()).c_str());
+    return 2;
+  }
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    std::vector<std::string> w = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (w.size() == 2 && w[0] == "place") {
+      absl::StatusOr<client::MeetingPlace> p = (*fleet)->Place(w[1]);
+      if (p.ok()) {
+        printf("{\"pair_id\":%s,\"placed_now\":%s,\"active_api\":%s}\n", Quote(p->pair_id).c_str(),
+               p->placed_now ? "true" : "false", Quote(p->active_api).c_str());
+      } else {
+        printf("{\"error\":%s}\n", Quote(p.status().ToString()).c_str());
+      }
+    } else if (w.size() == 3 && w[0] == "site") {
+      absl::StatusOr<client::PairClient*> pair = (*fleet)->ForMeeting(w[1]);
+      if (!pair.ok()) {
+        printf("{\"error\":%s}\n", Quote(pair.status().ToString()).c_str());
+      } else {
+        client::v1::CreateSiteRequest req;
+        req.mutable_site()->set_name(w[2]);
+        client::v1::Site site;
+        grpc::Status st = (*pair)->Call(&client::Stub::CreateSite, req, &site);
+        if (st.ok()) {
+          printf("{\"site_id\":%lu,\"answered_by\":%s}\n", static_cast<unsigned long>(site.site_id()),
+                 Quote((*pair)->active_address()).c_str());
+        } else {
+          printf("{\"error\":%s}\n", Quote(st.error_message()).c_str());
+        }
+      }
+    } else {
+      printf("{\"error\":\"unknown command\"}\n");
+    }
+    fflush(stdout);
+  }
   return 0;
 }
 
@@ -231,6 +296,7 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   if (cmd == "register") return tandem::fleet::Register(f);
   if (cmd == "place") return tandem::fleet::Place(f);
+  if (cmd == "client") return tandem::fleet::Client(f);
   fprintf(stderr, "tandem-fleet-tool: unknown command '%s'\n", cmd.c_str());
   return 2;
 }
