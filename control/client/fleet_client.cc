@@ -22,7 +22,8 @@ absl::StatusOr<MeetingPlace> FleetClient::ToPlace(const fleet::Placement& p) {
   out.placed_now = p.placed_now;
   if (!p.pair || p.pair->nodes.empty()) {
     return absl::UnavailableError(absl::StrCat("meeting ", p.meeting_id, " is placed on pair ",
-                                               p.pair_id, ", which has no node in the directory now"));
+                                               p.pair_id,
+                                               ", which has no node in the directory now"));
   }
   for (const auto& n : p.pair->nodes) out.node_apis.push_back(n.api());
   if (const auto* a = p.pair->active_node()) out.active_api = a->api();

@@ -18,10 +18,10 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "control/client/pair_client.h"
 #include "control/fleet/etcd.h"
 #include "control/fleet/placer.h"
@@ -40,8 +40,8 @@ struct FleetOptions {
 struct MeetingPlace {
   std::string meeting_id;
   std::string pair_id;
-  bool placed_now = false;  // this call placed it; false: it was placed before
-  std::string active_api;   // "" when the pair has no active node in the directory
+  bool placed_now = false;             // this call placed it; false: it was placed before
+  std::string active_api;              // "" when the pair has no active node in the directory
   std::vector<std::string> node_apis;  // every node of the pair (node id order)
 };
 
@@ -77,7 +77,7 @@ class FleetClient {
     std::vector<std::string> addresses;
     std::unique_ptr<PairClient> client;
   };
-  std::map<std::string, Entry> pairs_;  // guarded by mu_
+  std::map<std::string, Entry> pairs_;           // guarded by mu_
   std::map<std::string, std::string> meetings_;  // meeting id -> pair id, guarded by mu_
   // Clients replaced after the pair's addresses changed; kept, as callers
   // may still hold them.

@@ -17,7 +17,8 @@ namespace {
 
 namespace fl = ::tandem::fleet;
 
-constexpr const char* kCommonUsage = "[--etcd HOST:PORT,...] [--prefix PREFIX] [--etcd-timeout SECONDS]";
+constexpr const char* kCommonUsage =
+    "[--etcd HOST:PORT,...] [--prefix PREFIX] [--etcd-timeout SECONDS]";
 const std::set<std::string> kCommonOptions = {"etcd", "prefix", "etcd-timeout"};
 
 std::string Opt(const FleetArgs& a, const std::string& name, const std::string& fallback) {
@@ -51,7 +52,8 @@ absl::StatusOr<Fleet> Open(const FleetArgs& a) {
   fl::EtcdOptions o;
   o.endpoints = *eps;
   uint32_t secs = 5;
-  if (std::string t = Opt(a, "etcd-timeout", ""); !t.empty() && (!absl::SimpleAtoi(t, &secs) || secs == 0)) {
+  if (std::string t = Opt(a, "etcd-timeout", "");
+      !t.empty() && (!absl::SimpleAtoi(t, &secs) || secs == 0)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid --etcd-timeout '", t, "'"));
   }
   o.retry_timeout = std::chrono::seconds(secs);
@@ -67,7 +69,8 @@ absl::StatusOr<Fleet> Open(const FleetArgs& a) {
 std::string NodesText(const fl::PairView& p) {
   std::vector<std::string> parts;
   for (const auto& n : p.nodes) {
-    parts.push_back(absl::StrCat(n.node_id(), "@", n.data_center(), " ", n.role(), " e", n.epoch()));
+    parts.push_back(
+        absl::StrCat(n.node_id(), "@", n.data_center(), " ", n.role(), " e", n.epoch()));
   }
   return parts.empty() ? "-" : absl::StrJoin(parts, ", ");
 }
@@ -80,12 +83,12 @@ std::string PairJson(const fl::PairView& p, double share) {
   std::vector<std::string> nodes;
   for (const auto& n : p.nodes) nodes.push_back(fl::ToJson(n));
   const auto* a = p.active_node();
-  return absl::StrCat(
-      "{\"pair_id\":\"", p.pair_id, "\",\"state\":\"", StateText(p), "\",\"active\":\"",
-      a ? a->node_id() : "", "\",\"weight_share\":", absl::StrFormat("%.4f", share),
-      ",\"drained\":", p.drained ? "true" : "false",
-      p.drained ? absl::StrCat(",\"drain\":", fl::ToJson(p.drain)) : "", ",\"nodes\":[",
-      absl::StrJoin(nodes, ","), "]}");
+  return absl::StrCat("{\"pair_id\":\"", p.pair_id, "\",\"state\":\"", StateText(p),
+                      "\",\"active\":\"", a ? a->node_id() : "",
+                      "\",\"weight_share\":", absl::StrFormat("%.4f", share),
+                      ",\"drained\":", p.drained ? "true" : "false",
+                      p.drained ? absl::StrCat(",\"drain\":", fl::ToJson(p.drain)) : "",
+                      ",\"nodes\":[", absl::StrJoin(nodes, ","), "]}");
 }
 
 void PrintTable(const std::vector<std::vector<std::string>>& rows) {
@@ -112,26 +115,30 @@ absl::Status List(const FleetArgs& a) {
   if (!view.ok()) return view.status();
   double total = 0;
   for (const auto& p : view->pairs) total += fl::Weight(p.State(), {});
-  auto share = [&](const fl::PairView& p) { return total > 0 ? fl::Weight(p.State(), {}) / total : 0; };
+  auto share = [&](const fl::PairView& p) {
+    return total > 0 ? fl::Weight(p.State(), {}) / total : 0;
+  };
   if (a.json) {
     std::vector<std::string> pairs;
     for (const auto& p : view->pairs) pairs.push_back(PairJson(p, share(p)));
-    printf("{\"revision\":%ld,\"pairs\":[%s],\"bad_keys\":%zu}\n", static_cast<long>(view->revision),
-           absl::StrJoin(pairs, ",").c_str(), view->bad_keys.size());
+    printf("{\"revision\":%ld,\"pairs\":[%s],\"bad_keys\":%zu}\n",
+           static_cast<long>(view->revision), absl::StrJoin(pairs, ",").c_str(),
+           view->bad_keys.size());
     return absl::OkStatus();
   }
   std::vector<std::vector<std::string>> rows = {
       {"PAIR", "STATE", "SHARE", "ACTIVE", "LEGS", "MEETINGS", "PPS", "NODES"}};
   for (const auto& p : view->pairs) {
     const auto* n = p.active_node();
-    rows.push_back(
-        {p.pair_id, StateText(p), absl::StrFormat("%.1f%%", 100 * share(p)), n ? n->api() : "-",
-         n ? absl::StrCat(n->load().legs(), "/", n->capacity().legs()) : "-",
-         n ? absl::StrCat(n->load().meetings(), "/", n->capacity().meetings()) : "-",
-         n ? absl::StrCat(n->load().packets_per_second()) : "-", NodesText(p)});
+    rows.push_back({p.pair_id, StateText(p), absl::StrFormat("%.1f%%", 100 * share(p)),
+                    n ? n->api() : "-",
+                    n ? absl::StrCat(n->load().legs(), "/", n->capacity().legs()) : "-",
+                    n ? absl::StrCat(n->load().meetings(), "/", n->capacity().meetings()) : "-",
+                    n ? absl::StrCat(n->load().packets_per_second()) : "-", NodesText(p)});
   }
   PrintTable(rows);
-  for (const auto& k : view->bad_keys) fprintf(stderr, "tandemctl: unreadable record at %s\n", k.c_str());
+  for (const auto& k : view->bad_keys)
+    fprintf(stderr, "tandemctl: unreadable record at %s\n", k.c_str());
   return absl::OkStatus();
 }
 
@@ -150,16 +157,21 @@ absl::Status Show(const FleetArgs& a) {
     return absl::OkStatus();
   }
   printf("pair:     %s\nstate:    %s\n", p->pair_id.c_str(), StateText(*p).c_str());
-  if (p->drained) printf("drained:  %s\n", p->drain.reason().empty() ? "yes" : p->drain.reason().c_str());
+  if (p->drained)
+    printf("drained:  %s\n", p->drain.reason().empty() ? "yes" : p->drain.reason().c_str());
   for (const auto& n : p->nodes) {
-    printf("node %s: dc %s, api %s, %s, epoch %lu, vips %s, legs %lu/%lu, meetings %lu/%lu, %lu pps%s\n",
-           n.node_id().c_str(), n.data_center().c_str(), n.api().c_str(), n.role().c_str(),
-           static_cast<unsigned long>(n.epoch()),
-           n.vips().empty() ? "-" : absl::StrJoin(n.vips(), ",").c_str(),
-           static_cast<unsigned long>(n.load().legs()), static_cast<unsigned long>(n.capacity().legs()),
-           static_cast<unsigned long>(n.load().meetings()),
-           static_cast<unsigned long>(n.capacity().meetings()),
-           static_cast<unsigned long>(n.load().packets_per_second()), n.draining() ? ", draining" : "");
+    printf(
+        "node %s: dc %s, api %s, %s, epoch %lu, vips %s, legs %lu/%lu, meetings %lu/%lu, %lu "
+        "pps%s\n",
+        n.node_id().c_str(), n.data_center().c_str(), n.api().c_str(), n.role().c_str(),
+        static_cast<unsigned long>(n.epoch()),
+        n.vips().empty() ? "-" : absl::StrJoin(n.vips(), ",").c_str(),
+        static_cast<unsigned long>(n.load().legs()),
+        static_cast<unsigned long>(n.capacity().legs()),
+        static_cast<unsigned long>(n.load().meetings()),
+        static_cast<unsigned long>(n.capacity().meetings()),
+        static_cast<unsigned long>(n.load().packets_per_second()),
+        n.draining() ? ", draining" : "");
   }
   return absl::OkStatus();
 }
@@ -174,7 +186,8 @@ absl::Status Place(const FleetArgs& a) {
   std::string api = active ? active->api() : "";
   if (a.json) {
     printf("{\"meeting_id\":\"%s\",\"pair_id\":\"%s\",\"placed_now\":%s,\"active_api\":\"%s\"}\n",
-           p->meeting_id.c_str(), p->pair_id.c_str(), p->placed_now ? "true" : "false", api.c_str());
+           p->meeting_id.c_str(), p->pair_id.c_str(), p->placed_now ? "true" : "false",
+           api.c_str());
   } else {
     printf("meeting %s: pair %s (%s), active node %s\n", p->meeting_id.c_str(), p->pair_id.c_str(),
            p->placed_now ? "placed now" : "placed before", api.empty() ? "none" : api.c_str());
@@ -217,22 +230,42 @@ std::vector<FleetCommand> FleetCommands() {
       "--prefix: the fleet's keys ($TANDEM_FLEET_PREFIX, default /tandem/fleet/);\n"
       "--etcd-timeout: how long to retry while etcd cannot be reached (default 5).";
   return {
-      {"fleet list", kCommonUsage,
+      {"fleet list",
+       kCommonUsage,
        "The fleet's pairs: state (room, drained, full, no active node), share of new\n"
-       "meetings, active node, load and nodes." + etcd_help,
-       kCommonOptions, {}, List},
-      {"fleet show", absl::StrCat("PAIR ", kCommonUsage), "One pair and each of its nodes." + etcd_help,
-       kCommonOptions, {}, Show},
-      {"fleet place", absl::StrCat("MEETING ", kCommonUsage),
+       "meetings, active node, load and nodes." +
+           etcd_help,
+       kCommonOptions,
+       {},
+       List},
+      {"fleet show",
+       absl::StrCat("PAIR ", kCommonUsage),
+       "One pair and each of its nodes." + etcd_help,
+       kCommonOptions,
+       {},
+       Show},
+      {"fleet place",
+       absl::StrCat("MEETING ", kCommonUsage),
        "The pair of a meeting: where it was placed, else placed now (rendezvous hashing\n"
-       "weighted by free legs; every placer gets the same answer)." + etcd_help,
-       kCommonOptions, {}, Place},
-      {"fleet release", absl::StrCat("MEETING ", kCommonUsage),
-       "Forget a meeting's placement (the meeting ended)." + etcd_help, kCommonOptions, {}, Release},
-      {"fleet drain", absl::StrCat("PAIR [--reason TEXT] [--undo] ", kCommonUsage),
+       "weighted by free legs; every placer gets the same answer)." +
+           etcd_help,
+       kCommonOptions,
+       {},
+       Place},
+      {"fleet release",
+       absl::StrCat("MEETING ", kCommonUsage),
+       "Forget a meeting's placement (the meeting ended)." + etcd_help,
+       kCommonOptions,
+       {},
+       Release},
+      {"fleet drain",
+       absl::StrCat("PAIR [--reason TEXT] [--undo] ", kCommonUsage),
        "Take a pair out of placement: it takes no new meetings, its live ones go on.\n"
-       "--undo puts it back." + etcd_help,
-       With({"reason"}), {"undo"}, Drain},
+       "--undo puts it back." +
+           etcd_help,
+       With({"reason"}),
+       {"undo"},
+       Drain},
   };
 }
 

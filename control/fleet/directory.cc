@@ -119,8 +119,9 @@ FleetView BuildFleet(const Keys& keys, const RangeResult& nodes, const RangeResu
     p.drain = rec;
   }
   for (auto& [id, p] : by_id) {
-    std::sort(p.nodes.begin(), p.nodes.end(),
-              [](const v1::NodeRecord& a, const v1::NodeRecord& b) { return a.node_id() < b.node_id(); });
+    std::sort(p.nodes.begin(), p.nodes.end(), [](const v1::NodeRecord& a, const v1::NodeRecord& b) {
+      return a.node_id() < b.node_id();
+    });
     for (size_t i = 0; i < p.nodes.size(); ++i) {
       const v1::NodeRecord& n = p.nodes[i];
       if (n.role() != "active") continue;
@@ -152,7 +153,8 @@ absl::Status Registration::Start(const v1::NodeRecord& record) {
   if (thread_.joinable()) return absl::FailedPreconditionError("registration already started");
   if (options_.lease_ttl_s < 2 || options_.keepalive.count() <= 0 ||
       options_.keepalive >= std::chrono::seconds(options_.lease_ttl_s)) {
-    return absl::InvalidArgumentError("registration: want lease_ttl_s >= 2 and 0 < keepalive < TTL");
+    return absl::InvalidArgumentError(
+        "registration: want lease_ttl_s >= 2 and 0 < keepalive < TTL");
   }
   key_ = keys_.Node(record.pair_id(), record.node_id());
   {
@@ -167,9 +169,9 @@ absl::Status Registration::Start(const v1::NodeRecord& record) {
 absl::Status Registration::Publish(const v1::NodeRecord& record) {
   std::lock_guard<std::mutex> l(mu_);
   if (absl::StrCat(keys_.Node(record.pair_id(), record.node_id())) != key_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("registration of ", key_, ": a record of another node (",
-                     record.pair_id(), "/", record.node_id(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat("registration of ", key_,
+                                                   ": a record of another node (", record.pair_id(),
+                                                   "/", record.node_id(), ")"));
   }
   record_json_ = ToJson(record);
   wake_.notify_all();
@@ -268,8 +270,8 @@ void Registration::Loop() {
       // etcd's client already retried across the endpoints: pause, then go
       // on (at most a keepalive interval, so a returning etcd is used soon).
       until = now + backoff;
-      backoff = std::min(backoff * 2, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          options_.keepalive));
+      backoff = std::min(backoff * 2,
+                         std::chrono::duration_cast<std::chrono::milliseconds>(options_.keepalive));
     }
     std::unique_lock<std::mutex> l(mu_);
     // A published change wakes the loop; it is written at next_write_.

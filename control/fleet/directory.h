@@ -15,12 +15,12 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "control/fleet/etcd.h"
 #include "control/fleet/placement.h"
@@ -142,7 +142,7 @@ class Registration {
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
-  bool stop_ = false;       // guarded by mu_
+  bool stop_ = false;        // guarded by mu_
   std::string record_json_;  // guarded by mu_: the latest published
   Status status_;            // guarded by mu_
 

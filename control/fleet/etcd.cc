@@ -110,8 +110,8 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     auto ep = std::make_unique<Endpoint>();
     ep->name = given;
-    ep->channel = grpc::CreateCustomChannel(std::string(target), grpc::InsecureChannelCredentials(),
-                                            args);
+    ep->channel =
+        grpc::CreateCustomChannel(std::string(target), grpc::InsecureChannelCredentials(), args);
     ep->kv = pb::KV::NewStub(ep->channel);
     ep->lease = pb::Lease::NewStub(ep->channel);
     c->endpoints_.push_back(given);
@@ -140,8 +140,9 @@ absl::Status EtcdClient::Run(const std::string& what, const Attempt& attempt) {
       // 100 ms: less would fail without a real try.
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       // (gRPC takes deadlines on the system clock only.)
-      ctx.set_deadline(std::chrono::system_clock::now() +
-                       std::min(options_.call_timeout, std::max(left, std::chrono::milliseconds(100))));
+      ctx.set_deadline(
+          std::chrono::system_clock::now() +
+          std::min(options_.call_timeout, std::max(left, std::chrono::milliseconds(100))));
       ++attempts;
       grpc::Status st = attempt(ep, &ctx);
       if (st.ok()) {
@@ -152,16 +153,16 @@ absl::Status EtcdClient::Run(const std::string& what, const Attempt& attempt) {
         return absl::Status(FromGrpc(st).code(),
                             absl::StrCat("etcd ", what, " at ", ep.name, ": ", st.error_message()));
       }
-      last_error[i] = TimedOut(st) ? absl::StrCat("no answer within ",
-                                                  options_.call_timeout.count(), " ms")
-                                   : st.error_message();
+      last_error[i] = TimedOut(st)
+                          ? absl::StrCat("no answer within ", options_.call_timeout.count(), " ms")
+                          : st.error_message();
       if (Clock::now() >= deadline) break;
     }
     if (Clock::now() >= deadline) break;
     auto pause = std::chrono::milliseconds(
         std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(jitter));
-    pause = std::min(pause, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                deadline - Clock::now()));
+    pause = std::min(
+        pause, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
     std::this_thread::sleep_for(pause);
     backoff = std::min(backoff * 2, options_.backoff_max);
   }
@@ -170,9 +171,9 @@ absl::Status EtcdClient::Run(const std::string& what, const Attempt& attempt) {
     if (!last_error[i].empty()) reasons.push_back(absl::StrCat(endpoints_[i], ": ", last_error[i]));
   }
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-  return absl::UnavailableError(absl::StrCat("etcd unreachable: ", what, " failed on every endpoint for ",
-                                             ms, " ms (", attempts, " attempts); ",
-                                             absl::StrJoin(reasons, "; ")));
+  return absl::UnavailableError(
+      absl::StrCat("etcd unreachable: ", what, " failed on every endpoint for ", ms, " ms (",
+                   attempts, " attempts); ", absl::StrJoin(reasons, "; ")));
 }
 
 absl::StatusOr<std::optional<KeyValue>> EtcdClient::Get(absl::string_view key) {
@@ -191,9 +192,9 @@ absl::StatusOr<RangeResult> EtcdClient::GetPrefix(absl::string_view prefix) {
   pb::RangeRequest req;
   SetPrefixRange(prefix, &req);
   pb::RangeResponse resp;
-  absl::Status st = Run(absl::StrCat("range ", prefix), [&](Endpoint& ep, grpc::ClientContext* ctx) {
-    return ep.kv->Range(ctx, req, &resp);
-  });
+  absl::Status st =
+      Run(absl::StrCat("range ", prefix),
+          [&](Endpoint& ep, grpc::ClientContext* ctx) { return ep.kv->Range(ctx, req, &resp); });
   if (!st.ok()) return st;
   return FromPb(resp);
 }
@@ -213,10 +214,9 @@ absl::StatusOr<std::vector<RangeResult>> EtcdClient::ReadAll(const std::vector<R
     names.push_back(r.prefix ? r.key + "*" : r.key);
   }
   pb::TxnResponse resp;
-  absl::Status st = Run(absl::StrCat("read ", absl::StrJoin(names, " ")),
-                        [&](Endpoint& ep, grpc::ClientContext* ctx) {
-                          return ep.kv->Txn(ctx, req, &resp);
-                        });
+  absl::Status st =
+      Run(absl::StrCat("read ", absl::StrJoin(names, " ")),
+          [&](Endpoint& ep, grpc::ClientContext* ctx) { return ep.kv->Txn(ctx, req, &resp); });
   if (!st.ok()) return st;
   std::vector<RangeResult> out;
   for (const auto& op : resp.responses()) {
@@ -224,8 +224,8 @@ absl::StatusOr<std::vector<RangeResult>> EtcdClient::ReadAll(const std::vector<R
     out.back().revision = resp.header().revision();
   }
   if (out.size() != reads.size()) {
-    return absl::InternalError(absl::StrCat("etcd answered ", out.size(), " ranges for ",
-                                            reads.size()));
+    return absl::InternalError(
+        absl::StrCat("etcd answered ", out.size(), " ranges for ", reads.size()));
   }
   return out;
 }
@@ -269,10 +269,9 @@ absl::StatusOr<CasResult> EtcdClient::CompareAndPut(absl::string_view key, absl:
   put->set_lease(lease);
   req.add_failure()->mutable_request_range()->set_key(std::string(key));
   pb::TxnResponse resp;
-  absl::Status st = Run(absl::StrCat("compare-and-put ", key),
-                        [&](Endpoint& ep, grpc::ClientContext* ctx) {
-                          return ep.kv->Txn(ctx, req, &resp);
-                        });
+  absl::Status st =
+      Run(absl::StrCat("compare-and-put ", key),
+          [&](Endpoint& ep, grpc::ClientContext* ctx) { return ep.kv->Txn(ctx, req, &resp); });
   if (!st.ok()) return st;
   CasResult out;
   out.succeeded = resp.succeeded();
@@ -306,18 +305,18 @@ absl::StatusOr<int64_t> EtcdClient::KeepAlive(int64_t lease_id) {
   req.set_id(lease_id);
   pb::LeaseKeepAliveResponse resp;
   // The keep-alive call is a stream; one request, one answer.
-  absl::Status st = Run(absl::StrCat("lease keep-alive ", lease_id),
-                        [&](Endpoint& ep, grpc::ClientContext* ctx) {
-                          auto stream = ep.lease->LeaseKeepAlive(ctx);
-                          bool got = stream->Write(req) && stream->Read(&resp);
-                          stream->WritesDone();
-                          if (got) ctx->TryCancel();
-                          grpc::Status s = stream->Finish();
-                          if (got) return grpc::Status::OK;
-                          return s.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                                       "keep-alive stream closed without an answer")
-                                        : s;
-                        });
+  absl::Status st =
+      Run(absl::StrCat("lease keep-alive ", lease_id), [&](Endpoint& ep, grpc::ClientContext* ctx) {
+        auto stream = ep.lease->LeaseKeepAlive(ctx);
+        bool got = stream->Write(req) && stream->Read(&resp);
+        stream->WritesDone();
+        if (got) ctx->TryCancel();
+        grpc::Status s = stream->Finish();
+        if (got) return grpc::Status::OK;
+        return s.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                     "keep-alive stream closed without an answer")
+                      : s;
+      });
   if (!st.ok()) return st;
   if (resp.ttl() <= 0) {
     return absl::NotFoundError(absl::StrCat("etcd lease ", lease_id, " expired"));
@@ -329,10 +328,10 @@ absl::Status EtcdClient::RevokeLease(int64_t lease_id) {
   pb::LeaseRevokeRequest req;
   req.set_id(lease_id);
   pb::LeaseRevokeResponse resp;
-  absl::Status st = Run(absl::StrCat("lease revoke ", lease_id),
-                        [&](Endpoint& ep, grpc::ClientContext* ctx) {
-                          return ep.lease->LeaseRevoke(ctx, req, &resp);
-                        });
+  absl::Status st =
+      Run(absl::StrCat("lease revoke ", lease_id), [&](Endpoint& ep, grpc::ClientContext* ctx) {
+        return ep.lease->LeaseRevoke(ctx, req, &resp);
+      });
   if (absl::IsNotFound(st)) return absl::OkStatus();
   return st;
 }

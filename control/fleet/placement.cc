@@ -13,10 +13,14 @@ namespace tandem::fleet {
 
 const char* NoRoomName(NoRoom r) {
   switch (r) {
-    case NoRoom::kNone: return "room";
-    case NoRoom::kDrained: return "drained";
-    case NoRoom::kNoActive: return "no active node";
-    case NoRoom::kFull: return "full";
+    case NoRoom::kNone:
+      return "room";
+    case NoRoom::kDrained:
+      return "drained";
+    case NoRoom::kNoActive:
+      return "no active node";
+    case NoRoom::kFull:
+      return "full";
   }
   return "?";
 }
@@ -79,9 +83,15 @@ absl::StatusOr<std::string> ChoosePair(absl::string_view meeting_id,
       case NoRoom::kNone:
         scored.push_back({p.pair_id, Score(meeting_id, p.pair_id, Weight(p, config))});
         break;
-      case NoRoom::kDrained: ++drained; break;
-      case NoRoom::kNoActive: ++no_active; break;
-      case NoRoom::kFull: ++full; break;
+      case NoRoom::kDrained:
+        ++drained;
+        break;
+      case NoRoom::kNoActive:
+        ++no_active;
+        break;
+      case NoRoom::kFull:
+        ++full;
+        break;
     }
   }
   int best = Highest(scored);

@@ -42,8 +42,8 @@ absl::StatusOr<Placement> Placer::Place(absl::string_view meeting_id) {
   if (!cas->current) {
     // Placed and released again between the two round trips: rare; the
     // caller may simply place again.
-    return absl::AbortedError(absl::StrCat("meeting ", meeting_id,
-                                           " was placed and released meanwhile; place it again"));
+    return absl::AbortedError(
+        absl::StrCat("meeting ", meeting_id, " was placed and released meanwhile; place it again"));
   }
   absl::StatusOr<Placement> out = FromKey(meeting_id, *cas->current, view);
   if (out.ok()) out->placed_now = cas->succeeded;

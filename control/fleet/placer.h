@@ -19,10 +19,10 @@
 
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "control/fleet/directory.h"
 #include "control/fleet/etcd.h"
 #include "control/fleet/placement.h"

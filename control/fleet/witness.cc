@@ -9,8 +9,8 @@ namespace tandem::fleet {
 absl::Status CheckWitnessConfig(const WitnessConfig& c) {
   const bool whole_seconds = absl::Trunc(c.ttl, absl::Seconds(1)) == c.ttl;
   if (!whole_seconds || c.ttl < absl::Seconds(2)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("witness ttl ", absl::FormatDuration(c.ttl), ": want whole seconds, at least 2 s"));
+    return absl::InvalidArgumentError(absl::StrCat("witness ttl ", absl::FormatDuration(c.ttl),
+                                                   ": want whole seconds, at least 2 s"));
   }
   if (c.margin <= absl::ZeroDuration() || c.margin >= c.ttl) {
     return absl::InvalidArgumentError("witness margin: want 0 < margin < ttl");
@@ -25,10 +25,14 @@ absl::Status CheckWitnessConfig(const WitnessConfig& c) {
 
 const char* WitnessActionName(WitnessAction a) {
   switch (a) {
-    case WitnessAction::kNone: return "none";
-    case WitnessAction::kAcquire: return "acquire";
-    case WitnessAction::kRenew: return "renew";
-    case WitnessAction::kRelease: return "release";
+    case WitnessAction::kNone:
+      return "none";
+    case WitnessAction::kAcquire:
+      return "acquire";
+    case WitnessAction::kRenew:
+      return "renew";
+    case WitnessAction::kRelease:
+      return "release";
   }
   return "?";
 }

@@ -72,8 +72,8 @@ absl::Status CheckWitnessConfig(const WitnessConfig& config);
 
 // What the pair knows at one decision.
 struct PairSight {
-  bool active = false;   // this node's role now
-  uint64_t epoch = 0;    // this node's epoch (the highest it adopted)
+  bool active = false;  // this node's role now
+  uint64_t epoch = 0;   // this node's epoch (the highest it adopted)
   bool peer_heard = false;
   uint64_t peer_key_epoch = 0;  // the peer holds the key at this epoch (0: it says it does not)
   bool takeover_due = false;    // standby: role rule 3 would take over now

@@ -226,9 +226,10 @@ def test_registration_follows_its_node_and_its_lease(fleet):
     reg.send("role pair-1 b active 2")
     reg.send("role pair-1 a standby 2")
     deadline = time.monotonic() + 3
-    while show()["active"] != "b":
+    while [(n["role"], n["epoch"]) for n in show()["nodes"]] != [("standby", "2"), ("active", "2")]:
         assert time.monotonic() < deadline, show()
         time.sleep(0.1)
+    assert show()["active"] == "b"
     r = json.loads(ctl(bed, client, etcd.endpoints, "fleet", "place", "m-b").stdout)
     if r["pair_id"] == "pair-1":
         assert r["active_api"] == "unix:/run/tandem/pair-1-b.sock"

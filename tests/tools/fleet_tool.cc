@@ -148,9 +148,11 @@ int Register(const Flags& f) {
     if (w[0] == "status") {
       for (auto& [id, reg] : regs) {
         Registration::Status s = reg->status();
-        printf("{\"node\":\"%s\",\"registered\":%s,\"grants\":%lu,\"writes\":%lu,\"keepalives\":%lu,"
-               "\"errors\":%lu}\n",
-               id.c_str(), s.registered ? "true" : "false", s.grants, s.writes, s.keepalives, s.errors);
+        printf(
+            "{\"node\":\"%s\",\"registered\":%s,\"grants\":%lu,\"writes\":%lu,\"keepalives\":%lu,"
+            "\"errors\":%lu}\n",
+            id.c_str(), s.registered ? "true" : "false", s.grants, s.writes, s.keepalives,
+            s.errors);
       }
     } else if (w[0] == "load" && w.size() == 3) {
       uint64_t legs = 0;
@@ -222,7 +224,8 @@ int Client(const Flags& f) {
         client::v1::Site site;
         grpc::Status st = (*pair)->Call(&client::Stub::CreateSite, req, &site);
         if (st.ok()) {
-          printf("{\"site_id\":%lu,\"answered_by\":%s}\n", static_cast<unsigned long>(site.site_id()),
+          printf("{\"site_id\":%lu,\"answered_by\":%s}\n",
+                 static_cast<unsigned long>(site.site_id()),
                  Quote((*pair)->active_address()).c_str());
         } else {
           printf("{\"error\":%s}\n", Quote(st.error_message()).c_str());
@@ -237,7 +240,8 @@ int Client(const Flags& f) {
 }
 
 int Place(const Flags& f) {
-  std::unique_ptr<EtcdClient> etcd = Connect(f, std::chrono::milliseconds(f.Int("timeout-ms", 5000)));
+  std::unique_ptr<EtcdClient> etcd =
+      Connect(f, std::chrono::milliseconds(f.Int("timeout-ms", 5000)));
   Placer placer(etcd.get(), Keys(f.Get("prefix", kDefaultPrefix)));
   const long from = f.Int("from", 0), count = f.Int("count", 1000);
   const int threads = static_cast<int>(f.Int("threads", 1));
@@ -274,13 +278,16 @@ int Place(const Flags& f) {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (f.Has("out")) {
     std::ofstream out(f.Get("out"));
-    for (long i = 0; i < count; ++i) out << "m-" << from + i << " " << (pair[i].empty() ? "-" : pair[i]) << "\n";
+    for (long i = 0; i < count; ++i)
+      out << "m-" << from + i << " " << (pair[i].empty() ? "-" : pair[i]) << "\n";
   }
   std::string err;
   for (char c : first_error) err += (c == '"' || c == '\\') ? ' ' : c;
-  printf("{\"placed\":%ld,\"placed_now\":%ld,\"errors\":%ld,\"first_error\":\"%s\",\"seconds\":%.3f,"
-         "\"per_second\":%.1f}\n",
-         count - errors, placed_now, errors, err.c_str(), secs, secs > 0 ? (count - errors) / secs : 0);
+  printf(
+      "{\"placed\":%ld,\"placed_now\":%ld,\"errors\":%ld,\"first_error\":\"%s\",\"seconds\":%.3f,"
+      "\"per_second\":%.1f}\n",
+      count - errors, placed_now, errors, err.c_str(), secs,
+      secs > 0 ? (count - errors) / secs : 0);
   return errors ? 1 : 0;
 }
 

@@ -36,16 +36,17 @@ TEST(DirectoryTest, Ids) {
                                 std::string(128, 'x')}) {
     EXPECT_TRUE(CheckId("pair id", ok).ok()) << ok;
   }
-  for (std::string bad : {std::string(), std::string("a/b"), std::string("a b"),
-                          std::string(129, 'x'), std::string("caf\xc3\xa9"), std::string("a\0b", 3)}) {
+  for (std::string bad :
+       {std::string(), std::string("a/b"), std::string("a b"), std::string(129, 'x'),
+        std::string("caf\xc3\xa9"), std::string("a\0b", 3)}) {
     absl::Status st = CheckId("meeting id", bad);
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_THAT(st.message(), HasSubstr("invalid meeting id"));
   }
 }
 
-KeyValue NodeKv(const Keys& k, const std::string& pair, const std::string& node, const std::string& role,
-                uint64_t epoch, uint64_t free_legs = 100) {
+KeyValue NodeKv(const Keys& k, const std::string& pair, const std::string& node,
+                const std::string& role, uint64_t epoch, uint64_t free_legs = 100) {
   v1::NodeRecord r;
   r.set_pair_id(pair);
   r.set_node_id(node);
@@ -70,11 +71,15 @@ TEST(DirectoryTest, ActiveNodeByRule) {
   };
   const std::vector<Case> cases = {
       {"one active", {NodeKv(k, "p", "a", "active", 1), NodeKv(k, "p", "b", "standby", 1)}, "a"},
-      {"after a takeover", {NodeKv(k, "p", "a", "standby", 2), NodeKv(k, "p", "b", "active", 2)}, "b"},
+      {"after a takeover",
+       {NodeKv(k, "p", "a", "standby", 2), NodeKv(k, "p", "b", "active", 2)},
+       "b"},
       {"two actives: the higher epoch",
-       {NodeKv(k, "p", "a", "active", 1), NodeKv(k, "p", "b", "active", 2)}, "b"},
+       {NodeKv(k, "p", "a", "active", 1), NodeKv(k, "p", "b", "active", 2)},
+       "b"},
       {"two actives in one epoch: the lower node id",
-       {NodeKv(k, "p", "b", "active", 3), NodeKv(k, "p", "a", "active", 3)}, "a"},
+       {NodeKv(k, "p", "b", "active", 3), NodeKv(k, "p", "a", "active", 3)},
+       "a"},
       {"no active", {NodeKv(k, "p", "a", "standby", 1), NodeKv(k, "p", "b", "standby", 1)}, "-"},
       {"the standby alone", {NodeKv(k, "p", "b", "standby", 1)}, "-"},
   };
@@ -93,11 +98,12 @@ TEST(DirectoryTest, PairsDrainsAndBadRecords) {
   v1::DrainRecord drain;
   drain.set_reason("maintenance");
   std::vector<KeyValue> nodes = {
-      NodeKv(k, "p2", "a", "active", 1, 300), NodeKv(k, "p1", "b", "standby", 4),
+      NodeKv(k, "p2", "a", "active", 1, 300),
+      NodeKv(k, "p1", "b", "standby", 4),
       NodeKv(k, "p1", "a", "active", 4, 200),
       {k.Node("p3", "a"), "{not json", 1, 1, 0},
       {k.Node("p4", "a"), NodeKv(k, "p9", "a", "active", 1).value, 1, 1, 0},  // ids disagree
-      {k.Pairs() + "p5", NodeKv(k, "p5", "a", "active", 1).value, 1, 1, 0},  // no node part
+      {k.Pairs() + "p5", NodeKv(k, "p5", "a", "active", 1).value, 1, 1, 0},   // no node part
   };
   std::vector<KeyValue> drains = {{k.Drain("p2"), ToJson(drain), 1, 1, 0},
                                   {k.Drain("p7"), ToJson(drain), 1, 1, 0},
@@ -155,7 +161,8 @@ TEST(EtcdClientTest, UnreachableClusterFailsClearlyWithinTheRetryTimeout) {
   absl::StatusOr<int64_t> put = (*etcd)->Put("/k", "v");
   auto took = std::chrono::steady_clock::now() - start;
   ASSERT_EQ(put.status().code(), absl::StatusCode::kUnavailable) << put.status();
-  EXPECT_THAT(put.status().message(), HasSubstr("etcd unreachable: put /k failed on every endpoint"));
+  EXPECT_THAT(put.status().message(),
+              HasSubstr("etcd unreachable: put /k failed on every endpoint"));
   EXPECT_THAT(put.status().message(), HasSubstr(o.endpoints[0] + ": "));
   EXPECT_THAT(put.status().message(), HasSubstr(o.endpoints[1] + ": "));
   EXPECT_GE(took, std::chrono::milliseconds(500));  // it did retry
