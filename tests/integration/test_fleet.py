@@ -49,8 +49,9 @@ class Registrar:
         self.proc.stdin.flush()
         out = [self.proc.stdout.readline().strip()]
         if line == "status":
-            while out[-1] != "ok":
+            while out[-1] != "ok" and not out[-1].startswith("error"):
                 out.append(self.proc.stdout.readline().strip())
+            assert out[-1] == "ok", out
             return [json.loads(x) for x in out[:-1]]
         assert out == ["ok"], out
         return out

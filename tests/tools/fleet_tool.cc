@@ -105,6 +105,46 @@ v1::NodeRecord Node(const std::string& pair, bool a, uint64_t free_legs) {
   return r;
 }
 
+using Registrations = std::map<std::string, std::unique_ptr<Registration>>;
+using Records = std::map<std::string, v1::NodeRecord>;
+
+// One stdin command of `register` (see the header); false for a bad one.
+bool Apply(const std::vector<std::string>& w, Registrations& regs, Records& records) {
+  auto publish = [&](const std::string& id) { return regs[id]->Publish(records[id]).ok(); };
+  if (w[0] == "status" && w.size() == 1) {
+    for (auto& [id, reg] : regs) {
+      Registration::Status s = reg->status();
+      printf(
+          "{\"node\":\"%s\",\"registered\":%s,\"grants\":%lu,\"writes\":%lu,\"keepalives\":%lu,"
+          "\"errors\":%lu}\n",
+          id.c_str(), s.registered ? "true" : "false", s.grants, s.writes, s.keepalives, s.errors);
+    }
+    return true;
+  }
+  if (w[0] == "load" && w.size() == 3) {
+    uint64_t legs = 0;
+    if (!absl::SimpleAtoi(w[2], &legs) || !regs.contains(w[1] + "/a")) return false;
+    for (const char* n : {"/a", "/b"}) {
+      records[w[1] + n].mutable_load()->set_legs(legs);
+      if (!publish(w[1] + n)) return false;
+    }
+    return true;
+  }
+  const std::string id = w.size() > 2 ? absl::StrCat(w[1], "/", w[2]) : "";
+  if (!regs.contains(id)) return false;
+  if (w[0] == "api" && w.size() == 4) {
+    records[id].set_api(w[3]);
+    return publish(id);
+  }
+  uint64_t epoch = 0;
+  if (w[0] == "role" && w.size() == 5 && absl::SimpleAtoi(w[4], &epoch)) {
+    records[id].set_role(w[3]);
+    records[id].set_epoch(epoch);
+    return publish(id);
+  }
+  return false;
+}
+
 int Register(const Flags& f) {
   // Steps wait at most 2 s for etcd: under the lease's TTL.
   std::unique_ptr<EtcdClient> etcd = Connect(f, std::chrono::milliseconds(2000));
@@ -112,8 +152,8 @@ int Register(const Flags& f) {
   ro.lease_ttl_s = f.Int("ttl", ro.lease_ttl_s);
   ro.keepalive = std::chrono::milliseconds(ro.lease_ttl_s * 1000 / 3);
   Keys keys(f.Get("prefix", kDefaultPrefix));
-  std::map<std::string, v1::NodeRecord> records;  // "pair/node"
-  std::map<std::string, std::unique_ptr<Registration>> regs;
+  Records records;  // by "pair/node"
+  Registrations regs;
   for (const std::string& spec : f.rest) {
     std::vector<std::string> kv = absl::StrSplit(spec, '=');
     uint64_t free_legs = 0;
@@ -145,41 +185,8 @@ int Register(const Flags& f) {
   while (std::getline(std::cin, line)) {
     std::vector<std::string> w = absl::StrSplit(line, ' ', absl::SkipEmpty());
     if (w.empty()) continue;
-    if (w[0] == "status") {
-      for (auto& [id, reg] : regs) {
-        Registration::Status s = reg->status();
-        printf(
-            "{\"node\":\"%s\",\"registered\":%s,\"grants\":%lu,\"writes\":%lu,\"keepalives\":%lu,"
-            "\"errors\":%lu}\n",
-            id.c_str(), s.registered ? "true" : "false", s.grants, s.writes, s.keepalives,
-            s.errors);
-      }
-    } else if (w[0] == "load" && w.size() == 3) {
-      uint64_t legs = 0;
-      if (!absl::SimpleAtoi(w[2], &legs)) continue;
-      for (const char* n : {"a", "b"}) {
-        std::string id = absl::StrCat(w[1], "/", n);
-        if (!regs.contains(id)) continue;
-        records[id].mutable_load()->set_legs(legs);
-        (void)regs[id]->Publish(records[id]);
-      }
-    } else if (w[0] == "api" && w.size() == 4) {
-      std::string id = absl::StrCat(w[1], "/", w[2]);
-      if (!regs.contains(id)) continue;
-      records[id].set_api(w[3]);
-      (void)regs[id]->Publish(records[id]);
-    } else if (w[0] == "role" && w.size() == 5) {
-      std::string id = absl::StrCat(w[1], "/", w[2]);
-      uint64_t epoch = 0;
-      if (!regs.contains(id) || !absl::SimpleAtoi(w[4], &epoch)) continue;
-      records[id].set_role(w[3]);
-      records[id].set_epoch(epoch);
-      (void)regs[id]->Publish(records[id]);
-    } else {
-      fprintf(stderr, "fleet-tool: unknown command '%s'\n", line.c_str());
-      continue;
-    }
-    printf("ok\n");
+    // Every command gets "ok" or "error ...": the test never waits in vain.
+    printf("%s\n", Apply(w, regs, records) ? "ok" : absl::StrCat("error: '", line, "'").c_str());
     fflush(stdout);
   }
   for (auto& [id, reg] : regs) reg->Stop(true);
