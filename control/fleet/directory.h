@@ -28,8 +28,6 @@
 
 namespace tandem::fleet {
 
-namespace v1 = ::tandem::fleet::v1;
-
 inline constexpr const char* kDefaultPrefix = "/tandem/fleet/";
 
 // A pair, node or meeting id: 1 to 128 of [A-Za-z0-9._:@-]. INVALID_ARGUMENT
