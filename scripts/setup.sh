@@ -27,7 +27,7 @@
 # promtool to check /metrics), BIRD 2 (bird2: the routing daemon of routed
 # mode, docs/routed.md, and the routers of the two-DC test bed) and the tools
 # the docs mention (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py come with
-# dpdk and dpdk-dev).
+# dpdk and dpdk-dev), and etcd for the fleet's directory and its tests.
 TANDEM_DEBIAN_PACKAGES=(
   build-essential g++ clang llvm clang-format clang-tidy pkg-config git
   meson ninja-build
@@ -38,8 +38,16 @@ TANDEM_DEBIAN_PACKAGES=(
   libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev prometheus-cpp-dev
   python3 python3-scapy python3-pytest python3-prometheus-client prometheus ffmpeg openssl
   iproute2 bridge-utils ethtool tcpdump procps psmisc util-linux
-  bird2 iputils-ping
+  bird2 iputils-ping etcd-server etcd-client
 )
+
+# etcd's API definitions (.proto), from which the build generates the fleet's
+# etcd client (control/fleet/meson.build). Debian ships them in
+# golang-etcd-server-dev, whose dependencies are 138 Go source packages
+# (450 MB) that the build does not use: the package is downloaded and only
+# its .proto files are kept here, unless it is installed anyway.
+TANDEM_ETCD_PROTO_PACKAGE=golang-etcd-server-dev
+TANDEM_ETCD_PROTO_DIR=/var/cache/tandem/etcd-proto
 
 tandem_log() { echo "setup: $*" >&2; }
 
@@ -64,6 +72,36 @@ tandem_install_packages() {
   # wait for it rather than fail.
   apt-get -o DPkg::Lock::Timeout=600 update -q || return 1
   apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" || return 1
+}
+
+tandem_fetch_etcd_protos() {
+  if [[ "${TANDEM_SKIP_PACKAGES:-0}" == 1 ]]; then return 0; fi
+  local installed=/usr/share/gocode/src/go.etcd.io/etcd
+  local want=etcdserver/etcdserverpb/rpc.proto
+  if [[ -f "$installed/$want" || -f "$TANDEM_ETCD_PROTO_DIR/$want" ]]; then return 0; fi
+  if [[ $EUID -ne 0 ]]; then
+    tandem_log "etcd's .proto files missing ($TANDEM_ETCD_PROTO_DIR); run as root to fetch them"
+    return 1
+  fi
+  tandem_log "fetching etcd's .proto files from $TANDEM_ETCD_PROTO_PACKAGE"
+  local tmp
+  tmp=$(mktemp -d) || return 1
+  # apt-get download writes into the current directory, as user _apt when it can.
+  chown _apt "$tmp" 2>/dev/null
+  if ! (cd "$tmp" && apt-get -q download "$TANDEM_ETCD_PROTO_PACKAGE" >/dev/null); then
+    apt-get -o DPkg::Lock::Timeout=600 update -q &&
+      (cd "$tmp" && apt-get -q download "$TANDEM_ETCD_PROTO_PACKAGE" >/dev/null) ||
+      { rm -rf "$tmp"; return 1; }
+  fi
+  dpkg-deb -x "$tmp"/"$TANDEM_ETCD_PROTO_PACKAGE"_*.deb "$tmp/x" || { rm -rf "$tmp"; return 1; }
+  local src="$tmp/x$installed" f
+  mkdir -p "$TANDEM_ETCD_PROTO_DIR.new" &&
+    (cd "$src" && find . -name '*.proto' -print0 | xargs -0 cp --parents -t "$TANDEM_ETCD_PROTO_DIR.new") &&
+    cp "$tmp/x/usr/share/doc/$TANDEM_ETCD_PROTO_PACKAGE/copyright" "$TANDEM_ETCD_PROTO_DIR.new/" &&
+    rm -rf "$TANDEM_ETCD_PROTO_DIR" && mv "$TANDEM_ETCD_PROTO_DIR.new" "$TANDEM_ETCD_PROTO_DIR"
+  f=$?
+  rm -rf "$tmp" "$TANDEM_ETCD_PROTO_DIR.new"
+  return $f
 }
 
 # Reserves 1024 x 2 MB hugepages and mounts hugetlbfs on /dev/hugepages.
@@ -125,6 +163,7 @@ tandem_setup_main() {
   TANDEM_BUILD_DIR="${TANDEM_BUILD_DIR:-$TANDEM_ROOT/build}"
   export TANDEM_ROOT TANDEM_BUILD_DIR
   tandem_install_packages || { tandem_log "package installation failed"; return 1; }
+  tandem_fetch_etcd_protos || { tandem_log "could not fetch etcd's .proto files"; return 1; }
   tandem_setup_hugepages
   tandem_build || { tandem_log "build failed"; return 1; }
   tandem_record_setup

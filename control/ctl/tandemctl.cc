@@ -29,6 +29,7 @@
 #include "control.grpc.pb.h"
 #include "control/client/pair_client.h"
 #include "common/keys.h"
+#include "control/ctl/fleet.h"
 #include "control/ctl/json.h"
 
 namespace tandem::control {
@@ -1026,6 +1027,18 @@ std::vector<Command> Commands() {
                       return !(count && ++n >= count);
                     }));
                   }});
+  // tandemctl fleet ... (control/ctl/fleet.cc): etcd, not the node's API.
+  for (FleetCommand& f : FleetCommands()) {
+    cmds.push_back({f.name, f.usage, f.help, f.options, f.flags,
+                    [run = f.run](Context& c, const Args& a) {
+                      absl::Status st = run({a.positional, a.options, a.flags, c.json});
+                      if (absl::IsInvalidArgument(st)) throw UsageError{std::string(st.message())};
+                      if (!st.ok()) {
+                        Check(grpc::Status(static_cast<grpc::StatusCode>(st.code()),
+                                           std::string(st.message())));
+                      }
+                    }});
+  }
   return cmds;
 }
 
