@@ -40,7 +40,7 @@ class NodeControl(ControlDaemon):
 
 class Node:
     def __init__(self, testbed, name, node_id, peer_name, peer_id, mode="async", preempt=False,
-                 multiplier=None, pair_extra=""):
+                 multiplier=None, pair_extra="", ports="20000-20099"):
         self.testbed = testbed
         self.multiplier = MULTIPLIER if multiplier is None else multiplier
         self.name = name
@@ -78,11 +78,18 @@ usage_interval_ms = 100
         pair_ctl += pair_extra
         self.control = NodeControl(testbed, self.host, workdir=self.workdir, node=name,
                                    shm_dir=self.switch.shm_dir, legs=65536, meetings=16384,
-                                   extra_toml=pair_ctl)
+                                   ports=ports, extra_toml=pair_ctl)
 
     def set_peer_api(self, api):
         text = self.control.config.read_text().replace("PEER_API", api)
         self.control.config.write_text(text)
+
+    def set_store_path(self, path):
+        """Puts the control daemon's SQLite store at `path` (before start)."""
+        old = f'path = "{self.workdir / "control.db"}"'
+        text = self.control.config.read_text()
+        assert old in text
+        self.control.config.write_text(text.replace(old, f'path = "{path}"'))
 
     def start(self):
         self.switch.start()
@@ -128,18 +135,19 @@ class PairBed:
 
     `multiplier` overrides the heartbeat multiplier of both control daemons
     (default MULTIPLIER); the benchmark runs the product default, 3.
-    `pair_extra` is added to both control daemons' [pair] table ("key = value" lines)."""
+    `pair_extra` is added to both control daemons' [pair] table ("key = value" lines);
+    `ports` is their VIP port pool."""
 
     def __init__(self, participants=3, mode="async", preempt_a=False, multiplier=None,
-                 pair_extra=""):
+                 pair_extra="", ports="20000-20099"):
         self.testbed = netns.Testbed()
         try:
             self.participants = [self.testbed.add_participant(f"p{i}", i)
                                  for i in range(participants)]
             self.a = Node(self.testbed, "na", 1, "nb", 2, mode=mode, preempt=preempt_a,
-                          multiplier=multiplier, pair_extra=pair_extra)
+                          multiplier=multiplier, pair_extra=pair_extra, ports=ports)
             self.b = Node(self.testbed, "nb", 2, "na", 1, mode=mode, multiplier=multiplier,
-                          pair_extra=pair_extra)
+                          pair_extra=pair_extra, ports=ports)
             self.a.set_peer_api(self.b.control.api)
             self.b.set_peer_api(self.a.control.api)
             # The backbone: one veth between the node namespaces, with kernel
