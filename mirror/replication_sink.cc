@@ -80,8 +80,11 @@ struct ReplicationSink::State {
   // False if the connection must be closed (a refused frame).
   bool ReadFrames(Link& l);
   bool Dispatch(const Message& m);
-  void Hold(MsgType type, uint64_t seq, absl::string_view body);
-  absl::Status Apply(const Held& h);
+  // `records`: the frame's, parsed (into the frame, not into the copy held).
+  void Hold(MsgType type, uint64_t seq, absl::string_view body,
+            std::vector<absl::string_view> records = {});
+  absl::Status Apply(const Held& h, std::vector<absl::string_view> records);
+  absl::Status ApplyAgain(const Held& h);
   bool Store();
   void Failed(const absl::Status& s);
   void Publish(bool connected, const std::string& error = "");
@@ -108,22 +111,13 @@ void ReplicationSink::State::Failed(const absl::Status& s) {
   ++st.store_failures;
 }
 
-absl::Status ReplicationSink::State::Apply(const Held& h) {
+absl::Status ReplicationSink::State::Apply(const Held& h,
+                                           std::vector<absl::string_view> records) {
   if (h.type == MsgType::kSnapshotEnd) {
     return cb.end_snapshot ? cb.end_snapshot(h.seq) : absl::OkStatus();
   }
-  std::vector<absl::string_view> recs;
-  if (h.type == MsgType::kChanges) {
-    auto ch = ParseChanges(h.body);
-    if (!ch.ok()) return ch.status();  // parsed once already
-    recs = std::move(ch->second);
-  } else {
-    auto list = ParseRecords(h.body);
-    if (!list.ok()) return list.status();
-    recs = std::move(*list);
-  }
   uint64_t seq = h.seq;
-  for (absl::string_view r : recs) {
+  for (absl::string_view r : records) {
     RecordKind kind = h.type == MsgType::kSnapshotRecords ? RecordKind::kSnapshot
                       : seq > consistent_from             ? RecordKind::kChange
                                                           : RecordKind::kCatchUp;
@@ -133,11 +127,25 @@ absl::Status ReplicationSink::State::Apply(const Held& h) {
   return absl::OkStatus();
 }
 
+absl::Status ReplicationSink::State::ApplyAgain(const Held& h) {
+  absl::StatusOr<std::vector<absl::string_view>> records = std::vector<absl::string_view>{};
+  if (h.type == MsgType::kChanges) {
+    auto ch = ParseChanges(h.body);  // parsed once already: cannot fail
+    records = ch.ok() ? absl::StatusOr<std::vector<absl::string_view>>(std::move(ch->second))
+                      : ch.status();
+  } else if (h.type == MsgType::kSnapshotRecords) {
+    records = ParseRecords(h.body);
+  }
+  if (!records.ok()) return records.status();
+  return Apply(h, std::move(*records));
+}
+
 // Keeps a frame received, and applies it unless storing already failed.
-void ReplicationSink::State::Hold(MsgType type, uint64_t seq, absl::string_view body) {
+void ReplicationSink::State::Hold(MsgType type, uint64_t seq, absl::string_view body,
+                                  std::vector<absl::string_view> records) {
   held.push_back({type, seq, std::string(body)});
   if (store_failed) return;
-  if (absl::Status s = Apply(held.back()); !s.ok()) return Failed(s);
+  if (absl::Status s = Apply(held.back(), std::move(records)); !s.ok()) return Failed(s);
   if (type == MsgType::kSnapshotEnd) {
     // It committed everything before it (applied again, its sweep would
     // remove what the snapshot held): a commit point.
@@ -152,7 +160,7 @@ bool ReplicationSink::State::Store() {
   if (store_failed) {
     store_failed.reset();
     for (size_t i = 0; i < held.size(); ++i) {
-      if (absl::Status s = Apply(held[i]); !s.ok()) {
+      if (absl::Status s = ApplyAgain(held[i]); !s.ok()) {
         Failed(s);
         return false;
       }
@@ -199,8 +207,9 @@ bool ReplicationSink::State::Dispatch(const Message& m) {
     }
     case MsgType::kSnapshotRecords: {
       if (!in_snapshot) return refuse(RejectReason::kUnexpected);
-      if (!ParseRecords(m.body).ok()) return refuse(RejectReason::kMalformed);
-      Hold(m.type, snapshot_seq, m.body);
+      absl::StatusOr<std::vector<absl::string_view>> records = ParseRecords(m.body);
+      if (!records.ok()) return refuse(RejectReason::kMalformed);
+      Hold(m.type, snapshot_seq, m.body, std::move(*records));
       return true;
     }
     case MsgType::kSnapshotEnd: {
@@ -224,8 +233,9 @@ bool ReplicationSink::State::Dispatch(const Message& m) {
         return refuse(RejectReason::kUnexpected);
       }
       if (ch->second.empty()) return true;  // a keepalive
-      Hold(m.type, ch->first, m.body);
-      applied += ch->second.size();
+      const size_t n = ch->second.size();
+      Hold(m.type, ch->first, m.body, std::move(ch->second));
+      applied += n;
       return true;
     }
     case MsgType::kPairMessage:
