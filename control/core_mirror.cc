@@ -467,11 +467,8 @@ absl::Status Core::EndResync(uint64_t log_id, uint64_t seq) {
   }
   if (absl::Status st = EnsureStoreTxn(); !st.ok()) return st;
   // Mark and sweep: whatever the snapshot did not hold is gone on the active.
-  std::vector<uint64_t> legs;
-  for (const auto& [id, rec] : legs_) {
-    if (!seen_legs_.contains(id)) legs.push_back(id);
-  }
-  for (uint64_t id : legs) DropLegQuietly(id);
+  // The store first, committed with the snapshot's records: if that fails,
+  // memory is left as it was, so that the sweep can be done again.
   std::vector<uint64_t> sites;
   for (const auto& [id, s] : sites_) {
     if (!seen_sites_.contains(id)) sites.push_back(id);
@@ -481,6 +478,17 @@ absl::Status Core::EndResync(uint64_t log_id, uint64_t seq) {
       store_->Rollback();
       return st;
     }
+  }
+  if (auto st = store_->Commit(); !st.ok()) {
+    fprintf(stderr, "tandem-control: committing a resync: %s\n", std::string(st.message()).c_str());
+    return st;
+  }
+  std::vector<uint64_t> legs;
+  for (const auto& [id, rec] : legs_) {
+    if (!seen_legs_.contains(id)) legs.push_back(id);
+  }
+  for (uint64_t id : legs) DropLegQuietly(id);
+  for (uint64_t id : sites) {
     sites_.erase(id);
     for (auto it = meetings_.begin(); it != meetings_.end();) {
       if (it->second.site_id() != id) {
@@ -512,10 +520,6 @@ absl::Status Core::EndResync(uint64_t log_id, uint64_t seq) {
     if (it == meetings_.end() || it->second.state() != v1::LIVE) stale.push_back(id);
   });
   for (uint64_t id : stale) (void)writer_->RemoveMeeting(id);
-  if (auto st = store_->Commit(); !st.ok()) {
-    fprintf(stderr, "tandem-control: committing a resync: %s\n", std::string(st.message()).c_str());
-    return st;
-  }
   changes_->Reset(log_id, seq + 1);
   resync_ = false;
   // Kept only for the sweep: a standby that follows for days must not keep
