@@ -79,10 +79,9 @@ struct ReplicationSink::State {
   void QueueOutput(Link& l, int64_t now);
   // False if the connection must be closed (a refused frame).
   bool ReadFrames(Link& l);
-  bool Dispatch(const Message& m);
-  // `records`: the frame's, parsed (into the frame, not into the copy held).
-  void Hold(MsgType type, uint64_t seq, absl::string_view body,
-            std::vector<absl::string_view> records = {});
+  bool Dispatch(Message& m);  // takes the body of a frame it keeps
+  // Applies the frame just kept (held.back(), its `records` parsed from it).
+  void ApplyLast(std::vector<absl::string_view> records);
   absl::Status Apply(const Held& h, std::vector<absl::string_view> records);
   absl::Status ApplyAgain(const Held& h);
   bool Store();
@@ -140,13 +139,12 @@ absl::Status ReplicationSink::State::ApplyAgain(const Held& h) {
   return Apply(h, std::move(*records));
 }
 
-// Keeps a frame received, and applies it unless storing already failed.
-void ReplicationSink::State::Hold(MsgType type, uint64_t seq, absl::string_view body,
-                                  std::vector<absl::string_view> records) {
-  held.push_back({type, seq, std::string(body)});
+// Applies the frame kept last, unless storing already failed (then it waits
+// in `held` for the next attempt).
+void ReplicationSink::State::ApplyLast(std::vector<absl::string_view> records) {
   if (store_failed) return;
   if (absl::Status s = Apply(held.back(), std::move(records)); !s.ok()) return Failed(s);
-  if (type == MsgType::kSnapshotEnd) {
+  if (held.back().type == MsgType::kSnapshotEnd) {
     // It committed everything before it (applied again, its sweep would
     // remove what the snapshot held): a commit point.
     held.clear();
@@ -185,7 +183,7 @@ bool ReplicationSink::State::Store() {
   return true;
 }
 
-bool ReplicationSink::State::Dispatch(const Message& m) {
+bool ReplicationSink::State::Dispatch(Message& m) {
   auto refuse = [&](RejectReason r) {
     rejects.Count(r);
     return false;
@@ -207,9 +205,13 @@ bool ReplicationSink::State::Dispatch(const Message& m) {
     }
     case MsgType::kSnapshotRecords: {
       if (!in_snapshot) return refuse(RejectReason::kUnexpected);
-      absl::StatusOr<std::vector<absl::string_view>> records = ParseRecords(m.body);
-      if (!records.ok()) return refuse(RejectReason::kMalformed);
-      Hold(m.type, snapshot_seq, m.body, std::move(*records));
+      held.push_back({m.type, snapshot_seq, std::move(m.body)});
+      absl::StatusOr<std::vector<absl::string_view>> records = ParseRecords(held.back().body);
+      if (!records.ok()) {
+        held.pop_back();
+        return refuse(RejectReason::kMalformed);
+      }
+      ApplyLast(std::move(*records));
       return true;
     }
     case MsgType::kSnapshotEnd: {
@@ -220,22 +222,24 @@ bool ReplicationSink::State::Dispatch(const Message& m) {
       based = true;
       applied = snapshot_seq;
       consistent_from = *seq;
-      Hold(m.type, *seq, "");
+      held.push_back({m.type, *seq, ""});
+      ApplyLast({});
       absl::MutexLock l(&mu);
       ++st.snapshots;
       return true;
     }
     case MsgType::kChanges: {
-      auto ch = ParseChanges(m.body);
-      if (!ch.ok()) return refuse(RejectReason::kMalformed);
+      held.push_back({m.type, 0, std::move(m.body)});
+      auto ch = ParseChanges(held.back().body);
       // Exactly the next record: no loss, no duplicate.
-      if (!based || in_snapshot || ch->first != applied + 1) {
-        return refuse(RejectReason::kUnexpected);
+      bool next = ch.ok() && based && !in_snapshot && ch->first == applied + 1;
+      if (!next || ch->second.empty()) {  // refused, or a keepalive
+        held.pop_back();
+        return next || refuse(ch.ok() ? RejectReason::kUnexpected : RejectReason::kMalformed);
       }
-      if (ch->second.empty()) return true;  // a keepalive
-      const size_t n = ch->second.size();
-      Hold(m.type, ch->first, m.body, std::move(ch->second));
-      applied += n;
+      held.back().seq = ch->first;
+      applied += ch->second.size();
+      ApplyLast(std::move(ch->second));
       return true;
     }
     case MsgType::kPairMessage:
