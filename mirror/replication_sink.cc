@@ -76,6 +76,8 @@ struct ReplicationSink::State {
   bool consistent() const { return based && !in_snapshot && applied >= consistent_from; }
   void Run();
   void Serve(Fd fd);
+  // The connection ended: what was not stored is asked for again next time.
+  void Close(Link& l, const std::string& error, bool closed_by_source);
   void QueueOutput(Link& l, int64_t now);
   // False if the connection must be closed (a refused frame).
   bool ReadFrames(Link& l);
@@ -381,6 +383,10 @@ void ReplicationSink::State::Serve(Fd fd) {
       break;
     }
   }
+  Close(l, error, closed_by_source);
+}
+
+void ReplicationSink::State::Close(Link& l, const std::string& error, bool closed_by_source) {
   if (store_failed || !held.empty()) {
     // Never stored: the next connection asks again from the last commit.
     store_failed.reset();
