@@ -193,11 +193,17 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     chain(ReadString(*t, "peer_api", o, &p.peer_api));
     std::string mode = "async";
     chain(ReadString(*t, "mode", o, &mode));
-    if (mode != "async" && mode != "sync") chain(Bad(o, "mode", "must be \"async\" or \"sync\""));
-    p.sync = mode == "sync";
+    if (mode != "async" && mode != "sync" && mode != "sync-strict") {
+      chain(Bad(o, "mode", "must be \"async\", \"sync\" or \"sync-strict\""));
+    }
+    p.sync = mode == "sync" || mode == "sync-strict";
+    p.strict = mode == "sync-strict";
     v = p.sync_timeout_ms;
     chain(ReadUint(*t, "sync_timeout_ms", o, 600000, &v));
     p.sync_timeout_ms = v;
+    v = p.lag_alarm_ms;
+    chain(ReadUint(*t, "lag_alarm_ms", o, 3600000, &v));
+    p.lag_alarm_ms = v;
     v = p.heartbeat_ms;
     chain(ReadUint(*t, "heartbeat_ms", o, 10000, &v));
     p.heartbeat_ms = v;

@@ -41,8 +41,11 @@ struct PairConfig {
   std::string listen;         // "HOST:PORT" on the backbone: served while active
   std::string peer;           // the peer's listen address: followed while standby
   std::string peer_api;       // the peer's API address, named when a standby refuses a write
-  bool sync = false;          // mode = "sync": writes return once the standby applied them
+  bool sync = false;          // mode = "sync": writes return once the standby stored them
+  bool strict = false;        // mode = "sync-strict": ... and are refused without a standby
   uint32_t sync_timeout_ms = 1000;
+  // Alarm replication_lag while the oldest change the standby lacks is older.
+  uint32_t lag_alarm_ms = 1000;
   uint32_t heartbeat_ms = 10;  // the same as the switch's pair.heartbeat_ms
   uint32_t multiplier = 3;
   bool preempt = false;

@@ -490,11 +490,53 @@ absl::Status Core::GetStatus(const v1::GetStatusRequest& req, v1::NodeStatus* ou
 // ---------------------------------------------------------------- sites
 
 namespace {
+
+// Size limits of a site (docs/control.md, "Limits"). Every object goes to
+// the standby as one replication record, which must fit one backbone frame
+// (16 MiB): without a bound, one site grown by updates stalled replication
+// for good. These keep every object far below it.
+constexpr size_t kMaxMapKeyBytes = 256;
+constexpr size_t kMaxMapValueBytes = 64 << 10;
+constexpr size_t kMaxMapEntries = 1024;
+constexpr size_t kMaxSiteBytes = 1 << 20;
+
 absl::Status CheckSiteName(const std::string& name) {
   if (name.empty()) return absl::InvalidArgumentError("a site needs a name");
   if (name.size() > 256) return absl::InvalidArgumentError("site name longer than 256 bytes");
   return absl::OkStatus();
 }
+
+absl::Status CheckSiteMap(const char* what,
+                          const google::protobuf::Map<std::string, std::string>& m) {
+  if (m.size() > kMaxMapEntries) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has ", m.size(), " entries: the limit is ", kMaxMapEntries));
+  }
+  for (const auto& [k, v] : m) {
+    if (k.size() > kMaxMapKeyBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " key of ", k.size(), " bytes: the limit is ", kMaxMapKeyBytes));
+    }
+    if (v.size() > kMaxMapValueBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " value of \"", k, "\" is ", v.size(),
+                                                     " bytes: the limit is ", kMaxMapValueBytes));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A site as it would be stored: within every size limit.
+absl::Status CheckSiteSize(const v1::Site& site) {
+  if (auto st = CheckSiteMap("look_and_feel", site.look_and_feel()); !st.ok()) return st;
+  if (auto st = CheckSiteMap("preferences", site.preferences()); !st.ok()) return st;
+  if (size_t n = site.ByteSizeLong(); n > kMaxSiteBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the site would take ", n,
+                                                   " bytes: the limit is ", kMaxSiteBytes,
+                                                   " (name, look_and_feel and preferences)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status Core::CreateSite(const v1::CreateSiteRequest& req, v1::Site* out) {
@@ -515,6 +557,7 @@ absl::Status Core::CreateSite(const v1::CreateSiteRequest& req, v1::Site* out) {
   uint64_t now = UnixNs();
   site.set_created_unix_ns(now);
   site.set_updated_unix_ns(now);
+  if (auto st = CheckSiteSize(site); !st.ok()) return st;
   if (auto st = store_->Transaction([&] { return store_->PutSite(site); }); !st.ok()) return st;
   next_site_id_ = std::max(next_site_id_, site.site_id() + 1);
   sites_[site.site_id()] = site;
@@ -561,6 +604,7 @@ absl::Status Core::UpdateSite(const v1::UpdateSiteRequest& req, v1::Site* out) {
   for (const std::string& k : req.remove_preferences()) site.mutable_preferences()->erase(k);
   if (req.has_policy()) *site.mutable_policy() = req.policy();
   site.set_updated_unix_ns(UnixNs());
+  if (auto st = CheckSiteSize(site); !st.ok()) return st;
   if (auto st = store_->Transaction([&] { return store_->PutSite(site); }); !st.ok()) return st;
   it->second = site;
   v1::Change c = MakeChange(v1::Change::SITE_PUT, site.site_id());

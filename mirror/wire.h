@@ -40,10 +40,17 @@
 namespace tandem::mirror {
 
 inline constexpr uint16_t kWireMagic = 0x4D54;
-inline constexpr uint8_t kWireVersion = 1;
+// 2: a snapshot is streamed in chunks (its records are read while changes go
+// on) and ends at the sequence from which the standby's state is consistent.
+inline constexpr uint8_t kWireVersion = 2;
 inline constexpr size_t kHeaderSize = 28;
 inline constexpr size_t kMacSize = 32;
 inline constexpr size_t kMaxBody = 16u << 20;
+// The largest record a kChanges or kSnapshotRecords frame carries: alone in
+// its frame, after the body's u64 first seq, u32 count and u32 length. A
+// larger one could never reach the standby (it would refuse the frame on
+// every reconnect), so the source refuses it (ReplicationSource::Append).
+inline constexpr size_t kMaxRecord = kMaxBody - 16;
 inline constexpr size_t kNonceSize = 16;
 // A key shorter than this is refused: it would be guessable.
 inline constexpr size_t kMinKeySize = 16;
@@ -52,11 +59,11 @@ enum class MsgType : uint8_t {
   kHello = 1,          // client -> server: nonce_c (configured key)
   kHelloReply = 2,     // server -> client: nonce_c, nonce_s (configured key)
   kSubscribe = 3,      // sink -> source: where the standby stands
-  kSnapshotBegin = 4,  // source -> sink: history, seq, record count
+  kSnapshotBegin = 4,  // source -> sink: history, seq (the stream goes on after it), 0
   kSnapshotRecords = 5,
-  kSnapshotEnd = 6,
-  kChanges = 7,  // source -> sink: first seq and a batch of records
-  kAck = 8,      // sink -> source: cumulative applied seq
+  kSnapshotEnd = 6,  // source -> sink: the seq from which the state is consistent (>= begin's)
+  kChanges = 7,      // source -> sink: first seq and a batch of records
+  kAck = 8,          // sink -> source: cumulative applied seq
   kHeartbeat = 9,
   kPairMessage = 10,  // either way: an opaque message of the layer above (control/pair.cc)
 };
@@ -142,8 +149,10 @@ absl::StatusOr<SubscribeBody> ParseSubscribe(absl::string_view body);
 
 struct SnapshotBeginBody {
   uint64_t history = 0;
-  uint64_t seq = 0;  // the snapshot holds every change up to and including seq
-  uint64_t records = 0;
+  // The snapshot's records hold every change up to and including seq, and
+  // may hold later ones: the stream after the snapshot starts at seq + 1.
+  uint64_t seq = 0;
+  uint64_t records = 0;  // 0: not known in advance (a streamed snapshot)
 };
 std::string EncodeSnapshotBegin(const SnapshotBeginBody& b);
 absl::StatusOr<SnapshotBeginBody> ParseSnapshotBegin(absl::string_view body);

@@ -88,8 +88,12 @@ def heartbeats():
     write("heartbeat", "short", b"\x00" + body[:20])
 
 
+WIRE_VERSION = 2  # mirror/wire.h kWireVersion
+
+
 def frame(msg_type, body, sender=1, epoch=1, counter=1):
-    hdr = struct.pack("<HBBIQQI", 0x4D54, 1, msg_type, sender, epoch, counter, len(body))
+    hdr = struct.pack("<HBBIQQI", 0x4D54, WIRE_VERSION, msg_type, sender, epoch, counter,
+                      len(body))
     return hdr + body + bytes(32)  # the harness MACs it (mode byte 1)
 
 
@@ -105,9 +109,9 @@ def wire():
         "hello": (1, bytes(range(16))),
         "hello_reply": (2, bytes(range(32))),
         "subscribe": (3, struct.pack("<QQB", 7, 100, 1)),
-        "snapshot_begin": (4, struct.pack("<QQQ", 7, 100, 2)),
+        "snapshot_begin": (4, struct.pack("<QQQ", 7, 100, 0)),
         "snapshot_records": (5, records([b"site 1 acme", b"meeting 1 live"])),
-        "snapshot_end": (6, b""),
+        "snapshot_end": (6, struct.pack("<Q", 104)),
         "changes": (7, struct.pack("<Q", 101) + records([b"leg 5 add", b"leg 6 remove"])),
         "ack": (8, struct.pack("<Q", 101)),
         "heartbeat": (9, struct.pack("<BBQ", 1, 3, 101)),

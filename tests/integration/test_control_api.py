@@ -99,6 +99,34 @@ def test_site_errors(daemon):
     assert e.code == "FAILED_PRECONDITION" and "live meeting" in e.message
 
 
+def test_site_size_limits(daemon):
+    """Every object goes to the standby as one record, which must fit one
+    backbone frame: a site is bounded (docs/control.md, Limits), and each
+    refusal names the limit and changes nothing."""
+    d = daemon
+    e = error_of(d, "site", "create", "--name", "big", "--look", f"logo={'x' * 65537}")
+    assert e.code == "INVALID_ARGUMENT" and "logo" in e.message and "65536" in e.message, e
+    e = error_of(d, "site", "create", "--name", "big", "--pref", f"{'k' * 257}=v")
+    assert e.code == "INVALID_ARGUMENT" and "limit is 256" in e.message, e
+    many = [x for i in range(1025) for x in ("--pref", f"k{i}=v")]
+    e = error_of(d, "site", "create", "--name", "big", *many)
+    assert e.code == "INVALID_ARGUMENT" and "limit is 1024" in e.message, e
+    assert d.ctl("site", "list")["sites"] == []
+    # At each limit: accepted.
+    edge = d.ctl("site", "create", "--name", "edge", "--look", f"logo={'x' * 65536}",
+                 "--pref", f"{'k' * 256}=v", *many[:-4])
+    assert len(edge["preferences"]) == 1024
+    # Grown by updates, a site stops at 1 MiB in all.
+    site = d.ctl("site", "create", "--name", "growing")
+    grow = [x for i in range(15) for x in ("--look", f"a{i}={'y' * 65536}")]
+    d.ctl("site", "update", site["site_id"], *grow)
+    before = d.ctl("site", "get", site["site_id"])
+    grow = [x for i in range(15) for x in ("--look", f"b{i}={'y' * 65536}")]
+    e = error_of(d, "site", "update", site["site_id"], *grow)
+    assert e.code == "INVALID_ARGUMENT" and "limit is 1048576" in e.message, e
+    assert d.ctl("site", "get", site["site_id"]) == before
+
+
 # ---------------------------------------------------------------- meetings
 
 def test_meeting_lifecycle(daemon):

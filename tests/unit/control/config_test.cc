@@ -268,5 +268,34 @@ TEST(ConfigTest, ListenersAndPathsAreCheckedBeforeStart) {
   }
 }
 
+TEST(ConfigTest, PairModesAndLagAlarm) {
+  const std::string pair = R"(
+node = "a"
+[pair]
+node_id = 1
+peer_node_id = 2
+key = "0123456789abcdef0123456789abcdef"
+listen = "198.19.0.1:7400"
+peer = "198.19.0.2:7400"
+)";
+  auto c = ParseConfig(pair, "test.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->pair.sync);
+  EXPECT_FALSE(c->pair.strict);
+  EXPECT_EQ(c->pair.lag_alarm_ms, 1000u);
+  c = ParseConfig(pair + "mode = \"sync\"\n", "test.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->pair.sync);
+  EXPECT_FALSE(c->pair.strict);
+  c = ParseConfig(pair + "mode = \"sync-strict\"\nlag_alarm_ms = 250\n", "test.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->pair.sync);
+  EXPECT_TRUE(c->pair.strict);
+  EXPECT_EQ(c->pair.lag_alarm_ms, 250u);
+  c = ParseConfig(pair + "mode = \"strict\"\n", "test.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("sync-strict"), std::string::npos) << c.status();
+}
+
 }  // namespace
 }  // namespace tandem::control

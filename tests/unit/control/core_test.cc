@@ -349,7 +349,7 @@ TEST_F(CoreTest, AReplicatedChangeInFlightAtTakeoverIsNotApplied) {
   };
   v1::Change first = site_put(7, "replicated");
   ASSERT_TRUE(core_->ApplyReplicated(first, first.SerializeAsString(), false).ok());
-  core_->FlushReplicated();
+  ASSERT_TRUE(core_->CommitReplicated().ok());
   core_->SetNodeRole(tables::Role::kActive, 3, "test: takeover");
   uint64_t position = core_->changes().last_seq();
   v1::Change late = site_put(8, "late");
@@ -456,7 +456,7 @@ TEST_F(CoreTest, AResyncReplacesALegAndParticipantUnderAReusedId) {
   leg->set_recv(true);
   leg->set_requested(3);
   put(lc);
-  core_->EndResync(core_->changes().log_id(), core_->changes().last_seq());
+  ASSERT_TRUE(core_->EndResync(core_->changes().log_id(), core_->changes().last_seq()).ok());
 
   v1::ListLegsResponse legs;
   ASSERT_TRUE(core_->ListLegs(v1::ListLegsRequest(), &legs).ok());

@@ -1,6 +1,5 @@
-// Replication over real loopback TCP sockets. A small TCP relay sits between
-// sink and source so that a test can cut the "backbone" (close every
-// connection and refuse new ones) or stall it, as a failing link would.
+// Replication over real loopback TCP sockets, through a relay (relay.h) where
+// a test cuts or stalls the "backbone".
 #include "mirror/replication.h"
 
 #include <poll.h>
@@ -16,118 +15,12 @@
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "mirror/net.h"
+#include "tests/unit/mirror/relay.h"
 
 namespace tandem::mirror {
 namespace {
 
 const char kKey[] = "replication-test-key-0123456789";
-
-// Relays TCP connections from an ephemeral loopback port to `target`.
-class Relay {
- public:
-  explicit Relay(uint16_t target) : target_(target) {
-    listen_ = std::move(*TcpListen({"127.0.0.1", 0}));
-    port_ = LocalPort(listen_.get());
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~Relay() {
-    stop_ = true;
-    waker_.Wake();
-    thread_.join();
-  }
-  uint16_t port() const { return port_; }
-  // Down: every relayed connection is closed and new ones are refused.
-  // Both setters return once the relay runs with the new setting.
-  void SetUp(bool up) {
-    up_ = up;
-    Sync();
-  }
-  // Stalled: connections stay open but no byte moves.
-  void SetStalled(bool stalled) {
-    stalled_ = stalled;
-    Sync();
-  }
-
- private:
-  struct Link {
-    Fd a, b;
-  };
-  void Sync() {
-    uint64_t start = loops_.load();
-    while (loops_.load() < start + 2) {
-      waker_.Wake();
-      absl::SleepFor(absl::Milliseconds(1));
-    }
-  }
-  void Run() {
-    std::vector<Link> links;
-    char buf[65536];
-    while (!stop_) {
-      ++loops_;
-      if (!up_) links.clear();
-      std::vector<pollfd> fds = {{waker_.fd(), POLLIN, 0}, {listen_.get(), POLLIN, 0}};
-      for (auto& l : links) {
-        short ev = stalled_ ? 0 : POLLIN;
-        fds.push_back({l.a.get(), ev, 0});
-        fds.push_back({l.b.get(), ev, 0});
-      }
-      poll(fds.data(), fds.size(), 100);
-      if (fds[0].revents) waker_.Drain();
-      const size_t polled = links.size();  // links accepted below were not polled
-      if (fds[1].revents) {
-        Fd in(accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        if (in.valid() && up_) {
-          absl::StatusOr<Fd> out = TcpConnect({"127.0.0.1", target_}, absl::Seconds(1));
-          if (out.ok()) {
-            TuneTcp(in.get());
-            links.push_back({std::move(in), std::move(*out)});
-          }
-        }
-      }
-      std::vector<bool> dead(links.size(), false);
-      for (size_t i = 0; i < polled; ++i) {
-        for (int side = 0; side < 2; ++side) {
-          if (!(fds[2 + 2 * i + side].revents)) continue;
-          int from = side == 0 ? links[i].a.get() : links[i].b.get();
-          int to = side == 0 ? links[i].b.get() : links[i].a.get();
-          ssize_t n = read(from, buf, sizeof(buf));
-          if (n <= 0) {
-            if (n == 0 || errno != EAGAIN) dead[i] = true;
-            continue;
-          }
-          // Blocking-ish write: loopback buffers are large, retry briefly.
-          ssize_t off = 0;
-          while (off < n) {
-            ssize_t w = send(to, buf + off, n - off, MSG_NOSIGNAL);
-            if (w < 0 && errno == EAGAIN) {
-              pollfd p{to, POLLOUT, 0};
-              poll(&p, 1, 100);
-              continue;
-            }
-            if (w < 0) {
-              dead[i] = true;
-              break;
-            }
-            off += w;
-          }
-        }
-      }
-      std::vector<Link> keep;
-      for (size_t i = 0; i < links.size(); ++i) {
-        if (!dead[i]) keep.push_back(std::move(links[i]));
-      }
-      links = std::move(keep);
-    }
-  }
-
-  uint16_t target_;
-  Fd listen_;
-  uint16_t port_ = 0;
-  Waker waker_;
-  std::atomic<bool> stop_{false}, up_{true}, stalled_{false};
-  std::atomic<uint64_t> loops_{0};
-  std::thread thread_;
-};
 
 // The primary's state: the list of every change so far (a snapshot is the
 // whole list). The standby's copy must equal it: no loss, no duplicate.
@@ -140,9 +33,9 @@ class Primary {
     o.backlog_records = backlog;
     o.backlog_bytes = backlog_bytes;
     o.keepalive = absl::Milliseconds(200);
-    o.snapshot = [this]() -> absl::StatusOr<Snapshot> {
+    o.snapshot = [this]() -> absl::StatusOr<std::unique_ptr<SnapshotReader>> {
       absl::MutexLock l(&mu_);
-      return Snapshot{log_, log_.size()};
+      return WholeSnapshot(log_, log_.size());
     };
     absl::StatusOr<std::unique_ptr<ReplicationSource>> s = ReplicationSource::Start(o);
     EXPECT_TRUE(s.ok()) << s.status();
@@ -151,7 +44,7 @@ class Primary {
   uint64_t Put(const std::string& r) {
     absl::MutexLock l(&mu_);
     log_.push_back(r);
-    return source->Append(r);
+    return *source->Append(r);
   }
   void PutMany(int n) {
     for (int i = 0; i < n; ++i) Put(absl::StrCat("change-", next_++));
@@ -187,6 +80,7 @@ class Standby {
       absl::MutexLock l(&mu_);
       state_.emplace_back(r);
       ++applied_calls_;
+      return absl::OkStatus();
     };
     absl::StatusOr<std::unique_ptr<ReplicationSink>> s = ReplicationSink::Start(o, cb);
     EXPECT_TRUE(s.ok()) << s.status();
@@ -300,6 +194,7 @@ TEST(Replication, RestartedStandbyResumesFromItsAdoptedPosition) {
     absl::MutexLock l(&mu);
     EXPECT_EQ(kind, RecordKind::kChange);
     more.emplace_back(r);
+    return absl::OkStatus();
   };
   auto sink = *ReplicationSink::Start(o, cb);
   ASSERT_TRUE(WaitFor([&] { return sink->status().applied_seq == 150; }));
@@ -464,7 +359,7 @@ TEST(Replication, BatchAppendKeepsOrder) {
   Standby s(p.source->port());
   ASSERT_TRUE(WaitFor([&] { return p.source->status().standby_connected; }));
   std::vector<std::string> batch = {"a", "b", "c"};
-  uint64_t last = p.source->AppendBatch(batch);
+  uint64_t last = *p.source->AppendBatch(batch);
   EXPECT_EQ(last, 3u);
   ASSERT_TRUE(p.source->WaitAcked(last, absl::Seconds(5)).ok());
   EXPECT_EQ(s.state(), batch);
@@ -503,7 +398,7 @@ TEST(Replication, NotifyReachesTheStandbyAndAClosedSourceIsReported) {
   o.reconnect_interval = absl::Milliseconds(20);
   o.keepalive = absl::Milliseconds(200);
   SinkCallbacks cb;
-  cb.apply = [](RecordKind, uint64_t, absl::string_view) {};
+  cb.apply = [](RecordKind, uint64_t, absl::string_view) { return absl::OkStatus(); };
   cb.peer_report = [&](uint32_t sender, uint64_t, const HeartbeatBody& b) {
     absl::MutexLock l(&mu);
     reports.push_back(b);
@@ -545,7 +440,9 @@ TEST(Replication, GreetingReachesTheStandbyBeforeItsSnapshotAndItAnswers) {
   so.node_id = 1;
   so.key = kKey;
   so.keepalive = absl::Milliseconds(200);
-  so.snapshot = []() -> absl::StatusOr<Snapshot> { return Snapshot{{"a", "b"}, 0}; };
+  so.snapshot = []() -> absl::StatusOr<std::unique_ptr<SnapshotReader>> {
+    return WholeSnapshot({"a", "b"}, 0);
+  };
   so.greeting = [] { return std::string("takeover at 7"); };
   so.on_message = [&](absl::string_view m) {
     absl::MutexLock l(&mu);
@@ -563,6 +460,7 @@ TEST(Replication, GreetingReachesTheStandbyBeforeItsSnapshotAndItAnswers) {
   cb.apply = [&](RecordKind, uint64_t, absl::string_view r) {
     absl::MutexLock l(&mu);
     at_sink.emplace_back(r);
+    return absl::OkStatus();
   };
   cb.message = [&](absl::string_view m) {
     {
