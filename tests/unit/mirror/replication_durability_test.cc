@@ -141,7 +141,7 @@ class KvStandby {
       pending_.emplace_back(r);
       return absl::OkStatus();
     };
-    cb.end_snapshot = [this](uint64_t) { return absl::OkStatus(); };
+    cb.end_snapshot = [](uint64_t) { return absl::OkStatus(); };
     cb.commit = [this] {
       absl::MutexLock l(&mu_);
       if (full_) {
