@@ -1352,6 +1352,9 @@ std::string Core::RenderMetrics() {
   absl::StrAppend(&o, "tandem_forwarded_packets_total ", t.forwarded_in, "\n");
   metric("tandem_slow_path_packets_total", "counter", "packets handed to the main thread");
   absl::StrAppend(&o, "tandem_slow_path_packets_total ", t.slow_path, "\n");
+  metric("tandem_udp_checksums_completed_total", "counter",
+         "media packets that came with a partial UDP checksum (sender's offload)");
+  absl::StrAppend(&o, "tandem_udp_checksums_completed_total ", t.csum_completed, "\n");
   metric("tandem_drops_total", "counter", "packets dropped, by reason");
   for (uint32_t d = 0; d < tables::kDropCount; ++d) {
     absl::StrAppend(&o, "tandem_drops_total{reason=\"",

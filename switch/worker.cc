@@ -358,7 +358,13 @@ void Worker::FanOut(rte_mbuf* m, const Parsed& p, const Receiver* rcv, uint32_t 
     dropped_[ndropped_++] = m;  // counted per receiver as no_neighbour, or nobody listens
     return;
   }
-  UdpCsumBase base = UdpCsumWithoutEndpoints(rte_pktmbuf_mtod(m, const uint8_t*), p);
+  // Where the port knows (virtio, vhost), it says the checksum is not filled
+  // in; AF_PACKET and AF_XDP say nothing, and the field itself tells.
+  bool port_says_partial =
+      (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_NONE;
+  UdpCsumBase base =
+      UdpCsumWithoutEndpoints(rte_pktmbuf_mtod(m, const uint8_t*), p, port_says_partial);
+  wc_.csum_completed += base.completed;
   Rewrite rw;
   std::memcpy(rw.src_mac, dp_.ports[0].mac, 6);
   if (rte_pktmbuf_pkt_len(m) > p.frame_len) {

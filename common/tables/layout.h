@@ -30,7 +30,7 @@ namespace tandem::tables {
 inline constexpr uint64_t kTablesMagic = 0x31424154444e4154ULL;  // "TANDTAB1"
 inline constexpr uint64_t kStateMagic = 0x31545341444e4154ULL;   // "TANDAST1"
 inline constexpr uint32_t kTablesVersion = 1;
-inline constexpr uint32_t kStateVersion = 2;
+inline constexpr uint32_t kStateVersion = 3;
 
 inline constexpr uint32_t kNil = 0xffffffffu;  // end of a chain or list
 inline constexpr uint32_t kMaxVips = 64;
@@ -191,6 +191,7 @@ struct alignas(64) WorkerCounters {
   uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
   uint64_t forwarded_in;   // packets that matched a leg and were fanned out
   uint64_t slow_path;      // packets handed to the main thread
+  uint64_t csum_completed;  // media packets that came with a partial UDP checksum
   uint64_t drops[kDropCount];
   uint64_t loops, idle_sleeps;
   // Time in the switch, RX burst to TX burst, in TSC cycles: bucket i counts

@@ -978,6 +978,7 @@ WorkerCounters SumWorkerCounters(const StateView& state) {
     t.tx_bytes += c.tx_bytes;
     t.forwarded_in += c.forwarded_in;
     t.slow_path += c.slow_path;
+    t.csum_completed += c.csum_completed;
     for (uint32_t d = 0; d < kDropCount; ++d) t.drops[d] += c.drops[d];
     t.loops += c.loops;
     t.idle_sleeps += c.idle_sleeps;

@@ -574,6 +574,7 @@ void CountersJson(JsonWriter& j, const WorkerCounters& c) {
   j.Key("tx_bytes").Uint(c.tx_bytes);
   j.Key("forwarded_in").Uint(c.forwarded_in);
   j.Key("slow_path").Uint(c.slow_path);
+  j.Key("csum_completed").Uint(c.csum_completed);
   j.Key("drops").BeginObject();
   for (uint32_t d = 0; d < kDropCount; ++d) j.Key(DropName(Drop(d))).Uint(c.drops[d]);
   j.EndObject();
@@ -583,10 +584,10 @@ void CountersJson(JsonWriter& j, const WorkerCounters& c) {
 
 std::string CountersText(const WorkerCounters& c) {
   std::string s = absl::StrFormat(
-      "rx %d pkts %d bytes, tx %d pkts %d bytes, forwarded_in %d, slow_path %d, loops %d, "
-      "idle_sleeps %d\n    drops:",
-      c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, c.forwarded_in, c.slow_path, c.loops,
-      c.idle_sleeps);
+      "rx %d pkts %d bytes, tx %d pkts %d bytes, forwarded_in %d, slow_path %d, "
+      "csum_completed %d, loops %d, idle_sleeps %d\n    drops:",
+      c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, c.forwarded_in, c.slow_path,
+      c.csum_completed, c.loops, c.idle_sleeps);
   for (uint32_t d = 0; d < kDropCount; ++d) absl::StrAppend(&s, " ", DropName(Drop(d)), "=", c.drops[d]);
   return s;
 }
