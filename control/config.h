@@ -14,6 +14,9 @@
 //   [access]   vips = ["198.18.0.100", "2001:db8:1::100"]
 //   [pool]     vips = [...] (default: access vips)  ports = "20000-59999"
 //   [watch]    history = 65536   (changes held for resuming Watch streams)
+//   [limits]   audio_pps = 200  audio_kbps = 640  video_pps = 2000  video_kbps = 10000
+//              share_pps = 2000  share_kbps = 10000  meeting_copies_per_s = 500000
+//              (the node's defaults where a site's policy does not say; 0 = unlimited)
 #pragma once
 
 #include <cstdint>
@@ -23,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "common/net/addr.h"
 #include "common/tables/tables.h"
+#include "control/media_limits.h"
 
 namespace tandem::control {
 
@@ -73,6 +77,7 @@ struct Config {
   uint16_t pool_last_port = 59999;
   size_t watch_history = 65536;   // changes kept for resuming Watch streams ...
   uint64_t watch_history_mib = 64;  // ... in at most this much memory
+  MediaLimits limits;  // [limits]
   PairConfig pair;
 };
 

@@ -1,9 +1,10 @@
-// Micro-benchmarks of the per-packet header work of a fan-out: Parse, the
+// Micro-benchmarks of the per-packet work outside the tables: Parse, the
 // checksum base (UdpCsumWithoutEndpoints) and one RewriteHeaders per copy,
 // for IPv4 and IPv6 media of 200 and 1200 payload bytes, with a full UDP
 // checksum (the common case) and with a partial one (a sender's TX offload:
-// the switch completes it from the packet's bytes). Not a test: run it by
-// hand, e.g.
+// the switch completes it from the packet's bytes); and the leg's policer
+// and the meeting's budget (switch/policer.h), limited or not. Not a test:
+// run it by hand, e.g.
 //   build/tests/bench/packet_bench --benchmark_repetitions=5
 //     --benchmark_report_aggregates_only=true
 #include <cstring>
@@ -11,6 +12,7 @@
 
 #include "benchmark/benchmark.h"
 #include "switch/packet.h"
+#include "switch/policer.h"
 
 namespace tandem::sw {
 namespace {
@@ -99,7 +101,8 @@ void BM_FanOutHeaders(benchmark::State& state) {
     benchmark::DoNotOptimize(f.data());
     benchmark::ClobberMemory();
   }
-  if (partial && completed != uint64_t(state.iterations())) state.SkipWithError("partial not completed");
+  if (partial && completed != uint64_t(state.iterations()))
+    state.SkipWithError("partial not completed");
   if (!partial && completed != 0) state.SkipWithError("full checksum recomputed");
   state.SetItemsProcessed(state.iterations());
 }
@@ -107,6 +110,38 @@ void BM_FanOutHeaders(benchmark::State& state) {
 BENCHMARK(BM_FanOutHeaders)
     ->ArgNames({"ipv", "payload", "partial", "copies"})
     ->ArgsProduct({{4, 6}, {200, 1200}, {0, 1}, {1}});
+
+// One packet through the leg's policer, 50 us after the previous one (a
+// leg at 20,000 pps: under the audio default it is dropped, which costs the
+// same), with the node's audio default or no limit (range 0: 1 or 0).
+void BM_PoliceLeg(benchmark::State& state) {
+  bool limited = state.range(0) != 0;
+  tables::LegCounters u{};
+  uint64_t tsc = 1'000'000'000;
+  uint64_t passed = 0;
+  for (auto _ : state) {
+    tsc += 50'000;
+    passed += PoliceLeg(u, limited ? 200 : 0, limited ? 640 : 0, 214, tsc, 1e-9);
+    benchmark::DoNotOptimize(u);
+  }
+  benchmark::DoNotOptimize(passed);
+}
+BENCHMARK(BM_PoliceLeg)->ArgName("limited")->Arg(0)->Arg(1);
+
+// One packet's copies (4) from the meeting's budget, as above.
+void BM_SpendMeetingBudget(benchmark::State& state) {
+  double cap = state.range(0) ? 500000.0 : 0.0;
+  MeetingBudget b;
+  uint64_t tsc = 1'000'000'000;
+  uint64_t passed = 0;
+  for (auto _ : state) {
+    tsc += 50'000;
+    passed += SpendMeetingBudget(b, 1, cap, 4, tsc, 1e-9);
+    benchmark::DoNotOptimize(b);
+  }
+  benchmark::DoNotOptimize(passed);
+}
+BENCHMARK(BM_SpendMeetingBudget)->ArgName("capped")->Arg(0)->Arg(1);
 
 }  // namespace
 }  // namespace tandem::sw

@@ -4,11 +4,11 @@
 // files or PCI; two ports made from rings (rte_eth_from_rings), access and
 // backbone, with two queues each, so the harness puts frames into a port's RX
 // rings and takes what the switch sent out of its TX rings; real session
-// tables in a temporary directory on /dev/shm, removed at exit (three
-// meetings, IPv4 and IPv6 legs, one behind each gateway, a recv-only, a
-// muted, a send-only and two policed legs (packet and bit rate), the node
-// active) and a state region whose neighbour cache knows most members' MACs,
-// one stale and two unknown; the mbuf pools and rings of switch/main.cc.
+// tables in a temporary directory on /dev/shm, removed at exit (four
+// meetings, one of them capped at 2 copies per second, IPv4 and IPv6 legs,
+// one behind each gateway, a recv-only, a muted, a send-only and two policed
+// legs (packet and bit rate), the node active) and a state region whose
+// neighbour cache knows most members' MACs, one stale and two unknown; the mbuf pools and rings of switch/main.cc.
 //
 // Per input: the state region is restored from its snapshot (counters,
 // neighbours), two workers (switch/worker.cc, WorkerPoller) and a slow path
@@ -167,7 +167,11 @@ const LegDef kLegs[] = {
     // Meeting 3: IPv6 only.
     {"2001:db8:1::20", 5000, "2001:db8:1::100", 21000, 3, tb::Channel::kAudio, kSR, 0},
     {"2001:db8:1::21", 5000, "2001:db8:1::100", 21002, 3, tb::Channel::kAudio, kSR, 0},
+    // Meeting 4: capped at kMeeting4Copies copies per second.
+    {"198.18.0.10", 5020, "198.18.0.101", 20020, 4, tb::Channel::kAudio, kSR, 0},
+    {"198.18.0.11", 5020, "198.18.0.101", 20022, 4, tb::Channel::kAudio, kSR, 0},
 };
+constexpr uint32_t kMeeting4Copies = 2;
 
 struct NeighDef {
   const char* ip;
@@ -337,7 +341,9 @@ void Setup(const char* argv0) {
   b->vips = {Ip("198.18.0.100"), Ip("198.18.0.101"), Ip("2001:db8:1::100")};
   FUZZ_CHECK(b->writer->SetVips(b->vips).ok(), "vips");
   b->writer->SetRole(tb::Role::kActive, 1);
-  for (uint64_t m = 1; m <= 3; ++m) FUZZ_CHECK(b->writer->AddMeeting(m, 1).ok(), "meeting");
+  for (uint64_t m = 1; m <= 4; ++m) {
+    FUZZ_CHECK(b->writer->AddMeeting(m, 1, 0, m == 4 ? kMeeting4Copies : 0).ok(), "meeting");
+  }
   uint64_t id = 100;
   for (const LegDef& d : kLegs) {
     tb::LegSpec s;
@@ -943,12 +949,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   FUZZ_CHECK(sum.packets_out == r.tx_media, "legs' packets_out %llu, %llu copies sent",
              (unsigned long long)sum.packets_out, (unsigned long long)r.tx_media);
-  FUZZ_CHECK(sum.packets_in == t.forwarded_in + D(tb::Drop::kNotAllowed) + D(tb::Drop::kPoliced),
-             "legs' packets_in %llu != forwarded %llu + not_allowed + policed",
+  FUZZ_CHECK(sum.packets_in == t.forwarded_in + D(tb::Drop::kNotAllowed) +
+                                   D(tb::Drop::kPoliced) + D(tb::Drop::kMeetingCapped),
+             "legs' packets_in %llu != forwarded %llu + not_allowed + policed + meeting_capped",
              (unsigned long long)sum.packets_in, (unsigned long long)t.forwarded_in);
-  FUZZ_CHECK(
-      sum.drop_not_allowed == D(tb::Drop::kNotAllowed) && sum.drop_policed == D(tb::Drop::kPoliced),
-      "legs' drops disagree with the workers'");
+  FUZZ_CHECK(sum.drop_not_allowed == D(tb::Drop::kNotAllowed) &&
+                 sum.drop_policed == D(tb::Drop::kPoliced) + D(tb::Drop::kMeetingCapped),
+             "legs' drops disagree with the workers'");
   if (standby) {
     FUZZ_CHECK(t.forwarded_in == 0 && r.tx_media == 0, "a standby forwarded media");
     b.writer->SetRole(tb::Role::kActive, 1);

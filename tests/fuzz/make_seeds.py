@@ -287,6 +287,8 @@ def datapath():
     w("policed", [(FIX, media4("198.18.0.14", 5000, 20010, 0x14, seq=i)) for i in range(14)])
     w("policed_bit_rate", [(FIX, media4("198.18.0.22", 5000, 20006, 0x22, vip=VIP4B, seq=i,
                                         payload=rtp(i, b"\x5a" * 1400))) for i in range(10)])
+    w("meeting_capped", [(FIX, media4("198.18.0.10", 5020, 20020, 0x10, vip=VIP4B, seq=i))
+                         for i in range(6)])
     w("muted_recvonly_sendonly", [(FIX, media4("198.18.0.13", 5000, 20008, 0x13)),
                                   (FIX, media4("198.18.0.12", 5000, 20004, 0x12)),
                                   (FIX, media4("198.18.0.17", 5000, 20016, 0x17))])
