@@ -37,7 +37,10 @@ def test_every_pair_forwards_with_checksum_offload_on(meeting, family):
 
     problems = check_exactly_once(reports, everyone, everyone, family, count)
     errors = {h.name: h.udp_in_csum_errors(family) - errors_before[h.name] for h in everyone}
-    print(f"IPv{family}: receivers' UDP checksum errors {errors}")
+    totals = meeting.tables.stats()["totals"]
+    print(f"IPv{family}: receivers' UDP checksum errors {errors}; switch: rx "
+          f"{totals['rx_packets']}, forwarded {totals['forwarded_in']}, tx {totals['tx_packets']}, "
+          f"drops { {k: v for k, v in totals['drops'].items() if v} }")
     assert not problems, "\n".join(problems)
     assert not any(errors.values()), f"receivers dropped copies as corrupt: {errors}"
     # Every data packet arrived partial and was completed (the warm-up

@@ -404,6 +404,34 @@ TEST_F(CoreTest, ChangesCarrySequenceNumbers) {
 // became active, and a record still in flight then opened a store
 // transaction that nothing committed, so every write after the takeover
 // failed with INTERNAL "store: nested transaction".
+// A standby applies the meeting's cap the active fixed, not its own default.
+TEST_F(CoreTest, AReplicatedMeetingKeepsItsCopiesCap) {
+  core_->SetNodeRole(tables::Role::kStandby, 2, "test: the peer is active");
+  uint64_t seq = core_->changes().last_seq();
+  auto change = [&](v1::Change::Kind kind, uint64_t id) {
+    v1::Change c;
+    c.set_kind(kind);
+    c.set_id(id);
+    c.set_log_id(core_->changes().log_id());
+    c.set_seq(++seq);
+    return c;
+  };
+  v1::Change site = change(v1::Change::SITE_PUT, 7);
+  site.mutable_site()->set_site_id(7);
+  site.mutable_site()->set_name("replicated");
+  ASSERT_TRUE(core_->ApplyReplicated(site, site.SerializeAsString(), false).ok());
+  v1::Change meeting = change(v1::Change::MEETING_PUT, 9);
+  v1::Meeting* m = meeting.mutable_meeting();
+  m->set_meeting_id(9);
+  m->set_site_id(7);
+  m->set_title("t");
+  m->set_state(v1::LIVE);
+  m->set_copies_per_s_limit(4321);
+  ASSERT_TRUE(core_->ApplyReplicated(meeting, meeting.SerializeAsString(), false).ok());
+  core_->FlushReplicated();
+  EXPECT_EQ(TablesCopiesLimit(9), 4321u);
+}
+
 TEST_F(CoreTest, AReplicatedChangeInFlightAtTakeoverIsNotApplied) {
   core_->SetNodeRole(tables::Role::kStandby, 2, "test: the peer is active");
   auto site_put = [&](uint64_t id, const std::string& name) {
