@@ -165,6 +165,22 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     c.watch_history = h;
     chain(ReadUint(*t, "history_mib", origin + " [watch]", 1u << 16, &c.watch_history_mib));
   }
+  if (const toml::table* t = root["limits"].as_table()) {
+    std::string o = origin + " [limits]";
+    static constexpr const char* kKeys[tables::kChannels][2] = {
+        {"audio_pps", "audio_kbps"}, {"video_pps", "video_kbps"}, {"share_pps", "share_kbps"}};
+    for (uint32_t ch = 0; ch < tables::kChannels; ++ch) {
+      ChannelLimits& l = c.limits.channel[ch];
+      uint64_t pps = l.pps, kbps = l.kbps;
+      chain(ReadUint(*t, kKeys[ch][0], o, 0xffffffffu, &pps));
+      chain(ReadUint(*t, kKeys[ch][1], o, 0xffffffffu, &kbps));
+      l.pps = static_cast<uint32_t>(pps);
+      l.kbps = static_cast<uint32_t>(kbps);
+    }
+    uint64_t copies = c.limits.meeting_copies_per_s;
+    chain(ReadUint(*t, "meeting_copies_per_s", o, 0xffffffffu, &copies));
+    c.limits.meeting_copies_per_s = static_cast<uint32_t>(copies);
+  }
   if (const toml::table* t = root["pair"].as_table()) {
     std::string o = origin + " [pair]";
     PairConfig& p = c.pair;

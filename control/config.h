@@ -16,6 +16,9 @@
 //   [pool]     vips = [...] (default: access vips)  ports = "20000-59999"
 //   [watch]    history = 65536   (changes held for resuming Watch streams)
 //   [access]   mode = "l2" | "routed", and [routing]: control/routing_config.h
+//   [limits]   audio_pps = 200  audio_kbps = 640  video_pps = 2000  video_kbps = 10000
+//              share_pps = 2000  share_kbps = 10000  meeting_copies_per_s = 500000
+//              (the node's defaults where a site's policy does not say; 0 = unlimited)
 #pragma once
 
 #include <cstdint>
@@ -27,6 +30,7 @@
 #include "common/tables/tables.h"
 #include "control/api_roles.h"
 #include "control/routing_config.h"
+#include "control/media_limits.h"
 
 namespace tandem::control {
 
@@ -87,6 +91,7 @@ struct Config {
   uint16_t pool_last_port = 59999;
   size_t watch_history = 65536;   // changes kept for resuming Watch streams ...
   uint64_t watch_history_mib = 64;  // ... in at most this much memory
+  MediaLimits limits;  // [limits]
   PairConfig pair;
   // How the VIPs move between the nodes: GARP / unsolicited NA on one
   // segment, or BGP announcements through a routing daemon (docs/routed.md).

@@ -155,9 +155,11 @@ absl::Status Core::Reconcile() {
     if (m.state() != v1::LIVE) continue;
     uint32_t flags = m.presenter_only() ? tables::kMeetingPresenterOnly : 0;
     if (!writer_->HasMeeting(id)) {
-      if (auto st = writer_->AddMeeting(id, m.site_id(), flags); !st.ok()) return st;
+      auto st = writer_->AddMeeting(id, m.site_id(), flags, m.copies_per_s_limit());
+      if (!st.ok()) return st;
     } else {
       (void)writer_->SetMeetingFlags(id, flags);
+      (void)writer_->SetMeetingCopiesLimit(id, m.copies_per_s_limit());
     }
     LiveMeeting& live = live_[id];
     auto parts = store_->LoadParticipants(id);
@@ -698,6 +700,7 @@ absl::Status Core::StartMeeting(const v1::StartMeetingRequest& req, v1::Meeting*
   v1::Meeting m = cur;
   m.set_state(v1::LIVE);
   m.set_started_unix_ns(UnixNs());
+  m.set_copies_per_s_limit(MeetingCopiesFor(config_.limits, site.policy()));
   // Store first (uncommitted), then the tables, then commit: a crash before
   // the commit leaves a meeting in the tables that the store does not call
   // live, and the restart removes it.
@@ -707,7 +710,8 @@ absl::Status Core::StartMeeting(const v1::StartMeetingRequest& req, v1::Meeting*
     return st;
   }
   uint32_t flags = m.presenter_only() ? tables::kMeetingPresenterOnly : 0;
-  if (auto st = writer_->AddMeeting(m.meeting_id(), m.site_id(), flags); !st.ok()) {
+  if (auto st = writer_->AddMeeting(m.meeting_id(), m.site_id(), flags, m.copies_per_s_limit());
+      !st.ok()) {
     store_->Rollback();
     return st;
   }
@@ -1013,8 +1017,9 @@ absl::Status Core::Join(const v1::JoinRequest& req, v1::JoinResponse* out) {
       nl.spec.key.remote_port = remote->second;
       nl.spec.key.local = nl.rec.local;
       nl.spec.key.local_port = nl.rec.local_port;
-      nl.spec.pps_limit = policy.leg_pps();
-      nl.spec.kbps_limit = policy.leg_kbps();
+      ChannelLimits limits = LegLimitsFor(config_.limits, policy, *channel);
+      nl.spec.pps_limit = limits.pps;
+      nl.spec.kbps_limit = limits.kbps;
       uint32_t f = nl.rec.requested;
       if (m.presenter_only() && p.role() == v1::ATTENDEE) f &= ~kLegSend;
       if (nl.rec.muted) f |= kLegMuted;
@@ -1395,6 +1400,9 @@ void Core::AddSwitchMetrics(MetricsText& m) {
             double(t.forwarded_in));
   m.Counter("tandem_slow_path_packets_total", "packets handed to the main thread",
             double(t.slow_path));
+  m.Counter("tandem_udp_checksums_completed_total",
+            "media packets that came with a partial UDP checksum (sender's offload)",
+            double(t.csum_completed));
   for (uint32_t d = 0; d < tables::kDropCount; ++d) {
     m.Counter("tandem_dropped_packets_total", "packets dropped, by reason", double(t.drops[d]),
               {{"reason", tables::DropName(static_cast<tables::Drop>(d))}});

@@ -333,9 +333,11 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
       if (m.state() == v1::LIVE) {
         uint32_t flags = m.presenter_only() ? tables::kMeetingPresenterOnly : 0;
         if (!writer_->HasMeeting(m.meeting_id())) {
-          st.Update(writer_->AddMeeting(m.meeting_id(), m.site_id(), flags));
+          st.Update(
+              writer_->AddMeeting(m.meeting_id(), m.site_id(), flags, m.copies_per_s_limit()));
         } else {
           (void)writer_->SetMeetingFlags(m.meeting_id(), flags);
+          (void)writer_->SetMeetingCopiesLimit(m.meeting_id(), m.copies_per_s_limit());
         }
         live_.try_emplace(m.meeting_id());
       } else {

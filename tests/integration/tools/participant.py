@@ -86,6 +86,9 @@ def main():
     ap.add_argument("--count", type=int, default=100, help="data packets per destination")
     ap.add_argument("--rate", type=float, default=50.0, help="packets per second")
     ap.add_argument("--size", type=int, default=200, help="UDP payload bytes")
+    ap.add_argument("--burst", type=int, default=1,
+                    help="packets sent back to back, --burst/--rate seconds apart (a video "
+                         "frame's packets); the average rate stays --rate")
     ap.add_argument("--start-delay", type=float, default=0.5,
                     help="seconds before the first packet (peers bind meanwhile)")
     ap.add_argument("--warmup", type=float, default=1.0,
@@ -124,8 +127,9 @@ def main():
                     pass
             time.sleep(args.warmup / 3)
         t0 = time.monotonic()
+        burst = max(1, args.burst)
         for seq in range(args.count):
-            due = t0 + seq / args.rate
+            due = t0 + (seq - seq % burst) / args.rate
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)

@@ -69,6 +69,35 @@ history_mib = 3
   EXPECT_FALSE(ValidateConfig(*c).ok());
 }
 
+TEST(ConfigTest, MediaLimitsDefaultAndOverride) {
+  auto c = ParseConfig("node = \"a\"\n", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.channel[0].pps, 200u) << "shipped default, audio";
+  EXPECT_EQ(c->limits.channel[1].kbps, 10000u) << "shipped default, video";
+  EXPECT_EQ(c->limits.meeting_copies_per_s, 500000u);
+  c = ParseConfig(R"(
+[limits]
+audio_pps = 100
+audio_kbps = 0
+video_pps = 1
+video_kbps = 2
+share_pps = 3
+share_kbps = 4
+meeting_copies_per_s = 5
+)", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.channel[0].pps, 100u);
+  EXPECT_EQ(c->limits.channel[0].kbps, 0u) << "0 = unlimited";
+  EXPECT_EQ(c->limits.channel[1].pps, 1u);
+  EXPECT_EQ(c->limits.channel[1].kbps, 2u);
+  EXPECT_EQ(c->limits.channel[2].pps, 3u);
+  EXPECT_EQ(c->limits.channel[2].kbps, 4u);
+  EXPECT_EQ(c->limits.meeting_copies_per_s, 5u);
+  c = ParseConfig("[limits]\nvideo_kbps = -1\n", "t.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("video_kbps"), std::string::npos) << c.status();
+}
+
 TEST(ConfigTest, NamesTheBadKey) {
   auto c = ParseConfig("[access]\nvips = [\"not-an-ip\"]\n", "t.toml");
   ASSERT_FALSE(c.ok());
