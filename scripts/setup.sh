@@ -22,9 +22,12 @@
 # Everything the project needs from Debian: the build (compilers, meson,
 # DPDK, libbpf/libxdp, Abseil, GoogleTest, Benchmark, gRPC/protobuf, SQLite,
 # toml++, httplib), the test beds (iproute2, bridge-utils, ethtool, tcpdump,
-# scapy, pytest, ffmpeg, openssl for the control API's test certificates) and
-# the tools the docs mention (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py
-# come with dpdk and dpdk-dev).
+# iputils-ping, scapy, pytest with pytest-timeout, ffmpeg, openssl for the
+# control API's test certificates) and the tools the docs mention
+# (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py come with dpdk and
+# dpdk-dev). Every program the suite runs is also in the table of
+# scripts/lib/check_tools.sh, which names what is missing; its test checks
+# that each package of that table is here.
 TANDEM_DEBIAN_PACKAGES=(
   build-essential g++ clang llvm clang-format clang-tidy pkg-config git
   meson ninja-build
@@ -33,8 +36,9 @@ TANDEM_DEBIAN_PACKAGES=(
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev
-  python3 python3-scapy python3-pytest ffmpeg openssl
-  iproute2 bridge-utils ethtool tcpdump procps psmisc util-linux
+  python3 python3-scapy python3-pytest python3-pytest-timeout ffmpeg openssl
+  iproute2 bridge-utils ethtool tcpdump iputils-ping procps psmisc util-linux mount
+  bash coreutils bsdutils mawk
 )
 
 tandem_log() { echo "setup: $*" >&2; }
@@ -121,6 +125,11 @@ tandem_setup_main() {
   TANDEM_BUILD_DIR="${TANDEM_BUILD_DIR:-$TANDEM_ROOT/build}"
   export TANDEM_ROOT TANDEM_BUILD_DIR
   tandem_install_packages || { tandem_log "package installation failed"; return 1; }
+  # Every program the suite, the demo and the benchmarks run, named with its
+  # package when missing: at once, not test by test.
+  # shellcheck source=scripts/lib/check_tools.sh
+  source "$TANDEM_ROOT/scripts/lib/check_tools.sh" &&
+    tandem_check_tools || { tandem_log "programs the suite runs are missing (above)"; return 1; }
   tandem_setup_hugepages
   tandem_build || { tandem_log "build failed"; return 1; }
   tandem_record_setup
