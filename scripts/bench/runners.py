@@ -22,6 +22,8 @@ import tempfile
 import threading
 import time
 
+from gencap import GW4, GW6
+
 
 class Output:
     """Collects a child's merged stdout/stderr in a background thread."""
@@ -252,6 +254,20 @@ class SwitchRun:
         r = self.tables("stats", "--json")
         return json.loads(r.stdout)
 
+    def wait_resolved(self, ip, timeout=30.0):
+        """Waits until the switch holds a reachable entry for `ip` (the
+        gateway, which the capture's replayed answers resolve); the switch
+        forwards nothing before. Raises naming what it holds instead."""
+        deadline = time.monotonic() + timeout
+        while True:
+            neigh = self.stats().get("neighbours", [])
+            if any(n["ip"] == ip and n["state"] == "reachable" for n in neigh):
+                return time.monotonic()
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("the switch did not resolve the gateway %s within %gs "
+                                   "(neighbours: %s)" % (ip, timeout, neigh or "none"))
+            time.sleep(0.05)
+
     def timed_stats(self):
         t0 = time.monotonic()
         s = self.stats()
@@ -347,7 +363,8 @@ def counters_delta(a, b, key):
 
 
 def run_switch(capture_paths, meta, cfg, mbufs, workers=1, updates_per_s=0):
-    """Returns {rx_pps, tx_pps, drops{}, per_worker[], mac, ...} for tandem-switch."""
+    """Returns {rx_pps, tx_pps, drops{}, per_worker[], mac, ...} for tandem-switch.
+    The warm-up starts once the switch has resolved the capture's gateway."""
     pcap, tables = capture_paths
     # The churn of the update scenario adds and removes legs; a removed leg's
     # slot is reused only after every worker passed a quiescent point, so
@@ -358,6 +375,8 @@ def run_switch(capture_paths, meta, cfg, mbufs, workers=1, updates_per_s=0):
     try:
         run.apply(tables)
         run.start()
+        t_start = time.monotonic()
+        resolved = run.wait_resolved(str(GW4 if meta["family"] == 4 else GW6)) - t_start
         time.sleep(cfg.warmup)
         if updates_per_s:
             updater = Updater(run, updates_per_s)
@@ -384,6 +403,7 @@ def run_switch(capture_paths, meta, cfg, mbufs, workers=1, updates_per_s=0):
             "neighbours": len(s1.get("neighbours", [])),
             "interval_s": dt,
             "worker_cpu_s": cpu1 - cpu0,
+            "gateway_resolved_s": resolved,
         }
         if lat0 and lat1:
             hist = [0] * latency.LATENCY_BUCKETS
@@ -513,14 +533,18 @@ def run_pacer(cfg, pacer, pcap, sock, extra):
     raise RuntimeError("pacer failed: %s" % (r.stderr.strip().splitlines() or ["?"])[-1])
 
 
-def run_latency(cfg, pacer, capture_paths, legs, idle_sleep_us_list=(200, 40)):
+def run_latency(cfg, pacer, capture_paths, legs, idle_sleep_us_list=(200, 40), quick=False):
     """Max rate through memif, latency at half of it, and the first frame after
-    10 ms idle gaps, for testpmd io and tandem-switch. Returns a dict per forwarder."""
+    10 ms idle gaps, for testpmd io and tandem-switch. Returns a dict per forwarder.
+    quick: tandem-switch alone, the maximum rate for cfg.duration and 20 frames
+    after idle gaps (does the memif path forward?)."""
     pcap, tables = capture_paths
     out = {}
     sock = "/run/tbench-memif-%d.sock" % os.getpid()
-    for name in ["testpmd-io", "tandem"] + ["tandem idle_sleep_us=%d" % us
-                                            for us in idle_sleep_us_list]:
+    after_idle = 20 if quick else 200
+    names = ["tandem"] if quick else ["testpmd-io", "tandem"] + [
+        "tandem idle_sleep_us=%d" % us for us in idle_sleep_us_list]
+    for name in names:
         fwd = run = None
         try:
             if name == "testpmd-io":
@@ -534,16 +558,18 @@ def run_latency(cfg, pacer, capture_paths, legs, idle_sleep_us_list=(200, 40)):
             res = {}
             if "=" not in name:
                 # Warm-up (neighbours learnt), then as fast as the forwarder goes.
-                run_pacer(cfg, pacer, pcap, sock, ["--rate", 0, "--seconds", 1])
+                run_pacer(cfg, pacer, pcap, sock, ["--rate", 0, "--seconds", cfg.warmup])
                 res["max"] = run_pacer(cfg, pacer, pcap, sock, ["--rate", 0, "--seconds",
                                                                 cfg.duration])
-                rate = max(1000, res["max"]["rx_pps"] / 2)
-                res["half"] = run_pacer(cfg, pacer, pcap, sock, ["--rate", int(rate),
-                                                                 "--seconds", cfg.duration])
+                if not quick:
+                    rate = max(1000, res["max"]["rx_pps"] / 2)
+                    res["half"] = run_pacer(cfg, pacer, pcap, sock, ["--rate", int(rate),
+                                                                     "--seconds", cfg.duration])
             else:
                 run_pacer(cfg, pacer, pcap, sock, ["--every-ms", 5, "--count", 20])
             res["after_idle"] = run_pacer(cfg, pacer, pcap, sock, ["--every-ms", 10,
-                                                                   "--count", 200])
+                                                                   "--count", after_idle])
+            res["after_idle"]["expected"] = after_idle  # stamped frames sent
             out[name] = res
         except Exception as e:
             out[name] = {"error": str(e).splitlines()[0][:160] if str(e) else repr(e)}
