@@ -25,7 +25,8 @@
 # iputils-ping, scapy, pytest with pytest-timeout, ffmpeg, openssl for the
 # control API's test certificates) and the tools the docs mention
 # (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py come with dpdk and
-# dpdk-dev). Every program the suite runs is also in the table of
+# dpdk-dev), and matplotlib for the benchmark's plot (scripts/bench/plot.py).
+# Every program the suite runs is also in the table of
 # scripts/lib/check_tools.sh, which names what is missing; its test checks
 # that each package of that table is here.
 TANDEM_DEBIAN_PACKAGES=(
@@ -36,7 +37,7 @@ TANDEM_DEBIAN_PACKAGES=(
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev
-  python3 python3-scapy python3-pytest python3-pytest-timeout ffmpeg openssl
+  python3 python3-scapy python3-pytest python3-pytest-timeout python3-matplotlib ffmpeg openssl
   iproute2 bridge-utils ethtool tcpdump iputils-ping procps psmisc util-linux mount
   bash coreutils bsdutils mawk
 )

@@ -47,12 +47,14 @@ TANDEM_TOOLS=(
   "cat coreutils tests/integration/test_testbed.py"
   "sleep coreutils tests/integration/test_testbed.py"
   "renice bsdutils scripts/test.sh"
+  "ps procps scripts/test.sh"
   "awk mawk scripts/bench_shared_nic.sh"
   "/usr/bin/python3 python3 scripts/test.sh,tests/integration"
   "/bin/bash bash scripts/*.sh,scripts/lib/test_check_tools.py"
   "py:scapy python3-scapy tests/integration/tools,scripts/bench/test_gencap.py"
   "py:pytest python3-pytest scripts/test.sh"
   "py:pytest_timeout python3-pytest-timeout tests/integration/pytest.ini"
+  "py:matplotlib python3-matplotlib scripts/bench/plot.py"
 )
 
 # Returns 1 and names each missing entry (and its package) on stderr.
