@@ -382,10 +382,12 @@ def check_goals(rows):
             continue
         if goal == "million":
             base = by_goal.get("thousand")  # same capture size, 1000 legs
-            value = r["mpps_per_core"] / base["mpps_per_core"] if base else None
+            value = r["mpps_per_core"] / base["mpps_per_core"] if base and base[
+                "mpps_per_core"] else None
         elif goal == "updates":
             base = by_goal.get("unicast")
-            value = r["mpps_per_core"] / base["mpps_per_core"] if base else None
+            value = r["mpps_per_core"] / base["mpps_per_core"] if base and base[
+                "mpps_per_core"] else None
             if r.get("lost_packets") is not None:
                 text += " (%d lost)" % r["lost_packets"]
         else:
