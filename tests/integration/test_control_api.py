@@ -461,6 +461,9 @@ def test_metrics(daemon):
 
 # ---------------------------------------------------------------- restarts
 
+# Its own bound (1 s here): the main thread spins until 40 writes are
+# acknowledged, for ever if the writers stop first.
+@pytest.mark.timeout(60)
 def test_acknowledged_writes_survive_kill9(daemon):
     """Writers keep creating sites and meetings while the daemon is killed:
     every write tandemctl acknowledged is there after the restart."""

@@ -428,7 +428,7 @@ TEST_F(CoreTest, AReplicatedMeetingKeepsItsCopiesCap) {
   m->set_state(v1::LIVE);
   m->set_copies_per_s_limit(4321);
   ASSERT_TRUE(core_->ApplyReplicated(meeting, meeting.SerializeAsString(), false).ok());
-  core_->FlushReplicated();
+  ASSERT_TRUE(core_->CommitReplicated().ok());
   EXPECT_EQ(TablesCopiesLimit(9), 4321u);
 }
 
