@@ -6,6 +6,7 @@ node; a watch resumed across the takeover misses and repeats no change."""
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -208,6 +209,109 @@ def test_sync_mode_loses_no_acknowledged_write():
         assert bed.b.ctl("pair", "lost")["state"] == "unknown"
     finally:
         bed.close()
+
+
+SYNC_TIMEOUT_MS = 1000
+
+
+class TimedWrite:
+    """A `site create` on node `node` in a thread of its own: done(),
+    result() (the JSON, or the CtlError) and seconds (how long it took)."""
+
+    def __init__(self, node, name):
+        self.out = None
+        self.seconds = None
+        self.thread = threading.Thread(target=self._run, args=(node, name), daemon=True)
+        self.thread.start()
+
+    def _run(self, node, name):
+        t0 = time.monotonic()
+        try:
+            self.out = node.ctl("site", "create", "--name", name)
+        except CtlError as e:
+            self.out = e
+        self.seconds = time.monotonic() - t0
+
+    def done(self):
+        return not self.thread.is_alive()
+
+    def result(self, timeout=60):
+        self.thread.join(timeout)
+        assert self.done(), "tandemctl did not return"
+        return self.out
+
+
+def site_applied(node, name):
+    return name in {s["name"] for s in node.ctl("site", "list").get("sites", [])}
+
+
+# How long the standby is held stopped while a write waits for it: well
+# within SYNC_TIMEOUT_MS, so that once let go it confirms the write in time.
+HOLD_S = 0.4
+
+
+def standby_slow_to_apply(bed):
+    """Two writes on the active while the standby's control daemon is
+    stopped (SIGSTOP: its replication connection stays up, it applies
+    nothing until SIGCONT). The first: the standby is let go HOLD_S after
+    the write was sent. The second: it stays stopped until the write
+    returns. (Either way for less than the 2-3 s after which the active
+    drops a silent standby and runs degraded.) Returns both TimedWrites."""
+    pid = bed.b.control.proc.pid
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        held = TimedWrite(bed.a, "held")
+        time.sleep(HOLD_S)
+        held.done_while_stopped = held.done()
+        os.kill(pid, signal.SIGCONT)
+        held.result()
+        os.kill(pid, signal.SIGSTOP)
+        stopped = TimedWrite(bed.a, "stopped-throughout")
+        stopped.result()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    bed.wait_synced(timeout=20)
+    for node in (bed.a, bed.b):
+        for name in ("held", "stopped-throughout"):
+            assert site_applied(node, name), f"{name} missing on {node.name} once caught up"
+    return held, stopped
+
+
+def test_sync_write_waits_until_the_standby_applied_it():
+    """Synchronous mode, with a standby slow to apply for real (its control
+    daemon stopped): a write returns only once the standby applied it, and
+    fails with DEADLINE_EXCEEDED (applied on the active only) when the
+    standby stays stopped past sync_timeout_ms."""
+    bed = PairBed(mode="sync", pair_extra=f"sync_timeout_ms = {SYNC_TIMEOUT_MS}\n")
+    try:
+        bed.start()
+        held, stopped = standby_slow_to_apply(bed)
+        print(f"\nsync write, standby let go after {HOLD_S} s: {held.out} after "
+              f"{held.seconds:.2f} s; standby stopped throughout: {stopped.out} after "
+              f"{stopped.seconds:.2f} s")
+        assert not held.done_while_stopped, \
+            f"a synchronous write returned while the standby could not apply it: {held.out}"
+        assert not isinstance(held.out, CtlError), f"failed once the standby went on: {held.out}"
+        assert held.seconds >= HOLD_S
+        sync_counters = [line for line in bed.a.metrics().splitlines()
+                         if line.startswith("tandem_pair_sync_")]
+        assert isinstance(stopped.out, CtlError) and stopped.out.code == "DEADLINE_EXCEEDED", \
+            (stopped.out, sync_counters)
+        assert f"not confirmed it within {SYNC_TIMEOUT_MS} ms" in stopped.out.message, stopped.out
+        assert stopped.seconds >= SYNC_TIMEOUT_MS / 1000
+        assert "tandem_pair_sync_timeouts_total 1" in sync_counters, sync_counters
+    finally:
+        bed.close()
+
+
+def test_async_write_does_not_wait_for_the_standby(bed):
+    """The same in asynchronous mode: both writes return while the standby
+    is stopped, and it catches up once let go."""
+    held, stopped = standby_slow_to_apply(bed)
+    print(f"\nasync writes while the standby was stopped: {held.seconds:.2f} s, "
+          f"{stopped.seconds:.2f} s")
+    assert not isinstance(held.out, CtlError), held.out
+    assert not isinstance(stopped.out, CtlError), stopped.out
 
 
 def test_writes_lost_at_a_takeover_are_listed_by_the_new_active(bed):
