@@ -360,6 +360,32 @@ def test_writes_lost_at_a_takeover_are_listed_by_the_new_active(bed):
     assert redone["name"] == "lost-0"
 
 
+def test_old_active_rejoins_with_exactly_the_new_actives_site_data(bed):
+    """Asynchronous mode: a meeting scheduled on the old active while it was
+    cut off (a lost write, in a site both nodes hold) must be gone from it
+    once it has rejoined as standby: a resync leaves no site data the active
+    does not have, and the digest finds the nodes equal."""
+    site = bed.a.ctl("site", "create", "--name", "kept")["site_id"]
+    bed.wait_synced()
+    bed.partition(bed.a)
+    bed.wait_role(bed.b, "active", timeout=5)
+    bed.a.ctl("meeting", "schedule", "--site", site, "--title", "lost-meeting")
+    bed.heal(bed.a)
+    bed.wait_role(bed.a, "standby", timeout=5)
+    bed.wait_synced(timeout=20)
+    titles = {n.name: sorted(m["title"] for m in n.ctl("meeting", "list").get("meetings", []))
+              for n in (bed.a, bed.b)}
+    print(f"\nmeetings after the rejoin: {titles}")
+    assert titles["na"] == titles["nb"], f"the rejoined standby kept a lost meeting: {titles}"
+    sent = bed.b.ctl("pair", "compare")
+    deadline = time.monotonic() + 10
+    while int(bed.a.status()["pair"].get("compare_seq", 0)) < int(sent["position"]):
+        assert time.monotonic() < deadline, "the standby never compared"
+        time.sleep(0.05)
+    st = bed.a.status()["pair"]
+    assert st["compare_result"] == "match" and int(st.get("drift_repairs", 0)) == 0, st
+
+
 def test_client_library_follows_the_pair_across_a_takeover(bed):
     """The client library, given both nodes' addresses and never told which
     one is active: writes go to the active node, and on to the new one after
