@@ -554,6 +554,27 @@ def test_site_data_drift_is_found_and_repaired(pair):
     assert re.search(r"^tandem_pair_drift_repairs_total 1(\.0+)?$", pair.b.metrics(), re.M)
 
 
+def test_standby_control_paused_shorter_than_detection_does_not_take_over(pair):
+    """The standby's control daemon stopped (SIGSTOP) for half the detection
+    time, ten times, while both switches run and hear each other: a pause of
+    the daemon (a stalled VM, a page-in, a lock held across a slow disk
+    write) is not the peer's death, and the pair must not change roles."""
+    epochs = (pair.a.status()["epoch"], pair.b.status()["epoch"])
+    pid = pair.b.control.proc.pid
+    for _ in range(10):
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(DETECT_MS / 2 / 1000)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(1.0)
+        roles = (pair.a.role(), pair.b.role())
+        assert roles == ("active", "standby"), (
+            f"after a {DETECT_MS / 2:.0f} ms pause of the standby's control daemon: roles "
+            f"{roles}, cause {pair.b.status()['pair'].get('last_takeover_cause')!r}")
+    assert (pair.a.status()["epoch"], pair.b.status()["epoch"]) == epochs
+
+
 def test_rtp_video_from_ffmpeg_survives_a_takeover(pair):
     """A real RTP stream (ffmpeg, MPEG-4 video) across the primary's death:
     the receiver decodes frames after the standby took over."""
