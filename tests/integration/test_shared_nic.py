@@ -273,7 +273,7 @@ def test_attached_in_steering_mode(shared):
 @pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 def test_media_switched_while_host_traffic_reaches_kernel(shared, family):
     s = shared
-    s.tables.apply(table_lines(s.members, family))
+    apply_steering(s, table_lines(s.members, family), True, [netns.VIP4, netns.VIP6])
     start_echo_server(s)
     before = s.switch.xdp_counters()
     count = 150
@@ -309,7 +309,7 @@ def test_media_switched_while_host_traffic_reaches_kernel(shared, family):
 def test_vip_removed_and_added_changes_what_is_steered(shared):
     s = shared
     family = 4
-    s.tables.apply(table_lines(s.members, family))
+    apply_steering(s, table_lines(s.members, family), True, [netns.VIP4, netns.VIP6])
     reports = run_flows(s.bed, member_flows(s.members, family, count=50))
     assert not check_exactly_once(reports, s.members, s.members, family, 50)
 
@@ -339,7 +339,7 @@ def test_vip_removed_and_added_changes_what_is_steered(shared):
 
 def test_media_port_outside_range_is_not_steered(shared):
     s = shared
-    s.tables.apply(table_lines(s.members, 4))
+    apply_steering(s, table_lines(s.members, 4), True, [netns.VIP4, netns.VIP6])
     ping(s, s.members[0], netns.VIP4, count=1)  # resolves the VIP's MAC
     before = s.switch.xdp_counters()
     # UDP to the VIP on a port outside shared_nic.media_ports.
@@ -353,7 +353,7 @@ def test_media_port_outside_range_is_not_steered(shared):
 def test_standby_stops_steering_media_but_not_heartbeats(shared):
     s = shared
     family = 4
-    s.tables.apply(table_lines(s.members, family))
+    apply_steering(s, table_lines(s.members, family), True, [netns.VIP4, netns.VIP6])
     reports = run_flows(s.bed, member_flows(s.members, family, count=50))
     assert not check_exactly_once(reports, s.members, s.members, family, 50)
 
@@ -395,7 +395,7 @@ def test_exit_leaves_no_program_and_restart_after_kill(shared):
     assert ping(s, s.members[0], HOST4) == 5, "host traffic with a dead switch's program left"
     s.switch.start()
     assert "detached a stale tandem_steer" in s.switch.log_text()
-    s.tables.apply(table_lines(s.members, 4))
+    apply_steering(s, table_lines(s.members, 4), True, [netns.VIP4, netns.VIP6])
     reports = run_flows(s.bed, member_flows(s.members, 4, count=50))
     assert not check_exactly_once(reports, s.members, s.members, 4, 50)
     assert s.switch.stop() == 0
