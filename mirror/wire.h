@@ -1,6 +1,7 @@
 // The mirror's wire format: authenticated frames on the backbone (TCP, between
-// the primary's ReplicationSource and the standby's ReplicationSink) and on the
-// heartbeat paths (UDP).
+// the primary's ReplicationSource and the standby's ReplicationSink). The
+// pair's heartbeats are the switches' own (switch/heartbeat.h); kHeartbeat
+// here is the active's report on the replication connection (Notify()).
 //
 // Frame layout (integers little-endian):
 //   0  u16  magic 0x4D54 ("TM")
@@ -8,8 +9,8 @@
 //   3  u8   type (MsgType)
 //   4  u32  sender node id
 //   8  u64  sender's epoch
-//   16 u64  counter: strictly increasing per direction of a connection (TCP:
-//           exactly +1 per frame) or per sender and path (UDP heartbeats)
+//   16 u64  counter: exactly +1 per frame in each direction of a connection
+//           (0 in the two handshake frames)
 //   24 u32  body length (<= kMaxBody)
 //   28 ...  body
 //   28+len  32-byte HMAC-SHA256 over bytes [0, 28+len)

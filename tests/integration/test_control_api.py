@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 import pytest
 
@@ -470,24 +472,38 @@ def test_acknowledged_writes_survive_kill9(daemon):
     d = daemon
     site = d.ctl("site", "create", "--name", "base")["site_id"]
     acked_sites, acked_meetings = [], []
+    killed = threading.Event()
 
     def writer(i):
+        """Writes until a call fails; returns the error, which must come
+        after the kill."""
         for j in range(1000):
             try:
                 s = d.ctl("site", "create", "--name", f"w{i}-{j}")
                 acked_sites.append(s["site_id"])
                 mt = d.ctl("meeting", "schedule", "--site", site, "--title", f"m{i}-{j}")
                 acked_meetings.append(mt["meeting_id"])
-            except CtlError:
-                return
+            except CtlError as e:
+                return e, killed.is_set()
+        return None, killed.is_set()
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(writer, i) for i in range(2)]
+        # 40 acknowledged meetings (80 calls) before the kill. The deadline
+        # only turns a stuck daemon or tandemctl into a failure that says so:
+        # a call takes 10-50 ms here, several hundred on a loaded machine.
+        deadline = time.monotonic() + 120
         while len(acked_meetings) < 40:
-            pass
+            ended = [f.result() for f in futures if f.done()]
+            assert not ended, f"a writer stopped before the kill: {ended}"
+            assert time.monotonic() < deadline, (
+                f"only {len(acked_meetings)} of 40 meetings acknowledged in 120 s")
+            time.sleep(0.01)
+        killed.set()
         d.kill9()
         for f in futures:
-            f.result()
+            err, after_kill = f.result(timeout=120)
+            assert err is not None and after_kill, f"the writer did not end at the kill: {err}"
     d.start()
     sites = {s["site_id"] for s in d.ctl("site", "list")["sites"]}
     meetings = {x["meeting_id"] for x in d.ctl("meeting", "list")["meetings"]}
