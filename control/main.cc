@@ -24,6 +24,7 @@
 #include "control/config.h"
 #include "control/core.h"
 #include "control/pair.h"
+#include "control/routing.h"
 #include "control/service.h"
 
 ABSL_FLAG(std::string, config, "", "TOML configuration file");
@@ -151,10 +152,19 @@ int Run(int argc, char** argv) {
   auto core = Core::Start(config);
   if (!core.ok()) return Fail(1, core.status());
   std::unique_ptr<Pair> pair;
+  std::unique_ptr<RoutingDriver> routing;  // a node without a pair, routed mode
   if (config.pair.enabled) {
     auto p = Pair::Start(**core);
     if (!p.ok()) return Fail(1, p.status());
     pair = std::move(*p);
+  } else if (config.access_mode == AccessMode::kRouted) {
+    auto r = RoutingDriver::Start(config.routing, config.access_vips,
+                                  (*core)->node_role() == tables::Role::kActive
+                                      ? Announcement::kActive
+                                      : Announcement::kStandby,
+                                  SwitchHealth::Probe(config.shm_dir, config.node));
+    if (!r.ok()) return Fail(1, r.status());
+    routing = std::move(*r);
   }
   // The Unix socket is plain: its mode and group decide who connects, and
   // the caller's uid and groups its role. Any other listener is mutual TLS,

@@ -118,6 +118,16 @@ absl::StatusOr<std::unique_ptr<Pair>> Pair::Start(Core& core) {
       p->BecomeStandby();
     }
   }
+  if (core.config().access_mode == AccessMode::kRouted) {
+    const Config& cc = core.config();
+    auto r = RoutingDriver::Start(cc.routing, cc.access_vips,
+                                  core.node_role() == tables::Role::kActive
+                                      ? Announcement::kActive
+                                      : Announcement::kStandby,
+                                  SwitchHealth::Probe(cc.shm_dir, cc.node));
+    if (!r.ok()) return r.status();
+    p->routing_ = std::move(*r);
+  }
   core.SetPairHooks([pp = p.get()](v1::PairStatus* out) { pp->FillStatus(out); },
                     [pp = p.get()] { return pp->Metrics(); });
   core.SetWriteGate([pp = p.get()] { return pp->AdmitWrite(); });
@@ -401,6 +411,7 @@ void Pair::Step(absl::Time now) {
       rc.multiplier = static_cast<int>(cfg_.multiplier);
       rc.preempt = cfg_.preempt;
       rc.rejoin_hold = HoldDown(cfg_.heartbeat_ms);
+      rc.backbone_only = core_.config().access_mode == AccessMode::kRouted;
       machine_ = std::make_unique<mirror::RoleMachine>(rc, ToMirror(core_.node_role()),
                                                        core_.node_epoch(), now);
     }
@@ -460,6 +471,12 @@ void Pair::Step(absl::Time now) {
     bool taking_over = d.role == mirror::Role::kActive && core_.node_role() != tables::Role::kActive;
     // The position at the role change: no replicated record is applied after it.
     uint64_t at = core_.SetNodeRole(FromMirror(d.role), d.epoch, d.cause, peer_was_active);
+    // After the tables: the switch forwards as the new role before BGP
+    // brings it the traffic (and a demoted node withdraws its preference).
+    if (routing_) {
+      routing_->Announce(d.role == mirror::Role::kActive ? Announcement::kActive
+                                                         : Announcement::kStandby);
+    }
     if (taking_over) {
       absl::MutexLock slock(&status_mu_);
       takeover_log_id_ = core_.changes().log_id();
@@ -536,6 +553,15 @@ void Pair::PublishStatus(absl::Time now) {
   const bool active = core_.node_role() == tables::Role::kActive;
   s.set_peer_api(cfg_.peer_api);
   s.set_position(core_.changes().last_seq());
+  if (routing_) {
+    RoutingStatus r = routing_->status();
+    s.set_routing_wanted(AnnouncementName(r.wanted));
+    s.set_routing_announced(AnnouncementName(r.announced));
+    s.set_routing_applied(r.applied);
+    s.set_routing_sessions_up(static_cast<uint32_t>(r.sessions_up));
+    s.set_routing_sessions(static_cast<uint32_t>(r.sessions));
+    s.set_routing_error(r.error);
+  }
   {
     absl::MutexLock lock(&mu_);
     if (!machine_) {
@@ -545,8 +571,9 @@ void Pair::PublishStatus(absl::Time now) {
       return;
     }
     const auto& peer = machine_->peer();
-    bool access = machine_->peer_heard(mirror::Path::kAccess, now);
     bool backbone = machine_->peer_heard(mirror::Path::kBackbone, now);
+    bool access = routing_ ? backbone  // routed: no access path between the DCs
+                           : machine_->peer_heard(mirror::Path::kAccess, now);
     if (!peer) {
       s.set_peer_state("never heard");
     } else if (access && backbone) {

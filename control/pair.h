@@ -41,6 +41,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/tables/tables.h"
 #include "control/core.h"
+#include "control/routing.h"
 #include "mirror/replication.h"
 #include "mirror/role.h"
 #include "mirror/switch_feed.h"
@@ -107,6 +108,9 @@ class Pair {
   std::string listen_error_ ABSL_GUARDED_BY(mu_);
   absl::Time next_listen_retry_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<mirror::ReplicationSink> sink_ ABSL_GUARDED_BY(mu_);
+  // Routed mode: moves the VIPs by BGP (docs/routed.md); its own thread,
+  // safe to call from any.
+  std::unique_ptr<RoutingDriver> routing_;
   // Replication refusals of the sources and sinks already destroyed.
   std::array<uint64_t, static_cast<int>(mirror::RejectReason::kCount)> refused_base_
       ABSL_GUARDED_BY(mu_) = {};

@@ -82,7 +82,7 @@ bool RoleMachine::PreferredOverPeer() const {
 
 void RoleMachine::Evaluate(absl::Time now) {
   const bool heard_bb = peer_heard(Path::kBackbone, now);
-  const bool heard_acc = peer_heard(Path::kAccess, now);
+  const bool heard_acc = config_.backbone_only ? heard_bb : peer_heard(Path::kAccess, now);
   const bool heard = heard_bb || heard_acc;
   const bool peer_active = heard && peer_ && peer_->role == Role::kActive;
   const bool local_ok = local_.data_plane_ok && local_.access_link_up;

@@ -87,6 +87,10 @@ struct RoleConfig {
   bool preempt = false;
   absl::Duration preempt_hold = absl::Seconds(1);
   absl::Duration rejoin_hold = absl::Seconds(1);  // rule 6
+  // Routed mode: the nodes' access links are in different networks (data
+  // centers), so no heartbeat can cross between them there; the backbone is
+  // the only path, and its silence alone is the peer's.
+  bool backbone_only = false;
 };
 
 struct Decision {

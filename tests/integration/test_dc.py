@@ -285,6 +285,64 @@ def test_access_link_down_is_withdrawn(bed):
     bed.wait_edge(v, "a", timeout=20)
 
 
+def wait_pair_synced(bed, timeout=20):
+    """B follows A and holds every change A made."""
+    deadline = time.monotonic() + timeout
+    while True:
+        a, b = bed.a.pair_status()["pair"], bed.b.pair_status()["pair"]
+        if a.get("replication") == "serving standby" and b.get("replication") == "following" \
+                and int(a.get("position", 0)) == int(b.get("position", 0)):
+            return
+        assert time.monotonic() < deadline, (a, b)
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
+def test_pair_moves_the_vips_by_bgp_when_the_primary_switch_dies(family):
+    """The pair in routed mode, whole: two tandem-control daemons (heartbeats
+    and replication on the backbone) each drive their own BIRD. A, active,
+    announces the VIPs, B less preferred (AS-path prepend). The meeting is
+    made through A's API and replicated. kill -9 of A's switch: B's control
+    takes over (A's heartbeats stopped), B's tables say active and B
+    announces active; A's control, whose switch is dead, withdraws by its
+    health gate. The edge routes the VIP to DC B and the media resumes."""
+    with DcBed(participants=2) as bed:
+        bed.start_pair()
+        v = vip(family)
+        site = bed.a.ctl("site", "create", "--name", "dc")["site_id"]
+        m = bed.a.ctl("meeting", "schedule", "--site", site, "--title", "dc")["meeting_id"]
+        bed.a.ctl("meeting", "start", m)
+        for h in bed.participants:
+            own = endpoint(h.ip4 if family == 4 else h.ip6, MEDIA_PORT)
+            local = endpoint(v, VIP_PORT_BASE + h.index)
+            bed.a.ctl("participant", "join", "--meeting", m, "--name", h.name, "--leg",
+                      f"audio,{own},local={local}")
+        wait_pair_synced(bed)
+        bed.wait_edge(v, "a")
+        before = {n.name: n.pair_status()["pair"] for n in (bed.a, bed.b)}
+        assert before["na"]["routing_announced"] == "active", before
+        assert before["nb"]["routing_announced"] == "standby", before
+
+        def kill():
+            t0 = time.monotonic()
+            os.kill(bed.a.switch.pid, signal.SIGKILL)
+            bed.wait_edge(v, "b", timeout=10)
+            return (time.monotonic() - t0) * 1000
+        media, moved_ms = stream(bed, family, kill)
+        bed.a.switch.kill()  # reaps it
+        a, b = bed.a.pair_status(), bed.b.pair_status()
+        print(f"drops {bed.switch_drops()}")
+        print(f"IPv{family}: pair in routed mode, switch A killed: B {b['role']} in epoch "
+              f"{b['epoch']} ({b['pair'].get('last_takeover_cause')}), the edge routes via "
+              f"DC B {moved_ms:.1f} ms after the kill; {media}; A announces "
+              f"{a['pair']['routing_announced']} (wants {a['pair']['routing_wanted']}), "
+              f"B {b['pair']['routing_announced']}")
+        assert b["role"] == "active", b
+        assert b["pair"]["routing_announced"] == "active" and b["pair"]["routing_applied"], b
+        assert a["pair"]["routing_announced"] == "withdrawn", a
+        media.check(limit_ms=FAILURE_LIMIT_MS)
+
+
 def test_backbone_delay_relay_gives_a_long_backbone():
     """tools/delay_relay.py between the nodes' backbone ends: 40 ms of round
     trip (20 ms each way), ARP and TCP through it, nothing dropped."""

@@ -197,6 +197,7 @@ as = {d["router_as"]}
 local = "{self.ip6}"
 """)
         self.driver = None
+        self.control = None
 
     def _route_switch_access(self, net):
         """Receivers are off-link: the switch sends them to its DC router."""
@@ -235,6 +236,38 @@ local = "{self.ip6}"
 
     def routing_status(self):
         return json.loads(self._driver_cmd("status"))
+
+    def start_control(self, peer, multiplier=30):
+        """tandem-control of a pair in routed mode: the routing driver is the
+        control daemon's own (no tandem-routing), its decisions move the
+        announcements; heartbeats on the backbone (bb0), replication over it."""
+        from .pair import REPL_PORT, NodeControl
+        routing = self.config.read_text().split("[routing]", 1)[1]
+        pair = f"""
+[pair]
+node_id = {DC[self.dc]["node_id"]}
+peer_node_id = {DC[peer.dc]["node_id"]}
+key_file = "{pair_key_file(self.bed.testbed)}"
+listen = "{BACKBONE[self.dc]}:{REPL_PORT}"
+peer = "{BACKBONE[peer.dc]}:{REPL_PORT}"
+peer_api = "unix:{peer.workdir / 'api.sock'}"
+heartbeat_ms = 10
+multiplier = {multiplier}
+[routing]{routing}"""
+        self.control = NodeControl(self.bed.testbed, self.host, workdir=self.workdir,
+                                   node=self.name, shm_dir=self.switch.shm_dir, vips=(VIP4, VIP6),
+                                   legs=4096, meetings=64, extra_toml=pair)
+        text = self.control.config.read_text()
+        assert "\n[access]\n" in text
+        self.control.config.write_text(text.replace("\n[access]\n", '\n[access]\nmode = "routed"\n'))
+        self.control.start()
+        return self.control
+
+    def ctl(self, *args):
+        return self.control.ctl(*args)
+
+    def pair_status(self):
+        return self.control.ctl("status")
 
     def tables_lines(self, legs, role="active"):
         lines = [f"role {role} 1", f"vip {VIP4} {VIP6}", "meeting 1 1"]
@@ -412,6 +445,30 @@ class DcBed:
         self.wait_sessions(timeout)
         return self
 
+    def start_pair(self, timeout=30):
+        """Starts the routers and both nodes as a pair in routed mode: switch,
+        BIRD (nothing announced yet) and tandem-control, A first (it becomes
+        active), then B (standby); waits until every BGP session is up."""
+        for bird in self.birds.values():
+            bird.start()
+        for n in self.nodes.values():
+            n.start_bird()
+        # B's switch waits for A to be active: A alone takes the role after a
+        # detection time; hearing a standby B of a lower epoch it would wait.
+        self.a.switch.start()
+        self.a.start_control(self.b)
+        deadline = time.monotonic() + timeout
+        while self.a.pair_status()["role"] != "active":
+            assert time.monotonic() < deadline, self.a.pair_status()
+            time.sleep(0.05)
+        self.b.switch.start()
+        self.b.start_control(self.a)
+        while self.b.pair_status()["role"] != "standby":
+            assert time.monotonic() < deadline, self.b.pair_status()
+            time.sleep(0.05)
+        self.wait_sessions(timeout)
+        return self
+
     def wait_sessions(self, timeout=30):
         want = {"ed": {"dca4", "dca6", "dcb4", "dcb6"},
                 "ra": {"edge4", "edge6", "node4", "node6"},
@@ -463,5 +520,7 @@ class DcBed:
                     n.driver.stdin.flush()
                 except (BrokenPipeError, ValueError):
                     pass
+            if n.control is not None:
+                n.control.close()
             n.switch.close()
         self.testbed.close()
