@@ -26,6 +26,13 @@ using tables::kLegSend;
 // across restarts without a store write per join.
 constexpr uint64_t kLegIdBlock = 1u << 20;
 
+// A neighbour conflict keeps its alarm raised this long (CLOCK_MONOTONIC ns).
+constexpr uint64_t kAlarmHoldNs = 60'000'000'000ull;
+
+std::string MacText(const uint8_t m[6]) {
+  return absl::StrFormat("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+}
+
 v1::Channel ToProto(tables::Channel c) {
   switch (c) {
     case tables::Channel::kAudio:
@@ -424,6 +431,19 @@ absl::Status Core::GetStatus(const v1::GetStatusRequest& req, v1::NodeStatus* ou
     uint64_t drops = 0;
     for (uint32_t d = 0; d < tables::kDropCount; ++d) drops += wc.drops[d];
     ws->set_drops(drops);
+  }
+  {
+    tables::NeighStatsSnapshot n = tables::ReadNeighStats(state_);
+    out->set_neighbour_conflicts(n.conflicts);
+    out->set_neighbour_entries(n.entries);
+    bool recent = n.last_conflict_ns && now - std::min(now, n.last_conflict_ns) < kAlarmHoldNs;
+    out->set_alarms(recent ? "neighbour_conflict" : "none");
+    if (n.last_conflict_ns) {
+      out->set_last_neighbour_conflict(absl::StrFormat(
+          "%s claimed by %s, kept %s, %.1f s ago", n.last_conflict_ip.ToString(),
+          MacText(n.last_conflict_mac), MacText(n.last_conflict_owner),
+          double(now - std::min(now, n.last_conflict_ns)) / 1e9));
+    }
   }
   tables::WorkerCounters t = tables::SumWorkerCounters(state_);
   out->set_rx_packets(t.rx_packets);
@@ -1339,6 +1359,24 @@ std::string Core::RenderMetrics() {
   const tables::StateHeader& h = state_.header();
   metric("tandem_switch_restarts_total", "counter", "times a switch adopted the state region");
   absl::StrAppend(&o, "tandem_switch_restarts_total ", h.restarts.load(), "\n");
+  tables::NeighStatsSnapshot n = tables::ReadNeighStats(state_);
+  uint64_t mono = MonotonicNs();
+  metric("tandem_neighbour_entries", "gauge", "entries of the switch's neighbour table in use");
+  absl::StrAppend(&o, "tandem_neighbour_entries ", n.entries, "\n");
+  metric("tandem_neighbour_conflicts_total", "counter",
+          "addresses claimed or answered for by two MACs (the entry kept its MAC)");
+  absl::StrAppend(&o, "tandem_neighbour_conflicts_total ", n.conflicts, "\n");
+  metric("tandem_neighbour_moves_total", "counter",
+          "neighbour entries moved to a MAC that alone answered the switch's probes");
+  absl::StrAppend(&o, "tandem_neighbour_moves_total ", n.moves, "\n");
+  metric("tandem_neighbour_evictions_total", "counter",
+          "neighbour entries freed (unanswered probes)");
+  absl::StrAppend(&o, "tandem_neighbour_evictions_total ", n.evictions, "\n");
+  metric("tandem_neighbour_conflict_alarm", "gauge",
+          "1 while a neighbour conflict was seen within the last minute");
+  absl::StrAppend(&o, "tandem_neighbour_conflict_alarm ",
+                  n.last_conflict_ns && mono - std::min(mono, n.last_conflict_ns) < kAlarmHoldNs,
+                  "\n");
   tables::WorkerCounters t = tables::SumWorkerCounters(state_);
   metric("tandem_rx_packets_total", "counter", "packets received by the workers");
   absl::StrAppend(&o, "tandem_rx_packets_total ", t.rx_packets, "\n");

@@ -18,6 +18,7 @@ std::string Alarms::ToString() const {
   if (peer_unhealthy) on.push_back("peer_unhealthy");
   if (cannot_take_over) on.push_back("cannot_take_over");
   if (two_actives) on.push_back("two_actives");
+  if (clock_skew) on.push_back("clock_skew");
   return on.empty() ? "none" : absl::StrJoin(on, ",");
 }
 
@@ -57,6 +58,10 @@ void RoleMachine::Become(Role role, uint64_t epoch, absl::Time now, std::string 
 
 void RoleMachine::OnHeartbeat(Path path, const PeerReport& report, absl::Time now) {
   if (report.node_id == config_.node_id) return;  // our own packet reflected
+  if (config_.peer_node_id != 0 && report.node_id != config_.peer_node_id) {
+    reports_ignored_++;  // another pair's node holding the key: not our peer
+    return;
+  }
   last_heard_[static_cast<int>(path)] = now;
   ever_heard_[static_cast<int>(path)] = true;
   // The two paths may deliver out of order: a report from an older epoch than
@@ -90,6 +95,7 @@ void RoleMachine::Evaluate(absl::Time now) {
   alarms_.peer_unhealthy = heard && peer_ && (!peer_->data_plane_ok || !peer_->access_link_up);
   alarms_.two_actives = false;
   alarms_.cannot_take_over = false;
+  alarms_.clock_skew = heard && absl::AbsDuration(clock_skew_) > config_.max_clock_skew;
 
   if (heard && peer_) {
     // Rule 1: a higher epoch wins at once.

@@ -22,7 +22,8 @@
 # Everything the project needs from Debian: the build (compilers, meson,
 # DPDK, libbpf/libxdp, Abseil, GoogleTest, Benchmark, gRPC/protobuf, SQLite,
 # toml++, httplib), the test beds (iproute2, bridge-utils, ethtool, tcpdump,
-# scapy, pytest, ffmpeg, openssl for the control API's test certificates) and
+# scapy, pytest, ffmpeg, openssl for the control API's test certificates,
+# faketime for the pair's clock-step test) and
 # the tools the docs mention (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py
 # come with dpdk and dpdk-dev).
 TANDEM_DEBIAN_PACKAGES=(
@@ -34,7 +35,7 @@ TANDEM_DEBIAN_PACKAGES=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev
   python3 python3-scapy python3-pytest ffmpeg openssl
-  iproute2 bridge-utils ethtool tcpdump procps psmisc util-linux
+  iproute2 bridge-utils ethtool tcpdump procps psmisc util-linux faketime
 )
 
 tandem_log() { echo "setup: $*" >&2; }

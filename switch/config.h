@@ -48,11 +48,15 @@ struct SwitchConfig {
   uint16_t vlan = 0;
   uint32_t neigh_reachable_s = 30;
   uint32_t neigh_probe_ms = 1000;
+  // ARP, ND and echo frames a worker hands to the main thread per second from
+  // one source MAC (switch/handoff.h); more are dropped (slow_path_limited).
+  uint32_t slow_path_pps_per_source = 200;
 
   bool telemetry = true;
 
   // Pair heartbeats (see switch/heartbeat.h); off while node_id is 0.
   uint32_t pair_node_id = 0;
+  uint32_t pair_peer_node_id = 0;  // the only node whose heartbeats count
   std::string pair_key;  // from pair.key or the file pair.key_file
   uint32_t heartbeat_ms = 10;
   // A worker whose heartbeat is older than this counts as dead: the switch

@@ -422,7 +422,14 @@ void CmdStatus(Context& c, const Args& a, bool neighbours, bool ports_only) {
                   {"switch restarts", absl::StrCat(s.switch_restarts())},
                   {"rx packets", absl::StrCat(s.rx_packets())},
                   {"tx packets", absl::StrCat(s.tx_packets())},
-                  {"changes", absl::StrCat(s.change_seq(), " (log ", s.log_id(), ")")}});
+                  {"changes", absl::StrCat(s.change_seq(), " (log ", s.log_id(), ")")},
+                  {"alarms", s.alarms().empty() ? std::string("none") : s.alarms()},
+                  {"neighbours",
+                   absl::StrCat(s.neighbour_entries(), " entries, ", s.neighbour_conflicts(),
+                                " conflicts",
+                                s.last_neighbour_conflict().empty()
+                                    ? std::string()
+                                    : absl::StrCat(" (last: ", s.last_neighbour_conflict(), ")"))}});
   if (s.workers_size() > 0) {
     printf("\n");
     Table t({"WORKER", "LCORE", "HEALTH", "HEARTBEAT_AGE_MS", "SLEEPING", "RX_PKTS", "TX_PKTS",
@@ -473,6 +480,7 @@ void CmdStatus(Context& c, const Args& a, bool neighbours, bool ports_only) {
                                   absl::StrFormat("%.1f", p.backlog_resident_bytes() / 1048576.0),
                                   " MiB resident")},
          {"alarms", p.alarms()},
+         {"peer clock", absl::StrFormat("%+.1f ms from ours", p.peer_clock_skew_ms())},
          {"takeovers", absl::StrCat(p.takeovers())},
          {"taken over at", p.takeover_position()
                                ? absl::StrCat("change ", p.takeover_position(), " of log ",

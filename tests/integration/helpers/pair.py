@@ -40,9 +40,10 @@ class NodeControl(ControlDaemon):
 
 class Node:
     def __init__(self, testbed, name, node_id, peer_name, peer_id, mode="async", preempt=False,
-                 multiplier=None, pair_extra=""):
+                 multiplier=None, pair_extra="", worker_stall_ms=None):
         self.testbed = testbed
         self.multiplier = MULTIPLIER if multiplier is None else multiplier
+        stall = worker_stall_ms or max(100, 10 * self.multiplier)
         self.name = name
         self.node_id = node_id
         self.host = testbed.add_node(name)
@@ -54,9 +55,10 @@ devargs = "net_af_packet1,iface=bb0,qpairs=1"
 
 [pair]
 node_id = {node_id}
+peer_node_id = {peer_id}
 key = "{KEY}"
 heartbeat_ms = 10
-worker_stall_ms = {max(100, 10 * self.multiplier)}
+worker_stall_ms = {stall}
 """
         self.switch = Switch(testbed, self.host, node=name, extra_toml=pair_sw, idle_sleep_us=200)
         self.workdir = testbed.tmpdir(f"ctl-{name}", root="/tmp")
@@ -128,18 +130,21 @@ class PairBed:
 
     `multiplier` overrides the heartbeat multiplier of both control daemons
     (default MULTIPLIER); the benchmark runs the product default, 3.
-    `pair_extra` is added to both control daemons' [pair] table ("key = value" lines)."""
+    `pair_extra` is added to both control daemons' [pair] table ("key = value" lines).
+    `worker_stall_ms` overrides the switches' (a test whose subject is not the
+    workers' health may keep a test bed starved of CPU from reporting them dead)."""
 
     def __init__(self, participants=3, mode="async", preempt_a=False, multiplier=None,
-                 pair_extra=""):
+                 pair_extra="", worker_stall_ms=None):
         self.testbed = netns.Testbed()
         try:
             self.participants = [self.testbed.add_participant(f"p{i}", i)
                                  for i in range(participants)]
             self.a = Node(self.testbed, "na", 1, "nb", 2, mode=mode, preempt=preempt_a,
-                          multiplier=multiplier, pair_extra=pair_extra)
+                          multiplier=multiplier, pair_extra=pair_extra,
+                          worker_stall_ms=worker_stall_ms)
             self.b = Node(self.testbed, "nb", 2, "na", 1, mode=mode, multiplier=multiplier,
-                          pair_extra=pair_extra)
+                          pair_extra=pair_extra, worker_stall_ms=worker_stall_ms)
             self.a.set_peer_api(self.b.control.api)
             self.b.set_peer_api(self.a.control.api)
             # The backbone: one veth between the node namespaces, with kernel

@@ -50,6 +50,7 @@ gateway6 = "2001:db8::1"
 vlan = 7
 [pair]
 node_id = 2
+peer_node_id = 1
 key = "0123456789abcdef"
 worker_stall_ms = 400
 )",
@@ -65,6 +66,7 @@ worker_stall_ms = 400
   EXPECT_EQ(c->vlan, 7);
   EXPECT_EQ(c->zero_copy_min, 256u);
   EXPECT_EQ(c->pair_node_id, 2u);
+  EXPECT_EQ(c->pair_peer_node_id, 1u);
   EXPECT_EQ(c->worker_stall_ms, 400u);
 }
 
@@ -85,6 +87,13 @@ TEST(SwitchConfig, ErrorsNameTheKey) {
       {"[eal]\nworker_lcores=[0]\n[[port]]\nname=\"access\"\ndevargs=\"x\"", "main lcore"},
       {"[pair]\nworker_stall_ms = 0\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
        "pair.worker_stall_ms"},
+      {"[pair]\nnode_id = 1\nkey = \"0123456789abcdef\"\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
+       "pair.peer_node_id"},
+      {"[pair]\nnode_id = 1\npeer_node_id = 1\nkey = \"0123456789abcdef\"\n[[port]]\n"
+       "name=\"access\"\ndevargs=\"x\"",
+       "pair.peer_node_id"},
+      {"[access]\nslow_path_pps_per_source = 0\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
+       "access.slow_path_pps_per_source"},
       {"this is = = not toml", "t.toml:1"},
   };
   for (const auto& c : cases) {

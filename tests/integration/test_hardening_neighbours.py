@@ -1,0 +1,376 @@
+"""The switch's neighbour table under attack from the access network (issue 13
+item 4, issue 14 item 10): a sustained mixed poisoning barrage at the highest
+rate the test bed sends, while participants (three on-link, one behind the
+gateway) stream media in both families; and a flood of ARP and ND from random
+sources. Every neighbour entry must keep its MAC, media must go on, the
+conflicts must be counted and raise an alarm, and the table must stay bounded.
+
+The figures (barrage rate, media loss per stream) are printed; run with -s.
+"""
+import json
+import os
+import random
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from control_helpers.control import ControlDaemon  # noqa: E402
+from helpers import netns, paths  # noqa: E402
+from helpers.meeting import MEDIA_PORT, VIP_PORT_BASE, sender_id, vip_endpoint  # noqa: E402
+from helpers.netns import VIP4, VIP6  # noqa: E402
+from helpers.participants import Flow, FlowRun  # noqa: E402
+from helpers.switch import Switch  # noqa: E402
+from helpers.tables import Tables  # noqa: E402
+
+MEDIA_RATE = 50.0
+BARRAGE_SECONDS = 8.0
+LOSS_BOUND = 0.01  # the issue's goal: < 1 % of each stream
+# The participant behind the gateway: its addresses live on the gateway host.
+FAR4, FAR6 = "198.18.5.10", "2001:db8:5::10"
+
+
+class Bed:
+    """Members p0-p2, the stranger p3, a gateway host `gw` (which also holds
+    the far participant's addresses), the node with tandem-switch (gateways
+    configured) and tandem-control beside it."""
+
+    def __init__(self):
+        self.tb = netns.Testbed()
+        try:
+            self.members = [self.tb.add_participant(f"p{i}", i) for i in range(3)]
+            self.stranger = self.tb.add_participant("p3", 3)
+            self.gw = self.tb.add_participant("gw", 5)
+            for addr in (f"{FAR4}/32", f"{FAR6}/128"):
+                netns.run(["ip", "-n", self.gw.ns, "addr", "add", addr, "dev", "eth0", "nodad"]
+                          if ":" in addr else
+                          ["ip", "-n", self.gw.ns, "addr", "add", addr, "dev", "eth0"])
+            self.far = netns.Host(name="far", ns=self.gw.ns, iface="eth0", index=4, ip4=FAR4,
+                                  ip6=FAR6)
+            self.node = self.tb.add_node("node")
+            self.switch = Switch(self.tb, self.node, access_toml=(
+                f'gateway4 = "{self.gw.ip4}"\ngateway6 = "{self.gw.ip6}"'))
+            self.switch.start()
+            self.tables = Tables.of(self.switch)
+            self.control = ControlDaemon(self.tb.tmpdir("ctl"), node=self.switch.node,
+                                         shm_dir=self.switch.shm_dir, vips=(VIP4, VIP6),
+                                         ports=f"{VIP_PORT_BASE}-{VIP_PORT_BASE + 99}",
+                                         legs=self.switch.legs, meetings=self.switch.meetings)
+            self.control.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def streamers(self):
+        return self.members + [self.far]
+
+    def join_all(self):
+        """One meeting per family; each streamer has a leg in both."""
+        d = self.control
+        site = d.ctl("site", "create", "--name", "acme")["site_id"]
+        for family in (4, 6):
+            m = d.ctl("meeting", "schedule", "--site", site, "--title", f"v{family}")["meeting_id"]
+            d.ctl("meeting", "start", m)
+            for h in self.streamers():
+                own = h.endpoint4(MEDIA_PORT) if family == 4 else h.endpoint6(MEDIA_PORT)
+                local = vip_endpoint(family, VIP_PORT_BASE + h.index)
+                d.ctl("participant", "join", "--meeting", m, "--name", f"{h.name}v{family}",
+                      "--leg", f"audio,{own},local={local}")
+
+    def flows(self, count):
+        out = []
+        for family in (4, 6):
+            for h in self.streamers():
+                own = h.endpoint4(MEDIA_PORT) if family == 4 else h.endpoint6(MEDIA_PORT)
+                # Sender ids: one per (host, family), so both streams are told apart.
+                out.append(Flow(host=h, sender_id=sender_id(h) + 10 * family, bind=own,
+                                count=count, rate=MEDIA_RATE, size=160,
+                                to=[vip_endpoint(family, VIP_PORT_BASE + h.index)]))
+        return out
+
+    def true_macs(self, hosts=None):
+        """{address the switch must hold: the MAC it must hold for it}."""
+        want = {}
+        for h in hosts or self.members + [self.gw]:
+            want[h.ip4] = want[h.ip6] = h.mac().lower()
+        return want
+
+    def close(self):
+        for what in ("control", "switch"):
+            obj = getattr(self, what, None)
+            if obj is not None:
+                obj.close()
+        self.tb.close()
+
+
+@pytest.fixture
+def bed():
+    b = Bed()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def storm(bed, host, groups, rate, seconds):
+    """helpers/storm.py in `host`'s namespace; returns its report."""
+    spec = bed.tb.tmpdir("storm") / "spec.json"
+    spec.write_text(json.dumps({
+        "iface": host.iface, "duration": seconds, "rate": rate,
+        "groups": {g: [f.hex() for f in fs] for g, fs in groups.items()}}))
+    p = bed.tb.run_in(host, [paths.PYTHON, paths.REPO / "tests/integration/helpers/storm.py",
+                             "--spec", spec], timeout=seconds + 60)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def barrage_frames(bed):
+    """The issue's mix, from the stranger's MAC, against p1 and the gateway in
+    both families, and against the VIPs."""
+    from scapy.all import (ARP, Ether, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr,
+                           ICMPv6NDOptSrcLLAddr, IPv6)
+    att = bed.stranger.mac()
+    node = bed.node.mac()
+    frames = []
+    for victim in (bed.members[1], bed.gw):
+        frames += [
+            # ARP replies claiming the victim's IPv4 address.
+            Ether(src=att, dst=node) / ARP(op=2, hwsrc=att, psrc=victim.ip4, hwdst=node,
+                                           pdst=VIP4),
+            # ARP requests for the VIP with the victim's address as sender.
+            Ether(src=att, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=att, psrc=victim.ip4,
+                                                          pdst=VIP4),
+            # Unsolicited NAs with the override flag for the victim's IPv6 address.
+            Ether(src=att, dst=node) / IPv6(src=victim.ip6, dst=VIP6, hlim=255)
+            / ICMPv6ND_NA(tgt=victim.ip6, R=0, S=0, O=1) / ICMPv6NDOptDstLLAddr(lladdr=att),
+            # Solicited-looking NAs too (the S flag set): answers out of nowhere.
+            Ether(src=att, dst=node) / IPv6(src=victim.ip6, dst=VIP6, hlim=255)
+            / ICMPv6ND_NA(tgt=victim.ip6, R=0, S=1, O=1) / ICMPv6NDOptDstLLAddr(lladdr=att),
+            # NSs for the VIP with a source link-layer option, from the victim's address.
+            Ether(src=att, dst=node) / IPv6(src=victim.ip6, dst=VIP6, hlim=255)
+            / ICMPv6ND_NS(tgt=VIP6) / ICMPv6NDOptSrcLLAddr(lladdr=att),
+        ]
+    # ARP replies claiming the VIP (to the switch only: a broadcast one would
+    # poison the participants' kernels, which no switch can prevent).
+    frames.append(Ether(src=att, dst=node) / ARP(op=2, hwsrc=att, psrc=VIP4, hwdst=node,
+                                                 pdst=VIP4))
+    return [bytes(f) for f in frames]
+
+
+def neighbour_problems(bed, stats, hosts=None):
+    want = bed.true_macs(hosts)
+    att = bed.stranger.mac().lower()
+    got = {n["ip"]: n for n in stats.get("neighbours", [])}
+    problems = []
+    for ip, mac in want.items():
+        n = got.get(ip)
+        if n is None:
+            problems.append(f"no neighbour entry for {ip}")
+        elif n["mac"].lower() != mac or n["state"] not in ("reachable", "stale"):
+            who = "the stranger's" if n["mac"].lower() == att else "a wrong"
+            problems.append(f"{ip} holds {who} MAC {n['mac']} ({n['state']}), not {mac}")
+    return problems
+
+
+def media_loss(bed, reports, count):
+    loss, problems = {}, []
+    flows = bed.flows(count)
+    for r in flows:
+        rep = reports[r.sender_id]
+        for s in flows:
+            if s is r or (s.sender_id // 10) != (r.sender_id // 10):  # same family only
+                continue
+            got = rep.from_sender(s.sender_id)
+            received = sum(st["received"] for st in got.values())
+            fam = s.sender_id // 10
+            loss[f"v{fam} {r.host.name}<-{s.host.name}"] = 1.0 - received / count
+            if any(st["duplicates"] or st["corrupt"] for st in got.values()):
+                problems.append(f"{r.host.name} from {s.host.name}: duplicates or corrupt")
+        foreign = {src: st["foreign"] for src, st in rep.sources.items() if st["foreign"]}
+        if foreign:
+            problems.append(f"{r.host.name} received datagrams that are not media: {foreign}")
+    return loss, problems
+
+
+def drops_between(before, after):
+    return {k: after["totals"]["drops"][k] - before["totals"]["drops"].get(k, 0)
+            for k in after["totals"]["drops"]}
+
+
+def during_media(bed, seconds, action):
+    """Media in both families from every streamer; action() runs once every
+    neighbour is resolved. Returns (stats before, stats at action's end,
+    stats after, action's result, {stream: loss}, problems)."""
+    count = int(MEDIA_RATE * (seconds + 4))
+    run = FlowRun(bed.tb, bed.flows(count))
+    time.sleep(run.data_starts_after + 1.0)
+    before = bed.tables.stats()
+    assert not neighbour_problems(bed, before), neighbour_problems(bed, before)
+    result = action()
+    during = bed.tables.stats()
+    reports = run.wait()
+    after = bed.tables.stats()
+    loss, problems = media_loss(bed, reports, count)
+    return before, during, after, result, loss, problems
+
+
+def check_neighbours(bed, before, during, after):
+    for when, st in (("at the barrage's end", during), ("after it", after)):
+        p = neighbour_problems(bed, st)
+        assert not p, f"{when}: " + "; ".join(p)
+    # (.get: the same test runs against a build from before the neighbour
+    # table's statistics, to show that it fails there.)
+    moved = after.get("neighbour_table", {}).get("moves", 0)
+    assert moved == before.get("neighbour_table", {}).get("moves", 0), "an entry moved"
+
+
+def print_run(what, bed, report, before, after, loss):
+    drops = dict.fromkeys(("slow_path_limited", "neighbour_conflict"), 0)
+    drops.update(drops_between(before, after))
+    rx = after["totals"]["rx_packets"] - before["totals"]["rx_packets"]
+    sent = sum(report["sent"].values())
+    print(f"\n{what}: {sent} frames in {report['seconds']:.1f} s ({report['rate']:.0f}/s) from "
+          f"{bed.stranger.mac()}, send errors {report['errors']}; the switch received {rx} "
+          f"frames in all; slow_path_limited +{drops['slow_path_limited']}, neighbour_conflict "
+          f"+{drops['neighbour_conflict']}, slow_path_full +{drops['slow_path_full']}, "
+          f"unknown_leg +{drops['unknown_leg']}; neighbour table {after.get('neighbour_table')}")
+    print(f"{what}: media loss max {max(loss.values()):.2%}: "
+          + ", ".join(f"{k} {v:.2%}" for k, v in sorted(loss.items())))
+
+
+def test_sustained_mixed_barrage_leaves_every_neighbour_and_stream_alone(bed):
+    """The issue's reproduction: the mix at 20,000 frames/s for 8 s (it moved
+    p1's entry to the stranger within seconds, in every run)."""
+    bed.join_all()
+    frames = barrage_frames(bed)
+    before, during, after, report, loss, problems = during_media(
+        bed, BARRAGE_SECONDS, lambda: storm(bed, bed.stranger, {"barrage": frames},
+                                            rate=20000, seconds=BARRAGE_SECONDS))
+    status = bed.control.ctl("status")
+    print_run("barrage at 20,000/s", bed, report, before, after, loss)
+    print(f"status: alarms {status.get('alarms')}; {status.get('last_neighbour_conflict')}")
+
+    assert bed.switch.alive(), "tandem-switch died under the barrage"
+    assert report["rate"] > 15000, f"the test bed sent only {report['rate']:.0f} frames/s"
+    check_neighbours(bed, before, during, after)
+    assert not problems, "\n".join(problems)
+    assert max(loss.values()) < LOSS_BOUND, f"media lost: {loss}"
+    drops = drops_between(before, after)
+    # Counted: over the per-source limit, refused claims, conflicts, alarm.
+    assert drops["slow_path_limited"] > 0 and drops["neighbour_conflict"] > 0, drops
+    assert after["neighbour_table"]["conflicts"] > before["neighbour_table"]["conflicts"]
+    assert "neighbour_conflict" in status.get("alarms", ""), status
+    assert bed.stranger.mac().lower() in status.get("last_neighbour_conflict", "").lower(), status
+
+
+def test_barrage_at_the_highest_rate_costs_no_more_than_any_flood(bed):
+    """The same mix as fast as the test bed sends it (several times what one
+    worker on this shared 2-core machine can take in): every neighbour entry
+    must hold. The media loss then measures the test bed's capacity, so it
+    is bounded by the loss that a flood of the same rate of frames that
+    never reach the slow path (UDP from unknown sources to the VIPs) causes
+    in the same run, plus 1 %."""
+    from scapy.all import IP, UDP, Ether, Raw
+    bed.join_all()
+    frames = barrage_frames(bed)
+    before, during, after, report, loss, problems = during_media(
+        bed, BARRAGE_SECONDS, lambda: storm(bed, bed.stranger, {"barrage": frames}, rate=0,
+                                            seconds=BARRAGE_SECONDS))
+    print_run("barrage at the highest rate", bed, report, before, after, loss)
+    assert bed.switch.alive(), "tandem-switch died under the barrage"
+    check_neighbours(bed, before, during, after)
+    assert not problems, "\n".join(problems)
+
+    # The same rate of frames that the worker drops at once.
+    node = bed.node.mac()
+    plain = [bytes(Ether(src=bed.stranger.mac(), dst=node)
+                   / IP(src=f"198.18.0.{200 + i % 50}", dst=VIP4)
+                   / UDP(sport=10000 + i, dport=VIP_PORT_BASE + 50 + i % 3) / Raw(b"F" * 40))
+             for i in range(len(frames))]
+    c_before, _, c_after, control, c_loss, _ = during_media(
+        bed, BARRAGE_SECONDS, lambda: storm(bed, bed.stranger, {"udp": plain},
+                                            rate=report["rate"], seconds=BARRAGE_SECONDS))
+    print_run("unknown-source UDP at the same rate", bed, control, c_before, c_after, c_loss)
+    bound = max(c_loss.values()) + LOSS_BOUND
+    assert max(loss.values()) <= bound, (
+        f"the barrage lost {max(loss.values()):.2%} of a stream, a plain flood of the same rate "
+        f"{max(c_loss.values()):.2%}: {loss}")
+
+
+def test_flood_of_random_sources_keeps_the_table_bounded(bed):
+    """ARP requests and NSs for the VIPs from 8,000 random on-link addresses
+    and MACs at 20,000 frames/s (a rate this test bed carries with media
+    intact): no entry is made for them (before, each made one that stayed
+    for good), and a receiver that joins during the flood still resolves."""
+    from scapy.all import ARP, Ether, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+    rng = random.Random(14)
+    frames = []
+    for _ in range(4000):
+        mac = "02:%02x:%02x:%02x:%02x:%02x" % tuple(rng.randrange(256) for _ in range(5))
+        ip4 = f"198.18.0.{rng.randrange(20, 250)}"
+        ip6 = "2001:db8:1::%x:%x" % (rng.randrange(1, 65536), rng.randrange(1, 65536))
+        # To the switch only: broadcast, every participant's kernel would
+        # take them too, which tests the test bed's CPU, not the switch.
+        frames.append(bytes(Ether(src=mac, dst=bed.node.mac()) / ARP(
+            op=1, hwsrc=mac, psrc=ip4, pdst=VIP4)))
+        frames.append(bytes(Ether(src=mac, dst=bed.node.mac()) / IPv6(
+            src=ip6, dst=VIP6, hlim=255) / ICMPv6ND_NS(tgt=VIP6) / ICMPv6NDOptSrcLLAddr(
+            lladdr=mac)))
+    # Members p0 and p1 first; p2 joins (and must be resolved) during the flood.
+    d = bed.control
+    site = d.ctl("site", "create", "--name", "acme")["site_id"]
+    meetings = {}
+    for family in (4, 6):
+        m = d.ctl("meeting", "schedule", "--site", site, "--title", f"v{family}")["meeting_id"]
+        d.ctl("meeting", "start", m)
+        meetings[family] = m
+
+    def join(h):
+        for family in (4, 6):
+            own = h.endpoint4(MEDIA_PORT) if family == 4 else h.endpoint6(MEDIA_PORT)
+            d.ctl("participant", "join", "--meeting", meetings[family], "--name",
+                  f"{h.name}v{family}", "--leg",
+                  f"audio,{own},local={vip_endpoint(family, VIP_PORT_BASE + h.index)}")
+    for h in bed.members[:2]:
+        join(h)
+    before = bed.tables.stats()
+    result = {}
+    flood = threading.Thread(target=lambda: result.update(
+        storm(bed, bed.stranger, {"flood": frames}, rate=20000, seconds=6.0)))
+    flood.start()
+    time.sleep(1.5)
+    join(bed.members[2])
+    count = 100
+    streams = []
+    for family in (4, 6):
+        for h in bed.members:
+            own = h.endpoint4(MEDIA_PORT) if family == 4 else h.endpoint6(MEDIA_PORT)
+            streams.append(Flow(host=h, sender_id=sender_id(h) + 10 * family, bind=own,
+                                count=count, rate=MEDIA_RATE, size=160,
+                                to=[vip_endpoint(family, VIP_PORT_BASE + h.index)]))
+    reports = FlowRun(bed.tb, streams).wait()  # 0.5 + 1 s warm-up, 2 s of media
+    flood.join()
+    after = bed.tables.stats()
+    table = after["neighbour_table"]
+    drops = {k: after["totals"]["drops"][k] - before["totals"]["drops"].get(k, 0)
+             for k in after["totals"]["drops"]}
+    print(f"\nflood: {result['sent']['flood']} frames in {result['seconds']:.1f} s "
+          f"({result['rate']:.0f}/s) from {len(frames)} random sources; neighbour table "
+          f"{table}; the switch received {after['totals']['rx_packets'] - before['totals']['rx_packets']}, "
+          f"slow path +{after['totals']['slow_path'] - before['totals']['slow_path']}, drops "
+          f"{ {k: v for k, v in drops.items() if v} }")
+    assert table["entries"] <= 2 * len(bed.members) + 2, after.get("neighbours")
+    assert table["refused"] == 0, table
+    # p2 joined during the flood and still receives from both others, in
+    # both families (after the warm-up, every data packet).
+    p2 = bed.members[2]
+    for family in (4, 6):
+        rep = reports[sender_id(p2) + 10 * family]
+        for s in bed.members[:2]:
+            got = rep.from_sender(sender_id(s) + 10 * family)
+            received = sum(st["received"] for st in got.values())
+            print(f"v{family} {p2.name}<-{s.name}: {received}/{count}")
+            assert received >= count * (1 - LOSS_BOUND), (family, s.name, got)
+    assert not neighbour_problems(bed, after, bed.members), neighbour_problems(bed, after)
