@@ -140,11 +140,13 @@ def port_rate(bed, host, groups, nodes, seconds=2.0):
 
 
 def assert_nothing_changed(bed, before, samples, allowed_alarms=()):
+    nows = {n.name: snapshot(n) for n in bed.nodes()}
     for n in bed.nodes():
-        now = snapshot(n)
-        b = before[n.name]
+        now, b = nows[n.name], before[n.name]
         print(f"{n.name}: {b['role']} epoch {b['epoch']} -> {now['role']} epoch {now['epoch']}, "
               f"takeovers {b['takeovers']} -> {now['takeovers']}, last cause {now['cause']!r}")
+    for n in bed.nodes():
+        now, b = nows[n.name], before[n.name]
         assert (now["role"], now["epoch"], now["takeovers"]) == (
             b["role"], b["epoch"], b["takeovers"]), f"{n.name}: {b} -> {now}"
         for t, row in samples:
@@ -189,8 +191,13 @@ def test_arp_and_forged_heartbeat_flood_changes_nothing(bed):
           f"drops {grew}; forged heartbeats refused {refused}; "
           f"alarms seen {[watch.seen(n.name, 'alarms') for n in bed.nodes()]}")
     assert_nothing_changed(bed, before, samples)
+    # A forged heartbeat costs an HMAC only within its source's allowance
+    # (4 per heartbeat interval, burst 40, per worker: switch/handoff.h);
+    # before, every one did (500,000 per node here, 60,000 per second).
+    hmac_budget = 1.25 * (4 * 1000 / 10 * report["seconds"] + 40)
     for n in bed.nodes():
         assert grew[n.name]["slow_path_limited"] > 0, grew
+        assert refused[n.name] <= hmac_budget, (refused, hmac_budget)
         assert after[n.name]["peer_state"] == "up", after[n.name]
 
 
@@ -253,40 +260,28 @@ def test_clock_step_on_one_node_is_an_alarm_not_a_takeover(bed):
     assert -3_700_000 < after["nb"]["skew_ms"] < -3_500_000, after["nb"]
 
 
-def vip_macs_seen(bed, host, seconds):
-    """The MACs `host`'s kernel held for the VIP, sampled every 20 ms."""
-    seen = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        out = bed.testbed.run_in(host, ["ip", "neigh", "show", VIP4], check=False).stdout.split()
-        mac = out[out.index("lladdr") + 1] if "lladdr" in out else None
-        if mac and (not seen or seen[-1] != mac):
-            seen.append(mac)
-        time.sleep(0.02)
-    return seen
-
-
 def test_partition_no_announcement_war_and_the_lower_epoch_goes_quiet(bed):
-    """14.3: with both nodes active (heartbeats cut between them, both on the
-    access network), neither fights the other's announcements; participants'
-    ARP entries for the VIP do not flap. Healed, the lower epoch goes quiet as
-    soon as its switch hears the higher one."""
-    p0 = bed.participants[0]
+    """14.3: a partition leaves both nodes active (they cannot hear each
+    other's heartbeats, both reach the participants). The standby takes over
+    and announces the VIP; the old active must not "defend" the VIP against
+    it (before, it answered each announcement with its own, taking the
+    participants back to the lower epoch). Healed, the lower epoch goes quiet
+    as soon as its switch hears the higher one."""
+    arp = ArpWatch(bed)
     bed.partition(bed.a)
     bed.wait_role(bed.b, "active", timeout=10)
     assert bed.a.role() == "active"
-    time.sleep(0.5)  # the new active's three announcements are over
-    arp = ArpWatch(bed)
-    bed.testbed.run_in(p0, ["ping", "-c", "1", "-W", "1", VIP4], check=False)
-    macs = vip_macs_seen(bed, p0, 2.0)
+    time.sleep(1.0)  # the new active's three announcements, 50 ms apart, and any answer
     claims = arp.claims()
-    by_mac = {}
-    for _, mac in claims:
-        by_mac[mac] = by_mac.get(mac, 0) + 1
-    print(f"\nboth active for 2.5 s: VIP claims on the access network by MAC {by_mac}; "
-          f"p0's ARP entry for the VIP went through {macs}")
-    assert len(claims) <= 10, f"the nodes fought over the VIP: {by_mac}"
-    assert len(macs) <= 1, f"p0's ARP entry for the VIP flapped: {macs}"
+    old, new = mac_of(bed.a), mac_of(bed.b)
+    first_new = min((t for t, mac in claims if mac == new), default=None)
+    late_old = [round(t - first_new, 3) for t, mac in claims
+                if mac == old and first_new is not None and t > first_new]
+    by_mac = {m: sum(1 for _, x in claims if x == m) for m in {x for _, x in claims}}
+    print(f"\nVIP claims on the access network by MAC {by_mac} (old active {old}, new {new}); "
+          f"the old active's after the new one's first: {late_old} s")
+    assert first_new is not None, f"the new active never announced the VIP: {claims}"
+    assert not late_old, f"the old active fought the new one's announcements: {claims}"
     bed.heal(bed.a)
     bed.wait_role(bed.a, "standby", timeout=5)
     assert "quiet until demoted" in bed.a.switch.log_text(), (
