@@ -80,24 +80,6 @@ absl::Status CheckValidity(const char* key, const std::string& path, X509* cert)
 
 }  // namespace
 
-absl::StatusOr<gid_t> LookupGroup(const std::string& name) {
-  if (name.empty()) return absl::InvalidArgumentError("empty group name");
-  uint32_t number = 0;
-  if (absl::SimpleAtoi(name, &number)) return static_cast<gid_t>(number);
-  std::vector<char> buf(16384);
-  struct group gr, *found = nullptr;
-  int err;
-  while ((err = getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found)) == ERANGE &&
-         buf.size() < (1u << 24)) {
-    buf.resize(buf.size() * 2);
-  }
-  if (err != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot look up group ", name, ": ", strerror(err)));
-  }
-  if (!found) return absl::NotFoundError(absl::StrCat("no group named \"", name, "\""));
-  return gr.gr_gid;
-}
-
 absl::StatusOr<ApiAccess> LoadApiAccess(const Config& c) {
   ApiAccess a;
   if (!c.api_socket_mode.empty()) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/secure_file.h"
 #include "control/config.h"
 
 namespace tandem::control {
@@ -27,8 +28,7 @@ struct ApiAccess {
 // InvalidArgument naming the key and file otherwise. Call after ValidateConfig.
 absl::StatusOr<ApiAccess> LoadApiAccess(const Config& config);
 
-// A group name or number; NotFound when the system has no such group.
-absl::StatusOr<gid_t> LookupGroup(const std::string& name);
+using ::tandem::LookupGroup;
 
 // The credentials of a TCP listener: TLS with the server's certificate, and
 // a client certificate issued by the CA required and verified.

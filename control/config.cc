@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/keys.h"
+#include "mirror/net.h"
 
 namespace tandem::control {
 namespace {
@@ -37,6 +39,21 @@ absl::Status ReadUint(const toml::table& t, const char* key, const std::string& 
     return Bad(origin, key, absl::StrCat("must be an integer 0..", max));
   }
   *out = static_cast<uint64_t>(*v);
+  return absl::OkStatus();
+}
+
+absl::Status ReadStrings(const toml::table& t, const char* key, const std::string& origin,
+                         std::vector<std::string>* out) {
+  const toml::node* n = t.get(key);
+  if (!n) return absl::OkStatus();
+  const toml::array* arr = n->as_array();
+  if (!arr) return Bad(origin, key, "must be an array of strings");
+  out->clear();
+  for (const toml::node& e : *arr) {
+    auto s = e.value<std::string>();
+    if (!s) return Bad(origin, key, "must be an array of strings");
+    out->push_back(*s);
+  }
   return absl::OkStatus();
 }
 
@@ -76,6 +93,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
   };
   chain(ReadString(root, "node", origin, &c.node));
   chain(ReadString(root, "shm_dir", origin, &c.shm_dir));
+  chain(ReadString(root, "shm_group", origin, &c.shm_group));
   chain(ReadString(root, "role", origin, &c.role));
   if (const toml::table* t = root["tables"].as_table()) {
     uint64_t legs = c.capacity.legs, meetings = c.capacity.meetings;
@@ -97,6 +115,24 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     chain(ReadString(*t, "tls_cert", origin + " [api]", &c.api_tls_cert));
     chain(ReadString(*t, "tls_key", origin + " [api]", &c.api_tls_key));
     chain(ReadString(*t, "tls_ca", origin + " [api]", &c.api_tls_ca));
+    if (const toml::node* r = t->get("roles")) {
+      const toml::table* roles = r->as_table();
+      if (!roles) chain(Bad(origin + " [api]", "roles", "must be a table"));
+      std::string o = origin + " [api.roles]";
+      for (const auto& [k, v] : roles ? *roles : toml::table{}) {
+        (void)v;
+        std::string key(k.str());
+        std::vector<std::string>* list = key == "read_only" ? &c.api_roles.read_only
+                                         : key == "operator" ? &c.api_roles.operator_
+                                         : key == "admin"    ? &c.api_roles.admin
+                                                             : nullptr;
+        if (!list) {
+          chain(Bad(o, key, "is not a role: want read_only, operator or admin"));
+          continue;
+        }
+        chain(ReadStrings(*roles, key.c_str(), o, list));
+      }
+    }
   }
   if (const toml::table* t = root["store"].as_table()) {
     chain(ReadString(*t, "path", origin + " [store]", &c.store_path));
@@ -129,6 +165,22 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     c.watch_history = h;
     chain(ReadUint(*t, "history_mib", origin + " [watch]", 1u << 16, &c.watch_history_mib));
   }
+  if (const toml::table* t = root["limits"].as_table()) {
+    std::string o = origin + " [limits]";
+    static constexpr const char* kKeys[tables::kChannels][2] = {
+        {"audio_pps", "audio_kbps"}, {"video_pps", "video_kbps"}, {"share_pps", "share_kbps"}};
+    for (uint32_t ch = 0; ch < tables::kChannels; ++ch) {
+      ChannelLimits& l = c.limits.channel[ch];
+      uint64_t pps = l.pps, kbps = l.kbps;
+      chain(ReadUint(*t, kKeys[ch][0], o, 0xffffffffu, &pps));
+      chain(ReadUint(*t, kKeys[ch][1], o, 0xffffffffu, &kbps));
+      l.pps = static_cast<uint32_t>(pps);
+      l.kbps = static_cast<uint32_t>(kbps);
+    }
+    uint64_t copies = c.limits.meeting_copies_per_s;
+    chain(ReadUint(*t, "meeting_copies_per_s", o, 0xffffffffu, &copies));
+    c.limits.meeting_copies_per_s = static_cast<uint32_t>(copies);
+  }
   if (const toml::table* t = root["pair"].as_table()) {
     std::string o = origin + " [pair]";
     PairConfig& p = c.pair;
@@ -140,27 +192,34 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     v = p.peer_node_id;
     chain(ReadUint(*t, "peer_node_id", o, 0xffffffffu, &v));
     p.peer_node_id = v;
-    chain(ReadString(*t, "key", o, &p.key));
-    std::string key_file;
+    std::string key, key_file;
+    chain(ReadString(*t, "key", o, &key));
     chain(ReadString(*t, "key_file", o, &key_file));
-    if (!key_file.empty()) {
-      std::ifstream kf(key_file);
-      std::stringstream ks;
-      ks << kf.rdbuf();
-      if (!kf) chain(Bad(o, "key_file", absl::StrCat("cannot read ", key_file)));
-      p.key = ks.str();
-      while (!p.key.empty() && (p.key.back() == '\n' || p.key.back() == '\r')) p.key.pop_back();
+    if (st.ok()) {
+      auto secret = keys::LoadPairSecret(key, key_file, origin);
+      auto derived = secret.ok() ? keys::DerivePairKeys(*secret) : secret.status();
+      if (!derived.ok()) {
+        chain(absl::InvalidArgumentError(std::string(derived.status().message())));
+      } else {
+        p.replication_key = derived->replication;
+      }
     }
     chain(ReadString(*t, "listen", o, &p.listen));
     chain(ReadString(*t, "peer", o, &p.peer));
     chain(ReadString(*t, "peer_api", o, &p.peer_api));
     std::string mode = "async";
     chain(ReadString(*t, "mode", o, &mode));
-    if (mode != "async" && mode != "sync") chain(Bad(o, "mode", "must be \"async\" or \"sync\""));
-    p.sync = mode == "sync";
+    if (mode != "async" && mode != "sync" && mode != "sync-strict") {
+      chain(Bad(o, "mode", "must be \"async\", \"sync\" or \"sync-strict\""));
+    }
+    p.sync = mode == "sync" || mode == "sync-strict";
+    p.strict = mode == "sync-strict";
     v = p.sync_timeout_ms;
     chain(ReadUint(*t, "sync_timeout_ms", o, 600000, &v));
     p.sync_timeout_ms = v;
+    v = p.lag_alarm_ms;
+    chain(ReadUint(*t, "lag_alarm_ms", o, 3600000, &v));
+    p.lag_alarm_ms = v;
     v = p.heartbeat_ms;
     chain(ReadUint(*t, "heartbeat_ms", o, 10000, &v));
     p.heartbeat_ms = v;
@@ -178,6 +237,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     chain(ReadUint(*t, "backlog_changes", o, 1ull << 26, &p.backlog_changes));
     chain(ReadUint(*t, "backlog_mib", o, 1ull << 20, &p.backlog_mib));
   }
+  chain(ParseRoutingConfig(root, origin, &c.access_mode, &c.routing));
   if (!st.ok()) return st;
   return c;
 }
@@ -200,6 +260,21 @@ absl::StatusOr<uint32_t> ParseSocketMode(const std::string& text) {
   return mode;
 }
 
+absl::Status CheckHostPort(const std::string& text, const std::string& what) {
+  size_t colon = text.rfind(':');
+  int port = 0;
+  std::string host = colon == std::string::npos ? "" : text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (colon == std::string::npos || host.empty() ||
+      !absl::SimpleAtoi(text.substr(colon + 1), &port) || port < 1 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": \"", text, "\" is not HOST:PORT with a port 1..65535"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Config> LoadConfig(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read config ", path));
@@ -209,7 +284,31 @@ absl::StatusOr<Config> LoadConfig(const std::string& path) {
 }
 
 absl::Status ValidateConfig(Config& c) {
-  if (c.node.empty()) return absl::InvalidArgumentError("node must not be empty");
+  if (c.node.empty() || c.node.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError("node must be a plain, non-empty name");
+  }
+  if (c.shm_dir.empty() || c.shm_dir.front() != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shm_dir must be an absolute path, not \"", c.shm_dir, "\""));
+  }
+  if (c.store_path.empty() || c.store_path.back() == '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("[store] path must name a file, not \"", c.store_path, "\""));
+  }
+  if (!c.metrics_listen.empty()) {
+    if (auto st = CheckHostPort(c.metrics_listen, "[metrics] listen"); !st.ok()) return st;
+  }
+  if (IsUnixAddress(c.api_listen)) {
+    if (c.api_listen.size() <= 5 || c.api_listen.size() - 5 >= 108) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "[api] listen: \"", c.api_listen, "\" needs a socket path of 1..107 bytes"));
+    }
+  } else if (!c.api_listen.empty()) {
+    if (auto st = CheckHostPort(c.api_listen, "[api] listen"); !st.ok()) return st;
+  }
+  if (!c.api_tcp.empty()) {
+    if (auto st = CheckHostPort(c.api_tcp, "[api] tcp"); !st.ok()) return st;
+  }
   if (c.watch_history == 0 || c.watch_history_mib == 0) {
     return absl::InvalidArgumentError("[watch] history and history_mib must be >= 1");
   }
@@ -258,15 +357,23 @@ absl::Status ValidateConfig(Config& c) {
                        "certificates; the API is never served in plaintext over TCP)"));
     }
   }
+  if (c.access_mode == AccessMode::kRouted) {
+    if (absl::Status st = ValidateRoutingConfig(c.routing, c.access_vips); !st.ok()) return st;
+  }
   if (c.pair.enabled) {
     const PairConfig& p = c.pair;
     if (p.node_id == 0 || p.peer_node_id == 0 || p.node_id == p.peer_node_id) {
       return absl::InvalidArgumentError(
           "[pair] node_id and peer_node_id must be set, non-zero and different");
     }
-    if (p.key.size() < 16) return absl::InvalidArgumentError("[pair] key must hold >= 16 bytes");
     if (p.listen.empty() || p.peer.empty()) {
       return absl::InvalidArgumentError("[pair] listen and peer (HOST:PORT) are required");
+    }
+    for (const auto& [key, value] : {std::pair{"listen", p.listen}, std::pair{"peer", p.peer}}) {
+      if (auto e = mirror::ParseEndpoint(value); !e.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("[pair] ", key, ": \"", value, "\" is not IP:PORT (", e.status().message(), ")"));
+      }
     }
     if (p.backlog_changes < 1024) {
       return absl::InvalidArgumentError("[pair] backlog_changes must be >= 1024");

@@ -2,18 +2,23 @@
 // node, shm_dir and [tables] keys), overridden by command-line flags.
 //
 //   node = "a"
-//   shm_dir = "/dev/shm"
+//   shm_dir = "/dev/shm/tandem"  shm_group = "tandem" (optional: the region directory 0750)
 //   role = "active"            # until the mirror owns role and epoch
 //   [tables]   legs = 1048576   meetings = 262144
 //   [api]      listen = "unix:/run/tandem/a.sock"   tcp = "127.0.0.1:7443" (optional)
 //              socket_mode = "0660"  socket_group = "tandem"   (the Unix socket's access)
 //              tls_cert = "server.crt"  tls_key = "server.key"  tls_ca = "clients-ca.crt"
 //              (required by a TCP listener: mutual TLS, never plaintext)
+//   [api.roles] read_only = [...]  operator = [...]  admin = [...]  (control/api_roles.h)
 //   [store]    path = "/var/lib/tandem/a.db"
 //   [metrics]  listen = "127.0.0.1:9464"            (empty: off)
 //   [access]   vips = ["198.18.0.100", "2001:db8:1::100"]
 //   [pool]     vips = [...] (default: access vips)  ports = "20000-59999"
 //   [watch]    history = 65536   (changes held for resuming Watch streams)
+//   [access]   mode = "l2" | "routed", and [routing]: control/routing_config.h
+//   [limits]   audio_pps = 200  audio_kbps = 640  video_pps = 2000  video_kbps = 10000
+//              share_pps = 2000  share_kbps = 10000  meeting_copies_per_s = 500000
+//              (the node's defaults where a site's policy does not say; 0 = unlimited)
 #pragma once
 
 #include <cstdint>
@@ -23,6 +28,9 @@
 #include "absl/status/statusor.h"
 #include "common/net/addr.h"
 #include "common/tables/tables.h"
+#include "control/api_roles.h"
+#include "control/routing_config.h"
+#include "control/media_limits.h"
 
 namespace tandem::control {
 
@@ -31,12 +39,17 @@ struct PairConfig {
   bool enabled = false;
   uint32_t node_id = 0;       // the same as the switch's pair.node_id
   uint32_t peer_node_id = 0;
-  std::string key;            // pair.key or the contents of pair.key_file (>= 16 bytes)
+  // The backbone replication key, derived from the pair key (pair.key_file,
+  // or pair.key inline) by common/keys.h.
+  std::string replication_key;
   std::string listen;         // "HOST:PORT" on the backbone: served while active
   std::string peer;           // the peer's listen address: followed while standby
   std::string peer_api;       // the peer's API address, named when a standby refuses a write
-  bool sync = false;          // mode = "sync": writes return once the standby applied them
+  bool sync = false;          // mode = "sync": writes return once the standby stored them
+  bool strict = false;        // mode = "sync-strict": ... and are refused without a standby
   uint32_t sync_timeout_ms = 1000;
+  // Alarm replication_lag while the oldest change the standby lacks is older.
+  uint32_t lag_alarm_ms = 1000;
   uint32_t heartbeat_ms = 10;  // the same as the switch's pair.heartbeat_ms
   uint32_t multiplier = 3;
   bool preempt = false;
@@ -50,7 +63,10 @@ struct PairConfig {
 
 struct Config {
   std::string node = "a";
-  std::string shm_dir = "/dev/shm";
+  // The region files' directory: made 0700 (0750 with shm_group) when
+  // missing; refused when anyone else could write to it (common/secure_file.h).
+  std::string shm_dir = "/dev/shm/tandem";
+  std::string shm_group;
   std::string role = "active";  // "active" or "standby"
   tables::Capacity capacity;
   std::string api_listen = "unix:/run/tandem/a.sock";
@@ -65,6 +81,8 @@ struct Config {
   std::string api_tls_cert;
   std::string api_tls_key;
   std::string api_tls_ca;
+  // Who may make which call, by identity (control/api_roles.h).
+  RolesConfig api_roles;
   std::string store_path = "/var/lib/tandem/a.db";
   std::string metrics_listen = "127.0.0.1:9464";
   std::vector<IpAddr> access_vips;
@@ -73,7 +91,12 @@ struct Config {
   uint16_t pool_last_port = 59999;
   size_t watch_history = 65536;   // changes kept for resuming Watch streams ...
   uint64_t watch_history_mib = 64;  // ... in at most this much memory
+  MediaLimits limits;  // [limits]
   PairConfig pair;
+  // How the VIPs move between the nodes: GARP / unsolicited NA on one
+  // segment, or BGP announcements through a routing daemon (docs/routed.md).
+  AccessMode access_mode = AccessMode::kL2;
+  RoutingConfig routing;
 };
 
 // Parses a config file; InvalidArgument naming the key on a bad value.
@@ -87,6 +110,9 @@ absl::Status ValidateConfig(Config& config);
 // True for an API address that is a Unix socket path ("unix:PATH"); any
 // other address is a network listener and needs mutual TLS.
 bool IsUnixAddress(const std::string& addr);
+// "HOST:PORT" or "[V6]:PORT" with a port 1..65535: the form of every TCP
+// listener (API, metrics). InvalidArgument naming `what` otherwise.
+absl::Status CheckHostPort(const std::string& text, const std::string& what);
 // "0660", "660" or "0o660": permission bits 0..0777; InvalidArgument otherwise.
 absl::StatusOr<uint32_t> ParseSocketMode(const std::string& text);
 

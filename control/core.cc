@@ -1,6 +1,7 @@
 #include "control/core.h"
 
 #include "common/clock.h"
+#include "common/secure_file.h"
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -105,6 +106,13 @@ Core::Core(Config config, std::unique_ptr<Store> store,
 Core::~Core() { changes_->Close(); }
 
 absl::StatusOr<std::unique_ptr<Core>> Core::Start(const Config& config) {
+  std::optional<gid_t> shm_group;
+  if (!config.shm_group.empty()) {
+    auto g = LookupGroup(config.shm_group);
+    if (!g.ok()) return absl::InvalidArgumentError(absl::StrCat("shm_group: ", g.status().message()));
+    shm_group = *g;
+  }
+  if (auto st = PreparePrivateDir(config.shm_dir, shm_group); !st.ok()) return st;
   auto store = Store::Open(config.store_path);
   if (!store.ok()) return store.status();
   auto writer =
@@ -154,9 +162,11 @@ absl::Status Core::Reconcile() {
     if (m.state() != v1::LIVE) continue;
     uint32_t flags = m.presenter_only() ? tables::kMeetingPresenterOnly : 0;
     if (!writer_->HasMeeting(id)) {
-      if (auto st = writer_->AddMeeting(id, m.site_id(), flags); !st.ok()) return st;
+      auto st = writer_->AddMeeting(id, m.site_id(), flags, m.copies_per_s_limit());
+      if (!st.ok()) return st;
     } else {
       (void)writer_->SetMeetingFlags(id, flags);
+      (void)writer_->SetMeetingCopiesLimit(id, m.copies_per_s_limit());
     }
     LiveMeeting& live = live_[id];
     auto parts = store_->LoadParticipants(id);
@@ -502,11 +512,53 @@ absl::Status Core::GetStatus(const v1::GetStatusRequest& req, v1::NodeStatus* ou
 // ---------------------------------------------------------------- sites
 
 namespace {
+
+// Size limits of a site (docs/control.md, "Limits"). Every object goes to
+// the standby as one replication record, which must fit one backbone frame
+// (16 MiB): without a bound, one site grown by updates stalled replication
+// for good. These keep every object far below it.
+constexpr size_t kMaxMapKeyBytes = 256;
+constexpr size_t kMaxMapValueBytes = 64 << 10;
+constexpr size_t kMaxMapEntries = 1024;
+constexpr size_t kMaxSiteBytes = 1 << 20;
+
 absl::Status CheckSiteName(const std::string& name) {
   if (name.empty()) return absl::InvalidArgumentError("a site needs a name");
   if (name.size() > 256) return absl::InvalidArgumentError("site name longer than 256 bytes");
   return absl::OkStatus();
 }
+
+absl::Status CheckSiteMap(const char* what,
+                          const google::protobuf::Map<std::string, std::string>& m) {
+  if (m.size() > kMaxMapEntries) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has ", m.size(), " entries: the limit is ", kMaxMapEntries));
+  }
+  for (const auto& [k, v] : m) {
+    if (k.size() > kMaxMapKeyBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " key of ", k.size(), " bytes: the limit is ", kMaxMapKeyBytes));
+    }
+    if (v.size() > kMaxMapValueBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " value of \"", k, "\" is ", v.size(),
+                                                     " bytes: the limit is ", kMaxMapValueBytes));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A site as it would be stored: within every size limit.
+absl::Status CheckSiteSize(const v1::Site& site) {
+  if (auto st = CheckSiteMap("look_and_feel", site.look_and_feel()); !st.ok()) return st;
+  if (auto st = CheckSiteMap("preferences", site.preferences()); !st.ok()) return st;
+  if (size_t n = site.ByteSizeLong(); n > kMaxSiteBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the site would take ", n,
+                                                   " bytes: the limit is ", kMaxSiteBytes,
+                                                   " (name, look_and_feel and preferences)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status Core::CreateSite(const v1::CreateSiteRequest& req, v1::Site* out) {
@@ -527,6 +579,7 @@ absl::Status Core::CreateSite(const v1::CreateSiteRequest& req, v1::Site* out) {
   uint64_t now = UnixNs();
   site.set_created_unix_ns(now);
   site.set_updated_unix_ns(now);
+  if (auto st = CheckSiteSize(site); !st.ok()) return st;
   if (auto st = store_->Transaction([&] { return store_->PutSite(site); }); !st.ok()) return st;
   next_site_id_ = std::max(next_site_id_, site.site_id() + 1);
   sites_[site.site_id()] = site;
@@ -573,6 +626,7 @@ absl::Status Core::UpdateSite(const v1::UpdateSiteRequest& req, v1::Site* out) {
   for (const std::string& k : req.remove_preferences()) site.mutable_preferences()->erase(k);
   if (req.has_policy()) *site.mutable_policy() = req.policy();
   site.set_updated_unix_ns(UnixNs());
+  if (auto st = CheckSiteSize(site); !st.ok()) return st;
   if (auto st = store_->Transaction([&] { return store_->PutSite(site); }); !st.ok()) return st;
   it->second = site;
   v1::Change c = MakeChange(v1::Change::SITE_PUT, site.site_id());
@@ -666,6 +720,7 @@ absl::Status Core::StartMeeting(const v1::StartMeetingRequest& req, v1::Meeting*
   v1::Meeting m = cur;
   m.set_state(v1::LIVE);
   m.set_started_unix_ns(UnixNs());
+  m.set_copies_per_s_limit(MeetingCopiesFor(config_.limits, site.policy()));
   // Store first (uncommitted), then the tables, then commit: a crash before
   // the commit leaves a meeting in the tables that the store does not call
   // live, and the restart removes it.
@@ -675,7 +730,8 @@ absl::Status Core::StartMeeting(const v1::StartMeetingRequest& req, v1::Meeting*
     return st;
   }
   uint32_t flags = m.presenter_only() ? tables::kMeetingPresenterOnly : 0;
-  if (auto st = writer_->AddMeeting(m.meeting_id(), m.site_id(), flags); !st.ok()) {
+  if (auto st = writer_->AddMeeting(m.meeting_id(), m.site_id(), flags, m.copies_per_s_limit());
+      !st.ok()) {
     store_->Rollback();
     return st;
   }
@@ -981,8 +1037,9 @@ absl::Status Core::Join(const v1::JoinRequest& req, v1::JoinResponse* out) {
       nl.spec.key.remote_port = remote->second;
       nl.spec.key.local = nl.rec.local;
       nl.spec.key.local_port = nl.rec.local_port;
-      nl.spec.pps_limit = policy.leg_pps();
-      nl.spec.kbps_limit = policy.leg_kbps();
+      ChannelLimits limits = LegLimitsFor(config_.limits, policy, *channel);
+      nl.spec.pps_limit = limits.pps;
+      nl.spec.kbps_limit = limits.kbps;
       uint32_t f = nl.rec.requested;
       if (m.presenter_only() && p.role() == v1::ATTENDEE) f &= ~kLegSend;
       if (nl.rec.muted) f |= kLegMuted;
@@ -1317,121 +1374,112 @@ void Core::Housekeeping() {
 std::string Core::RenderMetrics() {
   absl::MutexLock lock(&mu_);
   RefreshState();
-  std::string o;
-  auto metric = [&](const char* name, const char* type, const char* help) {
-    absl::StrAppend(&o, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
-  };
+  MetricsText m;
   const tables::TablesView& v = writer_->view();
-  metric("tandem_role_active", "gauge", "1 when this node's tables say active");
-  absl::StrAppend(&o, "tandem_role_active ", v.role() == tables::Role::kActive ? 1 : 0, "\n");
-  metric("tandem_epoch", "gauge", "epoch of this node's role");
-  absl::StrAppend(&o, "tandem_epoch ", v.epoch(), "\n");
-  metric("tandem_legs", "gauge", "live legs in the session tables");
-  absl::StrAppend(&o, "tandem_legs ", writer_->leg_count(), "\n");
-  metric("tandem_legs_capacity", "gauge", "leg capacity of the session tables");
-  absl::StrAppend(&o, "tandem_legs_capacity ", v.leg_capacity(), "\n");
-  metric("tandem_meetings_live", "gauge", "live meetings in the session tables");
-  absl::StrAppend(&o, "tandem_meetings_live ", writer_->meeting_count(), "\n");
-  metric("tandem_meetings_capacity", "gauge", "meeting capacity of the session tables");
-  absl::StrAppend(&o, "tandem_meetings_capacity ", v.meeting_capacity(), "\n");
-  metric("tandem_meetings", "gauge", "meetings in the store by state");
+  m.Gauge("tandem_role_active", "1 when this node's tables say active",
+          v.role() == tables::Role::kActive ? 1 : 0);
+  m.Gauge("tandem_epoch", "epoch of this node's role", double(v.epoch()));
+  m.Gauge("tandem_legs", "live legs in the session tables", double(writer_->leg_count()));
+  m.Gauge("tandem_legs_capacity", "leg capacity of the session tables", v.leg_capacity());
+  m.Gauge("tandem_meetings_live", "live meetings in the session tables",
+          double(writer_->meeting_count()));
+  m.Gauge("tandem_meetings_capacity", "meeting capacity of the session tables",
+          v.meeting_capacity());
   uint64_t by_state[4] = {};
-  for (const auto& [id, m] : meetings_) by_state[m.state() & 3]++;
-  absl::StrAppend(&o, "tandem_meetings{state=\"scheduled\"} ", by_state[v1::SCHEDULED], "\n",
-                  "tandem_meetings{state=\"live\"} ", by_state[v1::LIVE], "\n",
-                  "tandem_meetings{state=\"ended\"} ", by_state[v1::ENDED], "\n");
-  metric("tandem_sites", "gauge", "sites in the store");
-  absl::StrAppend(&o, "tandem_sites ", sites_.size(), "\n");
+  for (const auto& [id, mt] : meetings_) by_state[mt.state() & 3]++;
+  const char* help = "meetings in the store by state";
+  m.Gauge("tandem_meetings", help, double(by_state[v1::SCHEDULED]), {{"state", "scheduled"}});
+  m.Gauge("tandem_meetings", help, double(by_state[v1::LIVE]), {{"state", "live"}});
+  m.Gauge("tandem_meetings", help, double(by_state[v1::ENDED]), {{"state", "ended"}});
+  m.Gauge("tandem_sites", "sites in the store", double(sites_.size()));
   uint64_t present = 0;
   for (const auto& [id, live] : live_) present += live.present;
-  metric("tandem_participants", "gauge", "participants present in live meetings");
-  absl::StrAppend(&o, "tandem_participants ", present, "\n");
-  metric("tandem_pool_free", "gauge", "local addresses left in the VIP pool");
-  absl::StrAppend(&o, "tandem_pool_free ", pool_.pool_free(), "\n");
-  metric("tandem_changes_total", "counter", "changes appended to the watch log");
-  absl::StrAppend(&o, "tandem_changes_total ", changes_->last_seq(), "\n");
-  if (pair_metrics_) o += pair_metrics_();
-  metric("tandem_switch_up", "gauge", "1 when the switch process of this node runs");
+  m.Gauge("tandem_participants", "participants present in live meetings", double(present));
+  m.Gauge("tandem_pool_free", "local addresses left in the VIP pool", double(pool_.pool_free()));
+  m.Counter("tandem_changes_total", "changes appended to the watch log",
+            double(changes_->last_seq()));
   int32_t pid = have_state_ ? state_.header().switch_pid.load() : 0;
   bool up = pid > 0 && kill(pid, 0) == 0;
-  absl::StrAppend(&o, "tandem_switch_up ", up ? 1 : 0, "\n");
-  if (!have_state_) return o;
+  m.Gauge("tandem_switch_up", "1 when the switch process of this node runs", up ? 1 : 0);
+  if (have_state_) AddSwitchMetrics(m);
+  std::string o = m.Serialize();
+  if (pair_metrics_) o += pair_metrics_();
+  return o;
+}
+
+void Core::AddSwitchMetrics(MetricsText& m) {
   const tables::StateHeader& h = state_.header();
-  metric("tandem_switch_restarts_total", "counter", "times a switch adopted the state region");
-  absl::StrAppend(&o, "tandem_switch_restarts_total ", h.restarts.load(), "\n");
-  tables::NeighStatsSnapshot n = tables::ReadNeighStats(state_);
-  uint64_t mono = MonotonicNs();
-  metric("tandem_neighbour_entries", "gauge", "entries of the switch's neighbour table in use");
-  absl::StrAppend(&o, "tandem_neighbour_entries ", n.entries, "\n");
-  metric("tandem_neighbour_conflicts_total", "counter",
-          "addresses claimed or answered for by two MACs (the entry kept its MAC)");
-  absl::StrAppend(&o, "tandem_neighbour_conflicts_total ", n.conflicts, "\n");
-  metric("tandem_neighbour_moves_total", "counter",
-          "neighbour entries moved to a MAC that alone answered the switch's probes");
-  absl::StrAppend(&o, "tandem_neighbour_moves_total ", n.moves, "\n");
-  metric("tandem_neighbour_evictions_total", "counter",
-          "neighbour entries freed (unanswered probes)");
-  absl::StrAppend(&o, "tandem_neighbour_evictions_total ", n.evictions, "\n");
-  metric("tandem_neighbour_conflict_alarm", "gauge",
-          "1 while a neighbour conflict was seen within the last minute");
-  absl::StrAppend(&o, "tandem_neighbour_conflict_alarm ",
-                  n.last_conflict_ns && mono - std::min(mono, n.last_conflict_ns) < kAlarmHoldNs,
-                  "\n");
+  m.Counter("tandem_switch_restarts_total", "times a switch adopted the state region",
+            double(h.restarts.load()));
   tables::WorkerCounters t = tables::SumWorkerCounters(state_);
-  metric("tandem_rx_packets_total", "counter", "packets received by the workers");
-  absl::StrAppend(&o, "tandem_rx_packets_total ", t.rx_packets, "\n");
-  metric("tandem_rx_bytes_total", "counter", "bytes received by the workers");
-  absl::StrAppend(&o, "tandem_rx_bytes_total ", t.rx_bytes, "\n");
-  metric("tandem_tx_packets_total", "counter", "packets sent by the workers");
-  absl::StrAppend(&o, "tandem_tx_packets_total ", t.tx_packets, "\n");
-  metric("tandem_tx_bytes_total", "counter", "bytes sent by the workers");
-  absl::StrAppend(&o, "tandem_tx_bytes_total ", t.tx_bytes, "\n");
-  metric("tandem_forwarded_packets_total", "counter", "packets that matched a leg and fanned out");
-  absl::StrAppend(&o, "tandem_forwarded_packets_total ", t.forwarded_in, "\n");
-  metric("tandem_slow_path_packets_total", "counter", "packets handed to the main thread");
-  absl::StrAppend(&o, "tandem_slow_path_packets_total ", t.slow_path, "\n");
-  metric("tandem_drops_total", "counter", "packets dropped, by reason");
+  m.Counter("tandem_rx_packets_total", "packets received by the workers", double(t.rx_packets));
+  m.Counter("tandem_rx_bytes_total", "bytes received by the workers", double(t.rx_bytes));
+  m.Counter("tandem_tx_packets_total", "packets sent by the workers", double(t.tx_packets));
+  m.Counter("tandem_tx_bytes_total", "bytes sent by the workers", double(t.tx_bytes));
+  m.Counter("tandem_forwarded_packets_total", "packets that matched a leg and fanned out",
+            double(t.forwarded_in));
+  m.Counter("tandem_slow_path_packets_total", "packets handed to the main thread",
+            double(t.slow_path));
+  m.Counter("tandem_udp_checksums_completed_total",
+            "media packets that came with a partial UDP checksum (sender's offload)",
+            double(t.csum_completed));
   for (uint32_t d = 0; d < tables::kDropCount; ++d) {
-    absl::StrAppend(&o, "tandem_drops_total{reason=\"",
-                    tables::DropName(static_cast<tables::Drop>(d)), "\"} ", t.drops[d], "\n");
+    m.Counter("tandem_dropped_packets_total", "packets dropped, by reason", double(t.drops[d]),
+              {{"reason", tables::DropName(static_cast<tables::Drop>(d))}});
   }
   uint32_t workers = std::min(h.n_workers.load(), state_.max_workers());
   uint64_t now = MonotonicNs();
-  metric("tandem_worker_heartbeat_age_seconds", "gauge", "time since a worker's last heartbeat");
+  m.Declare("tandem_worker_heartbeat_age_seconds", "time since a worker's last heartbeat", false);
+  m.Declare("tandem_worker_rx_packets_total", "packets received, per worker", true);
   for (uint32_t w = 0; w < workers; ++w) {
     uint64_t hb = state_.health(w).heartbeat_ns.load();
     double age = hb && now > hb ? double(now - hb) / 1e9 : 0;
-    absl::StrAppend(&o, "tandem_worker_heartbeat_age_seconds{worker=\"", w, "\"} ", age, "\n");
-  }
-  metric("tandem_worker_rx_packets_total", "counter", "packets received, per worker");
-  for (uint32_t w = 0; w < workers; ++w) {
-    absl::StrAppend(&o, "tandem_worker_rx_packets_total{worker=\"", w, "\"} ",
-                    state_.worker_counters(w).rx_packets, "\n");
+    std::string worker = absl::StrCat(w);
+    m.Gauge("tandem_worker_heartbeat_age_seconds", "", age, {{"worker", worker}});
+    m.Counter("tandem_worker_rx_packets_total", "", double(state_.worker_counters(w).rx_packets),
+              {{"worker", worker}});
   }
   uint32_t ports = std::min(h.n_ports.load(), tables::kMaxPorts);
-  metric("tandem_port_link_up", "gauge", "1 when a port's link is up");
-  std::string packets, missed, errors;
+  m.Declare("tandem_port_link_up", "1 when a port's link is up", false);
+  m.Declare("tandem_port_packets_total", "packets through a port (NIC counters)", true);
+  m.Declare("tandem_port_missed_packets_total", "packets a port dropped for lack of room", true);
+  m.Declare("tandem_port_errors_total", "port errors (NIC counters)", true);
   for (uint32_t i = 0; i < ports; ++i) {
     const tables::PortState& p = state_.port(i);
     if (!p.present) continue;
-    std::string port =
-        absl::StrCat("port=\"", std::string(p.name, strnlen(p.name, sizeof p.name)), "\"");
-    absl::StrAppend(&o, "tandem_port_link_up{", port, "} ", p.link_up ? 1 : 0, "\n");
-    absl::StrAppend(&packets, "tandem_port_packets_total{", port, ",direction=\"rx\"} ", p.ipackets,
-                    "\n", "tandem_port_packets_total{", port, ",direction=\"tx\"} ", p.opackets,
-                    "\n");
-    absl::StrAppend(&missed, "tandem_port_missed_total{", port, "} ", p.imissed, "\n");
-    absl::StrAppend(&errors, "tandem_port_errors_total{", port, ",direction=\"rx\"} ", p.ierrors,
-                    "\n", "tandem_port_errors_total{", port, ",direction=\"tx\"} ", p.oerrors,
-                    "\n");
+    std::string port(p.name, strnlen(p.name, sizeof p.name));
+    m.Gauge("tandem_port_link_up", "", p.link_up ? 1 : 0, {{"port", port}});
+    m.Counter("tandem_port_packets_total", "", double(p.ipackets),
+              {{"port", port}, {"direction", "rx"}});
+    m.Counter("tandem_port_packets_total", "", double(p.opackets),
+              {{"port", port}, {"direction", "tx"}});
+    m.Counter("tandem_port_missed_packets_total", "", double(p.imissed), {{"port", port}});
+    m.Counter("tandem_port_errors_total", "", double(p.ierrors),
+              {{"port", port}, {"direction", "rx"}});
+    m.Counter("tandem_port_errors_total", "", double(p.oerrors),
+              {{"port", port}, {"direction", "tx"}});
   }
-  metric("tandem_port_packets_total", "counter", "packets through a port (NIC counters)");
-  o += packets;
-  metric("tandem_port_missed_total", "counter", "packets a port dropped for lack of room");
-  o += missed;
-  metric("tandem_port_errors_total", "counter", "port errors");
-  o += errors;
-  return o;
+  AddNeighbourMetrics(m);
+}
+
+void Core::AddNeighbourMetrics(MetricsText& m) {
+  tables::NeighStatsSnapshot n = tables::ReadNeighStats(state_);
+  uint64_t now = MonotonicNs();
+  m.Gauge("tandem_neighbour_entries", "entries of the switch's neighbour table in use",
+          double(n.entries));
+  m.Counter("tandem_neighbour_conflicts_total",
+            "addresses claimed or answered for by two MACs (the entry kept its MAC)",
+            double(n.conflicts));
+  m.Counter("tandem_neighbour_moves_total",
+            "neighbour entries moved to a MAC that alone answered the switch's probes",
+            double(n.moves));
+  m.Counter("tandem_neighbour_evictions_total", "neighbour entries freed (unanswered probes)",
+            double(n.evictions));
+  m.Counter("tandem_neighbour_refused_total",
+            "neighbour resolutions refused because the table was full", double(n.refused));
+  bool recent = n.last_conflict_ns && now - std::min(now, n.last_conflict_ns) < kAlarmHoldNs;
+  m.Gauge("tandem_neighbour_conflict_alarm",
+          "1 while a neighbour conflict was seen within the last minute", recent ? 1 : 0);
 }
 
 }  // namespace tandem::control

@@ -19,6 +19,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "control/api_access.h"
+#include "control/api_roles.h"
+#include "control/api_socket.h"
 #include "control/config.h"
 #include "control/core.h"
 #include "control/pair.h"
@@ -59,18 +61,45 @@ void MakeParentDir(const std::string& path) {
   }
 }
 
-int Run(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "tandem-control --config FILE.toml [--node N] [--shm_dir DIR] [--api ADDR] ...\n"
-      "The control-plane daemon of a Tandem node.");
-  absl::ParseCommandLine(argc, argv);
+// Everything a configuration can get wrong, found before anything is made:
+// a bad flag or key leaves no tables region, store, socket or directory.
+struct Checked {
+  ApiAccess access;
+  RoleMap roles;
+  std::string metrics_host;
+  int metrics_port = 0;
+};
+
+absl::StatusOr<Checked> CheckBeforeStart(Config& config) {
+  if (auto st = ValidateConfig(config); !st.ok()) return st;
+  Checked c;
+  auto access = LoadApiAccess(config);  // who may use the API
+  if (!access.ok()) return access.status();
+  c.access = *std::move(access);
+  auto roles = RoleMap::Create(config.api_roles);
+  if (!roles.ok()) return roles.status();
+  c.roles = *std::move(roles);
+  if (!config.shm_group.empty()) {
+    if (auto g = LookupGroup(config.shm_group); !g.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("shm_group: ", g.status().message()));
+    }
+  }
+  if (!config.metrics_listen.empty()) {  // ValidateConfig checked the form
+    size_t colon = config.metrics_listen.rfind(':');
+    c.metrics_host = config.metrics_listen.substr(0, colon);
+    if (c.metrics_host.size() > 2 && c.metrics_host.front() == '[') {
+      c.metrics_host = c.metrics_host.substr(1, c.metrics_host.size() - 2);
+    }
+    c.metrics_port = std::stoi(config.metrics_listen.substr(colon + 1));
+  }
+  return c;
+}
+
+absl::StatusOr<Config> ConfigFromFlags() {
   Config config;
   if (!absl::GetFlag(FLAGS_config).empty()) {
     auto c = LoadConfig(absl::GetFlag(FLAGS_config));
-    if (!c.ok()) {
-      fprintf(stderr, "tandem-control: %s\n", std::string(c.status().message()).c_str());
-      return 2;
-    }
+    if (!c.ok()) return c.status();
     config = *c;
   }
   auto override_str = [](const absl::Flag<std::string>& f, std::string* out) {
@@ -92,16 +121,24 @@ int Run(int argc, char** argv) {
   if (config.metrics_listen == "off") config.metrics_listen.clear();
   if (absl::GetFlag(FLAGS_legs)) config.capacity.legs = absl::GetFlag(FLAGS_legs);
   if (absl::GetFlag(FLAGS_meetings)) config.capacity.meetings = absl::GetFlag(FLAGS_meetings);
-  if (auto st = ValidateConfig(config); !st.ok()) {
-    fprintf(stderr, "tandem-control: %s\n", std::string(st.message()).c_str());
-    return 2;
-  }
-  // Who may use the API: checked before anything starts.
-  auto access = LoadApiAccess(config);
-  if (!access.ok()) {
-    fprintf(stderr, "tandem-control: %s\n", std::string(access.status().message()).c_str());
-    return 2;
-  }
+  return config;
+}
+
+int Fail(int code, const absl::Status& st) {
+  fprintf(stderr, "tandem-control: %s\n", std::string(st.message()).c_str());
+  return code;
+}
+
+int Run(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "tandem-control --config FILE.toml [--node N] [--shm_dir DIR] [--api ADDR] ...\n"
+      "The control-plane daemon of a Tandem node.");
+  absl::ParseCommandLine(argc, argv);
+  auto loaded = ConfigFromFlags();
+  if (!loaded.ok()) return Fail(2, loaded.status());
+  Config config = *std::move(loaded);
+  auto checked = CheckBeforeStart(config);
+  if (!checked.ok()) return Fail(2, checked.status());
 
   // Signals are taken by sigwait below; block them before any thread starts.
   sigset_t stop;
@@ -112,77 +149,50 @@ int Run(int argc, char** argv) {
 
   MakeParentDir(config.store_path);
   auto core = Core::Start(config);
-  if (!core.ok()) {
-    fprintf(stderr, "tandem-control: %s\n", std::string(core.status().message()).c_str());
-    return 1;
-  }
+  if (!core.ok()) return Fail(1, core.status());
   std::unique_ptr<Pair> pair;
   if (config.pair.enabled) {
     auto p = Pair::Start(**core);
-    if (!p.ok()) {
-      fprintf(stderr, "tandem-control: %s\n", std::string(p.status().message()).c_str());
-      return 1;
-    }
+    if (!p.ok()) return Fail(1, p.status());
     pair = std::move(*p);
   }
-  Service service(**core, pair.get());
+  // The Unix socket is plain: its mode and group decide who connects, and
+  // the caller's uid and groups its role. Any other listener is mutual TLS,
+  // the client certificate deciding the role (docs/control.md).
+  std::unique_ptr<UnixApiSocket> unix_socket;
   grpc::ServerBuilder builder;
-  // A Unix socket is plain (its file mode and group decide who connects);
-  // any other listener is mutual TLS (docs/control.md, "API security").
-  std::string socket_path;
-  bool secure_socket = access->socket_mode || access->socket_group;
-  if (!config.api_listen.empty()) {
-    std::string addr = config.api_listen;
-    if (IsUnixAddress(addr)) {
-      socket_path = addr.substr(5);
-      MakeParentDir(socket_path);
-      unlink(socket_path.c_str());  // we hold the tables' writer lock: no live daemon owns it
-      builder.AddListeningPort(addr, grpc::InsecureServerCredentials());
-    } else {
-      builder.AddListeningPort(addr, MutualTlsCredentials(*access));
-    }
+  if (IsUnixAddress(config.api_listen)) {
+    std::string path = config.api_listen.substr(5);
+    MakeParentDir(path);
+    auto bound = UnixApiSocket::Bind(path, checked->access);
+    if (!bound.ok()) return Fail(1, bound.status());
+    unix_socket = *std::move(bound);
+  } else if (!config.api_listen.empty()) {
+    builder.AddListeningPort(config.api_listen, MutualTlsCredentials(checked->access));
   }
   if (!config.api_tcp.empty()) {
-    builder.AddListeningPort(config.api_tcp, MutualTlsCredentials(*access));
+    builder.AddListeningPort(config.api_tcp, MutualTlsCredentials(checked->access));
   }
+  Service service(**core, pair.get(), std::move(checked->roles), unix_socket.get());
   builder.SetMaxReceiveMessageSize(256 << 20);
   builder.SetMaxSendMessageSize(256 << 20);
   builder.RegisterService(&service);
-  // The socket is created owner-only, then opened to its configured mode and
-  // group: no one else can connect in between.
-  mode_t old_umask = secure_socket ? umask(0177) : 0;
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (secure_socket) umask(old_umask);
   if (!server) {
     fprintf(stderr, "tandem-control: cannot listen on %s%s%s\n", config.api_listen.c_str(),
             config.api_tcp.empty() ? "" : " and ", config.api_tcp.c_str());
     return 1;
   }
-  if (!socket_path.empty() && secure_socket) {
-    if (auto st = SecureSocket(socket_path, *access); !st.ok()) {
-      fprintf(stderr, "tandem-control: %s\n", std::string(st.message()).c_str());
-      server->Shutdown();
-      return 1;
-    }
-  }
+  if (unix_socket) unix_socket->Serve(server.get());
 
   httplib::Server http;
   std::thread http_thread;
   if (!config.metrics_listen.empty()) {
-    size_t colon = config.metrics_listen.rfind(':');
-    int port = 0;
-    if (colon == std::string::npos ||
-        !absl::SimpleAtoi(config.metrics_listen.substr(colon + 1), &port)) {
-      fprintf(stderr, "tandem-control: bad metrics address %s\n", config.metrics_listen.c_str());
-      return 2;
-    }
-    std::string host = config.metrics_listen.substr(0, colon);
-    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
     http.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
       res.set_content((*core)->RenderMetrics() + service.RenderMetrics(),
                       "text/plain; version=0.0.4");
     });
-    if (!http.bind_to_port(host, port)) {
+    if (!http.bind_to_port(checked->metrics_host, checked->metrics_port)) {
       fprintf(stderr, "tandem-control: cannot listen for metrics on %s\n",
               config.metrics_listen.c_str());
       return 1;
@@ -205,6 +215,7 @@ int Run(int argc, char** argv) {
   fprintf(stderr, "tandem-control: stopping (signal %d)\n", sig);
   stopping = true;
   (*core)->changes().Close();
+  if (unix_socket) unix_socket->StopAccepting();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (http_thread.joinable()) {
     http.stop();

@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "control/metrics.h"
 
 namespace tandem::control {
 
@@ -17,126 +18,160 @@ grpc::Status Service::Reply(const char* method, const absl::Status& st) {
   return grpc::Status(static_cast<grpc::StatusCode>(st.code()), std::string(st.message()));
 }
 
+grpc::Status Service::Allow(grpc::ServerContext* ctx, const char* method, bool force) {
+  Caller caller = IdentifyCaller(*ctx, unix_socket_);
+  ApiRole has = roles_.RoleOf(caller);
+  ApiRole needs = RequiredRole(method, force);
+  if (has >= needs) return grpc::Status::OK;
+  return Reply(method, absl::PermissionDeniedError(absl::StrCat(
+                           method, force ? " with force" : "", " needs the ", ApiRoleName(needs),
+                           " role; ", caller.Describe(), " has ",
+                           has == ApiRole::kNone ? "no role" : ApiRoleName(has),
+                           " ([api.roles], docs/control.md)")));
+}
+
 grpc::Status Service::Write(const char* method, const absl::Status& st) {
   // In synchronous pair mode a write returns once the standby applied it.
   if (st.ok() && pair_) return Reply(method, pair_->WaitReplicated());
   return Reply(method, st);
 }
 
-grpc::Status Service::ComparePair(grpc::ServerContext*, const v1::ComparePairRequest*,
+grpc::Status Service::ComparePair(grpc::ServerContext* ctx, const v1::ComparePairRequest*,
                                   v1::ComparePairResponse* resp) {
+  if (grpc::Status a = Allow(ctx, "ComparePair"); !a.ok()) return a;
   if (!pair_) return Reply("ComparePair", absl::FailedPreconditionError("this node has no pair"));
   auto r = pair_->Compare();
   if (r.ok()) *resp = *r;
   return Reply("ComparePair", r.status());
 }
 
-grpc::Status Service::Switchover(grpc::ServerContext*, const v1::SwitchoverRequest* req,
+grpc::Status Service::Switchover(grpc::ServerContext* ctx, const v1::SwitchoverRequest* req,
                                  v1::SwitchoverResponse* resp) {
+  if (grpc::Status a = Allow(ctx, "Switchover", req->force()); !a.ok()) return a;
   if (!pair_) return Reply("Switchover", absl::FailedPreconditionError("this node has no pair"));
   auto r = pair_->Switchover(req->force());
   if (r.ok()) *resp = *r;
   return Reply("Switchover", r.status());
 }
 
-grpc::Status Service::LostWrites(grpc::ServerContext*, const v1::LostWritesRequest*,
+grpc::Status Service::LostWrites(grpc::ServerContext* ctx, const v1::LostWritesRequest*,
                                  v1::LostWritesResponse* resp) {
+  if (grpc::Status a = Allow(ctx, "LostWrites"); !a.ok()) return a;
   if (!pair_) return Reply("LostWrites", absl::FailedPreconditionError("this node has no pair"));
   *resp = pair_->LostWrites();
   return Reply("LostWrites", absl::OkStatus());
 }
 
 std::string Service::RenderMetrics() const {
-  std::string o =
-      "# HELP tandem_api_calls_total API calls by method and result code\n"
-      "# TYPE tandem_api_calls_total counter\n";
+  MetricsText m;
+  m.Declare("tandem_api_calls_total", "API calls by method and result code", true);
   absl::MutexLock lock(&mu_);
   for (const auto& [key, n] : calls_) {
-    absl::StrAppend(&o, "tandem_api_calls_total{method=\"", key.first, "\",code=\"",
-                    absl::StatusCodeToString(static_cast<absl::StatusCode>(key.second)), "\"} ", n,
-                    "\n");
+    m.Counter("tandem_api_calls_total", "", double(n),
+              {{"method", key.first},
+               {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(key.second))}});
   }
-  return o;
+  return m.Serialize();
 }
 
-grpc::Status Service::GetStatus(grpc::ServerContext*, const v1::GetStatusRequest* req,
+grpc::Status Service::GetStatus(grpc::ServerContext* ctx, const v1::GetStatusRequest* req,
                                 v1::NodeStatus* resp) {
+  if (grpc::Status a = Allow(ctx, "GetStatus"); !a.ok()) return a;
   return Reply("GetStatus", core_.GetStatus(*req, resp));
 }
-grpc::Status Service::CreateSite(grpc::ServerContext*, const v1::CreateSiteRequest* req,
+grpc::Status Service::CreateSite(grpc::ServerContext* ctx, const v1::CreateSiteRequest* req,
                                  v1::Site* resp) {
+  if (grpc::Status a = Allow(ctx, "CreateSite"); !a.ok()) return a;
   return Write("CreateSite", core_.CreateSite(*req, resp));
 }
-grpc::Status Service::GetSite(grpc::ServerContext*, const v1::GetSiteRequest* req, v1::Site* resp) {
+grpc::Status Service::GetSite(grpc::ServerContext* ctx, const v1::GetSiteRequest* req, v1::Site* resp) {
+  if (grpc::Status a = Allow(ctx, "GetSite"); !a.ok()) return a;
   return Reply("GetSite", core_.GetSite(*req, resp));
 }
-grpc::Status Service::ListSites(grpc::ServerContext*, const v1::ListSitesRequest* req,
+grpc::Status Service::ListSites(grpc::ServerContext* ctx, const v1::ListSitesRequest* req,
                                 v1::ListSitesResponse* resp) {
+  if (grpc::Status a = Allow(ctx, "ListSites"); !a.ok()) return a;
   return Reply("ListSites", core_.ListSites(*req, resp));
 }
-grpc::Status Service::UpdateSite(grpc::ServerContext*, const v1::UpdateSiteRequest* req,
+grpc::Status Service::UpdateSite(grpc::ServerContext* ctx, const v1::UpdateSiteRequest* req,
                                  v1::Site* resp) {
+  if (grpc::Status a = Allow(ctx, "UpdateSite"); !a.ok()) return a;
   return Write("UpdateSite", core_.UpdateSite(*req, resp));
 }
-grpc::Status Service::DeleteSite(grpc::ServerContext*, const v1::DeleteSiteRequest* req,
+grpc::Status Service::DeleteSite(grpc::ServerContext* ctx, const v1::DeleteSiteRequest* req,
                                  v1::DeleteSiteResponse* resp) {
+  if (grpc::Status a = Allow(ctx, "DeleteSite"); !a.ok()) return a;
   return Write("DeleteSite", core_.DeleteSite(*req, resp));
 }
-grpc::Status Service::ScheduleMeeting(grpc::ServerContext*, const v1::ScheduleMeetingRequest* req,
+grpc::Status Service::ScheduleMeeting(grpc::ServerContext* ctx, const v1::ScheduleMeetingRequest* req,
                                       v1::Meeting* resp) {
+  if (grpc::Status a = Allow(ctx, "ScheduleMeeting"); !a.ok()) return a;
   return Write("ScheduleMeeting", core_.ScheduleMeeting(*req, resp));
 }
-grpc::Status Service::StartMeeting(grpc::ServerContext*, const v1::StartMeetingRequest* req,
+grpc::Status Service::StartMeeting(grpc::ServerContext* ctx, const v1::StartMeetingRequest* req,
                                    v1::Meeting* resp) {
+  if (grpc::Status a = Allow(ctx, "StartMeeting"); !a.ok()) return a;
   return Write("StartMeeting", core_.StartMeeting(*req, resp));
 }
-grpc::Status Service::EndMeeting(grpc::ServerContext*, const v1::EndMeetingRequest* req,
+grpc::Status Service::EndMeeting(grpc::ServerContext* ctx, const v1::EndMeetingRequest* req,
                                  v1::Meeting* resp) {
+  if (grpc::Status a = Allow(ctx, "EndMeeting"); !a.ok()) return a;
   return Write("EndMeeting", core_.EndMeeting(*req, resp));
 }
-grpc::Status Service::GetMeeting(grpc::ServerContext*, const v1::GetMeetingRequest* req,
+grpc::Status Service::GetMeeting(grpc::ServerContext* ctx, const v1::GetMeetingRequest* req,
                                  v1::Meeting* resp) {
+  if (grpc::Status a = Allow(ctx, "GetMeeting"); !a.ok()) return a;
   return Reply("GetMeeting", core_.GetMeeting(*req, resp));
 }
-grpc::Status Service::ListMeetings(grpc::ServerContext*, const v1::ListMeetingsRequest* req,
+grpc::Status Service::ListMeetings(grpc::ServerContext* ctx, const v1::ListMeetingsRequest* req,
                                    v1::ListMeetingsResponse* resp) {
+  if (grpc::Status a = Allow(ctx, "ListMeetings"); !a.ok()) return a;
   return Reply("ListMeetings", core_.ListMeetings(*req, resp));
 }
-grpc::Status Service::UpdateMeeting(grpc::ServerContext*, const v1::UpdateMeetingRequest* req,
+grpc::Status Service::UpdateMeeting(grpc::ServerContext* ctx, const v1::UpdateMeetingRequest* req,
                                     v1::Meeting* resp) {
+  if (grpc::Status a = Allow(ctx, "UpdateMeeting"); !a.ok()) return a;
   return Write("UpdateMeeting", core_.UpdateMeeting(*req, resp));
 }
-grpc::Status Service::Join(grpc::ServerContext*, const v1::JoinRequest* req,
+grpc::Status Service::Join(grpc::ServerContext* ctx, const v1::JoinRequest* req,
                            v1::JoinResponse* resp) {
+  if (grpc::Status a = Allow(ctx, "Join"); !a.ok()) return a;
   return Write("Join", core_.Join(*req, resp));
 }
-grpc::Status Service::Leave(grpc::ServerContext*, const v1::LeaveRequest* req,
+grpc::Status Service::Leave(grpc::ServerContext* ctx, const v1::LeaveRequest* req,
                             v1::LeaveResponse* resp) {
+  if (grpc::Status a = Allow(ctx, "Leave"); !a.ok()) return a;
   return Write("Leave", core_.Leave(*req, resp));
 }
-grpc::Status Service::SetRole(grpc::ServerContext*, const v1::SetRoleRequest* req,
+grpc::Status Service::SetRole(grpc::ServerContext* ctx, const v1::SetRoleRequest* req,
                               v1::Participant* resp) {
+  if (grpc::Status a = Allow(ctx, "SetRole"); !a.ok()) return a;
   return Write("SetRole", core_.SetRole(*req, resp));
 }
-grpc::Status Service::SetMute(grpc::ServerContext*, const v1::SetMuteRequest* req,
+grpc::Status Service::SetMute(grpc::ServerContext* ctx, const v1::SetMuteRequest* req,
                               v1::SetMuteResponse* resp) {
+  if (grpc::Status a = Allow(ctx, "SetMute"); !a.ok()) return a;
   return Write("SetMute", core_.SetMute(*req, resp));
 }
-grpc::Status Service::ListParticipants(grpc::ServerContext*, const v1::ListParticipantsRequest* req,
+grpc::Status Service::ListParticipants(grpc::ServerContext* ctx, const v1::ListParticipantsRequest* req,
                                        v1::ListParticipantsResponse* resp) {
+  if (grpc::Status a = Allow(ctx, "ListParticipants"); !a.ok()) return a;
   return Reply("ListParticipants", core_.ListParticipants(*req, resp));
 }
-grpc::Status Service::ListLegs(grpc::ServerContext*, const v1::ListLegsRequest* req,
+grpc::Status Service::ListLegs(grpc::ServerContext* ctx, const v1::ListLegsRequest* req,
                                v1::ListLegsResponse* resp) {
+  if (grpc::Status a = Allow(ctx, "ListLegs"); !a.ok()) return a;
   return Reply("ListLegs", core_.ListLegs(*req, resp));
 }
-grpc::Status Service::GetUsage(grpc::ServerContext*, const v1::GetUsageRequest* req,
+grpc::Status Service::GetUsage(grpc::ServerContext* ctx, const v1::GetUsageRequest* req,
                                v1::GetUsageResponse* resp) {
+  if (grpc::Status a = Allow(ctx, "GetUsage"); !a.ok()) return a;
   return Reply("GetUsage", core_.GetUsage(*req, resp));
 }
 
 grpc::Status Service::Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,
                             grpc::ServerWriter<v1::Change>* writer) {
+  if (grpc::Status a = Allow(ctx, "Watch"); !a.ok()) return a;
   ChangeLog& log = core_.changes();
   if (req->log_id() != 0 && req->log_id() != log.log_id()) {
     return Reply("Watch", absl::OutOfRangeError(

@@ -7,6 +7,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "control.grpc.pb.h"
+#include "control/api_roles.h"
+#include "control/api_socket.h"
 #include "control/core.h"
 #include "control/pair.h"
 
@@ -14,7 +16,10 @@ namespace tandem::control {
 
 class Service final : public v1::Control::Service {
  public:
-  explicit Service(Core& core, Pair* pair = nullptr) : core_(core), pair_(pair) {}
+  // `roles` decides who may make each call (control/api_roles.h); callers on
+  // the Unix socket are identified through `unix_socket` (may be null).
+  Service(Core& core, Pair* pair, RoleMap roles, const UnixApiSocket* unix_socket)
+      : core_(core), pair_(pair), roles_(std::move(roles)), unix_socket_(unix_socket) {}
 
   grpc::Status GetStatus(grpc::ServerContext*, const v1::GetStatusRequest* req,
                          v1::NodeStatus* resp) override;
@@ -67,11 +72,16 @@ class Service final : public v1::Control::Service {
   std::string RenderMetrics() const;
 
  private:
+  // OK when the caller's role allows `method` (with Switchover's `force`),
+  // else PERMISSION_DENIED naming the caller, its role and the role needed.
+  grpc::Status Allow(grpc::ServerContext* ctx, const char* method, bool force = false);
   grpc::Status Reply(const char* method, const absl::Status& st);
   grpc::Status Write(const char* method, const absl::Status& st);
 
   Core& core_;
   Pair* pair_;
+  const RoleMap roles_;
+  const UnixApiSocket* unix_socket_;
   mutable absl::Mutex mu_;
   // (method, code) -> calls
   absl::flat_hash_map<std::pair<std::string, int>, uint64_t> calls_ ABSL_GUARDED_BY(mu_);

@@ -1,8 +1,16 @@
 #include "control/store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/secure_file.h"
 
 namespace tandem::control {
 namespace {
@@ -22,9 +30,43 @@ CREATE INDEX IF NOT EXISTS participants_meeting ON participants(meeting_id);
 int64_t ToDb(uint64_t v) { return static_cast<int64_t>(v); }
 uint64_t FromDb(int64_t v) { return static_cast<uint64_t>(v); }
 
+// The store and its -wal and -shm files are the owner's alone (0600): they
+// hold every site's data. A file from an older version with a looser mode is
+// tightened; a symlink or a file someone else owns is refused.
+absl::Status SecureStoreFiles(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::string p = absl::StrCat(path, suffix);
+    int flags = O_RDWR | O_NOFOLLOW | O_CLOEXEC | (*suffix ? 0 : O_CREAT);
+    int fd = open(p.c_str(), flags, 0600);
+    if (fd < 0) {
+      if (errno == ENOENT) continue;
+      if (errno == ELOOP) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("refusing store ", p, ": it is a symbolic link"));
+      }
+      return absl::UnavailableError(absl::StrCat("cannot open store ", p, ": ", strerror(errno)));
+    }
+    struct stat st;
+    absl::Status bad = fstat(fd, &st) == 0 ? CheckPrivateFile(st, p, 0) : absl::OkStatus();
+    if (bad.ok() && (st.st_mode & 077) != 0) {
+      fprintf(stderr, "tandem-control: store %s was %s: now 0600\n", p.c_str(),
+              DescribeOwnerAndMode(st).c_str());
+      if (fchmod(fd, 0600) != 0) {
+        bad = absl::PermissionDeniedError(
+            absl::StrCat("cannot set mode 0600 on store ", p, ": ", strerror(errno)));
+      }
+    }
+    close(fd);
+    if (!bad.ok()) return bad;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  // SQLite gives the -wal and -shm files the database file's mode.
+  if (auto st = SecureStoreFiles(path); !st.ok()) return st;
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(
       path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);

@@ -10,15 +10,18 @@ namespace tandem::mirror {
 const char* RoleName(Role r) { return r == Role::kActive ? "active" : "standby"; }
 const char* PathName(Path p) { return p == Path::kBackbone ? "backbone" : "access"; }
 
+std::vector<std::pair<const char*, bool>> Alarms::List() const {
+  return {{"peer_lost", peer_lost},         {"backbone_down", backbone_down},
+          {"access_path_down", access_path_down}, {"peer_unhealthy", peer_unhealthy},
+          {"cannot_take_over", cannot_take_over}, {"two_actives", two_actives},
+          {"clock_skew", clock_skew}};
+}
+
 std::string Alarms::ToString() const {
   std::vector<std::string> on;
-  if (peer_lost) on.push_back("peer_lost");
-  if (backbone_down) on.push_back("backbone_down");
-  if (access_path_down) on.push_back("access_path_down");
-  if (peer_unhealthy) on.push_back("peer_unhealthy");
-  if (cannot_take_over) on.push_back("cannot_take_over");
-  if (two_actives) on.push_back("two_actives");
-  if (clock_skew) on.push_back("clock_skew");
+  for (const auto& [name, raised] : List()) {
+    if (raised) on.push_back(name);
+  }
   return on.empty() ? "none" : absl::StrJoin(on, ",");
 }
 

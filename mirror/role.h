@@ -41,12 +41,14 @@
 // died its switch's heartbeats stop too. A control daemon restarting alone
 // does not stop them, so that costs no takeover.
 //
-// Threads: not thread-safe; the owner serialises calls (see PairMonitor).
+// Threads: not thread-safe; the owner serialises calls (control/pair.cc, on
+// its pair thread).
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -111,6 +113,8 @@ struct Alarms {
     return peer_lost || backbone_down || access_path_down || peer_unhealthy || cannot_take_over ||
            two_actives || clock_skew;
   }
+  // Every alarm by name with its state, in a fixed order (metrics label each).
+  std::vector<std::pair<const char*, bool>> List() const;
   std::string ToString() const;  // e.g. "backbone_down,peer_unhealthy" or "none"
 };
 

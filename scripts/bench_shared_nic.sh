@@ -78,7 +78,7 @@ if [[ ${TANDEM_HUGEPAGES:-0} == 1 ]]; then EAL_MEM=(); fi
 run_mode() {
   local name=$1 devargs=$2 steering=$3
   local shm=$WORK/shm-$name cfg=$WORK/$name.toml log=$WORK/$name.log
-  mkdir -p "$shm"
+  mkdir -p -m 700 "$shm"
   local eal_args
   eal_args=$(printf '"%s", ' "${EAL_MEM[@]}" --file-prefix "$TAG-$name" --no-pci)
   cat >"$cfg" <<EOF

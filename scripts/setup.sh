@@ -21,11 +21,18 @@
 
 # Everything the project needs from Debian: the build (compilers, meson,
 # DPDK, libbpf/libxdp, Abseil, GoogleTest, Benchmark, gRPC/protobuf, SQLite,
-# toml++, httplib), the test beds (iproute2, bridge-utils, ethtool, tcpdump,
-# scapy, pytest, ffmpeg, openssl for the control API's test certificates,
-# faketime for the pair's clock-step test) and
-# the tools the docs mention (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py
-# come with dpdk and dpdk-dev).
+# toml++, httplib, prometheus-cpp), the test beds (iproute2, bridge-utils, ethtool, tcpdump,
+# iputils-ping, scapy, pytest with pytest-timeout, ffmpeg, openssl for the
+# control API's test certificates, faketime for the pair's clock-step test,
+# python3-prometheus-client's text parser and
+# prometheus's promtool to check /metrics), BIRD 2 (bird2: the routing daemon
+# of routed mode, docs/routed.md, and the routers of the two-DC test bed), etcd
+# for the fleet's directory and its tests, the tools the docs mention
+# (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py come with dpdk and
+# dpdk-dev), and matplotlib for the benchmark's plot (scripts/bench/plot.py).
+# Every program the suite runs is also in the table of
+# scripts/lib/check_tools.sh, which names what is missing; its test checks
+# that each package of that table is here.
 TANDEM_DEBIAN_PACKAGES=(
   build-essential g++ clang llvm clang-format clang-tidy pkg-config git
   meson ninja-build
@@ -33,10 +40,20 @@ TANDEM_DEBIAN_PACKAGES=(
   libbpf-dev libxdp-dev
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev
-  python3 python3-scapy python3-pytest ffmpeg openssl
-  iproute2 bridge-utils ethtool tcpdump procps psmisc util-linux faketime
+  libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev prometheus-cpp-dev
+  python3 python3-scapy python3-pytest python3-pytest-timeout python3-matplotlib
+  python3-prometheus-client prometheus ffmpeg openssl
+  iproute2 bridge-utils ethtool tcpdump iputils-ping procps psmisc util-linux mount faketime
+  bash coreutils bsdutils mawk bird2 etcd-server etcd-client
 )
+
+# etcd's API definitions (.proto), from which the build generates the fleet's
+# etcd client (control/fleet/meson.build). Debian ships them in
+# golang-etcd-server-dev, whose dependencies are 138 Go source packages
+# (450 MB) that the build does not use: the package is downloaded and only
+# its .proto files are kept here, unless it is installed anyway.
+TANDEM_ETCD_PROTO_PACKAGE=golang-etcd-server-dev
+TANDEM_ETCD_PROTO_DIR=/var/cache/tandem/etcd-proto
 
 tandem_log() { echo "setup: $*" >&2; }
 
@@ -61,6 +78,36 @@ tandem_install_packages() {
   # wait for it rather than fail.
   apt-get -o DPkg::Lock::Timeout=600 update -q || return 1
   apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" || return 1
+}
+
+tandem_fetch_etcd_protos() {
+  if [[ "${TANDEM_SKIP_PACKAGES:-0}" == 1 ]]; then return 0; fi
+  local installed=/usr/share/gocode/src/go.etcd.io/etcd
+  local want=etcdserver/etcdserverpb/rpc.proto
+  if [[ -f "$installed/$want" || -f "$TANDEM_ETCD_PROTO_DIR/$want" ]]; then return 0; fi
+  if [[ $EUID -ne 0 ]]; then
+    tandem_log "etcd's .proto files missing ($TANDEM_ETCD_PROTO_DIR); run as root to fetch them"
+    return 1
+  fi
+  tandem_log "fetching etcd's .proto files from $TANDEM_ETCD_PROTO_PACKAGE"
+  local tmp
+  tmp=$(mktemp -d) || return 1
+  # apt-get download writes into the current directory, as user _apt when it can.
+  chown _apt "$tmp" 2>/dev/null
+  if ! (cd "$tmp" && apt-get -q download "$TANDEM_ETCD_PROTO_PACKAGE" >/dev/null); then
+    apt-get -o DPkg::Lock::Timeout=600 update -q &&
+      (cd "$tmp" && apt-get -q download "$TANDEM_ETCD_PROTO_PACKAGE" >/dev/null) ||
+      { rm -rf "$tmp"; return 1; }
+  fi
+  dpkg-deb -x "$tmp"/"$TANDEM_ETCD_PROTO_PACKAGE"_*.deb "$tmp/x" || { rm -rf "$tmp"; return 1; }
+  local src="$tmp/x$installed" f
+  mkdir -p "$TANDEM_ETCD_PROTO_DIR.new" &&
+    (cd "$src" && find . -name '*.proto' -print0 | xargs -0 cp --parents -t "$TANDEM_ETCD_PROTO_DIR.new") &&
+    cp "$tmp/x/usr/share/doc/$TANDEM_ETCD_PROTO_PACKAGE/copyright" "$TANDEM_ETCD_PROTO_DIR.new/" &&
+    rm -rf "$TANDEM_ETCD_PROTO_DIR" && mv "$TANDEM_ETCD_PROTO_DIR.new" "$TANDEM_ETCD_PROTO_DIR"
+  f=$?
+  rm -rf "$tmp" "$TANDEM_ETCD_PROTO_DIR.new"
+  return $f
 }
 
 # Reserves 1024 x 2 MB hugepages and mounts hugetlbfs on /dev/hugepages.
@@ -122,6 +169,12 @@ tandem_setup_main() {
   TANDEM_BUILD_DIR="${TANDEM_BUILD_DIR:-$TANDEM_ROOT/build}"
   export TANDEM_ROOT TANDEM_BUILD_DIR
   tandem_install_packages || { tandem_log "package installation failed"; return 1; }
+  tandem_fetch_etcd_protos || { tandem_log "could not fetch etcd's .proto files"; return 1; }
+  # Every program the suite, the demo and the benchmarks run, named with its
+  # package when missing: at once, not test by test.
+  # shellcheck source=scripts/lib/check_tools.sh
+  source "$TANDEM_ROOT/scripts/lib/check_tools.sh" &&
+    tandem_check_tools || { tandem_log "programs the suite runs are missing (above)"; return 1; }
   tandem_setup_hugepages
   tandem_build || { tandem_log "build failed"; return 1; }
   tandem_record_setup

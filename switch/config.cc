@@ -7,6 +7,7 @@
 #include <toml++/toml.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/keys.h"
 
 namespace tandem::sw {
 namespace {
@@ -90,6 +91,7 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
   Reader r(root, source);
   r.Str("node", c.node);
   r.Str("shm_dir", c.shm_dir);
+  r.Str("shm_group", c.shm_group);
   r.Int("tables.legs", c.capacity.legs, 1, int64_t{1} << 30);
   r.Int("tables.meetings", c.capacity.meetings, 1, int64_t{1} << 28);
   r.StrList("eal.args", c.eal_args);
@@ -129,21 +131,17 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
   r.Int("pair.peer_node_id", c.pair_peer_node_id, 0, 0xffffffffll);
   r.Int("pair.heartbeat_ms", c.heartbeat_ms, 1, 10000);
   r.Int("pair.worker_stall_ms", c.worker_stall_ms, 2, 60000);
-  r.Str("pair.key", c.pair_key);
-  std::string key_file;
+  std::string key, key_file;
+  r.Str("pair.key", key);
   r.Str("pair.key_file", key_file);
-  if (!key_file.empty()) {
-    std::ifstream kf(key_file);
-    std::stringstream ks;
-    ks << kf.rdbuf();
-    if (!kf) r.Fail("pair.key_file", absl::StrCat("'", key_file, "' cannot be read"));
-    c.pair_key = ks.str();
-    while (!c.pair_key.empty() && (c.pair_key.back() == '\n' || c.pair_key.back() == '\r')) {
-      c.pair_key.pop_back();
+  if (c.pair_node_id != 0 && r.error().ok()) {
+    auto secret = keys::LoadPairSecret(key, key_file, source);
+    auto derived = secret.ok() ? keys::DerivePairKeys(*secret) : secret.status();
+    if (!derived.ok()) {
+      r.Fail("pair.key", std::string(derived.status().message()));
+    } else {
+      c.heartbeat_key = derived->heartbeat;
     }
-  }
-  if (c.pair_node_id != 0 && c.pair_key.size() < 16) {
-    r.Fail("pair.key", "must hold at least 16 bytes when pair.node_id is set");
   }
   if (c.pair_node_id != 0 &&
       (c.pair_peer_node_id == 0 || c.pair_peer_node_id == c.pair_node_id)) {
@@ -231,6 +229,10 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
       return absl::InvalidArgumentError(
           absl::StrCat(source, ": a [[port]] with name = \"access\" is required"));
     }
+  }
+  if (c.shm_dir.empty() || c.shm_dir.front() != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": shm_dir must be an absolute path, not \"", c.shm_dir, "\""));
   }
   if (c.node.empty() || c.node.find('/') != std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": node must be a plain name"));

@@ -25,7 +25,10 @@ struct PortConfig {
 
 struct SwitchConfig {
   std::string node = "a";
-  std::string shm_dir = "/dev/shm";
+  // The region files' directory: made 0700 (0750 with shm_group) when
+  // missing; refused when anyone else could write to it (common/secure_file.h).
+  std::string shm_dir = "/dev/shm/tandem";
+  std::string shm_group;
   tables::Capacity capacity;
 
   std::vector<std::string> eal_args;
@@ -57,7 +60,9 @@ struct SwitchConfig {
   // Pair heartbeats (see switch/heartbeat.h); off while node_id is 0.
   uint32_t pair_node_id = 0;
   uint32_t pair_peer_node_id = 0;  // the only node whose heartbeats count
-  std::string pair_key;  // from pair.key or the file pair.key_file
+  // The heartbeats' HMAC key, derived from the pair key (pair.key_file, or
+  // pair.key inline) by common/keys.h; empty while node_id is 0.
+  std::string heartbeat_key;
   uint32_t heartbeat_ms = 10;
   // A worker whose heartbeat is older than this counts as dead: the switch
   // reports its data plane down and the standby takes over. Raise it where

@@ -18,11 +18,13 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/secure_file.h"
 #include "switch/config.h"
 #include "switch/dataplane.h"
 #include "switch/handoff.h"
@@ -151,6 +153,7 @@ int TelemetryStats(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_add_dict_u64(d, "tx_bytes", t.tx_bytes);
   rte_tel_data_add_dict_u64(d, "forwarded_in", t.forwarded_in);
   rte_tel_data_add_dict_u64(d, "slow_path", t.slow_path);
+  rte_tel_data_add_dict_u64(d, "csum_completed", t.csum_completed);
   for (uint32_t i = 0; i < tables::kDropCount; ++i) {
     rte_tel_data_add_dict_u64(d, absl::StrCat("drop_", tables::DropName(tables::Drop(i))).c_str(),
                               t.drops[i]);
@@ -241,6 +244,12 @@ int Main(int argc, char** argv) {
   if (config_path.empty()) Die("--config FILE is required (try --help)");
   auto cfg = LoadSwitchConfig(config_path);
   if (!cfg.ok()) Die(std::string(cfg.status().message()));
+  std::optional<gid_t> shm_group;
+  if (!cfg->shm_group.empty()) {
+    auto g = LookupGroup(cfg->shm_group);
+    if (!g.ok()) Die(absl::StrCat(config_path, ": shm_group ", g.status().message()));
+    shm_group = *g;
+  }
 
   static Dataplane dp;
   dp.cfg = *cfg;
@@ -277,6 +286,9 @@ int Main(int argc, char** argv) {
   }
   dp.tsc_hz = rte_get_tsc_hz();
 
+  if (auto st = PreparePrivateDir(dp.cfg.shm_dir, shm_group); !st.ok()) {
+    Die(std::string(st.message()));
+  }
   auto t = tables::OpenOrCreateTables(tables::TablesPath(dp.cfg.shm_dir, dp.cfg.node),
                                       dp.cfg.capacity);
   if (!t.ok()) Die(std::string(t.status().message()));

@@ -89,7 +89,7 @@ void PairLink::Receive(rte_mbuf* m, uint32_t path, uint16_t l3, uint64_t now_ns)
   bool other = msg.ok() && !ours && (msg->node_id != dp_.cfg.pair_peer_node_id ||
                                      msg->path != path);
   bool ok = msg.ok() && !ours && !other && replay_[path].IsNew(*msg) &&
-            DecodeHeartbeat(f + l3, len - l3, dp_.cfg.pair_key).ok();
+            DecodeHeartbeat(f + l3, len - l3, dp_.cfg.heartbeat_key).ok();
   rte_pktmbuf_free(m);
   if (ours) return;  // our own broadcast coming back: ignored, not refused
   if (other) {
@@ -220,7 +220,7 @@ void PairLink::SendHeartbeats(uint64_t now_ns, std::vector<rte_mbuf*>* out) {
       std::memcpy(f + 6, port.mac, 6);
       m->port = port.id;
     }
-    EncodeHeartbeat(msg, dp_.cfg.pair_key, body);
+    EncodeHeartbeat(msg, dp_.cfg.heartbeat_key, body);
     sent_.Record(msg.counter, now_ns);
     out->push_back(m);
   }

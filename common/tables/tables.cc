@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/secure_file.h"
 #include "absl/container/flat_hash_set.h"
 
 namespace tandem::tables {
@@ -69,17 +70,35 @@ absl::Status Errno(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", strerror(errno)));
 }
 
-// Maps a whole file read-write after checking that it is at least `min` bytes.
+// Region files: group members may read them (a 0750 directory), no one but
+// the owner writes them.
+constexpr mode_t kRegionForbidden = S_IWGRP | S_IRWXO;
+
+// Maps a whole file read-write after checking that it is at least `min` bytes
+// and that no one else could have made or changed it: its directory and the
+// file itself (no symlink, a trusted owner, not writable by others).
 absl::StatusOr<Mapping> MapFile(const std::string& path, int flags, size_t min_size) {
-  int fd = open(path.c_str(), flags | O_CLOEXEC, 0600);
+  if (auto st = CheckPrivateDir(DirName(path)); !st.ok()) {
+    if (absl::IsNotFound(st)) return absl::NotFoundError(absl::StrCat("no region at ", path));
+    return st;
+  }
+  int fd = open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("no region at ", path));
+    if (errno == ELOOP) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("refusing region ", path, ": it is a symbolic link"));
+    }
     return Errno("open", path);
   }
   struct stat st;
   if (fstat(fd, &st) != 0) {
     close(fd);
     return Errno("stat", path);
+  }
+  if (auto bad = CheckPrivateFile(st, path, kRegionForbidden); !bad.ok()) {
+    close(fd);
+    return bad;
   }
   if (static_cast<size_t>(st.st_size) < min_size) {
     close(fd);
@@ -96,12 +115,25 @@ absl::StatusOr<Mapping> MapFile(const std::string& path, int flags, size_t min_s
 
 // Writes a new region to a temporary file and links it into place, so that no
 // process can map it half-initialised. Returns AlreadyExists if another
-// process created `path` first.
+// process created `path` first. The file is 0600, or 0640 with the
+// directory's group when the directory lets its group in.
 absl::Status CreateAtomically(const std::string& path, uint64_t size,
                               const std::function<void(void*)>& init) {
+  const std::string dir = DirName(path);
+  // Made owner-only when missing; the daemons prepare it first with its group.
+  if (auto st = PreparePrivateDir(dir, std::nullopt); !st.ok()) return st;
+  struct stat dst;
+  if (stat(dir.c_str(), &dst) != 0) return Errno("stat", dir);
   std::string tmp = absl::StrCat(path, ".new.", getpid());
-  int fd = open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  unlink(tmp.c_str());  // left by a process of the same pid that died mid-way
+  int fd = open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return Errno("create", tmp);
+  if ((dst.st_mode & S_IRGRP) &&
+      (fchown(fd, static_cast<uid_t>(-1), dst.st_gid) != 0 || fchmod(fd, 0640) != 0)) {
+    close(fd);
+    unlink(tmp.c_str());
+    return Errno("give to the directory's group", tmp);
+  }
   if (ftruncate(fd, size) != 0) {
     close(fd);
     unlink(tmp.c_str());
@@ -168,8 +200,8 @@ const char* DropName(Drop d) {
   static const char* const kNames[] = {
       "malformed", "not_for_us", "unsupported", "unknown_leg", "not_allowed",
       "policed",   "no_neighbour", "tx_full",   "no_buffer",   "not_active",
-      "slow_path_full", "ttl_exceeded", "bad_checksum", "slow_path_limited",
-      "neighbour_conflict"};
+      "slow_path_full", "ttl_exceeded", "bad_checksum", "meeting_capped",
+      "slow_path_limited", "neighbour_conflict"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == kDropCount);
   auto i = static_cast<uint32_t>(d);
   return i < kDropCount ? kNames[i] : "?";
@@ -541,7 +573,8 @@ void TablesWriter::ReclaimBlocking() {
   }
 }
 
-absl::Status TablesWriter::AddMeeting(uint64_t meeting_id, uint64_t site_id, uint32_t flags) {
+absl::Status TablesWriter::AddMeeting(uint64_t meeting_id, uint64_t site_id, uint32_t flags,
+                                      uint32_t copies_limit) {
   if (meetings_.contains(meeting_id)) {
     return absl::AlreadyExistsError(absl::StrCat("meeting ", meeting_id, " exists"));
   }
@@ -556,6 +589,7 @@ absl::Status TablesWriter::AddMeeting(uint64_t meeting_id, uint64_t site_id, uin
   e.meeting_id = meeting_id;
   e.site_id = site_id;
   e.flags.store(flags, std::memory_order_relaxed);
+  e.copies_limit.store(copies_limit, std::memory_order_relaxed);
   for (uint32_t c = 0; c < kChannels; ++c) {
     e.head[c].store(kNil, std::memory_order_relaxed);
     e.count[c] = 0;
@@ -593,6 +627,16 @@ absl::Status TablesWriter::SetMeetingFlags(uint64_t meeting_id, uint32_t flags) 
     return absl::NotFoundError(absl::StrCat("unknown meeting ", meeting_id));
   }
   view_.meeting(it->second).flags.store(flags, std::memory_order_release);
+  Commit();
+  return absl::OkStatus();
+}
+
+absl::Status TablesWriter::SetMeetingCopiesLimit(uint64_t meeting_id, uint32_t copies_limit) {
+  auto it = meetings_.find(meeting_id);
+  if (it == meetings_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown meeting ", meeting_id));
+  }
+  view_.meeting(it->second).copies_limit.store(copies_limit, std::memory_order_release);
   Commit();
   return absl::OkStatus();
 }
@@ -906,6 +950,8 @@ absl::StatusOr<std::pair<Mapping, StateView>> OpenOrCreateState(const std::strin
   if (existing.ok()) {
     const StateHeader& h = existing->second.header();
     if (h.leg_capacity == leg_capacity && h.max_workers == workers) return existing;
+  } else if (absl::IsPermissionDenied(existing.status())) {
+    return existing.status();  // someone else's file: refused, never replaced
   }
   // Missing, of another shape or corrupt: start a fresh one in its place.
   StateLayout l = ComputeStateLayout(leg_capacity, workers);
@@ -1002,6 +1048,7 @@ WorkerCounters SumWorkerCounters(const StateView& state) {
     t.tx_bytes += c.tx_bytes;
     t.forwarded_in += c.forwarded_in;
     t.slow_path += c.slow_path;
+    t.csum_completed += c.csum_completed;
     for (uint32_t d = 0; d < kDropCount; ++d) t.drops[d] += c.drops[d];
     t.loops += c.loops;
     t.idle_sleeps += c.idle_sleeps;

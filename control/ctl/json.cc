@@ -3,8 +3,10 @@
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/reflection.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -102,6 +104,38 @@ void AppendValue(const Message& msg, const FieldDescriptor* f, int index, std::s
   }
 }
 
+// A map field's entries ordered by key. Protobuf iterates a map in hash
+// order, which differs from one message to the next: sorted, the same content
+// always prints the same text (outputs can be compared and diffed).
+std::vector<const Message*> SortedMapEntries(const Message& msg, const FieldDescriptor* f) {
+  const Reflection* r = msg.GetReflection();
+  std::vector<const Message*> entries;
+  for (int j = 0, n = r->FieldSize(msg, f); j < n; ++j) {
+    entries.push_back(&r->GetRepeatedMessage(msg, f, j));
+  }
+  const FieldDescriptor* key = f->message_type()->map_key();
+  auto less = [key](const Message* a, const Message* b) {
+    const Reflection* ra = a->GetReflection();
+    const Reflection* rb = b->GetReflection();
+    switch (key->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_INT32:
+        return ra->GetInt32(*a, key) < rb->GetInt32(*b, key);
+      case FieldDescriptor::CPPTYPE_INT64:
+        return ra->GetInt64(*a, key) < rb->GetInt64(*b, key);
+      case FieldDescriptor::CPPTYPE_UINT32:
+        return ra->GetUInt32(*a, key) < rb->GetUInt32(*b, key);
+      case FieldDescriptor::CPPTYPE_UINT64:
+        return ra->GetUInt64(*a, key) < rb->GetUInt64(*b, key);
+      case FieldDescriptor::CPPTYPE_BOOL:
+        return ra->GetBool(*a, key) < rb->GetBool(*b, key);
+      default:  // string: the only other type a map key may have
+        return ra->GetString(*a, key) < rb->GetString(*b, key);
+    }
+  };
+  std::sort(entries.begin(), entries.end(), less);
+  return entries;
+}
+
 void AppendMessage(const Message& msg, std::string* out) {
   const auto* d = msg.GetDescriptor();
   const Reflection* r = msg.GetReflection();
@@ -121,9 +155,9 @@ void AppendMessage(const Message& msg, std::string* out) {
     out->push_back(':');
     if (f->is_map()) {
       out->push_back('{');
-      int n = r->FieldSize(msg, f);
-      for (int j = 0; j < n; ++j) {
-        const Message& entry = r->GetRepeatedMessage(msg, f, j);
+      std::vector<const Message*> entries = SortedMapEntries(msg, f);
+      for (size_t j = 0; j < entries.size(); ++j) {
+        const Message& entry = *entries[j];
         const auto* ed = entry.GetDescriptor();
         if (j) out->push_back(',');
         std::string key;

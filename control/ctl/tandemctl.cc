@@ -28,6 +28,8 @@
 #include "absl/strings/str_split.h"
 #include "control.grpc.pb.h"
 #include "control/client/pair_client.h"
+#include "common/keys.h"
+#include "control/ctl/fleet.h"
 #include "control/ctl/json.h"
 
 namespace tandem::control {
@@ -178,6 +180,15 @@ std::string Join(const google::protobuf::Map<std::string, std::string>& m) {
 }
 
 std::string Limit(uint32_t v) { return v == 0 ? "unlimited" : absl::StrCat(v); }
+// A rate limit of a site's policy that may be left to the node's default.
+std::string Rate(bool set, uint32_t v, const char* unit) {
+  if (!set) return "node default";
+  return v == 0 ? "unlimited" : absl::StrCat(v, unit);
+}
+std::string Rates(const v1::LegLimits& l) {
+  return absl::StrCat(Rate(l.has_pps(), l.pps(), " pps"), ", ",
+                      Rate(l.has_kbps(), l.kbps(), " kbit/s"));
+}
 
 using client::Stub;
 
@@ -220,8 +231,12 @@ void PrintSite(const Context& c, const v1::Site& s) {
        {"live meetings", Limit(p.max_live_meetings())},
        {"participants per meeting", Limit(p.max_participants_per_meeting())},
        {"legs", Limit(p.max_legs())},
-       {"leg packet rate", p.leg_pps() ? absl::StrCat(p.leg_pps(), " pps") : "unlimited"},
-       {"leg bit rate", p.leg_kbps() ? absl::StrCat(p.leg_kbps(), " kbit/s") : "unlimited"},
+       {"leg packet rate", Rate(p.has_leg_pps(), p.leg_pps(), " pps")},
+       {"leg bit rate", Rate(p.has_leg_kbps(), p.leg_kbps(), " kbit/s")},
+       {"audio legs", Rates(p.audio())},
+       {"video legs", Rates(p.video())},
+       {"share legs", Rates(p.share())},
+       {"meeting copies", Rate(p.has_meeting_copies_per_s(), p.meeting_copies_per_s(), "/s")},
        {"created", FormatTime(s.created_unix_ns())},
        {"updated", FormatTime(s.updated_unix_ns())}});
 }
@@ -272,7 +287,7 @@ std::string LegFlags(const v1::Leg& l) {
 
 void PrintLegs(const std::vector<const v1::Leg*>& legs, bool usage) {
   std::vector<std::string> h = {"LEG",    "PARTICIPANT", "MEETING", "CHANNEL",
-                                "REMOTE", "LOCAL",       "FLAGS"};
+                                "REMOTE", "LOCAL",       "FLAGS",   "PPS/KBPS"};
   if (usage) {
     for (const char* s : {"PKTS_IN", "BYTES_IN", "PKTS_OUT", "BYTES_OUT", "DROPS"}) h.push_back(s);
   }
@@ -284,7 +299,9 @@ void PrintLegs(const std::vector<const v1::Leg*>& legs, bool usage) {
                                     Lower(v1::Channel_Name(l->channel())),
                                     l->remote(),
                                     l->local(),
-                                    LegFlags(*l)};
+                                    LegFlags(*l),
+                                    absl::StrCat(Limit(l->pps_limit()), "/",
+                                                 Limit(l->kbps_limit()))};
     if (usage) {
       const v1::Usage& u = l->usage();
       row.push_back(absl::StrCat(u.packets_in()));
@@ -331,6 +348,7 @@ struct Command {
   std::set<std::string> options;  // take a value
   std::set<std::string> flags;    // boolean
   std::function<void(Context&, const Args&)> run;
+  bool local = false;  // runs here, without the API
 };
 
 void Need(const Args& a, size_t n, size_t max, const char* what) {
@@ -347,12 +365,37 @@ void SetPolicyFromArgs(const Args& a, v1::Policy* p) {
     p->set_max_participants_per_meeting(ParseU32(a.Get("max-participants"), "--max-participants"));
   }
   if (a.Has("max-legs")) p->set_max_legs(ParseU32(a.Get("max-legs"), "--max-legs"));
-  if (a.Has("leg-pps")) p->set_leg_pps(ParseU32(a.Get("leg-pps"), "--leg-pps"));
-  if (a.Has("leg-kbps")) p->set_leg_kbps(ParseU32(a.Get("leg-kbps"), "--leg-kbps"));
+  // Rate limits: a number (0 = unlimited) or "default" (the node's).
+  auto rate = [&](const char* name, auto set, auto clear) {
+    if (!a.Has(name)) return;
+    if (a.Get(name) == "default") {
+      clear();
+    } else {
+      set(ParseU32(a.Get(name), absl::StrCat("--", name)));
+    }
+  };
+  rate("leg-pps", [&](uint32_t v) { p->set_leg_pps(v); }, [&] { p->clear_leg_pps(); });
+  rate("leg-kbps", [&](uint32_t v) { p->set_leg_kbps(v); }, [&] { p->clear_leg_kbps(); });
+  rate("meeting-copies", [&](uint32_t v) { p->set_meeting_copies_per_s(v); },
+       [&] { p->clear_meeting_copies_per_s(); });
+  for (auto [ch, l] : {std::pair{"audio", p->mutable_audio()}, {"video", p->mutable_video()},
+                       {"share", p->mutable_share()}}) {
+    rate(absl::StrCat(ch, "-pps").c_str(), [&](uint32_t v) { l->set_pps(v); },
+         [&] { l->clear_pps(); });
+    rate(absl::StrCat(ch, "-kbps").c_str(), [&](uint32_t v) { l->set_kbps(v); },
+         [&] { l->clear_kbps(); });
+  }
 }
 
-const std::set<std::string> kPolicyOptions = {"max-meetings", "max-participants", "max-legs",
-                                              "leg-pps", "leg-kbps"};
+const std::set<std::string> kPolicyOptions = {
+    "max-meetings", "max-participants", "max-legs",  "leg-pps",   "leg-kbps",
+    "audio-pps",    "audio-kbps",       "video-pps", "video-kbps", "share-pps",
+    "share-kbps",   "meeting-copies"};
+// The usage text of the policy options.
+constexpr const char* kPolicyUsage =
+    "    [--max-meetings N] [--max-participants N] [--max-legs N]\n"
+    "    [--leg-pps R] [--leg-kbps R] [--audio-pps R] [--audio-kbps R] [--video-pps R]\n"
+    "    [--video-kbps R] [--share-pps R] [--share-kbps R] [--meeting-copies R]";
 
 std::set<std::string> Merge(std::set<std::string> a, const std::set<std::string>& b) {
   a.insert(b.begin(), b.end());
@@ -564,6 +607,22 @@ std::vector<Command> Commands() {
                     }
                   }});
 
+  cmds.push_back({"pair keygen",
+                  "FILE",
+                  "Write a new random pair key (32 bytes, as 64 hex digits) to FILE, a new file\n"
+                  "of mode 0600; never overwrites. Copy it to both nodes and name it in their\n"
+                  "switch and control configurations as pair.key_file (docs/pair.md).",
+                  {},
+                  {},
+                  [](Context&, const Args& a) {
+                    Need(a, 1, 1, "FILE");
+                    if (absl::Status st = keys::WriteNewPairKeyFile(a.positional[0]); !st.ok()) {
+                      fprintf(stderr, "tandemctl: %s\n", std::string(st.message()).c_str());
+                      std::exit(1);
+                    }
+                    printf("wrote a new pair key to %s (mode 0600)\n", a.positional[0].c_str());
+                  },
+                  /*local=*/true});
   cmds.push_back({"pair lost",
                   "",
                   "The writes lost at the last takeover (asynchronous mode): the changes the old\n"
@@ -597,10 +656,11 @@ std::vector<Command> Commands() {
                   }});
 
   cmds.push_back({"site create",
-                  "--name NAME [--id ID] [--look KEY=VALUE]... [--pref KEY=VALUE]...\n"
-                  "    [--max-meetings N] [--max-participants N] [--max-legs N]\n"
-                  "    [--leg-pps N] [--leg-kbps N]",
-                  "Create a site (tenant). Limits of 0 mean unlimited.",
+                  absl::StrCat(
+                      "--name NAME [--id ID] [--look KEY=VALUE]... [--pref KEY=VALUE]...\n",
+                      kPolicyUsage),
+                  "Create a site (tenant). Limits of 0 mean unlimited; a rate R is a number\n"
+                  "or \"default\" (the node's, the default; see docs/control.md).",
                   Merge({"name", "id", "look", "pref"}, kPolicyOptions),
                   {},
                   [](Context& c, const Args& a) {
@@ -643,15 +703,16 @@ std::vector<Command> Commands() {
          for (const auto& s : out.sites()) {
            const auto& p = s.policy();
            t.Add({absl::StrCat(s.site_id()), s.name(), Limit(p.max_live_meetings()),
-                  Limit(p.max_participants_per_meeting()), Limit(p.max_legs()), Limit(p.leg_pps()),
-                  Limit(p.leg_kbps())});
+                  Limit(p.max_participants_per_meeting()), Limit(p.max_legs()),
+                  Rate(p.has_leg_pps(), p.leg_pps(), ""),
+                  Rate(p.has_leg_kbps(), p.leg_kbps(), "")});
          }
          t.Print();
        }});
   cmds.push_back({"site update",
-                  "SITE_ID [--name NAME] [--look KEY=VALUE]... [--unset-look KEY]...\n"
-                  "    [--pref KEY=VALUE]... [--unset-pref KEY]... [--max-meetings N]\n"
-                  "    [--max-participants N] [--max-legs N] [--leg-pps N] [--leg-kbps N]",
+                  absl::StrCat("SITE_ID [--name NAME] [--look KEY=VALUE]... [--unset-look KEY]...\n"
+                               "    [--pref KEY=VALUE]... [--unset-pref KEY]...\n",
+                               kPolicyUsage),
                   "Change a site; limits not given keep their value.",
                   Merge({"name", "look", "unset-look", "pref", "unset-pref"}, kPolicyOptions),
                   {},
@@ -1016,6 +1077,18 @@ std::vector<Command> Commands() {
                       return !(count && ++n >= count);
                     }));
                   }});
+  // tandemctl fleet ... (control/ctl/fleet.cc): etcd, not the node's API.
+  for (FleetCommand& f : FleetCommands()) {
+    cmds.push_back({f.name, f.usage, f.help, f.options, f.flags,
+                    [run = f.run](Context& c, const Args& a) {
+                      absl::Status st = run({a.positional, a.options, a.flags, c.json});
+                      if (absl::IsInvalidArgument(st)) throw UsageError{std::string(st.message())};
+                      if (!st.ok()) {
+                        Check(grpc::Status(static_cast<grpc::StatusCode>(st.code()),
+                                           std::string(st.message())));
+                      }
+                    }});
+  }
   return cmds;
 }
 
@@ -1159,6 +1232,16 @@ int Main(int argc, char** argv) {
               name.c_str(), cmd->name.c_str(), cmd->name.c_str());
       return 2;
     }
+  }
+  if (cmd->local) {
+    try {
+      cmd->run(ctx, args);
+    } catch (const UsageError& e) {
+      fprintf(stderr, "tandemctl: %s (see tandemctl %s --help)\n", e.message.c_str(),
+              cmd->name.c_str());
+      return 2;
+    }
+    return 0;
   }
   // The TLS files are read (and a bad one reported) before any call.
   client::PairOptions opts;

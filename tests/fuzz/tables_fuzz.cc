@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -92,25 +93,33 @@ const Templates& GetTemplates() {
   return *t;
 }
 
-// A file in memory whose path the loaders can open.
+// A region file with the fuzzed bytes, in a private directory on tmpfs (the
+// loaders refuse a symlink such as /proc/self/fd/N, and any directory others
+// could write to).
 class MemFile {
  public:
   explicit MemFile(const std::string& bytes) {
-    fd_ = memfd_create("tandem-fuzz-region", MFD_CLOEXEC);
-    FUZZ_CHECK(fd_ >= 0, "memfd_create");
+    static const std::string* dir = [] {
+      char tmpl[] = "/dev/shm/tandem-fuzz-tables-XXXXXX";
+      FUZZ_CHECK(mkdtemp(tmpl) != nullptr, "mkdtemp");
+      std::atexit([] { rmdir(dir->c_str()); });
+      return new std::string(tmpl);
+    }();
+    path_ = *dir + "/region";
+    int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FUZZ_CHECK(fd >= 0, "create %s", path_.c_str());
     size_t done = 0;
     while (done < bytes.size()) {
-      ssize_t n = write(fd_, bytes.data() + done, bytes.size() - done);
+      ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
       FUZZ_CHECK(n > 0, "write");
       done += static_cast<size_t>(n);
     }
-    path_ = "/proc/self/fd/" + std::to_string(fd_);
+    close(fd);
   }
-  ~MemFile() { close(fd_); }
+  ~MemFile() { unlink(path_.c_str()); }
   const std::string& path() const { return path_; }
 
  private:
-  int fd_ = -1;
   std::string path_;
 };
 

@@ -27,39 +27,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from control_helpers.control import (ControlDaemon, control_binary, ctl_binary,  # noqa: E402
                                      free_port)
+from control_helpers.pki import Pki  # noqa: E402
 
 NOBODY = 65534
 SERVER_NAME = "tandem-control.test"
-
-
-class Pki:
-    """Certificates and keys (PEM files) in one directory."""
-
-    def __init__(self, path):
-        self.path = pathlib.Path(path)
-
-    def __getattr__(self, name):
-        # pki.client_crt -> <dir>/client.crt
-        stem, _, ext = name.rpartition("_")
-        return self.path / f"{stem}.{ext}"
-
-    def openssl(self, *args):
-        p = subprocess.run(["openssl", *args], cwd=self.path, capture_output=True, text=True)
-        assert p.returncode == 0, f"openssl {' '.join(args)}: {p.stderr}"
-
-    def ca(self, name):
-        self.openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                     "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
-                     "-subj", f"/CN=Tandem test {name}")
-
-    def leaf(self, name, ca, extensions):
-        self.openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                     "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                     "-subj", f"/CN={name}")
-        (self.path / f"{name}.ext").write_text(extensions)
-        self.openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey",
-                     f"{ca}.key", "-CAcreateserial", "-days", "2", "-out", f"{name}.crt",
-                     "-extfile", f"{name}.ext")
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +74,8 @@ def tls_toml(pki, port, cert=True, key=True, ca=True):
 @pytest.fixture
 def tls_daemon(workdir, pki):
     port = free_port()
-    d = ControlDaemon(workdir, api_toml=tls_toml(pki, port))
+    # The client certificate may change sites (operator, control/api_roles.h).
+    d = ControlDaemon(workdir, api_toml=tls_toml(pki, port) + '\n[api.roles]\noperator = ["cert:client"]')
     d.tcp = f"127.0.0.1:{port}"
     try:
         d.start()
@@ -312,11 +284,13 @@ def test_socket_mode_from_config_decides_who_connects(workdir, mode):
         assert mode_of(d.socket) == (int(mode, 8), 0)
         p = as_user(d, workdir, NOBODY, NOBODY, "status")
         if mode == "0666":
-            assert p.returncode == 0, p.stderr
-            assert json.loads(p.stdout)["node"] == "ct"
+            # It connects, and having no role ([api.roles]) is refused every call.
+            assert p.returncode == 1, p.stderr
+            assert one_line(p).startswith("tandemctl: PERMISSION_DENIED: GetStatus needs"), p.stderr
+            assert f"uid {NOBODY}" in one_line(p), p.stderr
             p = as_user(d, workdir, NOBODY, NOBODY, "site", "create", "--name", "by-nobody")
-            assert p.returncode == 0, p.stderr
-            assert sites(d) == ["by-nobody"]
+            assert p.returncode == 1 and "PERMISSION_DENIED" in one_line(p), p.stderr
+            assert sites(d) == []
         else:
             assert p.returncode == 3, p.stderr
             assert "Permission denied" in one_line(p), p.stderr
@@ -334,7 +308,8 @@ def test_socket_mode_from_config_decides_who_connects(workdir, mode):
 
 
 def test_socket_group_from_config_lets_its_members_connect(workdir):
-    d = ControlDaemon(workdir, api_toml='socket_mode = "0660"\nsocket_group = "nogroup"')
+    d = ControlDaemon(workdir, api_toml='socket_mode = "0660"\nsocket_group = "nogroup"\n'
+                                        '[api.roles]\nread_only = ["group:nogroup"]')
     try:
         d.start()
         assert mode_of(d.socket) == (0o660, 65534)

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from helpers import netns, paths  # noqa: E402
 from helpers.netns import VIP4  # noqa: E402
-from helpers.pair import KEY, PairBed  # noqa: E402
+from helpers.pair import PairBed, pair_key_file  # noqa: E402
 from helpers.participants import FlowRun  # noqa: E402
 from helpers.switch import Switch  # noqa: E402
 from helpers.tables import Tables  # noqa: E402
@@ -297,7 +297,7 @@ def test_a_third_node_with_the_pair_key_changes_nothing(bed):
         [pair]
         node_id = 3
         peer_node_id = 1
-        key = "{KEY}"
+        key_file = "{pair_key_file(bed.testbed)}"
         heartbeat_ms = 10
         """))
     before = {n.name: snapshot(n) for n in bed.nodes()}

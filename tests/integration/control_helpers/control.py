@@ -60,7 +60,9 @@ class ControlDaemon:
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.node = node
-        self.shm_dir = pathlib.Path(shm_dir or self.workdir)
+        # The regions' own directory: the daemon makes it 0700 and refuses
+        # one that others may enter or write to.
+        self.shm_dir = pathlib.Path(shm_dir or self.workdir / "shm")
         self.socket = self.workdir / "api.sock"
         self.api = f"unix:{self.socket}"
         self.metrics_port = free_port()

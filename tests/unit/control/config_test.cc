@@ -1,10 +1,14 @@
 #include "control/config.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "common/keys.h"
 
 namespace tandem::control {
 namespace {
@@ -63,6 +67,35 @@ history_mib = 3
   EXPECT_TRUE(ValidateConfig(*c).ok());
   c->watch_history_mib = 0;
   EXPECT_FALSE(ValidateConfig(*c).ok());
+}
+
+TEST(ConfigTest, MediaLimitsDefaultAndOverride) {
+  auto c = ParseConfig("node = \"a\"\n", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.channel[0].pps, 200u) << "shipped default, audio";
+  EXPECT_EQ(c->limits.channel[1].kbps, 10000u) << "shipped default, video";
+  EXPECT_EQ(c->limits.meeting_copies_per_s, 500000u);
+  c = ParseConfig(R"(
+[limits]
+audio_pps = 100
+audio_kbps = 0
+video_pps = 1
+video_kbps = 2
+share_pps = 3
+share_kbps = 4
+meeting_copies_per_s = 5
+)", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.channel[0].pps, 100u);
+  EXPECT_EQ(c->limits.channel[0].kbps, 0u) << "0 = unlimited";
+  EXPECT_EQ(c->limits.channel[1].pps, 1u);
+  EXPECT_EQ(c->limits.channel[1].kbps, 2u);
+  EXPECT_EQ(c->limits.channel[2].pps, 3u);
+  EXPECT_EQ(c->limits.channel[2].kbps, 4u);
+  EXPECT_EQ(c->limits.meeting_copies_per_s, 5u);
+  c = ParseConfig("[limits]\nvideo_kbps = -1\n", "t.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("video_kbps"), std::string::npos) << c.status();
 }
 
 TEST(ConfigTest, NamesTheBadKey) {
@@ -186,7 +219,7 @@ node = "a"
 [pair]
 node_id = 1
 peer_node_id = 2
-key = "0123456789abcdef0123"
+key = "0123456789abcdef0123456789abcdef"
 listen = "198.19.0.1:7400"
 peer = "198.19.0.2:7400"
 )";
@@ -208,6 +241,89 @@ peer = "198.19.0.2:7400"
   absl::Status st = ValidateConfig(*c);
   EXPECT_FALSE(st.ok());
   EXPECT_NE(std::string(st.message()).find("backlog_changes"), std::string::npos);
+}
+
+// The control daemon keys the backbone with the replication key derived from
+// the same file as the switch's heartbeat key: both nodes derive the same.
+TEST(ConfigTest, ReplicationKeyIsDerivedFromTheKeyFile) {
+  char dir[] = "/dev/shm/tandem-ctlcfg-test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/pair.key";
+  ASSERT_TRUE(keys::WriteNewPairKeyFile(path).ok());
+  std::string text = "[pair]\nnode_id = 1\npeer_node_id = 2\nkey_file = \"" + path +
+                     "\"\nlisten = \"198.19.0.1:7400\"\npeer = \"198.19.0.2:7400\"\n";
+  auto c = ParseConfig(text, "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto secret = keys::ReadPairKeyFile(path);
+  ASSERT_TRUE(secret.ok());
+  auto derived = keys::DerivePairKeys(*secret);
+  EXPECT_EQ(c->pair.replication_key, derived->replication);
+  EXPECT_NE(c->pair.replication_key, derived->heartbeat);
+  EXPECT_NE(c->pair.replication_key, *secret);
+  auto short_key = ParseConfig(
+      "[pair]\nnode_id = 1\npeer_node_id = 2\nkey = \"0123456789abcdef\"\n", "t.toml");
+  ASSERT_FALSE(short_key.ok());
+  EXPECT_NE(short_key.status().message().find("16 bytes"), std::string::npos);
+  unlink(path.c_str());
+  rmdir(dir);
+}
+
+TEST(ConfigTest, RolesAreReadPerRole) {
+  auto c = ParseConfig("[api.roles]\nread_only = [\"uid:5\"]\nadmin = [\"cert:ops\"]\n", "t");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->api_roles.read_only, std::vector<std::string>{"uid:5"});
+  EXPECT_EQ(c->api_roles.admin, std::vector<std::string>{"cert:ops"});
+  auto bad = ParseConfig("[api.roles]\nroot = [\"uid:0\"]\n", "t");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("root"), std::string::npos);
+}
+
+TEST(ConfigTest, ListenersAndPathsAreCheckedBeforeStart) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"[metrics]\nlisten = \"127.0.0.1\"\n", "[metrics] listen"},
+      {"[metrics]\nlisten = \"127.0.0.1:0\"\n", "[metrics] listen"},
+      {"[api]\nlisten = \"unix:\"\n", "[api] listen"},
+      {"[api]\ntcp = \"host\"\n", "[api] tcp"},
+      {"shm_dir = \"rel\"\n", "shm_dir"},
+      {"node = \"a/b\"\n", "node"},
+      {"[store]\npath = \"\"\n", "[store] path"},
+  };
+  for (const auto& [text, key] : cases) {
+    auto c = ParseConfig(text, "t");
+    ASSERT_TRUE(c.ok()) << c.status();
+    absl::Status st = ValidateConfig(*c);
+    EXPECT_FALSE(st.ok()) << text;
+    EXPECT_NE(st.message().find(key), std::string::npos) << st;
+  }
+}
+
+TEST(ConfigTest, PairModesAndLagAlarm) {
+  const std::string pair = R"(
+node = "a"
+[pair]
+node_id = 1
+peer_node_id = 2
+key = "0123456789abcdef0123456789abcdef"
+listen = "198.19.0.1:7400"
+peer = "198.19.0.2:7400"
+)";
+  auto c = ParseConfig(pair, "test.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->pair.sync);
+  EXPECT_FALSE(c->pair.strict);
+  EXPECT_EQ(c->pair.lag_alarm_ms, 1000u);
+  c = ParseConfig(pair + "mode = \"sync\"\n", "test.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->pair.sync);
+  EXPECT_FALSE(c->pair.strict);
+  c = ParseConfig(pair + "mode = \"sync-strict\"\nlag_alarm_ms = 250\n", "test.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->pair.sync);
+  EXPECT_TRUE(c->pair.strict);
+  EXPECT_EQ(c->pair.lag_alarm_ms, 250u);
+  c = ParseConfig(pair + "mode = \"strict\"\n", "test.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("sync-strict"), std::string::npos) << c.status();
 }
 
 }  // namespace

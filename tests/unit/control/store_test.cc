@@ -1,6 +1,10 @@
 #include "control/store.h"
 
+#include <fcntl.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tests/unit/control/test_dir.h"
 
@@ -105,6 +109,75 @@ TEST(StoreTest, DeleteSiteTakesItsMeetingsAndParticipants) {
   EXPECT_EQ(s.LoadMeetings()->front().meeting_id(), 20u);
   EXPECT_TRUE(s.LoadParticipants(10)->empty());
   EXPECT_EQ(s.LoadParticipants(20)->size(), 1u);
+}
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st;
+  EXPECT_EQ(lstat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 07777;
+}
+
+void WriteOneSite(Store& s) {
+  ASSERT_TRUE(s.Begin().ok());
+  ASSERT_TRUE(s.PutSite(MakeSite(1, "acme")).ok());
+  ASSERT_TRUE(s.Commit().ok());
+}
+
+// Every site's data: readable by the daemon's user alone, WAL files included.
+TEST(StoreTest, FilesAreOwnerOnly) {
+  TempDir dir;
+  auto store = Store::Open(dir.File("s.db"));
+  ASSERT_TRUE(store.ok()) << store.status();
+  WriteOneSite(**store);
+  for (const char* f : {"s.db", "s.db-wal", "s.db-shm"}) {
+    EXPECT_EQ(ModeOf(dir.File(f)), 0600u) << f;
+  }
+}
+
+TEST(StoreTest, LooserFilesOfAnOlderVersionAreTightened) {
+  TempDir dir;
+  {
+    auto store = Store::Open(dir.File("s.db"));
+    ASSERT_TRUE(store.ok()) << store.status();
+    WriteOneSite(**store);
+    for (const char* f : {"s.db", "s.db-wal", "s.db-shm"}) {
+      ASSERT_EQ(chmod(dir.File(f).c_str(), 0644), 0);
+    }
+  }
+  // An abrupt end leaves -wal and -shm behind; a clean close removes them.
+  for (const char* f : {"s.db-wal", "s.db-shm"}) {
+    int fd = open(dir.File(f).c_str(), O_CREAT | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0);
+    fchmod(fd, 0644);
+    close(fd);
+  }
+  auto store = Store::Open(dir.File("s.db"));
+  ASSERT_TRUE(store.ok()) << store.status();
+  for (const char* f : {"s.db", "s.db-wal", "s.db-shm"}) {
+    EXPECT_EQ(ModeOf(dir.File(f)), 0600u) << f;
+  }
+}
+
+TEST(StoreTest, RefusesASymlink) {
+  TempDir dir;
+  std::string target = dir.File("elsewhere.db");
+  ASSERT_EQ(symlink(target.c_str(), dir.File("s.db").c_str()), 0);
+  auto store = Store::Open(dir.File("s.db"));
+  ASSERT_TRUE(absl::IsPermissionDenied(store.status())) << store.status();
+  EXPECT_THAT(store.status().message(), ::testing::HasSubstr("symbolic link"));
+  EXPECT_NE(access(target.c_str(), F_OK), 0) << "created through the link";
+}
+
+TEST(StoreTest, RefusesAFileOwnedByAnotherUser) {
+  if (geteuid() != 0) GTEST_SKIP() << "chown needs root";
+  TempDir dir;
+  { ASSERT_TRUE(Store::Open(dir.File("s.db")).ok()); }
+  ASSERT_EQ(chown(dir.File("s.db").c_str(), 65534, 65534), 0);
+  auto store = Store::Open(dir.File("s.db"));
+  ASSERT_TRUE(absl::IsPermissionDenied(store.status())) << store.status();
+  EXPECT_THAT(store.status().message(),
+              ::testing::AllOf(::testing::HasSubstr(dir.File("s.db")),
+                               ::testing::HasSubstr("owned by uid 65534")));
 }
 
 TEST(StoreTest, RefusesAnUnwritablePath) {

@@ -1,6 +1,13 @@
 #include "switch/config.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "common/keys.h"
 
 namespace tandem::sw {
 namespace {
@@ -51,7 +58,7 @@ vlan = 7
 [pair]
 node_id = 2
 peer_node_id = 1
-key = "0123456789abcdef"
+key = "0123456789abcdef0123456789abcdef"
 worker_stall_ms = 400
 )",
                              "t.toml");
@@ -87,9 +94,11 @@ TEST(SwitchConfig, ErrorsNameTheKey) {
       {"[eal]\nworker_lcores=[0]\n[[port]]\nname=\"access\"\ndevargs=\"x\"", "main lcore"},
       {"[pair]\nworker_stall_ms = 0\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
        "pair.worker_stall_ms"},
-      {"[pair]\nnode_id = 1\nkey = \"0123456789abcdef\"\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
+      {"[pair]\nnode_id = 1\nkey = \"0123456789abcdef0123456789abcdef\"\n[[port]]\n"
+       "name=\"access\"\ndevargs=\"x\"",
        "pair.peer_node_id"},
-      {"[pair]\nnode_id = 1\npeer_node_id = 1\nkey = \"0123456789abcdef\"\n[[port]]\n"
+      {"[pair]\nnode_id = 1\npeer_node_id = 1\nkey = \"0123456789abcdef0123456789abcdef\"\n"
+       "[[port]]\n"
        "name=\"access\"\ndevargs=\"x\"",
        "pair.peer_node_id"},
       {"[access]\nslow_path_pps_per_source = 0\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
@@ -102,6 +111,29 @@ TEST(SwitchConfig, ErrorsNameTheKey) {
     EXPECT_NE(r.status().message().find(c.expect), absl::string_view::npos)
         << r.status().message();
   }
+}
+
+// The switch keys its heartbeats with the key derived from the pair key file,
+// never with the file's contents; a file others may read is refused.
+TEST(SwitchConfig, HeartbeatKeyIsDerivedFromTheKeyFile) {
+  char dir[] = "/dev/shm/tandem-swcfg-test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/pair.key";
+  ASSERT_TRUE(keys::WriteNewPairKeyFile(path).ok());
+  std::string text = "[pair]\nnode_id = 1\npeer_node_id = 2\nkey_file = \"" + path +
+                     "\"\n[[port]]\nname=\"access\"\ndevargs=\"x\"";
+  auto c = ParseSwitchConfig(text, "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto secret = keys::ReadPairKeyFile(path);
+  ASSERT_TRUE(secret.ok());
+  EXPECT_EQ(c->heartbeat_key, keys::DerivePairKeys(*secret)->heartbeat);
+  EXPECT_NE(c->heartbeat_key, *secret);
+  chmod(path.c_str(), 0640);
+  auto refused = ParseSwitchConfig(text, "t.toml");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("mode 0640"), std::string::npos) << refused.status();
+  unlink(path.c_str());
+  rmdir(dir);
 }
 
 }  // namespace

@@ -1,0 +1,339 @@
+#include "control/fleet/etcd.h"
+
+#include <algorithm>
+#include <random>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+namespace tandem::fleet {
+
+namespace pb = ::etcdserverpb;
+using Clock = std::chrono::steady_clock;
+
+struct EtcdClient::Endpoint {
+  std::string name;  // as given
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<pb::KV::Stub> kv;
+  std::unique_ptr<pb::Lease::Stub> lease;
+};
+
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& st) {
+  return absl::Status(static_cast<absl::StatusCode>(st.error_code()), st.error_message());
+}
+
+bool Retryable(const grpc::Status& st) {
+  // etcd answers UNKNOWN "context deadline exceeded" when the request's
+  // deadline passed inside it (e.g. waiting for a new leader).
+  return st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         (st.error_code() == grpc::StatusCode::UNKNOWN &&
+          absl::StrContains(st.error_message(), "context deadline exceeded"));
+}
+
+bool TimedOut(const grpc::Status& st) { return st.error_code() != grpc::StatusCode::UNAVAILABLE; }
+
+// The smallest key greater than every key that starts with `prefix`.
+std::string PrefixEnd(absl::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty()) {
+    if (static_cast<unsigned char>(end.back()) < 0xff) {
+      end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+      return end;
+    }
+    end.pop_back();
+  }
+  return std::string(1, '\0');  // every key
+}
+
+KeyValue FromPb(const mvccpb::KeyValue& kv) {
+  return {kv.key(), kv.value(), kv.create_revision(), kv.mod_revision(), kv.lease()};
+}
+
+RangeResult FromPb(const pb::RangeResponse& r) {
+  RangeResult out;
+  out.revision = r.header().revision();
+  for (const auto& kv : r.kvs()) out.kvs.push_back(FromPb(kv));
+  return out;
+}
+
+void SetPrefixRange(absl::string_view prefix, pb::RangeRequest* req) {
+  req->set_key(std::string(prefix));
+  req->set_range_end(PrefixEnd(prefix));
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ParseEndpoints(absl::string_view list) {
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(list, ',')) {
+    part = absl::StripAsciiWhitespace(part);
+    if (part.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("empty etcd endpoint in '", list, "'"));
+    }
+    out.emplace_back(part);
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions& options) {
+  if (options.endpoints.empty()) return absl::InvalidArgumentError("no etcd endpoint given");
+  std::unique_ptr<EtcdClient> c(new EtcdClient());
+  c->options_ = options;
+  for (const std::string& given : options.endpoints) {
+    absl::string_view target = given;
+    if (absl::StartsWith(target, "https://")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("etcd endpoint '", given, "': TLS to etcd is not supported yet"));
+    }
+    if (absl::StartsWith(target, "http://")) target.remove_prefix(7);
+    while (!target.empty() && target.back() == '/') target.remove_suffix(1);
+    size_t colon = target.rfind(':');
+    uint32_t port = 0;
+    if (target.empty() || colon == absl::string_view::npos || colon == 0 ||
+        !absl::SimpleAtoi(target.substr(colon + 1), &port) || port == 0 || port > 65535) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("etcd endpoint '", given, "': want HOST:PORT or http://HOST:PORT"));
+    }
+    grpc::ChannelArguments args;
+    // A member that was down is tried again within a second of its return,
+    // not after gRPC's default reconnect back-off (up to two minutes).
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    auto ep = std::make_unique<Endpoint>();
+    ep->name = given;
+    ep->channel =
+        grpc::CreateCustomChannel(std::string(target), grpc::InsecureChannelCredentials(), args);
+    ep->kv = pb::KV::NewStub(ep->channel);
+    ep->lease = pb::Lease::NewStub(ep->channel);
+    c->endpoints_.push_back(given);
+    c->channels_.push_back(std::move(ep));
+  }
+  return c;
+}
+
+EtcdClient::~EtcdClient() = default;
+
+absl::Status EtcdClient::Run(const std::string& what, const Attempt& attempt) {
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point deadline = start + options_.retry_timeout;
+  const size_t n = channels_.size();
+  std::vector<std::string> last_error(n);
+  std::chrono::milliseconds backoff = options_.backoff_initial;
+  thread_local std::minstd_rand jitter(std::random_device{}());
+  int attempts = 0;
+  for (;;) {
+    const size_t first = preferred_.load(std::memory_order_relaxed) % n;
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (first + k) % n;
+      Endpoint& ep = *channels_[i];
+      grpc::ClientContext ctx;
+      // The last attempts get what is left of retry_timeout, but at least
+      // 100 ms: less would fail without a real try.
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      // (gRPC takes deadlines on the system clock only.)
+      ctx.set_deadline(
+          std::chrono::system_clock::now() +
+          std::min(options_.call_timeout, std::max(left, std::chrono::milliseconds(100))));
+      ++attempts;
+      grpc::Status st = attempt(ep, &ctx);
+      if (st.ok()) {
+        preferred_.store(i, std::memory_order_relaxed);
+        return absl::OkStatus();
+      }
+      if (!Retryable(st)) {
+        return absl::Status(FromGrpc(st).code(),
+                            absl::StrCat("etcd ", what, " at ", ep.name, ": ", st.error_message()));
+      }
+      last_error[i] = TimedOut(st)
+                          ? absl::StrCat("no answer within ", options_.call_timeout.count(), " ms")
+                          : st.error_message();
+      if (Clock::now() >= deadline) break;
+    }
+    if (Clock::now() >= deadline) break;
+    auto pause = std::chrono::milliseconds(
+        std::uniform_int_distribution<int64_t>(backoff.count() / 2, backoff.count())(jitter));
+    pause = std::min(
+        pause, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+    std::this_thread::sleep_for(pause);
+    backoff = std::min(backoff * 2, options_.backoff_max);
+  }
+  std::vector<std::string> reasons;
+  for (size_t i = 0; i < n; ++i) {
+    if (!last_error[i].empty()) reasons.push_back(absl::StrCat(endpoints_[i], ": ", last_error[i]));
+  }
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  return absl::UnavailableError(
+      absl::StrCat("etcd unreachable: ", what, " failed on every endpoint for ", ms, " ms (",
+                   attempts, " attempts); ", absl::StrJoin(reasons, "; ")));
+}
+
+absl::StatusOr<std::optional<KeyValue>> EtcdClient::Get(absl::string_view key) {
+  pb::RangeRequest req;
+  req.set_key(std::string(key));
+  pb::RangeResponse resp;
+  absl::Status st = Run(absl::StrCat("get ", key), [&](Endpoint& ep, grpc::ClientContext* ctx) {
+    return ep.kv->Range(ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  if (resp.kvs_size() == 0) return std::optional<KeyValue>();
+  return std::optional<KeyValue>(FromPb(resp.kvs(0)));
+}
+
+absl::StatusOr<RangeResult> EtcdClient::GetPrefix(absl::string_view prefix) {
+  pb::RangeRequest req;
+  SetPrefixRange(prefix, &req);
+  pb::RangeResponse resp;
+  absl::Status st =
+      Run(absl::StrCat("range ", prefix),
+          [&](Endpoint& ep, grpc::ClientContext* ctx) { return ep.kv->Range(ctx, req, &resp); });
+  if (!st.ok()) return st;
+  return FromPb(resp);
+}
+
+absl::StatusOr<std::vector<RangeResult>> EtcdClient::ReadAll(const std::vector<Read>& reads) {
+  // A transaction without compares runs its success branch: every range at
+  // the same revision.
+  pb::TxnRequest req;
+  std::vector<std::string> names;
+  for (const Read& r : reads) {
+    pb::RangeRequest* range = req.add_success()->mutable_request_range();
+    if (r.prefix) {
+      SetPrefixRange(r.key, range);
+    } else {
+      range->set_key(r.key);
+    }
+    names.push_back(r.prefix ? r.key + "*" : r.key);
+  }
+  pb::TxnResponse resp;
+  absl::Status st =
+      Run(absl::StrCat("read ", absl::StrJoin(names, " ")),
+          [&](Endpoint& ep, grpc::ClientContext* ctx) { return ep.kv->Txn(ctx, req, &resp); });
+  if (!st.ok()) return st;
+  std::vector<RangeResult> out;
+  for (const auto& op : resp.responses()) {
+    out.push_back(FromPb(op.response_range()));
+    out.back().revision = resp.header().revision();
+  }
+  if (out.size() != reads.size()) {
+    return absl::InternalError(
+        absl::StrCat("etcd answered ", out.size(), " ranges for ", reads.size()));
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> EtcdClient::Put(absl::string_view key, absl::string_view value,
+                                        int64_t lease) {
+  pb::PutRequest req;
+  req.set_key(std::string(key));
+  req.set_value(std::string(value));
+  req.set_lease(lease);
+  pb::PutResponse resp;
+  absl::Status st = Run(absl::StrCat("put ", key), [&](Endpoint& ep, grpc::ClientContext* ctx) {
+    return ep.kv->Put(ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp.header().revision();
+}
+
+absl::StatusOr<int64_t> EtcdClient::Delete(absl::string_view key) {
+  pb::DeleteRangeRequest req;
+  req.set_key(std::string(key));
+  pb::DeleteRangeResponse resp;
+  absl::Status st = Run(absl::StrCat("delete ", key), [&](Endpoint& ep, grpc::ClientContext* ctx) {
+    return ep.kv->DeleteRange(ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp.deleted();
+}
+
+absl::StatusOr<CasResult> EtcdClient::CompareAndPut(absl::string_view key, absl::string_view value,
+                                                    int64_t expected_mod_revision, int64_t lease) {
+  pb::TxnRequest req;
+  pb::Compare* cmp = req.add_compare();
+  cmp->set_key(std::string(key));
+  cmp->set_result(pb::Compare::EQUAL);
+  cmp->set_target(pb::Compare::MOD);
+  cmp->set_mod_revision(expected_mod_revision);
+  pb::PutRequest* put = req.add_success()->mutable_request_put();
+  put->set_key(std::string(key));
+  put->set_value(std::string(value));
+  put->set_lease(lease);
+  req.add_failure()->mutable_request_range()->set_key(std::string(key));
+  pb::TxnResponse resp;
+  absl::Status st =
+      Run(absl::StrCat("compare-and-put ", key),
+          [&](Endpoint& ep, grpc::ClientContext* ctx) { return ep.kv->Txn(ctx, req, &resp); });
+  if (!st.ok()) return st;
+  CasResult out;
+  out.succeeded = resp.succeeded();
+  out.revision = resp.header().revision();
+  if (out.succeeded) {
+    KeyValue kv{std::string(key), std::string(value), 0, out.revision, lease};
+    kv.create_revision = expected_mod_revision == 0 ? out.revision : 0;  // 0: not known here
+    out.current = kv;
+  } else if (resp.responses_size() == 1 && resp.responses(0).response_range().kvs_size() > 0) {
+    out.current = FromPb(resp.responses(0).response_range().kvs(0));
+  }
+  return out;
+}
+
+absl::StatusOr<Lease> EtcdClient::GrantLease(int64_t ttl_s) {
+  pb::LeaseGrantRequest req;
+  req.set_ttl(ttl_s);
+  pb::LeaseGrantResponse resp;
+  absl::Status st = Run("lease grant", [&](Endpoint& ep, grpc::ClientContext* ctx) {
+    return ep.lease->LeaseGrant(ctx, req, &resp);
+  });
+  if (!st.ok()) return st;
+  if (!resp.error().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("etcd lease grant: ", resp.error()));
+  }
+  return Lease{resp.id(), resp.ttl()};
+}
+
+absl::StatusOr<int64_t> EtcdClient::KeepAlive(int64_t lease_id) {
+  pb::LeaseKeepAliveRequest req;
+  req.set_id(lease_id);
+  pb::LeaseKeepAliveResponse resp;
+  // The keep-alive call is a stream; one request, one answer.
+  absl::Status st =
+      Run(absl::StrCat("lease keep-alive ", lease_id), [&](Endpoint& ep, grpc::ClientContext* ctx) {
+        auto stream = ep.lease->LeaseKeepAlive(ctx);
+        bool got = stream->Write(req) && stream->Read(&resp);
+        stream->WritesDone();
+        if (got) ctx->TryCancel();
+        grpc::Status s = stream->Finish();
+        if (got) return grpc::Status::OK;
+        return s.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                     "keep-alive stream closed without an answer")
+                      : s;
+      });
+  if (!st.ok()) return st;
+  if (resp.ttl() <= 0) {
+    return absl::NotFoundError(absl::StrCat("etcd lease ", lease_id, " expired"));
+  }
+  return resp.ttl();
+}
+
+absl::Status EtcdClient::RevokeLease(int64_t lease_id) {
+  pb::LeaseRevokeRequest req;
+  req.set_id(lease_id);
+  pb::LeaseRevokeResponse resp;
+  absl::Status st =
+      Run(absl::StrCat("lease revoke ", lease_id), [&](Endpoint& ep, grpc::ClientContext* ctx) {
+        return ep.lease->LeaseRevoke(ctx, req, &resp);
+      });
+  if (absl::IsNotFound(st)) return absl::OkStatus();
+  return st;
+}
+
+}  // namespace tandem::fleet

@@ -1,0 +1,316 @@
+"""The fleet's directory on a real three-member etcd cluster in namespaces
+(issue 18, first stage): pairs registered under leases, 10,000 meetings placed
+by two concurrent placers, a drained pair, an etcd member lost, the quorum
+lost and back. Registrations come from tandem-fleet-tool (the same
+fleet::Registration tandem-control will run); placements from the tool and
+tandemctl fleet; a meeting application on FleetClient (tandem_client) reaches the
+active node of its meeting's pair, two real tandem-control daemons."""
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from control_helpers.control import ControlDaemon  # noqa: E402
+from helpers import netns  # noqa: E402
+from helpers.etcd import EtcdCluster  # noqa: E402
+from helpers.paths import build_dir  # noqa: E402
+
+import pytest  # noqa: E402
+
+PREFIX = "/tandem/fleet/"
+
+
+def tool():
+    return build_dir() / "tests" / "tools" / "tandem-fleet-tool"
+
+
+def tandemctl():
+    return build_dir() / "control" / "tandemctl"
+
+
+class Registrar:
+    """tandem-fleet-tool register: two nodes per pair under leases, fed on stdin."""
+
+    def __init__(self, bed, host, endpoints, pairs, ttl=6):
+        argv = [tool(), "register", "--etcd", endpoints, "--ttl", ttl,
+                *[f"{p}={free}" for p, free in pairs.items()]]
+        self.proc = bed.popen(host, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, bufsize=1)
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"fleet tool: {line!r} {self.proc.stderr.read()}")
+
+    def send(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        out = [self.proc.stdout.readline().strip()]
+        if line == "status":
+            while out[-1] != "ok" and not out[-1].startswith("error"):
+                out.append(self.proc.stdout.readline().strip())
+            assert out[-1] == "ok", out
+            return [json.loads(x) for x in out[:-1]]
+        assert out == ["ok"], out
+        return out
+
+    def leave(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def ctl(bed, host, endpoints, *args, check=True, timeout=30):
+    r = bed.run_in(host, [tandemctl(), "--json", *args, "--etcd", endpoints], check=False,
+                   timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"tandemctl {' '.join(args)} exited {r.returncode}: {r.stderr}")
+    return r
+
+
+def place(bed, host, endpoints, first, count, threads=2, reverse=False, out=None, timeout=300):
+    argv = [tool(), "place", "--etcd", endpoints, "--from", first, "--count", count,
+            "--threads", threads]
+    if reverse:
+        argv.append("--reverse")
+    if out:
+        argv += ["--out", out]
+    r = bed.run_in(host, argv, check=False, timeout=timeout)
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    return summary
+
+
+def read_placements(path):
+    return dict(line.split() for line in path.read_text().splitlines())
+
+
+def fleet_list(bed, host, endpoints):
+    return json.loads(ctl(bed, host, endpoints, "fleet", "list").stdout)
+
+
+@pytest.fixture
+def fleet():
+    bed = netns.Testbed()
+    try:
+        cluster = EtcdCluster(bed, members=3)
+        yield bed, cluster
+    finally:
+        bed.close()
+
+
+def test_ten_thousand_placements_agree_spread_and_respect_drain(fleet):
+    bed, etcd = fleet
+    client = etcd.client
+    free = {"pair-1": 1000, "pair-2": 2000, "pair-3": 3000, "pair-4": 4000}
+    Registrar(bed, client, etcd.endpoints, free)
+    listed = fleet_list(bed, client, etcd.endpoints)
+    assert [p["pair_id"] for p in listed["pairs"]] == list(free)
+    assert all(p["state"] == "room" and p["active"] == "a" for p in listed["pairs"])
+
+    # Two placers, each with two threads, place the same 10,000 meetings at
+    # once, in opposite orders: each meeting is written once and both get the
+    # same answers.
+    out = bed.tmpdir("placements")
+    argv = lambda o, rev: [tool(), "place", "--etcd", etcd.endpoints, "--from", 0,  # noqa: E731
+                           "--count", 10000, "--threads", 2, "--out", out / o] + (
+                               ["--reverse"] if rev else [])
+    started = time.monotonic()
+    pa = bed.popen(client, argv("a.txt", False), stdout=subprocess.PIPE, text=True)
+    pb = bed.popen(client, argv("b.txt", True), stdout=subprocess.PIPE, text=True)
+    sa, sb = (json.loads(p.communicate(timeout=600)[0].strip()) for p in (pa, pb))
+    took = time.monotonic() - started
+    print(f"placer a: {sa}\nplacer b: {sb}\n10,000 meetings by two placers in {took:.1f} s")
+    assert sa["errors"] == 0 and sb["errors"] == 0, (sa, sb)
+    assert sa["placed_now"] + sb["placed_now"] == 10000
+    a, b = read_placements(out / "a.txt"), read_placements(out / "b.txt")
+    assert len(a) == 10000 and a == b
+    assert etcd.count(PREFIX + "meetings/") == 10000
+
+    # Spread: within 10 % of each pair's share of the free legs.
+    counts = collections.Counter(a.values())
+    total = sum(free.values())
+    for pair, f in free.items():
+        want = 10000 * f / total
+        assert abs(counts[pair] - want) <= 0.10 * want, (pair, counts[pair], want)
+
+    # Drained: pair-4 (the largest) takes nothing new; its meetings stay.
+    ctl(bed, client, etcd.endpoints, "fleet", "drain", "pair-4", "--reason", "maintenance")
+    listed = {p["pair_id"]: p for p in fleet_list(bed, client, etcd.endpoints)["pairs"]}
+    assert listed["pair-4"]["state"] == "drained" and listed["pair-4"]["weight_share"] == 0
+    assert listed["pair-4"]["drain"]["reason"] == "maintenance"
+    s = place(bed, client, etcd.endpoints, 10000, 2000, out=out / "new.txt")
+    assert s["errors"] == 0 and s["placed_now"] == 2000, s
+    new = read_placements(out / "new.txt")
+    assert "pair-4" not in set(new.values())
+    assert set(new.values()) == {"pair-1", "pair-2", "pair-3"}
+    s = place(bed, client, etcd.endpoints, 0, 2000, out=out / "again.txt")
+    assert s["placed_now"] == 0 and read_placements(out / "again.txt") == {
+        m: p for m, p in a.items() if int(m[2:]) < 2000}
+
+    # Undrained, it takes its share again.
+    ctl(bed, client, etcd.endpoints, "fleet", "drain", "pair-4", "--undo")
+    s = place(bed, client, etcd.endpoints, 20000, 500, out=out / "undrained.txt")
+    assert "pair-4" in set(read_placements(out / "undrained.txt").values())
+
+    # tandemctl fleet place answers what the placers wrote.
+    r = json.loads(ctl(bed, client, etcd.endpoints, "fleet", "place", "m-42").stdout)
+    assert r == {"meeting_id": "m-42", "pair_id": a["m-42"], "placed_now": False,
+                 "active_api": f"unix:/run/tandem/{a['m-42']}-a.sock"}
+
+
+def test_member_lost_then_quorum_lost_then_back(fleet):
+    bed, etcd = fleet
+    client = etcd.client
+    Registrar(bed, client, etcd.endpoints, {"pair-1": 3000, "pair-2": 3000, "pair-3": 3000})
+    assert place(bed, client, etcd.endpoints, 0, 200)["errors"] == 0
+
+    # One member (the leader) killed: placement goes on.
+    etcd.kill(etcd.leader())
+    s = place(bed, client, etcd.endpoints, 200, 500)
+    assert s["errors"] == 0 and s["placed_now"] == 500, s
+    listed = fleet_list(bed, client, etcd.endpoints)
+    assert [p["state"] for p in listed["pairs"]] == ["room"] * 3
+
+    # The quorum killed: placement fails clearly, within its timeout.
+    alive = [i for i, p in enumerate(etcd.procs) if p is not None]
+    etcd.kill(alive[0])
+    started = time.monotonic()
+    r = ctl(bed, client, etcd.endpoints, "fleet", "place", "m-quorum", "--etcd-timeout", "3",
+            check=False)
+    took = time.monotonic() - started
+    assert r.returncode == 3, (r.returncode, r.stderr)
+    assert "UNAVAILABLE: etcd unreachable" in r.stderr, r.stderr
+    for i in range(3):
+        assert etcd.endpoint(i) in r.stderr
+    assert 3 <= took < 3 + 1 + 2, took  # retry_timeout, one call timeout, process start
+    # A meeting placed before cannot be looked up either (reads need the quorum).
+    r = ctl(bed, client, etcd.endpoints, "fleet", "place", "m-1", "--etcd-timeout", "2",
+            check=False)
+    assert r.returncode == 3 and "etcd unreachable" in r.stderr
+
+    # The members back: placement works again and every pair is registered.
+    for i in range(3):
+        if etcd.procs[i] is None:
+            etcd.start(i, wait=False)
+    etcd.wait_healthy([0, 1, 2])
+    r = ctl(bed, client, etcd.endpoints, "fleet", "place", "m-after")
+    assert json.loads(r.stdout)["pair_id"] in {"pair-1", "pair-2", "pair-3"}
+    deadline = time.monotonic() + 15
+    while True:
+        listed = fleet_list(bed, client, etcd.endpoints)
+        if [p["active"] for p in listed["pairs"]] == ["a"] * 3:
+            break
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.5)
+    assert etcd.count(PREFIX + "meetings/") == 700 + 1
+
+
+def test_registration_follows_its_node_and_its_lease(fleet):
+    bed, etcd = fleet
+    client = etcd.client
+    reg = Registrar(bed, client, etcd.endpoints, {"pair-1": 5000, "pair-2": 5000}, ttl=3)
+    show = lambda: json.loads(ctl(bed, client, etcd.endpoints, "fleet", "show", "pair-1").stdout)  # noqa: E731
+
+    # A load change is written within the refresh (1 s).
+    reg.send("load pair-1 9500")
+    deadline = time.monotonic() + 3
+    while show()["nodes"][0]["load"].get("legs") != "9500":
+        assert time.monotonic() < deadline, show()
+        time.sleep(0.1)
+
+    # A takeover: new meetings' answers name the new active node.
+    reg.send("role pair-1 b active 2")
+    reg.send("role pair-1 a standby 2")
+    deadline = time.monotonic() + 3
+    while [(n["role"], n["epoch"]) for n in show()["nodes"]] != [("standby", "2"), ("active", "2")]:
+        assert time.monotonic() < deadline, show()
+        time.sleep(0.1)
+    assert show()["active"] == "b"
+    r = json.loads(ctl(bed, client, etcd.endpoints, "fleet", "place", "m-b").stdout)
+    if r["pair_id"] == "pair-1":
+        assert r["active_api"] == "unix:/run/tandem/pair-1-b.sock"
+
+    # At rest, no record is written again: only the leases are renewed.
+    before = {s["node"]: s for s in reg.send("status")}
+    time.sleep(2.5)
+    after = {s["node"]: s for s in reg.send("status")}
+    for node, s in after.items():
+        assert s["writes"] == before[node]["writes"], (node, before[node], s)
+        assert s["keepalives"] > before[node]["keepalives"]
+        assert s["registered"]
+
+    # Killed: the records stay until the lease expires (TTL 3 s, renewed every
+    # second), then go (plus etcd's 500 ms expiry tick, and slack for a busy
+    # machine).
+    reg.kill()
+    killed = time.monotonic()
+    assert etcd.count(PREFIX + "pairs/") == 4
+    while etcd.count(PREFIX + "pairs/") > 0:
+        assert time.monotonic() - killed < 3 + 0.5 + 2.5
+        time.sleep(0.1)
+
+    # A clean stop revokes the lease: the records go at once.
+    reg = Registrar(bed, client, etcd.endpoints, {"pair-3": 100}, ttl=6)
+    assert etcd.count(PREFIX + "pairs/") == 2
+    reg.leave()
+    assert etcd.count(PREFIX + "pairs/") == 0
+
+
+class App:
+    """tandem-fleet-tool client: a meeting application on FleetClient."""
+
+    def __init__(self, bed, host, endpoints):
+        self.proc = bed.popen(host, [tool(), "client", "--etcd", endpoints],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def send(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+
+def test_client_library_reaches_the_active_node_of_the_meetings_pair(fleet):
+    bed, etcd = fleet
+    client = etcd.client
+    # pair-1: two control daemons (no switch: media is not the point here),
+    # node a active, node b standby; pair-2 has no room, so meetings go to pair-1.
+    nodes = {}
+    for name, role in (("a", "active"), ("b", "standby")):
+        d = ControlDaemon(bed.tmpdir(f"ctl{name}"), node=name)
+        d.config.write_text(d.config.read_text().replace('role = "active"', f'role = "{role}"'))
+        nodes[name] = d.start()
+    try:
+        reg = Registrar(bed, client, etcd.endpoints, {"pair-1": 5000, "pair-2": 0})
+        for name, d in nodes.items():
+            reg.send(f"api pair-1 {name} {d.api}")
+        app = App(bed, client, etcd.endpoints)
+        deadline = time.monotonic() + 3
+        while (r := app.send("place conf-1"))["active_api"] != nodes["a"].api:
+            assert time.monotonic() < deadline, r
+            time.sleep(0.2)
+        assert r["pair_id"] == "pair-1"
+        r = app.send("site conf-1 acme")
+        assert r.get("answered_by") == nodes["a"].api, r
+        assert nodes["a"].ctl("site", "list")["sites"][0]["name"] == "acme"
+
+        # A takeover: a goes, b comes back as the active node; the same
+        # application's next call for the meeting follows it.
+        nodes["a"].kill9()
+        nodes["b"].stop()
+        nodes["b"].config.write_text(
+            nodes["b"].config.read_text().replace('role = "standby"', 'role = "active"'))
+        nodes["b"].start()
+        r = app.send("site conf-1 globex")
+        assert r.get("answered_by") == nodes["b"].api, r
+        assert [s["name"] for s in nodes["b"].ctl("site", "list")["sites"]] == ["globex"]
+
+        # An unknown meeting has no pair to call.
+        assert "is not placed" in app.send("site conf-404 x")["error"]
+    finally:
+        for d in nodes.values():
+            d.close()
