@@ -1,4 +1,6 @@
 """Starts and stops tandem-switch in a node namespace with a generated config."""
+import glob
+import os
 import pathlib
 import shutil
 import signal
@@ -128,6 +130,21 @@ enabled = {"true" if telemetry else "false"}
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def cpu_seconds(self, thread_name=None):
+        """CPU time (user + system) the switch got so far, or only its threads
+        named `thread_name` (e.g. "rte-worker-1"), from /proc."""
+        pid = self.pid
+        stats = ([f"/proc/{pid}/stat"] if thread_name is None else
+                 [f"{t}/stat" for t in glob.glob(f"/proc/{pid}/task/*")
+                  if open(f"{t}/comm").read().strip() == thread_name])
+        assert stats, f"no thread {thread_name} in process {pid}"
+        ticks = 0
+        for path in stats:
+            with open(path) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self, timeout=10):
         """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
