@@ -378,8 +378,12 @@ void SetPolicyFromArgs(const Args& a, v1::Policy* p) {
   rate("leg-kbps", [&](uint32_t v) { p->set_leg_kbps(v); }, [&] { p->clear_leg_kbps(); });
   rate("meeting-copies", [&](uint32_t v) { p->set_meeting_copies_per_s(v); },
        [&] { p->clear_meeting_copies_per_s(); });
-  for (auto [ch, l] : {std::pair{"audio", p->mutable_audio()}, {"video", p->mutable_video()},
-                       {"share", p->mutable_share()}}) {
+  for (const auto& channel : {std::pair{"audio", p->mutable_audio()},
+                              {"video", p->mutable_video()}, {"share", p->mutable_share()}}) {
+    // Named copies, not a structured binding: clang before 16 cannot capture
+    // those in a lambda.
+    const char* ch = channel.first;
+    auto* l = channel.second;
     rate(absl::StrCat(ch, "-pps").c_str(), [&](uint32_t v) { l->set_pps(v); },
          [&] { l->clear_pps(); });
     rate(absl::StrCat(ch, "-kbps").c_str(), [&](uint32_t v) { l->set_kbps(v); },
