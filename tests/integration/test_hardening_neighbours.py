@@ -345,15 +345,17 @@ def test_sustained_mixed_barrage_leaves_every_neighbour_and_stream_alone(bed):
     assert bed.stranger.mac().lower() in status.get("last_neighbour_conflict", "").lower(), status
 
 
-def test_barrage_at_the_highest_rate_costs_no_more_than_any_flood(bed):
+def test_barrage_at_the_highest_rate_leaves_every_neighbour_alone(bed):
     """The same mix as fast as the test bed sends it (several times what one
     worker on this shared 2-core machine can take in): every neighbour entry
-    must hold. The media loss then measures the test bed's capacity, so it
-    is bounded by the loss (over all streams) that a flood of the same rate
-    of frames that never reach the slow path (UDP from unknown sources to
-    the VIPs) causes in the same run, plus 1 %, plus what the barrage's run lost at the
-    switch's receive ring beyond the plain flood's run (the CPU the machine
-    gave the switch differs from run to run; both are measured)."""
+    must hold. The media loss then measures the test bed's capacity, so it is
+    bounded as in the test above by what the switch's receive ring lost in
+    the same run. For reference, a flood of frames the worker drops at once
+    (UDP from unknown sources to the VIPs) at the rate the barrage reached
+    runs next, and its figures are printed: not compared, since the sender
+    rarely reaches that rate twice on a busy machine (one run here: 456,000
+    frames/s, then 261,000) and the media lose less than the flood's frames
+    at the ring (they do not come in bursts)."""
     from scapy.all import IP, UDP, Ether, Raw
     bed.join_all()
     frames = barrage_frames(bed)
@@ -365,8 +367,9 @@ def test_barrage_at_the_highest_rate_costs_no_more_than_any_flood(bed):
     assert not report["errors"], f"the storm failed to send: {report}"
     check_neighbours(bed, before, during, after)
     assert not problems, "\n".join(problems)
+    assert frames_per_cpu_second(cpu) >= 2 * 20000, cpu
+    check_loss(loss, cpu)
 
-    # The same rate of frames that the worker drops at once.
     node = bed.node.mac()
     plain = [bytes(Ether(src=bed.stranger.mac(), dst=node)
                    / IP(src=f"198.18.0.{200 + i % 50}", dst=VIP4)
@@ -375,26 +378,17 @@ def test_barrage_at_the_highest_rate_costs_no_more_than_any_flood(bed):
     c_before, _, c_after, control, c_loss, _, c_cpu = during_media(
         bed, BARRAGE_SECONDS, lambda: storm(bed, bed.stranger, {"udp": plain},
                                             rate=report["rate"], seconds=BARRAGE_SECONDS))
-    print_run("unknown-source UDP at the same rate", bed, control, c_before, c_after, c_loss,
-              c_cpu)
-    extra = max(0.0, cpu["ring_loss"] - c_cpu["ring_loss"])
-    bound = mean(c_loss) + LOSS_BOUND + extra
-    print(f"mean media loss {mean(loss):.2%}, bound {bound:.2%}: the plain flood's "
-          f"{mean(c_loss):.2%} + {LOSS_BOUND:.0%} + {extra:.2%} more lost at the receive ring "
-          f"in the barrage's run")
-    # Frames per CPU-second of the worker are printed, not compared: at a
-    # load average of 12-24 the two runs' ratio went from 1.4 to 0.36 and
-    # back (the batches a starved worker finds decide it more than the frames).
-    assert mean(loss) <= bound, (
-        f"the barrage lost {mean(loss):.2%} of the media, a plain flood of the same rate "
-        f"{mean(c_loss):.2%}: {loss}")
+    print_run("for reference, unknown-source UDP at that rate", bed, control, c_before, c_after,
+              c_loss, c_cpu)
+    print(f"mean media loss: barrage {mean(loss):.2%}, plain flood {mean(c_loss):.2%}")
 
 
 def test_flood_of_random_sources_keeps_the_table_bounded(bed):
     """ARP requests and NSs for the VIPs from 4,000 random on-link sources
-    (address and MAC; an ARP request and an NS each) for 8 s: no entry is made for them (before, each made one that
-    stayed for good, across restarts), and a receiver that joins while the
-    flood runs is resolved at once and receives the meeting."""
+    (address and MAC; an ARP request and an NS each) for 8 s: no entry is
+    made for them (before, each made one that stayed for good, across
+    restarts), and a receiver that joins while the flood runs is resolved at
+    once and receives the meeting."""
     from scapy.all import ARP, Ether, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
     rng = random.Random(14)
     frames = []
