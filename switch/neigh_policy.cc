@@ -102,6 +102,7 @@ NeighPolicy::Window& NeighPolicy::OpenWindow(const IpAddr& ip, uint64_t now_ns) 
     Window next;
     next.forget_ns = w.forget_ns;
     next.last_conflict_ns = w.last_conflict_ns;
+    next.last_claim_ns = w.last_claim_ns;
     next.streak = w.streak;
     std::memcpy(next.candidate, w.candidate, 6);
     std::memcpy(next.barred, w.barred, sizeof next.barred);
@@ -115,6 +116,10 @@ NeighPolicy::Window& NeighPolicy::OpenWindow(const IpAddr& ip, uint64_t now_ns) 
 
 bool NeighPolicy::RecentConflict(const Window& w, uint64_t now_ns) const {
   return w.conflict || (w.last_conflict_ns && now_ns - w.last_conflict_ns < kBarNs);
+}
+
+bool NeighPolicy::Contested(const Window& w, uint64_t now_ns) const {
+  return RecentConflict(w, now_ns) || (w.last_claim_ns && now_ns - w.last_claim_ns < kBarNs);
 }
 
 bool NeighPolicy::Barred(const Window& w, const uint8_t mac[6], uint64_t now_ns) const {
@@ -194,6 +199,11 @@ void NeighPolicy::Claim(const IpAddr& ip, const uint8_t mac[6], uint64_t now_ns,
   // Refused; a conflict (rule 6) once the entry's own MAC answers the probe
   // that asks its owner (rule 5, at most one per probe interval).
   *verdict = Verdict::kConflict;
+  {
+    Window& claimed = windows_[ip];  // remembered across windows (rule 7)
+    claimed.last_claim_ns = now_ns;
+    claimed.forget_ns = std::max(claimed.forget_ns, now_ns + kBarNs);
+  }
   auto it = windows_.find(ip);
   if (it == windows_.end() || !it->second.open || now_ns >= it->second.ends_ns) {
     Probe(*e, ip, now_ns);
@@ -275,11 +285,11 @@ void NeighPolicy::Age(uint64_t now_ns) {
       });
     }
     // Stale or incomplete: probed until it answers, freed after kMaxProbes;
-    // but not while its address is contested (rule 6: its host answered
-    // recently, a flood may be drowning its answers).
+    // but not while its address is contested (rule 7: its host answered
+    // recently, or a flood that claims it may be drowning its answers).
     if (e.requested_ns && now_ns - e.requested_ns < cfg_.probe_ns) continue;
     auto w = windows_.find(e.ip);
-    bool contested = HasMac(e) && w != windows_.end() && RecentConflict(w->second, now_ns);
+    bool contested = HasMac(e) && w != windows_.end() && Contested(w->second, now_ns);
     if (e.probes >= kMaxProbes && !contested) {
       Free(e);
     } else if (budget > 0) {

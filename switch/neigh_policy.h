@@ -41,8 +41,10 @@
 //     confirmed for neigh_reachable_s goes stale and is probed (and used
 //     meanwhile); a stale or incomplete entry whose 3 probes went unanswered
 //     is freed, unless its address had a conflict within kBarNs (its host
-//     was heard then; it stays stale and probed). A receiver that needs a
-//     freed address again asks again (1).
+//     was heard then) or another MAC claimed it within kBarNs (a flood that
+//     claims an address also drowns its host's answers): it stays stale,
+//     keeps its MAC and is probed. A receiver that needs a freed address
+//     again asks again (1).
 //  8. At most `max_entries` entries: past that Resolve refuses (counted) until
 //     ageing frees some. At most `max_probes_per_tick` probes per Tick.
 //  9. Adopt, when a (re)started switch takes over the table: incomplete
@@ -119,6 +121,7 @@ class NeighPolicy {
     // Across windows.
     uint64_t forget_ns = 0;
     uint64_t last_conflict_ns = 0;
+    uint64_t last_claim_ns = 0;  // another MAC claimed the address (rule 5)
     uint8_t streak = 0;  // windows in a row that `candidate` alone answered
     uint8_t candidate[6] = {};
     uint8_t nbarred = 0;
@@ -132,6 +135,8 @@ class NeighPolicy {
                 uint64_t now_ns);
   // A conflict within kBarNs (rules 3, 6 and 7).
   bool RecentConflict(const Window& w, uint64_t now_ns) const;
+  // Rule 7: a conflict or another MAC's claim within kBarNs.
+  bool Contested(const Window& w, uint64_t now_ns) const;
   bool Barred(const Window& w, const uint8_t mac[6], uint64_t now_ns) const;
   // Sends a probe for `e` unless one went out within the probe interval.
   void Probe(tables::NeighEntry& e, const IpAddr& ip, uint64_t now_ns);

@@ -288,6 +288,15 @@ def frames_per_cpu_second(cpu):
     return cpu["switch"] / max(cpu["worker"], 0.01)
 
 
+def check_worker_keeps_up(cpu, rate):
+    """So that a slow switch cannot hide behind its receive ring: given the
+    CPU, its worker takes frames at least twice as fast as `rate`. (Only
+    when it got enough CPU to measure: /proc counts 10 ms ticks, and on a
+    machine that starved it to nothing the ring bound says it all.)"""
+    if cpu["worker"] >= 0.2:
+        assert frames_per_cpu_second(cpu) >= 2 * rate, cpu
+
+
 def check_neighbours(bed, before, during, after):
     for when, st in (("at the barrage's end", during), ("after it", after)):
         p = neighbour_problems(bed, st)
@@ -333,9 +342,7 @@ def test_sustained_mixed_barrage_leaves_every_neighbour_and_stream_alone(bed):
     assert report["rate"] > 15000, f"the test bed sent only {report['rate']:.0f} frames/s"
     check_neighbours(bed, before, during, after)
     assert not problems, "\n".join(problems)
-    # The switch keeps up with the barrage when it has the CPU: half a core
-    # takes it all.
-    assert frames_per_cpu_second(cpu) >= 2 * 20000, cpu
+    check_worker_keeps_up(cpu, 20000)
     check_loss(loss, cpu)
     drops = drops_between(before, after)
     # Counted: over the per-source limit, refused claims, conflicts, alarm.
@@ -367,7 +374,7 @@ def test_barrage_at_the_highest_rate_leaves_every_neighbour_alone(bed):
     assert not report["errors"], f"the storm failed to send: {report}"
     check_neighbours(bed, before, during, after)
     assert not problems, "\n".join(problems)
-    assert frames_per_cpu_second(cpu) >= 2 * 20000, cpu
+    check_worker_keeps_up(cpu, 20000)
     check_loss(loss, cpu)
 
     node = bed.node.mac()

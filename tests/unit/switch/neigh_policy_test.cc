@@ -248,6 +248,26 @@ TEST_F(NeighPolicyTest, Rule7_UnansweredEntriesAreFreedAndStaleOnesStillUsed) {
   EXPECT_EQ(policy_->stats().evictions, 2u);
 }
 
+// A flood that claims an address can drown every answer of its host (the
+// switch's receive ring full): the entry must not be freed for that silence,
+// or the address is resolved again while the flood answers for it.
+TEST_F(NeighPolicyTest, Rule7_AnEntryAnotherMacClaimsIsNotFreedForSilence) {
+  Learn(p1_, kHost);
+  for (int i = 0; i < 400; ++i) {  // 40 s: past reachable_ns, the host silent
+    EXPECT_EQ(Claim(p1_, kStranger), Verdict::kConflict);
+    Advance(100 * kMs);
+    policy_->TakeProbes();
+    ASSERT_EQ(Used(p1_), Text(kHost.b)) << "after " << i * 100 << " ms";
+  }
+  EXPECT_EQ(NeighState(table_.Find(p1_)->state.load()), NeighState::kStale);
+  EXPECT_EQ(policy_->stats().evictions, 0u);
+  EXPECT_EQ(policy_->stats().moves, 0u);
+  // The claims stop: a minute later, its probes still unanswered, it is freed.
+  Advance(kBarNs + 5'000 * kMs);
+  EXPECT_EQ(table_.Find(p1_), nullptr);
+  EXPECT_EQ(policy_->stats().evictions, 1u);
+}
+
 TEST_F(NeighPolicyTest, Rule8_TheTableStaysBoundedUnderAFloodOfNewAddresses) {
   Make(1000);
   std::mt19937 rng(7);
