@@ -27,6 +27,13 @@ using tables::kLegSend;
 // across restarts without a store write per join.
 constexpr uint64_t kLegIdBlock = 1u << 20;
 
+// A neighbour conflict keeps its alarm raised this long (CLOCK_MONOTONIC ns).
+constexpr uint64_t kAlarmHoldNs = 60'000'000'000ull;
+
+std::string MacText(const uint8_t m[6]) {
+  return absl::StrFormat("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+}
+
 v1::Channel ToProto(tables::Channel c) {
   switch (c) {
     case tables::Channel::kAudio:
@@ -434,6 +441,19 @@ absl::Status Core::GetStatus(const v1::GetStatusRequest& req, v1::NodeStatus* ou
     uint64_t drops = 0;
     for (uint32_t d = 0; d < tables::kDropCount; ++d) drops += wc.drops[d];
     ws->set_drops(drops);
+  }
+  {
+    tables::NeighStatsSnapshot n = tables::ReadNeighStats(state_);
+    out->set_neighbour_conflicts(n.conflicts);
+    out->set_neighbour_entries(n.entries);
+    bool recent = n.last_conflict_ns && now - std::min(now, n.last_conflict_ns) < kAlarmHoldNs;
+    out->set_alarms(recent ? "neighbour_conflict" : "none");
+    if (n.last_conflict_ns) {
+      out->set_last_neighbour_conflict(absl::StrFormat(
+          "%s claimed by %s, kept %s, %.1f s ago", n.last_conflict_ip.ToString(),
+          MacText(n.last_conflict_mac), MacText(n.last_conflict_owner),
+          double(now - std::min(now, n.last_conflict_ns)) / 1e9));
+    }
   }
   tables::WorkerCounters t = tables::SumWorkerCounters(state_);
   out->set_rx_packets(t.rx_packets);
@@ -1439,6 +1459,27 @@ void Core::AddSwitchMetrics(MetricsText& m) {
     m.Counter("tandem_port_errors_total", "", double(p.oerrors),
               {{"port", port}, {"direction", "tx"}});
   }
+  AddNeighbourMetrics(m);
+}
+
+void Core::AddNeighbourMetrics(MetricsText& m) {
+  tables::NeighStatsSnapshot n = tables::ReadNeighStats(state_);
+  uint64_t now = MonotonicNs();
+  m.Gauge("tandem_neighbour_entries", "entries of the switch's neighbour table in use",
+          double(n.entries));
+  m.Counter("tandem_neighbour_conflicts_total",
+            "addresses claimed or answered for by two MACs (the entry kept its MAC)",
+            double(n.conflicts));
+  m.Counter("tandem_neighbour_moves_total",
+            "neighbour entries moved to a MAC that alone answered the switch's probes",
+            double(n.moves));
+  m.Counter("tandem_neighbour_evictions_total", "neighbour entries freed (unanswered probes)",
+            double(n.evictions));
+  m.Counter("tandem_neighbour_refused_total",
+            "neighbour resolutions refused because the table was full", double(n.refused));
+  bool recent = n.last_conflict_ns && now - std::min(now, n.last_conflict_ns) < kAlarmHoldNs;
+  m.Gauge("tandem_neighbour_conflict_alarm",
+          "1 while a neighbour conflict was seen within the last minute", recent ? 1 : 0);
 }
 
 }  // namespace tandem::control

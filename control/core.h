@@ -178,6 +178,7 @@ class Core {
   void RefreshState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The switch's counters from the state region (have_state_).
   void AddSwitchMetrics(MetricsText& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AddNeighbourMetrics(MetricsText& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint32_t EffectiveFlags(const LegRec& leg) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Usage LegUsage(uint64_t leg_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Usage ParticipantUsage(const ParticipantRec& rec) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

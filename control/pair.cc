@@ -407,6 +407,7 @@ void Pair::Step(absl::Time now) {
       if (now < decide_from_) return;
       mirror::RoleConfig rc;
       rc.node_id = cfg_.node_id;
+      rc.peer_node_id = cfg_.peer_node_id;
       rc.interval = absl::Milliseconds(cfg_.heartbeat_ms);
       rc.multiplier = static_cast<int>(cfg_.multiplier);
       rc.preempt = cfg_.preempt;
@@ -594,6 +595,7 @@ void Pair::PublishStatus(absl::Time now) {
     }
     std::vector<std::string> alarms;
     if (machine_->alarms().any()) alarms.push_back(machine_->alarms().ToString());
+    s.set_peer_clock_skew_ms(absl::ToDoubleMilliseconds(machine_->peer_clock_skew()));
     if (const auto& t = machine_->last_takeover()) {
       s.set_last_takeover_cause(t->cause);
       s.set_last_takeover_unix_ns(
@@ -606,6 +608,9 @@ void Pair::PublishStatus(absl::Time now) {
       s.set_access_link_up(f & tables::kHbAccessLinkUp);
       refused["heartbeat_access"] = state_.header().peer[0].frames_refused;
       refused["heartbeat_backbone"] = state_.header().peer[1].frames_refused;
+      // Authenticated, but from a node that is not our peer (or for the other path).
+      refused["heartbeat_other_node"] =
+          state_.header().peer[0].frames_other + state_.header().peer[1].frames_other;
     }
     for (int r = 0; r < static_cast<int>(mirror::RejectReason::kCount); ++r) {
       auto reason = static_cast<mirror::RejectReason>(r);

@@ -13,7 +13,8 @@ const char* PathName(Path p) { return p == Path::kBackbone ? "backbone" : "acces
 std::vector<std::pair<const char*, bool>> Alarms::List() const {
   return {{"peer_lost", peer_lost},         {"backbone_down", backbone_down},
           {"access_path_down", access_path_down}, {"peer_unhealthy", peer_unhealthy},
-          {"cannot_take_over", cannot_take_over}, {"two_actives", two_actives}};
+          {"cannot_take_over", cannot_take_over}, {"two_actives", two_actives},
+          {"clock_skew", clock_skew}};
 }
 
 std::string Alarms::ToString() const {
@@ -60,6 +61,10 @@ void RoleMachine::Become(Role role, uint64_t epoch, absl::Time now, std::string 
 
 void RoleMachine::OnHeartbeat(Path path, const PeerReport& report, absl::Time now) {
   if (report.node_id == config_.node_id) return;  // our own packet reflected
+  if (config_.peer_node_id != 0 && report.node_id != config_.peer_node_id) {
+    reports_ignored_++;  // another pair's node holding the key: not our peer
+    return;
+  }
   last_heard_[static_cast<int>(path)] = now;
   ever_heard_[static_cast<int>(path)] = true;
   // The two paths may deliver out of order: a report from an older epoch than
@@ -93,6 +98,7 @@ void RoleMachine::Evaluate(absl::Time now) {
   alarms_.peer_unhealthy = heard && peer_ && (!peer_->data_plane_ok || !peer_->access_link_up);
   alarms_.two_actives = false;
   alarms_.cannot_take_over = false;
+  alarms_.clock_skew = heard && absl::AbsDuration(clock_skew_) > config_.max_clock_skew;
 
   if (heard && peer_) {
     // Rule 1: a higher epoch wins at once.

@@ -27,7 +27,12 @@
 //     starvation handed the active role back to a node that still held writes
 //     the other had just reported lost, and lost the other's.
 // A report from an older epoch than the peer's last one (the two paths may
-// deliver out of order) only shows the peer alive on its path.
+// deliver out of order) only shows the peer alive on its path. A report from
+// any node but peer_node_id (another pair sharing the key) is ignored and
+// counted (reports_ignored): it changes no role, epoch or alarm.
+// The peer's clock differing from ours by more than max_clock_skew raises the
+// alarm clock_skew; it never counts as a lost peer (heartbeats are judged
+// without clocks, switch/heartbeat.h).
 // A peer counts as lost on a path when nothing valid was heard on it for
 // interval * multiplier (startup counts as "heard", so a node that starts
 // alone waits one detection time before taking over), or for half of that
@@ -80,6 +85,8 @@ struct LocalHealth {
 
 struct RoleConfig {
   uint32_t node_id = 0;
+  uint32_t peer_node_id = 0;  // reports of any other node are ignored (0: any)
+  absl::Duration max_clock_skew = absl::Seconds(2);
   absl::Duration interval = absl::Milliseconds(10);
   int multiplier = 3;
   // Take the active role back from a healthy active peer once caught up for
@@ -108,9 +115,10 @@ struct Alarms {
   bool cannot_take_over = false;  // a takeover was due but this node is unhealthy,
                                   // or not resynced since its demotion (rule 6)
   bool two_actives = false;       // a peer active in our epoch was seen
+  bool clock_skew = false;        // the peer's wall clock is off ours by more than allowed
   bool any() const {
     return peer_lost || backbone_down || access_path_down || peer_unhealthy || cannot_take_over ||
-           two_actives;
+           two_actives || clock_skew;
   }
   // Every alarm by name with its state, in a fixed order (metrics label each).
   std::vector<std::pair<const char*, bool>> List() const;
@@ -124,6 +132,11 @@ class RoleMachine {
   RoleMachine(RoleConfig config, Role role, uint64_t epoch, absl::Time now);
 
   void OnHeartbeat(Path path, const PeerReport& report, absl::Time now);
+  // The peer's wall clock minus ours, as last measured (alarm clock_skew).
+  void SetPeerClockSkew(absl::Duration skew) { clock_skew_ = skew; }
+  absl::Duration peer_clock_skew() const { return clock_skew_; }
+  // Reports of a node that is not peer_node_id, ignored.
+  uint64_t reports_ignored() const { return reports_ignored_; }
   void SetLocal(const LocalHealth& health, absl::Time now);
   // The hint above: set when the peer's control daemon closed or reset the
   // backbone connection, cleared when it is connected again.
@@ -183,6 +196,8 @@ class RoleMachine {
   bool silence_hold_ = false;
   absl::Time listening_until_ = absl::InfiniteFuture();
   std::optional<absl::Time> demoted_at_;  // rule 6: demoted, not resynced since
+  absl::Duration clock_skew_ = absl::ZeroDuration();
+  uint64_t reports_ignored_ = 0;
   Alarms alarms_;
   std::optional<Decision> last_takeover_;
   std::vector<Decision> decisions_;

@@ -3,7 +3,7 @@
 namespace tandem::mirror {
 
 bool ReadPeerPath(const tables::PeerPath& p, PeerReport* report, uint64_t* last_heard_ns,
-                  uint64_t* frames_ok) {
+                  uint64_t* frames_ok, int64_t* clock_skew_ns) {
   for (int attempt = 0; attempt < 16; ++attempt) {
     uint32_t s1 = p.seq.load(std::memory_order_acquire);
     if (s1 & 1) continue;
@@ -13,6 +13,7 @@ bool ReadPeerPath(const tables::PeerPath& p, PeerReport* report, uint64_t* last_
     r.position = p.position;
     uint32_t flags = p.flags;
     uint64_t heard = p.last_heard_ns, ok = p.frames_ok;
+    int64_t skew = p.clock_skew_ns;
     std::atomic_thread_fence(std::memory_order_acquire);
     if (p.seq.load(std::memory_order_relaxed) != s1) continue;
     r.role = flags & tables::kHbActive ? Role::kActive : Role::kStandby;
@@ -22,6 +23,7 @@ bool ReadPeerPath(const tables::PeerPath& p, PeerReport* report, uint64_t* last_
     *report = r;
     *last_heard_ns = heard;
     *frames_ok = ok;
+    if (clock_skew_ns) *clock_skew_ns = skew;
     return true;
   }
   return false;
@@ -31,13 +33,19 @@ void SwitchHeartbeatFeed::Poll(const tables::StateHeader& state, const LocalHeal
                                RoleMachine* machine, absl::Time now) {
   // The state region numbers paths 0 = access, 1 = backbone.
   constexpr Path kPathOf[2] = {Path::kAccess, Path::kBackbone};
+  uint64_t latest = 0;
   for (int i = 0; i < 2; ++i) {
     PeerReport r;
     uint64_t heard = 0, ok = 0;
-    if (!ReadPeerPath(state.peer[i], &r, &heard, &ok)) continue;
+    int64_t skew = 0;
+    if (!ReadPeerPath(state.peer[i], &r, &heard, &ok, &skew)) continue;
     if (heard == 0 || ok == frames_ok_[i]) continue;  // nothing new on this path
     frames_ok_[i] = ok;
     machine->OnHeartbeat(kPathOf[i], r, absl::FromUnixNanos(static_cast<int64_t>(heard)));
+    if (heard >= latest) {
+      latest = heard;
+      machine->SetPeerClockSkew(absl::Nanoseconds(skew));
+    }
   }
   machine->SetLocal(local, now);
   machine->Tick(now);

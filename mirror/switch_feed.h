@@ -24,7 +24,7 @@ namespace tandem::mirror {
 // One consistent copy of a PeerPath (sequence lock), or false if the switch
 // kept writing it.
 bool ReadPeerPath(const tables::PeerPath& p, PeerReport* report, uint64_t* last_heard_ns,
-                  uint64_t* frames_ok);
+                  uint64_t* frames_ok, int64_t* clock_skew_ns = nullptr);
 
 class SwitchHeartbeatFeed {
  public:

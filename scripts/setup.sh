@@ -23,7 +23,8 @@
 # DPDK, libbpf/libxdp, Abseil, GoogleTest, Benchmark, gRPC/protobuf, SQLite,
 # toml++, httplib, prometheus-cpp), the test beds (iproute2, bridge-utils, ethtool, tcpdump,
 # iputils-ping, scapy, pytest with pytest-timeout, ffmpeg, openssl for the
-# control API's test certificates, python3-prometheus-client's text parser and
+# control API's test certificates, faketime for the pair's clock-step test,
+# python3-prometheus-client's text parser and
 # prometheus's promtool to check /metrics), BIRD 2 (bird2: the routing daemon
 # of routed mode, docs/routed.md, and the routers of the two-DC test bed), etcd
 # for the fleet's directory and its tests, the tools the docs mention
@@ -42,7 +43,7 @@ TANDEM_DEBIAN_PACKAGES=(
   libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev prometheus-cpp-dev
   python3 python3-scapy python3-pytest python3-pytest-timeout python3-matplotlib
   python3-prometheus-client prometheus ffmpeg openssl
-  iproute2 bridge-utils ethtool tcpdump iputils-ping procps psmisc util-linux mount
+  iproute2 bridge-utils ethtool tcpdump iputils-ping procps psmisc util-linux mount faketime
   bash coreutils bsdutils mawk bird2 etcd-server etcd-client
 )
 

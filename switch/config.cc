@@ -123,10 +123,12 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
   r.Int("access.vlan", c.vlan, 0, 4094);
   r.Int("access.neigh_reachable_s", c.neigh_reachable_s, 1, 86400);
   r.Int("access.neigh_probe_ms", c.neigh_probe_ms, 10, 60000);
+  r.Int("access.slow_path_pps_per_source", c.slow_path_pps_per_source, 1, 1000000);
   r.Addr("access.gateway4", c.gateway4);
   r.Addr("access.gateway6", c.gateway6);
   r.Bool("telemetry.enabled", c.telemetry);
   r.Int("pair.node_id", c.pair_node_id, 0, 0xffffffffll);
+  r.Int("pair.peer_node_id", c.pair_peer_node_id, 0, 0xffffffffll);
   r.Int("pair.heartbeat_ms", c.heartbeat_ms, 1, 10000);
   r.Int("pair.worker_stall_ms", c.worker_stall_ms, 2, 60000);
   std::string key, key_file;
@@ -140,6 +142,12 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
     } else {
       c.heartbeat_key = derived->heartbeat;
     }
+  }
+  if (c.pair_node_id != 0 &&
+      (c.pair_peer_node_id == 0 || c.pair_peer_node_id == c.pair_node_id)) {
+    // Heartbeats of any other node holding the key are refused: another
+    // pair sharing it must not be taken for the peer.
+    r.Fail("pair.peer_node_id", "must be set, non-zero and differ from pair.node_id");
   }
   r.Str("shared_nic.xdp_prog", c.xdp_prog);
   std::string media_ports;

@@ -51,11 +51,15 @@ struct SwitchConfig {
   uint16_t vlan = 0;
   uint32_t neigh_reachable_s = 30;
   uint32_t neigh_probe_ms = 1000;
+  // ARP, ND and echo frames a worker hands to the main thread per second from
+  // one source MAC (switch/handoff.h); more are dropped (slow_path_limited).
+  uint32_t slow_path_pps_per_source = 200;
 
   bool telemetry = true;
 
   // Pair heartbeats (see switch/heartbeat.h); off while node_id is 0.
   uint32_t pair_node_id = 0;
+  uint32_t pair_peer_node_id = 0;  // the only node whose heartbeats count
   // The heartbeats' HMAC key, derived from the pair key (pair.key_file, or
   // pair.key inline) by common/keys.h; empty while node_id is 0.
   std::string heartbeat_key;

@@ -41,7 +41,13 @@ struct Dataplane {
   rte_mempool* pool = nullptr;       // packets and full copies
   rte_mempool* hdr_pool = nullptr;   // small header mbufs for zero-copy replicas
   rte_mempool* clone_pool = nullptr; // indirect mbufs referencing a payload
-  rte_ring* slow_ring = nullptr;     // workers -> main: ARP, ND, ICMP (MP/SC)
+  // Workers -> main (MP/SC), served in this order (switch/handoff.h): the
+  // peer's heartbeats by path (1 backbone, 0 access), ARP/ND/ICMP from known
+  // neighbours, naming addresses the neighbour cache holds, from anyone.
+  rte_ring* hb_ring[2] = {nullptr, nullptr};
+  rte_ring* known_ring = nullptr;
+  rte_ring* wanted_ring = nullptr;
+  rte_ring* slow_ring = nullptr;
   rte_ring* resolve_ring = nullptr;  // workers -> main: ResolveRequest (MP/SC)
   // main -> worker 0: frames the main thread built (ARP/ND replies, requests,
   // announcements). Worker 0 sends them on its own TX queue of the access

@@ -27,6 +27,7 @@
 #include "common/secure_file.h"
 #include "switch/config.h"
 #include "switch/dataplane.h"
+#include "switch/handoff.h"
 #include "switch/slowpath.h"
 #include "switch/xdp/steering.h"
 
@@ -157,6 +158,12 @@ int TelemetryStats(const char*, const char*, rte_tel_data* d) {
     rte_tel_data_add_dict_u64(d, absl::StrCat("drop_", tables::DropName(tables::Drop(i))).c_str(),
                               t.drops[i]);
   }
+  tables::NeighStatsSnapshot n = tables::ReadNeighStats(g_dp->state);
+  rte_tel_data_add_dict_u64(d, "neighbour_entries", n.entries);
+  rte_tel_data_add_dict_u64(d, "neighbour_conflicts", n.conflicts);
+  rte_tel_data_add_dict_u64(d, "neighbour_moves", n.moves);
+  rte_tel_data_add_dict_u64(d, "neighbour_evictions", n.evictions);
+  rte_tel_data_add_dict_u64(d, "neighbour_refused", n.refused);
   return 0;
 }
 
@@ -227,8 +234,7 @@ void ExcuseOwnStall(Dataplane& dp, uint64_t stall_ns, uint64_t now) {
   }
 }
 
-int MainLoop(Dataplane& dp, xdp::SharedNic& shared_nic) {
-  SlowPath slow(dp);
+int MainLoop(Dataplane& dp, SlowPath& slow, xdp::SharedNic& shared_nic) {
   uint32_t main_index = static_cast<uint32_t>(dp.cfg.worker_lcores.size());
   tables::WorkerHealth& health = dp.state.health(main_index);
   tables::WorkerCounters& wc = dp.state.worker_counters(main_index);
@@ -369,13 +375,7 @@ int Main(int argc, char** argv) {
     Die(absl::StrCat("cannot create mbuf pools of ", mbufs, " mbufs: ", rte_strerror(rte_errno),
                      " (give the EAL more memory, e.g. -m 1024, or lower switch.mbufs)"));
   }
-  dp.slow_ring = rte_ring_create("slow", 1024, rte_socket_id(), RING_F_SC_DEQ);
-  dp.resolve_ring = rte_ring_create_elem("resolve", sizeof(ResolveRequest), 1024,
-                                         rte_socket_id(), RING_F_SC_DEQ);
-  dp.inject_ring = rte_ring_create("inject", 1024, rte_socket_id(), RING_F_SC_DEQ);
-  if (!dp.slow_ring || !dp.resolve_ring || !dp.inject_ring) {
-    Die(absl::StrCat("cannot create rings: ", rte_strerror(rte_errno)));
-  }
+  if (auto st = CreateSlowRings(dp); !st.ok()) Die(std::string(st.message()));
   for (uint32_t i = 0; i < nb_ports; ++i) {
     if (auto st = SetUpPort(dp, dp.cfg.ports[i], i); !st.ok()) Die(std::string(st.message()));
   }
@@ -404,6 +404,8 @@ int Main(int argc, char** argv) {
 
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
+  // Before the workers: it adopts the neighbour table a previous switch left.
+  static SlowPath slow(dp);
   static std::vector<WorkerArg> wargs(workers);
   for (uint32_t w = 0; w < workers; ++w) {
     wargs[w] = {&dp, w};
@@ -421,7 +423,7 @@ int Main(int argc, char** argv) {
                static_cast<unsigned long long>(dp.tables.epoch()));
   std::fprintf(stderr, "tandem-switch: forwarding\n");
   std::fflush(stderr);
-  MainLoop(dp, shared_nic);
+  MainLoop(dp, slow, shared_nic);
 
   rte_eal_mp_wait_lcore();
   shared_nic.LogCounters();

@@ -1,8 +1,10 @@
 // The neighbour cache (IP -> MAC) in the state region. The switch's main
 // thread is its only writer; workers read it lock-free (a sequence lock per
-// entry). Open addressing with linear probing; entries are never removed, only
-// marked incomplete or stale and reused for the same address, so probe chains
-// never break under a reader.
+// entry). Open addressing with linear probing. An entry that is freed inside
+// a probe chain becomes kEvicted (a tombstone): readers go on past it and
+// the writer reuses it, so chains never break under a reader; a tombstone
+// at the end of a chain (the next slot free) becomes free again. What goes
+// into the table and when it leaves is switch/neigh_policy.h's business.
 #pragma once
 
 #include <cstdint>
@@ -37,29 +39,31 @@ class NeighTable {
 
   // Reader side: the entry of `ip` (nullptr when there is none), a consistent
   // copy of its MAC, the even sequence number that copy belongs to, and
-  // whether the MAC may be used. An entry keeps its address for good, so
-  // (entry, seq) identifies what was read: NeighCache relies on it.
+  // whether the MAC may be used. Every write of an entry (a new MAC, a new
+  // state, its reuse for another address) moves its sequence number, so
+  // (entry, seq) identifies what was read: NeighCache relies on it. An entry
+  // that stays odd (a writer killed mid-write) reads as absent.
   const tables::NeighEntry* Read(const IpAddr& ip, uint8_t mac[6], uint32_t* seq,
                                  bool* usable) const {
     uint32_t mask = tables::kNeighCapacity - 1;
     for (uint32_t i = NeighHash(ip) & mask, n = 0; n < tables::kNeighCapacity;
          i = (i + 1) & mask, ++n) {
       const tables::NeighEntry& e = e_[i];
-      uint32_t s1 = e.seq.load(std::memory_order_acquire);
-      auto st = static_cast<tables::NeighState>(e.state.load(std::memory_order_relaxed));
-      if (st == tables::NeighState::kFree && !(s1 & 1)) return nullptr;
-      if (e.ip != ip) continue;
-      for (;;) {
-        st = static_cast<tables::NeighState>(e.state.load(std::memory_order_relaxed));
+      for (int attempt = 0;; ++attempt) {
+        if (attempt == 64) return nullptr;
+        uint32_t s1 = e.seq.load(std::memory_order_acquire);
+        if (s1 & 1) continue;
+        auto st = static_cast<tables::NeighState>(e.state.load(std::memory_order_relaxed));
+        bool match = e.ip == ip;
         std::memcpy(mac, e.mac, 6);
         std::atomic_thread_fence(std::memory_order_acquire);
-        uint32_t s2 = e.seq.load(std::memory_order_relaxed);
-        if (s1 == s2 && !(s1 & 1)) break;
-        s1 = e.seq.load(std::memory_order_acquire);
+        if (e.seq.load(std::memory_order_relaxed) != s1) continue;
+        if (st == tables::NeighState::kFree) return nullptr;
+        if (st == tables::NeighState::kEvicted || !match) break;  // the next slot
+        *seq = s1;
+        *usable = st == tables::NeighState::kReachable || st == tables::NeighState::kStale;
+        return &e;
       }
-      *seq = s1;
-      *usable = st == tables::NeighState::kReachable || st == tables::NeighState::kStale;
-      return &e;
     }
     return nullptr;
   }
@@ -70,33 +74,67 @@ class NeighTable {
     for (uint32_t i = NeighHash(ip) & mask, n = 0; n < tables::kNeighCapacity;
          i = (i + 1) & mask, ++n) {
       tables::NeighEntry& e = e_[i];
-      if (e.state.load(std::memory_order_relaxed) == uint8_t(tables::NeighState::kFree)) {
-        return nullptr;
-      }
-      if (e.ip == ip) return &e;
+      auto st = tables::NeighState(e.state.load(std::memory_order_relaxed));
+      if (st == tables::NeighState::kFree) return nullptr;
+      if (st != tables::NeighState::kEvicted && e.ip == ip) return &e;
     }
     return nullptr;
   }
-  // Finds or claims the entry of `ip`; nullptr when the table is full.
-  tables::NeighEntry* FindOrAdd(const IpAddr& ip) {
+  // Finds or claims the entry of `ip` (a new one is incomplete, in the first
+  // tombstone or free slot of its chain); nullptr when the table is full.
+  // `*added` says whether it is new.
+  tables::NeighEntry* FindOrAdd(const IpAddr& ip, bool* added = nullptr) {
+    if (added) *added = false;
     uint32_t mask = tables::kNeighCapacity - 1;
+    tables::NeighEntry* reuse = nullptr;
     for (uint32_t i = NeighHash(ip) & mask, n = 0; n < tables::kNeighCapacity;
          i = (i + 1) & mask, ++n) {
       tables::NeighEntry& e = e_[i];
-      if (e.state.load(std::memory_order_relaxed) == uint8_t(tables::NeighState::kFree)) {
-        Write(e, [&] {
-          e.ip = ip;
-          std::memset(e.mac, 0, 6);
-          e.probes = 0;
-          e.updated_ns = 0;
-          e.requested_ns = 0;
-          e.state.store(uint8_t(tables::NeighState::kIncomplete), std::memory_order_relaxed);
-        });
-        return &e;
+      auto st = tables::NeighState(e.state.load(std::memory_order_relaxed));
+      if (st == tables::NeighState::kEvicted) {
+        if (!reuse) reuse = &e;
+        continue;
+      }
+      if (st == tables::NeighState::kFree) {
+        if (!reuse) reuse = &e;
+        break;
       }
       if (e.ip == ip) return &e;
     }
-    return nullptr;
+    if (!reuse) return nullptr;
+    Write(*reuse, [&] {
+      reuse->ip = ip;
+      std::memset(reuse->mac, 0, 6);
+      reuse->probes = 0;
+      reuse->updated_ns = 0;
+      reuse->requested_ns = 0;
+      reuse->state.store(uint8_t(tables::NeighState::kIncomplete), std::memory_order_relaxed);
+    });
+    if (added) *added = true;
+    return reuse;
+  }
+  // Frees `e`: a tombstone, or free when it ends its chain (and so do the
+  // tombstones before it).
+  void Remove(tables::NeighEntry& e) {
+    uint32_t mask = tables::kNeighCapacity - 1;
+    uint32_t i = static_cast<uint32_t>(&e - e_);
+    auto state_of = [&](uint32_t k) {
+      return tables::NeighState(e_[k].state.load(std::memory_order_relaxed));
+    };
+    bool ends_chain = state_of((i + 1) & mask) == tables::NeighState::kFree;
+    Write(e, [&] {
+      std::memset(e.mac, 0, 6);
+      e.probes = 0;
+      e.requested_ns = 0;
+      e.state.store(uint8_t(ends_chain ? tables::NeighState::kFree : tables::NeighState::kEvicted),
+                    std::memory_order_relaxed);
+    });
+    // No chain runs through a tombstone whose next slot is free.
+    for (uint32_t k = (i - 1) & mask, n = 0; ends_chain && n < tables::kNeighCapacity;
+         k = (k - 1) & mask, ++n) {
+      if (state_of(k) != tables::NeighState::kEvicted) break;
+      Write(e_[k], [&] { e_[k].state.store(uint8_t(tables::NeighState::kFree)); });
+    }
   }
   // A sequence-locked write of any entry with an atomic `seq`.
   template <typename Entry, typename F>

@@ -4,8 +4,6 @@
 
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <random>
 
 namespace tandem::sw {
 namespace {
@@ -20,6 +18,8 @@ constexpr uint8_t kIcmpEchoRequest = 8, kIcmpEchoReply = 0;
 constexpr uint8_t kIcmp6EchoRequest = 128, kIcmp6EchoReply = 129;
 constexpr uint8_t kNdNs = 135, kNdNa = 136;
 constexpr uint8_t kOptSlla = 1, kOptTlla = 2;
+constexpr uint8_t kAllNodesMac[6] = {0x33, 0x33, 0, 0, 0, 1};
+constexpr uint8_t kAllNodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
 
 inline uint16_t Be16(const uint8_t* p) { return uint16_t(p[0]) << 8 | p[1]; }
 inline void PutBe16(uint8_t* p, uint16_t v) {
@@ -50,19 +50,26 @@ const uint8_t* FindLlOption(const uint8_t* opt, int len, uint8_t type) {
   return nullptr;
 }
 
+
+NeighPolicyConfig NeighConfigOf(const SwitchConfig& c) {
+  NeighPolicyConfig n;
+  n.probe_ns = c.neigh_probe_ms * 1000000ull;
+  n.reachable_ns = c.neigh_reachable_s * 1000000000ull;
+  return n;
+}
+
 }  // namespace
 
-SlowPath::SlowPath(Dataplane& dp) : dp_(dp) {
-  // A random boot id per start: the peer's replay guard tells our restarts apart.
-  std::random_device rd;
-  boot_id_ = (uint64_t(rd()) << 32) | rd() | 1;
-  // net_af_packet and net_af_xdp ports report no link state of their own; the
-  // kernel interface behind them does.
-  const std::string& d = dp.cfg.ports[0].devargs;
-  size_t at = d.find("iface=");
-  if (at != std::string::npos) {
-    access_iface_ = d.substr(at + 6, d.find(',', at) - (at + 6));
-  }
+SlowPath::SlowPath(Dataplane& dp)
+    : dp_(dp),
+      neigh_(dp.neigh, NeighConfigOf(dp.cfg), &dp.state.header().neigh_stats),
+      pair_(dp) {
+  neigh_.Adopt(MonotonicNs());
+}
+
+tables::WorkerCounters& SlowPath::Counters() {
+  // The main thread's block follows the workers'.
+  return dp_.state.worker_counters(dp_.cfg.worker_lcores.size());
 }
 
 bool SlowPath::IsVip(const IpAddr& a) const {
@@ -72,57 +79,46 @@ bool SlowPath::IsVip(const IpAddr& a) const {
   return false;
 }
 
-bool SlowPath::OnLink(const IpAddr& a) const {
-  if (dp_.cfg.prefixes.empty()) return true;
-  for (const auto& p : dp_.cfg.prefixes) {
-    if (p.Contains(a)) return true;
-  }
-  return false;
-}
-
-void SlowPath::Learn(const IpAddr& ip, const uint8_t mac[6], bool create, bool answer,
-                     uint64_t now_ns) {
+void SlowPath::Heard(const IpAddr& ip, const uint8_t mac[6], bool answer) {
   if (!UnicastMac(mac) || ip.is_zero() || IsVip(ip)) return;
-  tables::NeighEntry* e = create ? dp_.neigh.FindOrAdd(ip) : dp_.neigh.Find(ip);
-  if (!e) return;
-  // Only an answer to a request of ours that is still pending sets or moves
-  // a neighbour's MAC. Anything else (a request, a gratuitous or unsolicited
-  // frame) may claim another host's address to steal its media: it refreshes
-  // an entry with the same MAC, is refused (and counted) against a known
-  // entry, and for an unknown one starts a request of our own, whose answer
-  // decides. A host that really changed its MAC answers the probes sent
-  // when its entry goes stale (neigh_reachable_s).
-  bool asked =
-      e->requested_ns && now_ns - e->requested_ns < 3ull * dp_.cfg.neigh_probe_ms * 1000000ull;
-  if (answer && asked) {
-    NeighTable::Confirm(*e, mac, now_ns);
-    return;
+  NeighPolicy::Verdict v;
+  if (answer) {
+    neigh_.Answer(ip, mac, now_ns_, &v);
+  } else {
+    neigh_.Claim(ip, mac, now_ns_, &v);
   }
-  auto st = NeighState(e->state.load());
-  bool known = st == NeighState::kReachable || st == NeighState::kStale;
-  if (known && std::memcmp(e->mac, mac, 6) == 0) {
-    if (st == NeighState::kReachable) NeighTable::Confirm(*e, mac, now_ns);
-    return;
-  }
-  if (known) {
-    dp_.state.worker_counters(dp_.cfg.worker_lcores.size()).drops[uint32_t(Drop::kNotForUs)]++;
-    return;
-  }
-  Resolve(ip, now_ns);
+  if (v == NeighPolicy::Verdict::kConflict) Counters().drops[uint32_t(Drop::kNeighConflict)]++;
 }
 
 unsigned SlowPath::Poll(uint64_t now_ns) {
-  rte_mbuf* pkts[32];
+  now_ns_ = now_ns;
+  rte_mbuf* pkts[64];
+  unsigned got = 0;
+  // Heartbeats first (the backbone's, then the access network's), then ARP
+  // and ND from known neighbours, about addresses we hold, from anyone
+  // (switch/handoff.h).
+  struct {
+    rte_ring* ring;
+    Source from;
+    unsigned burst;
+  } const queues[] = {{dp_.hb_ring[1], Source::kBackboneHeartbeat, 64},
+                      {dp_.hb_ring[0], Source::kAccessHeartbeat, 64},
+                      {dp_.known_ring, Source::kAccess, 32},
+                      {dp_.wanted_ring, Source::kAccess, 32},
+                      {dp_.slow_ring, Source::kAccess, 32}};
+  for (const auto& q : queues) {
+    unsigned n =
+        rte_ring_sc_dequeue_burst(q.ring, reinterpret_cast<void**>(pkts), q.burst, nullptr);
+    for (unsigned i = 0; i < n; ++i) Handle(pkts[i], q.from);
+    got += n;
+  }
   ResolveRequest req[32];
-  unsigned n = rte_ring_sc_dequeue_burst(dp_.slow_ring, reinterpret_cast<void**>(pkts), 32,
-                                         nullptr);
-  for (unsigned i = 0; i < n; ++i) Handle(pkts[i]);
   unsigned r = rte_ring_sc_dequeue_burst_elem(dp_.resolve_ring, req, sizeof(ResolveRequest), 32,
                                               nullptr);
-  for (unsigned i = 0; i < r; ++i) Resolve(req[i].ip, now_ns);
+  for (unsigned i = 0; i < r; ++i) neigh_.Resolve(req[i].ip, now_ns);
   Tick(now_ns);
   Flush();
-  return n + r;
+  return got + r;
 }
 
 void SlowPath::Transmit(rte_mbuf* m) { out_.push_back(m); }
@@ -130,8 +126,9 @@ void SlowPath::Transmit(rte_mbuf* m) { out_.push_back(m); }
 void SlowPath::Flush() {
   if (out_.empty()) return;
   unsigned n = static_cast<unsigned>(out_.size());
-  unsigned queued = rte_ring_mp_enqueue_burst(dp_.inject_ring, reinterpret_cast<void**>(out_.data()), n, nullptr);
-  tables::WorkerCounters& wc = dp_.state.worker_counters(dp_.cfg.worker_lcores.size());
+  unsigned queued =
+      rte_ring_mp_enqueue_burst(dp_.inject_ring, reinterpret_cast<void**>(out_.data()), n, nullptr);
+  tables::WorkerCounters& wc = Counters();
   for (unsigned i = queued; i < n; ++i) {
     wc.drops[uint32_t(Drop::kTxFull)]++;
     rte_pktmbuf_free(out_[i]);
@@ -139,37 +136,10 @@ void SlowPath::Flush() {
   out_.clear();
 }
 
-rte_mbuf* SlowPath::NewFrame(const uint8_t dst_mac[6], uint16_t ethertype, uint16_t l3_len,
-                             uint8_t** l3) {
-  rte_mbuf* m = rte_pktmbuf_alloc(dp_.pool);
-  if (!m) return nullptr;
-  uint16_t l2 = dp_.cfg.vlan ? 18 : 14;
-  // Pad to the Ethernet minimum (60 bytes without FCS).
-  uint16_t total = std::max<uint16_t>(l2 + l3_len, 60);
-  auto* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, total));
-  if (!f) {
-    rte_pktmbuf_free(m);
-    return nullptr;
-  }
-  std::memset(f, 0, total);
-  std::memcpy(f, dst_mac, 6);
-  std::memcpy(f + 6, dp_.ports[0].mac, 6);
-  m->port = dp_.ports[0].id;
-  if (dp_.cfg.vlan) {
-    PutBe16(f + 12, kEthVlan);
-    PutBe16(f + 14, dp_.cfg.vlan);
-    PutBe16(f + 16, ethertype);
-  } else {
-    PutBe16(f + 12, ethertype);
-  }
-  *l3 = f + l2;
-  return m;
-}
-
 void SlowPath::SendArp(uint16_t op, const uint8_t dst_mac[6], const IpAddr& sender,
                        const uint8_t target_mac[6], const IpAddr& target) {
   uint8_t* a;
-  rte_mbuf* m = NewFrame(dst_mac, kEthArp, 28, &a);
+  rte_mbuf* m = NewFrame(dp_, dst_mac, kEthArp, 28, &a);
   if (!m) return;
   PutBe16(a, 1);
   PutBe16(a + 2, kEthIPv4);
@@ -186,7 +156,7 @@ void SlowPath::SendArp(uint16_t op, const uint8_t dst_mac[6], const IpAddr& send
 void SlowPath::SendNa(const IpAddr& target, const IpAddr& dst_ip, const uint8_t dst_mac[6],
                       bool solicited) {
   uint8_t* ip;
-  rte_mbuf* m = NewFrame(dst_mac, kEthIPv6, 40 + 32, &ip);
+  rte_mbuf* m = NewFrame(dp_, dst_mac, kEthIPv6, 40 + 32, &ip);
   if (!m) return;
   ip[0] = 0x60;
   PutBe16(ip + 4, 32);
@@ -223,7 +193,7 @@ void SlowPath::SendNs(const IpAddr& target, bool from_vip) {
   uint16_t len = from_vip ? 32 : 24;
   uint8_t mac[6] = {0x33, 0x33, 0xff, target.b[13], target.b[14], target.b[15]};
   uint8_t* ip;
-  rte_mbuf* m = NewFrame(mac, kEthIPv6, 40 + len, &ip);
+  rte_mbuf* m = NewFrame(dp_, mac, kEthIPv6, 40 + len, &ip);
   if (!m) return;
   ip[0] = 0x60;
   PutBe16(ip + 4, len);
@@ -245,9 +215,9 @@ void SlowPath::SendNs(const IpAddr& target, bool from_vip) {
   Transmit(m);
 }
 
-void SlowPath::Handle(rte_mbuf* m) {
-  if (m->port != dp_.ports[0].id) {
-    HandleHeartbeat(m, 1, 14);  // the backbone carries nothing else to us
+void SlowPath::Handle(rte_mbuf* m, Source from) {
+  if (from == Source::kBackboneHeartbeat) {
+    pair_.Receive(m, 1, 14, now_ns_);  // the backbone carries nothing else to us
     return;
   }
   ParseConfig pc;
@@ -260,7 +230,7 @@ void SlowPath::Handle(rte_mbuf* m) {
     return;
   }
   if (p.ethertype == kEthHeartbeat) {
-    HandleHeartbeat(m, 0, p.l3);
+    pair_.Receive(m, 0, p.l3, now_ns_);
   } else if (p.ethertype == kEthArp) {
     HandleArp(m, p);
   } else if (p.v4) {
@@ -273,7 +243,7 @@ void SlowPath::Handle(rte_mbuf* m) {
 void SlowPath::HandleArp(rte_mbuf* m, const Parsed& p) {
   const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
   const uint8_t* a = f + p.l3;
-  tables::WorkerCounters& wc = dp_.state.worker_counters(dp_.cfg.worker_lcores.size());
+  tables::WorkerCounters& wc = Counters();
   if (Be16(a) != 1 || Be16(a + 2) != kEthIPv4 || a[4] != 6 || a[5] != 4 ||
       std::memcmp(a + 8, f + 6, 6) != 0) {
     // A sender hardware address that is not the frame's source is a poisoning attempt.
@@ -285,16 +255,14 @@ void SlowPath::HandleArp(rte_mbuf* m, const Parsed& p) {
   IpAddr spa = V4At(a + 14), tpa = V4At(a + 24);
   uint8_t sha[6];
   std::memcpy(sha, a + 8, 6);
-  uint64_t now = MonotonicNs();
-  bool active = dp_.Active();
   if (IsVip(spa)) {
     wc.drops[uint32_t(Drop::kNotForUs)]++;  // someone else claims our VIP
-    Defend(now);
+    Defend(sha);
   } else if (op == kArpRequest && IsVip(tpa) && spa != tpa) {
-    Learn(spa, sha, OnLink(spa), false, now);
-    if (active) SendArp(kArpReply, sha, tpa, sha, spa);
+    Heard(spa, sha, false);  // a request names its sender: a claim, never an answer
+    if (dp_.Active()) SendArp(kArpReply, sha, tpa, sha, spa);
   } else if (op == kArpRequest || op == kArpReply) {
-    Learn(spa, sha, false, op == kArpReply, now);  // refresh only: never created unasked
+    Heard(spa, sha, op == kArpReply);
   } else {
     wc.drops[uint32_t(Drop::kMalformed)]++;
   }
@@ -334,7 +302,7 @@ void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
   uint8_t* ip = f + p.l3;
   uint8_t* icmp = f + p.l4;
   uint16_t len = p.frame_len - p.l4;
-  tables::WorkerCounters& wc = dp_.state.worker_counters(dp_.cfg.worker_lcores.size());
+  tables::WorkerCounters& wc = Counters();
   if (len < 8 || L4Checksum(false, ip, icmp, len, kProtoIcmp6) != 0) {
     // Summed with its checksum field, a valid message complements to zero.
     wc.drops[uint32_t(len < 8 ? Drop::kMalformed : Drop::kBadChecksum)]++;
@@ -343,7 +311,6 @@ void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
   }
   IpAddr src = V6At(ip + 8), dst = V6At(ip + 24);
   bool active = dp_.Active();
-  uint64_t now = MonotonicNs();
   uint8_t type = icmp[0];
   if ((type == kNdNs || type == kNdNa) && (ip[7] != 255 || len < 24 || icmp[1] != 0)) {
     wc.drops[uint32_t(Drop::kMalformed)]++;  // RFC 4861: hop limit 255 or not ND at all
@@ -360,12 +327,10 @@ void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
       return;
     }
     bool unspecified = src.is_zero();
-    if (!unspecified && slla) Learn(src, slla, IsVip(target) && OnLink(src), false, now);
+    if (!unspecified && slla) Heard(src, slla, false);
     if (IsVip(target) && active) {
       if (unspecified) {
-        static const uint8_t all_nodes_mac[6] = {0x33, 0x33, 0, 0, 0, 1};
-        uint8_t all_nodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-        SendNa(target, V6At(all_nodes), all_nodes_mac, false);
+        SendNa(target, V6At(kAllNodes), kAllNodesMac, false);
       } else {
         SendNa(target, src, slla ? slla : f + 6, true);
       }
@@ -375,13 +340,13 @@ void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
     const uint8_t* tlla = FindLlOption(icmp + 24, len - 24, kOptTlla);
     if (IsVip(target)) {
       wc.drops[uint32_t(Drop::kNotForUs)]++;  // someone else claims our VIP
-      Defend(now);
+      Defend(tlla ? tlla : f + 6);
     } else {
       // An answer is a solicited NA; a standby's probes go out from ::, and
-      // hosts answer those to all nodes without the S flag (Learn still
-      // accepts either only while our request is pending).
+      // hosts answer those to all nodes without the S flag (NeighPolicy
+      // takes either as an answer only while a probe of ours is waiting).
       bool answer = (icmp[4] & 0x40) != 0 || !dp_.Active();
-      Learn(target, tlla ? tlla : f + 6, false, answer, now);
+      Heard(target, tlla ? tlla : f + 6, answer);
     }
   } else if (type == kIcmp6EchoRequest && IsVip(dst) && active) {
     uint8_t mac[6];
@@ -401,20 +366,12 @@ void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
   rte_pktmbuf_free(m);
 }
 
-void SlowPath::Resolve(const IpAddr& ip, uint64_t now_ns) {
-  tables::NeighEntry* e = dp_.neigh.FindOrAdd(ip);
-  if (!e) return;
-  auto st = NeighState(e->state.load());
-  if (st == NeighState::kReachable) return;
-  if (e->requested_ns && now_ns - e->requested_ns < dp_.cfg.neigh_probe_ms * 1000000ull) return;
-  NeighTable::Write(*e, [&] {
-    e->requested_ns = now_ns;
-    if (e->probes < 255) e->probes++;
-  });
-  // A request from a VIP teaches the asked host that the VIP lives at our
-  // MAC: only the active node may say so. A standby (whose neighbour cache is
-  // kept warm for a takeover) asks from the unspecified address, as duplicate
-  // address detection does (RFC 5227 ARP probe, RFC 4862 NS from ::).
+// A probe of ours for `ip`. A request from a VIP teaches the asked host that
+// the VIP lives at our MAC: only the active node may say so. A standby (whose
+// neighbour cache is kept warm for a takeover) asks from the unspecified
+// address, as duplicate address detection does (RFC 5227 ARP probe, RFC 4862
+// NS from ::).
+void SlowPath::SendProbe(const IpAddr& ip) {
   bool speak_for_vip = dp_.Active();
   if (ip.is_v4()) {
     const IpAddr* src = nullptr;
@@ -434,128 +391,24 @@ void SlowPath::Resolve(const IpAddr& ip, uint64_t now_ns) {
 
 // Another host claimed one of our VIPs (a gratuitous ARP or an unsolicited
 // NA): hosts that believed it would send media there. Announce our VIPs again
-// at once, as RFC 5227 defends an address, at most every 10 ms.
-void SlowPath::Defend(uint64_t now_ns) {
-  if (!dp_.Active() || now_ns - last_defence_ns_ < 10'000'000ull) return;
-  last_defence_ns_ = now_ns;
+// at once, as RFC 5227 defends an address, at most every 10 ms; but never
+// against the peer, whose announcements the epoch settles (PairLink).
+void SlowPath::Defend(const uint8_t mac[6]) {
+  if (!dp_.Active() || pair_.IsPeerAccessMac(mac)) return;
+  if (now_ns_ - last_defence_ns_ < 10'000'000ull) return;
+  last_defence_ns_ = now_ns_;
   Announce();
 }
 
 void SlowPath::Announce() {
-  static const uint8_t all_nodes_mac[6] = {0x33, 0x33, 0, 0, 0, 1};
-  uint8_t all_nodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
   for (const auto& v : vips_) {
     if (v.is_v4()) {
       SendArp(kArpRequest, kBroadcast, v, kZeroMac, v);  // gratuitous ARP
     } else {
-      SendNa(v, V6At(all_nodes), all_nodes_mac, false);  // unsolicited NA
+      SendNa(v, V6At(kAllNodes), kAllNodesMac, false);  // unsolicited NA
     }
   }
   announcements_++;
-}
-
-void SlowPath::HandleHeartbeat(rte_mbuf* m, uint32_t path, uint16_t l3) {
-  tables::PeerPath& peer = dp_.state.header().peer[path];
-  if (dp_.cfg.pair_node_id == 0) {
-    rte_pktmbuf_free(m);
-    return;
-  }
-  const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
-  uint32_t len = rte_pktmbuf_data_len(m);
-  auto msg = len > l3 ? DecodeHeartbeat(f + l3, len - l3, dp_.cfg.heartbeat_key)
-                      : absl::StatusOr<HeartbeatMsg>(absl::InvalidArgumentError("short"));
-  rte_pktmbuf_free(m);
-  if (!msg.ok() || msg->node_id == dp_.cfg.pair_node_id ||
-      !replay_[path].Accept(*msg, UnixNs())) {
-    // Our own broadcast coming back is not refused, merely ignored.
-    if (!msg.ok() || msg->node_id != dp_.cfg.pair_node_id) {
-      NeighTable::Write(peer, [&] { peer.frames_refused++; });
-    }
-    return;
-  }
-  if ((msg->flags & tables::kHbActive) && msg->epoch >= dp_.tables.epoch()) {
-    peer_took_over_ = true;  // keep holding until our control plane demotes us
-  } else if (dp_.hold_active.load(std::memory_order_relaxed)) {
-    dp_.hold_active.store(false);
-    std::fprintf(stderr, "tandem-switch: peer %u is not active in a higher epoch: forwarding\n",
-                 msg->node_id);
-  }
-  NeighTable::Write(peer, [&] {
-    peer.node_id = msg->node_id;
-    peer.last_heard_ns = MonotonicNs();
-    peer.epoch = msg->epoch;
-    peer.position = msg->position;
-    peer.flags = msg->flags;
-    peer.frames_ok++;
-  });
-}
-
-bool SlowPath::UpdateLocalHealth(uint64_t now_ns) {
-  uint32_t flags = 0;
-  bool workers_ok = true;
-  const uint64_t stall_ns = dp_.cfg.worker_stall_ms * 1000000ull;
-  for (uint32_t w = 0; w < dp_.cfg.worker_lcores.size(); ++w) {
-    uint64_t hb = dp_.state.health(w).heartbeat_ns.load(std::memory_order_relaxed);
-    if (hb == 0 || now_ns - std::min(now_ns, hb) > stall_ns) workers_ok = false;
-  }
-  if (workers_ok) flags |= tables::kHbDataPlaneOk;
-  bool link = dp_.state.port(0).link_up;
-  if (!access_iface_.empty()) {
-    std::ifstream in("/sys/class/net/" + access_iface_ + "/operstate");
-    std::string state;
-    in >> state;
-    link = link && (state == "up" || state == "unknown");
-  }
-  if (link) flags |= tables::kHbAccessLinkUp;
-  return dp_.state.header().local_flags.exchange(flags, std::memory_order_relaxed) != flags;
-}
-
-void SlowPath::SendHeartbeats(uint64_t now_ns) {
-  if (dp_.cfg.pair_node_id == 0) return;
-  // Health is looked at every millisecond and a change goes out at once: a
-  // lost access link reaches the standby in about a millisecond, not at the
-  // next interval.
-  if (now_ns >= next_health_ns_) {
-    next_health_ns_ = now_ns + 1000000ull;
-    if (UpdateLocalHealth(now_ns)) next_hb_ns_ = now_ns;
-  }
-  if (now_ns < next_hb_ns_) return;
-  next_hb_ns_ = now_ns + dp_.cfg.heartbeat_ms * 1000000ull;
-  HeartbeatMsg msg;
-  msg.node_id = dp_.cfg.pair_node_id;
-  msg.flags = dp_.state.header().local_flags.load(std::memory_order_relaxed);
-  // The tables' role even while held: a peer active in a higher epoch then
-  // sees two actives and this node's control demotes (the lower epoch yields).
-  if (dp_.tables.role() == tables::Role::kActive) msg.flags |= tables::kHbActive;
-  if (dp_.tables.header().handover.load(std::memory_order_relaxed)) {
-    msg.flags |= tables::kHbHandover;
-  }
-  msg.epoch = dp_.tables.epoch();
-  msg.position = dp_.tables.header().mirror_position.load(std::memory_order_relaxed);
-  msg.boot_id = boot_id_;
-  msg.unix_ns = UnixNs();
-  for (const Port& port : dp_.ports) {
-    bool access = port.role == PortRole::kAccess;
-    msg.path = access ? 0 : 1;
-    msg.counter = ++hb_counter_;
-    uint8_t* body;
-    rte_mbuf* m = NewFrame(kBroadcast, kEthHeartbeat, kHeartbeatLen, &body);
-    if (!m) return;
-    if (!access) {
-      // The backbone is untagged and has its own MAC.
-      uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
-      if (dp_.cfg.vlan) {
-        std::memmove(f + 12, f + 16, rte_pktmbuf_data_len(m) - 16);
-        rte_pktmbuf_trim(m, 4);
-        body = f + 14;
-      }
-      std::memcpy(f + 6, port.mac, 6);
-      m->port = port.id;
-    }
-    EncodeHeartbeat(msg, dp_.cfg.heartbeat_key, body);
-    Transmit(m);
-  }
-  dp_.state.header().heartbeats_sent.fetch_add(1, std::memory_order_relaxed);
 }
 
 // A standby resolves the receivers of every leg in its (mirrored) tables
@@ -573,25 +426,16 @@ void SlowPath::WarmNeighbours(uint64_t now_ns) {
     if (!(e.flags.load(std::memory_order_relaxed) & tables::kLegRecv)) continue;
     IpAddr hop = dp_.NextHop(e.key.remote);
     uint8_t mac[6];
-    if (!dp_.neigh.Lookup(hop, mac)) Resolve(hop, now_ns);
+    if (!dp_.neigh.Lookup(hop, mac)) neigh_.Resolve(hop, now_ns);
   }
 }
 
 void SlowPath::Tick(uint64_t now_ns) {
-  SendHeartbeats(now_ns);
+  pair_.Tick(now_ns, &out_);
   // Once a millisecond, not once a loop: a busy main thread loops far more often.
   if (!dp_.Active() && now_ns >= next_warm_ns_) {
     next_warm_ns_ = now_ns + 1000000ull;
     WarmNeighbours(now_ns);
-  }
-  if (dp_.hold_active.load(std::memory_order_relaxed)) {
-    if (!hold_until_ns_) hold_until_ns_ = now_ns + std::max<uint64_t>(
-        300'000'000ull, 30ull * dp_.cfg.heartbeat_ms * 1000000ull);
-    bool standby = dp_.tables.role() != tables::Role::kActive;
-    if (standby || (now_ns >= hold_until_ns_ && !peer_took_over_)) {
-      dp_.hold_active.store(false);
-      if (!standby) std::fprintf(stderr, "tandem-switch: no active peer heard: forwarding\n");
-    }
   }
   uint32_t seq = dp_.tables.header().vip_seq.load(std::memory_order_acquire);
   bool vips_changed = seq != vip_seq_;
@@ -614,28 +458,8 @@ void SlowPath::Tick(uint64_t now_ns) {
     announce_left_--;
     next_announce_ns_ = now_ns + 50 * 1000000ull;
   }
-  if (now_ns - last_age_ns_ < 1000000000ull) return;
-  last_age_ns_ = now_ns;
-  uint64_t reachable = dp_.cfg.neigh_reachable_s * 1000000000ull;
-  uint64_t probe = dp_.cfg.neigh_probe_ms * 1000000ull;
-  for (uint32_t i = 0; i < tables::kNeighCapacity; ++i) {
-    tables::NeighEntry& e = dp_.neigh.entries()[i];
-    auto st = NeighState(e.state.load(std::memory_order_relaxed));
-    if (st == NeighState::kReachable && now_ns - e.updated_ns > reachable) {
-      NeighTable::Write(e, [&] {
-        e.state.store(uint8_t(NeighState::kStale));
-        e.probes = 0;
-        e.requested_ns = 0;
-      });
-      Resolve(e.ip, now_ns);
-    } else if (st == NeighState::kStale && now_ns - e.requested_ns > probe) {
-      if (e.probes >= 3) {
-        NeighTable::Write(e, [&] { e.state.store(uint8_t(NeighState::kIncomplete)); });
-      } else {
-        Resolve(e.ip, now_ns);
-      }
-    }
-  }
+  neigh_.Tick(now_ns);
+  for (const IpAddr& ip : neigh_.TakeProbes()) SendProbe(ip);
 }
 
 }  // namespace tandem::sw

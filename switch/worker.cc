@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "switch/dataplane.h"
+#include "switch/handoff.h"
 #include "switch/policer.h"
 
 namespace tandem::sw {
@@ -110,6 +111,15 @@ class Worker {
     wc_.drops[uint32_t(d)]++;
     dropped_[ndropped_++] = m;
   }
+  // To the main thread (switch/handoff.h), or dropped by reason.
+  void HandOff(rte_mbuf* m, SlowKind kind, uint16_t l3, uint16_t ethertype) {
+    Drop d = handoff_.Offer(m, kind, l3, ethertype, now_tsc_);
+    if (d == Drop::kCount) {
+      wc_.slow_path++;
+    } else {
+      DropLater(m, d);
+    }
+  }
   bool IsVip(const IpAddr& a);
   void RefreshVips();
   void RecordLatency(uint64_t cycles, uint32_t packets);
@@ -143,6 +153,9 @@ class Worker {
   uint64_t tx_bytes_pending_[tables::kMaxPorts] = {};  // bytes of packets in tx_
   unsigned __int128 ns_per_tsc_q32_ = 0;  // 2^32 * 1e9 / tsc_hz
   double sec_per_tsc_ = 0;  // 1 / tsc_hz: the policers multiply, never divide
+  // Last: its rate limiters' tables are large and touched only by the slow
+  // path's frames.
+  SlowHandoff handoff_{dp_};
 };
 
 bool Worker::IsVip(const IpAddr& a) {
@@ -429,9 +442,8 @@ void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
       // The backbone carries only the pair's heartbeats (replication runs
       // over the host's IP stack).
       const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
-      if (rte_pktmbuf_data_len(m) >= 14 && (f[12] << 8 | f[13]) == kEthHeartbeat &&
-          rte_ring_mp_enqueue(dp_.slow_ring, m) == 0) {
-        wc_.slow_path++;
+      if (rte_pktmbuf_data_len(m) >= 14 && (f[12] << 8 | f[13]) == kEthHeartbeat) {
+        HandOff(m, SlowKind::kBackboneHeartbeat, 14, kEthHeartbeat);
       } else {
         DropLater(m, Drop::kNotForUs);
       }
@@ -448,11 +460,8 @@ void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
       continue;
     }
     if (p.verdict == Verdict::kSlowPath) {
-      if (rte_ring_mp_enqueue(dp_.slow_ring, m) != 0) {
-        DropLater(m, Drop::kSlowPathFull);
-      } else {
-        wc_.slow_path++;
-      }
+      HandOff(m, p.ethertype == kEthHeartbeat ? SlowKind::kAccessHeartbeat : SlowKind::kOther,
+              p.l3, p.ethertype);
       continue;
     }
     if (!active) {

@@ -30,7 +30,7 @@ namespace tandem::tables {
 inline constexpr uint64_t kTablesMagic = 0x31424154444e4154ULL;  // "TANDTAB1"
 inline constexpr uint64_t kStateMagic = 0x31545341444e4154ULL;   // "TANDAST1"
 inline constexpr uint32_t kTablesVersion = 2;
-inline constexpr uint32_t kStateVersion = 3;
+inline constexpr uint32_t kStateVersion = 4;
 
 inline constexpr uint32_t kNil = 0xffffffffu;  // end of a chain or list
 inline constexpr uint32_t kMaxVips = 64;
@@ -184,6 +184,8 @@ enum class Drop : uint32_t {
   kTtlExceeded,
   kBadChecksum,
   kMeetingCapped,    // the meeting's copies per second over its cap (MeetingEntry::copies_limit)
+  kSlowPathLimited,  // ARP/ND/ICMP or heartbeat over its source MAC's rate to the main thread
+  kNeighConflict,    // ARP/ND naming a known neighbour's address from another MAC
   kCount
 };
 const char* DropName(Drop d);
@@ -242,10 +244,19 @@ struct alignas(64) PortState {
   uint64_t ipackets, opackets, ibytes, obytes, imissed, ierrors, oerrors, rx_nombuf;
 };
 
-enum class NeighState : uint8_t { kFree = 0, kIncomplete = 1, kReachable = 2, kStale = 3 };
+// kEvicted: a freed entry inside a probe chain (a tombstone): readers go on
+// past it, the writer reuses it.
+enum class NeighState : uint8_t {
+  kFree = 0,
+  kIncomplete = 1,
+  kReachable = 2,
+  kStale = 3,
+  kEvicted = 4
+};
 
 // Neighbour cache (IP -> MAC), open addressing, written by the switch's main
-// thread only. `seq` is a sequence lock (odd while written).
+// thread only. `seq` is a sequence lock (odd while written); every write,
+// including a reuse of the entry for another address, moves it.
 struct alignas(64) NeighEntry {
   std::atomic<uint32_t> seq;
   std::atomic<uint8_t> state;  // NeighState
@@ -277,6 +288,28 @@ struct alignas(64) PeerPath {
   uint32_t reserved;
   uint64_t frames_ok;
   uint64_t frames_refused;  // bad HMAC, replayed, stale or malformed
+  uint64_t frames_other;    // authenticated, but of another node id or the other path
+  // The peer's clock minus ours at its last accepted heartbeat (wall clock,
+  // CLOCK_REALTIME): reported, never used to judge a heartbeat's freshness.
+  int64_t clock_skew_ns;
+  uint8_t mac[6];           // the Ethernet source of its last accepted heartbeat
+  uint8_t reserved2[2];
+};
+static_assert(sizeof(PeerPath) == 128);
+
+// What the switch's neighbour logic (switch/neigh_policy.h) did, written by
+// its main thread under `seq`, read by the control plane and tools.
+struct alignas(64) NeighStats {
+  std::atomic<uint32_t> seq;
+  uint32_t entries;           // in use (not free, not evicted)
+  uint64_t conflicts;         // an address claimed or answered for by two MACs
+  uint64_t moves;             // entries moved to a MAC that alone answered our probe
+  uint64_t evictions;         // entries freed: unanswered, or no longer needed
+  uint64_t refused;           // resolutions refused: the table was full
+  uint64_t last_conflict_ns;  // CLOCK_MONOTONIC; 0 = never
+  IpAddr last_conflict_ip;
+  uint8_t last_conflict_mac[6];   // the MAC that claimed it
+  uint8_t last_conflict_owner[6]; // the MAC the entry kept (zero if none)
 };
 
 struct alignas(64) StateHeader {
@@ -302,6 +335,7 @@ struct alignas(64) StateHeader {
   std::atomic<uint32_t> heartbeat_node_id;  // 0 = heartbeats off
   std::atomic<uint64_t> heartbeats_sent;
   PeerPath peer[2];
+  NeighStats neigh_stats;
 };
 static_assert(sizeof(StateHeader) <= 4096);
 

@@ -200,7 +200,8 @@ const char* DropName(Drop d) {
   static const char* const kNames[] = {
       "malformed", "not_for_us", "unsupported", "unknown_leg", "not_allowed",
       "policed",   "no_neighbour", "tx_full",   "no_buffer",   "not_active",
-      "slow_path_full", "ttl_exceeded", "bad_checksum", "meeting_capped"};
+      "slow_path_full", "ttl_exceeded", "bad_checksum", "meeting_capped",
+      "slow_path_limited", "neighbour_conflict"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == kDropCount);
   auto i = static_cast<uint32_t>(d);
   return i < kDropCount ? kNames[i] : "?";
@@ -1009,8 +1010,31 @@ PeerSnapshot ReadPeer(const StateView& state, uint32_t path) {
     s.flags = p.flags;
     s.frames_ok = p.frames_ok;
     s.frames_refused = p.frames_refused;
+    s.frames_other = p.frames_other;
+    s.clock_skew_ns = p.clock_skew_ns;
+    std::memcpy(s.mac, p.mac, 6);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (p.seq.load(std::memory_order_relaxed) == s1 || attempt >= 10000) return s;
+  }
+}
+
+NeighStatsSnapshot ReadNeighStats(const StateView& state) {
+  const NeighStats& n = state.header().neigh_stats;
+  NeighStatsSnapshot s;
+  for (int attempt = 0;; ++attempt) {
+    uint32_t s1 = n.seq.load(std::memory_order_acquire);
+    if ((s1 & 1) && attempt < 10000) continue;  // a switch killed mid-write leaves it odd
+    s.entries = n.entries;
+    s.conflicts = n.conflicts;
+    s.moves = n.moves;
+    s.evictions = n.evictions;
+    s.refused = n.refused;
+    s.last_conflict_ns = n.last_conflict_ns;
+    s.last_conflict_ip = n.last_conflict_ip;
+    std::memcpy(s.last_conflict_mac, n.last_conflict_mac, 6);
+    std::memcpy(s.last_conflict_owner, n.last_conflict_owner, 6);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (n.seq.load(std::memory_order_relaxed) == s1 || attempt >= 10000) return s;
   }
 }
 

@@ -266,9 +266,22 @@ struct PeerSnapshot {
   uint64_t last_heard_ns = 0;  // CLOCK_MONOTONIC; 0 = never
   uint64_t epoch = 0, position = 0;
   uint32_t flags = 0;  // kHb*
-  uint64_t frames_ok = 0, frames_refused = 0;
+  uint64_t frames_ok = 0, frames_refused = 0, frames_other = 0;
+  int64_t clock_skew_ns = 0;
+  uint8_t mac[6] = {};
 };
 PeerSnapshot ReadPeer(const StateView& state, uint32_t path);
+
+// A consistent copy of the switch's neighbour statistics (NeighStats).
+struct NeighStatsSnapshot {
+  uint32_t entries = 0;
+  uint64_t conflicts = 0, moves = 0, evictions = 0, refused = 0;
+  uint64_t last_conflict_ns = 0;  // CLOCK_MONOTONIC; 0 = none since the switch started
+  IpAddr last_conflict_ip;
+  uint8_t last_conflict_mac[6] = {};
+  uint8_t last_conflict_owner[6] = {};
+};
+NeighStatsSnapshot ReadNeighStats(const StateView& state);
 
 // Totals over workers.
 WorkerCounters SumWorkerCounters(const StateView& state);

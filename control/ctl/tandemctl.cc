@@ -378,8 +378,12 @@ void SetPolicyFromArgs(const Args& a, v1::Policy* p) {
   rate("leg-kbps", [&](uint32_t v) { p->set_leg_kbps(v); }, [&] { p->clear_leg_kbps(); });
   rate("meeting-copies", [&](uint32_t v) { p->set_meeting_copies_per_s(v); },
        [&] { p->clear_meeting_copies_per_s(); });
-  for (auto [ch, l] : {std::pair{"audio", p->mutable_audio()}, {"video", p->mutable_video()},
-                       {"share", p->mutable_share()}}) {
+  for (const auto& channel : {std::pair{"audio", p->mutable_audio()},
+                              {"video", p->mutable_video()}, {"share", p->mutable_share()}}) {
+    // Named copies, not a structured binding: clang before 16 cannot capture
+    // those in a lambda.
+    const char* ch = channel.first;
+    auto* l = channel.second;
     rate(absl::StrCat(ch, "-pps").c_str(), [&](uint32_t v) { l->set_pps(v); },
          [&] { l->clear_pps(); });
     rate(absl::StrCat(ch, "-kbps").c_str(), [&](uint32_t v) { l->set_kbps(v); },
@@ -465,7 +469,14 @@ void CmdStatus(Context& c, const Args& a, bool neighbours, bool ports_only) {
                   {"switch restarts", absl::StrCat(s.switch_restarts())},
                   {"rx packets", absl::StrCat(s.rx_packets())},
                   {"tx packets", absl::StrCat(s.tx_packets())},
-                  {"changes", absl::StrCat(s.change_seq(), " (log ", s.log_id(), ")")}});
+                  {"changes", absl::StrCat(s.change_seq(), " (log ", s.log_id(), ")")},
+                  {"alarms", s.alarms().empty() ? std::string("none") : s.alarms()},
+                  {"neighbours",
+                   absl::StrCat(s.neighbour_entries(), " entries, ", s.neighbour_conflicts(),
+                                " conflicts",
+                                s.last_neighbour_conflict().empty()
+                                    ? std::string()
+                                    : absl::StrCat(" (last: ", s.last_neighbour_conflict(), ")"))}});
   if (s.workers_size() > 0) {
     printf("\n");
     Table t({"WORKER", "LCORE", "HEALTH", "HEARTBEAT_AGE_MS", "SLEEPING", "RX_PKTS", "TX_PKTS",
@@ -516,6 +527,7 @@ void CmdStatus(Context& c, const Args& a, bool neighbours, bool ports_only) {
                                   absl::StrFormat("%.1f", p.backlog_resident_bytes() / 1048576.0),
                                   " MiB resident")},
          {"alarms", p.alarms()},
+         {"peer clock", absl::StrFormat("%+.1f ms from ours", p.peer_clock_skew_ms())},
          {"takeovers", absl::StrCat(p.takeovers())},
          {"taken over at", p.takeover_position()
                                ? absl::StrCat("change ", p.takeover_position(), " of log ",

@@ -13,8 +13,8 @@ bucket spans a quarter octave (about 19%).
 import struct
 
 STATE_MAGIC = 0x31545341444E4154  # "TANDAST1"
-STATE_VERSION = 3  # kStateVersion
-DROP_COUNT = 13
+STATE_VERSION = 4  # kStateVersion
+DROP_COUNT = 16
 LATENCY_BUCKETS = 128
 # rx_packets, rx_bytes, tx_packets, tx_bytes, forwarded_in, slow_path,
 # csum_completed, drops[DROP_COUNT], loops, idle_sleeps, then latency_hist[128];

@@ -63,6 +63,7 @@ TANDEM_TOOLS=(
   "birdc bird2 tests/integration/helpers/dc.py"
   "etcd etcd-server tests/integration/helpers/etcd.py"
   "etcdctl etcd-client tests/integration/helpers/etcd.py"
+  "faketime faketime tests/integration/test_pair_slowpath.py"
 )
 
 # Returns 1 and names each missing entry (and its package) on stderr.

@@ -67,6 +67,7 @@
 #include "common/clock.h"
 #include "common/tables/tables.h"
 #include "switch/dataplane.h"
+#include "switch/handoff.h"
 #include "switch/heartbeat.h"
 #include "switch/packet.h"
 #include "switch/slowpath.h"
@@ -91,6 +92,7 @@ constexpr uint32_t kMaxFrames = 256;
 constexpr uint32_t kMaxFrameLen = 9216;
 constexpr uint32_t kMaxRounds = 10000;
 constexpr uint32_t kPairNode = 1;
+constexpr uint32_t kPairPeer = 2;  // make_seeds.py's heartbeats come from node 2
 const char kPairKey[] = "fuzz-pair-key-0123456789abcdef";  // as heartbeat_fuzz.cc
 
 // ---- an independent checksum (RFC 1071), not the switch's ----
@@ -330,6 +332,7 @@ void Setup(const char* argv0) {
   c.neigh_reachable_s = 7 * 24 * 3600;  // the known neighbours stay known while fuzzing
   c.neigh_probe_ms = 200;
   c.pair_node_id = kPairNode;
+  c.pair_peer_node_id = kPairPeer;
   c.heartbeat_key = kPairKey;
   c.heartbeat_ms = 10;
 
@@ -387,11 +390,8 @@ void Setup(const char* argv0) {
       rte_pktmbuf_pool_create("fz_rx", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
   FUZZ_CHECK(dp->pool && dp->hdr_pool && dp->clone_pool && b->rx_pool, "pools: %s",
              rte_strerror(rte_errno));
-  dp->slow_ring = rte_ring_create("slow", 1024, SOCKET_ID_ANY, RING_F_SC_DEQ);
-  dp->resolve_ring = rte_ring_create_elem("resolve", sizeof(sw::ResolveRequest), 1024,
-                                          SOCKET_ID_ANY, RING_F_SC_DEQ);
-  dp->inject_ring = rte_ring_create("inject", 1024, SOCKET_ID_ANY, RING_F_SC_DEQ);
-  FUZZ_CHECK(dp->slow_ring && dp->resolve_ring && dp->inject_ring, "rings");
+  auto rings = sw::CreateSlowRings(*dp);
+  FUZZ_CHECK(rings.ok(), "rings: %s", rings.ToString().c_str());
 
   for (uint32_t p = 0; p < kPorts; ++p) {
     sw::Port port;
@@ -779,8 +779,10 @@ uint32_t DrainTx(Run& r) {
 }
 
 bool RingsEmpty(const Run& r) {
-  if (rte_ring_count(r.dp.slow_ring) || rte_ring_count(r.dp.resolve_ring) ||
-      rte_ring_count(r.dp.inject_ring)) {
+  if (rte_ring_count(r.dp.slow_ring) || rte_ring_count(r.dp.known_ring) ||
+      rte_ring_count(r.dp.wanted_ring) ||
+      rte_ring_count(r.dp.hb_ring[0]) || rte_ring_count(r.dp.hb_ring[1]) ||
+      rte_ring_count(r.dp.resolve_ring) || rte_ring_count(r.dp.inject_ring)) {
     return false;
   }
   for (uint32_t p = 0; p < kPorts; ++p) {
@@ -965,12 +967,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const tb::PeerPath* peer = dp.state.header().peer;
     std::fprintf(stderr,
                  "  rx %llu forwarded_in %llu slow_path %llu tx %llu (media %llu) "
-                 "peer frames ok %llu/%llu refused %llu/%llu hold %d\n ",
+                 "peer frames ok %llu/%llu refused %llu/%llu other %llu/%llu hold %d\n ",
                  (unsigned long long)t.rx_packets, (unsigned long long)t.forwarded_in,
                  (unsigned long long)t.slow_path, (unsigned long long)r.tx_frames,
                  (unsigned long long)r.tx_media, (unsigned long long)peer[0].frames_ok,
                  (unsigned long long)peer[1].frames_ok, (unsigned long long)peer[0].frames_refused,
-                 (unsigned long long)peer[1].frames_refused, int(dp.hold_active.load()));
+                 (unsigned long long)peer[1].frames_refused, (unsigned long long)peer[0].frames_other,
+                 (unsigned long long)peer[1].frames_other, int(dp.hold_active.load()));
     const tb::WorkerCounters& m = dp.state.worker_counters(kWorkers);
     for (uint32_t d = 0; d < tb::kDropCount; ++d) {
       if (t.drops[d] || m.drops[d]) {

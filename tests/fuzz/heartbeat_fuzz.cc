@@ -6,7 +6,8 @@
 //  - odd: the rest is a message body that the harness signs with the pair's
 //    key, so that the decoder's field checks behind the HMAC are reached.
 // Whatever decodes must re-encode to a message that decodes to the same
-// fields, and the replay guard must refuse the same message twice.
+// fields (ParseHeartbeat agreeing), and the replay guard must refuse the same
+// message twice and never accept one that echoes a heartbeat we did not send.
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -45,14 +46,38 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(m2->node_id == m->node_id && m2->path == m->path && m2->flags == m->flags &&
                  m2->epoch == m->epoch && m2->position == m->position &&
                  m2->boot_id == m->boot_id && m2->counter == m->counter &&
-                 m2->unix_ns == m->unix_ns,
+                 m2->unix_ns == m->unix_ns && m2->echo_boot == m->echo_boot &&
+                 m2->echo_counter == m->echo_counter,
              "re-encoded heartbeat decodes differently");
+  auto parsed = tandem::sw::ParseHeartbeat(msg.data(), msg.size());
+  FUZZ_CHECK(parsed.ok() && parsed->counter == m->counter && parsed->echo_counter == m->echo_counter,
+             "ParseHeartbeat disagrees with DecodeHeartbeat");
   // A wrong key never accepts it.
   auto wrong = tandem::sw::DecodeHeartbeat(msg.data(), msg.size(), kKey + "x");
   FUZZ_CHECK(!wrong.ok(), "accepted under a wrong key");
-  tandem::sw::ReplayGuard guard;
-  if (guard.Accept(*m, m->unix_ns)) {
-    FUZZ_CHECK(!guard.Accept(*m, m->unix_ns), "the same heartbeat accepted twice");
+  using R = tandem::sw::ReplayGuard::Result;
+  const uint64_t sent_at = 1'000'000'000, now = sent_at + 1'000'000;
+  {
+    // We sent what it echoes 1 ms ago: fresh once, then a replay.
+    tandem::sw::SentLog sent;
+    sent.Record(m->echo_counter, sent_at);
+    tandem::sw::ReplayGuard guard;
+    if (guard.Accept(*m, m->echo_boot, sent, now, m->unix_ns) == R::kAccepted) {
+      FUZZ_CHECK(!guard.IsNew(*m), "accepted, yet still new");
+      FUZZ_CHECK(guard.Accept(*m, m->echo_boot, sent, now, m->unix_ns) == R::kReplayed,
+                 "the same heartbeat accepted twice");
+    }
+  }
+  if (m->echo_boot != 0 || m->echo_counter != 0) {
+    // An echo of a boot that is not ours, or of nothing we sent: never fresh.
+    tandem::sw::SentLog none;
+    tandem::sw::ReplayGuard guard;
+    FUZZ_CHECK(guard.Accept(*m, m->echo_boot, none, now, m->unix_ns) == R::kStale,
+               "accepted an echo of a heartbeat never sent");
+    tandem::sw::SentLog sent;
+    sent.Record(m->echo_counter, sent_at);
+    FUZZ_CHECK(guard.Accept(*m, uint64_t(m->echo_boot) + 1, sent, now, m->unix_ns) == R::kStale,
+               "accepted an echo of another boot");
   }
   return 0;
 }

@@ -72,10 +72,11 @@ HB_KEY = b"fuzz-pair-key-0123456789abcdef"  # as heartbeat_fuzz.cc
 
 
 def heartbeat_body(node=1, path=0, flags=7, epoch=3, position=42, boot=0x1122334455667788,
-                   counter=5, unix_ns=1_700_000_000_000_000_000):
+                   counter=5, unix_ns=1_700_000_000_000_000_000, echo_boot=0, echo_counter=0):
     b = bytearray(64)
     struct.pack_into(">IBB", b, 0, 0x54484231, 1, path)
-    struct.pack_into(">IIQQQQQ", b, 8, node, flags, epoch, position, boot, counter, unix_ns)
+    struct.pack_into(">IIQQQQQII", b, 8, node, flags, epoch, position, boot, counter, unix_ns,
+                     echo_boot, echo_counter)
     return bytes(b)
 
 
@@ -86,6 +87,7 @@ def heartbeats():
     write("heartbeat", "as_received", b"\x00" + body + mac)
     write("heartbeat", "bad_mac", b"\x00" + body + bytes(32))
     write("heartbeat", "short", b"\x00" + body[:20])
+    write("heartbeat", "with_echo", b"\x01" + heartbeat_body(echo_boot=0x99, echo_counter=4))
 
 
 WIRE_VERSION = 2  # mirror/wire.h kWireVersion
@@ -160,12 +162,14 @@ gateway6 = "2001:db8:1::1"
 vlan = 0
 neigh_reachable_s = 30
 neigh_probe_ms = 200
+slow_path_pps_per_source = 200
 
 [telemetry]
 enabled = true
 
 [pair]
 node_id = 1
+peer_node_id = 2
 key = "0123456789abcdef0123456789abcdef"
 heartbeat_ms = 10
 
@@ -370,6 +374,42 @@ def datapath():
     w("heartbeat_unsigned", [(0, Ether(src=PEER, dst="ff:ff:ff:ff:ff:ff", type=0x88B5)
                               / Raw(heartbeat_body(node=2) + bytes(32)))])
     w("backbone_not_a_heartbeat", [(BACKBONE, a)])
+    # Heartbeats that count for nothing: another node holding the key, the
+    # peer's heartbeat for the other path, one echoing a heartbeat never sent.
+    w("heartbeat_other_node", [(SIGN, Ether(src=member_mac(0x33), dst="ff:ff:ff:ff:ff:ff",
+                                            type=0x88B5) / Raw(heartbeat_body(
+                                                node=3, path=0, flags=7, epoch=9) + bytes(32))),
+                               (FIX, a)], cfg=0x08)
+    w("heartbeat_wrong_path", [hb(1, 7, 9, 0), hb(0, 7, 9, BACKBONE), (FIX, a)], cfg=0x08)
+    w("heartbeat_stale_echo", [(SIGN, Ether(src=PEER, dst="ff:ff:ff:ff:ff:ff", type=0x88B5)
+                                / Raw(heartbeat_body(node=2, flags=3, epoch=0, echo_boot=7,
+                                                     echo_counter=1) + bytes(32))), (FIX, a)],
+      cfg=0x08)
+    # The peer active in a higher epoch: this node goes quiet at once; its
+    # VIP claims (from the MAC its heartbeat came from) are not fought.
+    w("peer_active_higher_epoch_quiet", [hb(0, 7, 5, RUN), (FIX, a)])
+    w("peer_vip_claim_not_defended", [hb(0, 3, 1, RUN), (0, Ether(src=PEER, dst=DP_MAC) / ARP(
+        op=2, hwsrc=PEER, psrc=VIP4, hwdst=DP_MAC, pdst=VIP4))])
+    # A sustained poisoning barrage from one MAC (claims, answers, requests
+    # for the VIP in its victim's name, NAs and NSs): over the per-source
+    # limit, refused as neighbour conflicts, the victim's media still goes to it.
+    barrage = []
+    for i in range(60):
+        barrage += [
+            (0, Ether(src=member_mac(0x66), dst=DP_MAC) / ARP(
+                op=2, hwsrc=member_mac(0x66), psrc="198.18.0.11", hwdst=DP_MAC, pdst=VIP4)),
+            (0, Ether(src=member_mac(0x66), dst="ff:ff:ff:ff:ff:ff") / ARP(
+                op=1, hwsrc=member_mac(0x66), psrc="198.18.0.11", pdst=VIP4)),
+            (FIX, Ether(src=member_mac(0x66), dst=DP_MAC) / IPv6(
+                src="2001:db8:1::11", dst=VIP6, hlim=255) / ICMPv6ND_NA(
+                tgt="2001:db8:1::11", R=0, S=0, O=1) / ICMPv6NDOptDstLLAddr(
+                lladdr=member_mac(0x66))),
+            (FIX, Ether(src=member_mac(0x66), dst=DP_MAC) / IPv6(
+                src="2001:db8:1::11", dst=VIP6, hlim=255) / ICMPv6ND_NS(tgt=VIP6)
+             / ICMPv6NDOptSrcLLAddr(lladdr=member_mac(0x66)))]
+    barrage += [(FIX, media4("198.18.0.10", 5000, 20000, 0x10)),
+                (FIX, media6("2001:db8:1::10", 5000, 20000, 0x70))]
+    w("poisoning_barrage_one_mac", barrage)
     w("standby", [(FIX, a), (0, Ether(src=member_mac(0x10), dst="ff:ff:ff:ff:ff:ff") / ARP(
         op=1, hwsrc=member_mac(0x10), psrc="198.18.0.10", pdst=VIP4))], cfg=0x04)
     w("vlan5", [(FIX, media4("198.18.0.10", 5000, 20000, 0x10, vlan=5)),

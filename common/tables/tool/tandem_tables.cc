@@ -618,6 +618,7 @@ const char* NeighStateName(uint8_t s) {
     case NeighState::kIncomplete: return "incomplete";
     case NeighState::kReachable: return "reachable";
     case NeighState::kStale: return "stale";
+    case NeighState::kEvicted: return "evicted";
   }
   return "?";
 }
@@ -645,7 +646,9 @@ std::vector<NeighRow> Neighbours(const StateView& v) {
       r.updated_ns = e.updated_ns;
       std::atomic_thread_fence(std::memory_order_acquire);
       if (e.seq.load(std::memory_order_relaxed) != s1) continue;
-      if (r.state != uint8_t(NeighState::kFree)) out.push_back(r);
+      if (r.state != uint8_t(NeighState::kFree) && r.state != uint8_t(NeighState::kEvicted)) {
+        out.push_back(r);
+      }
       break;
     }
   }
@@ -758,9 +761,29 @@ absl::Status Stats(const Options& o, const std::string& path) {
       j.Key("access_link_up").Bool(p.flags & kHbAccessLinkUp);
       j.Key("frames_ok").Uint(p.frames_ok);
       j.Key("frames_refused").Uint(p.frames_refused);
+      j.Key("frames_other").Uint(p.frames_other);
+      j.Key("clock_skew_ms").Double(double(p.clock_skew_ns) / 1e6);
+      j.Key("mac").String(MacText(p.mac));
       j.EndObject();
     }
     j.EndArray();
+    j.EndObject();
+    const NeighStatsSnapshot ns = ReadNeighStats(v);
+    j.Key("neighbour_table").BeginObject();
+    j.Key("entries").Uint(ns.entries);
+    j.Key("conflicts").Uint(ns.conflicts);
+    j.Key("moves").Uint(ns.moves);
+    j.Key("evictions").Uint(ns.evictions);
+    j.Key("refused").Uint(ns.refused);
+    j.Key("last_conflict_ip").String(ns.last_conflict_ns ? ns.last_conflict_ip.ToString() : "");
+    j.Key("last_conflict_mac").String(MacText(ns.last_conflict_mac));
+    j.Key("last_conflict_owner").String(MacText(ns.last_conflict_owner));
+    j.Key("last_conflict_ms_ago");
+    if (ns.last_conflict_ns) {
+      j.Double(ns.last_conflict_ns < now ? double(now - ns.last_conflict_ns) / 1e6 : 0.0);
+    } else {
+      j.Null();
+    }
     j.EndObject();
     j.Key("neighbours").BeginArray();
     for (const NeighRow& n : neighbours) {
@@ -820,8 +843,22 @@ absl::Status Stats(const Options& o, const std::string& path) {
             (p.flags & kHbDataPlaneOk) ? "ok" : "DOWN",
             (p.flags & kHbAccessLinkUp) ? "up" : "DOWN");
       }
-      std::cout << absl::StrFormat(" (%d ok, %d refused)\n", p.frames_ok, p.frames_refused);
+      std::cout << absl::StrFormat(" (%d ok, %d refused, %d of another node or path), clock "
+                                   "skew %.1f ms\n",
+                                   p.frames_ok, p.frames_refused, p.frames_other,
+                                   double(p.clock_skew_ns) / 1e6);
     }
+  }
+  const NeighStatsSnapshot ns = ReadNeighStats(v);
+  std::cout << absl::StrFormat(
+      "neighbour table: %d entries, %d conflicts, %d moves, %d evictions, %d refused\n",
+      ns.entries, ns.conflicts, ns.moves, ns.evictions, ns.refused);
+  if (ns.last_conflict_ns) {
+    std::cout << "  last conflict: " << ns.last_conflict_ip.ToString() << " claimed by "
+              << MacText(ns.last_conflict_mac) << ", kept " << MacText(ns.last_conflict_owner)
+              << absl::StrFormat(", %.1f s ago\n",
+                                 ns.last_conflict_ns < now ? double(now - ns.last_conflict_ns) / 1e9
+                                                           : 0.0);
   }
   for (const NeighRow& n : neighbours) {
     std::cout << "neighbour " << n.ip.ToString() << " " << MacText(n.mac) << " "

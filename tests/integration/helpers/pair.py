@@ -57,9 +57,11 @@ class NodeControl(ControlDaemon):
 
 class Node:
     def __init__(self, testbed, name, node_id, peer_name, peer_id, mode="async", preempt=False,
-                 multiplier=None, pair_extra="", ports="20000-20099", heartbeat_ms=10):
+                 multiplier=None, pair_extra="", ports="20000-20099", heartbeat_ms=10,
+                 worker_stall_ms=None):
         self.testbed = testbed
         self.multiplier = MULTIPLIER if multiplier is None else multiplier
+        stall = worker_stall_ms or max(100, heartbeat_ms * self.multiplier)
         self.name = name
         self.node_id = node_id
         self.host = testbed.add_node(name)
@@ -72,9 +74,10 @@ devargs = "net_af_packet1,iface=bb0,qpairs=1"
 
 [pair]
 node_id = {node_id}
+peer_node_id = {peer_id}
 key_file = "{key_file}"
 heartbeat_ms = {heartbeat_ms}
-worker_stall_ms = {max(100, heartbeat_ms * self.multiplier)}
+worker_stall_ms = {stall}
 """
         self.switch = Switch(testbed, self.host, node=name, extra_toml=pair_sw, idle_sleep_us=200)
         self.workdir = testbed.tmpdir(f"ctl-{name}", root="/tmp")
@@ -164,19 +167,23 @@ class PairBed:
     `pair_extra` is added to both control daemons' [pair] table ("key = value" lines);
     `ports` is their VIP port pool; `heartbeat_ms` the heartbeat interval of
     both nodes (detection = heartbeat_ms x multiplier, and a switch worker
-    silent that long counts as dead)."""
+    silent that long counts as dead, unless `worker_stall_ms` overrides it:
+    a test whose subject is not the workers' health may keep a test bed
+    starved of CPU from reporting them dead)."""
 
     def __init__(self, participants=3, mode="async", preempt_a=False, multiplier=None,
-                 pair_extra="", ports="20000-20099", heartbeat_ms=10):
+                 pair_extra="", ports="20000-20099", heartbeat_ms=10, worker_stall_ms=None):
         self.testbed = netns.Testbed()
         try:
             self.participants = [self.testbed.add_participant(f"p{i}", i)
                                  for i in range(participants)]
             self.a = Node(self.testbed, "na", 1, "nb", 2, mode=mode, preempt=preempt_a,
                           multiplier=multiplier, pair_extra=pair_extra, ports=ports,
-                          heartbeat_ms=heartbeat_ms)
+                          heartbeat_ms=heartbeat_ms,
+                          worker_stall_ms=worker_stall_ms)
             self.b = Node(self.testbed, "nb", 2, "na", 1, mode=mode, multiplier=multiplier,
-                          pair_extra=pair_extra, ports=ports, heartbeat_ms=heartbeat_ms)
+                          pair_extra=pair_extra, ports=ports, heartbeat_ms=heartbeat_ms,
+                          worker_stall_ms=worker_stall_ms)
             self.a.set_peer_api(self.b.control.api)
             self.b.set_peer_api(self.a.control.api)
             # The backbone: one veth between the node namespaces, with kernel

@@ -499,3 +499,61 @@ TEST(RoleMachine, AResyncedDemotedNodeTakesOverAtOnce) {
 
 }  // namespace
 }  // namespace tandem::mirror
+
+namespace tandem::mirror {
+namespace {
+
+TEST(RoleMachine, ReportsOfANodeThatIsNotThePeerChangeNothing) {
+  RoleConfig cfg;
+  cfg.node_id = 1;
+  cfg.peer_node_id = 2;
+  absl::Time now = absl::UnixEpoch();
+  RoleMachine m(cfg, Role::kActive, 1, now);
+  PeerReport peer;
+  peer.node_id = 2;
+  PeerReport intruder;  // another pair's node holding the key, active above us
+  intruder.node_id = 3;
+  intruder.role = Role::kActive;
+  intruder.epoch = 50;
+  for (int i = 0; i < 100; ++i) {
+    now += absl::Milliseconds(10);
+    m.OnHeartbeat(Path::kBackbone, peer, now);
+    m.OnHeartbeat(Path::kAccess, intruder, now);
+    m.Tick(now);
+  }
+  EXPECT_EQ(m.role(), Role::kActive);
+  EXPECT_EQ(m.epoch(), 1u);
+  EXPECT_TRUE(m.TakeDecisions().empty());
+  EXPECT_EQ(m.reports_ignored(), 100u);
+  // Heard only on the backbone: the access path's alarm, not the intruder's word.
+  EXPECT_EQ(m.alarms().ToString(), "access_path_down");
+}
+
+TEST(RoleMachine, ClockSkewIsAnAlarmNotALostPeer) {
+  RoleConfig cfg;
+  cfg.node_id = 2;
+  cfg.peer_node_id = 1;
+  absl::Time now = absl::UnixEpoch();
+  RoleMachine m(cfg, Role::kStandby, 1, now);
+  PeerReport peer;
+  peer.node_id = 1;
+  peer.role = Role::kActive;
+  peer.epoch = 1;
+  for (absl::Duration skew : {absl::ZeroDuration(), absl::Hours(1), -absl::Seconds(3),
+                              absl::Milliseconds(1500)}) {
+    m.SetPeerClockSkew(skew);
+    for (int i = 0; i < 50; ++i) {
+      now += absl::Milliseconds(10);
+      m.OnHeartbeat(Path::kBackbone, peer, now);
+      m.OnHeartbeat(Path::kAccess, peer, now);
+      m.Tick(now);
+    }
+    EXPECT_EQ(m.role(), Role::kStandby) << skew;
+    EXPECT_EQ(m.alarms().clock_skew, absl::AbsDuration(skew) > absl::Seconds(2)) << skew;
+    EXPECT_FALSE(m.alarms().peer_lost) << skew;
+  }
+  EXPECT_TRUE(m.TakeDecisions().empty());
+}
+
+}  // namespace
+}  // namespace tandem::mirror

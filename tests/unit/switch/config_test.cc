@@ -57,6 +57,7 @@ gateway6 = "2001:db8::1"
 vlan = 7
 [pair]
 node_id = 2
+peer_node_id = 1
 key = "0123456789abcdef0123456789abcdef"
 worker_stall_ms = 400
 )",
@@ -72,6 +73,7 @@ worker_stall_ms = 400
   EXPECT_EQ(c->vlan, 7);
   EXPECT_EQ(c->zero_copy_min, 256u);
   EXPECT_EQ(c->pair_node_id, 2u);
+  EXPECT_EQ(c->pair_peer_node_id, 1u);
   EXPECT_EQ(c->worker_stall_ms, 400u);
 }
 
@@ -92,6 +94,15 @@ TEST(SwitchConfig, ErrorsNameTheKey) {
       {"[eal]\nworker_lcores=[0]\n[[port]]\nname=\"access\"\ndevargs=\"x\"", "main lcore"},
       {"[pair]\nworker_stall_ms = 0\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
        "pair.worker_stall_ms"},
+      {"[pair]\nnode_id = 1\nkey = \"0123456789abcdef0123456789abcdef\"\n[[port]]\n"
+       "name=\"access\"\ndevargs=\"x\"",
+       "pair.peer_node_id"},
+      {"[pair]\nnode_id = 1\npeer_node_id = 1\nkey = \"0123456789abcdef0123456789abcdef\"\n"
+       "[[port]]\n"
+       "name=\"access\"\ndevargs=\"x\"",
+       "pair.peer_node_id"},
+      {"[access]\nslow_path_pps_per_source = 0\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
+       "access.slow_path_pps_per_source"},
       {"this is = = not toml", "t.toml:1"},
   };
   for (const auto& c : cases) {
@@ -109,7 +120,7 @@ TEST(SwitchConfig, HeartbeatKeyIsDerivedFromTheKeyFile) {
   ASSERT_NE(mkdtemp(dir), nullptr);
   std::string path = std::string(dir) + "/pair.key";
   ASSERT_TRUE(keys::WriteNewPairKeyFile(path).ok());
-  std::string text = "[pair]\nnode_id = 1\nkey_file = \"" + path +
+  std::string text = "[pair]\nnode_id = 1\npeer_node_id = 2\nkey_file = \"" + path +
                      "\"\n[[port]]\nname=\"access\"\ndevargs=\"x\"";
   auto c = ParseSwitchConfig(text, "t.toml");
   ASSERT_TRUE(c.ok()) << c.status();
