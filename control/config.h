@@ -16,6 +16,8 @@
 //   [pool]     vips = [...] (default: access vips)  ports = "20000-59999"
 //   [watch]    history = 65536   (changes held for resuming Watch streams)
 //   [access]   mode = "l2" | "routed", and [routing]: control/routing_config.h
+//   [notify]   command = "/etc/tandem/notify.sh"  timeout_s = 30  (control/notify.h)
+//   log_level = "info"          (common/log.h; unknown keys anywhere are errors)
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/log.h"
 #include "common/net/addr.h"
 #include "common/tables/tables.h"
 #include "control/api_roles.h"
@@ -61,6 +64,10 @@ struct Config {
   std::string shm_dir = "/dev/shm/tandem";
   std::string shm_group;
   std::string role = "active";  // "active" or "standby"
+  log::Level log_level = log::Level::kInfo;  // the least important level logged
+  // Run at every role change with the new role (control/notify.h); empty: none.
+  std::string notify_command;
+  uint64_t notify_timeout_s = 30;
   tables::Capacity capacity;
   std::string api_listen = "unix:/run/tandem/a.sock";
   std::string api_tcp;  // optional second listener, host:port

@@ -474,7 +474,11 @@ void Pair::PublishStatus(absl::Time now) {
       s.set_peer_data_plane_ok(peer->data_plane_ok);
       s.set_peer_access_link_up(peer->access_link_up);
     }
-    s.set_alarms(machine_->alarms().ToString());
+    std::string alarms = machine_->alarms().ToString();
+    if (mirror::PeerIncompatible()) {  // issue 19: the peer speaks another wire format version
+      alarms = alarms == "none" ? "peer_incompatible" : alarms + ",peer_incompatible";
+    }
+    s.set_alarms(alarms);
     if (const auto& t = machine_->last_takeover()) {
       s.set_last_takeover_cause(t->cause);
       s.set_last_takeover_unix_ns(

@@ -28,6 +28,11 @@
 # mode, docs/routed.md, and the routers of the two-DC test bed) and the tools
 # the docs mention (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py come with
 # dpdk and dpdk-dev), and etcd for the fleet's directory and its tests.
+# Operations (docs/operations.md): libsystemd-dev (sd_notify: Type=notify and
+# the watchdog), debhelper and help2man (the Debian package and its man pages,
+# scripts/package.sh), python3-grpcio (the tests' gRPC health and reflection
+# client), tmux (the test of `tandemctl top`), bash-completion, and
+# systemd (systemd-analyze verify of the units).
 TANDEM_DEBIAN_PACKAGES=(
   build-essential g++ clang llvm clang-format clang-tidy pkg-config git
   meson ninja-build
@@ -39,6 +44,7 @@ TANDEM_DEBIAN_PACKAGES=(
   python3 python3-scapy python3-pytest python3-prometheus-client prometheus ffmpeg openssl
   iproute2 bridge-utils ethtool tcpdump procps psmisc util-linux
   bird2 iputils-ping etcd-server etcd-client
+  libsystemd-dev debhelper help2man python3-grpcio tmux bash-completion systemd
 )
 
 # etcd's API definitions (.proto), from which the build generates the fleet's
