@@ -65,6 +65,12 @@ void ChangeLog::SetObserver(Observer observer) {
 
 void ChangeLog::AppendReplicated(std::string record, const v1::Change& change) {
   absl::MutexLock lock(&mu_);
+  // Applied again after a store failure (the standby resumes from its last
+  // commit): already held.
+  if (change.log_id() == log_id_ && change.seq() <= ring_.last_seq() &&
+      change.seq() >= ring_.first_seq()) {
+    return;
+  }
   if (change.log_id() != log_id_ || change.seq() != ring_.last_seq() + 1) {
     ring_.Clear(change.seq());
     log_id_ = change.log_id();

@@ -50,7 +50,8 @@ class ChangeLog {
   void SetObserver(Observer observer);
   // On a standby: appends a change replicated from the active node, keeping
   // its log id and sequence number, so that a Watch can be resumed on either
-  // node. A change of log id, or a gap, starts the ring anew.
+  // node. A change of log id, or a gap, starts the ring anew; a change the
+  // ring already holds (applied again) is left out.
   void AppendReplicated(std::string record, const v1::Change& change);
   // After a full resync: the log continues at (log_id, next_seq), empty.
   void Reset(uint64_t log_id, uint64_t next_seq);

@@ -90,7 +90,9 @@ const std::vector<absl::string_view> kKnownKeys = {
     "pair.node_id", "pair.peer_node_id", "pair.key", "pair.key_file", "pair.listen", "pair.peer",
     "pair.peer_api", "pair.mode", "pair.sync_timeout_ms", "pair.heartbeat_ms", "pair.multiplier",
     "pair.preempt", "pair.usage_interval_ms", "pair.compare_interval_s", "pair.backlog_changes",
-    "pair.backlog_mib",
+    "pair.backlog_mib", "pair.lag_alarm_ms",
+    "limits.audio_pps", "limits.audio_kbps", "limits.video_pps", "limits.video_kbps",
+    "limits.share_pps", "limits.share_kbps", "limits.meeting_copies_per_s",
     "routing.daemon", "routing.control_socket", "routing.config_file", "routing.include",
     "routing.log", "routing.local_as", "routing.router_id", "routing.prefixes",
     "routing.standby", "routing.prepend", "routing.local_pref_active",
@@ -204,6 +206,22 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
       chain(Bad(origin + " [notify]", "command", "must be an absolute path"));
     }
   }
+  if (const toml::table* t = root["limits"].as_table()) {
+    std::string o = origin + " [limits]";
+    static constexpr const char* kKeys[tables::kChannels][2] = {
+        {"audio_pps", "audio_kbps"}, {"video_pps", "video_kbps"}, {"share_pps", "share_kbps"}};
+    for (uint32_t ch = 0; ch < tables::kChannels; ++ch) {
+      ChannelLimits& l = c.limits.channel[ch];
+      uint64_t pps = l.pps, kbps = l.kbps;
+      chain(ReadUint(*t, kKeys[ch][0], o, 0xffffffffu, &pps));
+      chain(ReadUint(*t, kKeys[ch][1], o, 0xffffffffu, &kbps));
+      l.pps = static_cast<uint32_t>(pps);
+      l.kbps = static_cast<uint32_t>(kbps);
+    }
+    uint64_t copies = c.limits.meeting_copies_per_s;
+    chain(ReadUint(*t, "meeting_copies_per_s", o, 0xffffffffu, &copies));
+    c.limits.meeting_copies_per_s = static_cast<uint32_t>(copies);
+  }
   if (const toml::table* t = root["pair"].as_table()) {
     std::string o = origin + " [pair]";
     PairConfig& p = c.pair;
@@ -232,11 +250,17 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     chain(ReadString(*t, "peer_api", o, &p.peer_api));
     std::string mode = "async";
     chain(ReadString(*t, "mode", o, &mode));
-    if (mode != "async" && mode != "sync") chain(Bad(o, "mode", "must be \"async\" or \"sync\""));
-    p.sync = mode == "sync";
+    if (mode != "async" && mode != "sync" && mode != "sync-strict") {
+      chain(Bad(o, "mode", "must be \"async\", \"sync\" or \"sync-strict\""));
+    }
+    p.sync = mode == "sync" || mode == "sync-strict";
+    p.strict = mode == "sync-strict";
     v = p.sync_timeout_ms;
     chain(ReadUint(*t, "sync_timeout_ms", o, 600000, &v));
     p.sync_timeout_ms = v;
+    v = p.lag_alarm_ms;
+    chain(ReadUint(*t, "lag_alarm_ms", o, 3600000, &v));
+    p.lag_alarm_ms = v;
     v = p.heartbeat_ms;
     chain(ReadUint(*t, "heartbeat_ms", o, 10000, &v));
     p.heartbeat_ms = v;

@@ -16,6 +16,9 @@
 //   [pool]     vips = [...] (default: access vips)  ports = "20000-59999"
 //   [watch]    history = 65536   (changes held for resuming Watch streams)
 //   [access]   mode = "l2" | "routed", and [routing]: control/routing_config.h
+//   [limits]   audio_pps = 200  audio_kbps = 640  video_pps = 2000  video_kbps = 10000
+//              share_pps = 2000  share_kbps = 10000  meeting_copies_per_s = 500000
+//              (the node's defaults where a site's policy does not say; 0 = unlimited)
 //   [notify]   command = "/etc/tandem/notify.sh"  timeout_s = 30  (control/notify.h)
 //   log_level = "info"          (common/log.h; unknown keys anywhere are errors)
 #pragma once
@@ -30,6 +33,7 @@
 #include "common/tables/tables.h"
 #include "control/api_roles.h"
 #include "control/routing_config.h"
+#include "control/media_limits.h"
 
 namespace tandem::control {
 
@@ -44,8 +48,11 @@ struct PairConfig {
   std::string listen;         // "HOST:PORT" on the backbone: served while active
   std::string peer;           // the peer's listen address: followed while standby
   std::string peer_api;       // the peer's API address, named when a standby refuses a write
-  bool sync = false;          // mode = "sync": writes return once the standby applied them
+  bool sync = false;          // mode = "sync": writes return once the standby stored them
+  bool strict = false;        // mode = "sync-strict": ... and are refused without a standby
   uint32_t sync_timeout_ms = 1000;
+  // Alarm replication_lag while the oldest change the standby lacks is older.
+  uint32_t lag_alarm_ms = 1000;
   uint32_t heartbeat_ms = 10;  // the same as the switch's pair.heartbeat_ms
   uint32_t multiplier = 3;
   bool preempt = false;
@@ -91,6 +98,7 @@ struct Config {
   uint16_t pool_last_port = 59999;
   size_t watch_history = 65536;   // changes kept for resuming Watch streams ...
   uint64_t watch_history_mib = 64;  // ... in at most this much memory
+  MediaLimits limits;  // [limits]
   PairConfig pair;
   // How the VIPs move between the nodes: GARP / unsolicited NA on one
   // segment, or BGP announcements through a routing daemon (docs/routed.md).

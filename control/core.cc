@@ -155,9 +155,11 @@ absl::Status Core::Reconcile() {
     if (m.state() != v1::LIVE) continue;
     uint32_t flags = m.presenter_only() ? tables::kMeetingPresenterOnly : 0;
     if (!writer_->HasMeeting(id)) {
-      if (auto st = writer_->AddMeeting(id, m.site_id(), flags); !st.ok()) return st;
+      auto st = writer_->AddMeeting(id, m.site_id(), flags, m.copies_per_s_limit());
+      if (!st.ok()) return st;
     } else {
       (void)writer_->SetMeetingFlags(id, flags);
+      (void)writer_->SetMeetingCopiesLimit(id, m.copies_per_s_limit());
     }
     LiveMeeting& live = live_[id];
     auto parts = store_->LoadParticipants(id);
@@ -490,11 +492,53 @@ absl::Status Core::GetStatus(const v1::GetStatusRequest& req, v1::NodeStatus* ou
 // ---------------------------------------------------------------- sites
 
 namespace {
+
+// Size limits of a site (docs/control.md, "Limits"). Every object goes to
+// the standby as one replication record, which must fit one backbone frame
+// (16 MiB): without a bound, one site grown by updates stalled replication
+// for good. These keep every object far below it.
+constexpr size_t kMaxMapKeyBytes = 256;
+constexpr size_t kMaxMapValueBytes = 64 << 10;
+constexpr size_t kMaxMapEntries = 1024;
+constexpr size_t kMaxSiteBytes = 1 << 20;
+
 absl::Status CheckSiteName(const std::string& name) {
   if (name.empty()) return absl::InvalidArgumentError("a site needs a name");
   if (name.size() > 256) return absl::InvalidArgumentError("site name longer than 256 bytes");
   return absl::OkStatus();
 }
+
+absl::Status CheckSiteMap(const char* what,
+                          const google::protobuf::Map<std::string, std::string>& m) {
+  if (m.size() > kMaxMapEntries) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has ", m.size(), " entries: the limit is ", kMaxMapEntries));
+  }
+  for (const auto& [k, v] : m) {
+    if (k.size() > kMaxMapKeyBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " key of ", k.size(), " bytes: the limit is ", kMaxMapKeyBytes));
+    }
+    if (v.size() > kMaxMapValueBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " value of \"", k, "\" is ", v.size(),
+                                                     " bytes: the limit is ", kMaxMapValueBytes));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A site as it would be stored: within every size limit.
+absl::Status CheckSiteSize(const v1::Site& site) {
+  if (auto st = CheckSiteMap("look_and_feel", site.look_and_feel()); !st.ok()) return st;
+  if (auto st = CheckSiteMap("preferences", site.preferences()); !st.ok()) return st;
+  if (size_t n = site.ByteSizeLong(); n > kMaxSiteBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the site would take ", n,
+                                                   " bytes: the limit is ", kMaxSiteBytes,
+                                                   " (name, look_and_feel and preferences)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status Core::CreateSite(const v1::CreateSiteRequest& req, v1::Site* out) {
@@ -515,6 +559,7 @@ absl::Status Core::CreateSite(const v1::CreateSiteRequest& req, v1::Site* out) {
   uint64_t now = UnixNs();
   site.set_created_unix_ns(now);
   site.set_updated_unix_ns(now);
+  if (auto st = CheckSiteSize(site); !st.ok()) return st;
   if (auto st = store_->Transaction([&] { return store_->PutSite(site); }); !st.ok()) return st;
   next_site_id_ = std::max(next_site_id_, site.site_id() + 1);
   sites_[site.site_id()] = site;
@@ -561,6 +606,7 @@ absl::Status Core::UpdateSite(const v1::UpdateSiteRequest& req, v1::Site* out) {
   for (const std::string& k : req.remove_preferences()) site.mutable_preferences()->erase(k);
   if (req.has_policy()) *site.mutable_policy() = req.policy();
   site.set_updated_unix_ns(UnixNs());
+  if (auto st = CheckSiteSize(site); !st.ok()) return st;
   if (auto st = store_->Transaction([&] { return store_->PutSite(site); }); !st.ok()) return st;
   it->second = site;
   v1::Change c = MakeChange(v1::Change::SITE_PUT, site.site_id());
@@ -654,6 +700,7 @@ absl::Status Core::StartMeeting(const v1::StartMeetingRequest& req, v1::Meeting*
   v1::Meeting m = cur;
   m.set_state(v1::LIVE);
   m.set_started_unix_ns(UnixNs());
+  m.set_copies_per_s_limit(MeetingCopiesFor(config_.limits, site.policy()));
   // Store first (uncommitted), then the tables, then commit: a crash before
   // the commit leaves a meeting in the tables that the store does not call
   // live, and the restart removes it.
@@ -663,7 +710,8 @@ absl::Status Core::StartMeeting(const v1::StartMeetingRequest& req, v1::Meeting*
     return st;
   }
   uint32_t flags = m.presenter_only() ? tables::kMeetingPresenterOnly : 0;
-  if (auto st = writer_->AddMeeting(m.meeting_id(), m.site_id(), flags); !st.ok()) {
+  if (auto st = writer_->AddMeeting(m.meeting_id(), m.site_id(), flags, m.copies_per_s_limit());
+      !st.ok()) {
     store_->Rollback();
     return st;
   }
@@ -969,8 +1017,9 @@ absl::Status Core::Join(const v1::JoinRequest& req, v1::JoinResponse* out) {
       nl.spec.key.remote_port = remote->second;
       nl.spec.key.local = nl.rec.local;
       nl.spec.key.local_port = nl.rec.local_port;
-      nl.spec.pps_limit = policy.leg_pps();
-      nl.spec.kbps_limit = policy.leg_kbps();
+      ChannelLimits limits = LegLimitsFor(config_.limits, policy, *channel);
+      nl.spec.pps_limit = limits.pps;
+      nl.spec.kbps_limit = limits.kbps;
       uint32_t f = nl.rec.requested;
       if (m.presenter_only() && p.role() == v1::ATTENDEE) f &= ~kLegSend;
       if (nl.rec.muted) f |= kLegMuted;
@@ -1351,6 +1400,9 @@ void Core::AddSwitchMetrics(MetricsText& m) {
             double(t.forwarded_in));
   m.Counter("tandem_slow_path_packets_total", "packets handed to the main thread",
             double(t.slow_path));
+  m.Counter("tandem_udp_checksums_completed_total",
+            "media packets that came with a partial UDP checksum (sender's offload)",
+            double(t.csum_completed));
   for (uint32_t d = 0; d < tables::kDropCount; ++d) {
     m.Counter("tandem_dropped_packets_total", "packets dropped, by reason", double(t.drops[d]),
               {{"reason", tables::DropName(static_cast<tables::Drop>(d))}});

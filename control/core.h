@@ -97,12 +97,25 @@ class Core {
   static constexpr uint64_t kTakeoverIdGap = 1u << 20;
   // Replication position and handover request, carried by the switch's heartbeats.
   void SetPairHints(uint64_t position, bool handover);
-  // Active side: every object as PUT changes (serialised), consistent with
-  // the change log's (log_id, seq) returned.
+  // Active side, a full resync of the standby: the objects still to read.
+  struct SnapshotCursor {
+    bool opened = false;
+    uint64_t log_id = 0, seq = 0;  // the change log's position at the first chunk
+    // Sites, meetings, participants, legs, as they were at the first chunk.
+    std::vector<std::pair<v1::Change::Kind, uint64_t>> objects;
+    size_t next = 0;
+    bool done() const { return opened && next == objects.size(); }
+  };
+  // Appends to `out` the next objects of `cursor` as PUT changes
+  // (serialised), about `max_bytes` of them, under the lock, which is held
+  // for that chunk only: API calls are held up by one chunk, not by the whole
+  // state. The first call takes the ids of every object and the position.
+  // Objects changed later are read as they are then (the standby replays
+  // every change after the position over them), objects gone are left out.
   // `under_lock` runs before the lock is released (the replication source
   // reads its own position there, so nothing can come in between).
-  std::vector<std::string> SnapshotRecords(uint64_t* log_id, uint64_t* seq,
-                                           const std::function<void()>& under_lock);
+  void ReadSnapshot(SnapshotCursor& cursor, size_t max_bytes, std::vector<std::string>* out,
+                    const std::function<void()>& under_lock);
   // Active side: usage of the legs whose counts moved since the last call.
   v1::UsageRecord UsageDelta();
   // SHA-256 of sites and meetings (the durable site data) and the position it is at.
@@ -112,19 +125,31 @@ class Core {
                          const std::function<void(const std::string&, uint64_t)>& under_lock);
   // Standby side: a full resync starts; objects not seen before EndResync go.
   void BeginResync();
-  // Standby side: applies one replicated change (idempotent PUT semantics);
-  // `raw` is its record, appended to our change log unless part of a snapshot.
+  // Standby side: applies one replicated change (idempotent PUT semantics)
+  // in the open store transaction; `raw` is its record, appended to our change
+  // log unless part of a snapshot. An error means the store refused it: the
+  // transaction is rolled back (with the changes applied since the last
+  // commit, which must be applied again) and memory is left as it was for this
+  // change. A change the tables cannot take is logged, not an error.
   absl::Status ApplyReplicated(const v1::Change& c, std::string raw, bool snapshot);
-  void EndResync(uint64_t log_id, uint64_t seq);
+  // The snapshot's records are applied: what it lacked goes (committed).
+  absl::Status EndResync(uint64_t log_id, uint64_t seq);
   void ApplyUsage(const v1::UsageRecord& u);
-  // Commits replicated changes to the store (batched: called every few ms).
-  void FlushReplicated();
+  // Commits the replicated changes applied so far to the store; only then may
+  // the standby acknowledge them.
+  absl::Status CommitReplicated();
   // Hooks for status and metrics of the pair; called under the core's lock,
   // so they must not call back into the core.
   void SetPairHooks(std::function<void(v1::PairStatus*)> status,
                     std::function<std::string()> metrics) {
     pair_status_ = std::move(status);
     pair_metrics_ = std::move(metrics);
+  }
+  // Asked, under the core's lock, before every write changes anything: an
+  // error refuses the write (mode sync-strict without a confirmed standby).
+  void SetWriteGate(std::function<absl::Status()> gate) {
+    absl::MutexLock lock(&mu_);
+    write_gate_ = std::move(gate);
   }
 
  private:
@@ -174,7 +199,7 @@ class Core {
   // FailedPrecondition on a standby, naming the active node's API.
   absl::Status CheckWritable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropLegQuietly(uint64_t leg_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EnsureStoreTxn() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status EnsureStoreTxn() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Config config_;
   mutable absl::Mutex mu_;
@@ -210,6 +235,7 @@ class Core {
   absl::flat_hash_set<uint64_t> seen_sites_, seen_participants_, seen_legs_ ABSL_GUARDED_BY(mu_);
   std::function<void(v1::PairStatus*)> pair_status_;
   std::function<std::string()> pair_metrics_;
+  std::function<absl::Status()> write_gate_ ABSL_GUARDED_BY(mu_);
 
   // Adoption figures, for status and logs.
   uint32_t adopted_legs_ = 0, removed_on_start_ = 0;

@@ -38,7 +38,7 @@ uint64_t Sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 }  // namespace
 
 absl::Status Core::CheckWritable() const {
-  if (role_ == tables::Role::kActive) return absl::OkStatus();
+  if (role_ == tables::Role::kActive) return write_gate_ ? write_gate_() : absl::OkStatus();
   std::string where = config_.pair.peer_api.empty()
                           ? std::string("the active node of the pair")
                           : absl::StrCat("the active node at ", config_.pair.peer_api);
@@ -56,24 +56,31 @@ uint64_t Core::node_epoch() const {
   return epoch_;
 }
 
-void Core::EnsureStoreTxn() {
-  if (!store_->in_transaction()) (void)store_->Begin();
+absl::Status Core::EnsureStoreTxn() {
+  return store_->in_transaction() ? absl::OkStatus() : store_->Begin();
 }
 
-void Core::FlushReplicated() {
+absl::Status Core::CommitReplicated() {
   absl::MutexLock lock(&mu_);
-  if (store_->in_transaction()) {
-    if (auto st = store_->Commit(); !st.ok()) {
-      fprintf(stderr, "tandem-control: committing replicated changes: %s\n",
-              std::string(st.message()).c_str());
-    }
+  if (!store_->in_transaction()) return absl::OkStatus();
+  absl::Status st = store_->Commit();  // rolled back on failure
+  if (!st.ok()) {
+    fprintf(stderr, "tandem-control: committing replicated changes: %s\n",
+            std::string(st.message()).c_str());
   }
+  return st;
 }
 
 uint64_t Core::SetNodeRole(tables::Role role, uint64_t epoch, const std::string& cause,
                            bool after_active_peer) {
   absl::MutexLock lock(&mu_);
-  if (store_->in_transaction()) (void)store_->Commit();
+  if (store_->in_transaction()) {
+    // Replicated changes the sink had not committed yet (nor acknowledged).
+    if (absl::Status st = store_->Commit(); !st.ok()) {
+      fprintf(stderr, "tandem-control: committing replicated changes at a role change: %s\n",
+              std::string(st.message()).c_str());
+    }
+  }
   const uint64_t position = changes_->last_seq();
   bool changed = role != role_ || epoch != epoch_;
   bool taking_over = role == tables::Role::kActive && role_ != tables::Role::kActive;
@@ -109,35 +116,48 @@ void Core::SetPairHints(uint64_t position, bool handover) {
   h.handover.store(handover ? 1 : 0, std::memory_order_relaxed);
 }
 
-std::vector<std::string> Core::SnapshotRecords(uint64_t* log_id, uint64_t* seq,
-                                               const std::function<void()>& under_lock) {
+void Core::ReadSnapshot(SnapshotCursor& cur, size_t max_bytes, std::vector<std::string>* out,
+                        const std::function<void()>& under_lock) {
   absl::MutexLock lock(&mu_);
-  std::vector<std::string> out;
-  out.reserve(sites_.size() + meetings_.size() + participants_.size() + legs_.size());
-  for (const auto& [id, s] : sites_) {
-    v1::Change c = Put(v1::Change::SITE_PUT, id);
-    *c.mutable_site() = s;
-    out.push_back(Serialize(c));
+  if (!cur.opened) {
+    // Ids only: a few milliseconds for a million objects. In this order a
+    // record never needs one read after it (a leg read here had its meeting
+    // live and its participant present when they were read).
+    cur.opened = true;
+    cur.log_id = changes_->log_id();
+    cur.seq = changes_->last_seq();
+    cur.objects.reserve(sites_.size() + meetings_.size() + participants_.size() + legs_.size());
+    for (const auto& [id, s] : sites_) cur.objects.emplace_back(v1::Change::SITE_PUT, id);
+    for (const auto& [id, m] : meetings_) cur.objects.emplace_back(v1::Change::MEETING_PUT, id);
+    for (const auto& [id, p] : participants_) {
+      cur.objects.emplace_back(v1::Change::PARTICIPANT_PUT, id);
+    }
+    for (const auto& [id, l] : legs_) cur.objects.emplace_back(v1::Change::LEG_PUT, id);
   }
-  for (const auto& [id, m] : meetings_) {
-    v1::Change c = Put(v1::Change::MEETING_PUT, id);
-    *c.mutable_meeting() = m;
-    out.push_back(Serialize(c));
+  size_t bytes = 0;
+  for (; cur.next < cur.objects.size() && bytes < max_bytes; ++cur.next) {
+    auto [kind, id] = cur.objects[cur.next];
+    v1::Change c = Put(kind, id);
+    if (kind == v1::Change::SITE_PUT) {
+      auto it = sites_.find(id);
+      if (it == sites_.end()) continue;
+      *c.mutable_site() = it->second;
+    } else if (kind == v1::Change::MEETING_PUT) {
+      auto it = meetings_.find(id);
+      if (it == meetings_.end()) continue;
+      *c.mutable_meeting() = it->second;
+    } else if (kind == v1::Change::PARTICIPANT_PUT) {
+      auto it = participants_.find(id);
+      if (it == participants_.end()) continue;
+      *c.mutable_participant() = it->second.p;
+    } else {
+      if (!legs_.contains(id)) continue;
+      FillLeg(id, false, c.mutable_leg());
+    }
+    out->push_back(Serialize(c));
+    bytes += out->back().size();
   }
-  for (const auto& [id, rec] : participants_) {
-    v1::Change c = Put(v1::Change::PARTICIPANT_PUT, id);
-    *c.mutable_participant() = rec.p;
-    out.push_back(Serialize(c));
-  }
-  for (const auto& [id, rec] : legs_) {
-    v1::Change c = Put(v1::Change::LEG_PUT, id);
-    FillLeg(id, false, c.mutable_leg());
-    out.push_back(Serialize(c));
-  }
-  *log_id = changes_->log_id();
-  *seq = changes_->last_seq();
   if (under_lock) under_lock();
-  return out;
 }
 
 v1::UsageRecord Core::UsageDelta() {
@@ -261,8 +281,17 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
   if (role_ == tables::Role::kActive) {
     return absl::FailedPreconditionError("this node is active: replicated change not applied");
   }
-  EnsureStoreTxn();
-  absl::Status st;
+  if (absl::Status st = EnsureStoreTxn(); !st.ok()) return st;
+  // The store is written first: a change it refuses leaves memory as it was,
+  // and the transaction is rolled back (the sink applies its changes again).
+  auto refused = [&](absl::Status st) {
+    store_->Rollback();
+    fprintf(stderr, "tandem-control: replicated change %llu (kind %d) not stored: %s\n",
+            static_cast<unsigned long long>(c.seq()), int(c.kind()),
+            std::string(st.message()).c_str());
+    return st;
+  };
+  absl::Status st;  // of the tables: logged, not refused
   auto end_live = [&](uint64_t meeting_id) {
     auto lit = live_.find(meeting_id);
     if (lit == live_.end()) return;
@@ -278,13 +307,13 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
   };
   switch (c.kind()) {
     case v1::Change::SITE_PUT:
-      st = store_->PutSite(c.site());
+      if (absl::Status put = store_->PutSite(c.site()); !put.ok()) return refused(put);
       sites_[c.site().site_id()] = c.site();
       next_site_id_ = std::max(next_site_id_, c.site().site_id() + 1);
       if (resync_) seen_sites_.insert(c.site().site_id());  // only a resync sweeps by them
       break;
     case v1::Change::SITE_DELETED: {
-      st = store_->DeleteSite(c.id());
+      if (absl::Status del = store_->DeleteSite(c.id()); !del.ok()) return refused(del);
       sites_.erase(c.id());
       for (auto it = meetings_.begin(); it != meetings_.end();) {
         if (it->second.site_id() == c.id()) {
@@ -298,15 +327,17 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
     }
     case v1::Change::MEETING_PUT: {
       const v1::Meeting& m = c.meeting();
-      st = store_->PutMeeting(m);
+      if (absl::Status put = store_->PutMeeting(m); !put.ok()) return refused(put);
       meetings_[m.meeting_id()] = m;
       next_meeting_id_ = std::max(next_meeting_id_, m.meeting_id() + 1);
       if (m.state() == v1::LIVE) {
         uint32_t flags = m.presenter_only() ? tables::kMeetingPresenterOnly : 0;
         if (!writer_->HasMeeting(m.meeting_id())) {
-          st.Update(writer_->AddMeeting(m.meeting_id(), m.site_id(), flags));
+          st.Update(
+              writer_->AddMeeting(m.meeting_id(), m.site_id(), flags, m.copies_per_s_limit()));
         } else {
           (void)writer_->SetMeetingFlags(m.meeting_id(), flags);
+          (void)writer_->SetMeetingCopiesLimit(m.meeting_id(), m.copies_per_s_limit());
         }
         live_.try_emplace(m.meeting_id());
       } else {
@@ -322,7 +353,7 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
     case v1::Change::PARTICIPANT_LEFT: {
       v1::Participant p = c.participant();
       p.clear_legs();
-      st = store_->PutParticipant(p);
+      if (absl::Status put = store_->PutParticipant(p); !put.ok()) return refused(put);
       next_participant_id_ = std::max(next_participant_id_, p.participant_id() + 1);
       if (resync_) seen_participants_.insert(p.participant_id());  // only a resync sweeps by them
       if (auto old = participants_.find(p.participant_id());
@@ -428,25 +459,38 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
             static_cast<unsigned long long>(c.seq()), int(c.kind()),
             std::string(st.message()).c_str());
   }
-  return st;
+  return absl::OkStatus();
 }
 
-void Core::EndResync(uint64_t log_id, uint64_t seq) {
+absl::Status Core::EndResync(uint64_t log_id, uint64_t seq) {
   absl::MutexLock lock(&mu_);
-  if (role_ == tables::Role::kActive) return;  // see ApplyReplicated
-  EnsureStoreTxn();
-  // Mark and sweep: whatever the snapshot did not hold is gone on the active.
-  std::vector<uint64_t> legs;
-  for (const auto& [id, rec] : legs_) {
-    if (!seen_legs_.contains(id)) legs.push_back(id);
+  if (role_ == tables::Role::kActive) {  // see ApplyReplicated
+    return absl::FailedPreconditionError("this node is active: resync not applied");
   }
-  for (uint64_t id : legs) DropLegQuietly(id);
+  if (absl::Status st = EnsureStoreTxn(); !st.ok()) return st;
+  // Mark and sweep: whatever the snapshot did not hold is gone on the active.
+  // The store first, committed with the snapshot's records: if that fails,
+  // memory is left as it was, so that the sweep can be done again.
   std::vector<uint64_t> sites;
   for (const auto& [id, s] : sites_) {
     if (!seen_sites_.contains(id)) sites.push_back(id);
   }
   for (uint64_t id : sites) {
-    (void)store_->DeleteSite(id);
+    if (absl::Status st = store_->DeleteSite(id); !st.ok()) {
+      store_->Rollback();
+      return st;
+    }
+  }
+  if (auto st = store_->Commit(); !st.ok()) {
+    fprintf(stderr, "tandem-control: committing a resync: %s\n", std::string(st.message()).c_str());
+    return st;
+  }
+  std::vector<uint64_t> legs;
+  for (const auto& [id, rec] : legs_) {
+    if (!seen_legs_.contains(id)) legs.push_back(id);
+  }
+  for (uint64_t id : legs) DropLegQuietly(id);
+  for (uint64_t id : sites) {
     sites_.erase(id);
     for (auto it = meetings_.begin(); it != meetings_.end();) {
       if (it->second.site_id() != id) {
@@ -478,9 +522,6 @@ void Core::EndResync(uint64_t log_id, uint64_t seq) {
     if (it == meetings_.end() || it->second.state() != v1::LIVE) stale.push_back(id);
   });
   for (uint64_t id : stale) (void)writer_->RemoveMeeting(id);
-  if (auto st = store_->Commit(); !st.ok()) {
-    fprintf(stderr, "tandem-control: committing a resync: %s\n", std::string(st.message()).c_str());
-  }
   changes_->Reset(log_id, seq + 1);
   resync_ = false;
   // Kept only for the sweep: a standby that follows for days must not keep
@@ -492,6 +533,7 @@ void Core::EndResync(uint64_t log_id, uint64_t seq) {
           "tandem-control: resynced from the active node: %zu sites, %zu meetings, %zu legs "
           "(dropped %zu legs, %zu sites)\n",
           sites_.size(), meetings_.size(), legs_.size(), legs.size(), sites.size());
+  return absl::OkStatus();
 }
 
 }  // namespace tandem::control

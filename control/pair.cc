@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/str_join.h"
 #include "common/clock.h"
 #include "control/metrics.h"
 
@@ -41,6 +42,45 @@ std::string Tagged(char tag, const M& m) {
   return s;
 }
 
+// The core's state for a standby's full resync, chunk by chunk
+// (Core::ReadSnapshot), as 'S' records after a 'P' with the change-log
+// position at the first chunk.
+class StateSnapshot : public mirror::SnapshotReader {
+ public:
+  StateSnapshot(Core& core, const std::atomic<mirror::ReplicationSource*>& serving)
+      : core_(core), serving_(serving) {}
+  absl::StatusOr<Chunk> Next(size_t max_bytes) override {
+    Chunk c;
+    bool first = !cursor_.opened;
+    std::vector<std::string> objects;
+    // Under the core's lock no change can be appended: the source's
+    // position read there is the chunk's.
+    core_.ReadSnapshot(cursor_, max_bytes, &objects, [&] {
+      mirror::ReplicationSource* s = serving_.load();
+      c.seq = s ? s->status().last_seq : 0;
+    });
+    c.records.reserve(objects.size() + 1);
+    if (first) {
+      v1::PositionRecord pos;
+      pos.set_log_id(cursor_.log_id);
+      pos.set_seq(cursor_.seq);
+      c.records.push_back(Tagged('P', pos));
+    }
+    for (std::string& o : objects) c.records.push_back("S" + o);
+    c.last = cursor_.done();
+    return c;
+  }
+
+ private:
+  Core& core_;
+  const std::atomic<mirror::ReplicationSource*>& serving_;
+  Core::SnapshotCursor cursor_;
+};
+
+// Usage records carry this many legs at most, so that none nears the
+// replication record limit (a leg takes about 60 bytes).
+constexpr int kUsageLegsPerRecord = 16384;
+
 }  // namespace
 
 Pair::Pair(Core& core) : core_(core), cfg_(core.config().pair) {}
@@ -68,6 +108,7 @@ absl::StatusOr<std::unique_ptr<Pair>> Pair::Start(Core& core) {
   }
   core.SetPairHooks([pp = p.get()](v1::PairStatus* out) { pp->FillStatus(out); },
                     [pp = p.get()] { return pp->Metrics(); });
+  core.SetWriteGate([pp = p.get()] { return pp->AdmitWrite(); });
   p->thread_ = std::thread([pp = p.get()] { pp->Loop(); });
   return p;
 }
@@ -76,6 +117,7 @@ Pair::~Pair() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
   core_.SetPairHooks(nullptr, nullptr);
+  core_.SetWriteGate(nullptr);
   absl::MutexLock lock(&mu_);
   StopReplication();
 }
@@ -87,6 +129,7 @@ void Pair::StopReplication() {
     if (sink_) refused_base_[r] += sink_->rejects().Get(static_cast<mirror::RejectReason>(r));
   }
   serving_ = nullptr;
+  standby_confirmed_ = false;
   source_.reset();
   sink_.reset();
 }
@@ -98,23 +141,8 @@ void Pair::BecomeActive() {
   o.epoch = core_.node_epoch();
   o.key = cfg_.replication_key;
   o.listen = *mirror::ParseEndpoint(cfg_.listen);
-  o.snapshot = [this]() -> absl::StatusOr<mirror::Snapshot> {
-    mirror::Snapshot snap;
-    uint64_t log_id = 0, seq = 0;
-    // Under the core's lock no change can be appended: the source's position
-    // read here is the snapshot's. (Not under mu_: the lock order is mu_
-    // before the core's.)
-    std::vector<std::string> objects = core_.SnapshotRecords(&log_id, &seq, [&] {
-      mirror::ReplicationSource* s = serving_.load();
-      snap.seq = s ? s->status().last_seq : 0;
-    });
-    snap.records.reserve(objects.size() + 1);
-    for (std::string& o : objects) snap.records.push_back("S" + o);
-    v1::PositionRecord pos;
-    pos.set_log_id(log_id);
-    pos.set_seq(seq);
-    snap.records.push_back(Tagged('P', pos));
-    return snap;
+  o.snapshot = [this]() -> absl::StatusOr<std::unique_ptr<mirror::SnapshotReader>> {
+    return std::make_unique<StateSnapshot>(core_, serving_);
   };
   o.backlog_records = cfg_.backlog_changes;
   o.backlog_bytes = cfg_.backlog_mib << 20;
@@ -122,21 +150,38 @@ void Pair::BecomeActive() {
   o.on_message = [this](absl::string_view m) { OnStandbyMessage(m); };
   auto src = mirror::ReplicationSource::Start(std::move(o));
   if (!src.ok()) {
-    fprintf(stderr, "tandem-control: pair: cannot serve replication on %s: %s\n",
-            cfg_.listen.c_str(), std::string(src.status().message()).c_str());
+    // Alarmed (replication_listen_failed) and tried again by Step.
+    std::string error = std::string(src.status().message());
+    if (error != listen_error_) {
+      fprintf(stderr, "tandem-control: pair: cannot serve replication on %s: %s (trying again)\n",
+              cfg_.listen.c_str(), error.c_str());
+    }
+    listen_error_ = error;
     return;
   }
+  if (!listen_error_.empty()) {
+    fprintf(stderr, "tandem-control: pair: serving replication on %s\n", cfg_.listen.c_str());
+  }
+  listen_error_.clear();
   source_ = std::move(*src);
   mirror::ReplicationSource* s = source_.get();
   serving_ = s;
   core_.changes().SetObserver([this, s](std::vector<std::string>& recs, uint64_t) {
     for (std::string& r : recs) r.insert(r.begin(), 'C');
-    latest_repl_seq_ = s->AppendBatch(recs);
+    absl::StatusOr<uint64_t> seq = s->AppendBatch(recs);
+    if (!seq.ok()) {
+      // The API's size limits keep every object far below the limit: an
+      // object stored before they existed can be this large.
+      fprintf(stderr, "tandem-control: pair: %s\n", std::string(seq.status().message()).c_str());
+      seq = s->status().last_seq;
+    }
+    latest_repl_seq_ = *seq;
   });
 }
 
 void Pair::BecomeStandby() {
   StopReplication();
+  listen_error_.clear();
   mirror::SinkOptions o;
   o.node_id = cfg_.node_id;
   o.epoch = core_.node_epoch();
@@ -145,11 +190,14 @@ void Pair::BecomeStandby() {
   mirror::SinkCallbacks cb;
   cb.begin_snapshot = [this](uint64_t, uint64_t) { core_.BeginResync(); };
   cb.apply = [this](mirror::RecordKind kind, uint64_t, absl::string_view rec) {
-    ApplyRecord(kind, rec);
+    return ApplyRecord(kind, rec);
   };
   cb.end_snapshot = [this](uint64_t) {
-    core_.EndResync(snapshot_log_id_.load(), snapshot_seq_.load());
+    return core_.EndResync(snapshot_log_id_.load(), snapshot_seq_.load());
   };
+  // Acknowledged only once committed: a change the standby could not store
+  // is never confirmed to the active (nor to a synchronous write).
+  cb.commit = [this] { return core_.CommitReplicated(); };
   cb.peer_report = [this](uint32_t sender, uint64_t epoch, const mirror::HeartbeatBody& b) {
     mirror::PeerReport r;
     r.node_id = sender;
@@ -173,55 +221,69 @@ void Pair::BecomeStandby() {
   sink_ = std::move(*sink);
 }
 
-void Pair::ApplyRecord(mirror::RecordKind, absl::string_view rec) {
-  if (rec.empty()) return;
+absl::Status Pair::ApplyRecord(mirror::RecordKind kind, absl::string_view rec) {
+  if (rec.empty()) return absl::OkStatus();
   absl::string_view body = rec.substr(1);
+  auto unparsed = [&](const char* what) {
+    // Never acknowledged: a version mismatch or a bug, to be seen (alarm).
+    return absl::DataLossError(absl::StrCat("a replicated ", what, " does not parse"));
+  };
   switch (rec[0]) {
     case 'C':
     case 'S': {
       v1::Change c;
-      if (!c.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
-        fprintf(stderr, "tandem-control: pair: a replicated change does not parse\n");
-        return;
-      }
-      (void)core_.ApplyReplicated(c, std::string(body), rec[0] == 'S');
-      return;
+      if (!c.ParseFromArray(body.data(), static_cast<int>(body.size()))) return unparsed("change");
+      return core_.ApplyReplicated(c, std::string(body), rec[0] == 'S');
     }
     case 'P': {
       v1::PositionRecord p;
-      if (p.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
-        snapshot_log_id_ = p.log_id();
-        snapshot_seq_ = p.seq();
+      if (!p.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+        return unparsed("position");
       }
-      return;
+      snapshot_log_id_ = p.log_id();
+      snapshot_seq_ = p.seq();
+      return absl::OkStatus();
     }
     case 'U': {
       v1::UsageRecord u;
       if (u.ParseFromArray(body.data(), static_cast<int>(body.size()))) core_.ApplyUsage(u);
-      return;
+      return absl::OkStatus();
     }
-    case 'D': {
-      v1::DigestRecord d;
-      if (!d.ParseFromArray(body.data(), static_cast<int>(body.size()))) return;
-      core_.FlushReplicated();
-      uint64_t pos = 0;
-      std::string mine = core_.SiteDigest(&pos, nullptr);
-      bool match = mine == d.sha256();
-      {
-        absl::MutexLock lock(&status_mu_);
-        compare_seq_ = d.position();
-        compare_result_ = match ? "match" : "drift repaired";
-        if (!match) drift_repairs_++;
-      }
-      fprintf(stderr, "tandem-control: pair: site data at change %llu %s\n",
-              static_cast<unsigned long long>(d.position()),
-              match ? "matches the active node" : "DIFFERS from the active node: resyncing");
-      if (!match) resync_wanted_ = true;
-      return;
-    }
+    case 'D':
+      // While a snapshot's changes are replayed the state is not yet the
+      // active's: no comparison then.
+      return kind == mirror::RecordKind::kChange ? CompareDigest(body) : absl::OkStatus();
     default:
       fprintf(stderr, "tandem-control: pair: unknown record tag %d\n", rec[0]);
+      return absl::OkStatus();
   }
+}
+
+absl::Status Pair::CompareDigest(absl::string_view body) {
+  v1::DigestRecord d;
+  if (!d.ParseFromArray(body.data(), static_cast<int>(body.size()))) return absl::OkStatus();
+  if (absl::Status st = core_.CommitReplicated(); !st.ok()) return st;
+  uint64_t pos = 0;
+  std::string mine = core_.SiteDigest(&pos, nullptr);
+  bool match = mine == d.sha256();
+  {
+    absl::MutexLock lock(&status_mu_);
+    compare_seq_ = d.position();
+    compare_result_ = match ? "match" : "drift repaired";
+    if (!match) drift_repairs_++;
+  }
+  fprintf(stderr, "tandem-control: pair: site data at change %llu %s\n",
+          static_cast<unsigned long long>(d.position()),
+          match ? "matches the active node" : "DIFFERS from the active node: resyncing");
+  if (!match) resync_wanted_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Pair::AdmitWrite() const {
+  if (!cfg_.strict || standby_confirmed_.load()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      "mode sync-strict: no standby holds a confirmed copy (none connected, or it is "
+      "resyncing): the write is refused and nothing changed");
 }
 
 absl::Status Pair::WaitReplicated() {
@@ -231,14 +293,18 @@ absl::Status Pair::WaitReplicated() {
     absl::MutexLock lock(&mu_);
     s = source_;  // kept alive while we wait, without holding mu_
   }
-  if (!s) return absl::OkStatus();
   absl::Status st =
-      s->WaitAcked(latest_repl_seq_.load(), absl::Milliseconds(cfg_.sync_timeout_ms));
+      s ? s->WaitAcked(latest_repl_seq_.load(), absl::Milliseconds(cfg_.sync_timeout_ms))
+        : absl::UnavailableError("not serving replication");
   if (st.ok()) return st;
   absl::MutexLock slock(&status_mu_);
   if (absl::IsUnavailable(st)) {
-    sync_degraded_++;  // no standby: the pair runs degraded, writes go on
-    return absl::OkStatus();
+    sync_degraded_++;  // no standby: alarmed (sync_degraded)
+    // Strict: the standby went away between the check before the write and now.
+    if (!cfg_.strict) return absl::OkStatus();  // the pair runs degraded, writes go on
+    return absl::DeadlineExceededError(
+        "applied on this node, but no standby confirmed it (mode sync-strict): the standby "
+        "went away during the write");
   }
   sync_timeouts_++;
   return absl::DeadlineExceededError(
@@ -258,7 +324,7 @@ absl::StatusOr<v1::ComparePairResponse> Pair::Compare() {
     v1::DigestRecord r;
     r.set_position(p);
     r.set_sha256(d);
-    s->Append(Tagged('D', r));
+    (void)s->Append(Tagged('D', r));  // small
   });
   out.set_position(pos);
   out.set_digest(absl::BytesToHexString(digest));
@@ -310,6 +376,11 @@ void Pair::Step(absl::Time now) {
   std::vector<mirror::Decision> decisions;
   {
     absl::MutexLock lock(&mu_);
+    if (core_.node_role() == tables::Role::kActive && !source_ && now >= next_listen_retry_) {
+      next_listen_retry_ = now + absl::Seconds(1);
+      BecomeActive();  // the listener could not bind before: alarmed meanwhile
+    }
+    standby_confirmed_ = source_ && source_->status().standby_synced;
     if (!machine_) {
       if (now < decide_from_) return;
       mirror::RoleConfig rc;
@@ -427,22 +498,29 @@ void Pair::Step(absl::Time now) {
       next_usage_ = now + absl::Milliseconds(cfg_.usage_interval_ms);
       v1::UsageRecord u = core_.UsageDelta();
       absl::MutexLock lock(&mu_);
-      if (source_ && u.legs_size() > 0) source_->Append(Tagged('U', u));
+      for (int i = 0; source_ && i < u.legs_size(); i += kUsageLegsPerRecord) {
+        v1::UsageRecord part;
+        for (int j = i; j < std::min(u.legs_size(), i + kUsageLegsPerRecord); ++j) {
+          *part.add_legs() = u.legs(j);
+        }
+        (void)source_->Append(Tagged('U', part));  // far below the limit
+      }
     }
     if (now >= next_compare_) {
       next_compare_ = now + absl::Seconds(static_cast<int64_t>(cfg_.compare_interval_s));
       (void)Compare();
     }
-  } else {
-    core_.FlushReplicated();
   }
+  // A standby commits what it applied on the sink's thread, before it
+  // acknowledges (SinkCallbacks::commit).
 }
 
 void Pair::PublishStatus(absl::Time now) {
   v1::PairStatus s;
   s.set_node_id(cfg_.node_id);
   s.set_peer_node_id(cfg_.peer_node_id);
-  s.set_mode(cfg_.sync ? "sync" : "async");
+  s.set_mode(cfg_.strict ? "sync-strict" : cfg_.sync ? "sync" : "async");
+  const bool active = core_.node_role() == tables::Role::kActive;
   s.set_peer_api(cfg_.peer_api);
   s.set_position(core_.changes().last_seq());
   {
@@ -474,11 +552,9 @@ void Pair::PublishStatus(absl::Time now) {
       s.set_peer_data_plane_ok(peer->data_plane_ok);
       s.set_peer_access_link_up(peer->access_link_up);
     }
-    std::string alarms = machine_->alarms().ToString();
-    if (mirror::PeerIncompatible()) {  // issue 19: the peer speaks another wire format version
-      alarms = alarms == "none" ? "peer_incompatible" : alarms + ",peer_incompatible";
-    }
-    s.set_alarms(alarms);
+    std::vector<std::string> alarms;
+    if (machine_->alarms().any()) alarms.push_back(machine_->alarms().ToString());
+    if (mirror::PeerIncompatible()) alarms.push_back("peer_incompatible");  // issue 19: another wire version
     if (const auto& t = machine_->last_takeover()) {
       s.set_last_takeover_cause(t->cause);
       s.set_last_takeover_unix_ns(
@@ -504,6 +580,11 @@ void Pair::PublishStatus(absl::Time now) {
       s.set_replication(st.standby_connected
                             ? (st.standby_synced ? "serving standby" : "sending snapshot")
                             : "no standby");
+      refused["replication_oversized"] = st.oversized;
+      if (cfg_.sync && !st.standby_synced) alarms.push_back("sync_degraded");
+      if (cfg_.lag_alarm_ms > 0 && absl::ToInt64Milliseconds(st.lag_time) >= cfg_.lag_alarm_ms) {
+        alarms.push_back("replication_lag");
+      }
       s.set_acked_position(st.acked_seq);
       s.set_lag_changes(st.lag_records);
       s.set_lag_ms(absl::ToDoubleMilliseconds(st.lag_time));
@@ -513,12 +594,22 @@ void Pair::PublishStatus(absl::Time now) {
       s.set_backlog_resident_bytes(st.backlog_resident);
     } else if (sink_) {
       mirror::SinkStatus st = sink_->status();
-      s.set_replication(!st.connected ? "connecting" : st.consistent ? "following" : "resyncing");
+      s.set_replication(!st.store_error.empty() ? "not storing: " + st.store_error
+                        : !st.connected         ? "connecting"
+                        : st.consistent         ? "following"
+                                                : "resyncing");
       s.set_acked_position(st.applied_seq);
       s.set_snapshots(st.snapshots);
+      // Nothing more is acknowledged until the store takes it again.
+      if (!st.store_error.empty()) alarms.push_back("store_failed");
+    } else if (active && !listen_error_.empty()) {
+      s.set_replication("cannot listen on " + cfg_.listen + ": " + listen_error_);
+      alarms.push_back("replication_listen_failed");
+      if (cfg_.sync) alarms.push_back("sync_degraded");
     } else {
       s.set_replication("off");
     }
+    s.set_alarms(alarms.empty() ? "none" : absl::StrJoin(alarms, ","));
   }
   absl::MutexLock lock(&status_mu_);
   s.set_takeovers(takeovers_);
@@ -559,6 +650,9 @@ void Pair::OnActiveMessage(absl::string_view msg) {
   lost->set_log_id(log_id);
   lost->set_after_seq(after);
   bool complete = core_.changes().log_id() == log_id;
+  // The answer is one backbone message: beyond this size only the range is told.
+  constexpr size_t kMaxLostBytes = mirror::kMaxRecord / 2;
+  size_t bytes = 0;
   for (uint64_t from = after + 1; complete && from <= core_.changes().last_seq();) {
     std::vector<v1::Change> batch;
     absl::Status st = core_.changes().Read(from, 4096, absl::ZeroDuration(), &batch);
@@ -566,7 +660,13 @@ void Pair::OnActiveMessage(absl::string_view msg) {
     if (batch.empty()) break;
     for (v1::Change& c : batch) {
       from = c.seq() + 1;
-      if (c.kind() != v1::Change::ROLE) *lost->add_changes() = std::move(c);
+      if (c.kind() == v1::Change::ROLE) continue;
+      bytes += c.ByteSizeLong() + 8;
+      if (bytes > kMaxLostBytes) {
+        complete = false;
+        break;
+      }
+      *lost->add_changes() = std::move(c);
     }
   }
   lost->set_complete(complete);

@@ -53,11 +53,15 @@ class Pair {
   static absl::StatusOr<std::unique_ptr<Pair>> Start(Core& core);
   ~Pair();
 
-  // Synchronous mode, after a write: waits until the standby has applied
-  // every change appended so far. OK at once in asynchronous mode, on a
-  // standby, or when no standby is connected (counted and alarmed: the pair
-  // is degraded). DeadlineExceeded if the standby does not confirm in time.
+  // Synchronous mode, after a write: waits until the standby has stored
+  // every change appended so far. OK at once in asynchronous mode or on a
+  // standby. With no standby connected (counted and alarmed: the pair is
+  // degraded) OK in mode "sync", DeadlineExceeded in "sync-strict".
+  // DeadlineExceeded if the standby does not confirm in time.
   absl::Status WaitReplicated();
+  // Before a write changes anything (Core::SetWriteGate): in mode
+  // "sync-strict", FailedPrecondition unless a standby holds a confirmed copy.
+  absl::Status AdmitWrite() const;
 
   // Active node: puts a digest of the site data into the stream now.
   absl::StatusOr<v1::ComparePairResponse> Compare();
@@ -77,7 +81,9 @@ class Pair {
   void BecomeActive();
   void BecomeStandby();
   void StopReplication();
-  void ApplyRecord(mirror::RecordKind kind, absl::string_view rec);
+  // The standby's side of a record; an error: not stored, not acknowledged.
+  absl::Status ApplyRecord(mirror::RecordKind kind, absl::string_view rec);
+  absl::Status CompareDigest(absl::string_view digest_record);
   void PublishStatus(absl::Time now);
   bool AttachState();
   // The lost-writes exchange (control.proto, PairMessage).
@@ -95,6 +101,11 @@ class Pair {
   mirror::SwitchHeartbeatFeed feed_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<mirror::ReplicationSource> source_ ABSL_GUARDED_BY(mu_);
   std::atomic<mirror::ReplicationSource*> serving_{nullptr};  // source_, for the snapshot
+  // Active, mode sync-strict: a standby holds a confirmed copy (for AdmitWrite).
+  std::atomic<bool> standby_confirmed_{false};
+  // Active without a source: why it could not listen; tried again every second.
+  std::string listen_error_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_listen_retry_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<mirror::ReplicationSink> sink_ ABSL_GUARDED_BY(mu_);
   // Replication refusals of the sources and sinks already destroyed.
   std::array<uint64_t, static_cast<int>(mirror::RejectReason::kCount)> refused_base_

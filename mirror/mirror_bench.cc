@@ -72,7 +72,7 @@ void Paced(ReplicationSource& src, Receiver& rx, double rate, int seconds, size_
   for (uint64_t i = 0; i < total; ++i) {
     int64_t due = start + static_cast<int64_t>(i) * period_ns;
     if (due > MonoNanos() + 100000) SleepUntil(due);
-    seq = src.Append(Record(bytes));
+    seq = *src.Append(Record(bytes));
   }
   int64_t end = MonoNanos();
   WaitApplied(rx, seq);
@@ -100,7 +100,9 @@ int Main() {
   so.node_id = 1;
   so.key = kKey;
   so.backlog_records = 4u << 20;
-  so.snapshot = []() -> absl::StatusOr<Snapshot> { return Snapshot{{}, 0}; };
+  so.snapshot = []() -> absl::StatusOr<std::unique_ptr<SnapshotReader>> {
+    return WholeSnapshot({}, 0);
+  };
   auto src = ReplicationSource::Start(so);
   if (!src.ok()) {
     std::fprintf(stderr, "source: %s\n", std::string(src.status().message()).c_str());
@@ -121,6 +123,7 @@ int Main() {
       rx.lag_ns.push_back(lag);
     }
     rx.applied.store(seq, std::memory_order_release);
+    return absl::OkStatus();
   };
   auto sink = ReplicationSink::Start(ko, cb);
   if (!sink.ok()) return 1;
@@ -134,7 +137,7 @@ int Main() {
   std::string payload(bytes, 'b');
   int64_t t0 = MonoNanos();
   uint64_t seq = 0;
-  for (uint64_t i = 0; i < n; ++i) seq = (*src)->Append(payload);
+  for (uint64_t i = 0; i < n; ++i) seq = *(*src)->Append(payload);
   int64_t appended = MonoNanos();
   WaitApplied(rx, seq);
   int64_t t1 = MonoNanos();

@@ -108,7 +108,7 @@ absl::StatusOr<Fd> TcpListen(const Endpoint& e) {
   if (bind(fd.get(), reinterpret_cast<sockaddr*>(&*sa), len) != 0) {
     return Errno(absl::StrCat("bind ", e.ToString()));
   }
-  if (listen(fd.get(), 8) != 0) return Errno("listen");
+  if (listen(fd.get(), 1024) != 0) return Errno("listen");
   return fd;
 }
 
@@ -179,7 +179,7 @@ absl::Status FramedConn::ReadSome() {
     in_.erase(0, in_off_);
     in_off_ = 0;
   }
-  for (int i = 0; i < 16; ++i) {
+  for (int i = 0; i < 16 && in_.size() - in_off_ <= max_frame_; ++i) {
     size_t old = in_.size();
     in_.resize(old + 65536);
     ssize_t n = read(fd_.get(), in_.data() + old, 65536);
@@ -201,6 +201,7 @@ absl::StatusOr<std::optional<absl::string_view>> FramedConn::NextFrame() {
   absl::string_view rest(in_.data() + in_off_, in_.size() - in_off_);
   absl::StatusOr<size_t> size = FrameSize(rest);
   if (!size.ok()) return size.status();
+  if (*size > max_frame_) return absl::InvalidArgumentError("malformed frame: too long here");
   if (*size == 0 || rest.size() < *size) return std::nullopt;
   in_off_ += *size;
   return rest.substr(0, *size);

@@ -41,7 +41,8 @@ class Fd {
 };
 
 absl::StatusOr<sockaddr_storage> ToSockaddr(const Endpoint& e, socklen_t* len);
-// Non-blocking listening TCP socket (SO_REUSEADDR).
+// Non-blocking listening TCP socket (SO_REUSEADDR), with a deep accept queue
+// (a flood of connections must not make the kernel drop the real peer's).
 absl::StatusOr<Fd> TcpListen(const Endpoint& e);
 // Connects within `timeout`; the returned socket is non-blocking with TCP_NODELAY.
 absl::StatusOr<Fd> TcpConnect(const Endpoint& e, absl::Duration timeout);
@@ -82,6 +83,10 @@ class FramedConn {
   absl::StatusOr<std::optional<absl::string_view>> NextFrame();
   // True if a frame has started but not ended.
   bool partial() const { return in_.size() > in_off_; }
+  // Frames longer than this are refused by NextFrame (InvalidArgument), and
+  // ReadSome buffers little more: what a peer that has not authenticated yet
+  // may make this side hold.
+  void set_max_frame(size_t bytes) { max_frame_ = bytes; }
 
   void Queue(absl::string_view frame) { out_.append(frame.data(), frame.size()); }
   size_t queued() const { return out_.size() - out_off_; }
@@ -92,6 +97,7 @@ class FramedConn {
   Fd fd_;
   std::string in_;
   size_t in_off_ = 0;
+  size_t max_frame_ = SIZE_MAX;
   std::string out_;
   size_t out_off_ = 0;
 };

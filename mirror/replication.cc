@@ -1,14 +1,19 @@
+// The replication source (the sink is in replication_sink.cc).
 #include "mirror/replication.h"
 
+#include <netinet/in.h>
 #include <openssl/rand.h>
 #include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <deque>
 #include <optional>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/record_ring.h"
@@ -21,7 +26,21 @@ namespace {
 constexpr size_t kOutputHighWater = 256 * 1024;
 constexpr size_t kBatchBytes = 64 * 1024;
 constexpr uint32_t kBatchRecords = 4096;
-constexpr size_t kMaxPending = 4;
+
+// Connections that have not sent a valid Hello yet: what anyone who reaches
+// the port can hold, per source address and in all.
+constexpr size_t kMaxUnverifiedPerSource = 16;
+constexpr size_t kMaxUnverified = 64;
+// Connections that sent a valid Hello and have not subscribed yet.
+constexpr size_t kMaxVerified = 4;
+// New connections accepted per turn of the loop: the pending ones are read
+// between turns, so a standby's Hello is seen before a flood can push it out.
+constexpr int kAcceptBatch = 16;
+// Hello nonces remembered: a recorded Hello sent again is refused.
+constexpr size_t kRecentNonces = 1024;
+// Before the handshake a peer sends one Hello (or, after it, a Subscribe):
+// nothing longer is buffered for it.
+constexpr size_t kPendingMaxFrame = 4096;
 
 uint64_t RandomHistory() {
   uint64_t h = 0;
@@ -36,22 +55,90 @@ int PollTimeoutMs(int64_t deadline_ns) {
   return static_cast<int>(left / 1000000 + 1);
 }
 
+// The peer's address (without the port): connections are bounded per source.
+std::string PeerAddress(const sockaddr_storage& ss) {
+  if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    return std::string(reinterpret_cast<const char*>(&a->sin6_addr), sizeof(a->sin6_addr));
+  }
+  const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+  return std::string(reinterpret_cast<const char*>(&a->sin_addr), sizeof(a->sin_addr));
+}
+
+// A record list (wire.h) of about kBatchBytes: a record that does not fit
+// goes alone into the next one.
+class RecordList {
+ public:
+  explicit RecordList(std::string prefix) : body_(std::move(prefix)), count_at_(body_.size()) {
+    body_.append(4, '\0');
+  }
+  bool Add(absl::string_view r) {
+    if (n_ == kBatchRecords || (n_ > 0 && body_.size() + 4 + r.size() > kBatchBytes)) return false;
+    AppendRecord(&body_, r);
+    ++n_;
+    return true;
+  }
+  uint32_t size() const { return n_; }
+  std::string Take() {
+    for (int b = 0; b < 4; ++b) body_[count_at_ + b] = static_cast<char>(n_ >> (8 * b));
+    return std::move(body_);
+  }
+
+ private:
+  std::string body_;
+  size_t count_at_;
+  uint32_t n_ = 0;
+};
+
+class Whole : public SnapshotReader {
+ public:
+  Whole(std::vector<std::string> records, uint64_t seq) : records_(std::move(records)), seq_(seq) {}
+  absl::StatusOr<Chunk> Next(size_t max_bytes) override {
+    Chunk c;
+    c.seq = seq_;
+    size_t bytes = 0;
+    while (next_ < records_.size() && (c.records.empty() || bytes < max_bytes)) {
+      bytes += records_[next_].size();
+      c.records.push_back(std::move(records_[next_++]));
+    }
+    c.last = next_ == records_.size();
+    return c;
+  }
+
+ private:
+  std::vector<std::string> records_;
+  uint64_t seq_;
+  size_t next_ = 0;
+};
+
 }  // namespace
+
+std::unique_ptr<SnapshotReader> WholeSnapshot(std::vector<std::string> records, uint64_t seq) {
+  return std::make_unique<Whole>(std::move(records), seq);
+}
 
 // ===================================================================== source
 
 struct ReplicationSource::State {
   // One connection, before (pending) or after (active) its subscription.
   struct Peer {
-    Peer(Fd fd, const Hmac& key, uint32_t node, RejectCounters* rc)
-        : conn(std::move(fd)), session(key, Session::Side::kServer, node, rc) {}
+    Peer(Fd fd, const Hmac& key, uint32_t node, RejectCounters* rc, std::string from)
+        : conn(std::move(fd)),
+          session(key, Session::Side::kServer, node, rc),
+          from(std::move(from)) {}
     FramedConn conn;
     Session session;
-    int64_t deadline_ns = 0;  // handshake deadline while pending
+    std::string from;         // the peer's address
+    bool verified = false;    // sent a valid Hello, not seen before
+    bool evicted = false;     // to be closed: it gave way to a newer connection
+    int64_t deadline_ns = 0;  // hello, then handshake deadline while pending
     uint64_t next_send = 0;   // next sequence to stream once active
     int64_t last_rx_ns = 0;   // last frame from the standby
     int64_t last_tx_ns = 0;   // last bytes queued to the standby
     bool need_snapshot = false;
+    std::unique_ptr<SnapshotReader> snapshot;  // while one is streamed
+    bool snapshot_begun = false;               // its kSnapshotBegin is queued
+    uint64_t snapshot_from = 0;                // its first chunk's seq
   };
 
   SourceOptions opt;
@@ -69,18 +156,24 @@ struct ReplicationSource::State {
   // appended record.
   std::optional<RecordRing> backlog ABSL_GUARDED_BY(mu);
   uint64_t acked ABSL_GUARDED_BY(mu) = 0;
-  uint64_t snapshot_seq ABSL_GUARDED_BY(mu) = 0;  // of the active peer's snapshot
+  // The active peer is synced once it acknowledged this (its snapshot's end).
+  uint64_t snapshot_seq ABSL_GUARDED_BY(mu) = 0;
   bool connected ABSL_GUARDED_BY(mu) = false;
   bool synced ABSL_GUARDED_BY(mu) = false;
   bool io_waiting ABSL_GUARDED_BY(mu) = false;
   uint64_t epoch ABSL_GUARDED_BY(mu) = 0;
   uint64_t snapshots_sent ABSL_GUARDED_BY(mu) = 0;
+  uint64_t snapshot_restarts ABSL_GUARDED_BY(mu) = 0;
   uint64_t resumes ABSL_GUARDED_BY(mu) = 0;
   uint64_t connections ABSL_GUARDED_BY(mu) = 0;
+  uint64_t oversized ABSL_GUARDED_BY(mu) = 0;
   std::optional<HeartbeatBody> notice ABSL_GUARDED_BY(mu);
 
-  std::unique_ptr<Peer> active;  // I/O thread only
-  std::vector<std::unique_ptr<Peer>> pending;
+  // I/O thread only.
+  std::unique_ptr<Peer> active;
+  std::vector<std::unique_ptr<Peer>> pending;  // in the order accepted
+  std::deque<std::string> nonce_order;
+  absl::flat_hash_set<std::string> nonces;
 
   uint64_t Epoch() {
     absl::MutexLock l(&mu);
@@ -88,27 +181,94 @@ struct ReplicationSource::State {
   }
   void Run();
   void Accept();
+  void MakeRoom(const std::string& from);
+  bool Verify(Peer& p, absl::string_view hello);
+  void ServePendings(const std::vector<pollfd>& fds, size_t at);
   // Each returns false if the peer must be closed.
   bool ServePending(Peer& p);
   bool Subscribe(std::unique_ptr<Peer>& p, const Message& m);
   bool ServeActive();
   bool FillOutput();
-  bool QueueSnapshot();
+  bool StreamSnapshot();
+  void QueueSnapshotRecords(uint64_t ep, const std::vector<std::string>& records);
   void DropActive();
 };
 
-void ReplicationSource::State::Accept() {
-  for (;;) {
-    int fd = accept4(listen_fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) return;
-    TuneTcp(fd);
-    auto p = std::make_unique<Peer>(Fd(fd), *key, opt.node_id, &rejects);
-    p->deadline_ns = MonoNanos() + absl::ToInt64Nanoseconds(opt.handshake_timeout);
-    // Unauthenticated connections cannot crowd out the next real standby:
-    // the oldest pending one gives way.
-    if (pending.size() >= kMaxPending) pending.erase(pending.begin());
-    pending.push_back(std::move(p));
+// A newcomer from `from` is admitted: over a bound, the oldest connection
+// without a valid Hello gives way, of the newcomer's own source if that
+// source is at its bound, else of the source that holds the most. One that
+// sent a valid Hello never gives way to one that has not.
+void ReplicationSource::State::MakeRoom(const std::string& from) {
+  absl::flat_hash_map<std::string, size_t> per_source;
+  size_t unverified = 0;
+  for (const auto& p : pending) {
+    if (p->verified || p->evicted) continue;
+    ++unverified;
+    ++per_source[p->from];
   }
+  std::string victim = from;
+  if (per_source[from] < kMaxUnverifiedPerSource) {
+    if (unverified < kMaxUnverified) return;
+    size_t most = 0;
+    for (const auto& [source, n] : per_source) {
+      if (n > most) {
+        most = n;
+        victim = source;
+      }
+    }
+  }
+  for (auto& p : pending) {
+    if (!p->verified && !p->evicted && p->from == victim) {
+      p->evicted = true;
+      return;
+    }
+  }
+}
+
+void ReplicationSource::State::Accept() {
+  for (int i = 0; i < kAcceptBatch; ++i) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    int fd = accept4(listen_fd.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
+    if (fd < 0) break;
+    TuneTcp(fd);
+    std::string from = PeerAddress(ss);
+    MakeRoom(from);
+    auto p = std::make_unique<Peer>(Fd(fd), *key, opt.node_id, &rejects, std::move(from));
+    p->conn.set_max_frame(kPendingMaxFrame);
+    p->deadline_ns = MonoNanos() + absl::ToInt64Nanoseconds(opt.hello_timeout);
+    pending.push_back(std::move(p));
+    // The Hello of a real standby is usually there already: read it now,
+    // before more newcomers are let in.
+    if (!ServePending(*pending.back())) pending.back()->evicted = true;
+  }
+  std::erase_if(pending, [](const std::unique_ptr<Peer>& p) { return p == nullptr || p->evicted; });
+}
+
+// A Hello with a valid MAC: the peer holds the key, unless it replays a
+// recorded Hello, hence the nonces remembered.
+bool ReplicationSource::State::Verify(Peer& p, absl::string_view hello) {
+  absl::StatusOr<Message> m = Decode(hello);
+  if (!m.ok()) return false;
+  if (!nonces.insert(m->body).second) {
+    rejects.Count(RejectReason::kReplayed);
+    return false;
+  }
+  nonce_order.push_back(m->body);
+  if (nonce_order.size() > kRecentNonces) {
+    nonces.erase(nonce_order.front());
+    nonce_order.pop_front();
+  }
+  p.verified = true;
+  p.deadline_ns = MonoNanos() + absl::ToInt64Nanoseconds(opt.handshake_timeout);
+  size_t verified = 0;
+  for (auto it = pending.rbegin(); it != pending.rend(); ++it) {
+    Peer* q = it->get();
+    if (q == nullptr || !q->verified || q->evicted) continue;
+    // The oldest give way: a restarted standby replaces its dead attempt.
+    if (++verified > kMaxVerified) q->evicted = true;
+  }
+  return true;
 }
 
 bool ReplicationSource::State::ServePending(Peer& p) {
@@ -122,7 +282,7 @@ bool ReplicationSource::State::ServePending(Peer& p) {
     if (!f->has_value()) break;
     if (!p.session.established()) {
       absl::StatusOr<std::string> reply = p.session.AcceptHello(**f, Epoch());
-      if (!reply.ok()) return false;
+      if (!reply.ok() || !Verify(p, **f)) return false;
       p.conn.Queue(*reply);
       continue;
     }
@@ -165,12 +325,14 @@ bool ReplicationSource::State::Subscribe(std::unique_ptr<Peer>& p, const Message
     p->next_send = resume ? sub->last_applied + 1 : 0;
     acked = resume ? sub->last_applied : 0;
     synced = resume;
+    if (!resume) snapshot_seq = UINT64_MAX;  // known when its snapshot ends
     connected = true;
     ++connections;
     if (resume) ++resumes;
   }
   DropActive();  // an authenticated newcomer replaces a possibly dead connection
   active = std::move(p);
+  active->conn.set_max_frame(kMaxBody + kHeaderSize + kMacSize);
   active->last_rx_ns = active->last_tx_ns = MonoNanos();
   if (opt.greeting) {
     std::string g = opt.greeting();
@@ -189,36 +351,76 @@ void ReplicationSource::State::DropActive() {
   acked_cv.SignalAll();
 }
 
-bool ReplicationSource::State::QueueSnapshot() {
-  absl::StatusOr<Snapshot> snap = opt.snapshot();
-  if (!snap.ok()) return false;
-  uint64_t ep;
-  {
-    absl::MutexLock l(&mu);
-    if (snap->seq > backlog->last_seq() || snap->seq + 1 < opt.first_seq) return false;
-    acked = 0;
-    synced = false;
-    snapshot_seq = snap->seq;
-    ++snapshots_sent;
-    ep = epoch;
-  }
-  Session& s = active->session;
-  active->conn.Queue(s.Seal(MsgType::kSnapshotBegin, ep,
-                            EncodeSnapshotBegin({opt.history, snap->seq, snap->records.size()})));
+void ReplicationSource::State::QueueSnapshotRecords(uint64_t ep,
+                                                    const std::vector<std::string>& records) {
+  uint64_t too_long = 0;
   size_t i = 0;
-  while (i < snap->records.size()) {
-    std::string body(4, '\0');
-    uint32_t n = 0;
-    while (i < snap->records.size() && (n == 0 || body.size() < kBatchBytes)) {
-      AppendRecord(&body, snap->records[i++]);
-      ++n;
+  while (i < records.size()) {
+    RecordList list("");
+    for (; i < records.size(); ++i) {
+      // A record that no frame can carry is left out (counted): the standby
+      // would refuse the frame on every attempt.
+      if (records[i].size() > kMaxRecord) {
+        ++too_long;
+      } else if (!list.Add(records[i])) {
+        break;
+      }
     }
-    for (int b = 0; b < 4; ++b) body[b] = static_cast<char>(n >> (8 * b));
-    active->conn.Queue(s.Seal(MsgType::kSnapshotRecords, ep, body));
+    if (list.size() > 0) {
+      active->conn.Queue(active->session.Seal(MsgType::kSnapshotRecords, ep, list.Take()));
+    }
   }
-  active->conn.Queue(s.Seal(MsgType::kSnapshotEnd, ep, EncodeU64(snap->seq)));
-  active->need_snapshot = false;
-  active->next_send = snap->seq + 1;
+  if (too_long > 0) {
+    absl::MutexLock l(&mu);
+    oversized += too_long;
+  }
+}
+
+// Queues the active peer's snapshot, chunk by chunk while the output has
+// room: a standby that takes it slowly holds up neither the state's owner
+// (each chunk is read on its own) nor this node's memory.
+bool ReplicationSource::State::StreamSnapshot() {
+  Peer& p = *active;
+  while (p.snapshot != nullptr && p.conn.queued() < kOutputHighWater) {
+    absl::StatusOr<SnapshotReader::Chunk> c = p.snapshot->Next(kBatchBytes);
+    if (!c.ok()) return false;
+    uint64_t ep;
+    {
+      absl::MutexLock l(&mu);
+      if (c->seq > backlog->last_seq() || c->seq + 1 < opt.first_seq) return false;
+      if (!p.snapshot_begun) {
+        p.snapshot_from = c->seq;
+        acked = 0;
+        synced = false;
+        snapshot_seq = UINT64_MAX;
+        ++snapshots_sent;
+      } else if (p.snapshot_from + 1 < backlog->first_seq()) {
+        // The backlog dropped a change the standby needs after these
+        // records: finishing would be in vain, start again.
+        ++snapshot_restarts;
+        p.snapshot.reset();
+        p.need_snapshot = true;
+        return true;
+      }
+      ep = epoch;
+    }
+    Session& s = p.session;
+    if (!p.snapshot_begun) {
+      p.conn.Queue(
+          s.Seal(MsgType::kSnapshotBegin, ep, EncodeSnapshotBegin({opt.history, c->seq, 0})));
+      p.snapshot_begun = true;
+    }
+    QueueSnapshotRecords(ep, c->records);
+    if (c->last) {
+      p.conn.Queue(s.Seal(MsgType::kSnapshotEnd, ep, EncodeU64(c->seq)));
+      {
+        absl::MutexLock l(&mu);
+        snapshot_seq = c->seq;
+      }
+      p.next_send = p.snapshot_from + 1;
+      p.snapshot.reset();
+    }
+  }
   return true;
 }
 
@@ -232,37 +434,39 @@ bool ReplicationSource::State::FillOutput() {
   }
   if (n) active->conn.Queue(active->session.Seal(MsgType::kHeartbeat, notice_epoch,
                                                  EncodeHeartbeat(*n)));
-  for (int attempts = 0; active->need_snapshot; ++attempts) {
-    if (attempts > 3 || !QueueSnapshot()) return false;
-    absl::MutexLock l(&mu);
-    // The backlog moved past the snapshot while it was taken: take another.
-    if (active->next_send < backlog->first_seq()) active->need_snapshot = true;
-  }
-  while (active->conn.queued() < kOutputHighWater) {
-    std::string body;
-    uint64_t ep;
-    {
-      absl::MutexLock l(&mu);
-      if (active->next_send > backlog->last_seq()) break;
-      if (!backlog->holds(active->next_send)) {
-        active->need_snapshot = true;  // the standby fell behind the backlog
-        break;
-      }
-      ep = epoch;
-      body = EncodeU64(active->next_send);
-      body.append(4, '\0');
-      uint64_t seq = active->next_send;
-      uint32_t n = 0;
-      while (backlog->holds(seq) && n < kBatchRecords && body.size() < kBatchBytes) {
-        AppendRecord(&body, backlog->record(seq++));
-        ++n;
-      }
-      for (int b = 0; b < 4; ++b) body[8 + b] = static_cast<char>(n >> (8 * b));
-      active->next_send += n;
+  for (int round = 0; round < 2; ++round) {
+    if (active->need_snapshot) {
+      absl::StatusOr<std::unique_ptr<SnapshotReader>> r = opt.snapshot();
+      if (!r.ok() || *r == nullptr) return false;
+      active->snapshot = std::move(*r);
+      active->snapshot_begun = false;
+      active->need_snapshot = false;
     }
-    active->conn.Queue(active->session.Seal(MsgType::kChanges, ep, body));
+    if (active->snapshot != nullptr) {
+      if (!StreamSnapshot()) return false;
+      if (active->snapshot != nullptr || active->need_snapshot) return true;  // more later
+    }
+    while (active->conn.queued() < kOutputHighWater) {
+      std::string body;
+      uint64_t ep;
+      {
+        absl::MutexLock l(&mu);
+        if (active->next_send > backlog->last_seq()) break;
+        if (!backlog->holds(active->next_send)) {
+          active->need_snapshot = true;  // the standby fell behind the backlog
+          break;
+        }
+        ep = epoch;
+        RecordList list(EncodeU64(active->next_send));
+        while (backlog->holds(active->next_send) && list.Add(backlog->record(active->next_send))) {
+          ++active->next_send;
+        }
+        body = list.Take();
+      }
+      active->conn.Queue(active->session.Seal(MsgType::kChanges, ep, body));
+    }
+    if (!active->need_snapshot) break;
   }
-  if (active->need_snapshot) return FillOutput();
   return true;
 }
 
@@ -303,6 +507,23 @@ bool ReplicationSource::State::ServeActive() {
   return true;
 }
 
+// Reads the pending connections polled (fds from `at` on), then drops those
+// that failed, gave way or ran out of time.
+void ReplicationSource::State::ServePendings(const std::vector<pollfd>& fds, size_t at) {
+  const size_t polled = std::min(pending.size(), fds.size() - at);
+  for (size_t i = 0; i < polled; ++i) {
+    Peer* p = pending[i].get();
+    if (p != nullptr && !p->evicted && fds[at + i].revents && !ServePending(*p)) {
+      // The slot may have been emptied by a promotion (then p is active).
+      if (pending[i] != nullptr) pending[i]->evicted = true;
+    }
+  }
+  const int64_t now = MonoNanos();
+  std::erase_if(pending, [now](const std::unique_ptr<Peer>& p) {
+    return p == nullptr || p->evicted || now >= p->deadline_ns;
+  });
+}
+
 void ReplicationSource::State::Run() {
   std::vector<pollfd> fds;
   const int64_t keepalive_ns = absl::ToInt64Nanoseconds(opt.keepalive);
@@ -313,7 +534,7 @@ void ReplicationSource::State::Run() {
       // An idle stream still carries an empty batch now and then, so that the
       // standby can tell a quiet source from a dead connection.
       if (active->conn.queued() == 0 && now - active->last_tx_ns >= keepalive_ns &&
-          !active->need_snapshot) {
+          !active->need_snapshot && active->snapshot == nullptr) {
         std::string body = EncodeU64(active->next_send);
         body.append(4, '\0');
         active->conn.Queue(active->session.Seal(MsgType::kChanges, Epoch(), body));
@@ -334,6 +555,7 @@ void ReplicationSource::State::Run() {
                      static_cast<short>(POLLIN | (active->conn.queued() ? POLLOUT : 0)), 0});
       deadline = active->last_tx_ns + keepalive_ns;
     }
+    const size_t pending_at = fds.size();
     for (auto& p : pending) {
       fds.push_back(
           {p->conn.fd(), static_cast<short>(POLLIN | (p->conn.queued() ? POLLOUT : 0)), 0});
@@ -344,7 +566,8 @@ void ReplicationSource::State::Run() {
       absl::MutexLock l(&mu);
       // Sleep only if there is nothing left to send: Append() wakes us then.
       more = active != nullptr && active->conn.queued() == 0 &&
-             (active->next_send <= backlog->last_seq() || active->need_snapshot);
+             (active->next_send <= backlog->last_seq() || active->need_snapshot ||
+              active->snapshot != nullptr);
       io_waiting = !more;
     }
     poll(fds.data(), fds.size(), more ? 0 : PollTimeoutMs(deadline));
@@ -353,28 +576,16 @@ void ReplicationSource::State::Run() {
       io_waiting = false;
     }
     if (fds[0].revents) waker.Drain();
-    if (fds[1].revents) Accept();
-    size_t at = 2;
-    if (active != nullptr) {
-      if (fds[at].revents) {
-        if (ServeActive()) {
-          active->last_rx_ns = MonoNanos();
-        } else {
-          DropActive();
-        }
+    if (active != nullptr && fds[2].revents) {
+      if (ServeActive()) {
+        active->last_rx_ns = MonoNanos();
+      } else {
+        DropActive();
       }
-      ++at;
     }
-    now = MonoNanos();
-    std::vector<std::unique_ptr<Peer>> keep;
-    for (size_t i = 0; i < pending.size(); ++i, ++at) {
-      auto& p = pending[i];
-      bool alive = true;
-      if (at < fds.size() && fds[at].revents) alive = ServePending(*p);
-      if (p == nullptr) continue;  // promoted to active
-      if (alive && now < p->deadline_ns) keep.push_back(std::move(p));
-    }
-    pending = std::move(keep);
+    // The connections already waiting are read before newcomers are let in.
+    ServePendings(fds, pending_at);
+    if (fds[1].revents) Accept();
   }
 }
 
@@ -414,7 +625,20 @@ ReplicationSource::~ReplicationSource() {
 
 uint16_t ReplicationSource::port() const { return s_->port; }
 
-uint64_t ReplicationSource::Append(absl::string_view record) {
+namespace {
+absl::Status TooLong(size_t bytes) {
+  return absl::InvalidArgumentError(absl::StrCat("a replication record of ", bytes,
+                                                 " bytes is longer than the limit of ", kMaxRecord,
+                                                 " bytes (kMaxRecord): not replicated"));
+}
+}  // namespace
+
+absl::StatusOr<uint64_t> ReplicationSource::Append(absl::string_view record) {
+  if (record.size() > kMaxRecord) {
+    absl::MutexLock l(&s_->mu);
+    ++s_->oversized;
+    return TooLong(record.size());
+  }
   int64_t now = MonoNanos();
   bool wake = false;
   uint64_t seq;
@@ -428,17 +652,26 @@ uint64_t ReplicationSource::Append(absl::string_view record) {
   return seq;
 }
 
-uint64_t ReplicationSource::AppendBatch(const std::vector<std::string>& records) {
+absl::StatusOr<uint64_t> ReplicationSource::AppendBatch(const std::vector<std::string>& records) {
   int64_t now = MonoNanos();
   bool wake = false;
   uint64_t seq;
+  size_t longest_refused = 0;
   {
     absl::MutexLock l(&s_->mu);
-    for (const std::string& r : records) s_->backlog->Push(r, now);
+    for (const std::string& r : records) {
+      if (r.size() > kMaxRecord) {
+        ++s_->oversized;
+        longest_refused = std::max(longest_refused, r.size());
+        continue;
+      }
+      s_->backlog->Push(r, now);
+    }
     seq = s_->backlog->last_seq();
     if (!records.empty()) std::swap(wake, s_->io_waiting);
   }
   if (wake) s_->waker.Wake();
+  if (longest_refused > 0) return TooLong(longest_refused);
   return seq;
 }
 
@@ -487,7 +720,9 @@ SourceStatus ReplicationSource::status() const {
     if (backlog.holds(seq)) st.lag_time = absl::Nanoseconds(now - backlog.appended_ns(seq));
   }
   st.snapshots_sent = s_->snapshots_sent;
+  st.snapshot_restarts = s_->snapshot_restarts;
   st.resumes = s_->resumes;
+  st.oversized = s_->oversized;
   st.backlog_records = backlog.size();
   st.backlog_bytes = backlog.bytes();
   st.backlog_resident = backlog.resident();
@@ -496,318 +731,5 @@ SourceStatus ReplicationSource::status() const {
 }
 
 const RejectCounters& ReplicationSource::rejects() const { return s_->rejects; }
-
-// ======================================================================= sink
-
-struct ReplicationSink::State {
-  SinkOptions opt;
-  SinkCallbacks cb;
-  std::optional<Hmac> key;
-  Waker waker;
-  RejectCounters rejects;
-  std::thread io;
-  std::atomic<bool> stop{false};
-
-  // Written by the I/O thread only; copied under mu for status().
-  mutable absl::Mutex mu;
-  SinkStatus st ABSL_GUARDED_BY(mu);
-  uint64_t epoch ABSL_GUARDED_BY(mu) = 0;
-  std::vector<std::string> outbox ABSL_GUARDED_BY(mu);  // Send()
-  uint64_t sent_msgs ABSL_GUARDED_BY(mu) = 0;     // given to Send()
-  uint64_t written_msgs ABSL_GUARDED_BY(mu) = 0;  // of those, written to the socket or dropped
-  absl::CondVar written_cv;
-
-  // I/O thread state.
-  uint64_t history = 0, applied = 0;
-  bool consistent = false;
-  bool in_snapshot = false;
-  uint64_t snapshot_seq = 0;
-
-  void Run();
-  void Serve(Fd fd);
-  // False if the connection must be closed.
-  bool Dispatch(const Message& m);
-  void Publish(bool connected, const std::string& error = "");
-  uint64_t Epoch() {
-    absl::MutexLock l(&mu);
-    return epoch;
-  }
-};
-
-void ReplicationSink::State::Publish(bool connected, const std::string& error) {
-  absl::MutexLock l(&mu);
-  st.connected = connected;
-  st.consistent = consistent && !in_snapshot;
-  st.history = history;
-  st.applied_seq = applied;
-  if (!error.empty()) st.last_error = error;
-}
-
-bool ReplicationSink::State::Dispatch(const Message& m) {
-  auto refuse = [&](RejectReason r) {
-    rejects.Count(r);
-    return false;
-  };
-  switch (m.type) {
-    case MsgType::kSnapshotBegin: {
-      absl::StatusOr<SnapshotBeginBody> b = ParseSnapshotBegin(m.body);
-      if (!b.ok()) return refuse(RejectReason::kMalformed);
-      in_snapshot = true;
-      consistent = false;
-      history = b->history;
-      snapshot_seq = b->seq;
-      applied = 0;
-      if (cb.begin_snapshot) cb.begin_snapshot(b->history, b->seq);
-      return true;
-    }
-    case MsgType::kSnapshotRecords: {
-      if (!in_snapshot) return refuse(RejectReason::kUnexpected);
-      absl::StatusOr<std::vector<absl::string_view>> recs = ParseRecords(m.body);
-      if (!recs.ok()) return refuse(RejectReason::kMalformed);
-      for (absl::string_view r : *recs) cb.apply(RecordKind::kSnapshot, snapshot_seq, r);
-      return true;
-    }
-    case MsgType::kSnapshotEnd: {
-      absl::StatusOr<uint64_t> seq = ParseU64(m.body);
-      if (!seq.ok()) return refuse(RejectReason::kMalformed);
-      if (!in_snapshot || *seq != snapshot_seq) return refuse(RejectReason::kUnexpected);
-      in_snapshot = false;
-      consistent = true;
-      applied = snapshot_seq;
-      {
-        absl::MutexLock l(&mu);
-        ++st.snapshots;
-      }
-      if (cb.end_snapshot) cb.end_snapshot(snapshot_seq);
-      return true;
-    }
-    case MsgType::kChanges: {
-      auto ch = ParseChanges(m.body);
-      if (!ch.ok()) return refuse(RejectReason::kMalformed);
-      // Exactly the next record: no loss, no duplicate.
-      if (!consistent || in_snapshot || ch->first != applied + 1) {
-        return refuse(RejectReason::kUnexpected);
-      }
-      for (absl::string_view r : ch->second) cb.apply(RecordKind::kChange, ++applied, r);
-      return true;
-    }
-    case MsgType::kPairMessage:
-      if (cb.message) cb.message(m.body);
-      return true;
-    case MsgType::kHeartbeat: {
-      absl::StatusOr<HeartbeatBody> b = ParseHeartbeat(m.body);
-      if (!b.ok()) return refuse(RejectReason::kMalformed);
-      if (cb.peer_report) cb.peer_report(m.sender, m.epoch, *b);
-      return true;
-    }
-    default:
-      return refuse(RejectReason::kUnexpected);
-  }
-}
-
-void ReplicationSink::State::Serve(Fd fd) {
-  FramedConn conn(std::move(fd));
-  mirror::Session session(*key, mirror::Session::Side::kClient, opt.node_id, &rejects);
-  conn.Queue(session.StartHandshake(Epoch()));
-  int64_t handshake_deadline = MonoNanos() + 2 * absl::ToInt64Nanoseconds(opt.connect_timeout);
-  uint64_t acked_sent = applied;
-  const int64_t keepalive_ns = absl::ToInt64Nanoseconds(opt.keepalive);
-  int64_t last_rx = MonoNanos(), last_tx = last_rx;
-  std::string error;
-  bool closed_by_source = false;
-  uint64_t queued_msgs = 0;  // Send() messages queued on this connection, counted as sent_msgs
-  {
-    absl::MutexLock l(&mu);
-    queued_msgs = written_msgs;
-  }
-  while (!stop.load()) {
-    int64_t now = MonoNanos();
-    if (session.established()) {
-      std::vector<std::string> out;
-      uint64_t ep;
-      {
-        absl::MutexLock l(&mu);
-        out.swap(outbox);
-        ep = epoch;
-      }
-      for (const std::string& msg : out) conn.Queue(session.Seal(MsgType::kPairMessage, ep, msg));
-      queued_msgs += out.size();
-    }
-    if (session.established() && conn.queued() == 0 && now - last_tx >= keepalive_ns) {
-      // Idle: repeat the ack so that the source can tell we are alive.
-      conn.Queue(session.Seal(MsgType::kAck, Epoch(), EncodeU64(in_snapshot ? 0 : acked_sent)));
-    }
-    if (conn.queued() > 0) last_tx = now;
-    if (!conn.Flush().ok()) {
-      error = "send failed";
-      break;
-    }
-    if (conn.queued() == 0) {
-      absl::MutexLock l(&mu);
-      if (written_msgs != queued_msgs) {
-        written_msgs = queued_msgs;
-        written_cv.SignalAll();
-      }
-    }
-    if (session.established() && now - last_rx > 3 * keepalive_ns) {
-      error = "source silent";
-      break;
-    }
-    int64_t deadline = session.established()
-                           ? std::min(last_tx + keepalive_ns, last_rx + 3 * keepalive_ns + 1)
-                           : handshake_deadline;
-    pollfd fds[2] = {{waker.fd(), POLLIN, 0},
-                     {conn.fd(), static_cast<short>(POLLIN | (conn.queued() ? POLLOUT : 0)), 0}};
-    poll(fds, 2, PollTimeoutMs(deadline));
-    if (fds[0].revents) waker.Drain();
-    if (!session.established() && MonoNanos() >= handshake_deadline) {
-      error = "handshake timeout";
-      break;
-    }
-    if (!fds[1].revents) continue;
-    last_rx = MonoNanos();
-    absl::Status rs = conn.ReadSome();
-    bool ok = true;
-    while (ok) {
-      absl::StatusOr<std::optional<absl::string_view>> f = conn.NextFrame();
-      if (!f.ok()) {
-        rejects.Count(ReasonOf(f.status()));
-        ok = false;
-        break;
-      }
-      if (!f->has_value()) break;
-      if (!session.established()) {
-        if (!session.FinishHandshake(**f).ok()) {
-          ok = false;
-          break;
-        }
-        {
-          absl::MutexLock l(&mu);
-          ++st.connects;
-        }
-        // A snapshot cut short leaves no usable state: ask for a new one.
-        conn.Queue(session.Seal(MsgType::kSubscribe, Epoch(),
-                                EncodeSubscribe({history, applied, consistent && !in_snapshot})));
-        in_snapshot = false;
-        Publish(true);
-        continue;
-      }
-      absl::StatusOr<Message> m = session.Open(**f);
-      if (!m.ok() || !Dispatch(*m)) ok = false;
-    }
-    // One cumulative ack per batch read.
-    if (session.established() && applied != acked_sent && !in_snapshot) {
-      conn.Queue(session.Seal(MsgType::kAck, Epoch(), EncodeU64(applied)));
-      acked_sent = applied;
-    }
-    Publish(session.established());
-    if (!ok) {
-      error = "refused a frame";
-      break;
-    }
-    if (!rs.ok()) {
-      if (conn.partial()) rejects.Count(RejectReason::kTruncated);
-      error = std::string(rs.message());
-      closed_by_source = session.established() && (error == "connection closed" ||
-                                                   error.find("reset") != std::string::npos);
-      break;
-    }
-  }
-  // Best effort: tell the source how far we got before closing.
-  if (session.established() && applied != acked_sent && !in_snapshot) {
-    conn.Queue(session.Seal(MsgType::kAck, Epoch(), EncodeU64(applied)));
-    (void)conn.Flush();
-  }
-  {
-    absl::MutexLock l(&mu);
-    written_msgs = sent_msgs;  // what was not written is dropped: nobody waits for it
-    outbox.clear();
-    written_cv.SignalAll();
-  }
-  Publish(false, error);
-  if (closed_by_source && cb.source_closed) cb.source_closed();
-}
-
-void ReplicationSink::State::Run() {
-  while (!stop.load()) {
-    absl::StatusOr<Fd> fd = TcpConnect(opt.source, opt.connect_timeout);
-    if (fd.ok()) {
-      Serve(std::move(*fd));
-    } else {
-      Publish(false, std::string(fd.status().message()));
-    }
-    if (stop.load()) break;
-    pollfd p{waker.fd(), POLLIN, 0};
-    poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(opt.reconnect_interval)));
-    if (p.revents) waker.Drain();
-  }
-}
-
-absl::StatusOr<std::unique_ptr<ReplicationSink>> ReplicationSink::Start(SinkOptions options,
-                                                                        SinkCallbacks callbacks) {
-  if (!callbacks.apply) return absl::InvalidArgumentError("an apply callback is required");
-  absl::StatusOr<Hmac> key = Hmac::Create(options.key);
-  if (!key.ok()) return key.status();
-  socklen_t len;
-  if (absl::StatusOr<sockaddr_storage> sa = ToSockaddr(options.source, &len); !sa.ok()) {
-    return sa.status();
-  }
-  auto s = std::make_unique<State>();
-  s->key = std::move(*key);
-  s->history = options.history;
-  s->applied = options.applied_seq;
-  s->consistent = options.consistent;
-  {
-    absl::MutexLock l(&s->mu);
-    s->epoch = options.epoch;
-    s->st.history = options.history;
-    s->st.applied_seq = options.applied_seq;
-    s->st.consistent = options.consistent;
-  }
-  s->opt = std::move(options);
-  s->cb = std::move(callbacks);
-  State* raw = s.get();
-  s->io = std::thread([raw] { raw->Run(); });
-  return std::unique_ptr<ReplicationSink>(new ReplicationSink(std::move(s)));
-}
-
-ReplicationSink::ReplicationSink(std::unique_ptr<State> s) : s_(std::move(s)) {}
-
-ReplicationSink::~ReplicationSink() {
-  s_->stop.store(true);
-  s_->waker.Wake();
-  s_->io.join();
-}
-
-void ReplicationSink::SetEpoch(uint64_t epoch) {
-  absl::MutexLock l(&s_->mu);
-  s_->epoch = epoch;
-}
-
-void ReplicationSink::Send(std::string message) {
-  {
-    absl::MutexLock l(&s_->mu);
-    s_->outbox.push_back(std::move(message));
-    ++s_->sent_msgs;
-  }
-  s_->waker.Wake();
-}
-
-bool ReplicationSink::Drain(absl::Duration timeout) {
-  absl::Time deadline = absl::Now() + timeout;
-  absl::MutexLock l(&s_->mu);
-  const uint64_t want = s_->sent_msgs;
-  while (s_->st.connected && s_->written_msgs < want) {
-    if (s_->written_cv.WaitWithDeadline(&s_->mu, deadline)) break;
-  }
-  return s_->st.connected && s_->written_msgs >= want;
-}
-
-SinkStatus ReplicationSink::status() const {
-  absl::MutexLock l(&s_->mu);
-  return s_->st;
-}
-
-const RejectCounters& ReplicationSink::rejects() const { return s_->rejects; }
 
 }  // namespace tandem::mirror

@@ -7,9 +7,10 @@
 // takes over starts a new one). The sink tells the source where it stands
 // (history, last applied sequence, whether its state is complete); the source
 // resumes from there if its backlog still holds the next record, otherwise it
-// sends a full snapshot (records obtained from a callback) and then the stream.
-// The sink applies in order and acknowledges cumulatively, once per batch of
-// frames read; after a break it reconnects and resumes.
+// streams a full snapshot (records read in chunks from a callback) and then the
+// changes from the snapshot's start. The sink applies in order, commits, and
+// acknowledges cumulatively what it committed, once per batch of frames read;
+// after a break it reconnects and resumes.
 //
 // Threads: each source and sink runs one I/O thread (poll(), no busy loop).
 // Every public method is thread-safe. Callbacks run on that I/O thread, with no
@@ -31,12 +32,28 @@
 
 namespace tandem::mirror {
 
-// Everything needed to rebuild the replicated state, consistent with `seq`:
-// it includes every change up to and including seq and none after it.
-struct Snapshot {
-  std::vector<std::string> records;
-  uint64_t seq = 0;
+// A full resync's records, read in chunks as the connection takes them, so
+// that the state is never built whole and its owner is never held up for
+// long. The standby applies the records, then every change after the first
+// chunk's seq; its state is consistent once it has applied the last chunk's.
+// So the records must be whole objects written idempotently (applying a change
+// again, or over a record read after it, changes nothing), and each chunk
+// must be read with Append() held off (e.g. under the lock the appends come
+// from), so that its seq is exact.
+class SnapshotReader {
+ public:
+  struct Chunk {
+    std::vector<std::string> records;
+    uint64_t seq = 0;   // last appended sequence when the chunk was read
+    bool last = false;  // no record follows
+  };
+  virtual ~SnapshotReader() = default;
+  // Records of about `max_bytes` (at least one unless none is left).
+  virtual absl::StatusOr<Chunk> Next(size_t max_bytes) = 0;
 };
+
+// A reader over records taken whole, all at `seq` (for tests and benchmarks).
+std::unique_ptr<SnapshotReader> WholeSnapshot(std::vector<std::string> records, uint64_t seq);
 
 struct SourceOptions {
   uint32_t node_id = 0;
@@ -51,10 +68,17 @@ struct SourceOptions {
   // full resync. Memory: the bytes touched, plus 8 per record slot.
   size_t backlog_records = 1u << 20;
   size_t backlog_bytes = size_t{128} << 20;
-  // Called on the I/O thread when a sink needs a full resync. The returned seq
-  // must be >= first_seq - 1 and <= the last appended sequence; the backlog
-  // must still hold seq+1 once the snapshot is sent (else another one is taken).
-  std::function<absl::StatusOr<Snapshot>()> snapshot;
+  // Called on the I/O thread when a sink needs a full resync. Each chunk's
+  // seq must be >= first_seq - 1 and <= the last appended sequence. The
+  // backlog must hold every change after the first chunk's seq until the
+  // standby has it: when it drops one first, the snapshot starts again.
+  std::function<absl::StatusOr<std::unique_ptr<SnapshotReader>>()> snapshot;
+  // Anyone who reaches the port may connect; only a key holder can finish
+  // the handshake. A connection must send a valid Hello within hello_timeout
+  // and subscribe within handshake_timeout. Those still without a valid Hello
+  // are bounded per source address and in all (the oldest gives way); they
+  // never push out one that sent a valid Hello.
+  absl::Duration hello_timeout = absl::Milliseconds(500);
   absl::Duration handshake_timeout = absl::Seconds(2);
   // An idle connection carries a frame every keepalive; one silent for three
   // keepalives is dropped (a cut backbone is found even without a TCP reset).
@@ -75,7 +99,9 @@ struct SourceStatus {
   uint64_t lag_records = 0;        // last_seq - acked_seq
   absl::Duration lag_time;         // age of the oldest unacknowledged record
   uint64_t snapshots_sent = 0;
+  uint64_t snapshot_restarts = 0;  // abandoned: the backlog dropped a change they needed
   uint64_t resumes = 0;      // subscriptions served from the backlog
+  uint64_t oversized = 0;    // records refused for being longer than kMaxRecord
   uint64_t backlog_records = 0;
   uint64_t backlog_bytes = 0;  // of SourceOptions::backlog_bytes in use
   uint64_t backlog_resident = 0;  // memory the backlog keeps resident
@@ -92,11 +118,14 @@ class ReplicationSource {
   uint16_t port() const;
 
   // Appends a change; returns its sequence number. Never blocks on the network
-  // (the oldest backlog record is dropped when full).
-  uint64_t Append(absl::string_view record);
+  // (the oldest backlog record is dropped when full). InvalidArgument, naming
+  // the limit, for a record longer than kMaxRecord: it could never be sent.
+  absl::StatusOr<uint64_t> Append(absl::string_view record);
   // Appends several changes under one lock, in order; returns the last
-  // sequence (or the current last one if `records` is empty).
-  uint64_t AppendBatch(const std::vector<std::string>& records);
+  // sequence (or the current last one if `records` is empty). A record
+  // longer than kMaxRecord is left out (the others are appended) and the
+  // result is InvalidArgument.
+  absl::StatusOr<uint64_t> AppendBatch(const std::vector<std::string>& records);
 
   // Synchronous mode: waits until the standby has applied `seq`.
   // OK once acked; DeadlineExceeded on timeout; Unavailable if no standby is
@@ -122,15 +151,30 @@ class ReplicationSource {
   std::unique_ptr<State> s_;
 };
 
-enum class RecordKind { kSnapshot, kChange };
+// kSnapshot: a record of a snapshot; kCatchUp: a change replayed over a
+// snapshot's records before the state is consistent again; kChange: a change
+// applied to a consistent state.
+enum class RecordKind { kSnapshot, kCatchUp, kChange };
 
+// The sink acknowledges a record only once it is durable: applied, then
+// committed. After an error from apply, end_snapshot or commit (counted,
+// SinkStatus::store_error) it acknowledges and reads nothing more, keeps
+// the connection (so the source waits for its acknowledgement rather than
+// counting it gone), and every store_retry_interval applies again what it
+// received since its last commit, until a commit succeeds. So apply must be
+// idempotent. If the connection breaks meanwhile, it asks again from its last
+// commit.
 struct SinkCallbacks {
   // A snapshot starts: drop all replicated state. Records follow.
   std::function<void(uint64_t history, uint64_t seq)> begin_snapshot;
   // One record, in order. Snapshot records carry the snapshot's seq.
-  std::function<void(RecordKind kind, uint64_t seq, absl::string_view record)> apply;
-  // The snapshot is complete: the state is consistent as of seq.
-  std::function<void(uint64_t seq)> end_snapshot;
+  std::function<absl::Status(RecordKind kind, uint64_t seq, absl::string_view record)> apply;
+  // The snapshot's records are all applied; the state is consistent once the
+  // changes up to `consistent_seq` are applied too.
+  std::function<absl::Status(uint64_t consistent_seq)> end_snapshot;
+  // Optional: makes what was applied so far durable; called before each
+  // acknowledgement. Not set: applied means durable.
+  std::function<absl::Status()> commit;
   // Optional: the source's Notify(); `sender` and `epoch` from the frame.
   std::function<void(uint32_t sender, uint64_t epoch, const HeartbeatBody& report)> peer_report;
   // Optional: an established connection ended because the source closed or
@@ -154,6 +198,7 @@ struct SinkOptions {
   absl::Duration reconnect_interval = absl::Milliseconds(100);
   absl::Duration connect_timeout = absl::Seconds(1);
   absl::Duration keepalive = absl::Seconds(1);  // as SourceOptions::keepalive
+  absl::Duration store_retry_interval = absl::Seconds(1);  // after a store failure
 };
 
 struct SinkStatus {
@@ -164,6 +209,10 @@ struct SinkStatus {
   uint64_t snapshots = 0;
   uint64_t connects = 0;  // successful handshakes
   std::string last_error;
+  // Set while the records received could not be stored (apply, end_snapshot
+  // or commit failed, so nothing more is acknowledged); cleared once they are.
+  std::string store_error;
+  uint64_t store_failures = 0;
 };
 
 class ReplicationSink {

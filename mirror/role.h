@@ -36,7 +36,8 @@
 // died its switch's heartbeats stop too. A control daemon restarting alone
 // does not stop them, so that costs no takeover.
 //
-// Threads: not thread-safe; the owner serialises calls (see PairMonitor).
+// Threads: not thread-safe; the owner serialises calls (control/pair.cc, on
+// its pair thread).
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 // The mirror's wire format: authenticated frames on the backbone (TCP, between
-// the primary's ReplicationSource and the standby's ReplicationSink) and on the
-// heartbeat paths (UDP).
+// the primary's ReplicationSource and the standby's ReplicationSink). The
+// pair's heartbeats are the switches' own (switch/heartbeat.h); kHeartbeat
+// here is the active's report on the replication connection (Notify()).
 //
 // Frame layout (integers little-endian):
 //   0  u16  magic 0x4D54 ("TM")
@@ -8,8 +9,8 @@
 //   3  u8   type (MsgType)
 //   4  u32  sender node id
 //   8  u64  sender's epoch
-//   16 u64  counter: strictly increasing per direction of a connection (TCP:
-//           exactly +1 per frame) or per sender and path (UDP heartbeats)
+//   16 u64  counter: exactly +1 per frame in each direction of a connection
+//           (0 in the two handshake frames)
 //   24 u32  body length (<= kMaxBody)
 //   28 ...  body
 //   28+len  32-byte HMAC-SHA256 over bytes [0, 28+len)
@@ -45,14 +46,21 @@ inline constexpr uint16_t kWireMagic = 0x4D54;
 // the peer runs a release this one cannot read (docs/operations.md, "Rolling
 // upgrade"). Bump it with any change to a frame or a body below. The meson
 // option wire_version overrides it only to build a second, incompatible build
-// for the test of that refusal (tests/integration/test_upgrade.py).
+// for the test of that refusal.
+// 2: a snapshot is streamed in chunks (its records are read while changes go
+// on) and ends at the sequence from which the standby's state is consistent.
 #ifndef TANDEM_WIRE_VERSION
-#define TANDEM_WIRE_VERSION 1
+#define TANDEM_WIRE_VERSION 2
 #endif
 inline constexpr uint8_t kWireVersion = TANDEM_WIRE_VERSION;
 inline constexpr size_t kHeaderSize = 28;
 inline constexpr size_t kMacSize = 32;
 inline constexpr size_t kMaxBody = 16u << 20;
+// The largest record a kChanges or kSnapshotRecords frame carries: alone in
+// its frame, after the body's u64 first seq, u32 count and u32 length. A
+// larger one could never reach the standby (it would refuse the frame on
+// every reconnect), so the source refuses it (ReplicationSource::Append).
+inline constexpr size_t kMaxRecord = kMaxBody - 16;
 inline constexpr size_t kNonceSize = 16;
 // A key shorter than this is refused: it would be guessable.
 inline constexpr size_t kMinKeySize = 16;
@@ -61,11 +69,11 @@ enum class MsgType : uint8_t {
   kHello = 1,          // client -> server: nonce_c (configured key)
   kHelloReply = 2,     // server -> client: nonce_c, nonce_s (configured key)
   kSubscribe = 3,      // sink -> source: where the standby stands
-  kSnapshotBegin = 4,  // source -> sink: history, seq, record count
+  kSnapshotBegin = 4,  // source -> sink: history, seq (the stream goes on after it), 0
   kSnapshotRecords = 5,
-  kSnapshotEnd = 6,
-  kChanges = 7,  // source -> sink: first seq and a batch of records
-  kAck = 8,      // sink -> source: cumulative applied seq
+  kSnapshotEnd = 6,  // source -> sink: the seq from which the state is consistent (>= begin's)
+  kChanges = 7,      // source -> sink: first seq and a batch of records
+  kAck = 8,          // sink -> source: cumulative applied seq
   kHeartbeat = 9,
   kPairMessage = 10,  // either way: an opaque message of the layer above (control/pair.cc)
 };
@@ -165,8 +173,10 @@ absl::StatusOr<SubscribeBody> ParseSubscribe(absl::string_view body);
 
 struct SnapshotBeginBody {
   uint64_t history = 0;
-  uint64_t seq = 0;  // the snapshot holds every change up to and including seq
-  uint64_t records = 0;
+  // The snapshot's records hold every change up to and including seq, and
+  // may hold later ones: the stream after the snapshot starts at seq + 1.
+  uint64_t seq = 0;
+  uint64_t records = 0;  // 0: not known in advance (a streamed snapshot)
 };
 std::string EncodeSnapshotBegin(const SnapshotBeginBody& b);
 absl::StatusOr<SnapshotBeginBody> ParseSnapshotBegin(absl::string_view body);

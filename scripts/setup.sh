@@ -22,17 +22,23 @@
 # Everything the project needs from Debian: the build (compilers, meson,
 # DPDK, libbpf/libxdp, Abseil, GoogleTest, Benchmark, gRPC/protobuf, SQLite,
 # toml++, httplib, prometheus-cpp), the test beds (iproute2, bridge-utils, ethtool, tcpdump,
-# scapy, pytest, ffmpeg, openssl for the control API's test certificates,
-# iputils-ping, python3-prometheus-client's text parser and prometheus's
-# promtool to check /metrics), BIRD 2 (bird2: the routing daemon of routed
-# mode, docs/routed.md, and the routers of the two-DC test bed) and the tools
-# the docs mention (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py come with
-# dpdk and dpdk-dev), and etcd for the fleet's directory and its tests.
+# iputils-ping, scapy, pytest with pytest-timeout, ffmpeg, openssl for the
+# control API's test certificates, python3-prometheus-client's text parser and
+# prometheus's promtool to check /metrics and the alert rules), BIRD 2 (bird2:
+# the routing daemon of routed mode, docs/routed.md, and the routers of the
+# two-DC test bed), etcd for the fleet's directory and its tests, the tools the
+# docs mention (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py come with dpdk
+# and dpdk-dev; dpdk-dumpcap too), and matplotlib for the benchmark's plot
+# (scripts/bench/plot.py).
 # Operations (docs/operations.md): libsystemd-dev (sd_notify: Type=notify and
-# the watchdog), debhelper and help2man (the Debian package and its man pages,
-# scripts/package.sh), python3-grpcio (the tests' gRPC health and reflection
-# client), tmux (the test of `tandemctl top`), bash-completion, and
-# systemd (systemd-analyze verify of the units).
+# the watchdog), debhelper, dpkg-dev and help2man (the Debian package and its
+# man pages, scripts/package.sh), python3-grpcio (the tests' gRPC health and
+# reflection client), tmux (the test of `tandemctl top`), bash-completion,
+# systemd (systemd-analyze verify of the units), and what the package test
+# calls (man-db, adduser, libc-bin's getent, dpkg).
+# Every program the suite runs is also in the table of
+# scripts/lib/check_tools.sh, which names what is missing; its test checks
+# that each package of that table is here.
 TANDEM_DEBIAN_PACKAGES=(
   build-essential g++ clang llvm clang-format clang-tidy pkg-config git
   meson ninja-build
@@ -41,10 +47,12 @@ TANDEM_DEBIAN_PACKAGES=(
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsqlite3-dev libtomlplusplus-dev libcpp-httplib-dev prometheus-cpp-dev
-  python3 python3-scapy python3-pytest python3-prometheus-client prometheus ffmpeg openssl
-  iproute2 bridge-utils ethtool tcpdump procps psmisc util-linux
-  bird2 iputils-ping etcd-server etcd-client
-  libsystemd-dev debhelper help2man python3-grpcio tmux bash-completion systemd
+  python3 python3-scapy python3-pytest python3-pytest-timeout python3-matplotlib
+  python3-prometheus-client prometheus ffmpeg openssl
+  iproute2 bridge-utils ethtool tcpdump iputils-ping procps psmisc util-linux mount
+  bash coreutils bsdutils mawk bird2 etcd-server etcd-client
+  libsystemd-dev debhelper dpkg-dev help2man python3-grpcio tmux bash-completion systemd
+  man-db adduser libc-bin dpkg
 )
 
 # etcd's API definitions (.proto), from which the build generates the fleet's
@@ -170,6 +178,11 @@ tandem_setup_main() {
   export TANDEM_ROOT TANDEM_BUILD_DIR
   tandem_install_packages || { tandem_log "package installation failed"; return 1; }
   tandem_fetch_etcd_protos || { tandem_log "could not fetch etcd's .proto files"; return 1; }
+  # Every program the suite, the demo and the benchmarks run, named with its
+  # package when missing: at once, not test by test.
+  # shellcheck source=scripts/lib/check_tools.sh
+  source "$TANDEM_ROOT/scripts/lib/check_tools.sh" &&
+    tandem_check_tools || { tandem_log "programs the suite runs are missing (above)"; return 1; }
   tandem_setup_hugepages
   tandem_build || { tandem_log "build failed"; return 1; }
   tandem_record_setup

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Runs every test suite of Tandem and ends with one line of its own:
 #   N passed, N failed[, N skipped]
-# Suites: every test registered with meson (GoogleTest executables are counted
-# case by case), a short run of each libFuzzer target, the unit tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer, the tables and mirror unit
-# tests under ThreadSanitizer, and the pytest integration suite in
-# tests/integration.
+# First scripts/setup.sh: packages, then scripts/lib/check_tools.sh (every
+# program the suite runs, each missing one named with its package: the run
+# stops there), then the build.
+# Suites: the scripts' own tests (pytest scripts/), every test registered with
+# meson (GoogleTest executables are counted case by case), a short run of each
+# libFuzzer target, the unit tests under AddressSanitizer +
+# UndefinedBehaviorSanitizer, the tables and mirror unit tests under
+# ThreadSanitizer, the release build (build-rel/, one case) with the
+# benchmark's forwarding check on it (scripts/bench.sh --quick, a case per
+# scenario), and the pytest integration suite in tests/integration (each test
+# bounded by pytest-timeout, tests/integration/pytest.ini).
 # Exits non-zero when any case failed or errored, or when a suite could not
 # run at all (that counts as a failure, never as zero tests).
 #
 # Usage: scripts/test.sh [--unit-only | --integration-only | --tsan] [-k EXPR]
 #                        [--sanitize] [--no-fuzz] [--no-asan] [--no-tsan]
+#                        [--no-bench]
 #   -k EXPR     passed to pytest to select integration tests
 #   --sanitize  build with AddressSanitizer + UndefinedBehaviorSanitizer in
 #               build-sanitize/ (default) and run the suites on that build
@@ -23,8 +30,11 @@
 #               clang is installed: the tables and mirror unit tests built in
 #               build-tsan/, counted case by case like the unit tests)
 #   --tsan      run only the ThreadSanitizer suite
+#   --no-bench  skip the release build and the benchmark's forwarding check
+#               (run when both the unit and the integration suites run)
 # Environment: TANDEM_BUILD_DIR (default build/ or build-sanitize/),
 # TANDEM_TSAN_BUILD_DIR (default build-tsan/), TANDEM_ASAN_BUILD_DIR (build-asan/),
+# TANDEM_RELEASE_BUILD_DIR (build-rel/),
 # TANDEM_TEST_TIMEOUT_S (whole integration suite, default 1080),
 # TANDEM_FUZZ_SECONDS (per fuzz target, default 60; two targets at a time).
 set -uo pipefail
@@ -37,7 +47,8 @@ run_tsan=1
 run_asan=1
 tsan_only=0
 sanitize=0
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+run_bench=1
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
   case "$1" in
     --unit-only) run_integration=0 ;;
@@ -51,6 +62,7 @@ while (($#)); do
     --no-fuzz) run_fuzz=0 ;;
     --no-tsan) run_tsan=0 ;;
     --no-asan) run_asan=0 ;;
+    --no-bench) run_bench=0 ;;
     --tsan) tsan_only=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "test.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -69,6 +81,8 @@ if ((tsan_only)); then
   run_asan=0
   export TANDEM_SKIP_BUILD=1
 fi
+# The release build and the benchmark check belong to a whole run.
+((run_unit && run_integration)) || run_bench=0
 
 if ((sanitize)); then
   run_asan=0  # every suite runs on the sanitized build already
@@ -85,7 +99,11 @@ fi
 passed=0
 failed=0
 skipped=0
+# Each suite's heading says when it started: what each costs is in the log.
+clock() { printf '%dm%02ds' $((SECONDS / 60)) $((SECONDS % 60)); }
+phase() { echo "=== [$(clock)] $*"; }
 finish() {
+  echo "test.sh: took $(clock)" >&2
   local line="$passed passed, $failed failed"
   if ((skipped > 0)); then line+=", $skipped skipped"; fi
   echo "$line"
@@ -108,7 +126,8 @@ add_counts() {
 
 # shellcheck source=scripts/setup.sh
 if ! source "$root/scripts/setup.sh"; then
-  echo "test.sh: set-up or build failed; no suite can run" >&2
+  echo "test.sh: set-up, the check of the programs the suite runs, or the build failed" \
+    "(above); no suite can run" >&2
   failed=$((failed + 1))
   finish
 fi
@@ -116,8 +135,38 @@ results="$TANDEM_BUILD_DIR/test-results"
 mkdir -p "$results"
 summary=(/usr/bin/python3 "$root/scripts/lib/junit_summary.py")
 
+# Runs pytest on PATHS with a JUnit report and adds its cases to the totals.
+#   pytest_suite NAME PATHS... -- PYTEST OPTIONS
+pytest_suite() {
+  local name="$1" junit="$results/$1.junit.xml" rc
+  shift
+  rm -f "$junit"
+  # SIGINT lets pytest run every fixture's clean-up and write its report.
+  PYTHONDONTWRITEBYTECODE=1 timeout -s INT -k 60 "$pytest_cap" \
+    /usr/bin/python3 -m pytest "$@" -p no:cacheprovider --junitxml="$junit"
+  rc=$?
+  if [[ ! -s "$junit" ]]; then
+    echo "test.sh: pytest did not run (exit $rc)" >&2
+    failed=$((failed + 1))
+    return
+  fi
+  add_counts "$("${summary[@]}" "$junit")"
+  case $rc in
+    0 | 1) ;;
+    5) echo "test.sh: pytest collected no tests" >&2; failed=$((failed + 1)) ;;
+    *) echo "test.sh: pytest ended abnormally (exit $rc)" >&2; failed=$((failed + 1)) ;;
+  esac
+}
+
+# The tests of the scripts themselves: the captures, the benchmark's and the
+# soak's verdicts, the programs check, pytest's per-test bound.
 if ((run_unit && !tsan_only)); then
-  echo "=== unit tests (meson test -C $TANDEM_BUILD_DIR)"
+  phase "the scripts' own tests (pytest scripts)"
+  pytest_cap=300 pytest_suite scripts "$root/scripts" -q -rfEs
+fi
+
+if ((run_unit && !tsan_only)); then
+  phase "unit tests (meson test -C $TANDEM_BUILD_DIR)"
   # GoogleTest writes <name>.xml in the build directory and meson reads it
   # back; remove old ones so a crashed binary cannot report a stale run.
   n_tests=$(meson introspect --tests "$TANDEM_BUILD_DIR" | /usr/bin/python3 -c '
@@ -148,50 +197,6 @@ print(len(tests))' "$TANDEM_BUILD_DIR")
   fi
 fi
 
-asan_build="${TANDEM_ASAN_BUILD_DIR:-$root/build-asan}"
-tsan_build="${TANDEM_TSAN_BUILD_DIR:-$root/build-tsan}"
-# The sanitizer builds compile while the fuzzers run, at the lowest priority:
-# the fuzz runs are timed, and with 7 targets two at a time a core is often
-# idle. The sanitizer suites below wait for it, then build what is left (and
-# report any build error) and run.
-prebuild_pid=""
-if ((run_unit && run_fuzz && (run_asan || run_tsan))) && command -v clang++ >/dev/null; then
-  (
-    if ((run_asan)); then sanitizer_suite "" "$asan_build" address,undefined unit build-only; fi
-    if ((run_tsan)); then sanitizer_suite "" "$tsan_build" thread tsan build-only; fi
-  ) >/dev/null 2>&1 &
-  prebuild_pid=$!
-  renice -n 19 -p "$prebuild_pid" >/dev/null 2>&1
-fi
-
-# A short libFuzzer run of every target (clang builds only, in build-fuzz/):
-# each target is one case, failed when it found a crash.
-if ((run_unit && run_fuzz)); then
-  if command -v clang++ >/dev/null; then
-    echo "=== fuzz targets (scripts/fuzz.sh, ${TANDEM_FUZZ_SECONDS:-60}s each, two at a time)"
-    fuzz_summary="$results/fuzz-summary.txt"
-    rm -f "$fuzz_summary"
-    "$root/scripts/fuzz.sh" --seconds "${TANDEM_FUZZ_SECONDS:-60}" --parallel 2 \
-      --summary "$fuzz_summary"
-    rc=$?
-    if [[ ! -s "$fuzz_summary" ]]; then
-      echo "test.sh: the fuzz targets did not run (exit $rc)" >&2
-      failed=$((failed + 1))
-    else
-      while read -r name verdict runs; do
-        if [[ "$verdict" == ok ]]; then
-          passed=$((passed + 1))
-        else
-          echo "FAILED  fuzz_$name: crash input in build-fuzz/fuzz-artifacts/$name/" >&2
-          failed=$((failed + 1))
-        fi
-      done <"$fuzz_summary"
-    fi
-  else
-    echo "test.sh: clang++ not installed: no fuzz run" >&2
-  fi
-fi
-
 # Unit tests in a clang sanitizer build of their own, only the targets they
 # need: counted case by case like the unit tests; a sanitizer report fails its
 # test (non-zero exit), which counts as a failure even when every case passed.
@@ -199,7 +204,7 @@ fi
 # WHICH: "unit" (every test of meson suite unit) or "tsan" (tables, mirror_*).
 sanitizer_suite() {
   local label="$1" build="$2" sanitize="$3" which="$4" mode="${5:-}"
-  [[ "$mode" == build-only ]] || echo "=== $label (meson test -C $build)"
+  [[ "$mode" == build-only ]] || phase "$label (meson test -C $build)"
   if [[ ! -f "$build/build.ninja" ]]; then
     local wipe=()
     [[ -d "$build/meson-private" ]] && wipe=(--wipe)
@@ -235,8 +240,10 @@ for f in sorted(files):
   local jobs=()
   [[ -n "${TANDEM_NINJA_JOBS:-}" ]] && jobs=(-j "$TANDEM_NINJA_JOBS")
   if [[ "$mode" == build-only ]]; then
-    ((${#targets[@]})) && ninja -C "$build" "${jobs[@]}" "${targets[@]}" >"$build/sanitizer-prebuild.log" 2>&1
-    return 0
+    ((${#targets[@]})) || return 1
+    echo "pre-building ${#targets[@]} targets in $build (log $build/sanitizer-prebuild.log)"
+    ninja -C "$build" "${jobs[@]}" "${targets[@]}" >"$build/sanitizer-prebuild.log" 2>&1
+    return
   fi
   local logs="$build/meson-logs" rc
   if ((${#tests[@]} == 0)); then
@@ -261,7 +268,69 @@ for f in sorted(files):
   fi
 }
 
-[[ -n "$prebuild_pid" ]] && wait "$prebuild_pid"
+asan_build="${TANDEM_ASAN_BUILD_DIR:-$root/build-asan}"
+tsan_build="${TANDEM_TSAN_BUILD_DIR:-$root/build-tsan}"
+# The sanitizer builds compile while the fuzzers run, at the lowest priority:
+# the fuzz runs are timed, and with 7 targets two at a time a core is often
+# idle. Once the fuzzers are done it goes on at normal priority; the
+# sanitizer suites below wait for it, then build what is left (and report any
+# build error) and run. (sanitizer_suite must be defined above: it once was
+# not, and this pre-build failed silently.)
+prebuild_pid=""
+prebuild_log="$results/sanitizer-prebuild.log"
+# Sets the priority of a process and of every descendant (what they start
+# later inherits it).
+renice_tree() {
+  local child
+  for child in $(ps -o pid= --ppid "$2"); do renice_tree "$1" "$child"; done
+  renice -n "$1" -p "$2" >/dev/null 2>&1
+}
+if ((run_unit && run_fuzz && (run_asan || run_tsan))) && command -v clang++ >/dev/null; then
+  (
+    # Lowest priority before anything is forked: children inherit it.
+    renice -n 19 -p "$BASHPID" >/dev/null
+    rc=0
+    if ((run_asan)); then sanitizer_suite "" "$asan_build" address,undefined unit build-only || rc=1; fi
+    if ((run_tsan)); then sanitizer_suite "" "$tsan_build" thread tsan build-only || rc=1; fi
+    exit "$rc"
+  ) >"$prebuild_log" 2>&1 &
+  prebuild_pid=$!
+fi
+
+# A short libFuzzer run of every target (clang builds only, in build-fuzz/):
+# each target is one case, failed when it found a crash.
+if ((run_unit && run_fuzz)); then
+  if command -v clang++ >/dev/null; then
+    phase "fuzz targets (scripts/fuzz.sh, ${TANDEM_FUZZ_SECONDS:-60}s each, two at a time)"
+    fuzz_summary="$results/fuzz-summary.txt"
+    rm -f "$fuzz_summary"
+    "$root/scripts/fuzz.sh" --seconds "${TANDEM_FUZZ_SECONDS:-60}" --parallel 2 \
+      --summary "$fuzz_summary"
+    rc=$?
+    if [[ ! -s "$fuzz_summary" ]]; then
+      echo "test.sh: the fuzz targets did not run (exit $rc)" >&2
+      failed=$((failed + 1))
+    else
+      while read -r name verdict runs; do
+        if [[ "$verdict" == ok ]]; then
+          passed=$((passed + 1))
+        else
+          echo "FAILED  fuzz_$name: crash input in build-fuzz/fuzz-artifacts/$name/" >&2
+          failed=$((failed + 1))
+        fi
+      done <"$fuzz_summary"
+    fi
+  else
+    echo "test.sh: clang++ not installed: no fuzz run" >&2
+  fi
+fi
+
+# What is left of the pre-build goes on at normal priority: on a machine
+# shared with other work, the lowest priority would starve it now.
+[[ -n "$prebuild_pid" ]] && renice_tree 0 "$prebuild_pid"
+if [[ -n "$prebuild_pid" ]] && ! wait "$prebuild_pid"; then
+  echo "test.sh: the sanitizer pre-build failed (log $prebuild_log); the suites build again" >&2
+fi
 if ((run_unit && (run_tsan || run_asan))) && ! command -v clang++ >/dev/null; then
   echo "test.sh: clang++ not installed: no sanitizer builds" >&2
 elif ((run_unit)); then
@@ -280,26 +349,53 @@ elif ((run_unit)); then
   fi
 fi
 
-if ((run_integration)); then
-  echo "=== integration tests (pytest tests/integration)"
-  junit="$results/integration.junit.xml"
-  rm -f "$junit"
-  # SIGINT lets pytest run every fixture's clean-up and write its report.
-  PYTHONDONTWRITEBYTECODE=1 timeout -s INT -k 60 "${TANDEM_TEST_TIMEOUT_S:-1080}" \
-    /usr/bin/python3 -m pytest "$root/tests/integration" -v -rfEs \
-    -p no:cacheprovider --junitxml="$junit" "${pytest_select[@]}"
-  rc=$?
-  if [[ ! -s "$junit" ]]; then
-    echo "test.sh: pytest did not run (exit $rc)" >&2
-    failed=$((failed + 1))
-  else
-    add_counts "$("${summary[@]}" "$junit")"
-    case $rc in
-      0 | 1) ;;
-      5) echo "test.sh: pytest collected no tests" >&2; failed=$((failed + 1)) ;;
-      *) echo "test.sh: pytest ended abnormally (exit $rc)" >&2; failed=$((failed + 1)) ;;
-    esac
+# The release configuration, as a performance engineer builds it (-O3): the
+# whole tree must compile without a warning (one case), and the benchmark's
+# forwarding check runs on it: scripts/bench.sh --quick replays every
+# scenario briefly through the switch, one case per scenario, failed when it
+# forwards less than 99 % of what the scenario expects (not a speed check).
+rel_build="${TANDEM_RELEASE_BUILD_DIR:-$root/build-rel}"
+if ((run_bench)); then
+  phase "release build (meson --buildtype=release in $rel_build)"
+  if [[ ! -f "$rel_build/build.ninja" ]]; then
+    wipe=()
+    [[ -d "$rel_build/meson-private" ]] && wipe=(--wipe)
+    meson setup "${wipe[@]}" --buildtype=release "$rel_build" "$root" \
+      >"$results/release-setup.log" 2>&1 || cat "$results/release-setup.log" >&2
   fi
+  jobs=()
+  [[ -n "${TANDEM_NINJA_JOBS:-}" ]] && jobs=(-j "$TANDEM_NINJA_JOBS")
+  if [[ -f "$rel_build/build.ninja" ]] &&
+    ninja -C "$rel_build" "${jobs[@]}" >"$results/release-build.log" 2>&1; then
+    passed=$((passed + 1))
+    phase "benchmark check (scripts/bench.sh --quick on $rel_build)"
+    bench_junit="$results/bench.junit.xml"
+    rm -f "$bench_junit"
+    TANDEM_BUILD_DIR="$rel_build" "$root/scripts/bench.sh" --no-build --quick \
+      --out "$results/bench" --junit "$bench_junit"
+    rc=$?
+    if [[ ! -s "$bench_junit" ]]; then
+      echo "test.sh: the benchmark check did not run (exit $rc)" >&2
+      failed=$((failed + 1))
+    else
+      before=$failed
+      add_counts "$("${summary[@]}" "$bench_junit")"
+      if ((rc != 0 && failed == before)); then
+        echo "test.sh: scripts/bench.sh --quick failed (exit $rc) without a failed scenario" >&2
+        failed=$((failed + 1))
+      fi
+    fi
+  else
+    grep -E "error|FAILED" "$results/release-build.log" | head -20 >&2
+    echo "FAILED  release build in $rel_build (log $results/release-build.log)" >&2
+    failed=$((failed + 1))
+  fi
+fi
+
+if ((run_integration)); then
+  phase "integration tests (pytest tests/integration)"
+  pytest_cap="${TANDEM_TEST_TIMEOUT_S:-1080}" pytest_suite integration \
+    "$root/tests/integration" -v -rfEs "${pytest_select[@]}"
 fi
 
 finish

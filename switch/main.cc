@@ -228,6 +228,7 @@ int TelemetryStats(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_add_dict_u64(d, "tx_bytes", t.tx_bytes);
   rte_tel_data_add_dict_u64(d, "forwarded_in", t.forwarded_in);
   rte_tel_data_add_dict_u64(d, "slow_path", t.slow_path);
+  rte_tel_data_add_dict_u64(d, "csum_completed", t.csum_completed);
   for (uint32_t i = 0; i < tables::kDropCount; ++i) {
     rte_tel_data_add_dict_u64(d, absl::StrCat("drop_", tables::DropName(tables::Drop(i))).c_str(),
                               t.drops[i]);

@@ -160,24 +160,37 @@ uint32_t CsumSub(uint32_t acc, const uint8_t* b, size_t len) {
 }
 }  // namespace
 
-UdpCsumBase UdpCsumWithoutEndpoints(const uint8_t* frame, const Parsed& p) {
+UdpCsumBase UdpCsumWithoutEndpoints(const uint8_t* frame, const Parsed& p, bool port_says_partial) {
   UdpCsumBase base;
   const uint8_t* ip = frame + p.l3;
   const uint8_t* udp = frame + p.l4;
+  // Both addresses, summed once: taken out of the IPv4 header checksum and of
+  // the UDP checksum, and part of the pseudo-header. (Constant lengths: the
+  // sums unroll.)
+  uint16_t addrs = CsumFold(p.v4 ? CsumAdd(0, ip + 12, 8) : CsumAdd(0, ip + 8, 32));
   if (p.v4) {
     // The header checksum was verified by Parse, so it can be updated too:
     // take out the TTL/protocol word and both addresses (RFC 1624, eqn. 3).
     uint32_t acc = uint16_t(~Be16(ip + 10));
     acc = CsumSub(acc, ip + 8, 2);
-    acc = CsumSub(acc, ip + 12, 8);
+    acc += uint16_t(~addrs);
     base.ip_partial = CsumFold(acc);
     base.ttl_proto = uint16_t(kTtl << 8 | ip[9]);
   }
   uint16_t old = Be16(udp + 6);
   if (p.v4 && old == 0) return base;
   base.present = true;
+  uint16_t udp_len = static_cast<uint16_t>(p.frame_len - p.l4);
+  uint16_t pseudo = CsumFold(uint32_t{addrs} + kProtoUdp + udp_len);
+  if (old == pseudo || port_says_partial) [[unlikely]] {
+    // From scratch: the pseudo-header and every UDP byte, less the field.
+    uint32_t acc = CsumAdd(pseudo, udp, udp_len) + uint16_t(~old);
+    old = static_cast<uint16_t>(~CsumFold(acc));
+    if (old == 0) old = 0xffff;
+    base.completed = true;
+  }
   uint32_t acc = uint16_t(~old);
-  acc = CsumSub(acc, ip + SrcOff(p.v4), 2 * AddrLen(p.v4));
+  acc += uint16_t(~addrs);
   acc = CsumSub(acc, udp, 4);
   base.partial = CsumFold(acc);
   return base;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "switch/dataplane.h"
+#include "switch/policer.h"
 
 namespace tandem::sw {
 
@@ -44,14 +45,6 @@ struct TxBuffer {
   rte_mbuf* pkts[kTxBufSize];
 };
 
-// Per-leg token buckets; a leg's packets mostly arrive on one worker (RSS on
-// the 5-tuple), so per-worker policing holds the leg to its rate.
-struct Policer {
-  uint32_t gen = 0;
-  uint64_t last_tsc = 0;
-  double packets = 0, bytes = 0;
-};
-
 // IpAddr::is_v4 inline (IPv4 addresses are IPv4-mapped, ::ffff:0:0/96): it
 // runs per receiver.
 inline bool MappedV4(const IpAddr& a) {
@@ -73,6 +66,7 @@ class Worker {
         next_hops_(dp.cfg.prefixes, dp.cfg.gateway4, dp.cfg.gateway6) {
     for (size_t p = 0; p < dp.ports.size(); ++p) tx_[p].port = dp.ports[p].id;
     receivers_.resize(1024);
+    sec_per_tsc_ = 1.0 / double(std::max<uint64_t>(dp.tsc_hz, 1));
     pcfg_.vlan = dp.cfg.vlan;
     pcfg_.mtu = dp.cfg.mtu;
     std::memcpy(pcfg_.mac, dp.ports[0].mac, 6);
@@ -97,7 +91,8 @@ class Worker {
   bool Admit(rte_mbuf* m, const Parsed& p, uint32_t slot);
   uint32_t GatherReceivers(const LegEntry& sender, uint32_t sender_slot, uint32_t at);
   void FanOut(rte_mbuf* m, const Parsed& p, const Receiver* rcv, uint32_t n);
-  bool Police(uint32_t slot, const LegEntry& e, uint32_t bytes);
+  bool Police(tables::LegCounters& u, const LegEntry& e, uint32_t bytes);
+  bool MeetingAllows(uint32_t meeting_slot, uint32_t copies);
   rte_mbuf* Replica(rte_mbuf* m, const Parsed& p);
   void Send(uint32_t port_index, rte_mbuf* m, uint32_t bytes);
   void Flush(uint32_t port_index);
@@ -135,7 +130,7 @@ class Worker {
   // A member, not a local: a local array of Parsed would run its default
   // initialisers for all kMaxBurst entries on every burst.
   Parsed parsed_[kMaxBurst];
-  std::vector<Policer> policers_;
+  std::vector<MeetingBudget> budgets_;  // by meeting slot, made at first use
   std::vector<IpAddr> vips_;
   uint32_t vip_seq_ = ~0u;
   rte_mbuf* dropped_[kMaxBurst];
@@ -147,6 +142,7 @@ class Worker {
   uint64_t clock_unix_ns_ = 0, clock_tsc_ = 0;
   uint64_t tx_bytes_pending_[tables::kMaxPorts] = {};  // bytes of packets in tx_
   unsigned __int128 ns_per_tsc_q32_ = 0;  // 2^32 * 1e9 / tsc_hz
+  double sec_per_tsc_ = 0;  // 1 / tsc_hz: the policers multiply, never divide
 };
 
 bool Worker::IsVip(const IpAddr& a) {
@@ -181,33 +177,29 @@ tables::LegCounters& Worker::Usage(uint32_t slot, uint32_t gen) {
     c.packets_in = c.bytes_in = c.packets_out = c.bytes_out = 0;
     c.drop_not_allowed = c.drop_policed = c.drop_other = 0;
     c.first_unix_ns = c.last_unix_ns = 0;
+    c.policer_tsc = 0;
     c.gen.store(gen, std::memory_order_release);
   }
   return c;
 }
 
-bool Worker::Police(uint32_t slot, const LegEntry& e, uint32_t bytes) {
-  uint32_t pps = e.pps_limit.load(std::memory_order_relaxed);
-  uint32_t kbps = e.kbps_limit.load(std::memory_order_relaxed);
-  if (pps == 0 && kbps == 0) return true;
-  if (policers_.empty()) policers_.resize(dp_.tables.leg_capacity());
-  Policer& b = policers_[slot];
-  uint32_t gen = e.gen.load(std::memory_order_relaxed);
-  // A burst allowance of 100 ms of traffic (at least a few packets) lets
-  // video key frames through while holding the average.
-  double burst_p = std::max(8.0, pps / 10.0);
-  double burst_b = std::max(8.0 * 1500, kbps * 1000.0 / 8 / 10);
-  if (b.gen != gen) {
-    b = Policer{gen, now_tsc_, burst_p, burst_b};
-  }
-  double dt = double(now_tsc_ - b.last_tsc) / double(dp_.tsc_hz);
-  b.last_tsc = now_tsc_;
-  if (pps) b.packets = std::min(burst_p, b.packets + dt * pps);
-  if (kbps) b.bytes = std::min(burst_b, b.bytes + dt * kbps * 125.0);
-  if ((pps && b.packets < 1) || (kbps && b.bytes < bytes)) return false;
-  if (pps) b.packets -= 1;
-  if (kbps) b.bytes -= bytes;
-  return true;
+// A leg's packets mostly arrive on one worker (RSS on the 5-tuple), so
+// per-worker policing holds the leg to its rate.
+bool Worker::Police(tables::LegCounters& u, const LegEntry& e, uint32_t bytes) {
+  return PoliceLeg(u, e.pps_limit.load(std::memory_order_relaxed),
+                   e.kbps_limit.load(std::memory_order_relaxed), bytes, now_tsc_, sec_per_tsc_);
+}
+
+// The meeting's cap is split evenly over the workers, so that the node as a
+// whole keeps to it.
+bool Worker::MeetingAllows(uint32_t meeting_slot, uint32_t copies) {
+  const tables::MeetingEntry& mt = dp_.tables.meeting(meeting_slot);
+  uint32_t limit = mt.copies_limit.load(std::memory_order_relaxed);
+  if (limit == 0) return true;
+  if (budgets_.empty()) budgets_.resize(dp_.tables.meeting_capacity());
+  double share = double(limit) / double(std::max<size_t>(1, dp_.cfg.worker_lcores.size()));
+  return SpendMeetingBudget(budgets_[meeting_slot], mt.gen, share, copies, now_tsc_,
+                            sec_per_tsc_);
 }
 
 // `bytes` is the packet's length, known to the caller: Flush then counts
@@ -308,12 +300,11 @@ bool Worker::Admit(rte_mbuf* m, const Parsed& p, uint32_t slot) {
     DropLater(m, Drop::kNotAllowed);
     return false;
   }
-  if (!Police(slot, s, p.frame_len)) {
+  if (!Police(u, s, p.frame_len)) {
     u.drop_policed++;
     DropLater(m, Drop::kPoliced);
     return false;
   }
-  wc_.forwarded_in++;
   return true;
 }
 
@@ -358,7 +349,13 @@ void Worker::FanOut(rte_mbuf* m, const Parsed& p, const Receiver* rcv, uint32_t 
     dropped_[ndropped_++] = m;  // counted per receiver as no_neighbour, or nobody listens
     return;
   }
-  UdpCsumBase base = UdpCsumWithoutEndpoints(rte_pktmbuf_mtod(m, const uint8_t*), p);
+  // Where the port knows (virtio, vhost), it says the checksum is not filled
+  // in; AF_PACKET and AF_XDP say nothing, and the field itself tells.
+  bool port_says_partial =
+      (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_NONE;
+  UdpCsumBase base =
+      UdpCsumWithoutEndpoints(rte_pktmbuf_mtod(m, const uint8_t*), p, port_says_partial);
+  wc_.csum_completed += base.completed;
   Rewrite rw;
   std::memcpy(rw.src_mac, dp_.ports[0].mac, 6);
   if (rte_pktmbuf_pkt_len(m) > p.frame_len) {
@@ -507,20 +504,32 @@ void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
     uint32_t first = dp_.tables.meeting(s.meeting).head[s.channel].load(std::memory_order_acquire);
     if (first == slot) first = s.group_next.load(std::memory_order_acquire);
     if (first != kNil && first < capacity) rte_prefetch0(&dp_.tables.leg(first));
+    if (!budgets_.empty()) PrefetchForWrite(&budgets_[s.meeting]);
     slots[nadm] = slot;
     fwd[nadm++] = i;
   }
 
-  // Phase 5: the receivers of every packet, with their MACs.
+  // Phase 5: the receivers of every packet, with their MACs; the meeting's
+  // output cap.
   uint32_t at = 0;
+  uint16_t nout = 0;
   for (uint16_t k = 0; k < nadm; ++k) {
-    rcv_at[k] = at;
-    at += GatherReceivers(dp_.tables.leg(slots[k]), slots[k], at);
+    const LegEntry& s = dp_.tables.leg(slots[k]);
+    uint32_t n = GatherReceivers(s, slots[k], at);
+    if (!MeetingAllows(s.meeting, n)) [[unlikely]] {
+      Usage(slots[k], s.gen.load(std::memory_order_relaxed)).drop_policed++;
+      DropLater(pkts[fwd[k]], Drop::kMeetingCapped);
+      continue;  // its receivers' entries are overwritten by the next packet's
+    }
+    wc_.forwarded_in++;
+    rcv_at[nout] = at;
+    fwd[nout++] = fwd[k];
+    at += n;
   }
-  rcv_at[nadm] = at;
+  rcv_at[nout] = at;
 
   // Phase 6: copy, rewrite, send.
-  for (uint16_t k = 0; k < nadm; ++k) {
+  for (uint16_t k = 0; k < nout; ++k) {
     uint16_t i = fwd[k];
     FanOut(pkts[i], parsed[i], &receivers_[rcv_at[k]], rcv_at[k + 1] - rcv_at[k]);
   }

@@ -29,8 +29,8 @@ namespace tandem::tables {
 
 inline constexpr uint64_t kTablesMagic = 0x31424154444e4154ULL;  // "TANDTAB1"
 inline constexpr uint64_t kStateMagic = 0x31545341444e4154ULL;   // "TANDAST1"
-inline constexpr uint32_t kTablesVersion = 1;
-inline constexpr uint32_t kStateVersion = 2;
+inline constexpr uint32_t kTablesVersion = 2;
+inline constexpr uint32_t kStateVersion = 3;
 
 inline constexpr uint32_t kNil = 0xffffffffu;  // end of a chain or list
 inline constexpr uint32_t kMaxVips = 64;
@@ -114,9 +114,13 @@ struct alignas(64) MeetingEntry {
   std::atomic<uint32_t> head[kChannels] = {kNil, kNil, kNil};
   uint32_t count[kChannels] = {};  // writer-only
   uint32_t gen = 0;
+  // The meeting's output cap: copies per second over all its receivers, all
+  // workers together; 0 = unlimited.
+  std::atomic<uint32_t> copies_limit{0};
   uint64_t retire_token = 0;
 };
 static_assert(sizeof(MeetingEntry) == 64);
+static_assert(offsetof(MeetingEntry, copies_limit) == 52);
 
 struct Vip {
   IpAddr addr;
@@ -179,6 +183,7 @@ enum class Drop : uint32_t {
   kSlowPathFull,     // ARP/ND/ICMP queue to the main thread full
   kTtlExceeded,
   kBadChecksum,
+  kMeetingCapped,    // the meeting's copies per second over its cap (MeetingEntry::copies_limit)
   kCount
 };
 const char* DropName(Drop d);
@@ -191,6 +196,7 @@ struct alignas(64) WorkerCounters {
   uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
   uint64_t forwarded_in;   // packets that matched a leg and were fanned out
   uint64_t slow_path;      // packets handed to the main thread
+  uint64_t csum_completed;  // media packets that came with a partial UDP checksum
   uint64_t drops[kDropCount];
   uint64_t loops, idle_sleeps;
   // Time in the switch, RX burst to TX burst, in TSC cycles: bucket i counts
@@ -216,9 +222,15 @@ struct alignas(64) LegCounters {
   uint64_t packets_in, bytes_in, packets_out, bytes_out;
   uint64_t drop_not_allowed, drop_policed, drop_other;
   uint64_t first_unix_ns, last_unix_ns;
-  uint64_t reserved2[6];
+  // The worker's policer of the leg (the switch's own; here because the
+  // worker writes this line for every packet anyway): TSC of the last
+  // refill (0 = full), tokens left in packets and in bytes.
+  uint64_t policer_tsc;
+  double policer_packets, policer_bytes;
+  uint64_t reserved2[3];
 };
 static_assert(sizeof(LegCounters) == 128);
+static_assert(offsetof(LegCounters, policer_tsc) / 64 == offsetof(LegCounters, last_unix_ns) / 64);
 
 struct alignas(64) PortState {
   char name[32];       // "access" or "backbone"

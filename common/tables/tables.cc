@@ -200,7 +200,7 @@ const char* DropName(Drop d) {
   static const char* const kNames[] = {
       "malformed", "not_for_us", "unsupported", "unknown_leg", "not_allowed",
       "policed",   "no_neighbour", "tx_full",   "no_buffer",   "not_active",
-      "slow_path_full", "ttl_exceeded", "bad_checksum"};
+      "slow_path_full", "ttl_exceeded", "bad_checksum", "meeting_capped"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == kDropCount);
   auto i = static_cast<uint32_t>(d);
   return i < kDropCount ? kNames[i] : "?";
@@ -572,7 +572,8 @@ void TablesWriter::ReclaimBlocking() {
   }
 }
 
-absl::Status TablesWriter::AddMeeting(uint64_t meeting_id, uint64_t site_id, uint32_t flags) {
+absl::Status TablesWriter::AddMeeting(uint64_t meeting_id, uint64_t site_id, uint32_t flags,
+                                      uint32_t copies_limit) {
   if (meetings_.contains(meeting_id)) {
     return absl::AlreadyExistsError(absl::StrCat("meeting ", meeting_id, " exists"));
   }
@@ -587,6 +588,7 @@ absl::Status TablesWriter::AddMeeting(uint64_t meeting_id, uint64_t site_id, uin
   e.meeting_id = meeting_id;
   e.site_id = site_id;
   e.flags.store(flags, std::memory_order_relaxed);
+  e.copies_limit.store(copies_limit, std::memory_order_relaxed);
   for (uint32_t c = 0; c < kChannels; ++c) {
     e.head[c].store(kNil, std::memory_order_relaxed);
     e.count[c] = 0;
@@ -624,6 +626,16 @@ absl::Status TablesWriter::SetMeetingFlags(uint64_t meeting_id, uint32_t flags) 
     return absl::NotFoundError(absl::StrCat("unknown meeting ", meeting_id));
   }
   view_.meeting(it->second).flags.store(flags, std::memory_order_release);
+  Commit();
+  return absl::OkStatus();
+}
+
+absl::Status TablesWriter::SetMeetingCopiesLimit(uint64_t meeting_id, uint32_t copies_limit) {
+  auto it = meetings_.find(meeting_id);
+  if (it == meetings_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown meeting ", meeting_id));
+  }
+  view_.meeting(it->second).copies_limit.store(copies_limit, std::memory_order_release);
   Commit();
   return absl::OkStatus();
 }
@@ -1012,6 +1024,7 @@ WorkerCounters SumWorkerCounters(const StateView& state) {
     t.tx_bytes += c.tx_bytes;
     t.forwarded_in += c.forwarded_in;
     t.slow_path += c.slow_path;
+    t.csum_completed += c.csum_completed;
     for (uint32_t d = 0; d < kDropCount; ++d) t.drops[d] += c.drops[d];
     t.loops += c.loops;
     t.idle_sleeps += c.idle_sleeps;

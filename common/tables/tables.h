@@ -148,10 +148,13 @@ class TablesWriter {
   ~TablesWriter();
 
   // Errors: AlreadyExists (meeting id), ResourceExhausted (table full).
-  absl::Status AddMeeting(uint64_t meeting_id, uint64_t site_id, uint32_t flags = 0);
+  // copies_limit: the meeting's output cap, copies per second (0 = none).
+  absl::Status AddMeeting(uint64_t meeting_id, uint64_t site_id, uint32_t flags = 0,
+                          uint32_t copies_limit = 0);
   // Removes the meeting and every leg in it. NotFound if unknown.
   absl::Status RemoveMeeting(uint64_t meeting_id);
   absl::Status SetMeetingFlags(uint64_t meeting_id, uint32_t flags);
+  absl::Status SetMeetingCopiesLimit(uint64_t meeting_id, uint32_t copies_limit);
   bool HasMeeting(uint64_t meeting_id) const { return meetings_.contains(meeting_id); }
 
   // Errors: NotFound (meeting), AlreadyExists (leg id or key), InvalidArgument

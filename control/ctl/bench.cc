@@ -2,7 +2,7 @@
 // calls against a running tandem-control (scripts/bench_control.sh starts
 // one). Each client thread joins participants with `--legs-per-participant`
 // legs into its own live meeting, `--batch` legs per call, then makes them
-// all leave, `--batch` legs per call.
+// all leave, `--batch` legs per call (unless `--keep`).
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -20,9 +20,15 @@
 ABSL_FLAG(std::string, api, "unix:/run/tandem/a.sock", "tandem-control API address");
 ABSL_FLAG(uint32_t, legs, 200000, "legs to join and leave in total");
 ABSL_FLAG(uint32_t, batch, 1000, "legs per Join or Leave call");
-ABSL_FLAG(uint32_t, legs_per_participant, 2, "legs of each participant (audio, video, share)");
+ABSL_FLAG(uint32_t, legs_per_participant, 2,
+          "legs of each participant (audio, video, share); 0: participants without legs, "
+          "counted by --legs and --batch");
 ABSL_FLAG(uint32_t, threads, 2, "client threads, each with its own meeting");
 ABSL_FLAG(uint32_t, rounds, 1, "join/leave rounds");
+ABSL_FLAG(uint32_t, sites, 0, "first create this many more sites ...");
+ABSL_FLAG(uint32_t, preferences, 0, "... each with this many preferences (a large state)");
+ABSL_FLAG(bool, keep, false,
+          "join only, and leave the legs and their meetings live: a large state for a test");
 
 namespace v1 = tandem::control::v1;
 
@@ -47,13 +53,24 @@ int main(int argc, char** argv) {
   const uint32_t threads = std::max(1u, absl::GetFlag(FLAGS_threads));
   const uint32_t per_thread = absl::GetFlag(FLAGS_legs) / threads;
   const uint32_t batch = std::max(1u, absl::GetFlag(FLAGS_batch));
-  const uint32_t lpp = std::clamp(absl::GetFlag(FLAGS_legs_per_participant), 1u, 3u);
+  const uint32_t lpp = std::min(absl::GetFlag(FLAGS_legs_per_participant), 3u);
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(256 << 20);
   auto channel =
       grpc::CreateCustomChannel(absl::GetFlag(FLAGS_api), grpc::InsecureChannelCredentials(), args);
   auto stub = v1::Control::NewStub(channel);
 
+  for (uint32_t i = 0; i < absl::GetFlag(FLAGS_sites); ++i) {
+    v1::CreateSiteRequest req;
+    req.mutable_site()->set_name(absl::StrCat("bench-", getpid(), "-site-", i));
+    auto& prefs = *req.mutable_site()->mutable_preferences();
+    for (uint32_t k = 0; k < absl::GetFlag(FLAGS_preferences); ++k) {
+      prefs[absl::StrCat("k", k)].assign(1, 'v');
+    }
+    v1::Site out;
+    grpc::ClientContext ctx;
+    if (auto st = stub->CreateSite(&ctx, req, &out); !st.ok()) Die("create sites", st);
+  }
   v1::CreateSiteRequest site_req;
   site_req.mutable_site()->set_name(absl::StrCat("bench-", getpid(), "-", time(nullptr)));
   v1::Site site;
@@ -89,6 +106,7 @@ int main(int argc, char** argv) {
           for (uint32_t legs = 0; legs < n;) {
             v1::ParticipantJoin* p = req.add_participants();
             p->set_meeting_id(meetings[t]);
+            if (lpp == 0) ++legs;  // a participant without legs
             for (uint32_t c = 0; c < lpp && legs < n; ++c, ++legs) {
               v1::LegRequest* l = p->add_legs();
               l->set_channel(static_cast<v1::Channel>(c + 1));
@@ -108,13 +126,14 @@ int main(int argc, char** argv) {
     uint64_t total = uint64_t{per_thread} * threads;
     printf("join:  %lu legs in %.3f s = %.0f legs/s (batch %u, %u threads)\n",
            static_cast<unsigned long>(total), join_s, total / join_s, batch, threads);
+    if (absl::GetFlag(FLAGS_keep)) return 0;
 
     t0 = std::chrono::steady_clock::now();
     workers.clear();
     for (uint32_t t = 0; t < threads; ++t) {
       workers.emplace_back([&, t] {
         const auto& ids = participants[t];
-        size_t per_call = std::max<size_t>(1, batch / lpp);
+        size_t per_call = std::max<size_t>(1, batch / std::max(1u, lpp));
         for (size_t i = 0; i < ids.size(); i += per_call) {
           v1::LeaveRequest req;
           for (size_t j = i; j < std::min(ids.size(), i + per_call); ++j) {

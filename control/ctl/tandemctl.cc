@@ -183,6 +183,15 @@ std::string Join(const google::protobuf::Map<std::string, std::string>& m) {
 }
 
 std::string Limit(uint32_t v) { return v == 0 ? "unlimited" : absl::StrCat(v); }
+// A rate limit of a site's policy that may be left to the node's default.
+std::string Rate(bool set, uint32_t v, const char* unit) {
+  if (!set) return "node default";
+  return v == 0 ? "unlimited" : absl::StrCat(v, unit);
+}
+std::string Rates(const v1::LegLimits& l) {
+  return absl::StrCat(Rate(l.has_pps(), l.pps(), " pps"), ", ",
+                      Rate(l.has_kbps(), l.kbps(), " kbit/s"));
+}
 
 using client::Stub;
 
@@ -225,8 +234,12 @@ void PrintSite(const Context& c, const v1::Site& s) {
        {"live meetings", Limit(p.max_live_meetings())},
        {"participants per meeting", Limit(p.max_participants_per_meeting())},
        {"legs", Limit(p.max_legs())},
-       {"leg packet rate", p.leg_pps() ? absl::StrCat(p.leg_pps(), " pps") : "unlimited"},
-       {"leg bit rate", p.leg_kbps() ? absl::StrCat(p.leg_kbps(), " kbit/s") : "unlimited"},
+       {"leg packet rate", Rate(p.has_leg_pps(), p.leg_pps(), " pps")},
+       {"leg bit rate", Rate(p.has_leg_kbps(), p.leg_kbps(), " kbit/s")},
+       {"audio legs", Rates(p.audio())},
+       {"video legs", Rates(p.video())},
+       {"share legs", Rates(p.share())},
+       {"meeting copies", Rate(p.has_meeting_copies_per_s(), p.meeting_copies_per_s(), "/s")},
        {"created", FormatTime(s.created_unix_ns())},
        {"updated", FormatTime(s.updated_unix_ns())}});
 }
@@ -277,7 +290,7 @@ std::string LegFlags(const v1::Leg& l) {
 
 void PrintLegs(const std::vector<const v1::Leg*>& legs, bool usage) {
   std::vector<std::string> h = {"LEG",    "PARTICIPANT", "MEETING", "CHANNEL",
-                                "REMOTE", "LOCAL",       "FLAGS"};
+                                "REMOTE", "LOCAL",       "FLAGS",   "PPS/KBPS"};
   if (usage) {
     for (const char* s : {"PKTS_IN", "BYTES_IN", "PKTS_OUT", "BYTES_OUT", "DROPS"}) h.push_back(s);
   }
@@ -289,7 +302,9 @@ void PrintLegs(const std::vector<const v1::Leg*>& legs, bool usage) {
                                     Lower(v1::Channel_Name(l->channel())),
                                     l->remote(),
                                     l->local(),
-                                    LegFlags(*l)};
+                                    LegFlags(*l),
+                                    absl::StrCat(Limit(l->pps_limit()), "/",
+                                                 Limit(l->kbps_limit()))};
     if (usage) {
       const v1::Usage& u = l->usage();
       row.push_back(absl::StrCat(u.packets_in()));
@@ -353,12 +368,37 @@ void SetPolicyFromArgs(const Args& a, v1::Policy* p) {
     p->set_max_participants_per_meeting(ParseU32(a.Get("max-participants"), "--max-participants"));
   }
   if (a.Has("max-legs")) p->set_max_legs(ParseU32(a.Get("max-legs"), "--max-legs"));
-  if (a.Has("leg-pps")) p->set_leg_pps(ParseU32(a.Get("leg-pps"), "--leg-pps"));
-  if (a.Has("leg-kbps")) p->set_leg_kbps(ParseU32(a.Get("leg-kbps"), "--leg-kbps"));
+  // Rate limits: a number (0 = unlimited) or "default" (the node's).
+  auto rate = [&](const char* name, auto set, auto clear) {
+    if (!a.Has(name)) return;
+    if (a.Get(name) == "default") {
+      clear();
+    } else {
+      set(ParseU32(a.Get(name), absl::StrCat("--", name)));
+    }
+  };
+  rate("leg-pps", [&](uint32_t v) { p->set_leg_pps(v); }, [&] { p->clear_leg_pps(); });
+  rate("leg-kbps", [&](uint32_t v) { p->set_leg_kbps(v); }, [&] { p->clear_leg_kbps(); });
+  rate("meeting-copies", [&](uint32_t v) { p->set_meeting_copies_per_s(v); },
+       [&] { p->clear_meeting_copies_per_s(); });
+  for (auto [ch, l] : {std::pair{"audio", p->mutable_audio()}, {"video", p->mutable_video()},
+                       {"share", p->mutable_share()}}) {
+    rate(absl::StrCat(ch, "-pps").c_str(), [&](uint32_t v) { l->set_pps(v); },
+         [&] { l->clear_pps(); });
+    rate(absl::StrCat(ch, "-kbps").c_str(), [&](uint32_t v) { l->set_kbps(v); },
+         [&] { l->clear_kbps(); });
+  }
 }
 
-const std::set<std::string> kPolicyOptions = {"max-meetings", "max-participants", "max-legs",
-                                              "leg-pps", "leg-kbps"};
+const std::set<std::string> kPolicyOptions = {
+    "max-meetings", "max-participants", "max-legs",  "leg-pps",   "leg-kbps",
+    "audio-pps",    "audio-kbps",       "video-pps", "video-kbps", "share-pps",
+    "share-kbps",   "meeting-copies"};
+// The usage text of the policy options.
+constexpr const char* kPolicyUsage =
+    "    [--max-meetings N] [--max-participants N] [--max-legs N]\n"
+    "    [--leg-pps R] [--leg-kbps R] [--audio-pps R] [--audio-kbps R] [--video-pps R]\n"
+    "    [--video-kbps R] [--share-pps R] [--share-kbps R] [--meeting-copies R]";
 
 std::set<std::string> Merge(std::set<std::string> a, const std::set<std::string>& b) {
   a.insert(b.begin(), b.end());
@@ -611,10 +651,11 @@ std::vector<Command> Commands() {
                   }});
 
   cmds.push_back({"site create",
-                  "--name NAME [--id ID] [--look KEY=VALUE]... [--pref KEY=VALUE]...\n"
-                  "    [--max-meetings N] [--max-participants N] [--max-legs N]\n"
-                  "    [--leg-pps N] [--leg-kbps N]",
-                  "Create a site (tenant). Limits of 0 mean unlimited.",
+                  absl::StrCat(
+                      "--name NAME [--id ID] [--look KEY=VALUE]... [--pref KEY=VALUE]...\n",
+                      kPolicyUsage),
+                  "Create a site (tenant). Limits of 0 mean unlimited; a rate R is a number\n"
+                  "or \"default\" (the node's, the default; see docs/control.md).",
                   Merge({"name", "id", "look", "pref"}, kPolicyOptions),
                   {},
                   [](Context& c, const Args& a) {
@@ -657,15 +698,16 @@ std::vector<Command> Commands() {
          for (const auto& s : out.sites()) {
            const auto& p = s.policy();
            t.Add({absl::StrCat(s.site_id()), s.name(), Limit(p.max_live_meetings()),
-                  Limit(p.max_participants_per_meeting()), Limit(p.max_legs()), Limit(p.leg_pps()),
-                  Limit(p.leg_kbps())});
+                  Limit(p.max_participants_per_meeting()), Limit(p.max_legs()),
+                  Rate(p.has_leg_pps(), p.leg_pps(), ""),
+                  Rate(p.has_leg_kbps(), p.leg_kbps(), "")});
          }
          t.Print();
        }});
   cmds.push_back({"site update",
-                  "SITE_ID [--name NAME] [--look KEY=VALUE]... [--unset-look KEY]...\n"
-                  "    [--pref KEY=VALUE]... [--unset-pref KEY]... [--max-meetings N]\n"
-                  "    [--max-participants N] [--max-legs N] [--leg-pps N] [--leg-kbps N]",
+                  absl::StrCat("SITE_ID [--name NAME] [--look KEY=VALUE]... [--unset-look KEY]...\n"
+                               "    [--pref KEY=VALUE]... [--unset-pref KEY]...\n",
+                               kPolicyUsage),
                   "Change a site; limits not given keep their value.",
                   Merge({"name", "look", "unset-look", "pref", "unset-pref"}, kPolicyOptions),
                   {},

@@ -3,6 +3,11 @@
 5tswap, and against tandem-switch, on the same net_pcap -> drop devices, in the
 same run. Prints a table and writes out/bench/results.{csv,json}.
 
+Exits 1, naming each scenario, when a run failed or did not forward what its
+scenario expects (verdict.py). --quick replays every scenario briefly through
+the switch alone: a check that the benchmark forwards, not of speed
+(scripts/test.sh runs it).
+
 Run through scripts/bench.sh; docs/performance.md explains the method.
 """
 
@@ -21,6 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import runners  # noqa: E402
+import verdict  # noqa: E402
 from scenarios import SCENARIOS, UNI_218  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -99,6 +105,21 @@ def measured(fn, workers, retries=1):
     return best
 
 
+def build_info(build):
+    """The commit and the meson build type (with -O level) of what is measured."""
+    r = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                       capture_output=True, text=True)
+    commit = r.stdout.strip() or "unknown commit"
+    r = subprocess.run(["meson", "introspect", "--buildoptions", build], capture_output=True,
+                       text=True)
+    try:
+        opts = {o["name"]: o["value"] for o in json.loads(r.stdout)}
+        kind = "%s (-O%s)" % (opts["buildtype"], opts["optimization"])
+    except (ValueError, KeyError):
+        kind = "unknown build type"
+    return commit, kind
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return f.read().split()[0]
@@ -111,13 +132,16 @@ def mbufs_for(meta):
 
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="only the smallest scenario")
+    p.add_argument("--quick", action="store_true",
+                   help="every scenario replayed briefly (0.5 s) through the switch alone, "
+                        "and a short paced memif run: checks that it forwards, not its speed")
     p.add_argument("--only", action="append", default=[],
                    help="run scenarios whose name contains this text (repeatable)")
     p.add_argument("--build", default=os.environ.get("BUILD", os.path.join(ROOT, "build")))
     p.add_argument("--out", default=os.path.join(ROOT, "out", "bench"))
-    p.add_argument("--duration", type=float, default=3.0, help="seconds measured per run")
-    p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--junit", help="also write the verdict per scenario as JUnit XML")
+    p.add_argument("--duration", type=float, help="seconds measured per run (3; 0.5 quick)")
+    p.add_argument("--warmup", type=float, help="seconds before measuring (1; 0.3 quick)")
     p.add_argument("--no-huge", action="store_true", help="4k pages (--no-huge) for every run")
     p.add_argument("--no-5tswap", action="store_true")
     p.add_argument("--no-switch", action="store_true", help="only the testpmd reference")
@@ -127,18 +151,23 @@ def main(argv):
     p.add_argument("--latency", action="store_true",
                    help="paced latency and first frame after idle, even with --only")
     cfg = p.parse_args(argv)
+    if cfg.duration is None:
+        cfg.duration = 0.5 if cfg.quick else 3.0
+    if cfg.warmup is None:
+        cfg.warmup = 0.3 if cfg.quick else 1.0
     cfg.switch = os.path.join(cfg.build, "switch", "tandem-switch")
     cfg.tables_tool = os.path.join(cfg.build, "common", "tables", "tool", "tandem-tables")
     have_switch = (not cfg.no_switch and os.access(cfg.switch, os.X_OK)
                    and os.access(cfg.tables_tool, os.X_OK))
+    failures = []  # what failed outside the table's rows
     if not cfg.no_switch and not have_switch:
-        log("note: %s or %s not built; measuring the testpmd reference only" %
-            (cfg.switch, cfg.tables_tool))
+        failures.append("%s or %s is not built" % (cfg.switch, cfg.tables_tool))
+        log("note: %s; measuring the testpmd reference only" % failures[-1])
     os.makedirs(cfg.out, exist_ok=True)
     t_start = time.monotonic()
     load_start = loadavg()
 
-    scenarios = [s for s in SCENARIOS if s.in_quick] if cfg.quick else SCENARIOS
+    scenarios = SCENARIOS
     if cfg.only:
         scenarios = [s for s in scenarios if any(o in s.name for o in cfg.only)]
     cores = os.cpu_count() or 1
@@ -159,6 +188,8 @@ def main(argv):
         pcap = stem + ".pcap"
         mbufs = mbufs_for(meta)
         ref_key = (sc.capture.name, sc.workers)
+        if cfg.quick:
+            reference[ref_key] = {}  # the switch alone: does it forward?
         if ref_key not in reference:
             ref = {}
             for mode in ["io"] + ([] if cfg.no_5tswap else ["5tswap"]):
@@ -175,21 +206,25 @@ def main(argv):
                                            100 * r["worker_cpu_s"] / r["interval_s"] / sc.workers))
             reference[ref_key] = ref
         ref = reference[ref_key]
-        io_row = make_row(sc, "testpmd-io", ref["io"], sc.metric, 0, tsc_hz, meta)
-        io_key = io_row["mpps_per_core"]
+        io_key = 0.0
+        if "io" in ref:
+            io_key = make_row(sc, "testpmd-io", ref["io"], sc.metric, 0, tsc_hz,
+                              meta)["mpps_per_core"]
         for mode, r in ref.items():
             rows.append(make_row(sc, "testpmd-" + mode, r, sc.metric, io_key, tsc_hz, meta))
         if have_switch:
             try:
                 r = measured(lambda: runners.run_switch((pcap, stem + ".tables"), meta, cfg,
                                                         mbufs, sc.workers, sc.updates_per_s),
-                             sc.workers)
+                             sc.workers, retries=0 if cfg.quick else 1)
             except Exception as e:  # one failing scenario must not hide the others
                 log("  tandem-switch failed: %s" % e)
                 rows.append({"scenario": sc.name, "program": "tandem", "note": "failed: %s" %
                              str(e).splitlines()[0][:120]})
                 continue
             row = make_row(sc, "tandem", r, sc.metric, io_key, tsc_hz, meta)
+            if r["mac"] and r["mac"] != dst_mac:
+                row["note"] = "port MAC %s, captures made for %s" % (r["mac"], dst_mac)
             rows.append(row)
             details.append({"scenario": sc.name, "result": r})
             log("  tandem         rx %6.2f Mpps  tx %6.2f Mpps  ratio %.2f  drops %s" %
@@ -214,34 +249,55 @@ def main(argv):
                     us, 100 * r["worker"], 100 * r["process"]))
         except Exception as e:
             log("  idle run failed: %s" % e)
+            failures.append("idle: failed: %s" % str(e).splitlines()[0][:160])
+            idle = {}
 
     paced = None
-    if (have_switch and not cfg.no_latency and not cfg.quick and
-            (not cfg.only or cfg.latency)):
+    if have_switch and not cfg.no_latency and (not cfg.only or cfg.latency):
         log("== latency at half the maximum rate, first frame after idle (memif)")
         pacer = runners.build_pacer(cfg)
         if not pacer:
-            log("  skipped: scripts/bench/pacer.cc did not build")
+            log("  failed: scripts/bench/pacer.cc did not build")
+            failures.append("paced memif: scripts/bench/pacer.cc did not build")
         else:
             stem, meta = ensure_capture(UNI_218, cfg, dst_mac)
             paced = runners.run_latency(cfg, pacer, (stem + ".pcap", stem + ".tables"),
-                                        meta["legs"])
+                                        meta["legs"], quick=cfg.quick)
             for name, r in paced.items():
                 log("  %-28s %s" % (name, paced_summary(r)))
 
     goals = check_goals(rows)
+    problems = verdict.problems(rows, paced, failures)
     elapsed = time.monotonic() - t_start
+    commit, build_type = build_info(cfg.build)
     report = {
+        "commit": commit, "build_type": build_type, "build_dir": cfg.build,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "host": platform.node(), "cpu": cpu_model(), "cores": cores, "tsc_hz": tsc_hz,
         "kernel": platform.release(), "hugepages": not cfg.no_huge,
         "duration_s": cfg.duration, "warmup_s": cfg.warmup, "elapsed_s": elapsed,
         "loadavg_start": load_start, "loadavg_end": loadavg(),
         "rows": rows, "switch_details": details, "idle": idle, "goals": goals,
-        "paced": paced,
+        "paced": paced, "quick": cfg.quick, "problems": problems,
     }
     write_outputs(cfg.out, report)
+    if cfg.junit:
+        subjects = []
+        for r in rows:
+            subject = (r["scenario"], r["note"] if r.get("note", "").startswith("skipped") else "")
+            if subject[0] not in [s for s, _ in subjects]:
+                subjects.append(subject)
+        subjects += [("paced memif: %s" % name, "") for name in paced or {}]
+        subjects += [("idle", "")] if idle is not None else []
+        verdict.write_junit(cfg.junit, subjects, problems)
     print_table(report)
+    for line in problems:
+        print("FAILED  %s" % line)
+    if problems:
+        print("bench: %d problem(s): the benchmark did not measure forwarding" % len(problems))
+        return 1
+    print("bench: every scenario forwarded what it expects (at least %.0f%%)" %
+          (100 * verdict.MIN_SHARE))
     return 0
 
 
@@ -250,15 +306,17 @@ def paced_summary(r):
         return "failed: " + r["error"]
     parts = []
     if "max" in r:
-        parts.append("max %.2f Mpps; at %.2f Mpps p50/p99/p99.9 %.1f/%.1f/%.1f us (%d of %d back)"
-                     % (r["max"]["rx_pps"] / 1e6, r["half"]["rx_pps"] / 1e6,
-                        r["half"]["latency_us"]["p50"], r["half"]["latency_us"]["p99"],
-                        r["half"]["latency_us"]["p999"], r["half"]["received"],
-                        r["half"]["sent"]))
+        parts.append("max %.2f Mpps (%d of %d back)" % (
+            r["max"]["rx_pps"] / 1e6, r["max"]["received"], r["max"]["sent"]))
+    if "half" in r:
+        parts.append("at %.2f Mpps p50/p99/p99.9 %.1f/%.1f/%.1f us (%d of %d back)" % (
+            r["half"]["rx_pps"] / 1e6, r["half"]["latency_us"]["p50"],
+            r["half"]["latency_us"]["p99"], r["half"]["latency_us"]["p999"],
+            r["half"]["received"], r["half"]["sent"]))
     a = r["after_idle"]
     parts.append("after 10 ms idle p50/p99/max %.1f/%.1f/%.1f us (%d of %d back)" % (
         a["latency_us"]["p50"], a["latency_us"]["p99"], a["latency_us"]["max_bucket"],
-        a["stamped"], a["sent"]))
+        a["stamped"], a.get("expected", a["sent"])))
     return "; ".join(parts)
 
 
@@ -282,7 +340,7 @@ def make_row(sc, program, r, metric, io_key, tsc_hz, meta):
         "rx_mpps_per_core": rx_pkts / core_s / 1e6,
         "tx_mpps_per_core": tx * r["interval_s"] / core_s / 1e6,
         "key": "egress" if metric == "tx" else "received (dropped)",
-        "cycles_per_pkt": tsc_hz * core_s / rx_pkts if rx_pkts else float("nan"),
+        "cycles_per_pkt": tsc_hz * core_s / rx_pkts if rx_pkts and tsc_hz else float("nan"),
         "goal": sc.goal, "plot": sc.plot,
         "copies_per_packet": meta["copies_per_packet"],
     }
@@ -290,6 +348,10 @@ def make_row(sc, program, r, metric, io_key, tsc_hz, meta):
     row["ratio_to_io"] = row["mpps_per_core"] / io_key if io_key else float("nan")
     if "busy_cycles_per_pkt" in r:
         row["testpmd_busy_cycles_per_pkt"] = r["busy_cycles_per_pkt"]
+    drops_per_s = None
+    if "drops" in r:
+        drops_per_s = {k: v / r["interval_s"] for k, v in r["drops"].items()}
+    row["share_of_expected"] = verdict.expected_share(r, meta, drops_per_s, metric)
     if "drops" in r:
         row["drops"] = {k: v for k, v in r["drops"].items() if v}
         # Lost = dropped for any reason but the flood's expected unknown_leg. (rx - tx
@@ -320,14 +382,18 @@ def check_goals(rows):
             continue
         if goal == "million":
             base = by_goal.get("thousand")  # same capture size, 1000 legs
-            value = r["mpps_per_core"] / base["mpps_per_core"] if base else None
+            value = r["mpps_per_core"] / base["mpps_per_core"] if base and base[
+                "mpps_per_core"] else None
         elif goal == "updates":
             base = by_goal.get("unicast")
-            value = r["mpps_per_core"] / base["mpps_per_core"] if base else None
+            value = r["mpps_per_core"] / base["mpps_per_core"] if base and base[
+                "mpps_per_core"] else None
             if r.get("lost_packets") is not None:
                 text += " (%d lost)" % r["lost_packets"]
         else:
             value = r["ratio_to_io"]
+        if value is not None and value != value:
+            value = None  # no reference measured (--quick, --no-switch)
         met = None if value is None else value >= need
         if goal == "updates" and met is not None and r.get("lost_packets", 0) > 0:
             met = False
@@ -340,9 +406,12 @@ def fmt(v, spec):
 
 
 def print_table(report):
-    print("Tandem benchmark, %s, %s (%d cores, TSC %.0f MHz), %s pages, %.0fs per run" % (
-        report["date"], report["cpu"], report["cores"], report["tsc_hz"] / 1e6,
-        "2MB huge" if report["hugepages"] else "4k", report["duration_s"]))
+    print("Tandem benchmark%s, %s, commit %s, %s build; %s (%d cores, TSC %.0f MHz), %s pages, "
+          "%gs per run" % (
+              " (--quick: the switch alone, a forwarding check)" if report["quick"] else "",
+              report["date"], report["commit"], report["build_type"], report["cpu"],
+              report["cores"], report["tsc_hz"] / 1e6, "2MB huge" if report["hugepages"] else
+              "4k", report["duration_s"]))
     head = "%-34s %-15s %8s %8s %8s %5s %8s %7s  %s" % (
         "scenario", "program", "rx Mpps", "tx Mpps", "key Mpps", "cpu%", "cyc/pkt", "vs io",
         "notes")
@@ -387,10 +456,12 @@ def print_table(report):
 
 def markdown(report):
     """The table as Markdown, for docs/performance.md."""
-    lines = ["%s; %s, %d cores, TSC %.0f MHz, %s pages; %.0f s per run; load average %s..%s" % (
-        report["date"], report["cpu"], report["cores"], report["tsc_hz"] / 1e6,
-        "2 MB huge" if report["hugepages"] else "4 KB", report["duration_s"],
-        report["loadavg_start"], report["loadavg_end"]), "",
+    lines = ["%s; commit %s, %s build; %s, %d cores, TSC %.0f MHz, %s pages; %g s per run; "
+             "load average %s..%s" % (
+                 report["date"], report["commit"], report["build_type"], report["cpu"],
+                 report["cores"], report["tsc_hz"] / 1e6,
+                 "2 MB huge" if report["hugepages"] else "4 KB", report["duration_s"],
+                 report["loadavg_start"], report["loadavg_end"]), "",
         "| scenario | program | rx Mpps/core | tx Mpps/core | key Mpps/core | worker CPU | "
         "cycles/pkt | vs testpmd io | notes |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]

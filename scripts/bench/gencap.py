@@ -15,10 +15,16 @@ Addressing (matches the switch configuration that scripts/bench.sh writes):
   - participants (remote endpoints) sit outside those prefixes, in
     198.19.0.0/16 and 2001:db8:2::/48, behind the gateway 198.18.0.1 /
     2001:db8:1::1 (MAC --src-mac). So the switch needs one neighbour per
-    family, whatever the number of legs: the capture starts with an ARP
-    request and a neighbour solicitation from the gateway for the VIP, from
-    which the switch learns the gateway's MAC. Because net_pcap replays the
-    capture in a loop, they repeat once per pass (a negligible share).
+    family, whatever the number of legs. The switch learns a neighbour's MAC
+    only from an answer to a request of its own (it refuses unasked claims),
+    so the capture resolves the gateway as a real one does: it starts with an
+    ARP request and a neighbour solicitation from the gateway for the VIP
+    (which make the switch ask for the gateway), each followed by the
+    gateway's answer to that question (an ARP reply, a solicited neighbour
+    advertisement). The switch handles slow-path frames in order, so the
+    answer arrives after its request went out; net_pcap replays the capture
+    in a loop, so all four repeat once per pass (a negligible share), and the
+    answers also keep the entry reachable.
 
 Plain `struct` rather than scapy: a million-leg capture is written in seconds.
 """
@@ -162,18 +168,40 @@ def arp_request(dst_mac, gw_mac):
     return frame + b"\0" * (60 - len(frame))
 
 
+def arp_reply(dst_mac, gw_mac):
+    """The gateway's answer to the switch's request for it (op 2, to the VIP)."""
+    src, dst = mac_bytes(gw_mac), mac_bytes(dst_mac)
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, ETH_IPV4, 6, 4, 2, src, GW4.packed, dst,
+                      VIP4.packed)
+    frame = dst + src + struct.pack("!H", ETH_ARP) + arp
+    return frame + b"\0" * (60 - len(frame))
+
+
+def icmp6(src_ip, dst_ip, body):
+    """An ICMPv6 message (checksum filled in) in an IPv6 header, hop limit 255."""
+    pseudo = src_ip + dst_ip + struct.pack("!IxxxB", len(body), 58)
+    ck = 0xFFFF - fold(csum_words(pseudo + body))
+    icmp = body[:2] + struct.pack("!H", ck) + body[4:]
+    return struct.pack("!IHBB16s16s", 0x60000000, len(icmp), 58, 255, src_ip, dst_ip) + icmp
+
+
+def neighbour_advertisement(dst_mac, gw_mac):
+    """The gateway's solicited answer (S and O flags) to the switch's NS for it,
+    sent to the VIP the NS came from, with the target link-layer option."""
+    src = mac_bytes(gw_mac)
+    body = struct.pack("!BBHI16sBB6s", 136, 0, 0, 0x60000000, GW6.packed, 2, 1, src)
+    return (mac_bytes(dst_mac) + src + struct.pack("!H", ETH_IPV6) +
+            icmp6(GW6.packed, VIP6.packed, body))
+
+
 def neighbour_solicitation(gw_mac):
     """NS from the gateway for the VIP, with the source link-layer option."""
     src = mac_bytes(gw_mac)
     vip = VIP6.packed
     snm = ipaddress.IPv6Address("ff02::1:ff00:0").packed[:13] + vip[13:]
     dst_mac = b"\x33\x33" + snm[12:]
-    icmp_nock = struct.pack("!BBHI16sBB6s", 135, 0, 0, 0, vip, 1, 1, src)
-    pseudo = GW6.packed + snm + struct.pack("!IxxxB", len(icmp_nock), 58)
-    ck = 0xFFFF - fold(csum_words(pseudo + icmp_nock))
-    icmp = icmp_nock[:2] + struct.pack("!H", ck) + icmp_nock[4:]
-    ip = struct.pack("!IHBB16s16s", 0x60000000, len(icmp), 58, 255, GW6.packed, snm)
-    return dst_mac + src + struct.pack("!H", ETH_IPV6) + ip + icmp
+    body = struct.pack("!BBHI16sBB6s", 135, 0, 0, 0, vip, 1, 1, src)
+    return dst_mac + src + struct.pack("!H", ETH_IPV6) + icmp6(GW6.packed, snm, body)
 
 
 def write_pcap(path, frames):
@@ -222,7 +250,9 @@ def main(argv):
     channel = "video" if a.size >= 1000 else "audio"
     pt, ts_step = (96, 3000) if channel == "video" else (111, 960)
     builder = PacketBuilder(a.dst_mac, a.src_mac, a.size, a.family, pt)
-    frames = [arp_request(a.dst_mac, a.src_mac), neighbour_solicitation(a.src_mac)]
+    frames = [arp_request(a.dst_mac, a.src_mac), arp_reply(a.dst_mac, a.src_mac),
+              neighbour_solicitation(a.src_mac), neighbour_advertisement(a.dst_mac, a.src_mac)]
+    control = len(frames)
     extra = []
 
     if a.kind == "fanout":
@@ -274,7 +304,7 @@ def main(argv):
     meta = {
         "name": a.name, "kind": a.kind, "family": a.family, "frame_size": builder.frame_size,
         "legs": len(legs), "meetings": len(meetings), "media_packets": a.packets,
-        "control_packets": 2, "copies_per_packet": copies, "dst_mac": a.dst_mac,
+        "control_packets": control, "copies_per_packet": copies, "dst_mac": a.dst_mac,
         "src_mac": a.src_mac, "channel": channel,
     }
     with open(stem + ".json", "w") as f:

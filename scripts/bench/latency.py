@@ -13,11 +13,13 @@ bucket spans a quarter octave (about 19%).
 import struct
 
 STATE_MAGIC = 0x31545341444E4154  # "TANDAST1"
+STATE_VERSION = 3  # kStateVersion
 DROP_COUNT = 13
 LATENCY_BUCKETS = 128
-# rx_packets, rx_bytes, tx_packets, tx_bytes, forwarded_in, slow_path, drops[13],
-# loops, idle_sleeps, then latency_hist[128]; the struct is alignas(64).
-HIST_OFFSET = 8 * (6 + DROP_COUNT + 2)
+# rx_packets, rx_bytes, tx_packets, tx_bytes, forwarded_in, slow_path,
+# csum_completed, drops[DROP_COUNT], loops, idle_sleeps, then latency_hist[128];
+# the struct is alignas(64).
+HIST_OFFSET = 8 * (7 + DROP_COUNT + 2)
 WORKER_COUNTERS_SIZE = (HIST_OFFSET + 8 * LATENCY_BUCKETS + 63) // 64 * 64
 
 
@@ -25,9 +27,12 @@ def read(path):
     """Returns (tsc_hz, [histogram per worker]) or raises ValueError."""
     with open(path, "rb") as f:
         head = f.read(4096)
-        magic, = struct.unpack_from("<Q", head, 0)
+        magic, version = struct.unpack_from("<QI", head, 0)
         if magic != STATE_MAGIC:
             raise ValueError("%s: not a state region" % path)
+        if version != STATE_VERSION:
+            raise ValueError("%s: state layout version %d, scripts/bench/latency.py reads %d"
+                             % (path, version, STATE_VERSION))
         max_workers, = struct.unpack_from("<I", head, 28)
         wc_off, health_off = struct.unpack_from("<QQ", head, 40)
         n_workers, = struct.unpack_from("<I", head, 132)

@@ -22,6 +22,8 @@ import tempfile
 import threading
 import time
 
+from gencap import GW4, GW6
+
 
 class Output:
     """Collects a child's merged stdout/stderr in a background thread."""
@@ -115,6 +117,18 @@ def stop(proc, timeout=15):
             proc.wait()
 
 
+def wait_worker_cpu(pid, cpu0, cfg, workers):
+    """Sleeps the measured interval, then on until the worker threads got at
+    least half of it in CPU time (at most 20 intervals in all): on a machine
+    busy with other work a worker can get almost none of its core for a
+    while, and a rate measured over no work is no figure."""
+    time.sleep(cfg.duration)
+    deadline = time.monotonic() + 19 * cfg.duration
+    while (worker_threads_cpu(pid) - cpu0 < 0.5 * cfg.duration * workers and
+           time.monotonic() < deadline):
+        time.sleep(0.05)
+
+
 def run_testpmd(mode, pcap, mbufs, cfg, workers=1):
     """Returns {rx_pps, tx_pps, busy_cycles_per_pkt, tsc_hz, mac}."""
     lcores = "0-%d" % workers
@@ -140,11 +154,13 @@ def run_testpmd(mode, pcap, mbufs, cfg, workers=1):
         time.sleep(cfg.warmup)
         mark = len(out)
         cpu0 = worker_threads_cpu(proc.pid)
+        t0 = time.monotonic()
         send("show port stats all")
         out.wait_for(r"Tx-pps:", 10, mark, proc)
-        time.sleep(cfg.duration)
+        wait_worker_cpu(proc.pid, cpu0, cfg, workers)
         mark = len(out)
         cpu1 = worker_threads_cpu(proc.pid)
+        t1 = time.monotonic()
         send("show port stats all")
         rates = out.wait_for(r"Rx-pps:\s+(\d+).*\n\s+Tx-pps:\s+(\d+)", 10, mark, proc)
         mark = len(out)
@@ -155,7 +171,7 @@ def run_testpmd(mode, pcap, mbufs, cfg, workers=1):
         proc.wait(30)
         return {"rx_pps": float(rates.group(1)), "tx_pps": float(rates.group(2)),
                 "busy_cycles_per_pkt": float(cyc.group(1)), "tsc_hz": int(cyc.group(2)) * 1e6,
-                "mac": mac, "worker_cpu_s": cpu1 - cpu0, "interval_s": cfg.duration}
+                "mac": mac, "worker_cpu_s": cpu1 - cpu0, "interval_s": t1 - t0}
     finally:
         stop(proc)
         remove_runtime_dir(prefix)
@@ -252,6 +268,20 @@ class SwitchRun:
         r = self.tables("stats", "--json")
         return json.loads(r.stdout)
 
+    def wait_resolved(self, ip, timeout=30.0):
+        """Waits until the switch holds a reachable entry for `ip` (the
+        gateway, which the capture's replayed answers resolve); the switch
+        forwards nothing before. Raises naming what it holds instead."""
+        deadline = time.monotonic() + timeout
+        while True:
+            neigh = self.stats().get("neighbours", [])
+            if any(n["ip"] == ip and n["state"] == "reachable" for n in neigh):
+                return time.monotonic()
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("the switch did not resolve the gateway %s within %gs "
+                                   "(neighbours: %s)" % (ip, timeout, neigh or "none"))
+            time.sleep(0.05)
+
     def timed_stats(self):
         t0 = time.monotonic()
         s = self.stats()
@@ -347,7 +377,8 @@ def counters_delta(a, b, key):
 
 
 def run_switch(capture_paths, meta, cfg, mbufs, workers=1, updates_per_s=0):
-    """Returns {rx_pps, tx_pps, drops{}, per_worker[], mac, ...} for tandem-switch."""
+    """Returns {rx_pps, tx_pps, drops{}, per_worker[], mac, ...} for tandem-switch.
+    The warm-up starts once the switch has resolved the capture's gateway."""
     pcap, tables = capture_paths
     # The churn of the update scenario adds and removes legs; a removed leg's
     # slot is reused only after every worker passed a quiescent point, so
@@ -358,6 +389,8 @@ def run_switch(capture_paths, meta, cfg, mbufs, workers=1, updates_per_s=0):
     try:
         run.apply(tables)
         run.start()
+        t_start = time.monotonic()
+        resolved = run.wait_resolved(str(GW4 if meta["family"] == 4 else GW6)) - t_start
         time.sleep(cfg.warmup)
         if updates_per_s:
             updater = Updater(run, updates_per_s)
@@ -367,7 +400,7 @@ def run_switch(capture_paths, meta, cfg, mbufs, workers=1, updates_per_s=0):
         lat0 = read_latency(state)
         cpu0 = worker_threads_cpu(run.proc.pid)
         t0, s0 = run.timed_stats()
-        time.sleep(cfg.duration)
+        wait_worker_cpu(run.proc.pid, cpu0, cfg, workers)
         t1, s1 = run.timed_stats()
         cpu1 = worker_threads_cpu(run.proc.pid)
         lat1 = read_latency(state)
@@ -384,6 +417,7 @@ def run_switch(capture_paths, meta, cfg, mbufs, workers=1, updates_per_s=0):
             "neighbours": len(s1.get("neighbours", [])),
             "interval_s": dt,
             "worker_cpu_s": cpu1 - cpu0,
+            "gateway_resolved_s": resolved,
         }
         if lat0 and lat1:
             hist = [0] * latency.LATENCY_BUCKETS
@@ -513,14 +547,18 @@ def run_pacer(cfg, pacer, pcap, sock, extra):
     raise RuntimeError("pacer failed: %s" % (r.stderr.strip().splitlines() or ["?"])[-1])
 
 
-def run_latency(cfg, pacer, capture_paths, legs, idle_sleep_us_list=(200, 40)):
+def run_latency(cfg, pacer, capture_paths, legs, idle_sleep_us_list=(200, 40), quick=False):
     """Max rate through memif, latency at half of it, and the first frame after
-    10 ms idle gaps, for testpmd io and tandem-switch. Returns a dict per forwarder."""
+    10 ms idle gaps, for testpmd io and tandem-switch. Returns a dict per forwarder.
+    quick: tandem-switch alone, the maximum rate for cfg.duration and 20 frames
+    after idle gaps (does the memif path forward?)."""
     pcap, tables = capture_paths
     out = {}
     sock = "/run/tbench-memif-%d.sock" % os.getpid()
-    for name in ["testpmd-io", "tandem"] + ["tandem idle_sleep_us=%d" % us
-                                            for us in idle_sleep_us_list]:
+    after_idle = 20 if quick else 200
+    names = ["tandem"] if quick else ["testpmd-io", "tandem"] + [
+        "tandem idle_sleep_us=%d" % us for us in idle_sleep_us_list]
+    for name in names:
         fwd = run = None
         try:
             if name == "testpmd-io":
@@ -534,16 +572,18 @@ def run_latency(cfg, pacer, capture_paths, legs, idle_sleep_us_list=(200, 40)):
             res = {}
             if "=" not in name:
                 # Warm-up (neighbours learnt), then as fast as the forwarder goes.
-                run_pacer(cfg, pacer, pcap, sock, ["--rate", 0, "--seconds", 1])
+                run_pacer(cfg, pacer, pcap, sock, ["--rate", 0, "--seconds", cfg.warmup])
                 res["max"] = run_pacer(cfg, pacer, pcap, sock, ["--rate", 0, "--seconds",
                                                                 cfg.duration])
-                rate = max(1000, res["max"]["rx_pps"] / 2)
-                res["half"] = run_pacer(cfg, pacer, pcap, sock, ["--rate", int(rate),
-                                                                 "--seconds", cfg.duration])
+                if not quick:
+                    rate = max(1000, res["max"]["rx_pps"] / 2)
+                    res["half"] = run_pacer(cfg, pacer, pcap, sock, ["--rate", int(rate),
+                                                                     "--seconds", cfg.duration])
             else:
                 run_pacer(cfg, pacer, pcap, sock, ["--every-ms", 5, "--count", 20])
             res["after_idle"] = run_pacer(cfg, pacer, pcap, sock, ["--every-ms", 10,
-                                                                   "--count", 200])
+                                                                   "--count", after_idle])
+            res["after_idle"]["expected"] = after_idle  # stamped frames sent
             out[name] = res
         except Exception as e:
             out[name] = {"error": str(e).splitlines()[0][:160] if str(e) else repr(e)}

@@ -67,6 +67,10 @@ from helpers.meeting import own_endpoint, sender_id, vip_endpoint  # noqa: E402
 from helpers.pair import MULTIPLIER, PairBed  # noqa: E402
 from helpers.participants import Flow, FlowRun  # noqa: E402
 
+sys.path.insert(0, str(REPO / "scripts" / "soak"))
+from checks import (lost_lists_verdict, peak_rise_per_min, slope_per_min,  # noqa: E402
+                    takeovers_verdict)
+
 CAUSES = ("kill-switch", "kill-node", "switchover")
 MEDIA_RATE = 50.0       # packets/s per participant
 MEDIA_SIZE = 160        # bytes of UDP payload
@@ -607,18 +611,11 @@ class Soak:
         sby = self.peer(act)
         time.sleep(3 * USAGE_INTERVAL_MS / 1000)  # the last usage records
 
-        # Takeovers: each one happened and the failed node came back.
-        bad = [t for t in self.takeovers if not t.get("ok")]
+        # Takeovers: each one happened, the failed node came back, and no
+        # other takeover happened.
         st_act = self.status(act)
-        epochs = int(st_act["epoch"]) - self.first_epoch
-        spurious = epochs - len([t for t in self.takeovers if "epoch" in t])
-        lines = ", ".join(f"{t['cause']} {t['from']}->{t['to']} "
-                          f"{t.get('detection_ms', '?')} ms" for t in self.takeovers)
-        check("takeovers", not bad and self.takeovers or a.takeover_every <= 0,
-              f"{len(self.takeovers)} done ({lines or 'none'}), {len(bad)} failed"
-              + (f": {[t.get('error') or t.get('compare') for t in bad]}" if bad else "")
-              + f"; epoch {self.first_epoch} -> {st_act['epoch']} "
-              f"({max(0, spurious)} takeovers nobody injected)")
+        check("takeovers", *takeovers_verdict(self.takeovers, self.first_epoch,
+                                              int(st_act["epoch"]), a.takeover_every))
 
         # Churn: every node change left the new active with a prefix of the writes.
         fin = self.driver_final or {}
@@ -648,14 +645,8 @@ class Soak:
               f"({fin.get('lost_join_legs', 0)} legs joined, {fin.get('lost_leave_legs', 0)} "
               f"left; {fin.get('lost_acked_after_takeover', 0)} acknowledged after the "
               f"takeover), {fin.get('meeting_fixups', 0)} meeting states redone")
-        listed = [t for t in self.takeovers if "lost_unlisted" in t]
-        if listed:
-            unl = sum(t["lost_unlisted"] for t in listed)
-            over = sum(t["lost_overlisted"] for t in listed)
-            check("`pair lost` lists exactly the writes the churn driver lost", unl == 0 and
-                  over == 0, f"{len(listed)} takeovers with a list: {unl} lost legs not listed, "
-                  f"{over} listed but not lost; other takeovers: "
-                  f"{[t.get('lost_list') for t in self.takeovers if 'lost_unlisted' not in t]}")
+        check("`pair lost` lists exactly the writes the churn driver lost",
+              *lost_lists_verdict(self.takeovers))
         if a.mode == "sync":
             before = lost_writes - int(fin.get("lost_acked_after_takeover", 0))
             check("sync mode: no write acknowledged before a takeover lost", before == 0,
@@ -845,36 +836,15 @@ class Soak:
                 f"{backlog_max / 1024:>15.1f}  {peak1 / 1024:>22.1f} / {peak2 / 1024:<10.1f} "
                 f"{rise:>17.1f} {slope:>14.1f} {span / 60:>9.1f}  {verdict}")
         if not judged:
-            say("[SKIP] memory flat: no process ran long enough after its warm-up to judge")
+            # A verdict that could not be given is no pass.
+            check("memory flat", False,
+                  f"no process ran {span_needed / 60:.1f} min after its {a.warmup:g}-min warm-up "
+                  f"to be judged: run the soak longer (--minutes >= {a.warmup + 2.5:g} with "
+                  f"fewer takeovers, or a shorter --warmup)")
             return
         check("memory flat", ok,
               f"{judged} processes judged; the high-water mark of RSS less the backlog rises at "
               f"most {a.rss_max_kib_per_min:g} KiB/min")
-
-
-def peak_rise_per_min(pts):
-    """(rise KiB/min, peak of the first half, peak of the second half) of
-    (t seconds, KiB) samples: the highest of the window's second half less
-    the highest of its first half, per minute of half-window."""
-    t0, t1 = pts[0][0], pts[-1][0]
-    mid = (t0 + t1) / 2
-    peak1 = max(p[1] for p in pts if p[0] <= mid)
-    peak2 = max((p[1] for p in pts if p[0] > mid), default=peak1)
-    half_min = max((t1 - t0) / 2 / 60.0, 1e-9)
-    return (peak2 - peak1) / half_min, peak1, peak2
-
-
-def slope_per_min(points):
-    """Least-squares slope of (t seconds, KiB) in KiB per minute."""
-    if len(points) < 2:
-        return 0.0
-    n = len(points)
-    mt = sum(t for t, _ in points) / n
-    mv = sum(v for _, v in points) / n
-    den = sum((t - mt) ** 2 for t, _ in points)
-    if den == 0:
-        return 0.0
-    return sum((t - mt) * (v - mv) for t, v in points) / den * 60.0
 
 
 def main():

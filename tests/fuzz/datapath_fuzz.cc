@@ -4,11 +4,11 @@
 // files or PCI; two ports made from rings (rte_eth_from_rings), access and
 // backbone, with two queues each, so the harness puts frames into a port's RX
 // rings and takes what the switch sent out of its TX rings; real session
-// tables in a temporary directory on /dev/shm, removed at exit (three
-// meetings, IPv4 and IPv6 legs, one behind each gateway, a recv-only, a
-// muted, a send-only and two policed legs (packet and bit rate), the node
-// active) and a state region whose neighbour cache knows most members' MACs,
-// one stale and two unknown; the mbuf pools and rings of switch/main.cc.
+// tables in a temporary directory on /dev/shm, removed at exit (four
+// meetings, one of them capped at 2 copies per second, IPv4 and IPv6 legs,
+// one behind each gateway, a recv-only, a muted, a send-only and two policed
+// legs (packet and bit rate), the node active) and a state region whose
+// neighbour cache knows most members' MACs, one stale and two unknown; the mbuf pools and rings of switch/main.cc.
 //
 // Per input: the state region is restored from its snapshot (counters,
 // neighbours), two workers (switch/worker.cc, WorkerPoller) and a slow path
@@ -22,7 +22,8 @@
 //    what the TX rings held is what the workers counted as sent;
 //  - every transmitted frame is well-formed and ours: media copies parse,
 //    carry valid IPv4 header checksums and a valid UDP checksum whenever the
-//    original's was, go to a live leg with `recv` of the same meeting and
+//    original's was valid or partial (the folded pseudo-header sum a sender
+//    with TX checksum offload leaves), go to a live leg with `recv` of the same meeting and
 //    channel as a sender of that payload, at the MAC the neighbour cache
 //    holds for it; ARP, ND and ICMP frames speak only for our VIPs with valid
 //    checksums; heartbeats decode with the pair key.
@@ -36,8 +37,9 @@
 // bytes: flags (bit 0: backbone port; bit 1: queue 1; bit 2: the harness
 // fixes the IPv4 header, UDP, ICMP and ICMPv6 checksums; bit 3: the harness
 // dates and signs a heartbeat with the pair key; bit 4: poll until idle after
-// this frame, so later frames see its effects; bit 5: split into 2 segments),
-// then the length (big-endian, up to 9216 and what is left).
+// this frame, so later frames see its effects; bit 5: split into 2 segments;
+// bit 6: after bit 2's fixes, the UDP checksum left partial, as a sender with
+// TX checksum offload leaves it), then the length (big-endian, up to 9216 and what is left).
 #include <openssl/hmac.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -107,6 +109,11 @@ void PutBe16(uint8_t* p, uint16_t v) {
   p[0] = v >> 8;
   p[1] = v & 0xff;
 }
+// The pseudo-header of a UDP message, folded: what a sender that leaves the
+// checksum to offload puts in the field (a partial checksum).
+uint16_t UdpPseudoSum(bool v4, const uint8_t* ip, size_t len) {
+  return Fold(Sum16(ip + (v4 ? 12 : 8), v4 ? 8 : 32) + sw::kProtoUdp + static_cast<uint32_t>(len));
+}
 // The sum of an L4 message with its pseudo-header, folded: 0xffff when valid.
 uint16_t L4Sum(bool v4, const uint8_t* ip, const uint8_t* l4, size_t len, uint8_t proto) {
   uint32_t acc = Sum16(ip + (v4 ? 12 : 8), v4 ? 8 : 32);
@@ -160,7 +167,11 @@ const LegDef kLegs[] = {
     // Meeting 3: IPv6 only.
     {"2001:db8:1::20", 5000, "2001:db8:1::100", 21000, 3, tb::Channel::kAudio, kSR, 0},
     {"2001:db8:1::21", 5000, "2001:db8:1::100", 21002, 3, tb::Channel::kAudio, kSR, 0},
+    // Meeting 4: capped at kMeeting4Copies copies per second.
+    {"198.18.0.10", 5020, "198.18.0.101", 20020, 4, tb::Channel::kAudio, kSR, 0},
+    {"198.18.0.11", 5020, "198.18.0.101", 20022, 4, tb::Channel::kAudio, kSR, 0},
 };
+constexpr uint32_t kMeeting4Copies = 2;
 
 struct NeighDef {
   const char* ip;
@@ -330,7 +341,9 @@ void Setup(const char* argv0) {
   b->vips = {Ip("198.18.0.100"), Ip("198.18.0.101"), Ip("2001:db8:1::100")};
   FUZZ_CHECK(b->writer->SetVips(b->vips).ok(), "vips");
   b->writer->SetRole(tb::Role::kActive, 1);
-  for (uint64_t m = 1; m <= 3; ++m) FUZZ_CHECK(b->writer->AddMeeting(m, 1).ok(), "meeting");
+  for (uint64_t m = 1; m <= 4; ++m) {
+    FUZZ_CHECK(b->writer->AddMeeting(m, 1, 0, m == 4 ? kMeeting4Copies : 0).ok(), "meeting");
+  }
   uint64_t id = 100;
   for (const LegDef& d : kLegs) {
     tb::LegSpec s;
@@ -425,7 +438,7 @@ void Setup(const char* argv0) {
 struct Injected {
   std::vector<uint8_t> bytes;
   bool forward = false;        // Parse says kForward (a media packet)
-  bool udp_valid = false;      // its UDP checksum is valid (or absent in IPv4)
+  bool udp_valid = false;      // its UDP checksum is valid or partial (or absent in IPv4)
   uint32_t sender = tb::kNil;  // its leg slot, if any
   bool v4 = false;
   std::vector<uint8_t> payload;  // UDP payload
@@ -493,6 +506,22 @@ void FixChecksums(std::vector<uint8_t>& f) {
       PutBe16(l4 + 2, 0);
       PutBe16(l4 + 2, static_cast<uint16_t>(~L4Sum(false, ip, l4, len, sw::kProtoIcmp6)));
     }
+  }
+}
+
+// Leaves a UDP checksum partial: the folded pseudo-header sum in the field.
+void MakePartial(std::vector<uint8_t>& f) {
+  uint32_t l2 = L2Len(f.data(), f.size());
+  if (!l2) return;
+  uint16_t type = Be16(f.data() + l2 - 2);
+  uint8_t* ip = f.data() + l2;
+  size_t avail = f.size() - l2;
+  if (type == sw::kEthIPv4 && avail >= 28 && (ip[0] & 0x0f) == 5 && ip[9] == sw::kProtoUdp) {
+    size_t len = std::min<size_t>(Be16(ip + 2), avail);
+    if (len >= 28) PutBe16(ip + 26, UdpPseudoSum(true, ip, len - 20));
+  } else if (type == sw::kEthIPv6 && avail >= 48 && ip[6] == sw::kProtoUdp) {
+    size_t len = std::min<size_t>(Be16(ip + 4), avail - 40);
+    if (len >= 8) PutBe16(ip + 46, UdpPseudoSum(false, ip, len));
   }
 }
 
@@ -790,6 +819,7 @@ tb::WorkerCounters SumWorkers(const tb::StateView& s) {
     t.tx_bytes += c.tx_bytes;
     t.forwarded_in += c.forwarded_in;
     t.slow_path += c.slow_path;
+    t.csum_completed += c.csum_completed;
     for (uint32_t d = 0; d < tb::kDropCount; ++d) t.drops[d] += c.drops[d];
   }
   return t;
@@ -843,6 +873,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       in.bytes.assign(data + pos, data + pos + len);
       pos += len;
       if (flags & 4) FixChecksums(in.bytes);
+      if (flags & 0x40) MakePartial(in.bytes);
       if (flags & 8) SignHeartbeat(in.bytes);
       uint32_t port = flags & 1;
       if (port == 0 && !in.bytes.empty()) {
@@ -851,9 +882,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           in.forward = true;
           in.v4 = p.v4;
           const uint8_t* udp = in.bytes.data() + p.l4;
-          in.udp_valid =
-              (p.v4 && Be16(udp + 6) == 0) ||
-              L4Sum(p.v4, in.bytes.data() + p.l3, udp, p.frame_len - p.l4, sw::kProtoUdp) == 0xffff;
+          const uint8_t* ip = in.bytes.data() + p.l3;
+          size_t udp_len = p.frame_len - p.l4;
+          in.udp_valid = (p.v4 && Be16(udp + 6) == 0) ||
+                         L4Sum(p.v4, ip, udp, udp_len, sw::kProtoUdp) == 0xffff ||
+                         Be16(udp + 6) == UdpPseudoSum(p.v4, ip, udp_len);
           const uint8_t* end = in.bytes.data() + p.frame_len;
           in.payload.assign(udp + 8, end);
           in.sender = dp.tables.Find(p.key);
@@ -894,6 +927,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
              "rx %llu != forwarded %llu + slow path %llu + dropped %llu",
              (unsigned long long)t.rx_packets, (unsigned long long)t.forwarded_in,
              (unsigned long long)t.slow_path, (unsigned long long)packet_drops);
+  FUZZ_CHECK(t.csum_completed <= t.forwarded_in, "%llu checksums completed, %llu forwarded",
+             (unsigned long long)t.csum_completed, (unsigned long long)t.forwarded_in);
   FUZZ_CHECK(t.tx_packets == r.tx_frames && t.tx_bytes == r.tx_bytes,
              "tx counted %llu frames %llu bytes, %llu / %llu seen",
              (unsigned long long)t.tx_packets, (unsigned long long)t.tx_bytes,
@@ -914,12 +949,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   FUZZ_CHECK(sum.packets_out == r.tx_media, "legs' packets_out %llu, %llu copies sent",
              (unsigned long long)sum.packets_out, (unsigned long long)r.tx_media);
-  FUZZ_CHECK(sum.packets_in == t.forwarded_in + D(tb::Drop::kNotAllowed) + D(tb::Drop::kPoliced),
-             "legs' packets_in %llu != forwarded %llu + not_allowed + policed",
+  FUZZ_CHECK(sum.packets_in == t.forwarded_in + D(tb::Drop::kNotAllowed) +
+                                   D(tb::Drop::kPoliced) + D(tb::Drop::kMeetingCapped),
+             "legs' packets_in %llu != forwarded %llu + not_allowed + policed + meeting_capped",
              (unsigned long long)sum.packets_in, (unsigned long long)t.forwarded_in);
-  FUZZ_CHECK(
-      sum.drop_not_allowed == D(tb::Drop::kNotAllowed) && sum.drop_policed == D(tb::Drop::kPoliced),
-      "legs' drops disagree with the workers'");
+  FUZZ_CHECK(sum.drop_not_allowed == D(tb::Drop::kNotAllowed) &&
+                 sum.drop_policed == D(tb::Drop::kPoliced) + D(tb::Drop::kMeetingCapped),
+             "legs' drops disagree with the workers'");
   if (standby) {
     FUZZ_CHECK(t.forwarded_in == 0 && r.tx_media == 0, "a standby forwarded media");
     b.writer->SetRole(tb::Role::kActive, 1);

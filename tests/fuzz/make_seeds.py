@@ -88,8 +88,12 @@ def heartbeats():
     write("heartbeat", "short", b"\x00" + body[:20])
 
 
+WIRE_VERSION = 2  # mirror/wire.h kWireVersion
+
+
 def frame(msg_type, body, sender=1, epoch=1, counter=1):
-    hdr = struct.pack("<HBBIQQI", 0x4D54, 1, msg_type, sender, epoch, counter, len(body))
+    hdr = struct.pack("<HBBIQQI", 0x4D54, WIRE_VERSION, msg_type, sender, epoch, counter,
+                      len(body))
     return hdr + body + bytes(32)  # the harness MACs it (mode byte 1)
 
 
@@ -105,9 +109,9 @@ def wire():
         "hello": (1, bytes(range(16))),
         "hello_reply": (2, bytes(range(32))),
         "subscribe": (3, struct.pack("<QQB", 7, 100, 1)),
-        "snapshot_begin": (4, struct.pack("<QQQ", 7, 100, 2)),
+        "snapshot_begin": (4, struct.pack("<QQQ", 7, 100, 0)),
         "snapshot_records": (5, records([b"site 1 acme", b"meeting 1 live"])),
-        "snapshot_end": (6, b""),
+        "snapshot_end": (6, struct.pack("<Q", 104)),
         "changes": (7, struct.pack("<Q", 101) + records([b"leg 5 add", b"leg 6 remove"])),
         "ack": (8, struct.pack("<Q", 101)),
         "heartbeat": (9, struct.pack("<BBQ", 1, 3, 101)),
@@ -244,7 +248,7 @@ def tables():
 # datapath_fuzz.cc: its test bed's addresses, MACs and input format.
 DP_MAC = "02:00:00:00:00:01"  # the access port; the backbone is :02
 VIP4, VIP4B, VIP6 = "198.18.0.100", "198.18.0.101", "2001:db8:1::100"
-FIX, SIGN, RUN, SPLIT, BACKBONE, QUEUE1 = 4, 8, 0x10, 0x20, 1, 2
+FIX, SIGN, RUN, SPLIT, BACKBONE, QUEUE1, PARTIAL = 4, 8, 0x10, 0x20, 1, 2, 0x40
 
 
 def member_mac(last):
@@ -285,6 +289,19 @@ def datapath():
         src="198.18.0.10", dst=VIP4) / UDP(sport=5000, dport=20000, chksum=0) / Raw(rtp(7)))])
     w("media4_bad_udp_checksum", [(0, Ether(src=member_mac(0x10), dst=DP_MAC) / IP(
         src="198.18.0.10", dst=VIP4) / UDP(sport=5000, dport=20000, chksum=0x1234) / Raw(rtp(8)))])
+    # Partial checksums, as a sender with TX checksum offload leaves them
+    # (containers and VMs beside the switch): every copy gets a full one.
+    w("media4_partial_checksum", [(FIX | PARTIAL, a)])
+    w("media6_partial_checksum", [(FIX | PARTIAL, media6("2001:db8:1::10", 5000, 20000, 0x70))])
+    w("partial_checksum_big_zero_copy", [(FIX | PARTIAL, media4(
+        "198.18.0.11", 5000, 20002, 0x11, payload=rtp(6, b"\xab" * 1100)))])
+    w("partial_checksum_copies_by_reference", [(FIX | PARTIAL, media6(
+        "2001:db8:1::11", 5000, 20002, 0x71, payload=rtp(6, b"\x17" * 301)))], cfg=0x10)
+    w("partial_checksum_vlan5_and_full", [
+        (FIX | PARTIAL, media4("198.18.0.10", 5000, 20000, 0x10, vlan=5)),
+        (FIX, media4("198.18.0.11", 5000, 20002, 0x11, vlan=5))], cfg=0x01)
+    w("partial_checksum_jumbo", [(FIX | PARTIAL, media6("2001:db8:1::10", 5000, 20000, 0x70,
+                                                        payload=b"\xcd" * 4001))], cfg=0x02)
     w("media4_via_gateway", [(FIX, media4("203.0.113.7", 6000, 20006, 0x01))])
     w("media6_via_gateway", [(FIX, media6("2001:db8:2::50", 6000, 20004, 0x61))])
     w("video_both_families", [(FIX, media4("198.18.0.11", 5002, 20022, 0x11)),
@@ -296,6 +313,8 @@ def datapath():
     w("policed", [(FIX, media4("198.18.0.14", 5000, 20010, 0x14, seq=i)) for i in range(14)])
     w("policed_bit_rate", [(FIX, media4("198.18.0.22", 5000, 20006, 0x22, vip=VIP4B, seq=i,
                                         payload=rtp(i, b"\x5a" * 1400))) for i in range(10)])
+    w("meeting_capped", [(FIX, media4("198.18.0.10", 5020, 20020, 0x10, vip=VIP4B, seq=i))
+                         for i in range(6)])
     w("muted_recvonly_sendonly", [(FIX, media4("198.18.0.13", 5000, 20008, 0x13)),
                                   (FIX, media4("198.18.0.12", 5000, 20004, 0x12)),
                                   (FIX, media4("198.18.0.17", 5000, 20016, 0x17))])

@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 import pytest
 
@@ -97,6 +99,34 @@ def test_site_errors(daemon):
     d.ctl("meeting", "start", m["meeting_id"])
     e = error_of(d, "site", "delete", "5")
     assert e.code == "FAILED_PRECONDITION" and "live meeting" in e.message
+
+
+def test_site_size_limits(daemon):
+    """Every object goes to the standby as one record, which must fit one
+    backbone frame: a site is bounded (docs/control.md, Limits), and each
+    refusal names the limit and changes nothing."""
+    d = daemon
+    e = error_of(d, "site", "create", "--name", "big", "--look", f"logo={'x' * 65537}")
+    assert e.code == "INVALID_ARGUMENT" and "logo" in e.message and "65536" in e.message, e
+    e = error_of(d, "site", "create", "--name", "big", "--pref", f"{'k' * 257}=v")
+    assert e.code == "INVALID_ARGUMENT" and "limit is 256" in e.message, e
+    many = [x for i in range(1025) for x in ("--pref", f"k{i}=v")]
+    e = error_of(d, "site", "create", "--name", "big", *many)
+    assert e.code == "INVALID_ARGUMENT" and "limit is 1024" in e.message, e
+    assert d.ctl("site", "list")["sites"] == []
+    # At each limit: accepted.
+    edge = d.ctl("site", "create", "--name", "edge", "--look", f"logo={'x' * 65536}",
+                 "--pref", f"{'k' * 256}=v", *many[:-4])
+    assert len(edge["preferences"]) == 1024
+    # Grown by updates, a site stops at 1 MiB in all.
+    site = d.ctl("site", "create", "--name", "growing")
+    grow = [x for i in range(15) for x in ("--look", f"a{i}={'y' * 65536}")]
+    d.ctl("site", "update", site["site_id"], *grow)
+    before = d.ctl("site", "get", site["site_id"])
+    grow = [x for i in range(15) for x in ("--look", f"b{i}={'y' * 65536}")]
+    e = error_of(d, "site", "update", site["site_id"], *grow)
+    assert e.code == "INVALID_ARGUMENT" and "limit is 1048576" in e.message, e
+    assert d.ctl("site", "get", site["site_id"]) == before
 
 
 # ---------------------------------------------------------------- meetings
@@ -433,30 +463,47 @@ def test_metrics(daemon):
 
 # ---------------------------------------------------------------- restarts
 
+# Its own bound (1 s here): the main thread spins until 40 writes are
+# acknowledged, for ever if the writers stop first.
+@pytest.mark.timeout(60)
 def test_acknowledged_writes_survive_kill9(daemon):
     """Writers keep creating sites and meetings while the daemon is killed:
     every write tandemctl acknowledged is there after the restart."""
     d = daemon
     site = d.ctl("site", "create", "--name", "base")["site_id"]
     acked_sites, acked_meetings = [], []
+    killed = threading.Event()
 
     def writer(i):
+        """Writes until a call fails; returns the error, which must come
+        after the kill."""
         for j in range(1000):
             try:
                 s = d.ctl("site", "create", "--name", f"w{i}-{j}")
                 acked_sites.append(s["site_id"])
                 mt = d.ctl("meeting", "schedule", "--site", site, "--title", f"m{i}-{j}")
                 acked_meetings.append(mt["meeting_id"])
-            except CtlError:
-                return
+            except CtlError as e:
+                return e, killed.is_set()
+        return None, killed.is_set()
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(writer, i) for i in range(2)]
+        # 40 acknowledged meetings (80 calls) before the kill. The deadline
+        # only turns a stuck daemon or tandemctl into a failure that says so:
+        # a call takes 10-50 ms here, several hundred on a loaded machine.
+        deadline = time.monotonic() + 120
         while len(acked_meetings) < 40:
-            pass
+            ended = [f.result() for f in futures if f.done()]
+            assert not ended, f"a writer stopped before the kill: {ended}"
+            assert time.monotonic() < deadline, (
+                f"only {len(acked_meetings)} of 40 meetings acknowledged in 120 s")
+            time.sleep(0.01)
+        killed.set()
         d.kill9()
         for f in futures:
-            f.result()
+            err, after_kill = f.result(timeout=120)
+            assert err is not None and after_kill, f"the writer did not end at the kill: {err}"
     d.start()
     sites = {s["site_id"] for s in d.ctl("site", "list")["sites"]}
     meetings = {x["meeting_id"] for x in d.ctl("meeting", "list")["meetings"]}

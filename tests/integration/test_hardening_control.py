@@ -17,6 +17,7 @@ from helpers.meeting import (MEDIA_PORT, VIP_PORT_BASE, own_endpoint, sender_id,
                              vip_endpoint)
 from helpers.netns import VIP4, VIP6  # noqa: E402
 from helpers.participants import Flow, FlowRun  # noqa: E402
+from helpers.stalls import StallProbe  # noqa: E402
 
 
 LEG_PPS = 100
@@ -63,7 +64,13 @@ def test_flooding_participant_is_cut_to_its_leg_rate(meeting, control):
                       bind=own_endpoint(flooder, 4), count=int(flood_rate * seconds),
                       rate=flood_rate, size=160,
                       to=[vip_endpoint(4, VIP_PORT_BASE + flooder.index)]))
-    reports = FlowRun(meeting.bed, flows).wait()
+    run = FlowRun(meeting.bed, flows)
+    probe = StallProbe(run.duration)
+    try:
+        reports = run.wait()
+        probe.wait()
+    finally:
+        probe.close()
     sent_flood = reports[sender_id(flooder)].sent
     got_from_flooder = {}
     loss = {}
@@ -84,11 +91,26 @@ def test_flooding_participant_is_cut_to_its_leg_rate(meeting, control):
     print("legitimate media loss during the flood: "
           + ", ".join(f"{k} {v:.2%}" for k, v in sorted(loss.items())))
     print(f"usage: {usage}")
-    allowed = LEG_PPS * (seconds + 2.5) + LEG_PPS  # the flow's warm-up, tail and one burst
+    # What the policer lets through while the flood lasts, as long as the
+    # flooder actually took to send it (longer than `seconds` when it gets
+    # less CPU), plus its warm-up and a second of bucket and scheduling slack.
+    flood_seconds = reports[sender_id(flooder)].data["send_seconds"]
+    allowed = LEG_PPS * (flood_seconds + 1.0) + LEG_PPS
+    print(f"the flood lasted {flood_seconds:.2f} s: at most {allowed:.0f} packets may pass")
+    assert sent_flood == int(flood_rate * seconds), f"the flooder sent {sent_flood}"
     for name, n in got_from_flooder.items():
         assert n <= allowed, f"{name} received {n} packets of the flood, limit ~{allowed:.0f}"
         assert n >= 0.5 * LEG_PPS * seconds, f"{name} received only {n}: policed below the rate"
-    assert max(loss.values()) <= 0.01, f"legitimate media lost during the flood: {loss}"
+    # Media is lost only while the switch's worker cannot run: its receive
+    # ring (net_af_packet's default 512 frames, ~240 ms of this traffic)
+    # overflows then. So the bound is 1% plus the share of the run that the
+    # stall probe on the worker's core (worker_lcores = [1],
+    # helpers/switch.py) spent in stalls beyond 100 ms.
+    stalled = probe.stalled(over_ms=100, cpu=1) / 1000.0
+    bound = 0.01 + stalled / seconds
+    print(f"stalls beyond 100 ms on the worker's core: {stalled:.2f} s; media-loss bound "
+          f"{bound:.2%}")
+    assert max(loss.values()) <= bound, f"legitimate media lost during the flood: {loss}"
 
 
 def _files_under(paths):

@@ -6,7 +6,9 @@ counted, and the neighbour table must keep the right MACs.
 The figures (storm rate, legitimate media loss) are printed; run with -s to
 see them, docs/hardening.md quotes them.
 """
+import glob
 import json
+import os
 import time
 
 import pytest
@@ -27,10 +29,9 @@ STORM_RATE = 2000  # frames/s of the malformed+poisoning storm
 # bridge and the participants share the other: a little loss here measures the
 # test bed's CPU, not the switch (scripts/bench.sh measures the switch).
 LOSS_BOUND = 0.03
-# The unknown-source flood is sent as fast as the test bed can: the switch's
-# worker then competes with the sender for the CPU, and the figure printed is
-# what docs/hardening.md reports; the test only guards against collapse.
-FLOOD_LOSS_BOUND = 0.10
+# The unknown-source flood is sent as fast as the test bed can; below this
+# rate (100 times the meeting's media) it would not be a flood.
+FLOOD_MIN_RATE = 15000
 
 
 def _totals(tables):
@@ -46,15 +47,29 @@ def _totals(tables):
     }, st
 
 
-def _storm(meeting, host, groups, rate, seconds=STORM_SECONDS):
-    """Runs helpers/storm.py in `host`'s namespace; returns its report."""
+def _storm(meeting, host, groups, rate, seconds=STORM_SECONDS, flood=False):
+    """Runs helpers/storm.py in `host`'s namespace; returns its report.
+
+    rate x seconds frames, all of them however long that takes, or with
+    flood=True as many as `seconds` allow at full speed. Fails unless every
+    frame meant to be sent was sent without a send error."""
     spec = meeting.bed.tmpdir("storm") / "spec.json"
-    spec.write_text(json.dumps({
-        "iface": host.iface, "duration": seconds, "rate": rate,
-        "groups": {g: [f.hex() for f in fs] for g, fs in groups.items()}}))
+    body = {"iface": host.iface, "rate": 0 if flood else rate,
+            "groups": {g: [f.hex() for f in fs] for g, fs in groups.items()}}
+    if flood:
+        body["duration"] = seconds
+    else:
+        body.update(count=int(rate * seconds), max_seconds=seconds + 30)
+    spec.write_text(json.dumps(body))
     p = meeting.bed.run_in(host, [paths.PYTHON, paths.REPO / "tests/integration/helpers/storm.py",
                                   "--spec", spec], timeout=seconds + 60)
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    report = json.loads(p.stdout.strip().splitlines()[-1])
+    assert not report["errors"], f"the storm could not send: {report}"
+    if flood:
+        assert report["total"] > 0, f"the flood sent nothing: {report}"
+    else:
+        assert report["total"] == body["count"], f"the storm sent less than meant: {report}"
+    return report
 
 
 def _media_loss(reports, members, count):
@@ -291,9 +306,45 @@ def test_spoofed_members_and_unowned_vip_ports_reach_nobody(meeting):
     assert not reached, f"spoofed frames reached members: {reached}"
 
 
+def _cpu_seconds(pid, thread_name=None):
+    """CPU time (user + system) a process got so far, or only its threads
+    named `thread_name`, from /proc."""
+    stats = ([f"/proc/{pid}/stat"] if thread_name is None else
+             [f"{t}/stat" for t in glob.glob(f"/proc/{pid}/task/*")
+              if open(f"{t}/comm").read().strip() == thread_name])
+    assert stats, f"no thread {thread_name} in process {pid}"
+    ticks = 0
+    for path in stats:
+        with open(path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _rx_packets(meeting):
+    """Frames the kernel delivered to the switch's interface (each goes to
+    the switch's AF_PACKET ring, or is lost there when the ring is full,
+    which net_af_packet does not count)."""
+    out = meeting.bed.run_in(meeting.node, ["ip", "-s", "-j", "link", "show",
+                                            meeting.node.iface]).stdout
+    return json.loads(out)[0]["stats64"]["rx"]["packets"]
+
+
 def test_unknown_source_flood_leaves_media_intact(meeting):
     """UDP from addresses no leg has, to the VIPs, as fast as the test bed can
-    send it, while the meeting streams; prints the legitimate media loss."""
+    send it, while the meeting streams.
+
+    The switch drops each flood frame and counts it. Media is lost with the
+    frames the switch never sees: at hundreds of thousands of frames a
+    second the flood fills the switch's receive ring within milliseconds
+    whenever its worker is off the CPU (on this 2-core test bed the sender,
+    the kernel's forwarding and any other load compete for it), and every
+    frame arriving then is lost, media or not. So the media a stream may
+    lose is LOSS_BOUND plus, of its packets sent during the flood, the share
+    of the flood's time that the worker did not run (its CPU time from
+    /proc, measured in the same run). On a quiet machine the worker polls
+    all the time and the bound is LOSS_BOUND; a switch that handles too few
+    frames per second of CPU loses media beyond it."""
     from scapy.all import IP, UDP, Ether, Raw
     members = meeting.members
     meeting.tables.apply(table_lines(members, 4))
@@ -304,21 +355,47 @@ def test_unknown_source_flood_leaves_media_intact(meeting):
                     / UDP(sport=10000 + i, dport=VIP_PORT_BASE + i % 3) / Raw(b"F" * 160))
               for i in range(256)]
     count = int(MEDIA_RATE * (STORM_SECONDS + 4))
+    pid = meeting.switch.pid
     before, _ = _totals(meeting.tables)
-    reports, storm = _during_media(meeting, count,
-                                   lambda: _storm(meeting, att, {"flood": frames}, rate=0))
+    m = {}
+
+    def flood():
+        kernel0, switch0 = _rx_packets(meeting), _totals(meeting.tables)[0]
+        cpu0, worker0 = _cpu_seconds(pid), _cpu_seconds(pid, "rte-worker-1")
+        t0 = time.monotonic()
+        report = _storm(meeting, att, {"flood": frames}, rate=0, flood=True)
+        m.update(wall=time.monotonic() - t0, cpu=_cpu_seconds(pid) - cpu0,
+                 worker=_cpu_seconds(pid, "rte-worker-1") - worker0)
+        m.update(kernel=_rx_packets(meeting) - kernel0,
+                 switch=_totals(meeting.tables)[0]["rx"] - switch0["rx"])
+        return report
+    reports, storm = _during_media(meeting, count, flood)
     time.sleep(0.5)
     after, _ = _totals(meeting.tables)
     loss, problems = _media_loss(reports, members, count)
     unknown = after["drops"].get("unknown_leg", 0) - before["drops"].get("unknown_leg", 0)
-    print(f"unknown-source flood: {storm['sent']['flood']} frames in {storm['seconds']:.1f}s "
-          f"({storm['rate']:.0f}/s); switch counted unknown_leg +{unknown}, NIC missed "
-          f"+{after['missed'] - before['missed']}")
+    lost_before_switch = max(0.0, 1.0 - m["switch"] / m["kernel"])
+    off_cpu = max(0.0, 1.0 - m["worker"] / m["wall"])
+    at_risk = min(1.0, MEDIA_RATE * m["wall"] / count)  # of each stream, sent during the flood
+    bound = LOSS_BOUND + off_cpu * at_risk
+    print(f"unknown-source flood: {storm['total']} frames sent in {storm['seconds']:.1f} s "
+          f"({storm['rate']:.0f}/s); {m['kernel']} reached the switch's interface "
+          f"({m['kernel'] / m['wall']:.0f}/s), the switch took {m['switch']} "
+          f"({lost_before_switch:.1%} lost before it), counted unknown_leg +{unknown}")
+    print(f"switch CPU during the flood: {m['cpu']:.2f} s in {m['wall']:.2f} s, its worker "
+          f"{m['worker']:.2f} s ({1 - off_cpu:.0%} of the time; "
+          f"{m['switch'] / max(m['worker'], 0.01):.0f} frames per CPU-second)")
     print("legitimate media loss during the flood: "
-          + ", ".join(f"{k} {v:.2%}" for k, v in sorted(loss.items())))
+          + ", ".join(f"{k} {v:.2%}" for k, v in sorted(loss.items()))
+          + f"; bound {bound:.2%} = {LOSS_BOUND:.0%} + {off_cpu:.0%} of the time off the CPU x "
+          f"{at_risk:.0%} of each stream sent during the flood")
     assert meeting.switch.alive()
     assert not problems, "\n".join(problems)
-    assert max(loss.values()) <= FLOOD_LOSS_BOUND, f"media lost during the flood: {loss}"
+    assert storm["rate"] >= FLOOD_MIN_RATE, f"the flood reached only {storm['rate']:.0f}/s"
+    # Every flood frame the switch took was dropped and counted as unknown.
+    media = sum(st["sent"] for st in (r.data for r in reports.values()))
+    assert unknown >= m["switch"] - media - 100, (unknown, m)
+    assert max(loss.values()) <= bound, f"media lost during the flood: {loss}, bound {bound:.2%}"
 
 
 def test_each_poisoning_attempt_leaves_the_neighbour_table_alone(meeting):

@@ -81,7 +81,8 @@ def test_forged_and_replayed_heartbeats_are_refused_and_counted(bed):
 
 
 def frame(msg_type, sender, epoch, counter, body, mac):
-    hdr = struct.pack("<HBBIQQI", 0x4D54, 1, msg_type, sender, epoch, counter, len(body))
+    # Version 2 (mirror/wire.h kWireVersion): an older one is refused as malformed.
+    hdr = struct.pack("<HBBIQQI", 0x4D54, 2, msg_type, sender, epoch, counter, len(body))
     return hdr + body + mac
 
 

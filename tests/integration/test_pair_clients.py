@@ -6,6 +6,7 @@ node; a watch resumed across the takeover misses and repeats no change."""
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -210,6 +211,109 @@ def test_sync_mode_loses_no_acknowledged_write():
         bed.close()
 
 
+SYNC_TIMEOUT_MS = 1000
+
+
+class TimedWrite:
+    """A `site create` on node `node` in a thread of its own: done(),
+    result() (the JSON, or the CtlError) and seconds (how long it took)."""
+
+    def __init__(self, node, name):
+        self.out = None
+        self.seconds = None
+        self.thread = threading.Thread(target=self._run, args=(node, name), daemon=True)
+        self.thread.start()
+
+    def _run(self, node, name):
+        t0 = time.monotonic()
+        try:
+            self.out = node.ctl("site", "create", "--name", name)
+        except CtlError as e:
+            self.out = e
+        self.seconds = time.monotonic() - t0
+
+    def done(self):
+        return not self.thread.is_alive()
+
+    def result(self, timeout=60):
+        self.thread.join(timeout)
+        assert self.done(), "tandemctl did not return"
+        return self.out
+
+
+def site_applied(node, name):
+    return name in {s["name"] for s in node.ctl("site", "list").get("sites", [])}
+
+
+# How long the standby is held stopped while a write waits for it: well
+# within SYNC_TIMEOUT_MS, so that once let go it confirms the write in time.
+HOLD_S = 0.4
+
+
+def standby_slow_to_apply(bed):
+    """Two writes on the active while the standby's control daemon is
+    stopped (SIGSTOP: its replication connection stays up, it applies
+    nothing until SIGCONT). The first: the standby is let go HOLD_S after
+    the write was sent. The second: it stays stopped until the write
+    returns. (Either way for less than the 2-3 s after which the active
+    drops a silent standby and runs degraded.) Returns both TimedWrites."""
+    pid = bed.b.control.proc.pid
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        held = TimedWrite(bed.a, "held")
+        time.sleep(HOLD_S)
+        held.done_while_stopped = held.done()
+        os.kill(pid, signal.SIGCONT)
+        held.result()
+        os.kill(pid, signal.SIGSTOP)
+        stopped = TimedWrite(bed.a, "stopped-throughout")
+        stopped.result()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    bed.wait_synced(timeout=20)
+    for node in (bed.a, bed.b):
+        for name in ("held", "stopped-throughout"):
+            assert site_applied(node, name), f"{name} missing on {node.name} once caught up"
+    return held, stopped
+
+
+def test_sync_write_waits_until_the_standby_applied_it():
+    """Synchronous mode, with a standby slow to apply for real (its control
+    daemon stopped): a write returns only once the standby applied it, and
+    fails with DEADLINE_EXCEEDED (applied on the active only) when the
+    standby stays stopped past sync_timeout_ms."""
+    bed = PairBed(mode="sync", pair_extra=f"sync_timeout_ms = {SYNC_TIMEOUT_MS}\n")
+    try:
+        bed.start()
+        held, stopped = standby_slow_to_apply(bed)
+        print(f"\nsync write, standby let go after {HOLD_S} s: {held.out} after "
+              f"{held.seconds:.2f} s; standby stopped throughout: {stopped.out} after "
+              f"{stopped.seconds:.2f} s")
+        assert not held.done_while_stopped, \
+            f"a synchronous write returned while the standby could not apply it: {held.out}"
+        assert not isinstance(held.out, CtlError), f"failed once the standby went on: {held.out}"
+        assert held.seconds >= HOLD_S
+        sync_counters = [line for line in bed.a.metrics().splitlines()
+                         if line.startswith("tandem_pair_sync_")]
+        assert isinstance(stopped.out, CtlError) and stopped.out.code == "DEADLINE_EXCEEDED", \
+            (stopped.out, sync_counters)
+        assert f"not confirmed it within {SYNC_TIMEOUT_MS} ms" in stopped.out.message, stopped.out
+        assert stopped.seconds >= SYNC_TIMEOUT_MS / 1000
+        assert "tandem_pair_sync_timeouts_total 1" in sync_counters, sync_counters
+    finally:
+        bed.close()
+
+
+def test_async_write_does_not_wait_for_the_standby(bed):
+    """The same in asynchronous mode: both writes return while the standby
+    is stopped, and it catches up once let go."""
+    held, stopped = standby_slow_to_apply(bed)
+    print(f"\nasync writes while the standby was stopped: {held.seconds:.2f} s, "
+          f"{stopped.seconds:.2f} s")
+    assert not isinstance(held.out, CtlError), held.out
+    assert not isinstance(stopped.out, CtlError), stopped.out
+
+
 def test_writes_lost_at_a_takeover_are_listed_by_the_new_active(bed):
     """Asynchronous mode: writes the old active acknowledged but never
     replicated (here: made while it was cut off, still active in the lower
@@ -254,6 +358,33 @@ def test_writes_lost_at_a_takeover_are_listed_by_the_new_active(bed):
     assert status["lost_writes"] == "listed" and int(status["lost_changes"]) == 3, status
     redone = pair_ctl(bed, "site", "create", "--name", changes[0]["site"]["name"])
     assert redone["name"] == "lost-0"
+
+
+def test_old_active_rejoins_with_exactly_the_new_actives_site_data(bed):
+    """Asynchronous mode: a meeting scheduled on the old active while it was
+    cut off (a lost write, in a site both nodes hold) must be gone from it
+    once it has rejoined as standby: a resync leaves no site data the active
+    does not have, and the digest finds the nodes equal."""
+    site = bed.a.ctl("site", "create", "--name", "kept")["site_id"]
+    bed.wait_synced()
+    bed.partition(bed.a)
+    bed.wait_role(bed.b, "active", timeout=5)
+    bed.a.ctl("meeting", "schedule", "--site", site, "--title", "lost-meeting")
+    bed.heal(bed.a)
+    bed.wait_role(bed.a, "standby", timeout=5)
+    bed.wait_synced(timeout=20)
+    assert bed.b.role() == "active"
+    titles = {n.name: sorted(m["title"] for m in n.ctl("meeting", "list").get("meetings", []))
+              for n in (bed.a, bed.b)}
+    print(f"\nmeetings after the rejoin: {titles}")
+    assert titles == {"na": [], "nb": []}, f"the rejoined standby kept a lost meeting: {titles}"
+    sent = bed.b.ctl("pair", "compare")
+    deadline = time.monotonic() + 10
+    while int(bed.a.status()["pair"].get("compare_seq", 0)) < int(sent["position"]):
+        assert time.monotonic() < deadline, "the standby never compared"
+        time.sleep(0.05)
+    st = bed.a.status()["pair"]
+    assert st["compare_result"] == "match" and int(st.get("drift_repairs", 0)) == 0, st
 
 
 def test_client_library_follows_the_pair_across_a_takeover(bed):

@@ -63,11 +63,12 @@ options:
 apply lines ('#' starts a comment):
   role active|standby EPOCH
   vip ADDR [ADDR...]                 (replaces the VIP list)
-  meeting MEETING_ID SITE_ID
+  meeting MEETING_ID SITE_ID [COPIES_PER_S]   (the meeting's output cap; 0 = none, the default)
   leg LEG_ID MEETING_ID CHANNEL REMOTE_ENDPOINT LOCAL_ENDPOINT [FLAGS] [PARTICIPANT_ID]
         CHANNEL audio|video|share; endpoints 198.18.0.10:5000 or [2001:db8::10]:5000;
         FLAGS a comma list of send,recv,muted or none (default send,recv)
   flags LEG_ID FLAGS
+  limits LEG_ID PPS KBPS             (the leg's rate limits; 0 = unlimited, the default)
   remove-leg LEG_ID
   remove-meeting MEETING_ID
 )";
@@ -227,12 +228,28 @@ absl::Status ApplyWords(TablesWriter& w, const std::vector<absl::string_view>& t
     return w.SetVips(vips);
   }
   if (verb == "meeting") {
-    if (auto st = WantArgs(t, 3, 3, "meeting MEETING_ID SITE_ID"); !st.ok()) return st;
+    if (auto st = WantArgs(t, 3, 4, "meeting MEETING_ID SITE_ID [COPIES_PER_S]"); !st.ok()) {
+      return st;
+    }
     auto meeting = ParseId("meeting id", t[1]);
     if (!meeting.ok()) return meeting.status();
     auto site = ParseId("site id", t[2]);
     if (!site.ok()) return site.status();
-    return w.AddMeeting(*meeting, *site);
+    uint32_t copies = 0;
+    if (t.size() == 4 && !absl::SimpleAtoi(t[3], &copies)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad copies per second '", t[3], "'"));
+    }
+    return w.AddMeeting(*meeting, *site, 0, copies);
+  }
+  if (verb == "limits") {
+    if (auto st = WantArgs(t, 4, 4, "limits LEG_ID PPS KBPS"); !st.ok()) return st;
+    auto leg = ParseId("leg id", t[1]);
+    if (!leg.ok()) return leg.status();
+    uint32_t pps = 0, kbps = 0;
+    if (!absl::SimpleAtoi(t[2], &pps) || !absl::SimpleAtoi(t[3], &kbps)) {
+      return absl::InvalidArgumentError("limits need two numbers, PPS and KBPS (0 = unlimited)");
+    }
+    return w.SetLegLimits(*leg, pps, kbps);
   }
   if (verb == "leg") {
     if (auto st = WantArgs(t, 6, 8,
@@ -334,6 +351,7 @@ absl::Status Apply(const Options& o, const std::string& path) {
 struct MeetingRow {
   uint64_t meeting_id, site_id;
   uint32_t flags;
+  uint32_t copies_limit;
   std::vector<uint64_t> legs;
 };
 
@@ -370,7 +388,8 @@ TablesSnapshot Snapshot(const TablesView& v) {
     const MeetingEntry& e = v.meeting(m);
     if (e.state.load(std::memory_order_acquire) != uint8_t(EntryState::kLive)) continue;
     meeting_of_slot[m] = s.meetings.size();
-    s.meetings.push_back(MeetingRow{e.meeting_id, e.site_id, e.flags.load(), {}});
+    s.meetings.push_back(
+        MeetingRow{e.meeting_id, e.site_id, e.flags.load(), e.copies_limit.load(), {}});
   }
   for (uint32_t i = 0; i < v.leg_capacity(); ++i) {
     const LegEntry& e = v.leg(i);
@@ -438,6 +457,7 @@ absl::Status Show(const Options& o, const std::string& path) {
       j.Key("meeting_id").Uint(m.meeting_id);
       j.Key("site_id").Uint(m.site_id);
       j.Key("flags").Uint(m.flags);
+      j.Key("copies_limit").Uint(m.copies_limit);
       j.Key("legs").BeginArray();
       for (uint64_t l : m.legs) j.Uint(l);
       j.EndArray();
@@ -468,7 +488,7 @@ absl::Status Show(const Options& o, const std::string& path) {
             << " writer_pid " << s.writer_pid << "\n";
   for (const MeetingRow& m : s.meetings) {
     std::cout << "meeting " << m.meeting_id << " site " << m.site_id << " legs " << m.legs.size()
-              << "\n";
+              << " copies_limit " << m.copies_limit << "\n";
   }
   for (const LegRow& r : s.legs) {
     const LegSpec& l = r.spec;
@@ -576,6 +596,7 @@ void CountersJson(JsonWriter& j, const WorkerCounters& c) {
   j.Key("tx_bytes").Uint(c.tx_bytes);
   j.Key("forwarded_in").Uint(c.forwarded_in);
   j.Key("slow_path").Uint(c.slow_path);
+  j.Key("csum_completed").Uint(c.csum_completed);
   j.Key("drops").BeginObject();
   for (uint32_t d = 0; d < kDropCount; ++d) j.Key(DropName(Drop(d))).Uint(c.drops[d]);
   j.EndObject();
@@ -585,10 +606,10 @@ void CountersJson(JsonWriter& j, const WorkerCounters& c) {
 
 std::string CountersText(const WorkerCounters& c) {
   std::string s = absl::StrFormat(
-      "rx %d pkts %d bytes, tx %d pkts %d bytes, forwarded_in %d, slow_path %d, loops %d, "
-      "idle_sleeps %d\n    drops:",
-      c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, c.forwarded_in, c.slow_path, c.loops,
-      c.idle_sleeps);
+      "rx %d pkts %d bytes, tx %d pkts %d bytes, forwarded_in %d, slow_path %d, "
+      "csum_completed %d, loops %d, idle_sleeps %d\n    drops:",
+      c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, c.forwarded_in, c.slow_path,
+      c.csum_completed, c.loops, c.idle_sleeps);
   for (uint32_t d = 0; d < kDropCount; ++d) absl::StrAppend(&s, " ", DropName(Drop(d)), "=", c.drops[d]);
   return s;
 }

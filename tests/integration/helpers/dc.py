@@ -34,11 +34,11 @@ import time
 
 from . import netns, paths
 from .netns import Host, run
+from .pair import pair_key_file
 from .switch import Switch
 
 VIP4 = "198.18.100.10"
 VIP6 = "2001:db8:100::10"
-KEY = "tandem-test-pair-key-0123456789"
 LAN4 = ipaddress.ip_network("198.18.10.0/24")
 LAN6 = ipaddress.ip_network("2001:db8:10::/64")
 EDGE_AS = 65000
@@ -161,7 +161,7 @@ devargs = "net_af_packet1,iface=bb0,qpairs=1"
 
 [pair]
 node_id = {d["node_id"]}
-key = "{KEY}"
+key_file = "{pair_key_file(bed.testbed)}"
 heartbeat_ms = 10
 worker_stall_ms = 100
 """

@@ -16,11 +16,18 @@ from . import netns
 from .switch import Switch
 from control_helpers.control import ControlDaemon, CtlError, ctl_binary
 REPL_PORT = 7400
-# Detection time of the test pairs: 10 ms x MULTIPLIER. The product default
+HEARTBEAT_MS = 10
+# Detection time of the test pairs: HEARTBEAT_MS x MULTIPLIER. The product default
 # is 10 ms x 3; two switches, two daemons and the participants share two
-# cores here (with the rest of the suite), and a starved process must not
-# look dead.
-MULTIPLIER = 10
+# cores here (with the rest of the suite, and other work), and a starved
+# process must not look dead. Measured on 2026-12-05: with 10 (100 ms), four
+# CPU hogs beside other work (load average 14-22) made the pair take over
+# when nobody failed in 6 of the 12 tests of test_pair.py; with 30, in 2 of
+# the 90 tests of the integration suite so loaded and in 1 of 90 at load
+# average ~15 without the hogs. No multiplier removes them all on such a
+# machine: a thread sleeping 1 ms at a time there, pinned to one core, once
+# woke 602 ms late (with 50, 4 of the 23 pair tests still failed so).
+MULTIPLIER = 30
 BACKBONE = {"na": "198.19.0.1", "nb": "198.19.0.2"}
 
 
@@ -50,7 +57,7 @@ class NodeControl(ControlDaemon):
 
 class Node:
     def __init__(self, testbed, name, node_id, peer_name, peer_id, mode="async", preempt=False,
-                 multiplier=None, pair_extra=""):
+                 multiplier=None, pair_extra="", ports="20000-20099", heartbeat_ms=10):
         self.testbed = testbed
         self.multiplier = MULTIPLIER if multiplier is None else multiplier
         self.name = name
@@ -66,8 +73,8 @@ devargs = "net_af_packet1,iface=bb0,qpairs=1"
 [pair]
 node_id = {node_id}
 key_file = "{key_file}"
-heartbeat_ms = 10
-worker_stall_ms = {max(100, 10 * self.multiplier)}
+heartbeat_ms = {heartbeat_ms}
+worker_stall_ms = {max(100, heartbeat_ms * self.multiplier)}
 """
         self.switch = Switch(testbed, self.host, node=name, extra_toml=pair_sw, idle_sleep_us=200)
         self.workdir = testbed.tmpdir(f"ctl-{name}", root="/tmp")
@@ -81,7 +88,7 @@ listen = "{BACKBONE[name]}:{REPL_PORT}"
 peer = "{BACKBONE[peer_name]}:{REPL_PORT}"
 peer_api = "PEER_API"
 mode = "{mode}"
-heartbeat_ms = 10
+heartbeat_ms = {heartbeat_ms}
 multiplier = {self.multiplier}
 preempt = {"true" if preempt else "false"}
 usage_interval_ms = 100
@@ -89,11 +96,26 @@ usage_interval_ms = 100
         pair_ctl += pair_extra
         self.control = NodeControl(testbed, self.host, workdir=self.workdir, node=name,
                                    shm_dir=self.switch.shm_dir, legs=65536, meetings=16384,
-                                   extra_toml=pair_ctl)
+                                   ports=ports, extra_toml=pair_ctl)
 
     def set_peer_api(self, api):
         text = self.control.config.read_text().replace("PEER_API", api)
         self.control.config.write_text(text)
+
+    def set_replication_peer(self, address):
+        """Follows the active node at `address` (HOST:PORT) instead of the
+        peer's backbone address, e.g. through a relay (before start)."""
+        old = f'peer = "{BACKBONE[self.peer_name]}:{REPL_PORT}"'
+        text = self.control.config.read_text()
+        assert old in text
+        self.control.config.write_text(text.replace(old, f'peer = "{address}"'))
+
+    def set_store_path(self, path):
+        """Puts the control daemon's SQLite store at `path` (before start)."""
+        old = f'path = "{self.workdir / "control.db"}"'
+        text = self.control.config.read_text()
+        assert old in text
+        self.control.config.write_text(text.replace(old, f'path = "{path}"'))
 
     def start(self):
         self.switch.start()
@@ -139,18 +161,22 @@ class PairBed:
 
     `multiplier` overrides the heartbeat multiplier of both control daemons
     (default MULTIPLIER); the benchmark runs the product default, 3.
-    `pair_extra` is added to both control daemons' [pair] table ("key = value" lines)."""
+    `pair_extra` is added to both control daemons' [pair] table ("key = value" lines);
+    `ports` is their VIP port pool; `heartbeat_ms` the heartbeat interval of
+    both nodes (detection = heartbeat_ms x multiplier, and a switch worker
+    silent that long counts as dead)."""
 
     def __init__(self, participants=3, mode="async", preempt_a=False, multiplier=None,
-                 pair_extra=""):
+                 pair_extra="", ports="20000-20099", heartbeat_ms=10):
         self.testbed = netns.Testbed()
         try:
             self.participants = [self.testbed.add_participant(f"p{i}", i)
                                  for i in range(participants)]
             self.a = Node(self.testbed, "na", 1, "nb", 2, mode=mode, preempt=preempt_a,
-                          multiplier=multiplier, pair_extra=pair_extra)
+                          multiplier=multiplier, pair_extra=pair_extra, ports=ports,
+                          heartbeat_ms=heartbeat_ms)
             self.b = Node(self.testbed, "nb", 2, "na", 1, mode=mode, multiplier=multiplier,
-                          pair_extra=pair_extra)
+                          pair_extra=pair_extra, ports=ports, heartbeat_ms=heartbeat_ms)
             self.a.set_peer_api(self.b.control.api)
             self.b.set_peer_api(self.a.control.api)
             # The backbone: one veth between the node namespaces, with kernel

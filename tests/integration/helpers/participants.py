@@ -16,6 +16,7 @@ class Flow:
     count: int = 100
     rate: float = 50.0
     size: int = 200
+    burst: int = 1  # packets back to back (a video frame), same average rate
 
 
 class Report:
@@ -58,7 +59,7 @@ class FlowRun:
         for f in flows:
             argv = [paths.PYTHON, paths.TOOLS / "participant.py", "--id", f.sender_id,
                     "--bind", f.bind, "--count", f.count, "--rate", f.rate, "--size", f.size,
-                    "--start-delay", start_delay, "--warmup", warmup,
+                    "--burst", f.burst, "--start-delay", start_delay, "--warmup", warmup,
                     "--duration", self.duration]
             for t in f.to:
                 argv += ["--to", t]

@@ -3,14 +3,22 @@
 
 Run inside an attacker's namespace (ip netns exec NS storm.py --spec FILE):
 the JSON spec names the interface, the addresses and the storm:
-  {"iface": "eth0", "duration": 5.0, "rate": 20000,         # frames/s, 0 = as fast as possible
+  {"iface": "eth0", "rate": 20000,            # frames/s, 0 = as fast as possible
+   "count": 80000, "max_seconds": 60,          # send exactly count frames, or
+   "duration": 4.0,                            # without count: as many as 4 s allow
    "groups": {"malformed": [hex frame, ...], "poison": [...], ...}}
 Frames of all groups are sent in turn (round robin over the frames of a
-group, then the next group). It prints one JSON line at the end:
-  {"sent": {group: n}, "errors": n, "seconds": s, "rate": achieved frames/s}
+group, then the next group). A full queue (ENOBUFS) is waited out and the
+frame sent again; any other send error stops the storm. It prints one JSON
+line at the end:
+  {"sent": {group: n}, "total": n, "count": n or null, "errors": {errno: n},
+   "first_error": str or null, "retries": n, "seconds": s, "rate": frames/s}
+The caller checks that it sent what it meant to (helpers in
+test_hardening_traffic.py).
 The frames are built by the test (with scapy, see poison_frames() and
 malformed_frames() below), so the tool itself knows nothing of what is bad.
 """
+import errno
 import json
 import socket
 import sys
@@ -68,31 +76,44 @@ def main():
     sock.bind((spec["iface"], 0))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     rate = float(spec.get("rate", 0))
-    duration = float(spec["duration"])
+    count = spec.get("count")
+    # A count is sent in full however long it takes (up to max_seconds); a
+    # duration alone sends as many as it allows.
+    limit = float(spec["max_seconds"] if count is not None else spec["duration"])
     sent = {g: 0 for g in groups}
-    errors = 0
+    errors, first_error, retries = {}, None, 0
     start = time.monotonic()
-    end = start + duration
+    end = start + limit
     n = 0
     batch = 64
-    while True:
+    while first_error is None and (count is None or n < count):
         now = time.monotonic()
         if now >= end:
             break
         if rate > 0 and n > rate * (now - start):
             time.sleep(min(0.001, end - now))
             continue
-        for _ in range(batch):
+        for _ in range(batch if count is None else min(batch, count - n)):
             g, f = order[n % len(order)]
             try:
                 sock.send(f)
-                sent[g] += 1
-            except OSError:
-                errors += 1
+            except OSError as e:
+                if e.errno in (errno.ENOBUFS, errno.EAGAIN):
+                    # The interface's queue is full: back-pressure, not a
+                    # failure. The same frame goes again after a pause.
+                    retries += 1
+                    time.sleep(0.0005)
+                    break
+                name = errno.errorcode.get(e.errno, str(e.errno))
+                errors[name] = errors.get(name, 0) + 1
+                first_error = f"{g}: {e}"
+                break
+            sent[g] += 1
             n += 1
     seconds = time.monotonic() - start
-    print(json.dumps({"sent": sent, "errors": errors, "seconds": seconds,
-                      "rate": sum(sent.values()) / seconds}), flush=True)
+    print(json.dumps({"sent": sent, "total": n, "count": count, "errors": errors,
+                      "first_error": first_error, "retries": retries, "seconds": seconds,
+                      "rate": n / seconds}), flush=True)
 
 
 if __name__ == "__main__":

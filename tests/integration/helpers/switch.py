@@ -23,7 +23,7 @@ class Switch:
     DPDK --file-prefix is unique to the test bed."""
 
     def __init__(self, testbed, host, node="a", legs=65536, meetings=16384, mtu=None,
-                 idle_sleep_us=200, telemetry=True, extra_toml="", pmd="af_packet"):
+                 idle_sleep_us=200, telemetry=True, extra_toml="", pmd="af_packet", gateways=None):
         self.testbed = testbed
         self.host = host
         self.node = node
@@ -33,6 +33,7 @@ class Switch:
         self.workdir = testbed.tmpdir(f"sw-{node}")
         self.file_prefix = f"{testbed.prefix}-{node}"
         self.pmd = pmd
+        self.gateways = gateways  # (IPv4, IPv6) next hops beyond the access prefixes
         self.config_path = self.workdir / "switch.toml"
         self.config_path.write_text(self._config(mtu, idle_sleep_us, telemetry, extra_toml))
         self.proc = None
@@ -76,10 +77,15 @@ devargs = "{self._devargs()}"
 prefixes = ["{netns.ACCESS_V4}", "{netns.ACCESS_V6}"]
 neigh_reachable_s = 30
 neigh_probe_ms = 200
-
+{self._gateway_lines()}
 [telemetry]
 enabled = {"true" if telemetry else "false"}
 {extra_toml}"""
+
+    def _gateway_lines(self):
+        if not self.gateways:
+            return ""
+        return f'gateway4 = "{self.gateways[0]}"\ngateway6 = "{self.gateways[1]}"\n'
 
     def _devargs(self):
         iface = self.host.iface

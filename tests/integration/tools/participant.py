@@ -6,10 +6,11 @@ Run inside a participant's network namespace (ip netns exec NS participant.py
 each --to address (the switch's VIP:port), and receives for --duration
 seconds from its start. It prints one JSON report on stdout:
 
-  {"id": 1, "bind": "198.18.0.10:5000", "sent": 100, "send_errors": 0,
+  {"id": 1, "bind": "198.18.0.10:5000", "sent": 100, "send_errors": 0, "send_seconds": 1.98,
    "sources": {"198.18.0.100:20001": {"packets": 200, "foreign": 0,
        "senders": {"2": {"count": 100, "received": 100, "duplicates": 0,
-                         "corrupt": 0, "missing": [], "warmup": 3}}}}}
+                         "corrupt": 0, "missing": [], "warmup": 3,
+                         "max_gap_ms": 21.3, "gaps": [[1234.56, 21.3], ...]}}}}}
 
 Every payload carries (magic, sender id, sequence, count the sender sends,
 kind, size) and is padded to --size bytes with a pattern derived from the
@@ -86,6 +87,9 @@ def main():
     ap.add_argument("--count", type=int, default=100, help="data packets per destination")
     ap.add_argument("--rate", type=float, default=50.0, help="packets per second")
     ap.add_argument("--size", type=int, default=200, help="UDP payload bytes")
+    ap.add_argument("--burst", type=int, default=1,
+                    help="packets sent back to back, --burst/--rate seconds apart (a video "
+                         "frame's packets); the average rate stays --rate")
     ap.add_argument("--start-delay", type=float, default=0.5,
                     help="seconds before the first packet (peers bind meanwhile)")
     ap.add_argument("--warmup", type=float, default=1.0,
@@ -111,9 +115,10 @@ def main():
     start = time.monotonic()
     sent = 0
     send_errors = 0
+    send_seconds = 0.0
 
     def send_all():
-        nonlocal sent, send_errors
+        nonlocal sent, send_errors, send_seconds
         time.sleep(args.start_delay)
         # Three warm-up rounds spread over the warm-up time.
         for i in range(3):
@@ -124,8 +129,9 @@ def main():
                     pass
             time.sleep(args.warmup / 3)
         t0 = time.monotonic()
+        burst = max(1, args.burst)
         for seq in range(args.count):
-            due = t0 + seq / args.rate
+            due = t0 + (seq - seq % burst) / args.rate
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -135,6 +141,7 @@ def main():
                     sent += 1
                 except OSError:
                     send_errors += 1
+        send_seconds = time.monotonic() - t0
 
     sender = threading.Thread(target=send_all, daemon=True)
     if targets:
@@ -182,12 +189,16 @@ def main():
             arrivals = st.pop("arrivals")
             # The longest silence between two packets of this sender: a
             # takeover's media gap as the receiver hears it.
-            st["max_gap_ms"] = max((b - a for a, b in zip(arrivals, arrivals[1:])),
-                                   default=0.0) * 1000.0
+            gaps = [(b - a, a) for a, b in zip(arrivals, arrivals[1:])]
+            st["max_gap_ms"] = max(gaps, default=(0.0, 0.0))[0] * 1000.0
+            # The longest silences with when they began (CLOCK_MONOTONIC, the
+            # same clock in every namespace): a test tells the gap of the
+            # failure it injected from the stalls of a busy machine.
+            st["gaps"] = [[at, gap * 1000.0] for gap, at in sorted(gaps, reverse=True)[:8]]
             st["received"] = len(seqs)
             st["missing"] = [s for s in range(st["count"]) if s not in seqs][:1000]
     report = {"id": args.id, "bind": args.bind, "sent": sent, "send_errors": send_errors,
-              "sources": sources}
+              "send_seconds": send_seconds, "sources": sources}
     json.dump(report, sys.stdout)
     sys.stdout.write("\n")
 

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+
 #include <thread>
 
 namespace tandem::control {
@@ -13,7 +15,10 @@ v1::Change SitePut(uint64_t id) {
   c.set_kind(v1::Change::SITE_PUT);
   c.set_id(id);
   c.mutable_site()->set_site_id(id);
-  c.mutable_site()->set_name("s" + std::to_string(id));
+  // StrCat, not "s" + std::to_string(id): GCC 12 at -O3 warns falsely about
+  // that concatenation (-Werror=restrict, GCC bug 105329), which broke the
+  // release build.
+  c.mutable_site()->set_name(absl::StrCat("s", id));
   return c;
 }
 

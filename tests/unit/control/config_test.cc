@@ -69,6 +69,35 @@ history_mib = 3
   EXPECT_FALSE(ValidateConfig(*c).ok());
 }
 
+TEST(ConfigTest, MediaLimitsDefaultAndOverride) {
+  auto c = ParseConfig("node = \"a\"\n", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.channel[0].pps, 200u) << "shipped default, audio";
+  EXPECT_EQ(c->limits.channel[1].kbps, 10000u) << "shipped default, video";
+  EXPECT_EQ(c->limits.meeting_copies_per_s, 500000u);
+  c = ParseConfig(R"(
+[limits]
+audio_pps = 100
+audio_kbps = 0
+video_pps = 1
+video_kbps = 2
+share_pps = 3
+share_kbps = 4
+meeting_copies_per_s = 5
+)", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.channel[0].pps, 100u);
+  EXPECT_EQ(c->limits.channel[0].kbps, 0u) << "0 = unlimited";
+  EXPECT_EQ(c->limits.channel[1].pps, 1u);
+  EXPECT_EQ(c->limits.channel[1].kbps, 2u);
+  EXPECT_EQ(c->limits.channel[2].pps, 3u);
+  EXPECT_EQ(c->limits.channel[2].kbps, 4u);
+  EXPECT_EQ(c->limits.meeting_copies_per_s, 5u);
+  c = ParseConfig("[limits]\nvideo_kbps = -1\n", "t.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("video_kbps"), std::string::npos) << c.status();
+}
+
 TEST(ConfigTest, NamesTheBadKey) {
   auto c = ParseConfig("[access]\nvips = [\"not-an-ip\"]\n", "t.toml");
   ASSERT_FALSE(c.ok());
@@ -295,6 +324,35 @@ TEST(ConfigTest, ListenersAndPathsAreCheckedBeforeStart) {
     EXPECT_FALSE(st.ok()) << text;
     EXPECT_NE(st.message().find(key), std::string::npos) << st;
   }
+}
+
+TEST(ConfigTest, PairModesAndLagAlarm) {
+  const std::string pair = R"(
+node = "a"
+[pair]
+node_id = 1
+peer_node_id = 2
+key = "0123456789abcdef0123456789abcdef"
+listen = "198.19.0.1:7400"
+peer = "198.19.0.2:7400"
+)";
+  auto c = ParseConfig(pair, "test.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->pair.sync);
+  EXPECT_FALSE(c->pair.strict);
+  EXPECT_EQ(c->pair.lag_alarm_ms, 1000u);
+  c = ParseConfig(pair + "mode = \"sync\"\n", "test.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->pair.sync);
+  EXPECT_FALSE(c->pair.strict);
+  c = ParseConfig(pair + "mode = \"sync-strict\"\nlag_alarm_ms = 250\n", "test.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->pair.sync);
+  EXPECT_TRUE(c->pair.strict);
+  EXPECT_EQ(c->pair.lag_alarm_ms, 250u);
+  c = ParseConfig(pair + "mode = \"strict\"\n", "test.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("sync-strict"), std::string::npos) << c.status();
 }
 
 }  // namespace

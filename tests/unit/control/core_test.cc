@@ -71,6 +71,21 @@ class CoreTest : public ::testing::Test {
     v1::JoinResponse scratch;
     return core_->Join(req, out ? out : &scratch);
   }
+  // The meeting's output cap as the switch reads it.
+  uint32_t TablesCopiesLimit(uint64_t meeting_id) {
+    auto t = tables::AttachTables(tables::TablesPath(dir_.path(), "t"));
+    EXPECT_TRUE(t.ok()) << t.status();
+    if (!t.ok()) return ~0u;
+    const tables::TablesView& v = t->second;
+    for (uint32_t s = 0; s < v.meeting_capacity(); ++s) {
+      const tables::MeetingEntry& e = v.meeting(s);
+      if (e.state.load() == uint8_t(tables::EntryState::kLive) && e.meeting_id == meeting_id) {
+        return e.copies_limit.load();
+      }
+    }
+    ADD_FAILURE() << "meeting " << meeting_id << " not in the tables";
+    return ~0u;
+  }
   size_t LegCount() {
     v1::ListLegsResponse legs;
     EXPECT_TRUE(core_->ListLegs(v1::ListLegsRequest(), &legs).ok());
@@ -197,6 +212,60 @@ TEST_F(CoreTest, SitePolicyLimits) {
   v1::StartMeetingRequest start;
   start.set_meeting_id(second.meeting_id());
   EXPECT_TRUE(absl::IsResourceExhausted(core_->StartMeeting(start, &second)));
+}
+
+// Without a policy a leg gets the node's defaults for its channel and a
+// meeting the node's copies-per-second cap, in the tables the switch reads.
+TEST_F(CoreTest, DefaultMediaLimitsReachTheTables) {
+  uint64_t m = LiveMeeting(Site("plain"));
+  v1::ParticipantJoin pj = Joiner(m, {"198.18.0.10:1"});
+  v1::LegRequest* video = pj.add_legs();
+  video->set_channel(v1::VIDEO);
+  video->set_remote("198.18.0.10:2");
+  v1::JoinResponse out;
+  ASSERT_TRUE(Join({pj}, &out).ok());
+  const MediaLimits node;
+  for (const v1::Leg& l : out.participants(0).legs()) {
+    const ChannelLimits& want = node.channel[l.channel() == v1::VIDEO ? 1 : 0];
+    EXPECT_EQ(l.pps_limit(), want.pps) << l.ShortDebugString();
+    EXPECT_EQ(l.kbps_limit(), want.kbps) << l.ShortDebugString();
+  }
+  // ListLegs reads the limits back from the tables.
+  v1::ListLegsResponse legs;
+  ASSERT_TRUE(core_->ListLegs(v1::ListLegsRequest(), &legs).ok());
+  ASSERT_EQ(legs.legs_size(), 2);
+  for (const v1::Leg& l : legs.legs()) {
+    EXPECT_EQ(l.pps_limit(), node.channel[l.channel() == v1::VIDEO ? 1 : 0].pps);
+  }
+  v1::GetMeetingRequest get;
+  get.set_meeting_id(m);
+  v1::Meeting meeting;
+  ASSERT_TRUE(core_->GetMeeting(get, &meeting).ok());
+  EXPECT_EQ(meeting.copies_per_s_limit(), node.meeting_copies_per_s);
+  EXPECT_EQ(TablesCopiesLimit(m), node.meeting_copies_per_s);
+}
+
+TEST_F(CoreTest, SitePolicyOverridesMediaLimitsPerChannel) {
+  v1::Policy policy;
+  policy.mutable_audio()->set_pps(0);  // unlimited audio packet rate
+  policy.set_leg_kbps(64);
+  policy.set_meeting_copies_per_s(1234);
+  uint64_t m = LiveMeeting(Site("custom", policy));
+  v1::JoinResponse out;
+  ASSERT_TRUE(Join({Joiner(m, {"198.18.0.10:1"})}, &out).ok());
+  EXPECT_EQ(out.participants(0).legs(0).pps_limit(), 0u);
+  EXPECT_EQ(out.participants(0).legs(0).kbps_limit(), 64u);
+  v1::GetMeetingRequest get;
+  get.set_meeting_id(m);
+  v1::Meeting meeting;
+  ASSERT_TRUE(core_->GetMeeting(get, &meeting).ok());
+  EXPECT_EQ(meeting.copies_per_s_limit(), 1234u);
+  EXPECT_EQ(TablesCopiesLimit(m), 1234u);
+  // A restart keeps the meeting's cap, from the store, in the tables.
+  Restart();
+  ASSERT_TRUE(core_->GetMeeting(get, &meeting).ok());
+  EXPECT_EQ(meeting.copies_per_s_limit(), 1234u);
+  EXPECT_EQ(TablesCopiesLimit(m), 1234u);
 }
 
 TEST_F(CoreTest, MuteAndPresenterOnlySetTheTablesFlags) {
@@ -335,6 +404,34 @@ TEST_F(CoreTest, ChangesCarrySequenceNumbers) {
 // became active, and a record still in flight then opened a store
 // transaction that nothing committed, so every write after the takeover
 // failed with INTERNAL "store: nested transaction".
+// A standby applies the meeting's cap the active fixed, not its own default.
+TEST_F(CoreTest, AReplicatedMeetingKeepsItsCopiesCap) {
+  core_->SetNodeRole(tables::Role::kStandby, 2, "test: the peer is active");
+  uint64_t seq = core_->changes().last_seq();
+  auto change = [&](v1::Change::Kind kind, uint64_t id) {
+    v1::Change c;
+    c.set_kind(kind);
+    c.set_id(id);
+    c.set_log_id(core_->changes().log_id());
+    c.set_seq(++seq);
+    return c;
+  };
+  v1::Change site = change(v1::Change::SITE_PUT, 7);
+  site.mutable_site()->set_site_id(7);
+  site.mutable_site()->set_name("replicated");
+  ASSERT_TRUE(core_->ApplyReplicated(site, site.SerializeAsString(), false).ok());
+  v1::Change meeting = change(v1::Change::MEETING_PUT, 9);
+  v1::Meeting* m = meeting.mutable_meeting();
+  m->set_meeting_id(9);
+  m->set_site_id(7);
+  m->set_title("t");
+  m->set_state(v1::LIVE);
+  m->set_copies_per_s_limit(4321);
+  ASSERT_TRUE(core_->ApplyReplicated(meeting, meeting.SerializeAsString(), false).ok());
+  ASSERT_TRUE(core_->CommitReplicated().ok());
+  EXPECT_EQ(TablesCopiesLimit(9), 4321u);
+}
+
 TEST_F(CoreTest, AReplicatedChangeInFlightAtTakeoverIsNotApplied) {
   core_->SetNodeRole(tables::Role::kStandby, 2, "test: the peer is active");
   auto site_put = [&](uint64_t id, const std::string& name) {
@@ -349,7 +446,7 @@ TEST_F(CoreTest, AReplicatedChangeInFlightAtTakeoverIsNotApplied) {
   };
   v1::Change first = site_put(7, "replicated");
   ASSERT_TRUE(core_->ApplyReplicated(first, first.SerializeAsString(), false).ok());
-  core_->FlushReplicated();
+  ASSERT_TRUE(core_->CommitReplicated().ok());
   core_->SetNodeRole(tables::Role::kActive, 3, "test: takeover");
   uint64_t position = core_->changes().last_seq();
   v1::Change late = site_put(8, "late");
@@ -456,7 +553,7 @@ TEST_F(CoreTest, AResyncReplacesALegAndParticipantUnderAReusedId) {
   leg->set_recv(true);
   leg->set_requested(3);
   put(lc);
-  core_->EndResync(core_->changes().log_id(), core_->changes().last_seq());
+  ASSERT_TRUE(core_->EndResync(core_->changes().log_id(), core_->changes().last_seq()).ok());
 
   v1::ListLegsResponse legs;
   ASSERT_TRUE(core_->ListLegs(v1::ListLegsRequest(), &legs).ok());

@@ -124,6 +124,106 @@ TEST(Checksum, Ipv4ZeroChecksumStaysZero) {
   EXPECT_EQ(f[p.l4 + 7], 0);
 }
 
+// ---- partial checksums (a sender's TX offload left them to the switch) ----
+
+// The folded pseudo-header sum: what Linux leaves in the field of a
+// CHECKSUM_PARTIAL packet (udp4_hwcsum, udp6_hwcsum: ~csum_*_magic(...)).
+uint16_t PseudoHeaderSum(bool v4, const uint8_t* ip, uint16_t udp_len) {
+  uint32_t acc = CsumAdd(0, ip + (v4 ? 12 : 8), v4 ? 8 : 32);
+  uint8_t rest[4] = {0, kProtoUdp, uint8_t(udp_len >> 8), uint8_t(udp_len & 0xff)};
+  return CsumFold(CsumAdd(acc, rest, 4));
+}
+
+// Rewrites `f` for Receiver(v4) and returns whether its UDP checksum is
+// then the one computed from scratch.
+bool RewriteGivesFullChecksum(std::vector<uint8_t>& f, bool v4, bool port_says_partial,
+                              bool* completed) {
+  Parsed p = Parse(f.data(), f.size(), Cfg());
+  EXPECT_EQ(p.verdict, Verdict::kForward);
+  tables::LegKey to = Receiver(v4);
+  Rewrite rw{};
+  rw.to = &to;
+  UdpCsumBase base = UdpCsumWithoutEndpoints(f.data(), p, port_says_partial);
+  *completed = base.completed;
+  RewriteHeaders(f.data(), p, base, rw);
+  uint8_t* udp = f.data() + p.l4;
+  uint16_t got = uint16_t(udp[6]) << 8 | udp[7];
+  udp[6] = udp[7] = 0;
+  uint16_t want = L4Checksum(v4, f.data() + p.l3, udp, f.size() - p.l4, kProtoUdp);
+  udp[6] = got >> 8;
+  udp[7] = got & 0xff;
+  return got == want;
+}
+
+TEST(PartialChecksum, IsCompletedInEveryCopy) {
+  std::mt19937 rng(11);
+  for (int round = 0; round < 1000; ++round) {
+    bool v4 = round & 1;
+    std::vector<uint8_t> f = v4 ? fixtures::kv4_in : fixtures::kv6_in;
+    Parsed p = Parse(f.data(), f.size(), Cfg());
+    ASSERT_EQ(p.verdict, Verdict::kForward);
+    for (size_t i = p.l4 + 8; i < f.size(); ++i) f[i] = rng();
+    uint16_t partial = PseudoHeaderSum(v4, f.data() + p.l3, f.size() - p.l4);
+    f[p.l4 + 6] = partial >> 8;
+    f[p.l4 + 7] = partial & 0xff;
+    bool completed = false;
+    EXPECT_TRUE(RewriteGivesFullChecksum(f, v4, false, &completed)) << "round " << round;
+    EXPECT_TRUE(completed);
+  }
+}
+
+// A full checksum equal to the pseudo-header sum by chance (1 in 65536) is
+// recomputed, and comes out the same.
+TEST(PartialChecksum, FullChecksumThatLooksPartialStaysRight) {
+  for (bool v4 : {true, false}) {
+    std::vector<uint8_t> f = v4 ? fixtures::kv4_in : fixtures::kv6_in;
+    Parsed p = Parse(f.data(), f.size(), Cfg());
+    uint8_t* ip = f.data() + p.l3;
+    uint8_t* udp = f.data() + p.l4;
+    uint16_t len = f.size() - p.l4;
+    uint16_t pseudo = PseudoHeaderSum(v4, ip, len);
+    // Choose the first two payload bytes so that the full checksum is `pseudo`.
+    udp[8] = udp[9] = 0;
+    udp[6] = udp[7] = 0;
+    uint16_t c = L4Checksum(v4, ip, udp, len, kProtoUdp);
+    // Lowering the sum by d raises ~sum by d: d = pseudo - c (one's complement).
+    uint16_t d = CsumFold(uint32_t{pseudo} + uint16_t(~c));
+    uint16_t fill = uint16_t(~d);  // adding ~d to the data subtracts d from its sum
+    udp[8] = fill >> 8;
+    udp[9] = fill & 0xff;
+    ASSERT_EQ(L4Checksum(v4, ip, udp, len, kProtoUdp), pseudo) << "v4 " << v4;
+    udp[6] = pseudo >> 8;
+    udp[7] = pseudo & 0xff;
+    bool completed = false;
+    EXPECT_TRUE(RewriteGivesFullChecksum(f, v4, false, &completed)) << "v4 " << v4;
+    EXPECT_TRUE(completed);
+  }
+}
+
+// A port that says the checksum is not filled in (virtio's
+// RTE_MBUF_F_RX_L4_CKSUM_NONE) is believed whatever the field holds.
+TEST(PartialChecksum, PortSaysPartial) {
+  for (bool v4 : {true, false}) {
+    std::vector<uint8_t> f = v4 ? fixtures::kv4_in : fixtures::kv6_in;
+    Parsed p = Parse(f.data(), f.size(), Cfg());
+    f[p.l4 + 6] = 0x12;
+    f[p.l4 + 7] = 0x34;
+    bool completed = false;
+    EXPECT_TRUE(RewriteGivesFullChecksum(f, v4, true, &completed)) << "v4 " << v4;
+    EXPECT_TRUE(completed);
+  }
+}
+
+// A full checksum (the common case) is updated, never recomputed.
+TEST(PartialChecksum, FullChecksumIsNotRecomputed) {
+  for (bool v4 : {true, false}) {
+    std::vector<uint8_t> f = v4 ? fixtures::kv4_in : fixtures::kv6_in;
+    bool completed = true;
+    EXPECT_TRUE(RewriteGivesFullChecksum(f, v4, false, &completed)) << "v4 " << v4;
+    EXPECT_FALSE(completed);
+  }
+}
+
 // ---- what Parse refuses, and why ----
 
 struct Bad {

@@ -69,11 +69,12 @@ class TablesTool : public ::testing::Test {
 constexpr char kSetup[] = R"(# a meeting with three legs
 role active 1
 vip 198.18.0.100 2001:db8::100
-meeting 7 1
+meeting 7 1 5000   # capped at 5000 copies/s
 leg 1 7 audio 198.18.0.10:5000 198.18.0.100:40000
 leg 2 7 audio 198.18.0.11:5000 198.18.0.100:40002 send 22   # flags and participant
 leg 3 7 video [2001:db8:1::10]:6000 [2001:db8::100]:40004 33
 flags 1 recv,muted
+limits 2 50 64
 )";
 
 LegKey Key(const char* remote, const char* local) {
@@ -108,6 +109,9 @@ TEST_F(TablesTool, ApplyWritesWhatReadersSee) {
   ASSERT_NE(leg2, kNil);
   EXPECT_EQ(v.leg(leg2).flags.load(), kLegSend);
   EXPECT_EQ(v.leg(leg2).participant_id, 22u);
+  EXPECT_EQ(v.leg(leg2).pps_limit.load(), 50u);
+  EXPECT_EQ(v.leg(leg2).kbps_limit.load(), 64u);
+  EXPECT_EQ(v.meeting(v.leg(leg2).meeting).copies_limit.load(), 5000u);
   uint32_t leg3 = v.Find(Key("[2001:db8:1::10]:6000", "[2001:db8::100]:40004"));
   ASSERT_NE(leg3, kNil);
   EXPECT_EQ(v.leg(leg3).flags.load(), kLegSend | kLegRecv);
@@ -119,7 +123,7 @@ TEST_F(TablesTool, ApplyWritesWhatReadersSee) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, StartsWith(R"({"role":"active","epoch":1,)"));
   EXPECT_THAT(r.out, HasSubstr(R"("vips":["198.18.0.100","2001:db8::100"])"));
-  EXPECT_THAT(r.out, HasSubstr(R"("meetings":[{"meeting_id":7,"site_id":1,"flags":0,"legs":[1,2,3]}])"));
+  EXPECT_THAT(r.out, HasSubstr(R"("meetings":[{"meeting_id":7,"site_id":1,"flags":0,"copies_limit":5000,"legs":[1,2,3]}])"));
   EXPECT_THAT(r.out, HasSubstr(
       R"({"leg_id":2,"meeting_id":7,"participant_id":22,"channel":"audio","remote":"198.18.0.11:5000","local":"198.18.0.100:40002","flags":["send"])"));
   EXPECT_THAT(r.out, HasSubstr(R"("remote":"[2001:db8:1::10]:6000","local":"[2001:db8::100]:40004")"));
