@@ -186,7 +186,7 @@ def test_tandemctl_completion_comes_from_its_command_table(workdir):
         words = line.split(" ")
         prog = (f"source {script}\nCOMP_WORDS=({' '.join(repr(w) for w in words)})\n"
                 f"COMP_CWORD={len(words) - 1}\n_tandemctl\necho \"${{COMPREPLY[@]}}\"\n")
-        r = subprocess.run(["bash", "-c", prog], capture_output=True, text=True, timeout=10)
+        r = subprocess.run(["/bin/bash", "-c", prog], capture_output=True, text=True, timeout=10)
         assert r.returncode == 0, r.stderr
         return set(r.stdout.split())
 

@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from control_helpers import grpc_probe  # noqa: E402
-from control_helpers.control import ControlDaemon  # noqa: E402
+from control_helpers.control import ControlDaemon, control_binary  # noqa: E402
 from control_helpers.metrics import check_exposition  # noqa: E402
 from helpers.meeting import VIP_PORT_BASE, member_flows  # noqa: E402
 from helpers.netns import VIP4, VIP6  # noqa: E402
@@ -160,7 +160,10 @@ def test_metrics_operators_graph(meeting, control):
     assert len(build) == 1 and build[0][1] == 1
     labels = build[0][0]
     assert labels["version"] and re.fullmatch(r"[0-9a-f]{12}(-dirty)?", labels["commit"]), labels
-    assert labels["wire_version"] == "1"
+    # The wire format the binary says it speaks (mirror/wire.h's kWireVersion).
+    version = subprocess.run([str(control_binary()), "--version"], capture_output=True,
+                             text=True, timeout=30).stdout
+    assert labels["wire_version"] == re.search(r"wire format (\d+)", version).group(1), version
     for name in ("process_cpu_seconds_total", "process_resident_memory_bytes",
                  "process_start_time_seconds", "process_open_fds",
                  "tandem_switch_cpu_seconds_total", "tandem_switch_resident_memory_bytes"):
