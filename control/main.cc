@@ -282,8 +282,11 @@ int Run(int argc, char** argv) {
     return 1;
   }
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  // The status of "" (the server) and of the API's service by name: gRPC's
+  // health service knows no service name it was not given one for.
   auto serving = [health](bool active) {
-    health->SetServingStatus(active);  // "" (the server) and every service
+    health->SetServingStatus("", active);
+    health->SetServingStatus(v1::Control::service_full_name(), active);
   };
   serving((*core)->node_role() == tables::Role::kActive);
   std::unique_ptr<Notifier> notifier;

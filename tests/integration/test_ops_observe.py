@@ -21,6 +21,7 @@ from control_helpers.control import ControlDaemon, control_binary  # noqa: E402
 from control_helpers.metrics import check_exposition  # noqa: E402
 from helpers.meeting import VIP_PORT_BASE, member_flows  # noqa: E402
 from helpers.netns import VIP4, VIP6  # noqa: E402
+from helpers.pair import PairBed  # noqa: E402
 from helpers.participants import run_flows  # noqa: E402
 from test_control_e2e import join_members  # noqa: E402
 
@@ -182,10 +183,77 @@ def test_metrics_operators_graph(meeting, control):
     assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:])), buckets
     assert 0 < m["tandem_switch_latency_seconds_sum"][0][1] < count * 0.1
 
-    # Every metric the shipped dashboard and alert rules use is one the node serves.
+    # Every metric the shipped dashboard and alert rules use is one the node
+    # serves (the pair's: test_pair_roles_health_notify_and_metrics).
     served = set(m) | {n.rsplit("_bucket", 1)[0] for n in m}
+    missing = {n for n in dashboard_and_alert_metrics() if not n.startswith("tandem_pair_")}
+    missing -= served
+    assert not missing, f"named by the dashboard or the alerts but not served: {missing}"
+
+
+def dashboard_and_alert_metrics():
     dashboard = json.loads((REPO / "dist" / "grafana" / "tandem.json").read_text())
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
     rules = (REPO / "dist" / "prometheus" / "tandem-alerts.yml").read_text()
-    missing = (metric_names_in(exprs) | metric_names_in(rules)) - served
-    assert not missing, f"named by the dashboard or the alerts but not served: {missing}"
+    return metric_names_in(exprs) | metric_names_in(rules)
+
+
+def wait_for(what, check, timeout):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what() if callable(what) else what
+        time.sleep(0.05)
+
+
+def test_pair_roles_health_notify_and_metrics():
+    """A switchover as a load balancer, a notify script, the journal and a
+    dashboard see it: health follows the active node, each node's notify
+    command runs with its new role, the role change is logged at notice, and
+    every tandem_pair_* metric the dashboard and alerts name is served."""
+    bed = PairBed(participants=1)
+    try:
+        records = {}
+        for n in bed.nodes():
+            records[n.name] = n.workdir / "notify.log"
+            script = n.workdir / "notify.sh"
+            script.write_text(f"#!/bin/sh\necho \"$@ prev=$TANDEM_PREVIOUS_ROLE\" "
+                              f">> {records[n.name]}\n")
+            script.chmod(0o755)
+            with open(n.control.config, "a") as f:
+                f.write(f'\n[notify]\ncommand = "{script}"\n')
+        bed.start()
+        a, b = bed.a, bed.b
+        assert grpc_probe.health(a.control.api) == "SERVING"
+        assert grpc_probe.health(b.control.api) == "NOT_SERVING"
+
+        samples = check_exposition(a.metrics())
+        served = {name for name, _ in samples} | {name.rsplit("_bucket", 1)[0]
+                                                  for name, _ in samples}
+        named = {n for n in dashboard_and_alert_metrics() if n.startswith("tandem_pair_")}
+        assert named and not named - served, f"not served by a pair: {named - served}"
+
+        epoch = int(a.status()["epoch"])
+        a.ctl("pair", "switchover", timeout=60)
+        bed.wait_role(b, "active", timeout=10)
+        bed.wait_role(a, "standby", timeout=10)
+        # The observer looks every 20 ms; a busy machine gets 5 s.
+        wait_for("health did not follow the roles",
+                 lambda: (grpc_probe.health(b.control.api), grpc_probe.health(a.control.api))
+                 == ("SERVING", "NOT_SERVING"), 5)
+        new_epoch = int(b.status()["epoch"])
+        assert new_epoch > epoch
+        # Each node starts standby; A takes the active role when it finds no
+        # active peer, then hands it to B.
+        want = {"na": [rf"standby na \d+ prev=", f"active na {epoch} prev=standby",
+                       f"standby na {new_epoch} prev=active"],
+                "nb": [rf"standby nb \d+ prev=", f"active nb {new_epoch} prev=standby"]}
+        wait_for(lambda: repr({n: r.read_text() for n, r in records.items()}),
+                 lambda: all(len(records[n].read_text().splitlines()) == len(want[n])
+                             for n in want), 5)
+        for n, lines in want.items():
+            got = records[n].read_text().splitlines()
+            assert all(re.fullmatch(w, g) for w, g in zip(lines, got)), (n, got)
+        assert re.search(r"notice tandem-control: role change: standby -> active, epoch \d+ -> "
+                         rf"{new_epoch}", b.control.log()), b.control.log()
+    finally:
+        bed.close()
