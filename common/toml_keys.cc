@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace tandem {
 namespace {
@@ -74,7 +75,27 @@ class Walker {
         consider(k.substr(0, dot));  // the tables above it
       }
     }
-    return best.empty() ? "" : absl::StrCat(" (did you mean ", best, "?)");
+    if (!best.empty()) return absl::StrCat(" (did you mean ", best, "?)");
+    return Siblings(path);
+  }
+
+  // No near key: the keys of its table, when it is a table of a few.
+  std::string Siblings(const std::string& path) const {
+    size_t dot = path.rfind('.');
+    if (dot == std::string::npos) return "";
+    std::string table = path.substr(0, dot + 1);
+    std::vector<std::string> keys;
+    for (absl::string_view k : known_) {
+      if (!absl::StartsWith(k, table)) continue;
+      absl::string_view rest = k.substr(table.size());
+      std::string key(rest.substr(0, rest.find('.')));
+      if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+    }
+    if (keys.empty() || keys.size() > 8) return "";
+    std::string name = path.substr(0, dot);
+    name = absl::EndsWith(name, "[]") ? absl::StrCat("[[", name.substr(0, name.size() - 2), "]]")
+                                      : absl::StrCat("[", name, "]");
+    return absl::StrCat(" (the keys of ", name, ": ", absl::StrJoin(keys, ", "), ")");
   }
 
  private:

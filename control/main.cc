@@ -213,8 +213,10 @@ int Run(int argc, char** argv) {
   std::vector<std::string> storage;
   std::vector<char*> args = DashedToAbsl(argc, argv, storage);
   for (int i = 1; i < argc; ++i) {  // named as typed, not as absl spells it
+    if (storage[i] == "--") break;   // the end of the flags
+    if (!absl::StartsWith(storage[i], "--")) continue;  // a flag's value
     std::string name = storage[i].substr(2, storage[i].find('=') - 2);
-    if (absl::StartsWith(storage[i], "--") && !absl::FindCommandLineFlag(name)) {
+    if (!absl::FindCommandLineFlag(name)) {
       fprintf(stderr, "tandem-control: unknown flag %s (see --help)\n",
               std::string(argv[i]).substr(0, std::string(argv[i]).find('=')).c_str());
       return 2;

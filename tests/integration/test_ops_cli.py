@@ -76,6 +76,9 @@ def test_control_help_lists_every_flag_it_takes():
     assert bad.returncode == 2 and bad.stderr == \
         "tandem-control: unknown flag --no-such-flag (see --help)\n", bad.stderr
     assert run([control_binary(), "--shm_dir", "/x", "--check-config"]).returncode == 0
+    # A flag's value is not a flag, however short (a one-letter value crashed it).
+    p = run([control_binary(), "--check-config", "--metrics", "x"])
+    assert p.returncode == 2 and "[metrics] listen" in p.stderr, p.stderr
 
 
 @pytest.fixture

@@ -45,6 +45,9 @@ TEST(TomlKeys, UnknownKeysAreNamedWithTheNearestKnownOne) {
       {"[[port]]\nname = \"access\"\ndevarg = \"x\"",
        "t.toml: unknown key 'port[].devarg' (did you mean port[].devargs?)"},
       {"completely_else = 1", "t.toml: unknown key 'completely_else'"},
+      // No near key: the keys of its table, when they are few.
+      {"[api.roles]\nroot = []", "t.toml: unknown key 'api.roles.root' (the keys of [api.roles]: "
+                                 "admin)"},
       // A value where a table is known (a table where a value is: the parser's type check).
       {"switch = 3", "t.toml: switch must be a table ([switch])"},
   };

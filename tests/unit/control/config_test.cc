@@ -121,8 +121,12 @@ TEST(ConfigTest, UnknownKeysAreErrors) {
       {"[api]\nlisen = \"unix:/x\"\n", "t.toml: unknown key 'api.lisen' (did you mean api.listen?)"},
       {"[pair]\nmultiplyer = 3\n", "t.toml: unknown key 'pair.multiplyer' (did you mean pair.multiplier?)"},
       {"[routing]\nlocal_as = 1\n[[routing.neighbor]]\naddress = \"198.18.30.1\"\nas = 2\nport = 179\n",
-       "t.toml: unknown key 'routing.neighbor[].port'"},
-      {"[metrics]\nport = 9464\n", "t.toml: unknown key 'metrics.port'"},
+       "t.toml: unknown key 'routing.neighbor[].port' (the keys of [[routing.neighbor]]: "
+       "address, as, local, interface)"},
+      {"[metrics]\nport = 9464\n", "t.toml: unknown key 'metrics.port' (the keys of [metrics]: "
+       "listen)"},
+      {"[api.roles]\nroot = [\"uid:0\"]\n", "t.toml: unknown key 'api.roles.root' (the keys of "
+       "[api.roles]: read_only, operator, admin)"},
       {"[notify]\ncommand = \"/bin/true\"\ntimeout = 3\n",
        "t.toml: unknown key 'notify.timeout' (did you mean notify.timeout_s?)"},
   };

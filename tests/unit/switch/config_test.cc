@@ -112,7 +112,9 @@ TEST(SwitchConfig, UnknownKeysAreErrors) {
             "t.toml: unknown key 'switch.idle_sleep_ms' (did you mean switch.idle_sleep_us?)");
   r = ParseSwitchConfig("[[port]]\nname=\"access\"\ndevargs=\"x\"\nqueues = 2", "t.toml");
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().message(), "t.toml: unknown key 'port[].queues'");
+  EXPECT_EQ(r.status().message(),
+            "t.toml: unknown key 'port[].queues' (the keys of [[port]]: name, devargs, "
+            "xdp_steering)");
   r = ParseSwitchConfig("log_level = \"loud\"\n[[port]]\nname=\"access\"\ndevargs=\"x\"", "t.toml");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("log_level"), std::string::npos);
