@@ -49,7 +49,14 @@ rm -rf "$src"
 git clone --quiet --no-checkout --shared "$root" "$src"
 git -C "$src" fetch --quiet "$root" "$rev" 2>/dev/null || true
 git -C "$src" checkout --quiet --detach "$rev"
-# The build's commit for --version: the one the tree is based on.
+# debhelper gives the build a HOME of its own, so ccache would not find the
+# user's configuration (cache directory, base_dir) and start a cold cache:
+# name them in the environment, which the build keeps.
+if command -v ccache >/dev/null; then
+  export CCACHE_DIR="${CCACHE_DIR:-$(ccache -k cache_dir)}"
+  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(ccache -k base_dir)}"
+  export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-$(ccache -k max_size)}"
+fi
 start=$(date +%s)
 (
   cd "$src"
