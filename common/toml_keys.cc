@@ -25,8 +25,7 @@ size_t EditDistance(absl::string_view a, absl::string_view b) {
 
 class Walker {
  public:
-  Walker(const std::vector<absl::string_view>& known, const std::string& origin)
-      : known_(known), origin_(origin) {}
+  explicit Walker(const std::vector<absl::string_view>& known) : known_(known) {}
 
   // The first unknown key under `t`, whose path is `prefix` ("" at the root).
   std::optional<std::string> Walk(const toml::table& t, const std::string& prefix) const {
@@ -109,14 +108,13 @@ class Walker {
   }
 
   const std::vector<absl::string_view>& known_;
-  const std::string& origin_;
 };
 
 }  // namespace
 
 absl::Status CheckKnownKeys(const toml::table& root, const std::vector<absl::string_view>& known,
                             const std::string& origin) {
-  Walker w(known, origin);
+  Walker w(known);
   if (auto bad = w.Walk(root, "")) {
     if (!bad->empty() && bad->back() == '\x01') {
       std::string table = bad->substr(0, bad->size() - 1);

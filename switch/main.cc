@@ -299,9 +299,12 @@ int MainLoop(Dataplane& dp, xdp::SharedNic& shared_nic) {
       last_stats = now;
       bool h = WorkersHealthy(dp, now);
       if (h != healthy) {
-        Log(h ? log::Level::kNotice : log::Level::kCrit,
-            h ? "every worker runs again" : "a worker stalled (no heartbeat for %d ms)%s",
-            dp.cfg.worker_stall_ms, watchdog_ns ? ": the watchdog is no longer fed" : "");
+        if (h) {
+          Log(log::Level::kNotice, "every worker runs again");
+        } else {
+          Log(log::Level::kCrit, "a worker stalled (no heartbeat for %d ms)%s",
+              dp.cfg.worker_stall_ms, watchdog_ns ? ": the watchdog is no longer fed" : "");
+        }
         healthy = h;
       }
       if (watchdog_ns && healthy && now - last_watchdog >= watchdog_ns) {
