@@ -29,6 +29,9 @@ from helpers.pair import PairBed, durable_view  # noqa: E402
 from helpers.participants import Flow, FlowRun  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+# scripts/test.sh builds the package before the suite; run alone on a cold
+# ccache, the fixture's build takes minutes (docs/operations.md).
+pytestmark = pytest.mark.timeout(1500)
 UNITS = ("tandem-switch@.service", "tandem-control@.service")
 # The capabilities of tandem-switch@.service (AmbientCapabilities=).
 SWITCH_CAPS = ("net_raw", "net_admin", "bpf", "perfmon", "sys_admin", "ipc_lock", "sys_rawio",
