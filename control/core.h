@@ -199,6 +199,9 @@ class Core {
   // FailedPrecondition on a standby, naming the active node's API.
   absl::Status CheckWritable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropLegQuietly(uint64_t leg_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A replicated end of a live meeting: its legs and participants leave
+  // memory and the tables (the store keeps the participants).
+  void EndLiveQuietly(uint64_t meeting_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status EnsureStoreTxn() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Config config_;
@@ -232,7 +235,8 @@ class Core {
   absl::flat_hash_map<uint64_t, v1::Usage> usage_base_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, uint64_t> usage_sent_ ABSL_GUARDED_BY(mu_);  // leg -> packets
   bool resync_ ABSL_GUARDED_BY(mu_) = false;
-  absl::flat_hash_set<uint64_t> seen_sites_, seen_participants_, seen_legs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<uint64_t> seen_sites_, seen_meetings_, seen_participants_,
+      seen_legs_ ABSL_GUARDED_BY(mu_);
   std::function<void(v1::PairStatus*)> pair_status_;
   std::function<std::string()> pair_metrics_;
   std::function<absl::Status()> write_gate_ ABSL_GUARDED_BY(mu_);

@@ -249,6 +249,7 @@ void Core::BeginResync() {
   if (role_ == tables::Role::kActive) return;  // see ApplyReplicated
   resync_ = true;
   seen_sites_.clear();
+  seen_meetings_.clear();
   seen_participants_.clear();
   seen_legs_.clear();
 }
@@ -268,6 +269,20 @@ void Core::DropLegQuietly(uint64_t id) {
   (void)writer_->RemoveLeg(id);
   legs_.erase(it);
   usage_base_.erase(id);
+}
+
+void Core::EndLiveQuietly(uint64_t meeting_id) {
+  auto lit = live_.find(meeting_id);
+  if (lit == live_.end()) return;
+  for (uint64_t pid : lit->second.participants) {
+    auto pit = participants_.find(pid);
+    if (pit == participants_.end()) continue;
+    std::vector<uint64_t> legs = pit->second.legs;
+    for (uint64_t leg : legs) DropLegQuietly(leg);
+    participants_.erase(pit);
+  }
+  if (writer_->HasMeeting(meeting_id)) (void)writer_->RemoveMeeting(meeting_id);
+  live_.erase(lit);
 }
 
 absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool snapshot) {
@@ -292,19 +307,6 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
     return st;
   };
   absl::Status st;  // of the tables: logged, not refused
-  auto end_live = [&](uint64_t meeting_id) {
-    auto lit = live_.find(meeting_id);
-    if (lit == live_.end()) return;
-    for (uint64_t pid : lit->second.participants) {
-      auto pit = participants_.find(pid);
-      if (pit == participants_.end()) continue;
-      std::vector<uint64_t> legs = pit->second.legs;
-      for (uint64_t leg : legs) DropLegQuietly(leg);
-      participants_.erase(pit);
-    }
-    if (writer_->HasMeeting(meeting_id)) (void)writer_->RemoveMeeting(meeting_id);
-    live_.erase(lit);
-  };
   switch (c.kind()) {
     case v1::Change::SITE_PUT:
       if (absl::Status put = store_->PutSite(c.site()); !put.ok()) return refused(put);
@@ -317,7 +319,7 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
       sites_.erase(c.id());
       for (auto it = meetings_.begin(); it != meetings_.end();) {
         if (it->second.site_id() == c.id()) {
-          end_live(it->first);
+          EndLiveQuietly(it->first);
           it = meetings_.erase(it);
         } else {
           ++it;
@@ -329,6 +331,7 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
       const v1::Meeting& m = c.meeting();
       if (absl::Status put = store_->PutMeeting(m); !put.ok()) return refused(put);
       meetings_[m.meeting_id()] = m;
+      if (resync_) seen_meetings_.insert(m.meeting_id());  // only a resync sweeps by them
       next_meeting_id_ = std::max(next_meeting_id_, m.meeting_id() + 1);
       if (m.state() == v1::LIVE) {
         uint32_t flags = m.presenter_only() ? tables::kMeetingPresenterOnly : 0;
@@ -341,12 +344,12 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
         }
         live_.try_emplace(m.meeting_id());
       } else {
-        end_live(m.meeting_id());
+        EndLiveQuietly(m.meeting_id());
       }
       break;
     }
     case v1::Change::MEETING_DELETED:
-      end_live(c.id());
+      EndLiveQuietly(c.id());
       meetings_.erase(c.id());
       break;
     case v1::Change::PARTICIPANT_PUT:
@@ -462,60 +465,63 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
   return absl::OkStatus();
 }
 
+namespace {
+template <typename Map>
+std::vector<uint64_t> Unseen(const Map& held, const absl::flat_hash_set<uint64_t>& seen) {
+  std::vector<uint64_t> out;
+  for (const auto& [id, v] : held) {
+    if (!seen.contains(id)) out.push_back(id);
+  }
+  return out;
+}
+}  // namespace
+
 absl::Status Core::EndResync(uint64_t log_id, uint64_t seq) {
   absl::MutexLock lock(&mu_);
   if (role_ == tables::Role::kActive) {  // see ApplyReplicated
     return absl::FailedPreconditionError("this node is active: resync not applied");
   }
   if (absl::Status st = EnsureStoreTxn(); !st.ok()) return st;
-  // Mark and sweep: whatever the snapshot did not hold is gone on the active.
+  // Mark and sweep: whatever the snapshot did not hold is gone on the active
+  // (an old active that rejoins holds the writes it made while cut off).
   // The store first, committed with the snapshot's records: if that fails,
-  // memory is left as it was, so that the sweep can be done again.
-  std::vector<uint64_t> sites;
-  for (const auto& [id, s] : sites_) {
-    if (!seen_sites_.contains(id)) sites.push_back(id);
-  }
-  for (uint64_t id : sites) {
-    if (absl::Status st = store_->DeleteSite(id); !st.ok()) {
-      store_->Rollback();
-      return st;
-    }
+  // memory is left as it was, so that the sweep can be done again. Only
+  // participants held in memory are swept: those of ended meetings are not
+  // in any snapshot.
+  std::vector<uint64_t> sites = Unseen(sites_, seen_sites_);
+  std::vector<uint64_t> meetings = Unseen(meetings_, seen_meetings_);
+  std::vector<uint64_t> participants = Unseen(participants_, seen_participants_);
+  absl::Status stored;
+  for (uint64_t id : sites) stored.Update(store_->DeleteSite(id));
+  for (uint64_t id : meetings) stored.Update(store_->DeleteMeeting(id));
+  for (uint64_t id : participants) stored.Update(store_->DeleteParticipant(id));
+  if (!stored.ok()) {
+    store_->Rollback();
+    return stored;
   }
   if (auto st = store_->Commit(); !st.ok()) {
     fprintf(stderr, "tandem-control: committing a resync: %s\n", std::string(st.message()).c_str());
     return st;
   }
-  std::vector<uint64_t> legs;
-  for (const auto& [id, rec] : legs_) {
-    if (!seen_legs_.contains(id)) legs.push_back(id);
-  }
+  std::vector<uint64_t> legs = Unseen(legs_, seen_legs_);
   for (uint64_t id : legs) DropLegQuietly(id);
-  for (uint64_t id : sites) {
-    sites_.erase(id);
-    for (auto it = meetings_.begin(); it != meetings_.end();) {
-      if (it->second.site_id() != id) {
-        ++it;
-        continue;
-      }
-      if (writer_->HasMeeting(it->first)) (void)writer_->RemoveMeeting(it->first);
-      live_.erase(it->first);
-      it = meetings_.erase(it);
-    }
+  for (uint64_t id : sites) sites_.erase(id);  // its meetings were not in the snapshot either
+  for (uint64_t id : meetings) {
+    EndLiveQuietly(id);
+    meetings_.erase(id);
   }
-  for (auto it = participants_.begin(); it != participants_.end();) {
-    if (seen_participants_.contains(it->first)) {
-      ++it;
-      continue;
-    }
+  for (uint64_t id : participants) {
+    auto it = participants_.find(id);
+    if (it == participants_.end()) continue;  // went with its meeting
     auto lit = live_.find(it->second.p.meeting_id());
     if (lit != live_.end()) {
       auto& v = lit->second.participants;
-      v.erase(std::remove(v.begin(), v.end(), it->first), v.end());
+      v.erase(std::remove(v.begin(), v.end(), id), v.end());
       if (it->second.p.left_unix_ns() == 0 && lit->second.present > 0) lit->second.present--;
     }
-    participants_.erase(it++);
+    participants_.erase(it);
   }
-  // Meetings live here but not on the active.
+  // Meetings live in the tables but not on the active.
   std::vector<uint64_t> stale;
   writer_->ForEachMeeting([&](uint64_t id, uint64_t, uint32_t) {
     auto it = meetings_.find(id);
@@ -527,12 +533,14 @@ absl::Status Core::EndResync(uint64_t log_id, uint64_t seq) {
   // Kept only for the sweep: a standby that follows for days must not keep
   // the id of every participant and leg it ever applied.
   absl::flat_hash_set<uint64_t>().swap(seen_sites_);
+  absl::flat_hash_set<uint64_t>().swap(seen_meetings_);
   absl::flat_hash_set<uint64_t>().swap(seen_participants_);
   absl::flat_hash_set<uint64_t>().swap(seen_legs_);
   fprintf(stderr,
           "tandem-control: resynced from the active node: %zu sites, %zu meetings, %zu legs "
-          "(dropped %zu legs, %zu sites)\n",
-          sites_.size(), meetings_.size(), legs_.size(), legs.size(), sites.size());
+          "(dropped %zu legs, %zu meetings, %zu sites)\n",
+          sites_.size(), meetings_.size(), legs_.size(), legs.size(), meetings.size(),
+          sites.size());
   return absl::OkStatus();
 }
 

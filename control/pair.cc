@@ -21,6 +21,18 @@ namespace {
 // The switch stamps heartbeats with CLOCK_MONOTONIC: the role machine runs on it.
 absl::Time MonoNow() { return absl::FromUnixNanos(static_cast<int64_t>(MonotonicNs())); }
 
+// The last tick of the switch's slowest thread (workers and main thread): up
+// to then it has surely taken in every heartbeat that reached the port.
+absl::Time SwitchListeningUntil(const tables::StateView& state, absl::Time now) {
+  uint32_t threads = std::min(state.header().n_workers.load() + 1, state.max_workers());
+  absl::Time until = now;
+  for (uint32_t i = 0; i < threads; ++i) {
+    uint64_t tick = state.health(i).heartbeat_ns.load(std::memory_order_relaxed);
+    if (tick != 0) until = std::min(until, absl::FromUnixNanos(static_cast<int64_t>(tick)));
+  }
+  return until;
+}
+
 mirror::Role ToMirror(tables::Role r) {
   return r == tables::Role::kActive ? mirror::Role::kActive : mirror::Role::kStandby;
 }
@@ -416,6 +428,7 @@ void Pair::Step(absl::Time now) {
       // silence is not the peer's death until the hold-down passes (as at
       // the daemon's start).
       machine_->SetSilenceHold(now < switch_hold_until_);
+      if (alive) machine_->SetListeningUntil(SwitchListeningUntil(state_, now));
       feed_.Poll(h, local, machine_.get(), now);
       if (machine_->role() == mirror::Role::kActive && !local.data_plane_ok && source_ &&
           now >= next_notice_) {

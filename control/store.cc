@@ -182,20 +182,36 @@ absl::Status Store::PutSite(const v1::Site& site) {
   return PutBlob(put_site_, site.site_id(), 0, site.SerializeAsString());
 }
 
-absl::Status Store::DeleteSite(uint64_t site_id) {
-  const char* sqls[] = {
-      ("DELETE FROM participants WHERE meeting_id IN "
-       "(SELECT meeting_id FROM meetings WHERE site_id = ?1)"),
-      "DELETE FROM meetings WHERE site_id = ?1", "DELETE FROM sites WHERE site_id = ?1"};
+absl::Status Store::DeleteById(std::initializer_list<const char*> sqls, uint64_t id,
+                               const char* what) {
   for (const char* sql : sqls) {
     auto s = Prepare(sql);
     if (!s.ok()) return s.status();
-    sqlite3_bind_int64(*s, 1, ToDb(site_id));
+    sqlite3_bind_int64(*s, 1, ToDb(id));
     int rc = sqlite3_step(*s);
     sqlite3_finalize(*s);
-    if (rc != SQLITE_DONE) return Error("delete site");
+    if (rc != SQLITE_DONE) return Error(what);
   }
   return absl::OkStatus();
+}
+
+absl::Status Store::DeleteSite(uint64_t site_id) {
+  return DeleteById({"DELETE FROM participants WHERE meeting_id IN "
+                     "(SELECT meeting_id FROM meetings WHERE site_id = ?1)",
+                     "DELETE FROM meetings WHERE site_id = ?1",
+                     "DELETE FROM sites WHERE site_id = ?1"},
+                    site_id, "delete site");
+}
+
+absl::Status Store::DeleteMeeting(uint64_t meeting_id) {
+  return DeleteById({"DELETE FROM participants WHERE meeting_id = ?1",
+                     "DELETE FROM meetings WHERE meeting_id = ?1"},
+                    meeting_id, "delete meeting");
+}
+
+absl::Status Store::DeleteParticipant(uint64_t participant_id) {
+  return DeleteById({"DELETE FROM participants WHERE participant_id = ?1"}, participant_id,
+                    "delete participant");
 }
 
 namespace {

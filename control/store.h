@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,10 +45,12 @@ class Store {
 
   absl::Status PutMeeting(const v1::Meeting& meeting);
   absl::StatusOr<std::vector<v1::Meeting>> LoadMeetings();
+  absl::Status DeleteMeeting(uint64_t meeting_id);  // with its participants
 
   absl::Status PutParticipant(const v1::Participant& participant);  // stored without legs
   absl::StatusOr<std::vector<v1::Participant>> LoadParticipants(uint64_t meeting_id);
   absl::StatusOr<v1::Participant> GetParticipant(uint64_t participant_id);  // NotFound
+  absl::Status DeleteParticipant(uint64_t participant_id);
   absl::StatusOr<uint64_t> MaxParticipantId();
 
   // Small named integers (epoch, id counters).
@@ -60,6 +63,7 @@ class Store {
   absl::StatusOr<sqlite3_stmt*> Prepare(const char* sql);
   absl::Status Error(const char* what) const;
   absl::Status PutBlob(sqlite3_stmt* stmt, uint64_t id, uint64_t parent, const std::string& blob);
+  absl::Status DeleteById(std::initializer_list<const char*> sqls, uint64_t id, const char* what);
 
   sqlite3* db_;
   bool in_txn_ = false;

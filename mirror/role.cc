@@ -37,7 +37,7 @@ absl::Duration RoleMachine::DetectionTime() const {
 }
 
 bool RoleMachine::peer_heard(Path p, absl::Time now) const {
-  return now - last_heard_[static_cast<int>(p)] <= DetectionTime();
+  return std::min(now, listening_until_) - last_heard_[static_cast<int>(p)] <= DetectionTime();
 }
 
 std::vector<Decision> RoleMachine::TakeDecisions() {

@@ -34,7 +34,10 @@
 // (at least two intervals) while the peer's control daemon is known to have
 // closed its backbone connection: its process died, and when the whole node
 // died its switch's heartbeats stop too. A control daemon restarting alone
-// does not stop them, so that costs no takeover.
+// does not stop them, so that costs no takeover. Silence is counted only
+// over time this node's own switch was listening (SetListeningUntil; the
+// switch also moves last_heard past its own stalls): on a loaded host a node
+// starved of CPU must not read its own deafness as the peer's death.
 //
 // Threads: not thread-safe; the owner serialises calls (control/pair.cc, on
 // its pair thread).
@@ -124,6 +127,11 @@ class RoleMachine {
   // While set, the peer's silence is no reason to take over: this node's
   // switch has just (re)started and has not heard the peer yet (as at start).
   void SetSilenceHold(bool hold) { silence_hold_ = hold; }
+  // The time up to which this node's own switch surely looked at what
+  // arrived (the last tick of its slowest thread). The peer's silence is
+  // judged there, not at `now`: a node whose switch was starved of CPU (a
+  // loaded host) has not heard silence, it has not listened.
+  void SetListeningUntil(absl::Time t) { listening_until_ = t; }
   // Rule 6: set once this node, standby, holds a full copy of the active
   // peer's state (its replication resync is done).
   void SetResynced(bool resynced) {
@@ -169,6 +177,7 @@ class RoleMachine {
   bool handover_ = false;
   bool peer_control_closed_ = false;
   bool silence_hold_ = false;
+  absl::Time listening_until_ = absl::InfiniteFuture();
   std::optional<absl::Time> demoted_at_;  // rule 6: demoted, not resynced since
   Alarms alarms_;
   std::optional<Decision> last_takeover_;

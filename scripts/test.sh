@@ -35,7 +35,7 @@
 # Environment: TANDEM_BUILD_DIR (default build/ or build-sanitize/),
 # TANDEM_TSAN_BUILD_DIR (default build-tsan/), TANDEM_ASAN_BUILD_DIR (build-asan/),
 # TANDEM_RELEASE_BUILD_DIR (build-rel/),
-# TANDEM_TEST_TIMEOUT_S (whole integration suite, default 1080),
+# TANDEM_TEST_TIMEOUT_S (whole integration suite, default 1500),
 # TANDEM_FUZZ_SECONDS (per fuzz target, default 60; two targets at a time).
 set -uo pipefail
 
@@ -409,7 +409,7 @@ fi
 
 if ((run_integration)); then
   phase "integration tests (pytest tests/integration)"
-  pytest_cap="${TANDEM_TEST_TIMEOUT_S:-1080}" pytest_suite integration \
+  pytest_cap="${TANDEM_TEST_TIMEOUT_S:-1500}" pytest_suite integration \
     "$root/tests/integration" -v -rfEs "${pytest_select[@]}"
 fi
 

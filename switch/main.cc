@@ -280,6 +280,40 @@ bool WorkersHealthy(const Dataplane& dp, uint64_t now) {
   return true;
 }
 
+// The last tick of the slowest of this switch's threads: up to then every
+// heartbeat that reached the port has been taken in.
+uint64_t ListeningUntil(const Dataplane& dp, uint64_t now) {
+  uint64_t until = now;
+  for (uint32_t w = 0; w < dp.cfg.worker_lcores.size(); ++w) {
+    uint64_t tick = dp.state.health(w).heartbeat_ns.load(std::memory_order_relaxed);
+    if (tick != 0) until = std::min(until, tick);
+  }
+  return until;
+}
+
+// A stall of this switch (its main thread or a worker starved of CPU on a
+// loaded host) is time it did not listen, not time the peer was silent: the
+// peer's last-heard times move on by the stall, so that neither this node's
+// control plane nor its alarms read it as the peer's death. Stalls shorter
+// than two heartbeat intervals are ordinary scheduling and are not excused.
+void ExcuseOwnStall(Dataplane& dp, uint64_t stall_ns, uint64_t now) {
+  for (tables::PeerPath& peer : dp.state.header().peer) {
+    if (peer.last_heard_ns == 0) continue;
+    NeighTable::Write(peer, [&] {
+      peer.last_heard_ns = std::min(now, peer.last_heard_ns + stall_ns);
+    });
+  }
+  static uint64_t stalls = 0, logged_ns = 0;
+  ++stalls;
+  if (now - logged_ns >= 10'000'000'000ull) {  // at most one line in 10 s
+    logged_ns = now;
+    Log(log::Level::kNotice,
+        "stalled %d ms without listening (%d stalls so far): the peer's silence meanwhile is "
+        "not counted",
+        stall_ns / 1000000, stalls);
+  }
+}
+
 int MainLoop(Dataplane& dp, xdp::SharedNic& shared_nic) {
   SlowPath slow(dp);
   uint32_t main_index = static_cast<uint32_t>(dp.cfg.worker_lcores.size());
@@ -290,8 +324,14 @@ int MainLoop(Dataplane& dp, xdp::SharedNic& shared_nic) {
   uint64_t last_stats = 0;
   uint64_t watchdog_ns = sd::WatchdogUsec() * 1000 / 4, last_watchdog = 0;
   bool healthy = true;
+  uint64_t listened = MonotonicNs();
+  const uint64_t stall_ns = 2ull * std::max<uint32_t>(dp.cfg.heartbeat_ms, 10) * 1000000ull;
   while (!dp.stop.load()) {
     uint64_t now = MonotonicNs();
+    if (uint64_t until = ListeningUntil(dp, now); until > listened) {
+      if (until - listened > stall_ns) ExcuseOwnStall(dp, until - listened, now);
+      listened = until;
+    }
     unsigned got = slow.Poll(now);
     shared_nic.Tick(dp.tables, now);  // XDP maps follow the VIPs and role
     if (now - last_stats > 100 * 1000000ull) {
@@ -312,7 +352,10 @@ int MainLoop(Dataplane& dp, xdp::SharedNic& shared_nic) {
         last_watchdog = now;
       }
     }
-    health.heartbeat_ns.store(now, std::memory_order_relaxed);
+    // The main thread's tick is the time up to which the switch took in
+    // everything (stalls excused first): tandem-control judges the peer's
+    // silence up to it, never past it.
+    health.heartbeat_ns.store(listened, std::memory_order_relaxed);
     wc.loops++;
     if (got == 0) {
       // ARP and ND tolerate a millisecond; the workers' sleep is what

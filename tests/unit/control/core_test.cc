@@ -575,5 +575,63 @@ TEST_F(CoreTest, AResyncReplacesALegAndParticipantUnderAReusedId) {
   }
 }
 
+// Found by test_pair_clients: an old active that rejoins as the standby held
+// a meeting it scheduled while cut off; the resync swept sites, participants
+// and legs the snapshot lacked, but not meetings, so the meeting stayed (and
+// would come back at the next takeover). It must leave memory, the tables
+// and the store, with its participants and legs.
+TEST_F(CoreTest, AResyncSweepsAMeetingTheActiveNeverHad) {
+  uint64_t site = Site("acme");
+  uint64_t kept = LiveMeeting(site);
+  uint64_t lost = LiveMeeting(site);
+  v1::JoinResponse joined;
+  ASSERT_TRUE(Join({Joiner(lost, {"198.18.0.10:1000"})}, &joined).ok());
+  v1::Site held_site;
+  v1::Meeting held_meeting;
+  {
+    v1::ListSitesResponse sites;
+    ASSERT_TRUE(core_->ListSites(v1::ListSitesRequest(), &sites).ok());
+    held_site = sites.sites(0);
+    v1::ListMeetingsResponse meetings;
+    ASSERT_TRUE(core_->ListMeetings(v1::ListMeetingsRequest(), &meetings).ok());
+    for (const v1::Meeting& m : meetings.meetings()) {
+      if (m.meeting_id() == kept) held_meeting = m;
+    }
+  }
+  core_->SetNodeRole(tables::Role::kStandby, 3, "test: the peer took over without the meeting");
+  core_->BeginResync();
+  v1::Change sc;
+  sc.set_kind(v1::Change::SITE_PUT);
+  sc.set_id(site);
+  *sc.mutable_site() = held_site;
+  ASSERT_TRUE(core_->ApplyReplicated(sc, sc.SerializeAsString(), true).ok());
+  v1::Change mc;
+  mc.set_kind(v1::Change::MEETING_PUT);
+  mc.set_id(kept);
+  *mc.mutable_meeting() = held_meeting;
+  ASSERT_TRUE(core_->ApplyReplicated(mc, mc.SerializeAsString(), true).ok());
+  ASSERT_TRUE(core_->EndResync(core_->changes().log_id(), core_->changes().last_seq()).ok());
+
+  auto meeting_ids = [&] {
+    v1::ListMeetingsResponse out;
+    EXPECT_TRUE(core_->ListMeetings(v1::ListMeetingsRequest(), &out).ok());
+    std::vector<uint64_t> ids;
+    for (const v1::Meeting& m : out.meetings()) ids.push_back(m.meeting_id());
+    return ids;
+  };
+  EXPECT_EQ(meeting_ids(), std::vector<uint64_t>{kept});
+  v1::ListLegsResponse legs;
+  ASSERT_TRUE(core_->ListLegs(v1::ListLegsRequest(), &legs).ok());
+  EXPECT_EQ(legs.legs_size(), 0);
+  // What the store holds: a restart loads it.
+  Restart();
+  EXPECT_EQ(meeting_ids(), std::vector<uint64_t>{kept});
+  v1::ListParticipantsRequest req;
+  req.set_meeting_id(lost);
+  v1::ListParticipantsResponse out;
+  absl::Status listed = core_->ListParticipants(req, &out);
+  EXPECT_TRUE(!listed.ok() || out.participants_size() == 0) << out.DebugString();
+}
+
 }  // namespace
 }  // namespace tandem::control

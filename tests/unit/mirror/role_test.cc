@@ -439,6 +439,23 @@ TEST(RoleMachine, SilenceHoldAfterASwitchRestart) {
   EXPECT_EQ(q.b.m->role(), Role::kActive);
 }
 
+// B's own switch stops listening (its threads starved of CPU on a loaded
+// host) while A is silent as well: B has not heard silence, it has not
+// listened, so it must not take over before its switch listened for a whole
+// detection time. Once it has, a peer that is really gone is found.
+TEST(RoleMachine, SilenceIsJudgedOnlyWhileThisNodesSwitchListened) {
+  SimPair p;
+  absl::Time deaf_from = p.now;
+  p.b.m->SetListeningUntil(deaf_from);
+  p.a.host_up = false;
+  p.Run(absl::Milliseconds(300));
+  EXPECT_EQ(p.b.m->role(), Role::kStandby) << "took over on its own deafness";
+  EXPECT_FALSE(p.b.m->alarms().peer_lost);
+  p.b.m->SetListeningUntil(p.now);  // listening again; A still gone
+  p.Run(absl::Milliseconds(2));
+  EXPECT_EQ(p.b.m->role(), Role::kActive);
+}
+
 // A starves (its host stops): B takes over; A wakes, hears the higher epoch
 // and demotes, still holding its own unreplicated tail.
 void DemoteAByAFlap(SimPair& p) {
