@@ -257,3 +257,27 @@ def test_pair_roles_health_notify_and_metrics():
                          rf"{new_epoch}", b.control.log()), b.control.log()
     finally:
         bed.close()
+
+
+def test_switch_tells_systemd_it_forwards_and_feeds_the_watchdog(testbed):
+    """tandem-switch@.service is Type=notify with WatchdogSec: READY=1 once
+    the ports are up and the workers forward, WATCHDOG=1 from the main loop
+    (every WATCHDOG_USEC/4 while the workers' heartbeats are fresh),
+    STOPPING=1 on the way out."""
+    from helpers.switch import Switch
+    work = testbed.tmpdir("notify", root="/tmp")
+    notify = NotifySocket(work / "notify.sock")
+    sw = Switch(testbed, testbed.add_node("node"))
+    try:
+        sw.wrapper = ["env", f"NOTIFY_SOCKET={notify.path}", "WATCHDOG_USEC=400000"]
+        sw.start()
+        msgs = notify.drain(1.5)
+        ready = [m for m in msgs if "READY=1" in m]
+        assert ready and "STATUS=forwarding: node a, 1 worker(s)" in ready[0], msgs
+        pings = [m for m in msgs if m == "WATCHDOG=1"]
+        assert len(pings) >= 3, msgs
+        sw.stop()
+        assert any("STOPPING=1" in m for m in notify.drain(0.5)), notify.messages
+    finally:
+        sw.close()
+        notify.close()
