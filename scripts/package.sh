@@ -5,8 +5,9 @@
 #
 # What is packaged: the committed HEAD plus the changes to tracked files
 # (`git stash create`); untracked files are not, and a warning names them.
-# A package of the same source tree already in OUT is reused (its tree hash is
-# in OUT/tree), so the suite's package test builds once per change. The clone
+# A package of the same sources already in OUT is reused (the hash of the
+# tree but tests/ and scripts/ is in OUT/tree), so the suite's package test
+# builds once per change to what is packaged. The clone
 # always lives in $TANDEM_BUILD_DIR/deb-src, so ccache serves a rebuild.
 #
 # Usage: scripts/package.sh [--out DIR] [--force]
@@ -32,7 +33,9 @@ out="$(cd "$out" && pwd)"
 cd "$root"
 rev="$(git stash create 2>/dev/null || true)"
 rev="${rev:-HEAD}"
-tree="$(git rev-parse "$rev^{tree}")"
+# The package's sources: all but tests/ and scripts/, which it does not
+# contain (a change to a test does not make a new package).
+tree="$(git ls-tree -r "$rev" | grep -v -P '\t(tests|scripts)/' | sha1sum | cut -d' ' -f1)"
 untracked="$(git ls-files --others --exclude-standard -- . ':!build*' | head -5)"
 if [[ -n "$untracked" ]]; then
   echo "package.sh: untracked files are not packaged: $(echo "$untracked" | tr '\n' ' ')" >&2
