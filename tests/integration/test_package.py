@@ -114,8 +114,8 @@ def run_as_tandem(bed, node, switch_binary, control_binary):
     """The node's two daemons from now on: these binaries, as user tandem, the
     switch with the capabilities of its unit; their files given to tandem."""
     uid = sh("id", "-u", "tandem").stdout.strip()
-    for d in (node.switch.workdir, node.switch.shm_dir, node.workdir, bed.testbed.pair_key_file,
-              node.runtime_dir):
+    key = bed.testbed.pair_key_file
+    for d in (node.switch.workdir, node.switch.shm_dir, node.workdir, key.parent, node.runtime_dir):
         sh("chown", "-R", f"{uid}:{uid}", d, check=True)
     caps = ",".join(f"+{c}" for c in SWITCH_CAPS)
     base = ["setpriv", "--reuid=tandem", "--regid=tandem", "--init-groups"]
@@ -184,7 +184,7 @@ def test_rolling_upgrade_to_the_installed_package(installed):
         assert int(b.status()["pair"]["takeovers"]) == 1
         assert int(a.status()["pair"].get("takeovers", 0)) == 0
         assert durable_view(a) == durable_view(b)
-        assert len(b.ctl("show", "legs")) == 3
+        assert len(b.ctl("show", "legs")["legs"]) == 3
         # Media went on: each receiver got the others' data but for the switchover's gap.
         for sid, r in reports.items():
             got = r.data_packets()
