@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/keys.h"
+#include "common/toml_keys.h"
 #include "mirror/net.h"
 
 namespace tandem::control {
@@ -74,6 +75,33 @@ absl::Status ReadAddrs(const toml::table& t, const char* key, const std::string&
   return absl::OkStatus();
 }
 
+// Every key this file and routing_config.cc read (docs/control.md, pair.md,
+// config.md); any other is an error naming it.
+const std::vector<absl::string_view> kKnownKeys = {
+    "node", "shm_dir", "shm_group", "role", "log_level",
+    "tables.legs", "tables.meetings",
+    "api.listen", "api.tcp", "api.socket_mode", "api.socket_group", "api.tls_cert",
+    "api.tls_key", "api.tls_ca", "api.roles.read_only", "api.roles.operator", "api.roles.admin",
+    "store.path", "metrics.listen",
+    "access.vips", "access.mode",
+    "pool.vips", "pool.ports",
+    "watch.history", "watch.history_mib",
+    "notify.command", "notify.timeout_s",
+    "pair.node_id", "pair.peer_node_id", "pair.key", "pair.key_file", "pair.listen", "pair.peer",
+    "pair.peer_api", "pair.mode", "pair.sync_timeout_ms", "pair.heartbeat_ms", "pair.multiplier",
+    "pair.preempt", "pair.usage_interval_ms", "pair.compare_interval_s", "pair.backlog_changes",
+    "pair.backlog_mib", "pair.lag_alarm_ms",
+    "limits.audio_pps", "limits.audio_kbps", "limits.video_pps", "limits.video_kbps",
+    "limits.share_pps", "limits.share_kbps", "limits.meeting_copies_per_s",
+    "routing.daemon", "routing.control_socket", "routing.config_file", "routing.include",
+    "routing.log", "routing.local_as", "routing.router_id", "routing.prefixes",
+    "routing.standby", "routing.prepend", "routing.local_pref_active",
+    "routing.local_pref_standby", "routing.bfd_interval_ms", "routing.bfd_multiplier",
+    "routing.hold_time_s", "routing.connect_retry_s",
+    "routing.neighbor[].address", "routing.neighbor[].as", "routing.neighbor[].local",
+    "routing.neighbor[].interface",
+};
+
 }  // namespace
 
 absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& origin) {
@@ -87,11 +115,17 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
         absl::StrCat(origin, ":", os.str(), ": ", std::string(e.description())));
   }
   Config c;
-  absl::Status st;
+  absl::Status st = CheckKnownKeys(root, kKnownKeys, origin);
   auto chain = [&](absl::Status s) {
     if (st.ok()) st = std::move(s);
   };
   chain(ReadString(root, "node", origin, &c.node));
+  std::string level;
+  chain(ReadString(root, "log_level", origin, &level));
+  if (!level.empty() && !log::ParseLevel(level, &c.log_level)) {
+    chain(Bad(origin, "log_level",
+              "must be one of emerg, alert, crit, err, warning, notice, info, debug"));
+  }
   chain(ReadString(root, "shm_dir", origin, &c.shm_dir));
   chain(ReadString(root, "shm_group", origin, &c.shm_group));
   chain(ReadString(root, "role", origin, &c.role));
@@ -164,6 +198,13 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     chain(ReadUint(*t, "history", origin + " [watch]", 1u << 24, &h));
     c.watch_history = h;
     chain(ReadUint(*t, "history_mib", origin + " [watch]", 1u << 16, &c.watch_history_mib));
+  }
+  if (const toml::table* t = root["notify"].as_table()) {
+    chain(ReadString(*t, "command", origin + " [notify]", &c.notify_command));
+    chain(ReadUint(*t, "timeout_s", origin + " [notify]", 3600, &c.notify_timeout_s));
+    if (!c.notify_command.empty() && c.notify_command.front() != '/') {
+      chain(Bad(origin + " [notify]", "command", "must be an absolute path"));
+    }
   }
   if (const toml::table* t = root["limits"].as_table()) {
     std::string o = origin + " [limits]";

@@ -19,6 +19,8 @@
 //   [limits]   audio_pps = 200  audio_kbps = 640  video_pps = 2000  video_kbps = 10000
 //              share_pps = 2000  share_kbps = 10000  meeting_copies_per_s = 500000
 //              (the node's defaults where a site's policy does not say; 0 = unlimited)
+//   [notify]   command = "/etc/tandem/notify.sh"  timeout_s = 30  (control/notify.h)
+//   log_level = "info"          (common/log.h; unknown keys anywhere are errors)
 #pragma once
 
 #include <cstdint>
@@ -26,6 +28,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/log.h"
 #include "common/net/addr.h"
 #include "common/tables/tables.h"
 #include "control/api_roles.h"
@@ -68,6 +71,10 @@ struct Config {
   std::string shm_dir = "/dev/shm/tandem";
   std::string shm_group;
   std::string role = "active";  // "active" or "standby"
+  log::Level log_level = log::Level::kInfo;  // the least important level logged
+  // Run at every role change with the new role (control/notify.h); empty: none.
+  std::string notify_command;
+  uint64_t notify_timeout_s = 30;
   tables::Capacity capacity;
   std::string api_listen = "unix:/run/tandem/a.sock";
   std::string api_tcp;  // optional second listener, host:port

@@ -1,12 +1,15 @@
 // tandem-control: the control-plane daemon of one node. The single writer of
 // the node's session tables; serves the gRPC API (tandemctl, meeting
 // applications) and Prometheus metrics. See docs/control.md.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <httplib.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -14,18 +17,29 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "control/api_access.h"
 #include "control/api_roles.h"
 #include "control/api_socket.h"
 #include "control/config.h"
+#include "common/log.h"
+#include "common/sd_notify.h"
+#include "common/tables/layout.h"
+#include "common/version.h"
 #include "control/core.h"
+#include "control/notify.h"
+#include "control/observer.h"
+#include "control/ops_metrics.h"
 #include "control/pair.h"
 #include "control/routing.h"
 #include "control/service.h"
+#include "mirror/wire.h"
 
 ABSL_FLAG(std::string, config, "", "TOML configuration file");
 ABSL_FLAG(std::string, node, "", "node name (overrides the config)");
@@ -48,6 +62,11 @@ ABSL_FLAG(std::string, metrics, "", "metrics HTTP listen HOST:PORT, \"off\" to d
 ABSL_FLAG(std::string, role, "", "active or standby (overrides role)");
 ABSL_FLAG(uint32_t, legs, 0, "leg capacity when the tables are created (overrides [tables])");
 ABSL_FLAG(uint32_t, meetings, 0, "meeting capacity when the tables are created");
+ABSL_FLAG(std::string, log_level, "",
+          "least important level logged: err, warning, notice, info, debug (overrides log_level)");
+ABSL_FLAG(bool, check_config, false,
+          "check the configuration and the flags, then exit: 0 when valid, 2 with the reason "
+          "when not; starts nothing and creates nothing");
 
 namespace tandem::control {
 namespace {
@@ -119,6 +138,11 @@ absl::StatusOr<Config> ConfigFromFlags() {
   override_str(FLAGS_store, &config.store_path);
   override_str(FLAGS_metrics, &config.metrics_listen);
   override_str(FLAGS_role, &config.role);
+  if (std::string level = absl::GetFlag(FLAGS_log_level); !level.empty()) {
+    if (!log::ParseLevel(level, &config.log_level)) {
+      return absl::InvalidArgumentError(absl::StrCat("--log-level: unknown level \"", level, "\""));
+    }
+  }
   if (config.metrics_listen == "off") config.metrics_listen.clear();
   if (absl::GetFlag(FLAGS_legs)) config.capacity.legs = absl::GetFlag(FLAGS_legs);
   if (absl::GetFlag(FLAGS_meetings)) config.capacity.meetings = absl::GetFlag(FLAGS_meetings);
@@ -126,20 +150,91 @@ absl::StatusOr<Config> ConfigFromFlags() {
 }
 
 int Fail(int code, const absl::Status& st) {
-  fprintf(stderr, "tandem-control: %s\n", std::string(st.message()).c_str());
+  log::Write(log::Level::kErr, st.message());
   return code;
 }
 
+std::string VersionText() {
+  return absl::StrCat("tandem-control ", TANDEM_VERSION, " (commit ", TANDEM_COMMIT,
+                      ")\nwire format ", mirror::kWireVersion, ", tables layout ",
+                      tables::kTablesVersion, ", state layout ", tables::kStateVersion, "\n");
+}
+
+// --help: the flags defined in this file, spelled as operators type them.
+void PrintHelp() {
+  printf(
+      "usage: tandem-control --config FILE [flags]\n"
+      "The control-plane daemon of a Tandem node (docs/control.md). Flags override the\n"
+      "file's keys; each is also accepted with underscores for its dashes.\n\n");
+  std::vector<std::pair<std::string, std::string>> lines;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (!absl::EndsWith(flag->Filename(), "control/main.cc")) continue;
+    std::string dashed = absl::StrReplaceAll(name, {{"_", "-"}});
+    std::string def = flag->DefaultValue();
+    std::string arg = flag->IsOfType<bool>() ? "" : " VALUE";
+    lines.emplace_back(absl::StrCat("  --", dashed, arg),
+                       absl::StrCat(flag->Help(), def.empty() || def == "0" || def == "false"
+                                                      ? ""
+                                                      : absl::StrCat(" (default ", def, ")")));
+  }
+  std::sort(lines.begin(), lines.end());
+  for (const auto& [flag, help] : lines) printf("%-26s %s\n", flag.c_str(), help.c_str());
+  printf("  %-24s %s\n  %-24s %s\n", "--version", "print the version, the commit and the format versions",
+         "--help", "print this help");
+}
+
+// "--shm-dir" and "--shm_dir" are one flag: every tool spells flags with
+// dashes (docs/operations.md), absl names them with underscores.
+std::vector<char*> DashedToAbsl(int argc, char** argv, std::vector<std::string>& storage) {
+  storage.assign(argv, argv + argc);
+  for (std::string& a : storage) {
+    if (!absl::StartsWith(a, "--")) continue;
+    size_t end = std::min(a.find('='), a.size());
+    std::replace(a.begin() + 2, a.begin() + static_cast<long>(end), '-', '_');
+  }
+  std::vector<char*> out;
+  for (std::string& a : storage) out.push_back(a.data());
+  return out;
+}
+
 int Run(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "tandem-control --config FILE.toml [--node N] [--shm_dir DIR] [--api ADDR] ...\n"
-      "The control-plane daemon of a Tandem node.");
-  absl::ParseCommandLine(argc, argv);
+  log::Init("tandem-control");
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      PrintHelp();
+      return 0;
+    }
+    if (a == "--version") {
+      printf("%s", VersionText().c_str());
+      return 0;
+    }
+  }
+  absl::SetProgramUsageMessage("tandem-control --config FILE [flags] (see --help)");
+  std::vector<std::string> storage;
+  std::vector<char*> args = DashedToAbsl(argc, argv, storage);
+  for (int i = 1; i < argc; ++i) {  // named as typed, not as absl spells it
+    if (storage[i] == "--") break;   // the end of the flags
+    if (!absl::StartsWith(storage[i], "--")) continue;  // a flag's value
+    std::string name = storage[i].substr(2, storage[i].find('=') - 2);
+    if (!absl::FindCommandLineFlag(name)) {
+      fprintf(stderr, "tandem-control: unknown flag %s (see --help)\n",
+              std::string(argv[i]).substr(0, std::string(argv[i]).find('=')).c_str());
+      return 2;
+    }
+  }
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   auto loaded = ConfigFromFlags();
   if (!loaded.ok()) return Fail(2, loaded.status());
   Config config = *std::move(loaded);
   auto checked = CheckBeforeStart(config);
   if (!checked.ok()) return Fail(2, checked.status());
+  if (absl::GetFlag(FLAGS_check_config)) {
+    printf("%s: ok\n", absl::GetFlag(FLAGS_config).empty() ? "flags"
+                                                             : absl::GetFlag(FLAGS_config).c_str());
+    return 0;
+  }
+  log::Init("tandem-control", config.log_level);
 
   // Signals are taken by sigwait below; block them before any thread starts.
   sigset_t stop;
@@ -170,6 +265,11 @@ int Run(int argc, char** argv) {
   // the caller's uid and groups its role. Any other listener is mutual TLS,
   // the client certificate deciding the role (docs/control.md).
   std::unique_ptr<UnixApiSocket> unix_socket;
+  // grpc.health.v1 (SERVING on the active node only, set by the Observer)
+  // and server reflection (grpcurl and grpc_cli need no .proto); neither needs
+  // a role: they say nothing a connected client could not learn from status.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   if (IsUnixAddress(config.api_listen)) {
     std::string path = config.api_listen.substr(5);
@@ -189,22 +289,36 @@ int Run(int argc, char** argv) {
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
-    fprintf(stderr, "tandem-control: cannot listen on %s%s%s\n", config.api_listen.c_str(),
-            config.api_tcp.empty() ? "" : " and ", config.api_tcp.c_str());
+    log::Logf(log::Level::kErr, "cannot listen on %s%s%s", config.api_listen,
+              config.api_tcp.empty() ? "" : " and ", config.api_tcp);
     return 1;
   }
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  // The status of "" (the server) and of the API's service by name: gRPC's
+  // health service knows no service name it was not given one for.
+  auto serving = [health](bool active) {
+    health->SetServingStatus("", active);
+    health->SetServingStatus(v1::Control::service_full_name(), active);
+  };
+  serving((*core)->node_role() == tables::Role::kActive);
+  std::unique_ptr<Notifier> notifier;
+  if (!config.notify_command.empty()) {
+    notifier = std::make_unique<Notifier>(config.notify_command, config.notify_timeout_s);
+  }
+  auto observer = std::make_unique<Observer>(**core, pair.get(), notifier.get(), serving);
+  observer->Start();
   if (unix_socket) unix_socket->Serve(server.get());
+  OpsMetrics ops_metrics(config.shm_dir, config.node);
 
   httplib::Server http;
   std::thread http_thread;
   if (!config.metrics_listen.empty()) {
     http.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-      res.set_content((*core)->RenderMetrics() + service.RenderMetrics(),
+      res.set_content((*core)->RenderMetrics() + service.RenderMetrics() + ops_metrics.Render(),
                       "text/plain; version=0.0.4");
     });
     if (!http.bind_to_port(checked->metrics_host, checked->metrics_port)) {
-      fprintf(stderr, "tandem-control: cannot listen for metrics on %s\n",
-              config.metrics_listen.c_str());
+      log::Logf(log::Level::kErr, "cannot listen for metrics on %s", config.metrics_listen);
       return 1;
     }
     http_thread = std::thread([&] { http.listen_after_bind(); });
@@ -218,12 +332,15 @@ int Run(int argc, char** argv) {
     }
   });
 
-  fprintf(stderr, "tandem-control: serving node %s on %s%s%s\n", config.node.c_str(),
-          config.api_listen.c_str(), config.api_tcp.empty() ? "" : " and ", config.api_tcp.c_str());
+  log::Logf(log::Level::kNotice, "serving node %s on %s%s%s", config.node, config.api_listen,
+            config.api_tcp.empty() ? "" : " and ", config.api_tcp);
+  sd::Ready(absl::StrCat("serving node ", config.node, " on ", config.api_listen));
   int sig = 0;
   sigwait(&stop, &sig);
-  fprintf(stderr, "tandem-control: stopping (signal %d)\n", sig);
+  log::Logf(log::Level::kNotice, "stopping (signal %d)", sig);
+  sd::Stopping();
   stopping = true;
+  observer.reset();  // it reads the pair and the core, which stop below
   (*core)->changes().Close();
   if (unix_socket) unix_socket->StopAccepting();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

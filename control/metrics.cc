@@ -2,6 +2,8 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <limits>
+
 namespace tandem::control {
 
 prometheus::MetricFamily& MetricsText::Family(const std::string& name, const std::string& help,
@@ -31,6 +33,18 @@ void MetricsText::Counter(const std::string& name, const std::string& help, doub
   for (const auto& [k, v] : labels) m.label.push_back({k, v});
   m.counter.value = value;
   Family(name, help, prometheus::MetricType::Counter).metric.push_back(std::move(m));
+}
+
+void MetricsText::Histogram(const std::string& name, const std::string& help,
+                            const std::vector<Bucket>& buckets, uint64_t count, double sum,
+                            const Labels& labels) {
+  prometheus::ClientMetric m;
+  for (const auto& [k, v] : labels) m.label.push_back({k, v});
+  for (const Bucket& b : buckets) m.histogram.bucket.push_back({b.cumulative_count, b.upper_bound});
+  m.histogram.bucket.push_back({count, std::numeric_limits<double>::infinity()});
+  m.histogram.sample_count = count;
+  m.histogram.sample_sum = sum;
+  Family(name, help, prometheus::MetricType::Histogram).metric.push_back(std::move(m));
 }
 
 std::string MetricsText::Serialize() const {

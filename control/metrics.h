@@ -7,6 +7,7 @@
 
 #include <prometheus/metric_family.h>
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +24,15 @@ class MetricsText {
              const Labels& labels = {});
   void Counter(const std::string& name, const std::string& help, double value,
                const Labels& labels = {});
+  // A histogram: cumulative counts per upper bound (ascending, +Inf implied:
+  // `count`), and the sum of the observations.
+  struct Bucket {
+    double upper_bound;
+    uint64_t cumulative_count;
+  };
+  void Histogram(const std::string& name, const std::string& help,
+                 const std::vector<Bucket>& buckets, uint64_t count, double sum,
+                 const Labels& labels = {});
   // An empty family still prints its HELP and TYPE lines.
   void Declare(const std::string& name, const std::string& help, bool counter);
 

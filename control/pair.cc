@@ -596,6 +596,7 @@ void Pair::PublishStatus(absl::Time now) {
     std::vector<std::string> alarms;
     if (machine_->alarms().any()) alarms.push_back(machine_->alarms().ToString());
     s.set_peer_clock_skew_ms(absl::ToDoubleMilliseconds(machine_->peer_clock_skew()));
+    if (mirror::PeerIncompatible()) alarms.push_back("peer_incompatible");  // issue 19: another wire version
     if (const auto& t = machine_->last_takeover()) {
       s.set_last_takeover_cause(t->cause);
       s.set_last_takeover_unix_ns(

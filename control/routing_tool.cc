@@ -17,14 +17,23 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "control/config.h"
+#include "common/version.h"
 #include "control/routing.h"
 
 namespace tandem::control {
 namespace {
 
+constexpr const char* kUsage =
+    "usage: tandem-routing --config FILE print|run [active|standby|withdrawn]\n"
+    "Drives the routing daemon of routed mode by hand (docs/routed.md).\n\n"
+    "  --config FILE  tandem-control's configuration ([access] mode, [routing])\n"
+    "  print          print the BIRD configuration the file gives\n"
+    "  run            announce, then report the paths; Ctrl-C withdraws\n"
+    "  --version      print the version and the commit\n"
+    "  --help         print this help\n";
+
 int Usage() {
-  std::fprintf(stderr,
-               "usage: tandem-routing --config FILE print|run [active|standby|withdrawn]\n");
+  std::fputs(kUsage, stderr);
   return 2;
 }
 
@@ -101,8 +110,18 @@ int Main(int argc, char** argv) {
   std::string config, verb, what;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (a == "--version") {
+      std::printf("tandem-routing %s (commit %s)\n", TANDEM_VERSION, TANDEM_COMMIT);
+      return 0;
+    }
     if (a == "--config" && i + 1 < argc)
       config = argv[++i];
+    else if (a.rfind("--config=", 0) == 0)
+      config = a.substr(9);
     else if (verb.empty())
       verb = a;
     else

@@ -6,6 +6,9 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
+#include <time.h>
+
+#include <atomic>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -65,6 +68,23 @@ absl::Status Malformed(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("malformed ", std::string(what)));
 }
 
+std::atomic<uint64_t> g_version_refusals{0};
+std::atomic<uint8_t> g_refused_version{0};
+std::atomic<int64_t> g_refused_at{0};
+
+// A frame of a release this build cannot read: said plainly, and recorded
+// for the pair's alarm (a peer of another release is not an attacker).
+absl::Status OtherVersion(uint8_t v) {
+  g_refused_version.store(v, std::memory_order_relaxed);
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  g_refused_at.store(int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec, std::memory_order_relaxed);
+  g_version_refusals.fetch_add(1, std::memory_order_relaxed);
+  return absl::UnimplementedError(absl::StrCat(
+      "wire format version ", v, ", this build reads only version ", kWireVersion,
+      ": the peer runs a release this one cannot read"));
+}
+
 bool KnownType(uint8_t t) {
   return t >= static_cast<uint8_t>(MsgType::kHello) &&
          t <= static_cast<uint8_t>(MsgType::kPairMessage);
@@ -93,6 +113,8 @@ const char* RejectReasonName(RejectReason r) {
       return "replayed";
     case RejectReason::kUnexpected:
       return "unexpected";
+    case RejectReason::kVersion:
+      return "version";
     case RejectReason::kCount:
       break;
   }
@@ -115,9 +137,27 @@ RejectReason ReasonOf(const absl::Status& s) {
       return RejectReason::kReplayed;
     case absl::StatusCode::kFailedPrecondition:
       return RejectReason::kUnexpected;
+    case absl::StatusCode::kUnimplemented:
+      return RejectReason::kVersion;
     default:
       return RejectReason::kMalformed;
   }
+}
+
+VersionRefusals WireVersionRefusals() {
+  VersionRefusals r;
+  r.count = g_version_refusals.load(std::memory_order_relaxed);
+  r.last_version = g_refused_version.load(std::memory_order_relaxed);
+  r.last_mono_ns = g_refused_at.load(std::memory_order_relaxed);
+  return r;
+}
+
+bool PeerIncompatible() {
+  int64_t at = g_refused_at.load(std::memory_order_relaxed);
+  if (at == 0) return false;
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec - at < int64_t{10} * 1000000000;
 }
 
 // ---- Hmac
@@ -179,7 +219,7 @@ bool Hmac::Verify(absl::string_view data, absl::string_view mac) const {
 absl::StatusOr<size_t> FrameSize(absl::string_view prefix) {
   if (prefix.size() < kHeaderSize) return 0;
   if (GetLE(prefix.data(), 2) != kWireMagic) return Malformed("magic");
-  if (static_cast<uint8_t>(prefix[2]) != kWireVersion) return Malformed("version");
+  if (uint8_t v = static_cast<uint8_t>(prefix[2]); v != kWireVersion) return OtherVersion(v);
   if (!KnownType(static_cast<uint8_t>(prefix[3]))) return Malformed("type");
   uint64_t len = GetLE(prefix.data() + 24, 4);
   if (len > kMaxBody) return Malformed("length");

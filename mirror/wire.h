@@ -41,9 +41,18 @@
 namespace tandem::mirror {
 
 inline constexpr uint16_t kWireMagic = 0x4D54;
+// The format version this build writes and reads. A frame of another version
+// is refused (RejectReason::kVersion) with a message naming both versions:
+// the peer runs a release this one cannot read (docs/operations.md, "Rolling
+// upgrade"). Bump it with any change to a frame or a body below. The meson
+// option wire_version overrides it only to build a second, incompatible build
+// for the test of that refusal.
 // 2: a snapshot is streamed in chunks (its records are read while changes go
 // on) and ends at the sequence from which the standby's state is consistent.
-inline constexpr uint8_t kWireVersion = 2;
+#ifndef TANDEM_WIRE_VERSION
+#define TANDEM_WIRE_VERSION 2
+#endif
+inline constexpr uint8_t kWireVersion = TANDEM_WIRE_VERSION;
 inline constexpr size_t kHeaderSize = 28;
 inline constexpr size_t kMacSize = 32;
 inline constexpr size_t kMaxBody = 16u << 20;
@@ -76,6 +85,7 @@ enum class RejectReason : int {
   kBadMac,         // wrong key or altered bytes
   kReplayed,       // counter not above the last accepted one
   kUnexpected,     // valid frame that this side does not accept at this point
+  kVersion,        // another wire format version: the peer runs another release
   kCount,
 };
 const char* RejectReasonName(RejectReason r);
@@ -95,6 +105,19 @@ class RejectCounters {
 
 // Maps a status returned by Decode / Session::Open to its refusal reason.
 RejectReason ReasonOf(const absl::Status& s);
+
+// Frames of another wire version this process refused, over every
+// connection: the pair's status raises the alarm `peer_incompatible` while
+// they keep coming, and the control daemon logs them (control/ops_watch.cc).
+struct VersionRefusals {
+  uint64_t count = 0;
+  uint8_t last_version = 0;     // the version the peer spoke
+  int64_t last_mono_ns = 0;     // CLOCK_MONOTONIC of the last one
+};
+VersionRefusals WireVersionRefusals();
+// True while such frames came in the last 10 s (a standby retries every few
+// hundred milliseconds): the alarm `peer_incompatible`.
+bool PeerIncompatible();
 
 using Mac = std::array<uint8_t, kMacSize>;
 

@@ -25,11 +25,18 @@
 # iputils-ping, scapy, pytest with pytest-timeout, ffmpeg, openssl for the
 # control API's test certificates, faketime for the pair's clock-step test,
 # python3-prometheus-client's text parser and
-# prometheus's promtool to check /metrics), BIRD 2 (bird2: the routing daemon
-# of routed mode, docs/routed.md, and the routers of the two-DC test bed), etcd
-# for the fleet's directory and its tests, the tools the docs mention
-# (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py come with dpdk and
-# dpdk-dev), and matplotlib for the benchmark's plot (scripts/bench/plot.py).
+# prometheus's promtool to check /metrics and the alert rules), BIRD 2 (bird2:
+# the routing daemon of routed mode, docs/routed.md, and the routers of the
+# two-DC test bed), etcd for the fleet's directory and its tests, the tools the
+# docs mention (dpdk-testpmd, dpdk-devbind.py, dpdk-telemetry.py come with dpdk
+# and dpdk-dev; dpdk-dumpcap too), and matplotlib for the benchmark's plot
+# (scripts/bench/plot.py).
+# Operations (docs/operations.md): libsystemd-dev (sd_notify: Type=notify and
+# the watchdog), debhelper, dpkg-dev and help2man (the Debian package and its
+# man pages, scripts/package.sh), python3-grpcio (the tests' gRPC health and
+# reflection client), tmux (the test of `tandemctl top`), bash-completion,
+# systemd (systemd-analyze verify of the units), and what the package test
+# calls (man-db, adduser, libc-bin's getent, dpkg).
 # Every program the suite runs is also in the table of
 # scripts/lib/check_tools.sh, which names what is missing; its test checks
 # that each package of that table is here.
@@ -45,6 +52,8 @@ TANDEM_DEBIAN_PACKAGES=(
   python3-prometheus-client prometheus ffmpeg openssl
   iproute2 bridge-utils ethtool tcpdump iputils-ping procps psmisc util-linux mount faketime
   bash coreutils bsdutils mawk bird2 etcd-server etcd-client
+  libsystemd-dev debhelper dpkg-dev help2man python3-grpcio tmux bash-completion systemd
+  man-db adduser libc-bin dpkg
 )
 
 # etcd's API definitions (.proto), from which the build generates the fleet's

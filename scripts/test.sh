@@ -392,6 +392,21 @@ if ((run_bench)); then
   fi
 fi
 
+if ((run_integration && ${#pytest_select[@]} == 0)); then
+  # The Debian package for test_package.py, built here (or reused: same
+  # source tree) so that its build, minutes on a cold ccache, is not taken
+  # from the integration suite's time cap (docs/operations.md).
+  phase "the Debian package (scripts/package.sh)"
+  if TANDEM_DEB_FLAGS=project nice "$root/scripts/package.sh" >"$results/package.log" 2>&1; then
+    echo "ok      package $(tail -1 "$results/package.log")"
+    passed=$((passed + 1))
+  else
+    tail -20 "$results/package.log" >&2
+    echo "FAILED  package build (log $results/package.log)" >&2
+    failed=$((failed + 1))
+  fi
+fi
+
 if ((run_integration)); then
   phase "integration tests (pytest tests/integration)"
   pytest_cap="${TANDEM_TEST_TIMEOUT_S:-1500}" pytest_suite integration \

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/keys.h"
+#include "common/toml_keys.h"
 
 namespace tandem::sw {
 namespace {
@@ -75,6 +76,22 @@ class Reader {
   absl::Status error_;
 };
 
+// Every key the parser below reads (docs/config.md); any other is an error.
+const std::vector<absl::string_view> kKnownKeys = {
+    "node", "shm_dir", "shm_group", "log_level",
+    "tables.legs", "tables.meetings",
+    "eal.args", "eal.main_lcore", "eal.worker_lcores",
+    "switch.burst", "switch.rx_ring", "switch.tx_ring", "switch.mbufs", "switch.idle_sleep_us",
+    "switch.idle_polls", "switch.zero_copy_min", "switch.mtu",
+    "access.vlan", "access.neigh_reachable_s", "access.neigh_probe_ms", "access.gateway4",
+    "access.gateway6", "access.prefixes", "access.slow_path_pps_per_source",
+    "telemetry.enabled",
+    "pair.node_id", "pair.peer_node_id", "pair.heartbeat_ms", "pair.worker_stall_ms", "pair.key",
+    "pair.key_file",
+    "shared_nic.xdp_prog", "shared_nic.media_ports",
+    "port[].name", "port[].devargs", "port[].xdp_steering",
+};
+
 }  // namespace
 
 absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
@@ -87,9 +104,15 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
     return absl::InvalidArgumentError(absl::StrCat(
         source, ":", e.source().begin.line, ": ", std::string(e.description())));
   }
+  if (absl::Status st = CheckKnownKeys(root, kKnownKeys, source); !st.ok()) return st;
   SwitchConfig c;
   Reader r(root, source);
   r.Str("node", c.node);
+  std::string level;
+  r.Str("log_level", level);
+  if (!level.empty() && !log::ParseLevel(level, &c.log_level)) {
+    r.Fail("log_level", "must be one of emerg, alert, crit, err, warning, notice, info, debug");
+  }
   r.Str("shm_dir", c.shm_dir);
   r.Str("shm_group", c.shm_group);
   r.Int("tables.legs", c.capacity.legs, 1, int64_t{1} << 30);

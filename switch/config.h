@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/log.h"
 #include "common/net/addr.h"
 #include "common/tables/tables.h"
 
@@ -30,6 +31,7 @@ struct SwitchConfig {
   std::string shm_dir = "/dev/shm/tandem";
   std::string shm_group;
   tables::Capacity capacity;
+  log::Level log_level = log::Level::kInfo;  // the least important level logged
 
   std::vector<std::string> eal_args;
   unsigned main_lcore = 0;

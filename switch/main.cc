@@ -8,8 +8,11 @@
 #include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
+#include <rte_log.h>
 #include <rte_mbuf.h>
+#include <rte_pdump.h>
 #include <rte_ring.h>
+#include <rte_version.h>
 #include <rte_telemetry.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -18,13 +21,20 @@
 
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/log.h"
+#include "common/sd_notify.h"
 #include "common/secure_file.h"
+#include "common/tables/layout.h"
+#include "common/version.h"
+#include "mirror/wire.h"
 #include "switch/config.h"
 #include "switch/dataplane.h"
 #include "switch/handoff.h"
@@ -40,8 +50,46 @@ void OnSignal(int) {
   if (g_dp) g_dp->stop.store(true);
 }
 
+// The switch's own messages go through DPDK's log, under the log type
+// "tandem.switch" (EAL's --log-level=tandem.switch:debug selects them), and
+// DPDK's stream is common/log's format: journald priorities under systemd,
+// time stamps elsewhere (docs/operations.md, "Logs").
+int g_logtype = RTE_LOGTYPE_USER1;
+
+ssize_t LogStreamWrite(void*, const char* buf, size_t size) {
+  // rte_log's levels are syslog's + 1 (RTE_LOG_EMERG is 1).
+  int level = std::clamp(rte_log_cur_msg_loglevel() - 1, 0, 7);
+  absl::string_view text(buf, size);
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    absl::string_view line = text.substr(0, nl);
+    if (!line.empty()) log::Write(static_cast<log::Level>(level), line);
+    if (nl == absl::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+  return static_cast<ssize_t>(size);
+}
+
+void InitLog(log::Level level) {
+  log::Init("tandem-switch", level);
+  g_logtype = rte_log_register_type_and_pick_level("tandem.switch", RTE_LOG_INFO);
+  if (g_logtype < 0) g_logtype = RTE_LOGTYPE_USER1;
+  rte_log_set_level(g_logtype, static_cast<uint32_t>(level) + 1);
+  cookie_io_functions_t io{nullptr, LogStreamWrite, nullptr, nullptr};
+  if (FILE* f = fopencookie(nullptr, "w", io)) {
+    setvbuf(f, nullptr, _IOFBF, 4096);  // rte_log flushes each message: one write
+    rte_openlog_stream(f);
+  }
+}
+
+template <typename... Args>
+void Log(log::Level level, const absl::FormatSpec<Args...>& fmt, const Args&... args) {
+  rte_log(static_cast<uint32_t>(level) + 1, static_cast<uint32_t>(g_logtype), "%s\n",
+          absl::StrFormat(fmt, args...).c_str());
+}
+
 void Die(const std::string& msg) {
-  std::fprintf(stderr, "tandem-switch: %s\n", msg.c_str());
+  Log(log::Level::kErr, "%s", msg);
   std::exit(1);
 }
 
@@ -57,6 +105,26 @@ struct WorkerArg {
 int WorkerMain(void* arg) {
   auto* w = static_cast<WorkerArg*>(arg);
   return RunWorker(*w->dp, w->index, static_cast<uint16_t>(w->index));
+}
+
+// A port's NUMA node; a virtual device (SOCKET_ID_ANY) is the main lcore's.
+int PortSocket(uint16_t port_id) {
+  int socket = rte_eth_dev_socket_id(port_id);
+  return socket < 0 ? static_cast<int>(rte_socket_id()) : socket;
+}
+
+// Packet pools by NUMA node: a port receives into buffers on its own node, so
+// its NIC writes and its worker reads local memory (docs/bare-metal.md).
+std::map<int, rte_mempool*> g_rx_pools;
+uint32_t g_pool_mbufs = 0;
+
+rte_mempool* RxPool(int socket) {
+  if (auto it = g_rx_pools.find(socket); it != g_rx_pools.end()) return it->second;
+  // The pool of the copies is the first (main.cc, before the ports).
+  rte_mempool* pool = rte_pktmbuf_pool_create(absl::StrCat("pkt-n", socket).c_str(), g_pool_mbufs,
+                                              256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+  if (pool) g_rx_pools[socket] = pool;
+  return pool;
 }
 
 absl::Status SetUpPort(Dataplane& dp, const PortConfig& pc, uint32_t index) {
@@ -86,9 +154,17 @@ absl::Status SetUpPort(Dataplane& dp, const PortConfig& pc, uint32_t index) {
   }
   uint16_t rxd = dp.cfg.rx_ring, txd = dp.cfg.tx_ring;
   rte_eth_dev_adjust_nb_rx_tx_desc(id, &rxd, &txd);
-  int socket = rte_eth_dev_socket_id(id);
+  int socket = PortSocket(id);
+  rte_mempool* pool = RxPool(socket);
+  if (!pool) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "port '", pc.name, "': cannot create its packet pool on NUMA node ", socket, ": ",
+        rte_strerror(rte_errno), " (give the EAL memory on that node, e.g. --socket-mem, or "
+        "lower switch.mbufs)"));
+  }
+  Log(log::Level::kInfo, "port %s: NUMA node %d, packet pool %s", pc.name, socket, pool->name);
   for (uint16_t q = 0; q < queues; ++q) {
-    if (int rc = rte_eth_rx_queue_setup(id, q, rxd, socket, nullptr, dp.pool); rc != 0) {
+    if (int rc = rte_eth_rx_queue_setup(id, q, rxd, socket, nullptr, pool); rc != 0) {
       return absl::InternalError(absl::StrCat("port '", pc.name, "': RX queue: ", rte_strerror(-rc)));
     }
     if (int rc = rte_eth_tx_queue_setup(id, q, txd, socket, nullptr); rc != 0) {
@@ -199,6 +275,18 @@ int TelemetryTables(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
+// True while every worker's heartbeat is younger than pair.worker_stall_ms:
+// the condition under which the main loop feeds systemd's watchdog, so a
+// stalled worker (or a stuck main loop) gets the switch restarted.
+bool WorkersHealthy(const Dataplane& dp, uint64_t now) {
+  uint64_t stall = uint64_t{dp.cfg.worker_stall_ms} * 1000000;
+  for (uint32_t w = 0; w < dp.cfg.worker_lcores.size(); ++w) {
+    uint64_t hb = dp.state.health(w).heartbeat_ns.load(std::memory_order_relaxed);
+    if (hb == 0 || (now > hb && now - hb > stall)) return false;
+  }
+  return true;
+}
+
 // The last tick of the slowest of this switch's threads: up to then every
 // heartbeat that reached the port has been taken in.
 uint64_t ListeningUntil(const Dataplane& dp, uint64_t now) {
@@ -226,11 +314,10 @@ void ExcuseOwnStall(Dataplane& dp, uint64_t stall_ns, uint64_t now) {
   ++stalls;
   if (now - logged_ns >= 10'000'000'000ull) {  // at most one line in 10 s
     logged_ns = now;
-    std::fprintf(stderr,
-                 "tandem-switch: stalled %llu ms without listening (%llu stalls so far): "
-                 "the peer's silence meanwhile is not counted\n",
-                 static_cast<unsigned long long>(stall_ns / 1000000),
-                 static_cast<unsigned long long>(stalls));
+    Log(log::Level::kNotice,
+        "stalled %d ms without listening (%d stalls so far): the peer's silence meanwhile is "
+        "not counted",
+        stall_ns / 1000000, stalls);
   }
 }
 
@@ -241,6 +328,8 @@ int MainLoop(Dataplane& dp, SlowPath& slow, xdp::SharedNic& shared_nic) {
   health.lcore.store(rte_lcore_id());
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
   uint64_t last_stats = 0;
+  uint64_t watchdog_ns = sd::WatchdogUsec() * 1000 / 4, last_watchdog = 0;
+  bool healthy = true;
   uint64_t listened = MonotonicNs();
   const uint64_t stall_ns = 2ull * std::max<uint32_t>(dp.cfg.heartbeat_ms, 10) * 1000000ull;
   while (!dp.stop.load()) {
@@ -254,6 +343,20 @@ int MainLoop(Dataplane& dp, SlowPath& slow, xdp::SharedNic& shared_nic) {
     if (now - last_stats > 100 * 1000000ull) {
       UpdatePortStats(dp);
       last_stats = now;
+      bool h = WorkersHealthy(dp, now);
+      if (h != healthy) {
+        if (h) {
+          Log(log::Level::kNotice, "every worker runs again");
+        } else {
+          Log(log::Level::kCrit, "a worker stalled (no heartbeat for %d ms)%s",
+              dp.cfg.worker_stall_ms, watchdog_ns ? ": the watchdog is no longer fed" : "");
+        }
+        healthy = h;
+      }
+      if (watchdog_ns && healthy && now - last_watchdog >= watchdog_ns) {
+        sd::WatchdogPing();
+        last_watchdog = now;
+      }
     }
     // The main thread's tick is the time up to which the switch took in
     // everything (stalls excused first): tandem-control judges the peer's
@@ -270,30 +373,79 @@ int MainLoop(Dataplane& dp, SlowPath& slow, xdp::SharedNic& shared_nic) {
   return 0;
 }
 
+void PrintVersion() {
+  std::printf("tandem-switch %s (commit %s)\nwire format %d, tables layout %d, state layout %d, %s\n",
+              TANDEM_VERSION, TANDEM_COMMIT, mirror::kWireVersion, tables::kTablesVersion,
+              tables::kStateVersion, rte_version());
+}
+
+void PrintHelp() {
+  std::printf(
+      "usage: tandem-switch --config FILE [--check-config]\n"
+      "The DPDK data plane of a Tandem node. docs/config.md describes the file.\n\n"
+      "  -c, --config FILE   the configuration (TOML); required\n"
+      "      --check-config  check FILE (every key, the pair key file, shm_group)\n"
+      "                      and exit: 0 when it is valid, 2 with the reason when not;\n"
+      "                      starts nothing and creates nothing\n"
+      "      --version       print the version, the commit and the format versions\n"
+      "  -h, --help          print this help\n\n"
+      "Logs go to stderr: with syslog priority prefixes under systemd, with time stamps\n"
+      "otherwise; DPDK's log type of the switch is tandem.switch (EAL argument\n"
+      "--log-level=tandem.switch:debug in eal.args, or log_level in the file).\n");
+}
+
 int Main(int argc, char** argv) {
   std::string config_path;
+  bool check_only = false;
+  log::Init("tandem-switch");
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if ((a == "--config" || a == "-c") && i + 1 < argc) {
       config_path = argv[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      config_path = a.substr(9);
+    } else if (a == "--check-config") {
+      check_only = true;
+    } else if (a == "--version") {
+      PrintVersion();
+      return 0;
     } else if (a == "--help" || a == "-h") {
-      std::printf(
-          "usage: tandem-switch --config FILE.toml\n"
-          "The DPDK data plane of a Tandem node; see docs/config.md for the file.\n");
+      PrintHelp();
       return 0;
     } else {
-      Die(absl::StrCat("unknown argument '", a, "' (try --help)"));
+      std::fprintf(stderr, "tandem-switch: unknown argument '%s' (try --help)\n", a.c_str());
+      return 2;
     }
   }
-  if (config_path.empty()) Die("--config FILE is required (try --help)");
-  auto cfg = LoadSwitchConfig(config_path);
-  if (!cfg.ok()) Die(std::string(cfg.status().message()));
-  std::optional<gid_t> shm_group;
-  if (!cfg->shm_group.empty()) {
-    auto g = LookupGroup(cfg->shm_group);
-    if (!g.ok()) Die(absl::StrCat(config_path, ": shm_group ", g.status().message()));
-    shm_group = *g;
+  if (config_path.empty()) {
+    std::fprintf(stderr, "tandem-switch: --config FILE is required (try --help)\n");
+    return 2;
   }
+  auto cfg = LoadSwitchConfig(config_path);
+  std::optional<gid_t> shm_group;
+  absl::Status checked = cfg.status();
+  if (cfg.ok() && !cfg->shm_group.empty()) {
+    auto g = LookupGroup(cfg->shm_group);
+    if (g.ok()) {
+      shm_group = *g;
+    } else {
+      checked = absl::InvalidArgumentError(
+          absl::StrCat(config_path, ": shm_group ", g.status().message()));
+    }
+  }
+  if (check_only) {
+    if (!checked.ok()) {
+      std::fprintf(stderr, "tandem-switch: %s\n", std::string(checked.message()).c_str());
+      return 2;
+    }
+    std::printf("%s: ok\n", config_path.c_str());
+    return 0;
+  }
+  if (!checked.ok()) {
+    std::fprintf(stderr, "tandem-switch: %s\n", std::string(checked.message()).c_str());
+    return 1;
+  }
+  InitLog(cfg->log_level);
 
   static Dataplane dp;
   dp.cfg = *cfg;
@@ -329,6 +481,12 @@ int Main(int argc, char** argv) {
                      absl::StrJoin(args, " "), ")"));
   }
   dp.tsc_hz = rte_get_tsc_hz();
+  // dpdk-dumpcap (a secondary process, same --file-prefix) may capture any
+  // port while the switch forwards: docs/operations.md, "Packet capture".
+  if (rte_pdump_init() != 0) {
+    Log(log::Level::kWarning, "packet capture unavailable: rte_pdump_init: %s",
+        rte_strerror(rte_errno));
+  }
 
   if (auto st = PreparePrivateDir(dp.cfg.shm_dir, shm_group); !st.ok()) {
     Die(std::string(st.message()));
@@ -358,19 +516,30 @@ int Main(int argc, char** argv) {
   sh.heartbeat_node_id.store(dp.cfg.pair_node_id);
   if (dp.cfg.pair_node_id != 0 && dp.tables.role() == tables::Role::kActive) {
     dp.hold_active.store(true);
-    std::fprintf(stderr,
-                 "tandem-switch: the tables say active: holding until the peer is heard\n");
+    Log(log::Level::kNotice, "the tables say active: holding until the peer is heard");
   }
   dp.neigh = NeighTable(&dp.state.neigh(0));
 
   unsigned nb_ports = static_cast<unsigned>(dp.cfg.ports.size());
   uint32_t mbufs = std::max<uint32_t>(dp.cfg.mbufs,
                                       nb_ports * workers * (dp.cfg.rx_ring + dp.cfg.tx_ring) + 4096);
-  dp.pool = rte_pktmbuf_pool_create("pkt", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                    rte_socket_id());
+  // The pools for copies (full, header, clone) are on the access port's node,
+  // where most copies leave; each port's RX pool is on its own node (RxPool).
+  g_pool_mbufs = mbufs;
+  int copy_socket = static_cast<int>(rte_socket_id());
+  for (uint32_t i = 0; i < nb_ports; ++i) {
+    uint16_t id;
+    if (dp.cfg.ports[i].role == PortRole::kAccess &&
+        rte_eth_dev_get_port_by_name(DevName(dp.cfg.ports[i].devargs).c_str(), &id) == 0) {
+      copy_socket = PortSocket(id);
+    }
+  }
+  dp.pool = rte_pktmbuf_pool_create(absl::StrCat("pkt-n", copy_socket).c_str(), mbufs, 256, 0,
+                                    RTE_MBUF_DEFAULT_BUF_SIZE, copy_socket);
+  if (dp.pool) g_rx_pools[copy_socket] = dp.pool;
   dp.hdr_pool = rte_pktmbuf_pool_create("hdr", mbufs, 256, 0, RTE_PKTMBUF_HEADROOM + 128,
-                                        rte_socket_id());
-  dp.clone_pool = rte_pktmbuf_pool_create("clone", mbufs, 256, 0, 0, rte_socket_id());
+                                        copy_socket);
+  dp.clone_pool = rte_pktmbuf_pool_create("clone", mbufs, 256, 0, 0, copy_socket);
   if (!dp.pool || !dp.hdr_pool || !dp.clone_pool) {
     Die(absl::StrCat("cannot create mbuf pools of ", mbufs, " mbufs: ", rte_strerror(rte_errno),
                      " (give the EAL more memory, e.g. -m 1024, or lower switch.mbufs)"));
@@ -413,17 +582,15 @@ int Main(int argc, char** argv) {
       Die(absl::StrCat("cannot launch worker on lcore ", dp.cfg.worker_lcores[w]));
     }
   }
-  std::fprintf(stderr,
-               "tandem-switch: node %s, %u worker(s), tables %s (%u legs in use of %u), role %s "
-               "epoch %llu\n",
-               dp.cfg.node.c_str(), workers,
-               tables::TablesPath(dp.cfg.shm_dir, dp.cfg.node).c_str(),
-               dp.tables.header().leg_count.load(), dp.tables.leg_capacity(),
-               dp.tables.role() == tables::Role::kActive ? "active" : "standby",
-               static_cast<unsigned long long>(dp.tables.epoch()));
-  std::fprintf(stderr, "tandem-switch: forwarding\n");
-  std::fflush(stderr);
+  std::string role = dp.tables.role() == tables::Role::kActive ? "active" : "standby";
+  Log(log::Level::kNotice,
+      "node %s, %d worker(s), tables %s (%d legs in use of %d), role %s epoch %d", dp.cfg.node,
+      workers, tables::TablesPath(dp.cfg.shm_dir, dp.cfg.node), dp.tables.header().leg_count.load(),
+      dp.tables.leg_capacity(), role, dp.tables.epoch());
+  Log(log::Level::kNotice, "forwarding");
+  sd::Ready(absl::StrCat("forwarding: node ", dp.cfg.node, ", ", workers, " worker(s), ", role));
   MainLoop(dp, slow, shared_nic);
+  sd::Stopping();
 
   rte_eal_mp_wait_lcore();
   shared_nic.LogCounters();
@@ -433,8 +600,9 @@ int Main(int argc, char** argv) {
   }
   shared_nic.CheckDetached();  // net_af_xdp detaches on close; verify
   sh.switch_pid.store(0);
+  rte_pdump_uninit();
+  Log(log::Level::kNotice, "stopped");
   rte_eal_cleanup();
-  std::fprintf(stderr, "tandem-switch: stopped\n");
   return 0;
 }
 

@@ -609,7 +609,9 @@ int Worker::Run() {
   uint32_t sleep_us = 1;
   uint64_t loops = 0;
   while (!dp_.stop.load(std::memory_order_relaxed)) {
+    uint64_t poll_start = rte_rdtsc();  // issue 19: busy share (tandem_worker_busy_seconds_total)
     uint32_t got = Poll();
+    if (got) wc_.busy_cycles += rte_rdtsc() - poll_start;  // issue 19
     ++loops;
     if ((loops & 63) == 0) {
       wc_.loops = loops;

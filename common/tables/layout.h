@@ -204,6 +204,10 @@ struct alignas(64) WorkerCounters {
   // Time in the switch, RX burst to TX burst, in TSC cycles: bucket i counts
   // bursts' packets whose time t has floor(4*log2(t)) == i (quarter octaves).
   uint64_t latency_hist[kLatencyBuckets];
+  // TSC cycles of polls that found packets: the worker's busy time. In the
+  // padding of the 64-byte aligned block: same size and offsets as before, an
+  // older switch leaves it 0 (no layout version change).
+  uint64_t busy_cycles;
 };
 
 struct alignas(64) WorkerHealth {

@@ -29,7 +29,10 @@
 #include "control.grpc.pb.h"
 #include "control/client/pair_client.h"
 #include "common/keys.h"
+#include "common/version.h"
+#include "control/ctl/completion.h"
 #include "control/ctl/fleet.h"
+#include "control/ctl/top.h"
 #include "control/ctl/json.h"
 
 namespace tandem::control {
@@ -1081,6 +1084,46 @@ std::vector<Command> Commands() {
                       return !(count && ++n >= count);
                     }));
                   }});
+  cmds.push_back({"top",
+                  "[--interval SECONDS] [--iterations N] [--meetings N]",
+                  "A live view of the node, refreshed every --interval (1 s): ports, workers,\n"
+                  "live meetings with packets per second in and out, drops by reason, the\n"
+                  "pair's role and lag. q or Ctrl-C quits; --iterations N prints N screens.",
+                  {"interval", "iterations", "meetings"},
+                  {},
+                  [](Context& c, const Args& a) {
+                    Need(a, 0, 0, "");
+                    TopOptions o;
+                    if (a.Has("interval")) {
+                      o.interval_s = ParseU32(a.Get("interval"), "--interval");
+                      if (o.interval_s < 1) throw UsageError{"--interval must be at least 1"};
+                    }
+                    if (a.Has("iterations")) {
+                      o.iterations = static_cast<int>(ParseU32(a.Get("iterations"), "--iterations"));
+                    }
+                    if (a.Has("meetings")) {
+                      o.meetings = static_cast<int>(ParseU32(a.Get("meetings"), "--meetings"));
+                    }
+                    if (int rc = RunTop(*c.client, o); rc != 0) exit(rc);
+                  }});
+  cmds.push_back({"completion bash", "",
+                  "Print the bash completion of tandemctl, generated from its commands\n"
+                  "(installed as /usr/share/bash-completion/completions/tandemctl).",
+                  {}, {},
+                  [](Context&, const Args& a) {
+                    Need(a, 0, 0, "");
+                    std::vector<CompletionCommand> list;
+                    for (const Command& cmd : Commands()) {
+                      list.push_back({cmd.name, cmd.options, cmd.flags});
+                    }
+                    fputs(BashCompletion(list,
+                                         {"api", "pair", "timeout", "tls-cert", "tls-key",
+                                          "tls-ca", "tls-server-name"},
+                                         {"json", "help", "version"})
+                              .c_str(),
+                          stdout);
+                  },
+                  true});
   // tandemctl fleet ... (control/ctl/fleet.cc): etcd, not the node's API.
   for (FleetCommand& f : FleetCommands()) {
     cmds.push_back({f.name, f.usage, f.help, f.options, f.flags,
@@ -1105,7 +1148,8 @@ void PrintHelp(const std::vector<Command>& cmds, const std::string& prefix) {
   printf(
       "usage: tandemctl [--api ADDR | --pair ADDR,ADDR] [--json] [--timeout SECONDS]\n"
       "                 [--tls-cert FILE --tls-key FILE] [--tls-ca FILE] [--tls-server-name NAME]\n"
-      "                 COMMAND [ARGS]\n\n"
+      "                 COMMAND [ARGS]\n"
+      "       tandemctl --version\n\n"
       "Operates a Tandem node through its control API (default %s,\n"
       "or $TANDEM_API). With --pair, every call goes to whichever node of the pair is active,\n"
       "also after a takeover. Every command takes --help.\n\n"
@@ -1177,6 +1221,9 @@ int Main(int argc, char** argv) {
       ctx.timeout_s = static_cast<int>(ParseU32(value("--timeout"), "--timeout"));
     } else if (s == "--help" || s == "-h") {
       help = true;
+    } else if (s == "--version") {
+      printf("tandemctl %s (commit %s)\n", TANDEM_VERSION, TANDEM_COMMIT);
+      return 0;
     } else {
       rest.push_back(s);
     }

@@ -64,6 +64,20 @@ TANDEM_TOOLS=(
   "etcd etcd-server tests/integration/helpers/etcd.py"
   "etcdctl etcd-client tests/integration/helpers/etcd.py"
   "faketime faketime tests/integration/test_pair_slowpath.py"
+  "dpdk-dumpcap dpdk-dev tests/integration/test_ops_capture.py"
+  "tmux tmux tests/integration/test_ops_top.py"
+  "systemd-analyze systemd tests/integration/test_ops_units.py,tests/integration/test_package.py"
+  "systemd-tmpfiles systemd tests/integration/test_ops_units.py"
+  "help2man help2man dist/meson.build"
+  "dpkg-buildpackage dpkg-dev scripts/package.sh"
+  "dh debhelper debian/rules"
+  "dpkg dpkg tests/integration/test_package.py"
+  "dpkg-query dpkg tests/integration/test_package.py"
+  "getent libc-bin tests/integration/test_package.py"
+  "deluser adduser tests/integration/test_package.py"
+  "delgroup adduser tests/integration/test_package.py"
+  "man man-db tests/integration/test_package.py"
+  "py:grpc python3-grpcio tests/integration/control_helpers/grpc_probe.py"
 )
 
 # Returns 1 and names each missing entry (and its package) on stderr.

@@ -227,7 +227,10 @@ std::string ProgramPath(const SwitchConfig& cfg) {
   std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) return "tandem_steer.bpf.o";
   std::filesystem::path dir = exe.parent_path();
-  for (const auto& p : {dir / "tandem_steer.bpf.o", dir / "xdp" / "tandem_steer.bpf.o"}) {
+  // Beside the binary (a build tree), its xdp/ folder, or the installed
+  // PREFIX/lib/tandem beside PREFIX/bin (the package: /usr/lib/tandem).
+  for (const auto& p : {dir / "tandem_steer.bpf.o", dir / "xdp" / "tandem_steer.bpf.o",
+                        dir.parent_path() / "lib" / "tandem" / "tandem_steer.bpf.o"}) {
     if (std::filesystem::exists(p, ec)) return p.string();
   }
   return (dir / "tandem_steer.bpf.o").string();

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/version.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
@@ -57,6 +58,7 @@ options:
   --meetings N     meeting capacity when apply creates the tables (default 262144)
   --json           print show, usage and stats as JSON
   --help           print this text
+  --version        print the version, the commit and the layout versions
 
 apply lines ('#' starts a comment):
   role active|standby EPOCH
@@ -886,6 +888,12 @@ absl::Status Run(const Options& o) {
 
 int main(int argc, char** argv) {
   using namespace tandem::tables;
+  if (argc == 2 && std::string(argv[1]) == "--version") {
+    std::cout << "tandem-tables " << TANDEM_VERSION << " (commit " << TANDEM_COMMIT
+              << ")\ntables layout " << kTablesVersion << ", state layout " << kStateVersion
+              << "\n";
+    return 0;
+  }
   auto options = ParseArgs(argc, argv);
   if (!options.ok()) {
     std::cerr << "tandem-tables: " << options.status().message() << "\n";

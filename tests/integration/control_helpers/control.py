@@ -90,6 +90,10 @@ ports = "{ports}"
 """)
         self.proc = None
         self.starts = 0
+        # Another build (an installed package) and a command it runs under
+        # (setpriv, as its systemd unit would): tests of upgrades.
+        self.binary = None
+        self.wrapper = []
 
     def _spawn(self, argv, log):
         """Starts the daemon process (a subclass may start it elsewhere)."""
@@ -99,7 +103,8 @@ ports = "{ports}"
         assert self.proc is None or self.proc.poll() is not None
         self.starts += 1
         log = open(self.workdir / f"control.{self.starts}.log", "w")
-        self.proc = self._spawn([str(control_binary()), "--config", str(self.config)], log)
+        binary = str(self.binary or control_binary())
+        self.proc = self._spawn([*self.wrapper, binary, "--config", str(self.config)], log)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -45,6 +45,10 @@ class Switch:
         self.starts = 0
         self.logs = []  # one log file per start
         self.env = None  # the environment of the next start (None: the test's)
+        # Another build of the switch (an installed package), and a command
+        # it runs under (setpriv, as its systemd unit would): tests of upgrades.
+        self.binary = None
+        self.wrapper = []
 
     def _config(self, mtu, idle_sleep_us, telemetry, extra_toml, access_toml):
         eal = [*paths.eal_memory_args(), "--file-prefix", self.file_prefix, "--no-pci"]
@@ -104,14 +108,14 @@ enabled = {"true" if telemetry else "false"}
 
     def start(self, timeout=30):
         """Starts the switch and waits for its READY_LINE on stderr."""
-        binary = paths.switch_binary()
+        binary = pathlib.Path(self.binary or paths.switch_binary())
         if not binary.exists():
             raise FileNotFoundError(f"{binary} is not built")
         self.starts += 1
         log_path = self.workdir / f"switch.{self.starts}.log"
         self.logs.append(log_path)
         log = open(log_path, "w")
-        self.proc = self.testbed.popen(self.host, [binary, "--config", self.config_path],
+        self.proc = self.testbed.popen(self.host, [*self.wrapper, binary, "--config", self.config_path],
                                        stdin=subprocess.DEVNULL, stdout=log,
                                        stderr=subprocess.STDOUT, env=self.env)
         log.close()

@@ -111,6 +111,39 @@ TEST(ConfigTest, NamesTheBadKey) {
   EXPECT_FALSE(c.ok());
 }
 
+// A key tandem-control does not read is an error naming it, in every table,
+// [routing] and [[routing.neighbor]] included.
+TEST(ConfigTest, UnknownKeysAreErrors) {
+  struct {
+    const char* text;
+    const char* message;
+  } cases[] = {
+      {"[api]\nlisen = \"unix:/x\"\n", "t.toml: unknown key 'api.lisen' (did you mean api.listen?)"},
+      {"[pair]\nmultiplyer = 3\n", "t.toml: unknown key 'pair.multiplyer' (did you mean pair.multiplier?)"},
+      {"[routing]\nlocal_as = 1\n[[routing.neighbor]]\naddress = \"198.18.30.1\"\nas = 2\nport = 179\n",
+       "t.toml: unknown key 'routing.neighbor[].port' (the keys of [[routing.neighbor]]: "
+       "address, as, local, interface)"},
+      {"[metrics]\nport = 9464\n", "t.toml: unknown key 'metrics.port' (the keys of [metrics]: "
+       "listen)"},
+      {"[api.roles]\nroot = [\"uid:0\"]\n", "t.toml: unknown key 'api.roles.root' (the keys of "
+       "[api.roles]: read_only, operator, admin)"},
+      {"[notify]\ncommand = \"/bin/true\"\ntimeout = 3\n",
+       "t.toml: unknown key 'notify.timeout' (did you mean notify.timeout_s?)"},
+  };
+  for (const auto& c : cases) {
+    auto r = ParseConfig(c.text, "t.toml");
+    ASSERT_FALSE(r.ok()) << c.text;
+    EXPECT_EQ(r.status().message(), c.message);
+  }
+  auto ok = ParseConfig("log_level = \"notice\"\n[notify]\ncommand = \"/bin/true\"\ntimeout_s = 3\n",
+                        "t.toml");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->notify_command, "/bin/true");
+  EXPECT_EQ(ok->notify_timeout_s, 3u);
+  EXPECT_EQ(ok->log_level, log::Level::kNotice);
+  EXPECT_FALSE(ParseConfig("[notify]\ncommand = \"notify.sh\"\n", "t.toml").ok());
+}
+
 TEST(ConfigTest, PoolVipsMustBeAccessVipsAndDefaultToThem) {
   auto c = ParseConfig("[access]\nvips = [\"198.18.0.100\"]\n[pool]\nvips = [\"198.18.0.9\"]\n",
                        "t.toml");

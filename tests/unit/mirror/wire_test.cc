@@ -3,6 +3,7 @@
 #include <random>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace tandem::mirror {
@@ -41,11 +42,23 @@ TEST(Wire, EveryTruncationIsRefusedAsTruncated) {
 
 TEST(Wire, MalformedHeadersRefused) {
   std::string f = Encode(Key(), MsgType::kAck, 1, 1, 1, EncodeU64(1));
-  for (int at : {0, 1, 2, 3}) {
+  for (int at : {0, 1, 3}) {
     std::string bad = f;
     bad[at] = static_cast<char>(0xEE);
     EXPECT_EQ(ReasonOf(Decode(bad).status()), RejectReason::kMalformed) << at;
   }
+  // Another version is no forgery: its own reason, both versions named, and
+  // recorded for the pair's peer_incompatible alarm.
+  std::string other = f;
+  other[2] = static_cast<char>(kWireVersion + 1);
+  uint64_t before = WireVersionRefusals().count;
+  absl::Status st = Decode(other).status();
+  EXPECT_EQ(ReasonOf(st), RejectReason::kVersion);
+  EXPECT_EQ(st.message(), absl::StrCat("wire format version ", kWireVersion + 1,
+                                       ", this build reads only version ", kWireVersion,
+                                       ": the peer runs a release this one cannot read"));
+  EXPECT_EQ(WireVersionRefusals().count, before + 1);
+  EXPECT_EQ(WireVersionRefusals().last_version, kWireVersion + 1);
   std::string huge = f;
   huge[27] = 0x7f;  // body length far above kMaxBody
   EXPECT_EQ(ReasonOf(FrameSize(huge).status()), RejectReason::kMalformed);

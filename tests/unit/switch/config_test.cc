@@ -113,6 +113,27 @@ TEST(SwitchConfig, ErrorsNameTheKey) {
   }
 }
 
+// A key the switch does not read is an error naming it (a typo must not
+// leave a default in force), with the nearest known key.
+TEST(SwitchConfig, UnknownKeysAreErrors) {
+  auto r = ParseSwitchConfig("[switch]\nidle_sleep_ms = 0\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
+                             "t.toml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "t.toml: unknown key 'switch.idle_sleep_ms' (did you mean switch.idle_sleep_us?)");
+  r = ParseSwitchConfig("[[port]]\nname=\"access\"\ndevargs=\"x\"\nqueues = 2", "t.toml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "t.toml: unknown key 'port[].queues' (the keys of [[port]]: name, devargs, "
+            "xdp_steering)");
+  r = ParseSwitchConfig("log_level = \"loud\"\n[[port]]\nname=\"access\"\ndevargs=\"x\"", "t.toml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("log_level"), std::string::npos);
+  r = ParseSwitchConfig("log_level = \"debug\"\n[[port]]\nname=\"access\"\ndevargs=\"x\"", "t.toml");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->log_level, log::Level::kDebug);
+}
+
 // The switch keys its heartbeats with the key derived from the pair key file,
 // never with the file's contents; a file others may read is refused.
 TEST(SwitchConfig, HeartbeatKeyIsDerivedFromTheKeyFile) {
