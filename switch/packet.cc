@@ -13,10 +13,9 @@ inline void PutBe16(uint8_t* p, uint16_t v) {
   p[1] = v & 0xff;
 }
 
-Parsed DropWith(Parsed p, Drop d) {
+void DropWith(Parsed& p, Drop d) {
   p.verdict = Verdict::kDrop;
   p.drop = d;
-  return p;
 }
 
 // Where a rewrite writes the addresses: offsets within the IP header.
@@ -25,8 +24,11 @@ inline uint16_t AddrLen(bool v4) { return v4 ? 4 : 16; }
 
 }  // namespace
 
-Parsed Parse(const uint8_t* p, uint32_t len, const ParseConfig& cfg) {
-  Parsed r;
+namespace {
+// Parse into the caller's object: every return leaves the result in `r`, so
+// Parse returns it without a copy (named return value), and a worker that
+// constructs its Parsed from Parse's result writes the packet's slot directly.
+void ParseInto(const uint8_t* p, uint32_t len, const ParseConfig& cfg, Parsed& r) {
   if (len < 14) return DropWith(r, Drop::kMalformed);
   bool to_us = std::memcmp(p, cfg.mac, 6) == 0;
   bool group = p[0] & 1;  // broadcast or multicast
@@ -53,13 +55,13 @@ Parsed Parse(const uint8_t* p, uint32_t len, const ParseConfig& cfg) {
   if (type == kEthHeartbeat) {
     r.frame_len = static_cast<uint16_t>(std::min<uint32_t>(len, 0xffff));
     r.verdict = Verdict::kSlowPath;
-    return r;
+    return;
   }
   if (type == kEthArp) {
     if (len < off + 28) return DropWith(r, Drop::kMalformed);
     r.frame_len = static_cast<uint16_t>(off + 28);
     r.verdict = Verdict::kSlowPath;
-    return r;
+    return;
   }
 
   const uint8_t* ip = p + off;
@@ -103,11 +105,11 @@ Parsed Parse(const uint8_t* p, uint32_t len, const ParseConfig& cfg) {
 
   if (proto == kProtoIcmp && r.v4) {
     r.verdict = Verdict::kSlowPath;
-    return r;
+    return;
   }
   if (proto == kProtoIcmp6 && !r.v4) {
     r.verdict = Verdict::kSlowPath;
-    return r;
+    return;
   }
   if (proto != kProtoUdp) return DropWith(r, Drop::kUnsupported);
   if (!to_us) return DropWith(r, Drop::kNotForUs);  // media is unicast to our MAC
@@ -133,6 +135,13 @@ Parsed Parse(const uint8_t* p, uint32_t len, const ParseConfig& cfg) {
   r.key.local_port = Be16(udp + 2);
   if (r.key.remote_port == 0 || r.key.local_port == 0) return DropWith(r, Drop::kMalformed);
   r.verdict = Verdict::kForward;
+  return;
+}
+}  // namespace
+
+Parsed Parse(const uint8_t* p, uint32_t len, const ParseConfig& cfg) {
+  Parsed r;
+  ParseInto(p, len, cfg, r);
   return r;
 }
 

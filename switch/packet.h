@@ -65,7 +65,7 @@ inline uint16_t CsumFold(uint32_t acc) {
 // words) and swaps the folded result to network order once: one's complement
 // addition is byte-order independent up to that final swap (RFC 1071). Four
 // times fewer additions than a loop over 16-bit words.
-inline uint32_t CsumAdd(uint32_t acc, const void* data, size_t len) {
+[[gnu::always_inline]] inline uint32_t CsumAdd(uint32_t acc, const void* data, size_t len) {
   const auto* b = static_cast<const uint8_t*>(data);
   uint64_t sum = 0;
   while (len >= 8) {

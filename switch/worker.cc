@@ -8,7 +8,9 @@
 #include <rte_prefetch.h>
 #include <sys/prctl.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -55,16 +57,31 @@ inline bool MappedV4(const IpAddr& a) {
 
 // One receiver of one packet, gathered before any copy is made.
 struct Receiver {
+  tables::LegCounters* usage;  // this worker's block of the leg
   uint32_t slot;
   uint8_t mac[6];
 };
+
+// An epoch for LegHops that no other worker, and no earlier switch process on
+// the same state region, used: the switch's restarts, its pid, the TSC and a
+// count of workers made in this process, mixed.
+uint32_t NewHopEpoch(const tables::StateView& state) {
+  static std::atomic<uint32_t> made{0};
+  uint64_t x = state.header().restarts.load(std::memory_order_relaxed) * 0x9e3779b97f4a7c15ULL;
+  x ^= uint64_t(getpid()) << 32 ^ rte_rdtsc() ^ uint64_t(made.fetch_add(1) + 1) * 0xc2b2ae3d27d4eb4fULL;
+  x ^= x >> 29;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  uint32_t e = uint32_t(x >> 32);
+  return e ? e : 1;
+}
 
 class Worker {
  public:
   Worker(Dataplane& dp, uint32_t index, uint16_t queue)
       : dp_(dp), index_(index), queue_(queue), wc_(dp.state.worker_counters(index)),
-        health_(dp.state.health(index)), neigh_(dp.neigh),
-        next_hops_(dp.cfg.prefixes, dp.cfg.gateway4, dp.cfg.gateway6) {
+        health_(dp.state.health(index)), usage_(&dp.state.leg_counters(index, 0)),
+        hops_(dp.neigh, NextHops(dp.cfg.prefixes, dp.cfg.gateway4, dp.cfg.gateway6),
+              NewHopEpoch(dp.state)) {
     for (size_t p = 0; p < dp.ports.size(); ++p) tx_[p].port = dp.ports[p].id;
     receivers_.resize(1024);
     sec_per_tsc_ = 1.0 / double(std::max<uint64_t>(dp.tsc_hz, 1));
@@ -131,11 +148,11 @@ class Worker {
   uint16_t burst_;
   tables::WorkerCounters& wc_;
   tables::WorkerHealth& health_;
+  tables::LegCounters* usage_;  // this worker's usage blocks, by leg slot
   tables::ReaderHandle reader_;
   ParseConfig pcfg_;
   TxBuffer tx_[tables::kMaxPorts];
-  NeighCache neigh_;
-  NextHops next_hops_;
+  LegHops hops_;
   std::vector<Receiver> receivers_;  // of the whole burst, per packet in order
   // A member, not a local: a local array of Parsed would run its default
   // initialisers for all kMaxBurst entries on every burst.
@@ -184,13 +201,14 @@ void Worker::UpdateClock(uint64_t tsc) {
 }
 
 tables::LegCounters& Worker::Usage(uint32_t slot, uint32_t gen) {
-  tables::LegCounters& c = dp_.state.leg_counters(index_, slot);
+  tables::LegCounters& c = usage_[slot];
   if (c.gen.load(std::memory_order_relaxed) != gen) [[unlikely]] {
     // The slot's previous occupant left; its counts are not this leg's.
     c.packets_in = c.bytes_in = c.packets_out = c.bytes_out = 0;
     c.drop_not_allowed = c.drop_policed = c.drop_other = 0;
     c.first_unix_ns = c.last_unix_ns = 0;
     c.policer_tsc = 0;
+    c.hop_epoch = 0;  // the next hop was the previous occupant's
     c.gen.store(gen, std::memory_order_release);
   }
   return c;
@@ -240,7 +258,7 @@ void Worker::Flush(uint32_t port_index) {
     // copy the queue refused is counted against the leg that missed it.
     uint32_t slot = m->hash.usr;
     if (slot < dp_.tables.leg_capacity()) {
-      tables::LegCounters& c = dp_.state.leg_counters(index_, slot);
+      tables::LegCounters& c = usage_[slot];
       if (c.packets_out) {
         c.packets_out--;
         c.bytes_out -= std::min<uint64_t>(c.bytes_out, rte_pktmbuf_pkt_len(m));
@@ -292,18 +310,18 @@ rte_mbuf* Worker::Replica(rte_mbuf* m, const Parsed& p) {
 // The sender's checks and its inbound usage. False when the packet is dropped.
 bool Worker::Admit(rte_mbuf* m, const Parsed& p, uint32_t slot) {
   const LegEntry& s = dp_.tables.leg(slot);
+  tables::LegCounters& u = Usage(slot, s.gen.load(std::memory_order_relaxed));
   // Anti-spoofing: a leg's packets come from the MAC its address (or its
   // gateway) resolved to; another host on the access network sending with a
   // member's address and port reaches nobody, nor counts as the member's.
   // Until the neighbour is known there is nothing to compare with.
   uint8_t known[6];
-  if (neigh_.Lookup(next_hops_.Of(s.key.remote), known) &&
+  if (hops_.Mac(u, s.key.remote, known) &&
       std::memcmp(known, rte_pktmbuf_mtod(m, const uint8_t*) + 6, 6) != 0) {
     DropLater(m, Drop::kNotForUs);
     return false;
   }
   uint32_t flags = s.flags.load(std::memory_order_acquire);
-  tables::LegCounters& u = Usage(slot, s.gen.load(std::memory_order_relaxed));
   u.packets_in++;
   u.bytes_in += p.frame_len;
   if (!u.first_unix_ns) u.first_unix_ns = now_unix_ns_;
@@ -342,16 +360,16 @@ uint32_t Worker::GatherReceivers(const LegEntry& sender, uint32_t sender_slot, u
     if (MappedV4(r.key.remote) != v4) continue;
     if (at + n == receivers_.size()) receivers_.resize(receivers_.size() * 2);
     Receiver& rc = receivers_[at + n];
-    IpAddr hop = next_hops_.Of(r.key.remote);
-    if (!neigh_.Lookup(hop, rc.mac)) {
-      ResolveRequest req{hop};
+    tables::LegCounters& u = Usage(i, r.gen.load(std::memory_order_relaxed));
+    if (!hops_.Mac(u, r.key.remote, rc.mac)) {
+      ResolveRequest req{hops_.next_hops().Of(r.key.remote)};
       rte_ring_mp_enqueue_elem(dp_.resolve_ring, &req, sizeof(req));
       wc_.drops[uint32_t(Drop::kNoNeighbour)]++;
-      Usage(i, r.gen.load(std::memory_order_relaxed)).drop_other++;
+      u.drop_other++;
       continue;
     }
+    rc.usage = &u;
     rc.slot = i;
-    PrefetchForWrite(&dp_.state.leg_counters(index_, i));
     ++n;
   }
   return n;
@@ -399,7 +417,7 @@ void Worker::FanOut(rte_mbuf* m, const Parsed& p, const Receiver* rcv, uint32_t 
     }
     uint32_t slot = rcv[k].slot;
     const LegEntry& r = dp_.tables.leg(slot);
-    tables::LegCounters& u = Usage(slot, r.gen.load(std::memory_order_relaxed));
+    tables::LegCounters& u = *rcv[k].usage;
     if (!c) {
       wc_.drops[uint32_t(Drop::kNoBuffer)]++;
       u.drop_other++;
@@ -453,8 +471,10 @@ void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
       DropLater(m, Drop::kUnsupported);
       continue;
     }
-    Parsed& p = parsed[i];
-    p = Parse(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), pcfg_);
+    // Built in place (guaranteed copy elision): an assignment went through a
+    // temporary, a 64-byte copy per packet.
+    Parsed& p = *::new (&parsed[i])
+        Parsed(Parse(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), pcfg_));
     if (p.verdict == Verdict::kDrop) {
       DropLater(m, p.drop);
       continue;
@@ -468,12 +488,19 @@ void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
       DropLater(m, Drop::kNotActive);
       continue;
     }
-    hashes[i] = tables::HashLegKey(p.key);
-    rte_prefetch0(&dp_.tables.bucket(hashes[i]));
     fwd[nfwd++] = i;
   }
   wc_.rx_packets += n;
   wc_.rx_bytes += rx_bytes;
+
+  // Hash and prefetch the bucket, apart from the parse: the key's bytes were
+  // just stored by Parse, and reading them back at once as wider words
+  // cannot be forwarded from the store buffer (a stall per packet, perf).
+  for (uint16_t k = 0; k < nfwd; ++k) {
+    uint16_t i = fwd[k];
+    hashes[i] = tables::HashLegKey(parsed[i].key);
+    rte_prefetch0(&dp_.tables.bucket(hashes[i]));
+  }
 
   // Phase 2: the buckets are on their way; fetch the first entry of each chain.
   uint32_t capacity = dp_.tables.leg_capacity();
@@ -496,7 +523,8 @@ void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
     }
     const LegEntry& s = dp_.tables.leg(slot);
     rte_prefetch0(&dp_.tables.meeting(s.meeting));
-    const auto* u = reinterpret_cast<const char*>(&dp_.state.leg_counters(index_, slot));
+    rte_prefetch0(reinterpret_cast<const char*>(&s) + 64);  // the rate limits (Police)
+    const auto* u = reinterpret_cast<const char*>(&usage_[slot]);
     PrefetchForWrite(u);
     PrefetchForWrite(u + 64);  // first/last_unix_ns live in the second line
     slots[nhit] = slot;
@@ -512,7 +540,13 @@ void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
     const LegEntry& s = dp_.tables.leg(slot);
     uint32_t first = dp_.tables.meeting(s.meeting).head[s.channel].load(std::memory_order_acquire);
     if (first == slot) first = s.group_next.load(std::memory_order_acquire);
-    if (first != kNil && first < capacity) rte_prefetch0(&dp_.tables.leg(first));
+    if (first != kNil && first < capacity) {
+      rte_prefetch0(&dp_.tables.leg(first));
+      // Its usage block: counters in the first line, the next hop in the second.
+      const auto* ru = reinterpret_cast<const char*>(&usage_[first]);
+      PrefetchForWrite(ru);
+      PrefetchForWrite(ru + 64);
+    }
     if (!budgets_.empty()) PrefetchForWrite(&budgets_[s.meeting]);
     slots[nadm] = slot;
     fwd[nadm++] = i;

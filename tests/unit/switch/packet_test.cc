@@ -421,62 +421,82 @@ TEST(NextHops, AgreesWithPrefixContains) {
   }
 }
 
-// A worker's NeighCache must never answer with what the table no longer
-// says: a new MAC, a neighbour gone incomplete, an entry added after a miss.
-TEST(NeighCache, FollowsTheTable) {
+// A worker's memo of a leg's next hop (LegHops, kept in the leg's usage
+// block) must never answer with what the table no longer says: a new MAC, a
+// neighbour gone incomplete, an entry added after a miss; nor trust what
+// another worker or an earlier switch process left in the block.
+TEST(LegHops, FollowsTheTable) {
   std::vector<tables::NeighEntry> entries(tables::kNeighCapacity);
   for (auto& e : entries) {
     e.seq.store(0);
     e.state.store(0);
   }
   NeighTable table(entries.data());
-  NeighCache cache(table);
   IpAddr gw = *IpAddr::Parse("198.18.0.1");
+  IpAddr remote = *IpAddr::Parse("198.19.7.7");  // behind the gateway
+  NextHops next({*IpPrefix::Parse("198.18.0.0/24")}, gw, IpAddr{});
+  LegHops hops(table, next, 7);
+  tables::LegCounters c{};
   uint8_t mac[6];
-  EXPECT_FALSE(cache.Lookup(gw, mac)) << "no entry yet";
+  EXPECT_FALSE(hops.Mac(c, remote, mac)) << "no entry yet";
 
   tables::NeighEntry* e = table.FindOrAdd(gw);
   ASSERT_NE(e, nullptr);
-  EXPECT_FALSE(cache.Lookup(gw, mac)) << "incomplete";
+  EXPECT_FALSE(hops.Mac(c, remote, mac)) << "incomplete";
   const uint8_t mac1[6] = {2, 0, 0, 0, 0, 1};
   NeighTable::Confirm(*e, mac1, 1);
-  ASSERT_TRUE(cache.Lookup(gw, mac));
+  ASSERT_TRUE(hops.Mac(c, remote, mac));
   EXPECT_EQ(std::memcmp(mac, mac1, 6), 0);
-  ASSERT_TRUE(cache.Lookup(gw, mac)) << "from the cache";
+  EXPECT_EQ(c.hop_epoch, 7u) << "remembered";
+  ASSERT_TRUE(hops.Mac(c, remote, mac)) << "from the memo";
   EXPECT_EQ(std::memcmp(mac, mac1, 6), 0);
 
   const uint8_t mac2[6] = {2, 0, 0, 0, 0, 2};
   NeighTable::Confirm(*e, mac2, 2);
-  ASSERT_TRUE(cache.Lookup(gw, mac));
-  EXPECT_EQ(std::memcmp(mac, mac2, 6), 0) << "the new MAC, not the cached one";
+  ASSERT_TRUE(hops.Mac(c, remote, mac));
+  EXPECT_EQ(std::memcmp(mac, mac2, 6), 0) << "the new MAC, not the remembered one";
 
   NeighTable::Write(*e, [&] { e->state.store(uint8_t(tables::NeighState::kIncomplete)); });
-  EXPECT_FALSE(cache.Lookup(gw, mac));
+  EXPECT_FALSE(hops.Mac(c, remote, mac));
   NeighTable::Write(*e, [&] { e->state.store(uint8_t(tables::NeighState::kStale)); });
-  EXPECT_TRUE(cache.Lookup(gw, mac)) << "stale is still usable";
+  EXPECT_TRUE(hops.Mac(c, remote, mac)) << "stale is still usable";
 
-  // Many addresses: every answer equals the table's, through collisions.
+  // A block written under another epoch (another worker, or the switch
+  // before a restart whose neighbour table said otherwise) is not trusted,
+  // even when its entry and sequence number match.
+  std::memcpy(e->mac, mac1, 6);  // as a predecessor's table might hold it, same seq
+  LegHops after_restart(table, next, 8);
+  ASSERT_TRUE(after_restart.Mac(c, remote, mac));
+  EXPECT_EQ(std::memcmp(mac, mac1, 6), 0) << "read from the table, not the old memo";
+  EXPECT_EQ(c.hop_epoch, 8u);
+
+  // Many legs, on-link and behind the gateway: every answer equals the table's.
   std::mt19937 rng(9);
   std::vector<IpAddr> hosts;
   for (int i = 0; i < 300; ++i) {
-    IpAddr a = IpAddr::FromV4(htonl(0xc6130000u + i));
+    // Half on-link (198.18.0.x), half behind the gateway.
+    IpAddr a = IpAddr::FromV4(htonl((i % 2 ? 0xc6120000u : 0xc6130000u) + i));
     hosts.push_back(a);
     if (i % 3) {
       uint8_t m[6] = {2, 1, 0, 0, uint8_t(i >> 8), uint8_t(i)};
       NeighTable::Confirm(*table.FindOrAdd(a), m, 3);
     }
   }
+  std::vector<tables::LegCounters> blocks(hosts.size());
+  for (auto& b : blocks) std::memset(static_cast<void*>(&b), 0, sizeof(b));
   for (int i = 0; i < 5000; ++i) {
-    const IpAddr& a = hosts[rng() % hosts.size()];
+    size_t k = rng() % hosts.size();
+    const IpAddr& a = hosts[k];
     uint8_t want[6] = {}, got[6] = {};
-    bool want_ok = table.Lookup(a, want);
-    ASSERT_EQ(cache.Lookup(a, got), want_ok) << a.ToString();
+    bool want_ok = table.Lookup(next.Of(a), want);
+    ASSERT_EQ(hops.Mac(blocks[k], a, got), want_ok) << a.ToString();
     if (want_ok) {
       ASSERT_EQ(std::memcmp(want, got, 6), 0) << a.ToString();
     }
     if (i % 500 == 0) {
       uint8_t m[6] = {2, 2, 0, 0, 0, uint8_t(i)};
       NeighTable::Confirm(*table.FindOrAdd(hosts[rng() % hosts.size()]), m, 4);
+      NeighTable::Confirm(*e, m, 4);  // the gateway too
     }
   }
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstddef>
+#include <cstring>
 #include <string>
 
 #include "absl/status/status.h"
@@ -23,6 +24,48 @@ using ::tandem::tables::testing::TempDir;
 using ::testing::HasSubstr;
 
 constexpr Capacity kSmall{.legs = 100, .meetings = 10};
+
+// HashLegKey is CRC-32C whichever way this build computes it (the crc32
+// instruction inline, through a function, or the bitwise loop): the writer
+// (control, built without SSE4.2) and the readers (the switch, built with it)
+// must put every key in the same bucket.
+TEST(HashLegKey, IsCrc32cEverywhere) {
+  // The check value of CRC-32C (RFC 3720): "123456789" -> 0xe3069283.
+  uint64_t w;
+  std::memcpy(&w, "12345678", 8);
+  uint32_t hw = Crc32c64(0xffffffffu, w);
+  uint32_t soft = crc32c_detail::Soft(0xffffffffu, w, 8);
+  EXPECT_EQ(hw, soft);
+  EXPECT_EQ(~crc32c_detail::Soft(hw, '9', 1), 0xe3069283u);
+  EXPECT_EQ(Crc32c32(0x1234u, 0xdeadbeefu), crc32c_detail::Soft(0x1234u, 0xdeadbeefu, 4));
+  LegKey v4{};
+  v4.remote = *IpAddr::Parse("198.19.1.2");
+  v4.local = *IpAddr::Parse("198.18.0.100");
+  v4.remote_port = 5004;
+  v4.local_port = 40000;
+  LegKey v6 = v4;
+  v6.remote = *IpAddr::Parse("2001:db8:2::7");
+  v6.local = *IpAddr::Parse("2001:db8:1::100");
+  // The values the bitwise loop gives (computed once, the same on every machine).
+  auto soft_hash = [](const LegKey& k, bool mapped) {
+    uint64_t x[4];
+    std::memcpy(x, k.remote.b, 16);
+    std::memcpy(x + 2, k.local.b, 16);
+    uint32_t h = 0x27a3cbd9u;
+    if (mapped) {
+      h = crc32c_detail::Soft(h, x[1], 8);
+      h = crc32c_detail::Soft(h, x[3] >> 32, 4);
+    } else {
+      for (uint64_t v : x) h = crc32c_detail::Soft(h, v, 8);
+    }
+    return uint64_t{crc32c_detail::Soft(h, uint32_t{k.remote_port} << 16 | k.local_port, 4)};
+  };
+  EXPECT_EQ(HashLegKey(v4), soft_hash(v4, true));
+  EXPECT_EQ(HashLegKey(v6), soft_hash(v6, false));
+  LegKey other = v4;
+  other.remote_port++;
+  EXPECT_NE(HashLegKey(other), HashLegKey(v4));
+}
 
 // Overwrites `size` bytes at `offset` of a region file, as a stray write would.
 template <typename T>
