@@ -30,7 +30,7 @@
 #include "control/client/pair_client.h"
 #include "common/keys.h"
 #include "control/ctl/fleet.h"
-#include "control/ctl/json.h"
+#include "control/client/json.h"
 
 namespace tandem::control {
 namespace {
