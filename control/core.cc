@@ -409,7 +409,6 @@ absl::Status Core::GetStatus(const v1::GetStatusRequest& req, v1::NodeStatus* ou
   out->set_log_id(changes_->log_id());
   out->set_pool_free(pool_.pool_free());
   out->set_version("0.1.0");
-  if (pair_status_) pair_status_(out->mutable_pair());
   if (!have_state_) return absl::OkStatus();
   const tables::StateHeader& h = state_.header();
   int32_t pid = h.switch_pid.load(std::memory_order_acquire);
@@ -1382,9 +1381,7 @@ std::string Core::RenderMetrics() {
   bool up = pid > 0 && kill(pid, 0) == 0;
   m.Gauge("tandem_switch_up", "1 when the switch process of this node runs", up ? 1 : 0);
   if (have_state_) AddSwitchMetrics(m);
-  std::string o = m.Serialize();
-  if (pair_metrics_) o += pair_metrics_();
-  return o;
+  return m.Serialize();
 }
 
 void Core::AddSwitchMetrics(MetricsText& m) {

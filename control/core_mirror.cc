@@ -38,7 +38,14 @@ uint64_t Sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 }  // namespace
 
 absl::Status Core::CheckWritable() const {
-  if (role_ == tables::Role::kActive) return write_gate_ ? write_gate_() : absl::OkStatus();
+  if (role_ == tables::Role::kActive) {
+    if (!config_.pair.enabled || !config_.pair.strict || standby_confirmed_.load()) {
+      return absl::OkStatus();
+    }
+    return absl::FailedPreconditionError(
+        "mode sync-strict: no standby holds a confirmed copy (none connected, or it is "
+        "resyncing): the write is refused and nothing changed");
+  }
   std::string where = config_.pair.peer_api.empty()
                           ? std::string("the active node of the pair")
                           : absl::StrCat("the active node at ", config_.pair.peer_api);
