@@ -378,8 +378,9 @@ void SetPolicyFromArgs(const Args& a, v1::Policy* p) {
   rate("leg-kbps", [&](uint32_t v) { p->set_leg_kbps(v); }, [&] { p->clear_leg_kbps(); });
   rate("meeting-copies", [&](uint32_t v) { p->set_meeting_copies_per_s(v); },
        [&] { p->clear_meeting_copies_per_s(); });
-  for (auto [ch, l] : {std::pair{"audio", p->mutable_audio()}, {"video", p->mutable_video()},
-                       {"share", p->mutable_share()}}) {
+  for (const auto& [ch, limits] : {std::pair{"audio", p->mutable_audio()},
+                                    {"video", p->mutable_video()}, {"share", p->mutable_share()}}) {
+    auto* l = limits;  // a variable, not a structured binding: clang 14 cannot capture those
     rate(absl::StrCat(ch, "-pps").c_str(), [&](uint32_t v) { l->set_pps(v); },
          [&] { l->clear_pps(); });
     rate(absl::StrCat(ch, "-kbps").c_str(), [&](uint32_t v) { l->set_kbps(v); },
