@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "control/records.h"
 
 namespace tandem::control {
 namespace {
@@ -32,31 +33,6 @@ constexpr uint64_t kAlarmHoldNs = 60'000'000'000ull;
 
 std::string MacText(const uint8_t m[6]) {
   return absl::StrFormat("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-}
-
-v1::Channel ToProto(tables::Channel c) {
-  switch (c) {
-    case tables::Channel::kAudio:
-      return v1::AUDIO;
-    case tables::Channel::kVideo:
-      return v1::VIDEO;
-    case tables::Channel::kShare:
-      return v1::SHARE;
-  }
-  return v1::CHANNEL_UNSPECIFIED;
-}
-
-absl::StatusOr<tables::Channel> FromProto(v1::Channel c) {
-  switch (c) {
-    case v1::AUDIO:
-      return tables::Channel::kAudio;
-    case v1::VIDEO:
-      return tables::Channel::kVideo;
-    case v1::SHARE:
-      return tables::Channel::kShare;
-    default:
-      return absl::InvalidArgumentError("channel must be audio, video or share");
-  }
 }
 
 void AddUsage(const v1::Usage& u, v1::Usage* acc) {
@@ -84,13 +60,6 @@ bool IsMulticastOrBroadcast(const IpAddr& a) {
 }
 
 const char* RoleName(tables::Role r) { return r == tables::Role::kActive ? "active" : "standby"; }
-
-v1::Change MakeChange(v1::Change::Kind kind, uint64_t id) {
-  v1::Change c;
-  c.set_kind(kind);
-  c.set_id(id);
-  return c;
-}
 
 }  // namespace
 
@@ -277,15 +246,11 @@ void Core::RefreshState() {
 }
 
 uint32_t Core::EffectiveFlags(const LegRec& leg) const {
-  uint32_t f = leg.requested;
   auto pit = participants_.find(leg.participant_id);
   auto mit = meetings_.find(leg.meeting_id);
-  if (pit != participants_.end() && mit != meetings_.end() && mit->second.presenter_only() &&
-      pit->second.p.role() == v1::ATTENDEE) {
-    f &= ~kLegSend;
-  }
-  if (leg.muted) f |= kLegMuted;
-  return f;
+  bool withheld = pit != participants_.end() && mit != meetings_.end() &&
+                  mit->second.presenter_only() && pit->second.p.role() == v1::ATTENDEE;
+  return LegTableFlags(leg.requested, leg.muted, withheld);
 }
 
 v1::Usage Core::LegUsage(uint64_t leg_id) const {
@@ -340,7 +305,7 @@ void Core::FillLeg(uint64_t leg_id, bool with_usage, v1::Leg* out) const {
   out->set_leg_id(leg_id);
   out->set_participant_id(s.participant_id);
   out->set_meeting_id(s.meeting_id);
-  out->set_channel(ToProto(s.channel));
+  out->set_channel(ChannelToProto(s.channel));
   out->set_remote(FormatEndpoint(s.key.remote, s.key.remote_port));
   out->set_local(FormatEndpoint(s.key.local, s.key.local_port));
   out->set_send((s.flags & kLegSend) && !(s.flags & kLegMuted));
@@ -416,7 +381,6 @@ absl::Status Core::GetStatus(const v1::GetStatusRequest& req, v1::NodeStatus* ou
   out->set_log_id(changes_->log_id());
   out->set_pool_free(pool_.pool_free());
   out->set_version("0.1.0");
-  if (pair_status_) pair_status_(out->mutable_pair());
   if (!have_state_) return absl::OkStatus();
   const tables::StateHeader& h = state_.header();
   int32_t pid = h.switch_pid.load(std::memory_order_acquire);
@@ -968,7 +932,7 @@ absl::Status Core::Join(const v1::JoinRequest& req, v1::JoinResponse* out) {
     for (int j = 0; j < pj.legs_size(); ++j) {
       const v1::LegRequest& lr = pj.legs(j);
       std::string where = absl::StrCat(who, "leg #", j + 1, ": ");
-      auto channel = FromProto(lr.channel());
+      auto channel = ChannelFromProto(lr.channel());
       if (!channel.ok())
         return absl::InvalidArgumentError(where + std::string(channel.status().message()));
       if (lr.recv_only() && lr.send_only()) {
@@ -1040,10 +1004,8 @@ absl::Status Core::Join(const v1::JoinRequest& req, v1::JoinResponse* out) {
       ChannelLimits limits = LegLimitsFor(config_.limits, policy, *channel);
       nl.spec.pps_limit = limits.pps;
       nl.spec.kbps_limit = limits.kbps;
-      uint32_t f = nl.rec.requested;
-      if (m.presenter_only() && p.role() == v1::ATTENDEE) f &= ~kLegSend;
-      if (nl.rec.muted) f |= kLegMuted;
-      nl.spec.flags = f;
+      nl.spec.flags = LegTableFlags(nl.rec.requested, nl.rec.muted,
+                                    m.presenter_only() && p.role() == v1::ATTENDEE);
       legs.push_back(std::move(nl));
     }
   }
@@ -1402,9 +1364,7 @@ std::string Core::RenderMetrics() {
   bool up = pid > 0 && kill(pid, 0) == 0;
   m.Gauge("tandem_switch_up", "1 when the switch process of this node runs", up ? 1 : 0);
   if (have_state_) AddSwitchMetrics(m);
-  std::string o = m.Serialize();
-  if (pair_metrics_) o += pair_metrics_();
-  return o;
+  return m.Serialize();
 }
 
 void Core::AddSwitchMetrics(MetricsText& m) {

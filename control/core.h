@@ -49,6 +49,7 @@ class Core {
   static absl::StatusOr<std::unique_ptr<Core>> Start(const Config& config);
   ~Core();
 
+  // The node's status; its `pair` field is the Service's (Pair::FillStatus).
   absl::Status GetStatus(const v1::GetStatusRequest& req, v1::NodeStatus* out);
 
   absl::Status CreateSite(const v1::CreateSiteRequest& req, v1::Site* out);
@@ -73,7 +74,8 @@ class Core {
   absl::Status ListLegs(const v1::ListLegsRequest& req, v1::ListLegsResponse* out);
   absl::Status GetUsage(const v1::GetUsageRequest& req, v1::GetUsageResponse* out);
 
-  // Prometheus text exposition of the node (tables, switch counters, store).
+  // Prometheus text exposition of the node (tables, switch counters, store);
+  // the pair's and the API's series are added by the metrics handler.
   std::string RenderMetrics();
   // Frees retired table entries; called periodically by the daemon.
   void Housekeeping();
@@ -138,19 +140,10 @@ class Core {
   // Commits the replicated changes applied so far to the store; only then may
   // the standby acknowledge them.
   absl::Status CommitReplicated();
-  // Hooks for status and metrics of the pair; called under the core's lock,
-  // so they must not call back into the core.
-  void SetPairHooks(std::function<void(v1::PairStatus*)> status,
-                    std::function<std::string()> metrics) {
-    pair_status_ = std::move(status);
-    pair_metrics_ = std::move(metrics);
-  }
-  // Asked, under the core's lock, before every write changes anything: an
-  // error refuses the write (mode sync-strict without a confirmed standby).
-  void SetWriteGate(std::function<absl::Status()> gate) {
-    absl::MutexLock lock(&mu_);
-    write_gate_ = std::move(gate);
-  }
+  // Mode sync-strict, active side: the pair tells whether a standby holds a
+  // confirmed copy. Without one every write is refused before it changes
+  // anything. (The pair pushes this down; the core never calls up into it.)
+  void SetStandbyConfirmed(bool confirmed) { standby_confirmed_.store(confirmed); }
 
  private:
   struct LegRec {
@@ -238,9 +231,7 @@ class Core {
   bool resync_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_set<uint64_t> seen_sites_, seen_meetings_, seen_participants_,
       seen_legs_ ABSL_GUARDED_BY(mu_);
-  std::function<void(v1::PairStatus*)> pair_status_;
-  std::function<std::string()> pair_metrics_;
-  std::function<absl::Status()> write_gate_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> standby_confirmed_{false};
 
   // Adoption figures, for status and logs.
   uint32_t adopted_legs_ = 0, removed_on_start_ = 0;

@@ -8,20 +8,13 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "control/core.h"
+#include "control/records.h"
 
 namespace tandem::control {
 namespace {
 
-using tables::kLegMuted;
 using tables::kLegRecv;
 using tables::kLegSend;
-
-v1::Change Put(v1::Change::Kind kind, uint64_t id) {
-  v1::Change c;
-  c.set_kind(kind);
-  c.set_id(id);
-  return c;
-}
 
 std::string Serialize(const v1::Change& c) {
   std::string s;
@@ -29,16 +22,19 @@ std::string Serialize(const v1::Change& c) {
   return s;
 }
 
-uint32_t TableFlags(const v1::Leg& leg) {
-  return (leg.send() ? kLegSend : 0) | (leg.recv() ? kLegRecv : 0) | (leg.muted() ? kLegMuted : 0);
-}
-
 uint64_t Sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 
 }  // namespace
 
 absl::Status Core::CheckWritable() const {
-  if (role_ == tables::Role::kActive) return write_gate_ ? write_gate_() : absl::OkStatus();
+  if (role_ == tables::Role::kActive) {
+    if (!config_.pair.enabled || !config_.pair.strict || standby_confirmed_.load()) {
+      return absl::OkStatus();
+    }
+    return absl::FailedPreconditionError(
+        "mode sync-strict: no standby holds a confirmed copy (none connected, or it is "
+        "resyncing): the write is refused and nothing changed");
+  }
   std::string where = config_.pair.peer_api.empty()
                           ? std::string("the active node of the pair")
                           : absl::StrCat("the active node at ", config_.pair.peer_api);
@@ -98,7 +94,7 @@ uint64_t Core::SetNodeRole(tables::Role role, uint64_t epoch, const std::string&
   if (role == tables::Role::kActive) {
     // Ids handed out from now on must not collide with replicated ones.
     leg_id_limit_ = next_leg_id_;
-    v1::Change c = Put(v1::Change::ROLE, 0);
+    v1::Change c = MakeChange(v1::Change::ROLE, 0);
     c.set_role("active");
     c.set_epoch(epoch);
     changes_->Append(std::move(c));
@@ -137,7 +133,7 @@ void Core::ReadSnapshot(SnapshotCursor& cur, size_t max_bytes, std::vector<std::
   size_t bytes = 0;
   for (; cur.next < cur.objects.size() && bytes < max_bytes; ++cur.next) {
     auto [kind, id] = cur.objects[cur.next];
-    v1::Change c = Put(kind, id);
+    v1::Change c = MakeChange(kind, id);
     if (kind == v1::Change::SITE_PUT) {
       auto it = sites_.find(id);
       if (it == sites_.end()) continue;
@@ -389,7 +385,9 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
     case v1::Change::LEG_PUT: {
       const v1::Leg& leg = c.leg();
       if (resync_) seen_legs_.insert(leg.leg_id());  // only a resync sweeps by them
-      uint32_t flags = TableFlags(leg);
+      // What the leg asked (records before `requested` existed: its flags).
+      const uint32_t requested =
+          leg.requested() ? leg.requested() : (leg.send() ? kLegSend : 0) | (leg.recv() ? kLegRecv : 0);
       auto remote = ParseEndpoint(leg.remote());
       auto local = ParseEndpoint(leg.local());
       if (auto it = legs_.find(leg.leg_id()); it != legs_.end()) {
@@ -409,8 +407,8 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
       }
       if (auto it = legs_.find(leg.leg_id()); it != legs_.end()) {
         it->second.muted = leg.muted();
-        if (leg.requested()) it->second.requested = leg.requested();
-        st.Update(writer_->SetLegFlags(leg.leg_id(), flags));
+        it->second.requested = requested;
+        st.Update(writer_->SetLegFlags(leg.leg_id(), EffectiveFlags(it->second)));
         st.Update(writer_->SetLegLimits(leg.leg_id(), leg.pps_limit(), leg.kbps_limit()));
         break;
       }
@@ -419,16 +417,29 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
                                                      " has a bad address"));
         break;
       }
+      auto channel = ChannelFromProto(leg.channel());
+      if (!channel.ok()) {
+        st = absl::InvalidArgumentError(
+            absl::StrCat("replicated leg ", leg.leg_id(), ": ", channel.status().message()));
+        break;
+      }
+      LegRec rec;
+      rec.participant_id = leg.participant_id();
+      rec.meeting_id = leg.meeting_id();
+      rec.requested = requested;
+      rec.muted = leg.muted();
+      rec.local = local->first;
+      rec.local_port = local->second;
       tables::LegSpec spec;
       spec.leg_id = leg.leg_id();
       spec.participant_id = leg.participant_id();
       spec.meeting_id = leg.meeting_id();
-      spec.channel = static_cast<tables::Channel>(std::max(0, int(leg.channel()) - 1));
+      spec.channel = *channel;
       spec.key.remote = remote->first;
       spec.key.remote_port = remote->second;
       spec.key.local = local->first;
       spec.key.local_port = local->second;
-      spec.flags = flags;
+      spec.flags = EffectiveFlags(rec);
       spec.pps_limit = leg.pps_limit();
       spec.kbps_limit = leg.kbps_limit();
       // A leg of an earlier life of this node may still hold the address.
@@ -437,13 +448,6 @@ absl::Status Core::ApplyReplicated(const v1::Change& c, std::string raw, bool sn
       st = writer_->AddLeg(spec);
       if (!st.ok()) break;
       (void)pool_.Reserve(local->first, local->second, leg.leg_id());
-      LegRec rec;
-      rec.participant_id = leg.participant_id();
-      rec.meeting_id = leg.meeting_id();
-      rec.requested = leg.requested() ? leg.requested() : (flags & (kLegSend | kLegRecv));
-      rec.muted = leg.muted();
-      rec.local = local->first;
-      rec.local_port = local->second;
       legs_[leg.leg_id()] = rec;
       participants_[rec.participant_id].legs.push_back(leg.leg_id());
       live_[rec.meeting_id].legs++;

@@ -314,7 +314,8 @@ int Run(int argc, char** argv) {
   std::thread http_thread;
   if (!config.metrics_listen.empty()) {
     http.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-      res.set_content((*core)->RenderMetrics() + service.RenderMetrics() + ops_metrics.Render(),
+      res.set_content((*core)->RenderMetrics() + (pair ? pair->Metrics() : std::string()) +
+                          service.RenderMetrics() + ops_metrics.Render(),
                       "text/plain; version=0.0.4");
     });
     if (!http.bind_to_port(checked->metrics_host, checked->metrics_port)) {

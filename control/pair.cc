@@ -128,9 +128,6 @@ absl::StatusOr<std::unique_ptr<Pair>> Pair::Start(Core& core) {
     if (!r.ok()) return r.status();
     p->routing_ = std::move(*r);
   }
-  core.SetPairHooks([pp = p.get()](v1::PairStatus* out) { pp->FillStatus(out); },
-                    [pp = p.get()] { return pp->Metrics(); });
-  core.SetWriteGate([pp = p.get()] { return pp->AdmitWrite(); });
   p->thread_ = std::thread([pp = p.get()] { pp->Loop(); });
   return p;
 }
@@ -138,8 +135,6 @@ absl::StatusOr<std::unique_ptr<Pair>> Pair::Start(Core& core) {
 Pair::~Pair() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
-  core_.SetPairHooks(nullptr, nullptr);
-  core_.SetWriteGate(nullptr);
   absl::MutexLock lock(&mu_);
   StopReplication();
 }
@@ -151,7 +146,7 @@ void Pair::StopReplication() {
     if (sink_) refused_base_[r] += sink_->rejects().Get(static_cast<mirror::RejectReason>(r));
   }
   serving_ = nullptr;
-  standby_confirmed_ = false;
+  core_.SetStandbyConfirmed(false);
   source_.reset();
   sink_.reset();
 }
@@ -301,13 +296,6 @@ absl::Status Pair::CompareDigest(absl::string_view body) {
   return absl::OkStatus();
 }
 
-absl::Status Pair::AdmitWrite() const {
-  if (!cfg_.strict || standby_confirmed_.load()) return absl::OkStatus();
-  return absl::FailedPreconditionError(
-      "mode sync-strict: no standby holds a confirmed copy (none connected, or it is "
-      "resyncing): the write is refused and nothing changed");
-}
-
 absl::Status Pair::WaitReplicated() {
   if (!cfg_.sync) return absl::OkStatus();
   std::shared_ptr<mirror::ReplicationSource> s;
@@ -402,7 +390,7 @@ void Pair::Step(absl::Time now) {
       next_listen_retry_ = now + absl::Seconds(1);
       BecomeActive();  // the listener could not bind before: alarmed meanwhile
     }
-    standby_confirmed_ = source_ && source_->status().standby_synced;
+    core_.SetStandbyConfirmed(source_ && source_->status().standby_synced);
     if (!machine_) {
       if (now < decide_from_) return;
       mirror::RoleConfig rc;

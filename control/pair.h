@@ -60,9 +60,6 @@ class Pair {
   // degraded) OK in mode "sync", DeadlineExceeded in "sync-strict".
   // DeadlineExceeded if the standby does not confirm in time.
   absl::Status WaitReplicated();
-  // Before a write changes anything (Core::SetWriteGate): in mode
-  // "sync-strict", FailedPrecondition unless a standby holds a confirmed copy.
-  absl::Status AdmitWrite() const;
 
   // Active node: puts a digest of the site data into the stream now.
   absl::StatusOr<v1::ComparePairResponse> Compare();
@@ -72,6 +69,8 @@ class Pair {
   // The writes lost at the last takeover (control.proto, LostWritesResponse).
   v1::LostWritesResponse LostWrites() const;
 
+  // Status and Prometheus lines of the pair, for whoever serves them (the
+  // Service's GetStatus, the /metrics handler); the core never asks for them.
   void FillStatus(v1::PairStatus* out) const;
   std::string Metrics() const;
 
@@ -102,8 +101,6 @@ class Pair {
   mirror::SwitchHeartbeatFeed feed_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<mirror::ReplicationSource> source_ ABSL_GUARDED_BY(mu_);
   std::atomic<mirror::ReplicationSource*> serving_{nullptr};  // source_, for the snapshot
-  // Active, mode sync-strict: a standby holds a confirmed copy (for AdmitWrite).
-  std::atomic<bool> standby_confirmed_{false};
   // Active without a source: why it could not listen; tried again every second.
   std::string listen_error_ ABSL_GUARDED_BY(mu_);
   absl::Time next_listen_retry_ ABSL_GUARDED_BY(mu_);

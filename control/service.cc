@@ -77,7 +77,9 @@ std::string Service::RenderMetrics() const {
 grpc::Status Service::GetStatus(grpc::ServerContext* ctx, const v1::GetStatusRequest* req,
                                 v1::NodeStatus* resp) {
   if (grpc::Status a = Allow(ctx, "GetStatus"); !a.ok()) return a;
-  return Reply("GetStatus", core_.GetStatus(*req, resp));
+  absl::Status st = core_.GetStatus(*req, resp);
+  if (st.ok() && pair_) pair_->FillStatus(resp->mutable_pair());
+  return Reply("GetStatus", st);
 }
 grpc::Status Service::CreateSite(grpc::ServerContext* ctx, const v1::CreateSiteRequest* req,
                                  v1::Site* resp) {

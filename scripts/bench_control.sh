@@ -11,9 +11,9 @@ build=${1:-$here/build}
 [[ $# -gt 0 ]] && shift
 [[ ${1:-} == "--" ]] && shift
 daemon=$build/control/tandem-control
-bench=$build/control/tandem-control-bench
+bench=$build/tests/bench/tandem-control-bench
 for b in "$daemon" "$bench"; do
-  [[ -x $b ]] || { echo "bench_control: $b not built (ninja -C $build control/tandem-control control/tandem-control-bench)" >&2; exit 1; }
+  [[ -x $b ]] || { echo "bench_control: $b not built (ninja -C $build control/tandem-control tests/bench/tandem-control-bench)" >&2; exit 1; }
 done
 
 dir=$(mktemp -d /dev/shm/tandem-bench.XXXXXX)

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Replication throughput and lag (issue 4, "Throughput"): a real
 # ReplicationSource and ReplicationSink (HMAC, framing, acks) over loopback
-# TCP, in mirror/mirror_bench. Prints its lines, then the goals as a table.
+# TCP, in tests/bench/mirror_bench. Prints its lines, then the goals as a table.
 #   scripts/bench_mirror.sh [--seconds=5] [--records=1000000] [--record_bytes=100]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${TANDEM_BUILD_DIR:-$root/build}"
-[[ -x "$build/mirror/mirror_bench" ]] || "$root/scripts/setup.sh"
-out="$("$build/mirror/mirror_bench" "$@")"
+[[ -x "$build/tests/bench/mirror_bench" ]] || "$root/scripts/setup.sh"
+out="$("$build/tests/bench/mirror_bench" "$@")"
 echo "$out"
 echo "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 /usr/bin/python3 - "$out" <<'PY'

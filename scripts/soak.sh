@@ -22,7 +22,7 @@ for a in "$@"; do
     exec /usr/bin/python3 "$root/scripts/soak/soak.py" --help
   fi
 done
-for f in switch/tandem-switch control/tandem-control control/tandemctl control/tandem-churn; do
+for f in switch/tandem-switch control/tandem-control control/tandemctl tests/bench/tandem-churn; do
   [[ -x "$TANDEM_BUILD_DIR/$f" ]] || {
     echo "soak: $TANDEM_BUILD_DIR/$f is not built (run scripts/setup.sh, or ninja -C $TANDEM_BUILD_DIR)" >&2
     exit 1

@@ -30,7 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "control/client/pair_client.h"
-#include "control/ctl/json.h"
+#include "control/client/json.h"
 
 namespace {
 

@@ -32,8 +32,8 @@
 #include "common/version.h"
 #include "control/ctl/completion.h"
 #include "control/ctl/fleet.h"
+#include "control/client/json.h"
 #include "control/ctl/top.h"
-#include "control/ctl/json.h"
 
 namespace tandem::control {
 namespace {

@@ -7,7 +7,7 @@ p0..p2 on an access bridge, nodes na and nb, a backbone veth), for --minutes:
   media     three participants (tools/participant.py, kernel UDP sockets) in
             one live meeting send 160-byte packets at 50 packets/s each to
             their VIP ports and count what they send and receive;
-  churn     tandem-churn (control/ctl/churn.cc) joins participants with 2 legs
+  churn     tandem-churn (tests/bench/churn.cc) joins participants with 2 legs
             each at --rate legs/s into rotating churn meetings and makes them
             leave --life seconds later (as many leaves as joins), with batch
             Join/Leave calls to whichever node is active. After each takeover
@@ -219,7 +219,7 @@ class Soak:
     def start_driver(self):
         a = self.args
         bed = self.bed
-        binary = build_dir() / "control" / "tandem-churn"
+        binary = build_dir() / "tests" / "bench" / "tandem-churn"
         self.final_path = a.out / "churn-final.json"
         argv = [str(binary), f"--pair={bed.a.control.api},{bed.b.control.api}",
                 "--names=na,nb", f"--site={self.churn_site}", f"--rate={a.rate}",
@@ -906,9 +906,9 @@ def main():
     args.log = pathlib.Path(args.log) if args.log else args.out / "soak.log"
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     args.log.write_text(f"soak started {started}: {shlex.join(sys.argv)}\n")
-    binary = build_dir() / "control" / "tandem-churn"
+    binary = build_dir() / "tests" / "bench" / "tandem-churn"
     if not binary.exists():
-        ap.error(f"{binary} is not built (ninja -C {build_dir()} control/tandem-churn)")
+        ap.error(f"{binary} is not built (ninja -C {build_dir()} tests/bench/tandem-churn)")
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     netns.sweep_stale()

@@ -380,7 +380,7 @@ def test_full_resyncs_of_a_slowed_standby_hold_up_no_write_and_it_converges():
         bed.a.start()
         bed.wait_role(bed.a, "active")
         bench = subprocess.run(
-            [str(build_dir() / "control" / "tandem-control-bench"), "--api", bed.a.control.api,
+            [str(build_dir() / "tests" / "bench" / "tandem-control-bench"), "--api", bed.a.control.api,
              "--sites", "800", "--preferences", "1000", "--legs", "25000", "--threads", "1",
              "--batch", "1000", "--legs_per_participant", "0", "--keep"],
             capture_output=True, text=True, timeout=120)

@@ -1,9 +1,13 @@
 // The control core against real session tables and a real SQLite store in a
 // temp dir: the rules a meeting application relies on (all or nothing,
-// policy limits, typed errors) and restart adoption.
+// policy limits, typed errors), restart adoption, and a standby replaying the
+// active's change stream into the same tables.
 #include "control/core.h"
 
 #include <gtest/gtest.h>
+
+#include <map>
+#include <tuple>
 
 #include "tests/unit/control/test_dir.h"
 
@@ -495,6 +499,75 @@ TEST_F(CoreTest, TakeoverFromAnActivePeerSkipsTheIdsItMayHaveUsed) {
 // a snapshot PUT of such an id must replace its own leg or participant (it
 // used to keep the old one's remote, local and meeting, so that the standby
 // held a leg the active did not have, and took it over with it).
+// The legs of a node's tables as the switch reads them: id -> (flags, channel, limits).
+std::map<uint64_t, std::tuple<uint32_t, uint8_t, uint32_t, uint32_t>> TablesLegs(
+    const std::string& dir, const std::string& node) {
+  std::map<uint64_t, std::tuple<uint32_t, uint8_t, uint32_t, uint32_t>> out;
+  auto t = tables::AttachTables(tables::TablesPath(dir, node));
+  EXPECT_TRUE(t.ok()) << t.status();
+  if (!t.ok()) return out;
+  const tables::TablesView& v = t->second;
+  for (uint32_t s = 0; s < v.leg_capacity(); ++s) {
+    const tables::LegEntry& e = v.leg(s);
+    if (e.state.load() != uint8_t(tables::EntryState::kLive)) continue;
+    out[e.leg_id] = {e.flags.load(), e.channel, e.pps_limit.load(), e.kbps_limit.load()};
+  }
+  return out;
+}
+
+// The active's changes, recorded from its change log and applied by a
+// standby, give the standby the active's tables: same legs, flags, channels
+// and limits. A muted presenter and an attendee of a presenter-only meeting
+// are the cases where the standby once computed flags its own way (a muted
+// leg lost kLegSend there, so the tables of the pair differed).
+TEST_F(CoreTest, AStandbyReplayingTheChangeStreamHoldsTheActivesTables) {
+  uint64_t m = LiveMeeting(Site("acme"));
+  v1::JoinResponse out;
+  v1::ParticipantJoin video = Joiner(m, {"198.18.0.12:1"});
+  video.mutable_legs(0)->set_channel(v1::VIDEO);
+  video.mutable_legs(0)->set_recv_only(true);
+  ASSERT_TRUE(Join({Joiner(m, {"198.18.0.10:1"}), Joiner(m, {"198.18.0.11:1"}), video}, &out).ok());
+  v1::SetMuteRequest mute;
+  mute.add_participant_ids(out.participants(0).participant_id());
+  mute.set_muted(true);
+  v1::SetMuteResponse mr;
+  ASSERT_TRUE(core_->SetMute(mute, &mr).ok());
+  v1::UpdateMeetingRequest upd;
+  upd.set_meeting_id(m);
+  upd.set_presenter_only(true);
+  v1::Meeting mm;
+  ASSERT_TRUE(core_->UpdateMeeting(upd, &mm).ok());
+  v1::JoinResponse late;  // joins the presenter-only meeting as an attendee
+  ASSERT_TRUE(Join({Joiner(m, {"198.18.0.13:1"})}, &late).ok());
+  v1::SetRoleRequest role;  // the muted one presents: sends once unmuted
+  role.set_participant_id(out.participants(0).participant_id());
+  role.set_role(v1::PRESENTER);
+  v1::Participant presenter;
+  ASSERT_TRUE(core_->SetRole(role, &presenter).ok());
+
+  std::vector<v1::Change> stream;
+  ASSERT_TRUE(core_->changes().Read(1, 1000, absl::ZeroDuration(), &stream).ok());
+  ASSERT_GT(stream.size(), 5u);
+
+  TempDir standby_dir;
+  Config sc = MakeConfig();
+  sc.node = "s";
+  sc.shm_dir = standby_dir.path();
+  sc.store_path = standby_dir.File("store.db");
+  auto standby = Core::Start(sc);
+  ASSERT_TRUE(standby.ok()) << standby.status();
+  (*standby)->SetNodeRole(tables::Role::kStandby, 2, "test: the peer is active");
+  for (const v1::Change& c : stream) {
+    if (c.kind() == v1::Change::ROLE) continue;
+    ASSERT_TRUE((*standby)->ApplyReplicated(c, c.SerializeAsString(), false).ok()) << c.seq();
+  }
+  ASSERT_TRUE((*standby)->CommitReplicated().ok());
+
+  auto active_legs = TablesLegs(dir_.path(), "t");
+  ASSERT_EQ(active_legs.size(), 4u);
+  EXPECT_EQ(TablesLegs(standby_dir.path(), "s"), active_legs);
+}
+
 TEST_F(CoreTest, AResyncReplacesALegAndParticipantUnderAReusedId) {
   uint64_t site = Site("acme");
   uint64_t m1 = LiveMeeting(site);

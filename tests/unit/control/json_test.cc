@@ -1,6 +1,6 @@
 // tandemctl --json: map fields print in key order, whatever order protobuf
 // keeps them in, so the same content always gives the same text.
-#include "control/ctl/json.h"
+#include "control/client/json.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "control/ctl/json.h"
+#include "control/client/json.h"
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/reflection.h>
