@@ -74,7 +74,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!m.ok()) {
     auto reason = tandem::mirror::ReasonOf(m.status());
     FUZZ_CHECK(reason == tandem::mirror::RejectReason::kMalformed ||
-                   reason == tandem::mirror::RejectReason::kTruncated,
+                   reason == tandem::mirror::RejectReason::kTruncated ||
+                   reason == tandem::mirror::RejectReason::kVersion,
                "decode error %s maps to reason %d", m.status().ToString().c_str(),
                static_cast<int>(reason));
     FUZZ_CHECK(tandem::mirror::RejectReasonName(reason) != nullptr, "reason name");
