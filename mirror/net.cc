@@ -49,7 +49,7 @@ absl::StatusOr<Endpoint> ParseEndpoint(absl::string_view text) {
   uint32_t p = 0;
   if (!absl::SimpleAtoi(port, &p) || p > 65535) return absl::InvalidArgumentError("bad port");
   e.port = static_cast<uint16_t>(p);
-  socklen_t len;
+  socklen_t len = 0;
   if (!ToSockaddr(e, &len).ok()) return absl::InvalidArgumentError("bad address");
   return e;
 }
@@ -98,7 +98,7 @@ void TuneTcp(int fd) {
 }
 
 absl::StatusOr<Fd> TcpListen(const Endpoint& e) {
-  socklen_t len;
+  socklen_t len = 0;
   absl::StatusOr<sockaddr_storage> sa = ToSockaddr(e, &len);
   if (!sa.ok()) return sa.status();
   Fd fd(socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -113,7 +113,7 @@ absl::StatusOr<Fd> TcpListen(const Endpoint& e) {
 }
 
 absl::StatusOr<Fd> TcpConnect(const Endpoint& e, absl::Duration timeout) {
-  socklen_t len;
+  socklen_t len = 0;
   absl::StatusOr<sockaddr_storage> sa = ToSockaddr(e, &len);
   if (!sa.ok()) return sa.status();
   Fd fd(socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -144,7 +144,7 @@ uint16_t LocalPort(int fd) {
 }
 
 absl::StatusOr<Fd> UdpBind(const Endpoint& local) {
-  socklen_t len;
+  socklen_t len = 0;
   absl::StatusOr<sockaddr_storage> sa = ToSockaddr(local, &len);
   if (!sa.ok()) return sa.status();
   Fd fd(socket(sa->ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));

@@ -431,7 +431,7 @@ absl::StatusOr<std::unique_ptr<ReplicationSink>> ReplicationSink::Start(SinkOpti
   if (!callbacks.apply) return absl::InvalidArgumentError("an apply callback is required");
   absl::StatusOr<Hmac> key = Hmac::Create(options.key);
   if (!key.ok()) return key.status();
-  socklen_t len;
+  socklen_t len = 0;
   if (absl::StatusOr<sockaddr_storage> sa = ToSockaddr(options.source, &len); !sa.ok()) {
     return sa.status();
   }
