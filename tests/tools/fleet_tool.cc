@@ -67,9 +67,10 @@ Flags Parse(int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     std::string s = argv[i];
     if (s == "--reverse") {
-      f.named["reverse"] = "1";
+      // Not `= "1"`: GCC 12 at -O3 reports a false -Wrestrict overlap there.
+      f.named.insert_or_assign("reverse", std::string("1"));
     } else if (s.rfind("--", 0) == 0 && i + 1 < argc) {
-      f.named[s.substr(2)] = argv[++i];
+      f.named.insert_or_assign(s.substr(2), std::string(argv[++i]));
     } else {
       f.rest.push_back(s);
     }
