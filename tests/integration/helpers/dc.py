@@ -49,6 +49,10 @@ DC = {
     "b": {"router_as": 65020, "node_as": 65102, "edge_net": 21, "access_net": 31, "node_id": 2},
 }
 BACKBONE = {"a": "198.19.0.1", "b": "198.19.0.2"}
+# The routing-only tests run both switches active and independent: each
+# expects heartbeats from a node that is not in the bed, so neither holds back
+# for the other (two actives of one epoch would). start_pair() pairs them.
+UNPAIRED_PEER = 99
 
 
 def routing_binary():
@@ -161,6 +165,7 @@ devargs = "net_af_packet1,iface=bb0,qpairs=1"
 
 [pair]
 node_id = {d["node_id"]}
+peer_node_id = {UNPAIRED_PEER}
 key_file = "{pair_key_file(bed.testbed)}"
 heartbeat_ms = 10
 worker_stall_ms = 100
@@ -236,6 +241,14 @@ local = "{self.ip6}"
 
     def routing_status(self):
         return json.loads(self._driver_cmd("status"))
+
+    def pair_switch_with(self, peer):
+        """The switch takes the peer's heartbeats (before it starts)."""
+        text = self.switch.config_path.read_text()
+        old = f"peer_node_id = {UNPAIRED_PEER}"
+        assert old in text
+        self.switch.config_path.write_text(
+            text.replace(old, f'peer_node_id = {DC[peer.dc]["node_id"]}'))
 
     def start_control(self, peer, multiplier=30):
         """tandem-control of a pair in routed mode: the routing driver is the
@@ -453,6 +466,8 @@ class DcBed:
             bird.start()
         for n in self.nodes.values():
             n.start_bird()
+        self.a.pair_switch_with(self.b)
+        self.b.pair_switch_with(self.a)
         # B's switch waits for A to be active: A alone takes the role after a
         # detection time; hearing a standby B of a lower epoch it would wait.
         self.a.switch.start()
