@@ -39,8 +39,12 @@ void SwitchHeartbeatFeed::Poll(const tables::StateHeader& state, const LocalHeal
     uint64_t heard = 0, ok = 0;
     int64_t skew = 0;
     if (!ReadPeerPath(state.peer[i], &r, &heard, &ok, &skew)) continue;
-    if (heard == 0 || ok == frames_ok_[i]) continue;  // nothing new on this path
+    // New on this path: a frame, or the switch moving last_heard past a
+    // stall of its own (tandem-switch's ExcuseOwnStall), which the role
+    // machine must see as well.
+    if (heard == 0 || (ok == frames_ok_[i] && heard == heard_ns_[i])) continue;
     frames_ok_[i] = ok;
+    heard_ns_[i] = heard;
     machine->OnHeartbeat(kPathOf[i], r, absl::FromUnixNanos(static_cast<int64_t>(heard)));
     if (heard >= latest) {
       latest = heard;

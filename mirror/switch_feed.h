@@ -41,6 +41,7 @@ class SwitchHeartbeatFeed {
 
  private:
   uint64_t frames_ok_[2] = {0, 0};
+  uint64_t heard_ns_[2] = {0, 0};
 };
 
 }  // namespace tandem::mirror

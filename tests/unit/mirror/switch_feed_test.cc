@@ -71,5 +71,33 @@ TEST(SwitchHeartbeatFeed, NoTakeoverWhenOurOwnSwitchIsDead) {
   EXPECT_TRUE(m.alarms().cannot_take_over);
 }
 
+// tandem-switch moves last_heard past a stall of its own without a new frame
+// (ExcuseOwnStall): the role machine must see that, or a node whose peer was
+// starved along with it takes over once its own switch listens again.
+TEST(SwitchHeartbeatFeed, ALastHeardMovedPastOurOwnStallReachesTheMachine) {
+  auto state = std::make_unique<tables::StateHeader>();
+  absl::Time t = absl::FromUnixNanos(1'000'000'000);
+  RoleMachine m(RoleConfig{.node_id = 2}, Role::kStandby, 1, t);
+  SwitchHeartbeatFeed feed;
+  state->local_flags = tables::kHbDataPlaneOk | tables::kHbAccessLinkUp;
+  const uint32_t kPeerOk = tables::kHbDataPlaneOk | tables::kHbAccessLinkUp | tables::kHbActive;
+  for (int i = 0; i < 10; ++i) {
+    t += absl::Milliseconds(10);
+    Hear(state->peer[0], 1, 1, kPeerOk, t);
+    Hear(state->peer[1], 1, 1, kPeerOk, t);
+    feed.Poll(*state, SwitchHeartbeatFeed::Local(*state, true, 0), &m, t);
+  }
+  // Both nodes stalled for a second; our switch excuses it, no frame yet.
+  t += absl::Seconds(1);
+  for (tables::PeerPath& p : state->peer) {
+    p.seq.store(p.seq.load() + 1);
+    p.last_heard_ns = static_cast<uint64_t>(absl::ToUnixNanos(t));
+    p.seq.store(p.seq.load() + 1);
+  }
+  m.SetListeningUntil(t);
+  feed.Poll(*state, SwitchHeartbeatFeed::Local(*state, true, 0), &m, t);
+  EXPECT_EQ(m.role(), Role::kStandby) << "took over on a silence its own switch excused";
+}
+
 }  // namespace
 }  // namespace tandem::mirror
