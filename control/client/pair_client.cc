@@ -220,6 +220,12 @@ struct PairClient::Node {
   Address addr;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<Stub> stub;
+  // When the node last answered a call (steady clock, ns since its epoch).
+  std::atomic<int64_t> answered_ns{0};
+  void Answered() {
+    answered_ns.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                      std::memory_order_relaxed);
+  }
 };
 
 namespace {
@@ -429,6 +435,18 @@ bool PairClient::Connect(int index, Clock::time_point deadline) {
   return true;
 }
 
+bool PairClient::StillThere(int index, Clock::time_point deadline) {
+  Node& node = *nodes_[index];
+  const Clock::time_point answered{Clock::duration(node.answered_ns.load(std::memory_order_relaxed))};
+  if (Clock::now() - answered < options_.recheck_after) return true;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(SystemDeadline(std::min(deadline, Clock::now() + options_.probe_timeout)));
+  v1::NodeStatus status;
+  if (!node.stub->GetStatus(&ctx, v1::GetStatusRequest(), &status).ok()) return false;
+  node.Answered();
+  return true;
+}
+
 grpc::Status PairClient::Active(Clock::time_point deadline, bool fresh, int* index,
                                 v1::NodeStatus* status, const WatchStop* stop) {
   auto cached = [&]() {
@@ -449,6 +467,7 @@ grpc::Status PairClient::Active(Clock::time_point deadline, bool fresh, int* ind
       ctx.set_deadline(std::chrono::system_clock::now() + options_.probe_timeout);
       sts[i] = nodes_[i]->stub->GetStatus(&ctx, v1::GetStatusRequest(), &probes[i].status);
       probes[i].answered = sts[i].ok();
+      if (probes[i].answered) nodes_[i]->Answered();
     };
     // Both at once: a hung node costs one probe_timeout, not one per node.
     std::vector<std::thread> threads;
@@ -508,7 +527,10 @@ grpc::Status PairClient::Run(bool read, const CallOptions& opts, const Attempt& 
     if (grpc::Status st = Active(overall, false, &i, nullptr); !st.ok()) return st;
     // Not connected, and cannot connect: the call would not leave, so it is
     // certainly not applied; look for the active node again.
-    if (!Connect(i, std::min(overall, Clock::now() + options_.probe_timeout))) {
+    // Nor when the connection leads to a node that died meanwhile: the
+    // check reads the socket, so gRPC sees it closed before the write goes.
+    if (!Connect(i, std::min(overall, Clock::now() + options_.probe_timeout)) ||
+        (!read && !StillThere(i, overall))) {
       Forget(i);
       if (Clock::now() >= overall) {
         return grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -521,6 +543,7 @@ grpc::Status PairClient::Run(bool read, const CallOptions& opts, const Attempt& 
     const auto deadline = CallDeadline(opts);
     ctx.set_deadline(deadline);
     grpc::Status st = attempt(nodes_[i]->stub.get(), &ctx);
+    if (!Transient(st)) nodes_[i]->Answered();
     if (st.ok()) return st;
     if (IsStandbyRefusal(st) || NeverSent(st)) {
       // Certainly not applied: a standby refuses before it changes anything.

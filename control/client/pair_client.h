@@ -19,7 +19,10 @@
 // DEADLINE_EXCEEDED): reading twice is harmless. A write cut off after it
 // was sent may have been applied before the node died: it is not repeated
 // (unless CallOptions::idempotent says the caller allows it); the caller gets
-// UNAVAILABLE saying so, and the next call goes to the active node.
+// UNAVAILABLE saying so, and the next call goes to the active node. A write
+// after a pause (PairOptions::recheck_after) first checks that the node's
+// connection still reaches a live node, so a node that died while the
+// application was idle costs a look for the active one, not an error.
 //
 // With one address the client talks to that node only: no discovery, no
 // retry (a node on its own, or a tool that wants this very node).
@@ -131,6 +134,13 @@ struct PairOptions {
   // whether it became active in a higher epoch (a node that hangs, or is cut
   // off, may keep a stream open without sending anything); 0: never.
   std::chrono::milliseconds watch_check_interval{std::chrono::seconds(1)};
+  // A write to a node that has not answered for this long first checks the
+  // connection with a GetStatus: gRPC notices a node that died (kill -9, a
+  // crash) only when it next reads the socket, so a write on that
+  // connection would come back "cut off, may have been applied" although it
+  // never reached a live node. With the check it goes to the new active.
+  // 0: check before every write.
+  std::chrono::milliseconds recheck_after{std::chrono::milliseconds(50)};
 };
 
 struct CallOptions {
@@ -235,6 +245,9 @@ class PairClient {
                       const WatchStop* stop = nullptr);
   void Forget(int index);  // the cached active node failed: look again next time
   bool Connect(int index, Clock::time_point deadline);
+  // Before a write: the connection to node `index` still reaches a live node
+  // (answered within recheck_after, or answers a GetStatus now).
+  bool StillThere(int index, Clock::time_point deadline);
   // UNAVAILABLE of a call to node `index`, explained in one line.
   grpc::Status Explain(int index, const grpc::Status& st) const;
   std::string Unreachable(int index, const grpc::Status& st) const;

@@ -5,16 +5,19 @@ the active node by themselves; a standby refuses writes naming the active
 node; a watch resumed across the takeover misses and repeats no change."""
 import json
 import os
+import pathlib
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from control_helpers.control import CtlError, build_dir, ctl_binary  # noqa: E402
+from control_helpers.control import ControlDaemon, CtlError, build_dir, ctl_binary  # noqa: E402
 from helpers.meeting import own_endpoint, sender_id, vip_endpoint  # noqa: E402
 from helpers.pair import PairBed  # noqa: E402
 from helpers.participants import Flow, run_flows  # noqa: E402
@@ -36,10 +39,11 @@ class App:
     application on the client library, given both nodes' addresses: commands
     on its stdin, one JSON line back per result and per watched change."""
 
-    def __init__(self, bed):
+    def __init__(self, bed=None, apis=None):
+        apis = apis or [bed.a.control.api, bed.b.control.api]
         self.proc = subprocess.Popen(
             [str(build_dir() / "control" / "client" / "tandem-app-example"), "--pair",
-             f"{bed.a.control.api},{bed.b.control.api}", "--timeout", "20"],
+             ",".join(apis), "--timeout", "20"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             bufsize=1)
         self.changes = []
@@ -491,6 +495,49 @@ def test_client_library_repeats_no_write_cut_off_by_a_takeover():
         if app:
             app.close()
         bed.close()
+
+
+def test_client_library_sends_a_write_after_the_active_died_to_the_new_one():
+    """Node b has taken over (it is active, the application's library still
+    uses a), then a is killed while the application is idle, and the
+    application's next write goes out at once. The library's connection to a
+    looks alive until something reads from it (gRPC notices a closed socket
+    only when it polls), so a write sent on it would come back "cut off, may
+    have been applied" although it never reached a live node: the write must
+    land on b. Several rounds, at several pauses: each kill is a fresh chance
+    for the stale connection."""
+    top = pathlib.Path(tempfile.mkdtemp(prefix="tpc-"))  # short: socket paths
+    try:
+        for round, pause in enumerate((0, 0.1, 0.5, 1)):
+            nodes = {}
+            app = None
+            try:
+                for name, role in (("a", "active"), ("b", "standby")):
+                    d = ControlDaemon(top / f"r{round}{name}", node=name)
+                    d.config.write_text(
+                        d.config.read_text().replace('role = "active"', f'role = "{role}"'))
+                    nodes[name] = d.start()
+                app = App(apis=[nodes["a"].api, nodes["b"].api])
+                r = app.do("site", f"before-{round}")
+                assert r["ok"] and r["node"] == nodes["a"].api, r
+                nodes["b"].stop()
+                nodes["b"].config.write_text(
+                    nodes["b"].config.read_text().replace('role = "standby"', 'role = "active"'))
+                nodes["b"].start()
+                nodes["a"].kill9()
+                time.sleep(pause)
+                r = app.do("site", f"after-{round}")
+                assert r["ok"], (pause, r)
+                assert r["node"] == nodes["b"].api, (pause, r)
+                assert [s["name"] for s in nodes["b"].ctl("site", "list")["sites"]] == \
+                    [f"after-{round}"]
+            finally:
+                if app:
+                    app.close()
+                for d in nodes.values():
+                    d.close()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_old_active_without_its_switch_steps_down_at_once():
