@@ -1,5 +1,6 @@
 #include "switch/config.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -80,7 +81,7 @@ class Reader {
 const std::vector<absl::string_view> kKnownKeys = {
     "node", "shm_dir", "shm_group", "log_level",
     "tables.legs", "tables.meetings",
-    "eal.args", "eal.main_lcore", "eal.worker_lcores",
+    "eal.args", "eal.main_lcore", "eal.worker_lcores", "eal.cpus",
     "switch.burst", "switch.rx_ring", "switch.tx_ring", "switch.mbufs", "switch.idle_sleep_us",
     "switch.idle_polls", "switch.zero_copy_min", "switch.mtu",
     "access.vlan", "access.neigh_reachable_s", "access.neigh_probe_ms", "access.gateway4",
@@ -119,22 +120,26 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
   r.Int("tables.meetings", c.capacity.meetings, 1, int64_t{1} << 28);
   r.StrList("eal.args", c.eal_args);
   r.Int("eal.main_lcore", c.main_lcore, 0, 1023);
-  if (auto n = root.at_path("eal.worker_lcores")) {
+  auto numbers = [&](const char* key, std::vector<unsigned>& out, const char* what) {
+    auto n = root.at_path(key);
+    if (!n) return;
     const toml::array* a = n.as_array();
     if (!a || a->empty()) {
-      r.Fail("eal.worker_lcores", "must be a non-empty list of lcore numbers");
-    } else {
-      c.worker_lcores.clear();
-      for (const auto& e : *a) {
-        auto v = e.is_integer() ? e.value<int64_t>() : std::nullopt;
-        if (!v || *v < 0 || *v > 1023) {
-          r.Fail("eal.worker_lcores", "must be a list of lcore numbers");
-          break;
-        }
-        c.worker_lcores.push_back(static_cast<unsigned>(*v));
-      }
+      r.Fail(key, absl::StrCat("must be a non-empty list of ", what, " numbers"));
+      return;
     }
-  }
+    out.clear();
+    for (const auto& e : *a) {
+      auto v = e.is_integer() ? e.value<int64_t>() : std::nullopt;
+      if (!v || *v < 0 || *v > 1023) {
+        r.Fail(key, absl::StrCat("must be a list of ", what, " numbers"));
+        return;
+      }
+      out.push_back(static_cast<unsigned>(*v));
+    }
+  };
+  numbers("eal.worker_lcores", c.worker_lcores, "lcore");
+  numbers("eal.cpus", c.cpus, "CPU");
   r.Int("switch.burst", c.burst, 1, 256);
   r.Int("switch.rx_ring", c.rx_ring, 64, 16384);
   r.Int("switch.tx_ring", c.tx_ring, 64, 16384);
@@ -264,7 +269,16 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": at most ", tables::kMaxWorkers, " workers"));
   }
+  if (!c.cpus.empty() && c.cpus.size() != 1 + c.worker_lcores.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": eal.cpus gives ", c.cpus.size(), " CPUs; it needs ", 1 + c.worker_lcores.size(),
+        ": the main lcore's, then one per worker lcore"));
+  }
   for (unsigned l : c.worker_lcores) {
+    if (std::count(c.worker_lcores.begin(), c.worker_lcores.end(), l) > 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": worker lcore ", l, " is listed twice"));
+    }
     if (l == c.main_lcore) {
       return absl::InvalidArgumentError(
           absl::StrCat(source, ": worker lcore ", l, " is also the main lcore"));

@@ -36,6 +36,10 @@ struct SwitchConfig {
   std::vector<std::string> eal_args;
   unsigned main_lcore = 0;
   std::vector<unsigned> worker_lcores = {1};
+  // The CPU of the main lcore, then of each worker lcore; empty: lcore N
+  // runs on CPU N. Lets more lcores than CPUs run (EAL --lcores), e.g. two
+  // workers on a two-CPU test machine; never for measuring speed.
+  std::vector<unsigned> cpus;
 
   uint16_t burst = 32;
   uint16_t rx_ring = 1024;

@@ -458,8 +458,17 @@ int Main(int argc, char** argv) {
   std::vector<std::string> args = {"tandem-switch"};
   std::vector<unsigned> lcores = {dp.cfg.main_lcore};
   lcores.insert(lcores.end(), dp.cfg.worker_lcores.begin(), dp.cfg.worker_lcores.end());
-  args.push_back("-l");
-  args.push_back(absl::StrJoin(lcores, ","));
+  if (dp.cfg.cpus.empty()) {
+    args.push_back("-l");
+    args.push_back(absl::StrJoin(lcores, ","));
+  } else {
+    std::vector<std::string> map;
+    for (size_t i = 0; i < lcores.size(); ++i) {
+      map.push_back(absl::StrCat(lcores[i], "@", dp.cfg.cpus[i]));
+    }
+    args.push_back("--lcores");
+    args.push_back(absl::StrJoin(map, ","));
+  }
   args.push_back("--main-lcore");
   args.push_back(absl::StrCat(dp.cfg.main_lcore));
   bool any_pci = false;

@@ -36,6 +36,7 @@ def pytest_configure(config):
         raise pytest.UsageError("the integration tests need root (network namespaces)")
     config.addinivalue_line("markers", "testbed_mtu(n): MTU of every link of the test bed")
     config.addinivalue_line("markers", "switch_pmd(name): af_packet (default) or af_xdp")
+    config.addinivalue_line("markers", "switch_workers(n): worker lcores of the switch (1)")
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     netns.sweep_stale()
@@ -53,12 +54,12 @@ def testbed():
 class Meeting:
     """A test bed for one switch and its participants."""
 
-    def __init__(self, bed, pmd):
+    def __init__(self, bed, pmd, workers=1):
         self.bed = bed
         self.members = [bed.add_participant(f"p{i}", i) for i in range(3)]
         self.outsider = bed.add_participant("p3", 3)
         self.node = bed.add_node("node")
-        self.switch = Switch(bed, self.node, pmd=pmd)
+        self.switch = Switch(bed, self.node, pmd=pmd, workers=workers)
         self.tables = Tables.of(self.switch)
 
     def close(self):
@@ -74,10 +75,12 @@ def meeting(request):
     mtu = marker.args[0] if marker else 1500
     marker = request.node.get_closest_marker("switch_pmd")
     pmd = marker.args[0] if marker else "af_packet"
+    marker = request.node.get_closest_marker("switch_workers")
+    workers = marker.args[0] if marker else 1
     bed = netns.Testbed(mtu=mtu)
     m = None
     try:
-        m = Meeting(bed, pmd)
+        m = Meeting(bed, pmd, workers)
         m.switch.start()
         yield m
     finally:

@@ -36,6 +36,31 @@ def test_members_receive_each_other_exactly_once_on_af_xdp(meeting):
 
 
 @FAMILIES
+@pytest.mark.switch_workers(2)
+def test_two_workers_share_the_port_and_deliver_exactly_once(meeting, family):
+    """Two worker lcores, one RX/TX queue each (net_af_packet qpairs=2: the
+    kernel spreads flows over the queues by their hash): every member gets
+    every other member's packets exactly once, and both workers took packets from the port. On a two-CPU machine the
+    second worker shares a CPU with the main lcore (eal.cpus)."""
+    m = meeting
+    m.tables.apply(table_lines(m.members, family))
+    # Unknown sources from 32 source ports: 32 flows for the hash to spread,
+    # so both queues see packets whatever the three members' flows hash to.
+    stray = [Flow(host=m.outsider, sender_id=sender_id(m.outsider) + port,
+                  bind=own_endpoint(m.outsider, family, 6000 + port), count=20, rate=50.0,
+                  to=[vip_endpoint(family, VIP_PORT_BASE)]) for port in range(32)]
+    reports = run_flows(m.bed, member_flows(m.members, family, count=100) + stray)
+    problems = check_exactly_once(reports, m.members, m.members, family, 100)
+    assert not problems, "\n".join(problems)
+    workers = m.tables.stats()["workers"]
+    assert len(workers) == 2, workers
+    rx = [w["rx_packets"] for w in workers]
+    assert all(n > 0 for n in rx), f"a worker took nothing from the port: rx {rx}"
+    assert sum(w["forwarded_in"] for w in workers) >= 3 * 100, workers
+    print(f"\nrx per worker {rx}, forwarded_in {[w['forwarded_in'] for w in workers]}")
+
+
+@FAMILIES
 def test_non_member_reaches_nobody(meeting, family):
     meeting.tables.apply(table_lines(meeting.members, family))
     before = meeting.tables.drops()

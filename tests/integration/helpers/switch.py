@@ -27,8 +27,9 @@ class Switch:
 
     def __init__(self, testbed, host, node="a", legs=65536, meetings=16384, mtu=None,
                  idle_sleep_us=200, telemetry=True, extra_toml="", pmd="af_packet", gateways=None,
-                 access_toml=""):
+                 access_toml="", workers=1):
         self.testbed = testbed
+        self.workers = workers
         self.host = host
         self.node = node
         self.legs = legs
@@ -64,7 +65,7 @@ meetings = {self.meetings}
 [eal]
 args = {_toml_list(eal)}
 main_lcore = 0
-worker_lcores = [1]
+{self._lcore_lines()}
 
 [switch]
 burst = 32
@@ -89,6 +90,17 @@ neigh_probe_ms = 200
 enabled = {"true" if telemetry else "false"}
 {extra_toml}"""
 
+    def _lcore_lines(self):
+        """Worker lcores 1..N; on a machine with fewer CPUs than lcores, the
+        CPU of each given (eal.cpus): a test of several workers, not of speed."""
+        lcores = list(range(1, self.workers + 1))
+        lines = f"worker_lcores = {lcores}"
+        ncpu = os.cpu_count() or 1
+        if self.workers + 1 > ncpu:
+            cpus = [0] + [l % ncpu for l in lcores]
+            lines += f"\ncpus = {cpus}"
+        return lines
+
     def _gateway_lines(self):
         if not self.gateways:
             return ""
@@ -97,9 +109,9 @@ enabled = {"true" if telemetry else "false"}
     def _devargs(self):
         iface = self.host.iface
         if self.pmd == "af_packet":
-            return f"net_af_packet0,iface={iface},qpairs=1"
+            return f"net_af_packet0,iface={iface},qpairs={self.workers}"
         if self.pmd == "af_xdp":
-            return f"net_af_xdp0,iface={iface},start_queue=0,queue_count=1"
+            return f"net_af_xdp0,iface={iface},start_queue=0,queue_count={self.workers}"
         raise ValueError(f"unknown pmd {self.pmd}")
 
     @property

@@ -92,6 +92,10 @@ TEST(SwitchConfig, ErrorsNameTheKey) {
       {"[[port]]\nname=\"other\"\ndevargs=\"x\"", "port.name"},
       {"[[port]]\nname=\"access\"", "port.devargs"},
       {"[eal]\nworker_lcores=[0]\n[[port]]\nname=\"access\"\ndevargs=\"x\"", "main lcore"},
+      {"[eal]\nworker_lcores=[1,1]\n[[port]]\nname=\"access\"\ndevargs=\"x\"", "listed twice"},
+      {"[eal]\nworker_lcores=[1,2]\ncpus=[0,1]\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
+       "eal.cpus gives 2 CPUs; it needs 3"},
+      {"[eal]\ncpus=[-1, 0]\n[[port]]\nname=\"access\"\ndevargs=\"x\"", "eal.cpus"},
       {"[pair]\nworker_stall_ms = 0\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
        "pair.worker_stall_ms"},
       {"[pair]\nnode_id = 1\nkey = \"0123456789abcdef0123456789abcdef\"\n[[port]]\n"
@@ -111,6 +115,15 @@ TEST(SwitchConfig, ErrorsNameTheKey) {
     EXPECT_NE(r.status().message().find(c.expect), absl::string_view::npos)
         << r.status().message();
   }
+}
+
+TEST(SwitchConfig, CpusMapLcoresToCpus) {
+  auto r = ParseSwitchConfig(
+      "[eal]\nworker_lcores=[1,2]\ncpus=[0,1,0]\n[[port]]\nname=\"access\"\ndevargs=\"x\"",
+      "t.toml");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->cpus, (std::vector<unsigned>{0, 1, 0}));
+  EXPECT_EQ(r->worker_lcores, (std::vector<unsigned>{1, 2}));
 }
 
 // A key the switch does not read is an error naming it (a typo must not
