@@ -191,6 +191,7 @@ meetings = {meetings}
 args = [{eal_args}]
 main_lcore = 0
 worker_lcores = [{workers}]
+{cpus}
 
 [switch]
 burst = 32
@@ -225,6 +226,15 @@ def table_capacity(legs):
     return cap
 
 
+def cpus_line(workers):
+    """eal.cpus when the lcores outnumber the CPUs (bench --quick only: does
+    it forward with that many workers; a figure so measured means nothing)."""
+    ncpu = os.cpu_count() or 1
+    if workers + 1 <= ncpu:
+        return ""
+    return "cpus = [0, %s]" % ", ".join(str((1 + w) % ncpu) for w in range(workers))
+
+
 class SwitchRun:
     """A tandem-switch process with its own shm dir, tables and config."""
 
@@ -242,6 +252,7 @@ class SwitchRun:
                 shm_dir=self.dir, legs=self.legs_cap, meetings=self.meetings_cap,
                 eal_args=", ".join('"%s"' % a for a in eal),
                 workers=", ".join(str(1 + w) for w in range(workers)), mbufs=mbufs,
+                cpus=cpus_line(workers),
                 idle_sleep_us=idle_sleep_us, devargs=devargs))
         self.proc = None
         self.out = None
