@@ -1,32 +1,26 @@
 #include "mirror/switch_feed.h"
 
+#include "common/tables/tables.h"
+
 namespace tandem::mirror {
 
 bool ReadPeerPath(const tables::PeerPath& p, PeerReport* report, uint64_t* last_heard_ns,
                   uint64_t* frames_ok, int64_t* clock_skew_ns) {
-  for (int attempt = 0; attempt < 16; ++attempt) {
-    uint32_t s1 = p.seq.load(std::memory_order_acquire);
-    if (s1 & 1) continue;
-    PeerReport r;
-    r.node_id = p.node_id;
-    r.epoch = p.epoch;
-    r.position = p.position;
-    uint32_t flags = p.flags;
-    uint64_t heard = p.last_heard_ns, ok = p.frames_ok;
-    int64_t skew = p.clock_skew_ns;
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (p.seq.load(std::memory_order_relaxed) != s1) continue;
-    r.role = flags & tables::kHbActive ? Role::kActive : Role::kStandby;
-    r.data_plane_ok = flags & tables::kHbDataPlaneOk;
-    r.access_link_up = flags & tables::kHbAccessLinkUp;
-    r.handover = flags & tables::kHbHandover;
-    *report = r;
-    *last_heard_ns = heard;
-    *frames_ok = ok;
-    if (clock_skew_ns) *clock_skew_ns = skew;
-    return true;
-  }
-  return false;
+  tables::PeerSnapshot s;
+  if (!tables::ReadPeerPath(p, &s, 16)) return false;
+  PeerReport r;
+  r.node_id = s.node_id;
+  r.epoch = s.epoch;
+  r.position = s.position;
+  r.role = s.flags & tables::kHbActive ? Role::kActive : Role::kStandby;
+  r.data_plane_ok = s.flags & tables::kHbDataPlaneOk;
+  r.access_link_up = s.flags & tables::kHbAccessLinkUp;
+  r.handover = s.flags & tables::kHbHandover;
+  *report = r;
+  *last_heard_ns = s.last_heard_ns;
+  *frames_ok = s.frames_ok;
+  if (clock_skew_ns) *clock_skew_ns = s.clock_skew_ns;
+  return true;
 }
 
 void SwitchHeartbeatFeed::Poll(const tables::StateHeader& state, const LocalHealth& local,

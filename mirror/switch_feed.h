@@ -21,8 +21,8 @@
 
 namespace tandem::mirror {
 
-// One consistent copy of a PeerPath (sequence lock), or false if the switch
-// kept writing it.
+// One consistent copy of a PeerPath (tables::ReadPeerPath) as the role
+// machine sees it, or false if the switch kept writing it.
 bool ReadPeerPath(const tables::PeerPath& p, PeerReport* report, uint64_t* last_heard_ns,
                   uint64_t* frames_ok, int64_t* clock_skew_ns = nullptr);
 

@@ -997,12 +997,10 @@ LegUsage SumLegUsage(const StateView& state, uint32_t slot, uint32_t gen) {
   return u;
 }
 
-PeerSnapshot ReadPeer(const StateView& state, uint32_t path) {
-  const PeerPath& p = state.header().peer[path & 1];
-  PeerSnapshot s;
-  for (int attempt = 0;; ++attempt) {
+bool ReadPeerPath(const PeerPath& p, PeerSnapshot* out, int attempts) {
+  for (int attempt = 0; attempt < attempts; ++attempt) {
     uint32_t s1 = p.seq.load(std::memory_order_acquire);
-    if ((s1 & 1) && attempt < 10000) continue;  // a switch killed mid-write leaves it odd
+    PeerSnapshot& s = *out;
     s.node_id = p.node_id;
     s.last_heard_ns = p.last_heard_ns;
     s.epoch = p.epoch;
@@ -1014,8 +1012,15 @@ PeerSnapshot ReadPeer(const StateView& state, uint32_t path) {
     s.clock_skew_ns = p.clock_skew_ns;
     std::memcpy(s.mac, p.mac, 6);
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (p.seq.load(std::memory_order_relaxed) == s1 || attempt >= 10000) return s;
+    if (!(s1 & 1) && p.seq.load(std::memory_order_relaxed) == s1) return true;
   }
+  return false;
+}
+
+PeerSnapshot ReadPeer(const StateView& state, uint32_t path) {
+  PeerSnapshot s;
+  (void)ReadPeerPath(state.header().peer[path & 1], &s, 10000);
+  return s;
 }
 
 NeighStatsSnapshot ReadNeighStats(const StateView& state) {

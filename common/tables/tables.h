@@ -270,6 +270,12 @@ struct PeerSnapshot {
   int64_t clock_skew_ns = 0;
   uint8_t mac[6] = {};
 };
+// The one reader of a PeerPath (sequence lock): true when `out` is one
+// consistent copy; false when the switch kept writing for `attempts` tries
+// (or died mid-write, leaving the sequence odd), `out` then holding the
+// last, possibly torn, copy.
+bool ReadPeerPath(const PeerPath& p, PeerSnapshot* out, int attempts);
+// For tools: a copy after at most 10,000 tries, never a hang.
 PeerSnapshot ReadPeer(const StateView& state, uint32_t path);
 
 // A consistent copy of the switch's neighbour statistics (NeighStats).
