@@ -102,6 +102,7 @@ const std::vector<absl::string_view> kKnownKeys = {
     "routing.neighbor[].interface",
     "fleet.etcd", "fleet.prefix", "fleet.pair_id", "fleet.node_id", "fleet.data_center",
     "fleet.api", "fleet.legs", "fleet.meetings", "fleet.lease_ttl_s", "fleet.refresh_ms",
+    "fleet.tls_ca", "fleet.tls_cert", "fleet.tls_key",
 };
 
 }  // namespace

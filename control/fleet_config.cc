@@ -1,5 +1,12 @@
 #include "control/fleet_config.h"
 
+#include <string.h>
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+#include <tuple>
+
 #include "absl/strings/str_cat.h"
 #include "control/fleet/directory.h"
 #include "control/fleet/etcd.h"
@@ -11,6 +18,25 @@ absl::Status Bad(const std::string& origin, const char* key, const std::string& 
   return absl::InvalidArgumentError(absl::StrCat(origin, " [fleet]: ", key, ": ", why));
 }
 
+// The whole file, or InvalidArgument naming the key, the file and why.
+absl::Status ReadPem(const char* key, const std::string& path, std::string* out) {
+  out->clear();
+  if (path.empty()) return absl::OkStatus();
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (!in.good() && !in.eof()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("[fleet] ", key, ": cannot read ", path, ": ", strerror(errno)));
+  }
+  *out = ss.str();
+  if (out->empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("[fleet] ", key, ": cannot read ", path, " (missing or empty)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ParseFleetConfig(const toml::table& root, const std::string& origin,
@@ -20,7 +46,8 @@ absl::Status ParseFleetConfig(const toml::table& root, const std::string& origin
   const toml::table* t = n->as_table();
   if (!t) return absl::InvalidArgumentError(absl::StrCat(origin, ": fleet: must be a table"));
   out->enabled = true;
-  for (const char* key : {"prefix", "pair_id", "node_id", "data_center", "api"}) {
+  for (const char* key :
+       {"prefix", "pair_id", "node_id", "data_center", "api", "tls_ca", "tls_cert", "tls_key"}) {
     const toml::node* v = t->get(key);
     if (!v) continue;
     auto s = v->value<std::string>();
@@ -29,6 +56,9 @@ absl::Status ParseFleetConfig(const toml::table& root, const std::string& origin
                        : std::string(key) == "pair_id" ? &out->pair_id
                        : std::string(key) == "node_id" ? &out->node_id
                        : std::string(key) == "api"     ? &out->api
+                       : std::string(key) == "tls_ca"  ? &out->tls_ca
+                       : std::string(key) == "tls_cert" ? &out->tls_cert
+                       : std::string(key) == "tls_key"  ? &out->tls_key
                                                        : &out->data_center;
     *dst = *s;
   }
@@ -72,8 +102,19 @@ absl::Status ValidateFleetConfig(FleetConfig& f, const std::string& node,
     return absl::InvalidArgumentError(absl::StrCat("[fleet] ", st.message()));
   };
   if (f.etcd.empty()) return bad(absl::InvalidArgumentError("etcd: at least one endpoint needed"));
-  // The endpoints' form, checked without connecting (channels connect lazily).
-  if (auto c = fleet::EtcdClient::Create({.endpoints = f.etcd}); !c.ok()) return bad(c.status());
+  for (auto [key, path, pem] : {std::tuple{"tls_ca", &f.tls_ca, &f.tls_ca_pem},
+                                std::tuple{"tls_cert", &f.tls_cert, &f.tls_cert_pem},
+                                std::tuple{"tls_key", &f.tls_key, &f.tls_key_pem}}) {
+    if (auto st = ReadPem(key, *path, pem); !st.ok()) return st;
+  }
+  // The endpoints' form and the TLS files' combination, checked without
+  // connecting (channels connect lazily).
+  fleet::EtcdOptions eo;
+  eo.endpoints = f.etcd;
+  eo.tls_ca = f.tls_ca_pem;
+  eo.tls_cert = f.tls_cert_pem;
+  eo.tls_key = f.tls_key_pem;
+  if (auto c = fleet::EtcdClient::Create(eo); !c.ok()) return bad(c.status());
   if (auto st = fleet::CheckId("pair id", f.pair_id); !st.ok()) return bad(st);
   if (auto st = fleet::CheckId("node id", f.node_id); !st.ok()) return bad(st);
   if (f.data_center.empty()) return bad(absl::InvalidArgumentError("data_center is required"));

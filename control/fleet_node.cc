@@ -19,6 +19,9 @@ absl::StatusOr<std::unique_ptr<FleetNode>> FleetNode::Start(Core& core) {
   std::unique_ptr<FleetNode> n(new FleetNode(core));
   fleet::EtcdOptions eo;
   eo.endpoints = f.etcd;
+  eo.tls_ca = f.tls_ca_pem;
+  eo.tls_cert = f.tls_cert_pem;
+  eo.tls_key = f.tls_key_pem;
   // One step of the registration (a renewal) never waits past the lease's
   // half life, nor past 2 s.
   eo.retry_timeout = std::chrono::milliseconds(std::min<uint64_t>(2000, f.lease_ttl_s * 500));

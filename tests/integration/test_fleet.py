@@ -17,7 +17,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from control_helpers.control import ControlDaemon  # noqa: E402
 from helpers import netns  # noqa: E402
-from helpers.etcd import EtcdCluster  # noqa: E402
+from control_helpers.pki import Pki  # noqa: E402
+from helpers.etcd import EtcdCluster, etcd_binary, etcdctl_binary  # noqa: E402
 from helpers.pair import NodeControl  # noqa: E402
 from helpers.paths import build_dir  # noqa: E402
 
@@ -386,3 +387,59 @@ def test_daemon_registers_refreshes_and_withdraws_its_node(fleet):
     finally:
         for d in nodes.values():
             d.close()
+
+
+def test_daemon_registers_over_tls_with_a_client_certificate():
+    """etcd with TLS and --client-cert-auth: [fleet] tls_ca, tls_cert, tls_key."""
+    bed = netns.Testbed()
+    try:
+        host = bed.add_participant("et", 20)
+        pki = Pki(bed.tmpdir("pki"))
+        pki.ca("ca")
+        pki.leaf("etcd", "ca", f"subjectAltName = IP:{host.ip4}\n"
+                               "extendedKeyUsage = serverAuth, clientAuth\n")
+        pki.leaf("node", "ca", "extendedKeyUsage = clientAuth\n")
+        url = f"https://{host.ip4}:2379"
+        log = open(bed.tmpdir("etcdlog") / "etcd.log", "wb")
+        bed.popen(host, [etcd_binary(), "--data-dir", bed.tmpdir("etcd"),
+                         "--listen-client-urls", url, "--advertise-client-urls", url,
+                         "--listen-peer-urls", f"http://{host.ip4}:2380",
+                         "--initial-advertise-peer-urls", f"http://{host.ip4}:2380",
+                         "--initial-cluster", f"default=http://{host.ip4}:2380",
+                         "--cert-file", pki.etcd_crt, "--key-file", pki.etcd_key,
+                         "--trusted-ca-file", pki.ca_crt, "--client-cert-auth"],
+                  stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        etcdctl = [etcdctl_binary(), "--endpoints", url, "--cacert", pki.ca_crt,
+                   "--cert", pki.node_crt, "--key", pki.node_key]
+        deadline = time.monotonic() + 20
+        while bed.run_in(host, [*etcdctl, "endpoint", "health"], check=False).returncode != 0:
+            assert time.monotonic() < deadline, "etcd with TLS not healthy"
+            time.sleep(0.2)
+
+        tls = f'tls_ca = "{pki.ca_crt}"\ntls_cert = "{pki.node_crt}"\ntls_key = "{pki.node_key}"\n'
+        d = fleet_daemon(bed, host, url, "a", "pair-9", "dc1", extra=tls)
+        # The CA without the client certificate: etcd refuses the handshake,
+        # the daemon serves on and says why it is not registered.
+        plain = fleet_daemon(bed, host, url, "b", "pair-9", "dc1", extra=f'tls_ca = "{pki.ca_crt}"\n')
+        try:
+            d.start()
+            plain.start()
+            deadline = time.monotonic() + 5
+            key = PREFIX + "pairs/pair-9/"
+            while True:
+                r = bed.run_in(host, [*etcdctl, "get", key, "--prefix", "--keys-only"])
+                if r.stdout.split() == [key + "a"]:
+                    break
+                assert time.monotonic() < deadline, r.stdout
+                time.sleep(0.1)
+            deadline = time.monotonic() + 5
+            while "fleet: not registered" not in plain.log():
+                assert time.monotonic() < deadline, plain.log()
+                time.sleep(0.1)
+            assert bed.run_in(host, [*etcdctl, "get", key + "b"]).stdout == ""
+        finally:
+            d.close()
+            plain.close()
+    finally:
+        bed.close()

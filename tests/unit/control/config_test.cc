@@ -437,6 +437,8 @@ TEST(FleetConfigTest, BadKeysAndValuesAreNamed) {
            {"prefix = \"tandem\"\n", "prefix"},
            {"lease_ttl_s = 1\n", "lease_ttl_s"},
            {"lease_ttl_s = 2\nrefresh_ms = 2000\n", "refresh_ms"},
+           {"tls_ca = \"/nonexistent/ca.crt\"\n", "tls_ca: cannot read /nonexistent/ca.crt"},
+           {"etcd = [\"https://198.18.7.1:2379\"]\n", "https needs the CA"},
        }) {
     // A key given twice is a TOML error: replace the table's value instead.
     std::string text = kFleet;
