@@ -100,6 +100,9 @@ const std::vector<absl::string_view> kKnownKeys = {
     "routing.hold_time_s", "routing.connect_retry_s",
     "routing.neighbor[].address", "routing.neighbor[].as", "routing.neighbor[].local",
     "routing.neighbor[].interface",
+    "fleet.etcd", "fleet.prefix", "fleet.pair_id", "fleet.node_id", "fleet.data_center",
+    "fleet.api", "fleet.legs", "fleet.meetings", "fleet.lease_ttl_s", "fleet.refresh_ms",
+    "fleet.tls_ca", "fleet.tls_cert", "fleet.tls_key",
 };
 
 }  // namespace
@@ -279,6 +282,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     chain(ReadUint(*t, "backlog_mib", o, 1ull << 20, &p.backlog_mib));
   }
   chain(ParseRoutingConfig(root, origin, &c.access_mode, &c.routing));
+  chain(ParseFleetConfig(root, origin, &c.fleet));
   if (!st.ok()) return st;
   return c;
 }
@@ -400,6 +404,11 @@ absl::Status ValidateConfig(Config& c) {
   }
   if (c.access_mode == AccessMode::kRouted) {
     if (absl::Status st = ValidateRoutingConfig(c.routing, c.access_vips); !st.ok()) return st;
+  }
+  if (absl::Status st = ValidateFleetConfig(c.fleet, c.node, c.api_tcp.empty() ? c.api_listen : c.api_tcp,
+                                            c.capacity.legs, c.capacity.meetings);
+      !st.ok()) {
+    return st;
   }
   if (c.pair.enabled) {
     const PairConfig& p = c.pair;

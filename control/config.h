@@ -20,6 +20,7 @@
 //              share_pps = 2000  share_kbps = 10000  meeting_copies_per_s = 500000
 //              (the node's defaults where a site's policy does not say; 0 = unlimited)
 //   [notify]   command = "/etc/tandem/notify.sh"  timeout_s = 30  (control/notify.h)
+//   [fleet]    etcd = [...]  pair_id = "pair-1"  data_center = "dc1" (control/fleet_config.h)
 //   log_level = "info"          (common/log.h; unknown keys anywhere are errors)
 #pragma once
 
@@ -32,6 +33,7 @@
 #include "common/net/addr.h"
 #include "common/tables/tables.h"
 #include "control/api_roles.h"
+#include "control/fleet_config.h"
 #include "control/routing_config.h"
 #include "control/media_limits.h"
 
@@ -104,6 +106,7 @@ struct Config {
   // segment, or BGP announcements through a routing daemon (docs/routed.md).
   AccessMode access_mode = AccessMode::kL2;
   RoutingConfig routing;
+  FleetConfig fleet;  // [fleet]: registration in the fleet's directory
 };
 
 // Parses a config file; InvalidArgument naming the key on a bad value.

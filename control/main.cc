@@ -33,6 +33,7 @@
 #include "common/tables/layout.h"
 #include "common/version.h"
 #include "control/core.h"
+#include "control/fleet_node.h"
 #include "control/notify.h"
 #include "control/observer.h"
 #include "control/ops_metrics.h"
@@ -309,6 +310,13 @@ int Run(int argc, char** argv) {
   observer->Start();
   if (unix_socket) unix_socket->Serve(server.get());
   OpsMetrics ops_metrics(config.shm_dir, config.node);
+  // The fleet's directory: registration only; no decision here waits on etcd.
+  std::unique_ptr<FleetNode> fleet;
+  if (config.fleet.enabled) {
+    auto f = FleetNode::Start(**core);
+    if (!f.ok()) return Fail(1, f.status());
+    fleet = *std::move(f);
+  }
 
   httplib::Server http;
   std::thread http_thread;
@@ -340,6 +348,8 @@ int Run(int argc, char** argv) {
   sigwait(&stop, &sig);
   log::Logf(log::Level::kNotice, "stopping (signal %d)", sig);
   sd::Stopping();
+  // Out of the directory first: no application is sent here while it stops.
+  if (fleet) fleet->Stop(/*leave=*/true);
   stopping = true;
   observer.reset();  // it reads the pair and the core, which stop below
   (*core)->changes().Close();

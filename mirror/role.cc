@@ -99,6 +99,7 @@ void RoleMachine::Evaluate(absl::Time now) {
   alarms_.two_actives = false;
   alarms_.cannot_take_over = false;
   alarms_.clock_skew = heard && absl::AbsDuration(clock_skew_) > config_.max_clock_skew;
+  waiting_for_witness_ = false;
 
   if (heard && peer_) {
     // Rule 1: a higher epoch wins at once.
@@ -123,7 +124,15 @@ void RoleMachine::Evaluate(absl::Time now) {
     }
   }
 
-  if (role_ == Role::kActive) return;  // rule 5: an active node stays active
+  if (role_ == Role::kActive) {
+    // Rule 7 (W3): cut off from its peer, an active needs the pair's key.
+    if (witness_.enabled && !heard && now >= witness_.hold_until) {
+      Become(Role::kStandby, epoch_, now,
+             "peer lost on backbone and access network and the pair's key in etcd not held "
+             "(witness: lease not renewed)");
+    }
+    return;  // rule 5: otherwise an active node stays active
+  }
 
   // Rule 3: reasons for the standby to take over.
   std::string cause;
@@ -153,6 +162,16 @@ void RoleMachine::Evaluate(absl::Time now) {
   if (cause.empty()) return;
   if (!local_ok || (demoted_at_ && now - *demoted_at_ < config_.rejoin_hold)) {
     alarms_.cannot_take_over = true;
+    return;
+  }
+  if (witness_.enabled && !heard) {  // rule 7 (W5)
+    if (now >= witness_.hold_until || now < witness_.takeover_from ||
+        witness_.key_epoch <= max_epoch_seen_) {
+      waiting_for_witness_ = true;
+      return;
+    }
+    Become(Role::kActive, witness_.key_epoch, now,
+           absl::StrCat(cause, "; the pair's key in etcd held at epoch ", witness_.key_epoch));
     return;
   }
   Become(Role::kActive, max_epoch_seen_ + 1, now, std::move(cause));

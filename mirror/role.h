@@ -26,6 +26,14 @@
 //     (the new active died at once). Without this, a pair flapping under CPU
 //     starvation handed the active role back to a node that still held writes
 //     the other had just reported lost, and lost the other's.
+//  7. With etcd as the pair's witness (SetWitness; docs/fleet.md, rules W1-W7
+//     of control/fleet/witness.h), while the peer is lost on both paths: an
+//     active node stays active only until its hold on the pair's key ends
+//     (W3), then steps down; a standby whose takeover is due (rule 3) takes
+//     over only while it holds the key, from takeover_from on (W5), at the
+//     key's epoch, which must be above every epoch seen. With the peer heard
+//     on either path the witness is not asked (W2, W6): an etcd outage takes
+//     no pair down and delays no handover.
 // A report from an older epoch than the peer's last one (the two paths may
 // deliver out of order) only shows the peer alive on its path. A report from
 // any node but peer_node_id (another pair sharing the key) is ignored and
@@ -100,6 +108,14 @@ struct RoleConfig {
   bool backbone_only = false;
 };
 
+// What the owner's fleet::Witness says now (rule 7).
+struct WitnessInput {
+  bool enabled = false;  // etcd is this pair's witness
+  absl::Time hold_until = absl::InfinitePast();  // this node holds the pair's key until then
+  absl::Time takeover_from = absl::InfiniteFuture();  // the acquisition plus the guard (W5)
+  uint64_t key_epoch = 0;  // the epoch the key was taken at
+};
+
 struct Decision {
   absl::Time at;
   Role role = Role::kStandby;  // the new role
@@ -154,6 +170,11 @@ class RoleMachine {
   void SetResynced(bool resynced) {
     if (resynced) demoted_at_.reset();
   }
+  // Rule 7: the witness as it stands; set before each Tick while configured.
+  void SetWitness(const WitnessInput& w) { witness_ = w; }
+  // A standby's takeover is due (rule 3, peer lost on both paths) and waits
+  // for the witness: the owner acquires the pair's key (W7).
+  bool waiting_for_witness() const { return waiting_for_witness_; }
   // Re-evaluates timeouts; call at least every interval.
   void Tick(absl::Time now);
 
@@ -198,6 +219,8 @@ class RoleMachine {
   std::optional<absl::Time> demoted_at_;  // rule 6: demoted, not resynced since
   absl::Duration clock_skew_ = absl::ZeroDuration();
   uint64_t reports_ignored_ = 0;
+  WitnessInput witness_;
+  bool waiting_for_witness_ = false;
   Alarms alarms_;
   std::optional<Decision> last_takeover_;
   std::vector<Decision> decisions_;

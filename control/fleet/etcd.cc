@@ -85,15 +85,38 @@ absl::StatusOr<std::vector<std::string>> ParseEndpoints(absl::string_view list) 
 
 absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions& options) {
   if (options.endpoints.empty()) return absl::InvalidArgumentError("no etcd endpoint given");
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError("etcd TLS: a client certificate needs its key, and a key its certificate");
+  }
+  const bool tls = !options.tls_ca.empty();
+  if (!tls && !options.tls_cert.empty()) {
+    return absl::InvalidArgumentError("etcd TLS: a client certificate needs the CA of etcd's servers");
+  }
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (tls) {
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = options.tls_ca;
+    o.pem_cert_chain = options.tls_cert;
+    o.pem_private_key = options.tls_key;
+    creds = grpc::SslCredentials(o);
+  }
   std::unique_ptr<EtcdClient> c(new EtcdClient());
   c->options_ = options;
   for (const std::string& given : options.endpoints) {
     absl::string_view target = given;
     if (absl::StartsWith(target, "https://")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("etcd endpoint '", given, "': TLS to etcd is not supported yet"));
+      if (!tls) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("etcd endpoint '", given, "': https needs the CA of etcd's servers"));
+      }
+      target.remove_prefix(8);
+    } else if (absl::StartsWith(target, "http://")) {
+      if (tls) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("etcd endpoint '", given, "': http with TLS configured"));
+      }
+      target.remove_prefix(7);
     }
-    if (absl::StartsWith(target, "http://")) target.remove_prefix(7);
     while (!target.empty() && target.back() == '/') target.remove_suffix(1);
     size_t colon = target.rfind(':');
     uint32_t port = 0;
@@ -111,7 +134,7 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions
     auto ep = std::make_unique<Endpoint>();
     ep->name = given;
     ep->channel =
-        grpc::CreateCustomChannel(std::string(target), grpc::InsecureChannelCredentials(), args);
+        grpc::CreateCustomChannel(std::string(target), creds, args);
     ep->kv = pb::KV::NewStub(ep->channel);
     ep->lease = pb::Lease::NewStub(ep->channel);
     c->endpoints_.push_back(given);

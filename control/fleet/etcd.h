@@ -49,9 +49,13 @@
 namespace tandem::fleet {
 
 struct EtcdOptions {
-  // "HOST:PORT" or "http://HOST:PORT" (plain gRPC; etcd's TLS is not
-  // supported yet, see docs/fleet.md).
+  // "HOST:PORT", "http://HOST:PORT" (plain gRPC) or, with tls_ca,
+  // "https://HOST:PORT"; with tls_ca every endpoint is TLS.
   std::vector<std::string> endpoints;
+  // PEM: the CA that issued etcd's server certificates (empty: plaintext),
+  // and this client's certificate chain and key (both or neither) for an etcd
+  // that asks for one (--client-cert-auth).
+  std::string tls_ca, tls_cert, tls_key;
   std::chrono::milliseconds call_timeout{1000};   // one attempt on one endpoint
   std::chrono::milliseconds retry_timeout{5000};  // every attempt of one operation
   std::chrono::milliseconds backoff_initial{50};

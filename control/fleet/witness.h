@@ -1,7 +1,7 @@
 // etcd as the witness of a pair (docs/fleet.md, "The witness"): which node
 // may be active when the two cannot hear each other at all. Pure logic, no
-// I/O, time injected; not wired into the pair yet (the role machine,
-// mirror/role.h, will ask it before rule 3 and at every tick while active).
+// I/O, time injected. The role machine obeys its verdict (mirror/role.h, rule
+// 7, through WitnessInput); the pair does not run it against etcd yet.
 //
 // The pair's leadership key PREFIX/leaders/PAIR holds {node, epoch} under the
 // holder's lease; PREFIX/epochs/PAIR (no lease) holds the highest epoch ever

@@ -116,3 +116,31 @@ def test_junit_has_a_case_per_scenario_with_its_failures(tmp_path):
     assert cases["2 workers"].find("skipped") is not None
     assert cases["paced memif: tandem"].find("failure") is not None
     assert cases["switch"].find("failure") is not None
+
+
+def test_control_frames_over_the_slow_path_limit_are_not_lost_media():
+    """The 100k-updates run of 2026-12-05: "16716 lost" were slow_path_limited
+    drops of the capture's replayed ARP/ND frames (4 per pass of 8,196)."""
+    rx_packets = 67_000_000  # ~16,350 passes, ~65,400 control frames
+    lost, by_design = verdict.split_drops({"slow_path_limited": 16716}, "tx", rx_packets,
+                                          UNICAST)
+    assert (lost, by_design) == (0, 16716)
+    # Real loss next to them stays lost.
+    lost, by_design = verdict.split_drops({"slow_path_limited": 16716, "no_neighbour": 3},
+                                          "tx", rx_packets, UNICAST)
+    assert (lost, by_design) == (3, 16716)
+
+
+def test_slow_path_drops_beyond_the_control_frames_received_are_lost():
+    # 8,196 packets received = 1 pass = 4 control frames (+ 4 for the readings' cut):
+    # 100 slow-path drops cannot all be control frames.
+    lost, by_design = verdict.split_drops({"slow_path_limited": 100}, "tx", 8196, UNICAST)
+    assert (lost, by_design) == (92, 8)
+
+
+def test_the_flood_measure_is_neither_lost_nor_by_design():
+    lost, by_design = verdict.split_drops({"unknown_leg": 8192e3, "slow_path_limited": 4},
+                                          "rx", 8196e3, FLOOD)
+    assert (lost, by_design) == (0, 4)
+    lost, _ = verdict.split_drops({"unknown_leg": 5}, "tx", 8196e3, UNICAST)
+    assert lost == 5

@@ -43,6 +43,35 @@ def expected_share(row, meta, drops_per_s, metric):
     return tx / (media * max(1, meta["copies_per_packet"]))
 
 
+# Drops that a capture causes by design, never lost media: the replayed ARP/ND
+# frames (control_packets per pass) come from one source far above the switch's
+# per-source slow-path limit, so most of them are dropped as slow_path_limited.
+BY_DESIGN = ("slow_path_limited",)
+
+
+def split_drops(drops, metric, rx_packets, meta):
+    """(lost, by_design) packet counts of a switch run's drops by reason.
+
+    The flood's unknown_leg drops are its measure (metric "rx"), neither.
+    A by-design reason counts as by design only up to the control frames the
+    switch received (plus one pass of the capture for the readings' cut);
+    whatever it dropped beyond that was media, and is lost."""
+    total = meta["media_packets"] + meta["control_packets"]
+    control = rx_packets * meta["control_packets"] / total if total else 0.0
+    allowance = control + meta["control_packets"] if meta["control_packets"] else 0.0
+    lost = by_design = 0
+    for reason, n in drops.items():
+        if metric == "rx" and reason == "unknown_leg":
+            continue
+        if reason in BY_DESIGN:
+            ok = int(min(n, allowance))
+            allowance -= ok
+            by_design += ok
+            n -= ok
+        lost += n
+    return lost, by_design
+
+
 def _bad(v):
     return v is None or (isinstance(v, float) and math.isnan(v)) or v <= 0
 

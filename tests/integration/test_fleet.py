@@ -1,10 +1,11 @@
 """The fleet's directory on a real three-member etcd cluster in namespaces
 (issue 18, first stage): pairs registered under leases, 10,000 meetings placed
 by two concurrent placers, a drained pair, an etcd member lost, the quorum
-lost and back. Registrations come from tandem-fleet-tool (the same
-fleet::Registration tandem-control will run); placements from the tool and
-tandemctl fleet; a meeting application on FleetClient (tandem_client) reaches the
-active node of its meeting's pair, two real tandem-control daemons."""
+lost and back. Registrations of many pairs come from tandem-fleet-tool (the
+same fleet::Registration tandem-control runs: the placement tests need pairs'
+capacities and roles set at will); real tandem-control daemons with [fleet]
+register themselves, and a meeting application on FleetClient (tandem_client)
+reaches the active node of its meeting's pair."""
 import collections
 import json
 import os
@@ -16,7 +17,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from control_helpers.control import ControlDaemon  # noqa: E402
 from helpers import netns  # noqa: E402
-from helpers.etcd import EtcdCluster  # noqa: E402
+from control_helpers.pki import Pki  # noqa: E402
+from helpers.etcd import EtcdCluster, etcd_binary, etcdctl_binary  # noqa: E402
+from helpers.pair import NodeControl  # noqa: E402
 from helpers.paths import build_dir  # noqa: E402
 
 import pytest  # noqa: E402
@@ -277,23 +280,17 @@ class App:
 def test_client_library_reaches_the_active_node_of_the_meetings_pair(fleet):
     bed, etcd = fleet
     client = etcd.client
-    # pair-1: two control daemons (no switch: media is not the point here),
-    # node a active, node b standby; pair-2 has no room, so meetings go to pair-1.
-    nodes = {}
-    for name, role in (("a", "active"), ("b", "standby")):
-        d = ControlDaemon(bed.tmpdir(f"ctl{name}"), node=name)
-        d.config.write_text(d.config.read_text().replace('role = "active"', f'role = "{role}"'))
-        nodes[name] = d.start()
+    # pair-1: two control daemons (no switch: media is not the point here)
+    # that register themselves, node a active, node b standby.
+    nodes = {name: fleet_daemon(bed, client, etcd.endpoints, name, "pair-1", dc, role)
+             for name, dc, role in (("a", "dc1", "active"), ("b", "dc2", "standby"))}
     try:
-        reg = Registrar(bed, client, etcd.endpoints, {"pair-1": 5000, "pair-2": 0})
-        for name, d in nodes.items():
-            reg.send(f"api pair-1 {name} {d.api}")
+        for d in nodes.values():
+            d.start()
+        wait_registered(bed, client, etcd.endpoints, "pair-1", 2)
         app = App(bed, client, etcd.endpoints)
-        deadline = time.monotonic() + 3
-        while (r := app.send("place conf-1"))["active_api"] != nodes["a"].api:
-            assert time.monotonic() < deadline, r
-            time.sleep(0.2)
-        assert r["pair_id"] == "pair-1"
+        r = app.send("place conf-1")
+        assert (r["pair_id"], r["active_api"]) == ("pair-1", nodes["a"].api), r
         r = app.send("site conf-1 acme")
         assert r.get("answered_by") == nodes["a"].api, r
         assert nodes["a"].ctl("site", "list")["sites"][0]["name"] == "acme"
@@ -314,3 +311,135 @@ def test_client_library_reaches_the_active_node_of_the_meetings_pair(fleet):
     finally:
         for d in nodes.values():
             d.close()
+
+
+def wait_registered(bed, host, endpoints, pair, count, timeout=5):
+    """`tandemctl fleet show PAIR` once the pair has `count` nodes registered."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = ctl(bed, host, endpoints, "fleet", "show", pair, check=False)
+        shown = json.loads(r.stdout) if r.returncode == 0 else {}
+        if len(shown.get("nodes", [])) >= count:
+            return shown
+        assert time.monotonic() < deadline, (r.stdout, r.stderr)
+        time.sleep(0.1)
+
+
+def fleet_daemon(bed, host, endpoints, name, pair, dc, role="active", extra=""):
+    """tandem-control with [fleet]: it registers its own node (no switch)."""
+    etcd = ", ".join(f'"{e}"' for e in endpoints.split(","))
+    d = NodeControl(bed, host, workdir=bed.tmpdir(f"fleet{pair}{name}"), node=name,
+                    extra_toml=f"""[fleet]
+etcd = [{etcd}]
+pair_id = "{pair}"
+data_center = "{dc}"
+lease_ttl_s = 3
+{extra}""")
+    d.config.write_text(d.config.read_text().replace('role = "active"', f'role = "{role}"'))
+    return d
+
+
+def test_daemon_registers_refreshes_and_withdraws_its_node(fleet):
+    bed, etcd = fleet
+    client = etcd.client
+    show = lambda: json.loads(ctl(bed, client, etcd.endpoints, "fleet", "show", "pair-1").stdout)  # noqa: E731
+
+    # An unknown [fleet] key is an error, as in every other table.
+    bad = fleet_daemon(bed, client, etcd.endpoints, "x", "pair-1", "dc1", extra='ttl = 3\n')
+    r = bed.run_in(client, [build_dir() / "control" / "tandem-control", "--config", bad.config,
+                            "--check-config"], check=False)
+    assert r.returncode == 2 and "fleet.ttl" in r.stderr, r.stderr
+
+    nodes = {"a": fleet_daemon(bed, client, etcd.endpoints, "a", "pair-1", "dc1"),
+             "b": fleet_daemon(bed, client, etcd.endpoints, "b", "pair-1", "dc2", role="standby")}
+    try:
+        for d in nodes.values():
+            d.start()
+        s = wait_registered(bed, client, etcd.endpoints, "pair-1", 2)
+        assert [(n["node_id"], n["data_center"], n["api"], n["role"]) for n in s["nodes"]] == [
+            ("a", "dc1", nodes["a"].api, "active"), ("b", "dc2", nodes["b"].api, "standby")], s
+        assert s["active"] == "a"
+        assert s["nodes"][0]["capacity"] == {"legs": "4096", "meetings": "256"}
+        assert s["nodes"][0]["vips"] == ["198.18.0.100", "2001:db8:1::100"]
+
+        # A meeting started on a shows in its load within about a second.
+        site = nodes["a"].ctl("site", "create", "--name", "acme")
+        m = nodes["a"].ctl("meeting", "schedule", "--site", site["site_id"], "--title", "t")
+        nodes["a"].ctl("meeting", "start", m["meeting_id"])
+        started = time.monotonic()
+        while show()["nodes"][0].get("load", {}).get("meetings") != "1":
+            assert time.monotonic() - started < 1 + 2, show()
+            time.sleep(0.1)
+
+        # A clean stop withdraws the record at once (the lease is revoked).
+        nodes["b"].stop()
+        assert [n["node_id"] for n in show()["nodes"]] == ["a"]
+
+        # kill -9: the record stays until the lease (3 s) expires, then goes
+        # (plus etcd's 500 ms expiry tick and slack for a busy machine).
+        nodes["a"].kill9()
+        killed = time.monotonic()
+        assert etcd.count(PREFIX + "pairs/") == 1
+        while etcd.count(PREFIX + "pairs/") > 0:
+            assert time.monotonic() - killed < 3 + 0.5 + 2.5
+            time.sleep(0.1)
+        assert time.monotonic() - killed > 3 - 1.5  # not before the lease could expire
+    finally:
+        for d in nodes.values():
+            d.close()
+
+
+def test_daemon_registers_over_tls_with_a_client_certificate():
+    """etcd with TLS and --client-cert-auth: [fleet] tls_ca, tls_cert, tls_key."""
+    bed = netns.Testbed()
+    try:
+        host = bed.add_participant("et", 20)
+        pki = Pki(bed.tmpdir("pki"))
+        pki.ca("ca")
+        pki.leaf("etcd", "ca", f"subjectAltName = IP:{host.ip4}\n"
+                               "extendedKeyUsage = serverAuth, clientAuth\n")
+        pki.leaf("node", "ca", "extendedKeyUsage = clientAuth\n")
+        url = f"https://{host.ip4}:2379"
+        log = open(bed.tmpdir("etcdlog") / "etcd.log", "wb")
+        bed.popen(host, [etcd_binary(), "--data-dir", bed.tmpdir("etcd"),
+                         "--listen-client-urls", url, "--advertise-client-urls", url,
+                         "--listen-peer-urls", f"http://{host.ip4}:2380",
+                         "--initial-advertise-peer-urls", f"http://{host.ip4}:2380",
+                         "--initial-cluster", f"default=http://{host.ip4}:2380",
+                         "--cert-file", pki.etcd_crt, "--key-file", pki.etcd_key,
+                         "--trusted-ca-file", pki.ca_crt, "--client-cert-auth"],
+                  stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        etcdctl = [etcdctl_binary(), "--endpoints", url, "--cacert", pki.ca_crt,
+                   "--cert", pki.node_crt, "--key", pki.node_key]
+        deadline = time.monotonic() + 20
+        while bed.run_in(host, [*etcdctl, "endpoint", "health"], check=False).returncode != 0:
+            assert time.monotonic() < deadline, "etcd with TLS not healthy"
+            time.sleep(0.2)
+
+        tls = f'tls_ca = "{pki.ca_crt}"\ntls_cert = "{pki.node_crt}"\ntls_key = "{pki.node_key}"\n'
+        d = fleet_daemon(bed, host, url, "a", "pair-9", "dc1", extra=tls)
+        # The CA without the client certificate: etcd refuses the handshake,
+        # the daemon serves on and says why it is not registered.
+        plain = fleet_daemon(bed, host, url, "b", "pair-9", "dc1", extra=f'tls_ca = "{pki.ca_crt}"\n')
+        try:
+            d.start()
+            plain.start()
+            deadline = time.monotonic() + 5
+            key = PREFIX + "pairs/pair-9/"
+            while True:
+                r = bed.run_in(host, [*etcdctl, "get", key, "--prefix", "--keys-only"])
+                if r.stdout.split() == [key + "a"]:
+                    break
+                assert time.monotonic() < deadline, r.stdout
+                time.sleep(0.1)
+            deadline = time.monotonic() + 5
+            while "fleet: not registered" not in plain.log():
+                assert time.monotonic() < deadline, plain.log()
+                time.sleep(0.1)
+            assert bed.run_in(host, [*etcdctl, "get", key + "b"]).stdout == ""
+        finally:
+            d.close()
+            plain.close()
+    finally:
+        bed.close()

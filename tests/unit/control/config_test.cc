@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/keys.h"
+#include "control/fleet_node.h"
 
 namespace tandem::control {
 namespace {
@@ -357,6 +358,119 @@ peer = "198.19.0.2:7400"
   c = ParseConfig(pair + "mode = \"strict\"\n", "test.toml");
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("sync-strict"), std::string::npos) << c.status();
+}
+
+}  // namespace
+}  // namespace tandem::control
+
+namespace tandem::control {
+namespace {
+
+constexpr const char* kFleet = R"(
+node = "b"
+[tables]
+legs = 1000
+meetings = 50
+[api]
+listen = "unix:/tmp/x/b.sock"
+[fleet]
+etcd = ["198.18.7.1:2379", "http://198.18.7.2:2379"]
+pair_id = "pair-1"
+data_center = "dc2"
+)";
+
+TEST(FleetConfigTest, DefaultsComeFromTheNode) {
+  auto c = ParseConfig(kFleet, "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(ValidateConfig(*c).ok()) << ValidateConfig(*c);
+  const FleetConfig& f = c->fleet;
+  EXPECT_TRUE(f.enabled);
+  EXPECT_EQ(f.etcd, (std::vector<std::string>{"198.18.7.1:2379", "http://198.18.7.2:2379"}));
+  EXPECT_EQ(f.node_id, "b");
+  EXPECT_EQ(f.api, "unix:/tmp/x/b.sock");
+  EXPECT_EQ(f.legs, 1000u);
+  EXPECT_EQ(f.meetings, 50u);
+  EXPECT_EQ(f.prefix, "/tandem/fleet/");
+  EXPECT_EQ(f.lease_ttl_s, 6u);
+  EXPECT_FALSE(ParseConfig("node = \"a\"\n", "t.toml")->fleet.enabled);
+}
+
+TEST(FleetConfigTest, ReadsEveryKey) {
+  auto c = ParseConfig(std::string(kFleet) + R"(node_id = "b-2"
+api = "198.18.7.20:7443"
+prefix = "/test/f"
+legs = 900
+meetings = 40
+lease_ttl_s = 4
+refresh_ms = 500
+)",
+                       "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(ValidateConfig(*c).ok());
+  const FleetConfig& f = c->fleet;
+  EXPECT_EQ(f.node_id, "b-2");
+  EXPECT_EQ(f.api, "198.18.7.20:7443");
+  EXPECT_EQ(f.prefix, "/test/f");
+  EXPECT_EQ(f.legs, 900u);
+  EXPECT_EQ(f.meetings, 40u);
+  EXPECT_EQ(f.lease_ttl_s, 4u);
+  EXPECT_EQ(f.refresh_ms, 500u);
+}
+
+TEST(FleetConfigTest, BadKeysAndValuesAreNamed) {
+  struct Case {
+    std::string extra, error;
+  };
+  for (const Case& k : std::vector<Case>{
+           {"datacenter = \"x\"\n", "fleet.datacenter"},
+           {"legs = -1\n", "legs"},
+           {"refresh_ms = \"1s\"\n", "refresh_ms"},
+       }) {
+    auto c = ParseConfig(std::string(kFleet) + k.extra, "t.toml");
+    ASSERT_FALSE(c.ok()) << k.extra;
+    EXPECT_NE(c.status().message().find(k.error), std::string::npos) << c.status();
+  }
+  for (const Case& k : std::vector<Case>{
+           {"pair_id = \"pair 1\"\n", "pair id"},
+           {"etcd = []\n", "etcd"},
+           {"etcd = [\"198.18.7.1\"]\n", "HOST:PORT"},
+           {"prefix = \"tandem\"\n", "prefix"},
+           {"lease_ttl_s = 1\n", "lease_ttl_s"},
+           {"lease_ttl_s = 2\nrefresh_ms = 2000\n", "refresh_ms"},
+           {"tls_ca = \"/nonexistent/ca.crt\"\n", "tls_ca: cannot read /nonexistent/ca.crt"},
+           {"etcd = [\"https://198.18.7.1:2379\"]\n", "https needs the CA"},
+       }) {
+    // A key given twice is a TOML error: replace the table's value instead.
+    std::string text = kFleet;
+    std::string key = k.extra.substr(0, k.extra.find(' '));
+    size_t at = text.find("\n" + key + " ");
+    if (at != std::string::npos) text.erase(at + 1, text.find('\n', at + 1) - at);
+    auto c = ParseConfig(text + k.extra, "t.toml");
+    ASSERT_TRUE(c.ok()) << k.extra << c.status();
+    absl::Status st = ValidateConfig(*c);
+    ASSERT_FALSE(st.ok()) << k.extra;
+    EXPECT_NE(st.message().find(k.error), std::string::npos) << st;
+  }
+  std::string no_dc = kFleet;
+  no_dc.erase(no_dc.find("data_center"));
+  auto c = ParseConfig(no_dc, "t.toml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_NE(ValidateConfig(*c).message().find("data_center"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tandem::control
+
+namespace tandem::control {
+namespace {
+
+TEST(FleetNodeTest, PacketRateKeepsTwoSignificantDigits) {
+  EXPECT_EQ(TwoDigits(0), 0u);
+  EXPECT_EQ(TwoDigits(99), 99u);
+  EXPECT_EQ(TwoDigits(100), 100u);
+  EXPECT_EQ(TwoDigits(1049), 1000u);
+  EXPECT_EQ(TwoDigits(123456), 120000u);
+  EXPECT_EQ(TwoDigits(~0ull), 18000000000000000000ull);
 }
 
 }  // namespace
