@@ -281,3 +281,75 @@ def test_switch_tells_systemd_it_forwards_and_feeds_the_watchdog(testbed):
     finally:
         sw.close()
         notify.close()
+
+
+def _switch_tasks(pid):
+    """The switch's threads (tid -> name), found under the wrapper if any."""
+    for _ in range(3):
+        if pathlib.Path(f"/proc/{pid}/exe").resolve().name == "tandem-switch":
+            break
+        kids = pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pid = int(kids[0])
+    tasks = pathlib.Path(f"/proc/{pid}/task")
+    return {int(t.name): (t / "comm").read_text().strip() for t in tasks.iterdir()}
+
+
+class ThreadStop:
+    """Stops one thread of a process, not the others: SIGSTOP to a thread
+    stops its whole process, ptrace's SEIZE and INTERRUPT only that thread.
+    If the test dies, the kernel detaches it (and the thread runs on)."""
+    SEIZE, INTERRUPT, DETACH = 0x4206, 0x4207, 17
+
+    def __init__(self, tid):
+        import ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        self.tid = tid
+        for req in (self.SEIZE, self.INTERRUPT):
+            assert self.libc.ptrace(req, tid, None, None) == 0, os.strerror(ctypes.get_errno())
+        os.waitpid(tid, 0x40000000)  # __WALL: the thread is stopped
+
+    def resume(self):
+        if self.tid is not None:
+            self.libc.ptrace(self.DETACH, self.tid, None, None)
+            self.tid = None
+
+
+def test_a_stalled_worker_stops_feeding_the_watchdog(testbed):
+    """WatchdogSec is fed only while the workers are healthy: a worker thread
+    stopped (by ptrace, the others running on) starves systemd's watchdog, which would
+    restart the unit; once it runs again the main loop feeds it again."""
+    from helpers.switch import Switch
+    work = testbed.tmpdir("stall", root="/tmp")
+    notify = NotifySocket(work / "notify.sock")
+    sw = Switch(testbed, testbed.add_node("node"))
+    worker = None
+    try:
+        sw.wrapper = ["env", f"NOTIFY_SOCKET={notify.path}", "WATCHDOG_USEC=400000"]
+        sw.start()
+        notify.drain(1.0)
+        assert notify.messages.count("WATCHDOG=1") >= 3, notify.messages
+        tasks = _switch_tasks(sw.pid)
+        workers = [t for t, name in tasks.items() if "worker" in name]
+        assert len(workers) == 1, tasks
+        worker = ThreadStop(workers[0])
+        deadline = time.monotonic() + 5
+        while "a worker stalled" not in sw.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        notify.drain(0.3)  # a ping already on its way
+        seen = len(notify.messages)
+        # Two watchdog periods (0.8 s) without a ping: systemd would restart it.
+        notify.drain(0.8)
+        assert "WATCHDOG=1" not in notify.messages[seen:], notify.messages[seen:]
+        assert "the watchdog is no longer fed" in sw.log_text(), sw.log_text()
+        assert sw.alive()
+        worker.resume()
+        seen = len(notify.messages)
+        notify.drain(1.0)
+        assert notify.messages[seen:].count("WATCHDOG=1") >= 3, notify.messages[seen:]
+        assert "every worker runs again" in sw.log_text(), sw.log_text()
+    finally:
+        if worker is not None:
+            worker.resume()
+        sw.close()
+        notify.close()
