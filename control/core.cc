@@ -4,7 +4,6 @@
 #include "common/secure_file.h"
 
 #include <signal.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <algorithm>
@@ -226,23 +225,10 @@ absl::StatusOr<uint64_t> Core::NextLegId() {
 }
 
 void Core::RefreshState() {
-  std::string path = tables::StatePath(config_.shm_dir, config_.node);
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) {
-    have_state_ = false;
-    return;
-  }
-  if (have_state_ && st.st_ino == state_ino_) return;
-  auto m = tables::AttachState(path);
   // A region of another leg capacity does not index our slots.
-  if (!m.ok() || m->second.header().leg_capacity != writer_->view().leg_capacity()) {
-    have_state_ = false;
-    return;
-  }
-  state_map_ = std::move(m->first);
-  state_ = m->second;
-  state_ino_ = st.st_ino;
-  have_state_ = true;
+  have_state_ = state_region_.Attach(tables::StatePath(config_.shm_dir, config_.node)) &&
+                state_region_.view().header().leg_capacity == writer_->view().leg_capacity();
+  if (have_state_) state_ = state_region_.view();
 }
 
 uint32_t Core::EffectiveFlags(const LegRec& leg) const {

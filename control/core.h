@@ -219,11 +219,11 @@ class Core {
   uint64_t next_leg_id_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t leg_id_limit_ ABSL_GUARDED_BY(mu_) = 0;  // ids below are reserved in the store
 
-  // The switch's state region, mapped when it exists.
-  tables::Mapping state_map_ ABSL_GUARDED_BY(mu_);
+  // The switch's state region, mapped when it exists; have_state_ when it
+  // also has our tables' leg capacity (state_ is then its view).
+  tables::StateFollower state_region_ ABSL_GUARDED_BY(mu_);
   tables::StateView state_ ABSL_GUARDED_BY(mu_);
   bool have_state_ ABSL_GUARDED_BY(mu_) = false;
-  ino_t state_ino_ ABSL_GUARDED_BY(mu_) = 0;
 
   // The pair.
   absl::flat_hash_map<uint64_t, v1::Usage> usage_base_ ABSL_GUARDED_BY(mu_);

@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -80,18 +79,7 @@ double LatencyBucketUpperCycles(uint32_t b) {
 OpsMetrics::OpsMetrics(std::string shm_dir, std::string node)
     : shm_dir_(std::move(shm_dir)), node_(std::move(node)) {}
 
-bool OpsMetrics::AttachState() {
-  std::string path = tables::StatePath(shm_dir_, node_);
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) return have_state_ = false;
-  if (have_state_ && st.st_ino == state_ino_) return true;
-  auto m = tables::AttachState(path);
-  if (!m.ok()) return have_state_ = false;
-  state_map_ = std::move(m->first);
-  state_ = m->second;
-  state_ino_ = st.st_ino;
-  return have_state_ = true;
-}
+bool OpsMetrics::AttachState() { return state_region_.Attach(tables::StatePath(shm_dir_, node_)); }
 
 std::string OpsMetrics::Render() {
   MetricsText m;
@@ -121,7 +109,7 @@ std::string OpsMetrics::Render() {
 }
 
 void OpsMetrics::AddSwitch(MetricsText& m) {
-  const tables::StateHeader& h = state_.header();
+  const tables::StateHeader& h = state_region_.view().header();
   int32_t pid = h.switch_pid.load();
   if (pid > 0) {
     ProcStat sw = ReadProcStat(pid);
@@ -139,7 +127,7 @@ void OpsMetrics::AddSwitch(MetricsText& m) {
   m.Declare("tandem_port_rx_nombuf_total",
             "packets a port could not receive for want of a buffer (mbuf pool empty)", true);
   for (uint32_t i = 0; i < ports; ++i) {
-    const tables::PortState& p = state_.port(i);
+    const tables::PortState& p = state_region_.view().port(i);
     if (!p.present) continue;
     std::string port(p.name, strnlen(p.name, sizeof p.name));
     m.Counter("tandem_port_bytes_total", "", double(p.ibytes), {{"port", port}, {"direction", "rx"}});
@@ -148,12 +136,12 @@ void OpsMetrics::AddSwitch(MetricsText& m) {
   }
   double hz = static_cast<double>(h.tsc_hz.load());
   if (hz <= 0) return;
-  uint32_t workers = std::min(h.n_workers.load(), state_.max_workers());
+  uint32_t workers = std::min(h.n_workers.load(), state_region_.view().max_workers());
   m.Declare("tandem_worker_busy_seconds_total",
             "time a worker spent on polls that found packets (busy share: its rate)", true);
   std::vector<uint64_t> hist(tables::kLatencyBuckets, 0);
   for (uint32_t w = 0; w < workers; ++w) {
-    const tables::WorkerCounters& c = state_.worker_counters(w);
+    const tables::WorkerCounters& c = state_region_.view().worker_counters(w);
     m.Counter("tandem_worker_busy_seconds_total", "", double(c.busy_cycles) / hz,
               {{"worker", absl::StrCat(w)}});
     for (uint32_t b = 0; b < tables::kLatencyBuckets; ++b) hist[b] += c.latency_hist[b];

@@ -22,10 +22,7 @@ class OpsMetrics {
   void AddSwitch(MetricsText& m);
 
   const std::string shm_dir_, node_;
-  tables::Mapping state_map_;
-  tables::StateView state_;
-  bool have_state_ = false;
-  uint64_t state_ino_ = 0;
+  tables::StateFollower state_region_;
 };
 
 // The upper bound, in TSC cycles, of bucket `b` of WorkerCounters::latency_hist

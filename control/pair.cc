@@ -1,7 +1,6 @@
 #include "control/pair.h"
 
 #include <signal.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <algorithm>
@@ -351,18 +350,7 @@ absl::StatusOr<v1::SwitchoverResponse> Pair::Switchover(bool force) {
   return out;
 }
 
-bool Pair::AttachState() {
-  std::string path = tables::StatePath(core_.config().shm_dir, core_.config().node);
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) return have_state_ = false;
-  if (have_state_ && st.st_ino == state_ino_) return true;
-  auto m = tables::AttachState(path);
-  if (!m.ok()) return have_state_ = false;
-  state_map_ = std::move(m->first);
-  state_ = m->second;
-  state_ino_ = st.st_ino;
-  return have_state_ = true;
-}
+bool Pair::AttachState() { return state_region_.Attach(tables::StatePath(core_.config().shm_dir, core_.config().node)); }
 
 void Pair::Loop() {
   // Every millisecond: a decision waits for this loop, and a look at the
@@ -416,9 +404,9 @@ void Pair::Step(absl::Time now) {
       machine_->SetResynced(sink_ && sink.connected && sink.consistent);
     }
     if (AttachState()) {
-      const tables::StateHeader& h = state_.header();
+      const tables::StateHeader& h = state_region_.view().header();
       // The lock, not the pid: a killed switch not yet reaped still has one.
-      bool alive = tables::StateLocked(state_map_);
+      bool alive = tables::StateLocked(state_region_.mapping());
       if (alive && !switch_alive_) {
         switch_hold_until_ = now + HoldDown(cfg_.heartbeat_ms);
       }
@@ -428,7 +416,7 @@ void Pair::Step(absl::Time now) {
       // silence is not the peer's death until the hold-down passes (as at
       // the daemon's start).
       machine_->SetSilenceHold(now < switch_hold_until_);
-      if (alive) machine_->SetListeningUntil(SwitchListeningUntil(state_, now));
+      if (alive) machine_->SetListeningUntil(SwitchListeningUntil(state_region_.view(), now));
       feed_.Poll(h, local, machine_.get(), now);
       if (machine_->role() == mirror::Role::kActive && !local.data_plane_ok && source_ &&
           now >= next_notice_) {
@@ -591,15 +579,15 @@ void Pair::PublishStatus(absl::Time now) {
           static_cast<uint64_t>(absl::ToUnixNanos(absl::Now() - (now - t->at))));
     }
     auto& refused = *s.mutable_refused();
-    if (have_state_) {
-      uint32_t f = state_.header().local_flags.load(std::memory_order_relaxed);
+    if (state_region_.attached()) {
+      uint32_t f = state_region_.view().header().local_flags.load(std::memory_order_relaxed);
       s.set_data_plane_ok(f & tables::kHbDataPlaneOk);
       s.set_access_link_up(f & tables::kHbAccessLinkUp);
-      refused["heartbeat_access"] = state_.header().peer[0].frames_refused;
-      refused["heartbeat_backbone"] = state_.header().peer[1].frames_refused;
+      refused["heartbeat_access"] = state_region_.view().header().peer[0].frames_refused;
+      refused["heartbeat_backbone"] = state_region_.view().header().peer[1].frames_refused;
       // Authenticated, but from a node that is not our peer (or for the other path).
       refused["heartbeat_other_node"] =
-          state_.header().peer[0].frames_other + state_.header().peer[1].frames_other;
+          state_region_.view().header().peer[0].frames_other + state_region_.view().header().peer[1].frames_other;
     }
     for (int r = 0; r < static_cast<int>(mirror::RejectReason::kCount); ++r) {
       auto reason = static_cast<mirror::RejectReason>(r);

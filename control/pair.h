@@ -111,10 +111,7 @@ class Pair {
   // Replication refusals of the sources and sinks already destroyed.
   std::array<uint64_t, static_cast<int>(mirror::RejectReason::kCount)> refused_base_
       ABSL_GUARDED_BY(mu_) = {};
-  tables::Mapping state_map_;
-  tables::StateView state_;
-  bool have_state_ = false;
-  ino_t state_ino_ = 0;
+  tables::StateFollower state_region_;
   absl::Time next_usage_, next_compare_, next_notice_, next_publish_;
   absl::Time decide_from_;  // startup hold-down: no role decision before
   bool switch_alive_ = false;

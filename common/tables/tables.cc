@@ -997,6 +997,18 @@ LegUsage SumLegUsage(const StateView& state, uint32_t slot, uint32_t gen) {
   return u;
 }
 
+bool StateFollower::Attach(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return attached_ = false;
+  if (attached_ && st.st_ino == ino_) return true;
+  auto m = AttachState(path);
+  if (!m.ok()) return attached_ = false;
+  map_ = std::move(m->first);
+  view_ = m->second;
+  ino_ = st.st_ino;
+  return attached_ = true;
+}
+
 bool ReadPeerPath(const PeerPath& p, PeerSnapshot* out, int attempts) {
   for (int attempt = 0; attempt < attempts; ++attempt) {
     uint32_t s1 = p.seq.load(std::memory_order_acquire);

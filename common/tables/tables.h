@@ -243,6 +243,23 @@ absl::StatusOr<std::pair<Mapping, StateView>> OpenOrCreateState(const std::strin
 // For readers of the state (control, tools): maps an existing region.
 absl::StatusOr<std::pair<Mapping, StateView>> AttachState(const std::string& path);
 
+// A reader's mapping of the state region that follows the switch: a switch
+// that made its region anew (another layout) replaced the file, so a new
+// inode is mapped again; a missing file is no region.
+class StateFollower {
+ public:
+  bool Attach(const std::string& path);  // true while a region is mapped
+  bool attached() const { return attached_; }
+  const StateView& view() const { return view_; }
+  const Mapping& mapping() const { return map_; }  // for StateLocked
+
+ private:
+  Mapping map_;
+  StateView view_;
+  bool attached_ = false;
+  uint64_t ino_ = 0;
+};
+
 // The switch holds a write lock on its state region for as long as it runs:
 // an open-file-description lock, which the kernel drops the moment the process
 // exits (killed or not, reaped or not), so tandem-control learns at once that
