@@ -20,7 +20,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from control_helpers.control import ControlDaemon  # noqa: E402
 from helpers import netns  # noqa: E402
+from helpers.meeting import VIP_PORT_BASE  # noqa: E402
+from helpers.netns import VIP4, VIP6  # noqa: E402
 from helpers.switch import Switch  # noqa: E402
 from helpers.tables import Tables  # noqa: E402
 
@@ -88,3 +91,16 @@ def meeting(request):
             m.close()
         bed.close()
 
+
+@pytest.fixture
+def control(meeting):
+    """tandem-control on the meeting's switch: its shm dir, its VIPs, 100 VIP ports."""
+    sw = meeting.switch
+    d = ControlDaemon(meeting.bed.tmpdir("ctl"), node=sw.node, shm_dir=sw.shm_dir,
+                      vips=(VIP4, VIP6), ports=f"{VIP_PORT_BASE}-{VIP_PORT_BASE + 99}",
+                      legs=sw.legs, meetings=sw.meetings)
+    try:
+        d.start()
+        yield d
+    finally:
+        d.close()

@@ -11,27 +11,12 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from control_helpers.control import ControlDaemon, ctl_binary  # noqa: E402
 from helpers.meeting import (VIP_PORT_BASE, check_exactly_once, member_flows,  # noqa: E402
                              own_endpoint, sender_id, vip_endpoint)
-from helpers.netns import VIP4, VIP6  # noqa: E402
 from helpers.participants import FlowRun, run_flows  # noqa: E402
 
 
 WARMUPS = 3  # warm-up packets each participant sends per destination
-
-
-@pytest.fixture
-def control(meeting):
-    sw = meeting.switch
-    d = ControlDaemon(meeting.bed.tmpdir("ctl"), node=sw.node, shm_dir=sw.shm_dir,
-                      vips=(VIP4, VIP6), ports=f"{VIP_PORT_BASE}-{VIP_PORT_BASE + 99}",
-                      legs=sw.legs, meetings=sw.meetings)
-    try:
-        d.start()
-        yield d
-    finally:
-        d.close()
 
 
 def join_members(d, members, family):

@@ -3,37 +3,19 @@ flooding its meeting is cut to its leg's rate (the site policy's per-leg
 limits), and no media payload reaches a file any process writes."""
 import os
 import pathlib
-import socket
 import sys
-import time
 import uuid
-
-import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from control_helpers.control import ControlDaemon, ctl_binary  # noqa: E402
 from helpers.meeting import (MEDIA_PORT, VIP_PORT_BASE, own_endpoint, sender_id,  # noqa: E402
                              vip_endpoint)
-from helpers.netns import VIP4, VIP6  # noqa: E402
+from helpers.netns import VIP4  # noqa: E402
 from helpers.participants import Flow, FlowRun  # noqa: E402
 from helpers.stalls import StallProbe  # noqa: E402
 
 
 LEG_PPS = 100
-
-
-@pytest.fixture
-def control(meeting):
-    sw = meeting.switch
-    d = ControlDaemon(meeting.bed.tmpdir("ctl"), node=sw.node, shm_dir=sw.shm_dir,
-                      vips=(VIP4, VIP6), ports=f"{VIP_PORT_BASE}-{VIP_PORT_BASE + 99}",
-                      legs=sw.legs, meetings=sw.meetings)
-    try:
-        d.start()
-        yield d
-    finally:
-        d.close()
 
 
 def _join(d, members, **policy):

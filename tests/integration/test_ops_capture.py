@@ -17,7 +17,6 @@ from helpers.meeting import member_flows  # noqa: E402
 from helpers.netns import VIP4  # noqa: E402
 from helpers.participants import FlowRun  # noqa: E402
 from test_control_e2e import join_members  # noqa: E402
-from test_ops_observe import control  # noqa: E402,F401  (the fixture)
 
 
 def test_dumpcap_records_a_meetings_media(meeting, control):

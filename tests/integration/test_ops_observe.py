@@ -12,15 +12,12 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 sys.path.insert(0, os.path.dirname(__file__))
 
 from control_helpers import grpc_probe  # noqa: E402
 from control_helpers.control import ControlDaemon, control_binary  # noqa: E402
 from control_helpers.metrics import check_exposition  # noqa: E402
-from helpers.meeting import VIP_PORT_BASE, member_flows  # noqa: E402
-from helpers.netns import VIP4, VIP6  # noqa: E402
+from helpers.meeting import member_flows  # noqa: E402
 from helpers.pair import PairBed  # noqa: E402
 from helpers.participants import run_flows  # noqa: E402
 from test_control_e2e import join_members  # noqa: E402
@@ -131,19 +128,6 @@ def test_standby_is_not_serving_and_logs_carry_time_stamps():
 def metric_names_in(text):
     """Metric names in PromQL expressions (words starting tandem_ or process_)."""
     return set(re.findall(r"\b((?:tandem|process)_[a-z_]+)", text))
-
-
-@pytest.fixture
-def control(meeting):
-    sw = meeting.switch
-    d = ControlDaemon(meeting.bed.tmpdir("ctl"), node=sw.node, shm_dir=sw.shm_dir,
-                      vips=(VIP4, VIP6), ports=f"{VIP_PORT_BASE}-{VIP_PORT_BASE + 99}",
-                      legs=sw.legs, meetings=sw.meetings)
-    try:
-        d.start()
-        yield d
-    finally:
-        d.close()
 
 
 def test_metrics_operators_graph(meeting, control):

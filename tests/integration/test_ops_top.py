@@ -15,7 +15,6 @@ from control_helpers.control import ctl_binary  # noqa: E402
 from helpers.meeting import member_flows  # noqa: E402
 from helpers.participants import FlowRun  # noqa: E402
 from test_control_e2e import join_members  # noqa: E402
-from test_ops_observe import control  # noqa: E402,F401  (the fixture)
 
 
 class Tmux:
