@@ -276,7 +276,12 @@ bool ReplicationSource::State::ServePending(Peer& p) {
   for (;;) {
     absl::StatusOr<std::optional<absl::string_view>> f = p.conn.NextFrame();
     if (!f.ok()) {
-      rejects.Count(ReasonOf(f.status()));
+      RejectReason r = ReasonOf(f.status());
+      rejects.Count(r);
+      if (r == RejectReason::kVersion) {
+        p.conn.Queue(VersionNotice());
+        (void)p.conn.Flush();  // best effort: the connection is dropped anyway
+      }
       return false;
     }
     if (!f->has_value()) break;

@@ -243,6 +243,15 @@ absl::StatusOr<Message> Decode(absl::string_view frame) {
   return m;
 }
 
+std::string VersionNotice() {
+  std::string f;
+  f.reserve(kHeaderSize);
+  PutU16(&f, kWireMagic);
+  f.push_back(static_cast<char>(kWireVersion));
+  f.resize(kHeaderSize, '\0');
+  return f;
+}
+
 std::string Encode(const Hmac& key, MsgType type, uint32_t sender, uint64_t epoch, uint64_t counter,
                    absl::string_view body) {
   std::string f;

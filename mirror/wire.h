@@ -119,6 +119,13 @@ VersionRefusals WireVersionRefusals();
 // hundred milliseconds): the alarm `peer_incompatible`.
 bool PeerIncompatible();
 
+// What the active answers to a frame of another version before it drops the
+// connection: a bare header carrying this build's magic and version (type 0,
+// no body, no MAC), which the peer refuses in its turn, so the standby of
+// another release raises `peer_incompatible` and logs both versions too
+// instead of retrying in silence. Smaller than any frame it answers.
+std::string VersionNotice();
+
 using Mac = std::array<uint8_t, kMacSize>;
 
 // HMAC-SHA256 with one key. Immutable; copies share the key context.

@@ -409,6 +409,20 @@ if ((run_integration && ${#pytest_select[@]} == 0)); then
   fi
 fi
 
+if ((run_integration && ${#pytest_select[@]} == 0)); then
+  # tandem-control of the next wire version, for test_pair_versions.py: built
+  # here, like the package, so that its minutes are not the integration cap's.
+  phase "the other wire version's tandem-control (scripts/build_wire_peer.sh)"
+  if nice "$root/scripts/build_wire_peer.sh" >"$results/wire-peer.log" 2>&1; then
+    echo "ok      wire peer $(tail -1 "$results/wire-peer.log")"
+    passed=$((passed + 1))
+  else
+    tail -20 "$results/wire-peer.log" >&2
+    echo "FAILED  the other wire version's build (log $results/wire-peer.log)" >&2
+    failed=$((failed + 1))
+  fi
+fi
+
 if ((run_integration)); then
   phase "integration tests (pytest tests/integration)"
   pytest_cap="${TANDEM_TEST_TIMEOUT_S:-1500}" pytest_suite integration \

@@ -64,6 +64,20 @@ TEST(Wire, MalformedHeadersRefused) {
   EXPECT_EQ(ReasonOf(FrameSize(huge).status()), RejectReason::kMalformed);
 }
 
+// The answer to a frame of another version: the peer of that other release
+// refuses it for its version (so it raises the alarm too); a peer of this
+// release could never take it for a message (no type, no MAC).
+TEST(Wire, VersionNoticeIsRefusedForItsVersionOnly) {
+  std::string notice = VersionNotice();
+  ASSERT_EQ(notice.size(), kHeaderSize);
+  EXPECT_EQ(ReasonOf(FrameSize(notice).status()), RejectReason::kMalformed);
+  std::string from_other_release = notice;
+  from_other_release[2] = static_cast<char>(kWireVersion + 1);
+  uint64_t before = WireVersionRefusals().count;
+  EXPECT_EQ(ReasonOf(FrameSize(from_other_release).status()), RejectReason::kVersion);
+  EXPECT_EQ(WireVersionRefusals().count, before + 1);
+}
+
 TEST(Wire, AnyAlteredByteFailsTheMac) {
   std::string f = Encode(Key(), MsgType::kAck, 1, 1, 1, EncodeU64(5));
   for (size_t i = 0; i < f.size(); ++i) {
