@@ -90,7 +90,7 @@ const std::vector<absl::string_view> kKnownKeys = {
     "pair.node_id", "pair.peer_node_id", "pair.key", "pair.key_file", "pair.listen", "pair.peer",
     "pair.peer_api", "pair.mode", "pair.sync_timeout_ms", "pair.heartbeat_ms", "pair.multiplier",
     "pair.preempt", "pair.usage_interval_ms", "pair.compare_interval_s", "pair.backlog_changes",
-    "pair.backlog_mib", "pair.lag_alarm_ms",
+    "pair.backlog_mib", "pair.lag_alarm_ms", "pair.backbone_tls",
     "limits.audio_pps", "limits.audio_kbps", "limits.video_pps", "limits.video_kbps",
     "limits.share_pps", "limits.share_kbps", "limits.meeting_copies_per_s",
     "routing.daemon", "routing.control_socket", "routing.config_file", "routing.include",
@@ -273,6 +273,10 @@ absl::StatusOr<Config> ParseConfig(const std::string& text, const std::string& o
     if (const toml::node* n = t->get("preempt")) {
       if (!n->is_boolean()) chain(Bad(o, "preempt", "must be true or false"));
       else p.preempt = *n->value<bool>();
+    }
+    if (const toml::node* n = t->get("backbone_tls")) {
+      if (!n->is_boolean()) chain(Bad(o, "backbone_tls", "must be true or false"));
+      else p.backbone_tls = *n->value<bool>();
     }
     v = p.usage_interval_ms;
     chain(ReadUint(*t, "usage_interval_ms", o, 3600000, &v));

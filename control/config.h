@@ -58,6 +58,9 @@ struct PairConfig {
   uint32_t heartbeat_ms = 10;  // the same as the switch's pair.heartbeat_ms
   uint32_t multiplier = 3;
   bool preempt = false;
+  // Replication in TLS 1.3 with a PSK from the pair key (mirror/tls.h); both
+  // nodes must agree. Off only where the backbone is already encrypted.
+  bool backbone_tls = true;
   uint32_t usage_interval_ms = 100;
   uint64_t compare_interval_s = 86400;
   // Changes the active keeps for a standby to resume from after a break

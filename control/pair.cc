@@ -156,6 +156,7 @@ void Pair::BecomeActive() {
   o.node_id = cfg_.node_id;
   o.epoch = core_.node_epoch();
   o.key = cfg_.replication_key;
+  o.tls = cfg_.backbone_tls;
   o.listen = *mirror::ParseEndpoint(cfg_.listen);
   o.snapshot = [this]() -> absl::StatusOr<std::unique_ptr<mirror::SnapshotReader>> {
     return std::make_unique<StateSnapshot>(core_, serving_);
@@ -202,6 +203,7 @@ void Pair::BecomeStandby() {
   o.node_id = cfg_.node_id;
   o.epoch = core_.node_epoch();
   o.key = cfg_.replication_key;
+  o.tls = cfg_.backbone_tls;
   o.source = *mirror::ParseEndpoint(cfg_.peer);
   mirror::SinkCallbacks cb;
   cb.begin_snapshot = [this](uint64_t, uint64_t) { core_.BeginResync(); };

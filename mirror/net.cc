@@ -5,11 +5,16 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/numbers.h"
@@ -24,6 +29,37 @@ absl::Status Errno(absl::string_view what) {
 }
 
 void SetNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+// What failed in a TLS call, from OpenSSL's error queue (or errno), coded
+// as the refusal it is (mirror::ReasonOf): bytes that are not TLS at all are
+// malformed, a handshake that fails is a peer without the key (its PSK
+// binder is a MAC), and an end without close_notify is a closed connection.
+absl::Status TlsError(ssl_st* ssl, absl::string_view what, int ssl_error) {
+  unsigned long e = ERR_get_error();
+  if (e == 0) {
+    if (ssl_error == SSL_ERROR_SYSCALL && errno != 0) return Errno(what);
+    return absl::UnavailableError("connection closed");
+  }
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof(buf));
+  std::string text = absl::StrCat(what, ": ", buf);
+  if (ERR_GET_LIB(e) != ERR_LIB_SSL) return absl::UnavailableError(text);
+  switch (ERR_GET_REASON(e)) {
+    case SSL_R_UNEXPECTED_EOF_WHILE_READING:
+      return absl::UnavailableError("connection closed");
+    case SSL_R_WRONG_VERSION_NUMBER:
+    case SSL_R_PACKET_LENGTH_TOO_LONG:
+    case SSL_R_HTTP_REQUEST:
+    case SSL_R_HTTPS_PROXY_REQUEST:
+    case SSL_R_RECORD_LENGTH_MISMATCH:
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+      return absl::InvalidArgumentError(absl::StrCat("malformed (not TLS 1.3): ", text));
+    default:
+      break;
+  }
+  if (!SSL_is_init_finished(ssl)) return absl::UnauthenticatedError(text);
+  return absl::UnavailableError(text);
+}
 
 }  // namespace
 
@@ -173,12 +209,47 @@ int64_t MonoNanos() {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
+void BlockSigpipeInThisThread() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+void FramedConn::SslFree::operator()(ssl_st* ssl) const { SSL_free(ssl); }
+
+void FramedConn::AcceptTls(const TlsContext& tls) {
+  ssl_.reset(SSL_new(tls.ctx()));
+  SSL_set_fd(ssl_.get(), fd_.get());
+  SSL_set_accept_state(ssl_.get());
+}
+
+absl::Status FramedConn::ConnectTls(const TlsContext& tls, absl::Duration timeout) {
+  ssl_.reset(SSL_new(tls.ctx()));
+  if (ssl_ == nullptr) return absl::InternalError("TLS: SSL_new failed");
+  SSL_set_fd(ssl_.get(), fd_.get());
+  SSL_set_connect_state(ssl_.get());
+  const int64_t deadline = MonoNanos() + absl::ToInt64Nanoseconds(timeout);
+  for (;;) {
+    ERR_clear_error();
+    int r = SSL_do_handshake(ssl_.get());
+    if (r == 1) return absl::OkStatus();
+    int e = SSL_get_error(ssl_.get(), r);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return TlsError(ssl_.get(), "TLS handshake", e);
+    int64_t left_ms = (deadline - MonoNanos()) / 1000000;
+    if (left_ms <= 0) return absl::DeadlineExceededError("TLS handshake: timed out");
+    pollfd p{fd_.get(), static_cast<short>(e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
+    poll(&p, 1, static_cast<int>(left_ms));
+  }
+}
+
 absl::Status FramedConn::ReadSome() {
   // Compact before reading so the buffer does not grow without bound.
   if (in_off_ > 0 && in_off_ >= in_.size() / 2) {
     in_.erase(0, in_off_);
     in_off_ = 0;
   }
+  if (ssl_ != nullptr) return ReadTls();
   for (int i = 0; i < 16 && in_.size() - in_off_ <= max_frame_; ++i) {
     size_t old = in_.size();
     in_.resize(old + 65536);
@@ -197,6 +268,40 @@ absl::Status FramedConn::ReadSome() {
   return absl::OkStatus();
 }
 
+// One SSL_read returns at most one record (16 KiB) and, without read-ahead,
+// leaves nothing buffered inside OpenSSL that poll() would not see.
+absl::Status FramedConn::ReadTls() {
+  for (int i = 0; i < 64 && in_.size() - in_off_ <= max_frame_; ++i) {
+    size_t old = in_.size();
+    in_.resize(old + 65536);
+    ERR_clear_error();
+    int n = SSL_read(ssl_.get(), in_.data() + old, 65536);
+    in_.resize(old + std::max(n, 0));
+    if (n > 0) continue;
+    int e = SSL_get_error(ssl_.get(), n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return absl::OkStatus();
+    if (e == SSL_ERROR_ZERO_RETURN) return absl::UnavailableError("connection closed");
+    return TlsError(ssl_.get(), "TLS read", e);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FramedConn::FlushTls() {
+  while (out_off_ < out_.size()) {
+    ERR_clear_error();
+    size_t len = std::min<size_t>(out_.size() - out_off_, 1u << 30);
+    int n = SSL_write(ssl_.get(), out_.data() + out_off_, static_cast<int>(len));
+    if (n > 0) {
+      out_off_ += n;
+      continue;
+    }
+    int e = SSL_get_error(ssl_.get(), n);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) break;
+    return TlsError(ssl_.get(), "TLS write", e);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::optional<absl::string_view>> FramedConn::NextFrame() {
   absl::string_view rest(in_.data() + in_off_, in_.size() - in_off_);
   absl::StatusOr<size_t> size = FrameSize(rest);
@@ -208,7 +313,11 @@ absl::StatusOr<std::optional<absl::string_view>> FramedConn::NextFrame() {
 }
 
 absl::Status FramedConn::Flush() {
-  while (out_off_ < out_.size()) {
+  if (ssl_ != nullptr) {
+    absl::Status st = FlushTls();
+    if (!st.ok()) return st;
+  }
+  while (ssl_ == nullptr && out_off_ < out_.size()) {
     ssize_t n = send(fd_.get(), out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL);
     if (n > 0) {
       out_off_ += n;

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -11,6 +12,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "mirror/tls.h"
+
+struct ssl_st;
 
 namespace tandem::mirror {
 
@@ -69,11 +73,23 @@ int64_t MonoNanos();
 // The monotonic clock as absl::Time, for code that takes injected time.
 inline absl::Time MonoNow() { return absl::FromUnixNanos(MonoNanos()); }
 
-// Buffers of a non-blocking framed stream connection.
+// Blocks SIGPIPE in the calling thread: TLS writes go through write(2),
+// which would otherwise kill the process when the peer has gone. Called by
+// the replication threads; the write then fails with EPIPE.
+void BlockSigpipeInThisThread();
+
+// Buffers of a non-blocking framed stream connection, in the clear or in
+// TLS (mirror/tls.h).
 class FramedConn {
  public:
   explicit FramedConn(Fd fd) : fd_(std::move(fd)) {}
   int fd() const { return fd_.get(); }
+
+  // Server side: from now on the stream is TLS; ReadSome drives the
+  // handshake (a client that fails it is dropped by ReadSome's error).
+  void AcceptTls(const TlsContext& tls);
+  // Client side: the TLS handshake, blocking up to `timeout`.
+  absl::Status ConnectTls(const TlsContext& tls, absl::Duration timeout);
 
   // Reads what the socket has. Unavailable on EOF or error; the caller then
   // checks partial() to count a truncated frame.
@@ -94,7 +110,13 @@ class FramedConn {
   absl::Status Flush();
 
  private:
+  absl::Status ReadTls();
+  absl::Status FlushTls();
+  struct SslFree {
+    void operator()(ssl_st* ssl) const;
+  };
   Fd fd_;
+  std::unique_ptr<ssl_st, SslFree> ssl_;
   std::string in_;
   size_t in_off_ = 0;
   size_t max_frame_ = SIZE_MAX;

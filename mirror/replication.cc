@@ -143,6 +143,7 @@ struct ReplicationSource::State {
 
   SourceOptions opt;
   std::optional<Hmac> key;
+  std::shared_ptr<const TlsContext> tls;  // null: in the clear
   Fd listen_fd;
   uint16_t port = 0;
   Waker waker;
@@ -236,6 +237,7 @@ void ReplicationSource::State::Accept() {
     MakeRoom(from);
     auto p = std::make_unique<Peer>(Fd(fd), *key, opt.node_id, &rejects, std::move(from));
     p->conn.set_max_frame(kPendingMaxFrame);
+    if (tls != nullptr) p->conn.AcceptTls(*tls);
     p->deadline_ns = MonoNanos() + absl::ToInt64Nanoseconds(opt.hello_timeout);
     pending.push_back(std::move(p));
     // The Hello of a real standby is usually there already: read it now,
@@ -300,7 +302,11 @@ bool ReplicationSource::State::ServePending(Peer& p) {
     return false;
   }
   if (!rs.ok()) {
-    if (p.conn.partial()) rejects.Count(RejectReason::kTruncated);
+    if (absl::IsInvalidArgument(rs) || absl::IsUnauthenticated(rs)) {
+      rejects.Count(ReasonOf(rs));  // refused in the TLS handshake
+    } else if (p.conn.partial()) {
+      rejects.Count(RejectReason::kTruncated);
+    }
     return false;
   }
   return p.conn.Flush().ok();
@@ -603,6 +609,12 @@ absl::StatusOr<std::unique_ptr<ReplicationSource>> ReplicationSource::Start(Sour
   absl::StatusOr<Hmac> key = Hmac::Create(options.key);
   if (!key.ok()) return key.status();
   auto s = std::make_unique<State>();
+  if (options.tls) {
+    absl::StatusOr<std::shared_ptr<const TlsContext>> tls =
+        TlsContext::Create(TlsContext::Side::kServer, options.key);
+    if (!tls.ok()) return tls.status();
+    s->tls = std::move(*tls);
+  }
   absl::StatusOr<Fd> fd = TcpListen(options.listen);
   if (!fd.ok()) return fd.status();
   s->listen_fd = std::move(*fd);
@@ -616,7 +628,10 @@ absl::StatusOr<std::unique_ptr<ReplicationSource>> ReplicationSource::Start(Sour
   s->key = std::move(*key);
   s->opt = std::move(options);
   State* raw = s.get();
-  s->io = std::thread([raw] { raw->Run(); });
+  s->io = std::thread([raw] {
+    BlockSigpipeInThisThread();
+    raw->Run();
+  });
   return std::unique_ptr<ReplicationSource>(new ReplicationSource(std::move(s)));
 }
 

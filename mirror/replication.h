@@ -59,6 +59,7 @@ struct SourceOptions {
   uint32_t node_id = 0;
   uint64_t epoch = 0;               // sent in every frame; a sink from a higher epoch is refused
   std::string key;                  // backbone key, >= kMinKeySize bytes
+  bool tls = true;                  // the stream in TLS 1.3 (mirror/tls.h); the sink must agree
   Endpoint listen{"127.0.0.1", 0};  // port 0: ephemeral (see port())
   uint64_t history = 0;             // 0: random
   uint64_t first_seq = 1;           // sequence of the first Append()
@@ -189,6 +190,7 @@ struct SinkOptions {
   uint32_t node_id = 0;
   uint64_t epoch = 0;
   std::string key;
+  bool tls = true;  // as SourceOptions::tls
   Endpoint source;  // the primary's backbone address
   // Where this node stands at start (e.g. adopted from its tables); the
   // default asks for a snapshot.

@@ -43,6 +43,7 @@ struct ReplicationSink::State {
   SinkOptions opt;
   SinkCallbacks cb;
   std::optional<Hmac> key;
+  std::shared_ptr<const TlsContext> tls;  // null: in the clear
   Waker waker;
   RejectCounters rejects;
   std::thread io;
@@ -304,6 +305,12 @@ bool ReplicationSink::State::ReadFrames(Link& l) {
 
 void ReplicationSink::State::Serve(Fd fd) {
   Link l(std::move(fd), *key, opt.node_id, &rejects);
+  if (tls != nullptr) {
+    if (absl::Status st = l.conn.ConnectTls(*tls, opt.connect_timeout); !st.ok()) {
+      Publish(false, std::string(st.message()));
+      return;
+    }
+  }
   in_snapshot = false;  // one cut short left no usable state: the subscription asks for another
   l.conn.Queue(l.session.StartHandshake(Epoch()));
   int64_t handshake_deadline = MonoNanos() + 2 * absl::ToInt64Nanoseconds(opt.connect_timeout);
@@ -437,6 +444,12 @@ absl::StatusOr<std::unique_ptr<ReplicationSink>> ReplicationSink::Start(SinkOpti
   }
   auto s = std::make_unique<State>();
   s->key = std::move(*key);
+  if (options.tls) {
+    absl::StatusOr<std::shared_ptr<const TlsContext>> tls =
+        TlsContext::Create(TlsContext::Side::kClient, options.key);
+    if (!tls.ok()) return tls.status();
+    s->tls = std::move(*tls);
+  }
   s->history = s->committed_history = options.history;
   s->applied = s->committed = options.applied_seq;
   s->based = s->committed_consistent = options.consistent;
@@ -450,7 +463,10 @@ absl::StatusOr<std::unique_ptr<ReplicationSink>> ReplicationSink::Start(SinkOpti
   s->opt = std::move(options);
   s->cb = std::move(callbacks);
   State* raw = s.get();
-  s->io = std::thread([raw] { raw->Run(); });
+  s->io = std::thread([raw] {
+    BlockSigpipeInThisThread();
+    raw->Run();
+  });
   return std::unique_ptr<ReplicationSink>(new ReplicationSink(std::move(s)));
 }
 

@@ -95,9 +95,10 @@ def frame(msg_type, sender, epoch, counter, body, mac):
 
 def test_replication_from_a_peer_without_the_key_gets_nothing(bed):
     """From the standby's namespace (the backbone), a client without the key
-    connects to the active's replication port: a Hello with a wrong MAC, a
-    Subscribe sent without any handshake, and garbage. Each is refused,
-    counted, and answered with nothing but a closed connection."""
+    connects to the active's replication port: a Hello with a wrong MAC in the
+    clear, garbage, and a TLS 1.3 client with a wrong pre-shared key. Each is
+    refused, counted, and answered with nothing but a closed connection (the
+    TLS client: a failed handshake, no application data)."""
     before = refused(bed.a)
     view = durable_view(bed.a)
     attempts = {
@@ -124,6 +125,14 @@ def test_replication_from_a_peer_without_the_key_gets_nothing(bed):
     for what, data in attempts.items():
         out = bed.testbed.run_in(bed.b.host, ["/usr/bin/python3", str(script), data.hex()])
         assert out.stdout.strip() == "0", f"{what}: the source answered {out.stdout} bytes"
+    # The backbone is in TLS (docs/pair.md): a client that speaks TLS but
+    # holds another key fails the handshake at the PSK binder.
+    s_client = bed.testbed.run_in(bed.b.host, [
+        "openssl", "s_client", "-connect", f"{BACKBONE['na']}:{REPL_PORT}", "-tls1_3",
+        "-ciphersuites", "TLS_AES_128_GCM_SHA256", "-psk_identity", "tandem-backbone",
+        "-psk", secrets.token_hex(32), "-quiet"], input="", check=False)
+    assert s_client.returncode != 0, s_client.stdout + s_client.stderr
+    assert s_client.stdout == "", s_client.stdout
     time.sleep(0.3)
     after = refused(bed.a)
     print(f"\nreplication refusals on the active: before {before}, after {after}")

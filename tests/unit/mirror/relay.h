@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "mirror/net.h"
 
@@ -35,6 +37,11 @@ class Relay {
   void SetUp(bool up) {
     up_ = up;
     Sync();
+  }
+  // Every byte relayed so far, both directions (what a tap on the link sees).
+  std::string captured() const {
+    absl::MutexLock l(&cap_mu_);
+    return captured_;
   }
   // Stalled: connections stay open but no byte moves.
   void SetStalled(bool stalled) {
@@ -89,6 +96,10 @@ class Relay {
             if (n == 0 || errno != EAGAIN) dead[i] = true;
             continue;
           }
+          {
+            absl::MutexLock l(&cap_mu_);
+            captured_.append(buf, n);
+          }
           // Blocking-ish write: loopback buffers are large, retry briefly.
           ssize_t off = 0;
           while (off < n) {
@@ -120,6 +131,8 @@ class Relay {
   Waker waker_;
   std::atomic<bool> stop_{false}, up_{true}, stalled_{false};
   std::atomic<uint64_t> loops_{0};
+  mutable absl::Mutex cap_mu_;
+  std::string captured_ ABSL_GUARDED_BY(cap_mu_);
   std::thread thread_;
 };
 

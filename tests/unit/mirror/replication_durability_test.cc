@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "mirror/net.h"
+#include "mirror/tls.h"
 #include "mirror/replication.h"
 #include "tests/unit/mirror/relay.h"
 
@@ -392,16 +393,20 @@ class SlowStandby {
   explicit SlowStandby(uint16_t port)
       : conn_(std::move(*TcpConnect({"127.0.0.1", port}, absl::Seconds(1)))),
         session_(*Hmac::Create(kKey), Session::Side::kClient, 2, nullptr) {
+    auto tls = TlsContext::Create(TlsContext::Side::kClient, kKey);
+    EXPECT_TRUE(tls.ok() && conn_.ConnectTls(**tls, absl::Seconds(5)).ok());
     conn_.Queue(session_.StartHandshake(0));
     EXPECT_TRUE(conn_.Flush().ok());
     std::optional<absl::string_view> reply = NextFrame();
     EXPECT_TRUE(reply.has_value());
     if (reply) {
-      EXPECT_TRUE(session_.FinishHandshake(*reply).ok());
+      ready_ = session_.FinishHandshake(*reply).ok();
+      EXPECT_TRUE(ready_);
     }
   }
   // True if the source answers the subscription (with its snapshot).
   bool Subscribe() {
+    if (!ready_) return false;
     conn_.Queue(session_.Seal(MsgType::kSubscribe, 0, EncodeSubscribe({0, 0, false})));
     if (!conn_.Flush().ok()) return false;
     std::optional<absl::string_view> f = NextFrame();
@@ -424,6 +429,7 @@ class SlowStandby {
   }
   FramedConn conn_;
   Session session_;
+  bool ready_ = false;
 };
 
 // Rule: a connection that sent a valid Hello never gives way to one that did

@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "mirror/net.h"
+#include "mirror/tls.h"
 #include "tests/unit/mirror/relay.h"
 
 namespace tandem::mirror {
@@ -30,10 +31,11 @@ class Primary {
  public:
   // A short keepalive: a cut backbone is found in 600 ms.
   explicit Primary(size_t backlog = 1u << 20, size_t backlog_bytes = size_t{128} << 20,
-                   absl::Duration keepalive = absl::Milliseconds(200)) {
+                   absl::Duration keepalive = absl::Milliseconds(200), bool tls = true) {
     SourceOptions o;
     o.node_id = 1;
     o.key = kKey;
+    o.tls = tls;
     o.backlog_records = backlog;
     o.backlog_bytes = backlog_bytes;
     o.keepalive = keepalive;
@@ -68,11 +70,12 @@ class Primary {
 class Standby {
  public:
   explicit Standby(uint16_t port, const std::string& key = kKey, uint64_t epoch = 0,
-                   absl::Duration keepalive = absl::Milliseconds(200)) {
+                   absl::Duration keepalive = absl::Milliseconds(200), bool tls = true) {
     SinkOptions o;
     o.node_id = 2;
     o.epoch = epoch;
     o.key = key;
+    o.tls = tls;
     o.source = {"127.0.0.1", port};
     o.reconnect_interval = absl::Milliseconds(20);
     o.keepalive = keepalive;
@@ -315,29 +318,59 @@ TEST(Replication, StaleSourceIsNotFollowedBySinkFromANewerEpoch) {
 }
 
 TEST(Replication, GarbageOnTheBackboneIsRefusedAndCounted) {
-  Primary p;
-  Standby good(p.source->port());
-  p.PutMany(10);
-  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, good); }));
-  {
-    absl::StatusOr<Fd> fd = TcpConnect({"127.0.0.1", p.source->port()}, absl::Seconds(1));
-    ASSERT_TRUE(fd.ok());
-    std::string junk(100, 'x');
-    ASSERT_EQ(send(fd->get(), junk.data(), junk.size(), MSG_NOSIGNAL), 100);
-    ASSERT_TRUE(WaitFor([&] { return p.source->rejects().Get(RejectReason::kMalformed) == 1; }));
+  for (bool tls : {true, false}) {
+    SCOPED_TRACE(tls ? "in TLS" : "in the clear");
+    Primary p(1u << 20, size_t{128} << 20, absl::Milliseconds(200), tls);
+    Standby good(p.source->port(), kKey, 0, absl::Milliseconds(200), tls);
+    p.PutMany(10);
+    ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, good); }));
+    {
+      absl::StatusOr<Fd> fd = TcpConnect({"127.0.0.1", p.source->port()}, absl::Seconds(1));
+      ASSERT_TRUE(fd.ok());
+      std::string junk(100, 'x');
+      ASSERT_EQ(send(fd->get(), junk.data(), junk.size(), MSG_NOSIGNAL), 100);
+      ASSERT_TRUE(WaitFor([&] { return p.source->rejects().Get(RejectReason::kMalformed) == 1; }));
+    }
+    {
+      // A frame cut short by the connection closing (inside TLS: from a
+      // client that holds the key and finished the handshake).
+      absl::StatusOr<Fd> fd = TcpConnect({"127.0.0.1", p.source->port()}, absl::Seconds(1));
+      ASSERT_TRUE(fd.ok());
+      FramedConn conn(std::move(*fd));
+      if (tls) {
+        auto ctx = TlsContext::Create(TlsContext::Side::kClient, kKey);
+        ASSERT_TRUE(ctx.ok()) << ctx.status();
+        ASSERT_TRUE(conn.ConnectTls(**ctx, absl::Seconds(5)).ok());
+      }
+      Session s(*Hmac::Create(kKey), Session::Side::kClient, 9, nullptr);
+      conn.Queue(s.StartHandshake(0).substr(0, 20 + kHeaderSize));
+      ASSERT_TRUE(conn.Flush().ok());
+    }
+    ASSERT_TRUE(WaitFor([&] { return p.source->rejects().Get(RejectReason::kTruncated) == 1; }));
+    p.PutMany(10);
+    ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, good); }));
+    EXPECT_EQ(good.state(), p.log());
   }
-  {
-    // A frame cut short by the connection closing.
-    absl::StatusOr<Fd> fd = TcpConnect({"127.0.0.1", p.source->port()}, absl::Seconds(1));
-    ASSERT_TRUE(fd.ok());
-    Session s(*Hmac::Create(kKey), Session::Side::kClient, 9, nullptr);
-    std::string hello = s.StartHandshake(0);
-    ASSERT_GT(send(fd->get(), hello.data(), 20 + kHeaderSize, MSG_NOSIGNAL), 0);
+}
+
+// What a tap on the backbone sees: in TLS none of the records' bytes (in the
+// clear, all of them: the check can fail).
+TEST(Replication, ATapOnTheBackboneSeesNoRecordInTls) {
+  for (bool tls : {true, false}) {
+    SCOPED_TRACE(tls ? "in TLS" : "in the clear");
+    Primary p(1u << 20, size_t{128} << 20, absl::Milliseconds(200), tls);
+    Relay tap(p.source->port());
+    Standby s(tap.port(), kKey, 0, absl::Milliseconds(200), tls);
+    p.Put("site name=Acme Widgets, participant 198.18.7.7:40000");
+    p.PutMany(100);
+    ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, s); }));
+    EXPECT_EQ(s.state(), p.log());
+    std::string seen = tap.captured();
+    EXPECT_GT(seen.size(), 100u * 8);
+    EXPECT_EQ(seen.find("Acme Widgets") == std::string::npos, tls);
+    EXPECT_EQ(seen.find("198.18.7.7") == std::string::npos, tls);
+    EXPECT_EQ(seen.find("change-99") == std::string::npos, tls);
   }
-  ASSERT_TRUE(WaitFor([&] { return p.source->rejects().Get(RejectReason::kTruncated) == 1; }));
-  p.PutMany(10);
-  ASSERT_TRUE(WaitFor([&] { return CaughtUp(p, good); }));
-  EXPECT_EQ(good.state(), p.log());
 }
 
 // A large snapshot while changes keep coming: the standby takes one
