@@ -140,11 +140,12 @@ def wait_pair_synced(bed, active="a", timeout=20):
         time.sleep(0.1)
 
 
-def start_pair_meeting(bed, family):
-    """The pair in routed mode (A active, B standby), a meeting with the
-    participants made through A's API and replicated to B; the edge routes
-    the VIP to DC A. Returns the meeting id."""
-    bed.start_pair()
+def start_pair_meeting(bed, family, **pair_args):
+    """The pair in routed mode (A active, B standby; `pair_args` for
+    DcBed.start_pair), a meeting with the participants made through A's API
+    and replicated to B; the edge routes the VIP to DC A. Returns the meeting
+    id."""
+    bed.start_pair(**pair_args)
     v = vip(family)
     site = bed.a.ctl("site", "create", "--name", "dc")["site_id"]
     m = bed.a.ctl("meeting", "schedule", "--site", site, "--title", "dc")["meeting_id"]
