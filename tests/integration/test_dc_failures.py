@@ -16,17 +16,17 @@ the standby can only see as silence gets the pair's detection time
 Bed: helpers/dc.py; media: helpers/dc_media.py."""
 import os
 import signal
+import sys
 import time
 
 import pytest
 
-import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 from helpers import netns  # noqa: E402
 from helpers.dc import DcBed  # noqa: E402
-from helpers.dc_media import FAILURE_LIMIT_MS, start_pair_meeting, stream, vip, \
-    wait_pair_synced  # noqa: E402
+from helpers.dc_media import (FAILURE_LIMIT_MS, start_pair_meeting, stream, vip,  # noqa: E402
+                               wait_pair_synced)
 from helpers.pair import HEARTBEAT_MS, MULTIPLIER  # noqa: E402
 
 DETECTION_MS = HEARTBEAT_MS * MULTIPLIER

@@ -34,7 +34,7 @@ import time
 
 from . import netns, paths
 from .netns import Host, run
-from .pair import pair_key_file
+from .pair import MULTIPLIER, pair_key_file
 from .switch import Switch
 
 VIP4 = "198.18.100.10"
@@ -250,7 +250,7 @@ local = "{self.ip6}"
         self.switch.config_path.write_text(
             text.replace(old, f'peer_node_id = {DC[peer.dc]["node_id"]}'))
 
-    def start_control(self, peer, multiplier=30):
+    def start_control(self, peer, multiplier=MULTIPLIER):
         """tandem-control of a pair in routed mode: the routing driver is the
         control daemon's own (no tandem-routing), its decisions move the
         announcements; heartbeats on the backbone (bb0), replication over it."""
@@ -458,12 +458,12 @@ class DcBed:
         self.wait_sessions(timeout)
         return self
 
-    def start_pair(self, timeout=30, multiplier=30):
+    def start_pair(self, timeout=30, multiplier=MULTIPLIER):
         """Starts the routers and both nodes as a pair in routed mode: switch,
         BIRD (nothing announced yet) and tandem-control, A first (it becomes
         active), then B (standby); waits until every BGP session is up.
-        `multiplier`: of the 10 ms heartbeats (30 for a loaded test machine,
-        helpers/pair.py; the product's default is 3)."""
+        `multiplier`: of the 10 ms heartbeats (helpers/pair.py MULTIPLIER, for
+        a loaded test machine; the product's default is 3)."""
         for bird in self.birds.values():
             bird.start()
         for n in self.nodes.values():
