@@ -76,7 +76,8 @@ def report(bed, row, media, moved_ms, a, b):
           f"{moved_ms:.1f} ms after the failure; {media}; A: "
           f"{a['role'] if a else 'down'} {a['pair']['routing_announced'] if a else ''}, "
           f"B announces {b['pair']['routing_announced']}; alarms A "
-          f"{a['pair'].get('alarms') if a else '-'}, B {b['pair'].get('alarms')}")
+          f"{a['pair'].get('alarms') if a else '-'}, B {b['pair'].get('alarms')}; "
+          f"drops {bed.switch_drops()}")
 
 
 def assert_b_took_over(b, cause):
@@ -155,7 +156,11 @@ def test_backbone_cut_with_both_dcs_alive(pair):
 
     def cut():
         netns.run(["ip", "-n", bed.a.ns, "link", "set", "bb0", "down"])
-        # Three detection times: long past any takeover.
+        # Both see the silence (a starved switch excuses its own stalls, so
+        # on a busy machine that takes longer than the detection time)...
+        for n in (bed.a, bed.b):
+            wait_status(n, lambda s: "peer_lost" in alarms(s), "alarmed peer_lost")
+        # ... and three detection times more: long past any takeover.
         time.sleep(3 * DETECTION_MS / 1000)
         return statuses(bed), bed.edge_next_hop(v)
     media, ((a, b), hop) = stream(bed, bed.family, cut)

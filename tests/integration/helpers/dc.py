@@ -34,7 +34,7 @@ import time
 
 from . import netns, paths
 from .netns import Host, run
-from .pair import MULTIPLIER, pair_key_file
+from .pair import HEARTBEAT_MS, MULTIPLIER, pair_key_file
 from .switch import Switch
 
 VIP4 = "198.18.100.10"
@@ -53,6 +53,7 @@ BACKBONE = {"a": "198.19.0.1", "b": "198.19.0.2"}
 # expects heartbeats from a node that is not in the bed, so neither holds back
 # for the other (two actives of one epoch would). start_pair() pairs them.
 UNPAIRED_PEER = 99
+WORKER_STALL_MS = 2000
 
 
 def routing_binary():
@@ -158,6 +159,12 @@ class DcNode:
         self.gw4 = _v4(d["access_net"], 1)
         self.gw6 = _v6(d["access_net"], 1)
         self.host = Host(name=self.name, ns=self.ns, iface="sw0")
+        # A worker silent this long counts as dead (the health gate withdraws,
+        # the peer takes over). No test of the bed is about the workers'
+        # health (a killed switch is seen by its lock): at 100 ms, and still
+        # at 300 ms, a switch starved of CPU on this shared machine (load
+        # average 12 to 27) reported its data plane dead and made B take over
+        # while the bed was starting.
         extra = f"""
 [[port]]
 name = "backbone"
@@ -167,8 +174,8 @@ devargs = "net_af_packet1,iface=bb0,qpairs=1"
 node_id = {d["node_id"]}
 peer_node_id = {UNPAIRED_PEER}
 key_file = "{pair_key_file(bed.testbed)}"
-heartbeat_ms = 10
-worker_stall_ms = 100
+heartbeat_ms = {HEARTBEAT_MS}
+worker_stall_ms = {WORKER_STALL_MS}
 """
         self.switch = Switch(bed.testbed, self.host, node=self.name, extra_toml=extra,
                              idle_sleep_us=200)
