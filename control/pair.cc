@@ -119,11 +119,19 @@ absl::StatusOr<std::unique_ptr<Pair>> Pair::Start(Core& core) {
   }
   if (core.config().access_mode == AccessMode::kRouted) {
     const Config& cc = core.config();
-    auto r = RoutingDriver::Start(cc.routing, cc.access_vips,
-                                  core.node_role() == tables::Role::kActive
-                                      ? Announcement::kActive
-                                      : Announcement::kStandby,
-                                  SwitchHealth::Probe(cc.shm_dir, cc.node));
+    // The best-path report says whether the peer still announces: a
+    // takeover held on it waits for it, so it runs often.
+    RoutingDriver::Options opt;
+    opt.report_interval = absl::Milliseconds(50);
+    // Until the role machine decides (after the hold-down), BIRD goes on
+    // announcing what its file says: a restarting tandem-control keeps the
+    // VIPs its switch forwards; a node that comes back with BIRD started
+    // withdrawn stays so, rather than announce the active role its tables
+    // kept, which its peer may have taken since (it would draw the traffic).
+    auto r = RoutingDriver::Start(
+        cc.routing, cc.access_vips,
+        AnnouncementInFile(cc.routing.config_file).value_or(Announcement::kWithdrawn),
+        SwitchHealth::Probe(cc.shm_dir, cc.node), opt);
     if (!r.ok()) return r.status();
     p->routing_ = std::move(*r);
   }
@@ -414,19 +422,22 @@ void Pair::Step(absl::Time now) {
       }
       switch_alive_ = alive;
       mirror::LocalHealth local = mirror::SwitchHeartbeatFeed::Local(h, alive, position);
+      RoutedHealth(&local);
       // A switch that has just (re)started has not heard the peer yet: its
       // silence is not the peer's death until the hold-down passes (as at
-      // the daemon's start).
-      machine_->SetSilenceHold(now < switch_hold_until_);
+      // the daemon's start). Nor is a peer's whose VIP announcement the
+      // routing still shows: the backbone alone is cut (docs/routed.md).
+      machine_->SetSilenceHold(now < switch_hold_until_ || peer_routed_);
       if (alive) machine_->SetListeningUntil(SwitchListeningUntil(state_region_.view(), now));
       feed_.Poll(h, local, machine_.get(), now);
-      if (machine_->role() == mirror::Role::kActive && !local.data_plane_ok && source_ &&
-          now >= next_notice_) {
-        // Our switch is dead and sends no heartbeat that could say so.
+      if (machine_->role() == mirror::Role::kActive &&
+          (!local.data_plane_ok || routing_down_) && source_ && now >= next_notice_) {
+        // Our switch is dead and sends no heartbeat that could say so; or
+        // our router is, which our switch cannot see.
         next_notice_ = now + absl::Milliseconds(cfg_.heartbeat_ms);
         mirror::HeartbeatBody b;
         b.role = mirror::WireRole::kActive;
-        b.data_plane_ok = false;
+        b.data_plane_ok = local.data_plane_ok;
         b.access_link_up = local.access_link_up;
         b.position = position;
         source_->Notify(b);
@@ -445,6 +456,13 @@ void Pair::Step(absl::Time now) {
       peer_was_active = true;
       peer_position = machine_->peer()->position;
     }
+  }
+  if (routing_ && !routing_role_announced_) {
+    // The role machine's first word: its role after this step's decisions.
+    routing_role_announced_ = true;
+    bool active = decisions.empty() ? core_.node_role() == tables::Role::kActive
+                                    : decisions.back().role == mirror::Role::kActive;
+    routing_->Announce(active ? Announcement::kActive : Announcement::kStandby);
   }
   for (const mirror::Decision& d : decisions) {
     bool taking_over = d.role == mirror::Role::kActive && core_.node_role() != tables::Role::kActive;
@@ -524,6 +542,17 @@ void Pair::Step(absl::Time now) {
   // acknowledges (SinkCallbacks::commit).
 }
 
+void Pair::RoutedHealth(mirror::LocalHealth* local) {
+  if (!routing_) return;
+  RoutingStatus r = routing_->status();
+  if (r.sessions_up > 0) routing_was_up_ = true;
+  // Every session down after one was up: no router hears us, we reach no
+  // participant, as with our access link down (at start: not yet up).
+  routing_down_ = routing_was_up_ && r.sessions_up == 0;
+  if (routing_down_) local->access_link_up = false;
+  peer_routed_ = r.sessions_up > 0 && !r.competing.empty();
+}
+
 void Pair::PublishStatus(absl::Time now) {
   v1::PairStatus s;
   s.set_node_id(cfg_.node_id);
@@ -575,6 +604,12 @@ void Pair::PublishStatus(absl::Time now) {
     if (machine_->alarms().any()) alarms.push_back(machine_->alarms().ToString());
     s.set_peer_clock_skew_ms(absl::ToDoubleMilliseconds(machine_->peer_clock_skew()));
     if (mirror::PeerIncompatible()) alarms.push_back("peer_incompatible");  // issue 19: another wire version
+    if (routing_down_) alarms.push_back("routing_down");
+    // A takeover the peer's silence would make, held: the routing shows it.
+    if (peer_routed_ && machine_->role() == mirror::Role::kStandby &&
+        !machine_->peer_heard(mirror::Path::kBackbone, now)) {
+      alarms.push_back("takeover_held");
+    }
     if (const auto& t = machine_->last_takeover()) {
       s.set_last_takeover_cause(t->cause);
       s.set_last_takeover_unix_ns(

@@ -85,6 +85,9 @@ class Pair {
   absl::Status ApplyRecord(mirror::RecordKind kind, absl::string_view rec);
   absl::Status CompareDigest(absl::string_view digest_record);
   void PublishStatus(absl::Time now);
+  // Routed mode: our health as the routing shows it (routing_down_ takes the
+  // access path down in `local`) and whether the peer still announces.
+  void RoutedHealth(mirror::LocalHealth* local) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool AttachState();
   // The lost-writes exchange (control.proto, PairMessage).
   std::string Greeting();                          // active, to a new standby
@@ -116,6 +119,14 @@ class Pair {
   absl::Time decide_from_;  // startup hold-down: no role decision before
   bool switch_alive_ = false;
   absl::Time switch_hold_until_;  // the same after the switch (re)started: no takeover before
+  // Routed mode (docs/routed.md, "Failures of the pair across data centers"):
+  // a BGP session of ours has been up since start; none is now (our router
+  // is gone: our access path is down); the routing shows another origin of
+  // our VIPs (the peer announces: its silence on the backbone is no death).
+  bool routing_was_up_ ABSL_GUARDED_BY(mu_) = false;
+  bool routing_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool peer_routed_ ABSL_GUARDED_BY(mu_) = false;
+  bool routing_role_announced_ = false;  // the pair thread's: the first role announced
 
   std::atomic<uint64_t> latest_repl_seq_{0};  // of the last appended change
   std::atomic<bool> resync_wanted_{false};     // drift found: follow anew

@@ -20,9 +20,20 @@
 #
 # Usage (as root): scripts/demo.sh [SECONDS]     (default 15)
 # The processes' logs are left in /tmp/tandem-demo.log.
+#
+# scripts/demo.sh --dc [SECONDS]   (default 10): two data centers instead
+# (scripts/demo/dc_demo.py, docs/routed.md): the pair in routed mode, each node
+# with its BIRD behind its DC's router, participants behind an edge router;
+# every process of the primary node is killed and the meeting moves to DC B
+# by BGP. The helpers' output is left in /tmp/tandem-demo-dc.log.
 set -euo pipefail
 
-seconds="${1:-15}"
+demo=pair_demo.py
+if [[ "${1:-}" == "--dc" ]]; then
+  demo=dc_demo.py
+  shift
+fi
+seconds="${1:-$([[ $demo == dc_demo.py ]] && echo 10 || echo 15)}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [[ $EUID -ne 0 ]]; then
   echo "demo: run as root (network namespaces, DPDK)" >&2
@@ -31,10 +42,12 @@ fi
 # shellcheck source=scripts/setup.sh
 source "$root/scripts/setup.sh"
 
-for f in switch/tandem-switch control/tandem-control control/tandemctl; do
+built=(switch/tandem-switch control/tandem-control control/tandemctl)
+[[ $demo == dc_demo.py ]] && built+=(control/tandem-routing)
+for f in "${built[@]}"; do
   [[ -x "$TANDEM_BUILD_DIR/$f" ]] || { echo "demo: $TANDEM_BUILD_DIR/$f is not built" >&2; exit 1; }
 done
 export TANDEM_BUILD_DIR TANDEM_HUGEPAGES TANDEM_EAL_MEM
 
 source "$root/scripts/lib/driver.sh"
-run_driver 10 "$root/scripts/demo/pair_demo.py" --seconds "$seconds"
+run_driver 10 "$root/scripts/demo/$demo" --seconds "$seconds"

@@ -34,7 +34,7 @@ import time
 
 from . import netns, paths
 from .netns import Host, run
-from .pair import pair_key_file
+from .pair import HEARTBEAT_MS, MULTIPLIER, pair_key_file
 from .switch import Switch
 
 VIP4 = "198.18.100.10"
@@ -53,6 +53,7 @@ BACKBONE = {"a": "198.19.0.1", "b": "198.19.0.2"}
 # expects heartbeats from a node that is not in the bed, so neither holds back
 # for the other (two actives of one epoch would). start_pair() pairs them.
 UNPAIRED_PEER = 99
+WORKER_STALL_MS = 2000
 
 
 def routing_binary():
@@ -158,6 +159,12 @@ class DcNode:
         self.gw4 = _v4(d["access_net"], 1)
         self.gw6 = _v6(d["access_net"], 1)
         self.host = Host(name=self.name, ns=self.ns, iface="sw0")
+        # A worker silent this long counts as dead (the health gate withdraws,
+        # the peer takes over). No test of the bed is about the workers'
+        # health (a killed switch is seen by its lock): at 100 ms, and still
+        # at 300 ms, a switch starved of CPU on this shared machine (load
+        # average 12 to 27) reported its data plane dead and made B take over
+        # while the bed was starting.
         extra = f"""
 [[port]]
 name = "backbone"
@@ -167,8 +174,8 @@ devargs = "net_af_packet1,iface=bb0,qpairs=1"
 node_id = {d["node_id"]}
 peer_node_id = {UNPAIRED_PEER}
 key_file = "{pair_key_file(bed.testbed)}"
-heartbeat_ms = 10
-worker_stall_ms = 100
+heartbeat_ms = {HEARTBEAT_MS}
+worker_stall_ms = {WORKER_STALL_MS}
 """
         self.switch = Switch(bed.testbed, self.host, node=self.name, extra_toml=extra,
                              idle_sleep_us=200)
@@ -250,7 +257,7 @@ local = "{self.ip6}"
         self.switch.config_path.write_text(
             text.replace(old, f'peer_node_id = {DC[peer.dc]["node_id"]}'))
 
-    def start_control(self, peer, multiplier=30):
+    def start_control(self, peer, multiplier=MULTIPLIER):
         """tandem-control of a pair in routed mode: the routing driver is the
         control daemon's own (no tandem-routing), its decisions move the
         announcements; heartbeats on the backbone (bb0), replication over it."""
@@ -458,10 +465,12 @@ class DcBed:
         self.wait_sessions(timeout)
         return self
 
-    def start_pair(self, timeout=30):
+    def start_pair(self, timeout=30, multiplier=MULTIPLIER):
         """Starts the routers and both nodes as a pair in routed mode: switch,
         BIRD (nothing announced yet) and tandem-control, A first (it becomes
-        active), then B (standby); waits until every BGP session is up."""
+        active), then B (standby); waits until every BGP session is up.
+        `multiplier`: of the 10 ms heartbeats (helpers/pair.py MULTIPLIER, for
+        a loaded test machine; the product's default is 3)."""
         for bird in self.birds.values():
             bird.start()
         for n in self.nodes.values():
@@ -471,13 +480,13 @@ class DcBed:
         # B's switch waits for A to be active: A alone takes the role after a
         # detection time; hearing a standby B of a lower epoch it would wait.
         self.a.switch.start()
-        self.a.start_control(self.b)
+        self.a.start_control(self.b, multiplier)
         deadline = time.monotonic() + timeout
         while self.a.pair_status()["role"] != "active":
             assert time.monotonic() < deadline, self.a.pair_status()
             time.sleep(0.05)
         self.b.switch.start()
-        self.b.start_control(self.a)
+        self.b.start_control(self.a, multiplier)
         while self.b.pair_status()["role"] != "standby":
             assert time.monotonic() < deadline, self.b.pair_status()
             time.sleep(0.05)
