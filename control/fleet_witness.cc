@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "control/witness_link.h"
 
 namespace tandem::control {
 
@@ -77,14 +78,7 @@ void FleetWitness::See(const fleet::PairSight& sight) {
 
 mirror::WitnessInput FleetWitness::Input() const {
   std::lock_guard<std::mutex> l(mu_);
-  mirror::WitnessInput in;
-  in.enabled = true;
-  if (witness_.key_epoch() != 0) {
-    in.hold_until = witness_.hold_until();
-    in.takeover_from = witness_.acquired_at() + timing_.guard;
-    in.key_epoch = witness_.key_epoch();
-  }
-  return in;
+  return InputOf(witness_, timing_.guard);
 }
 
 FleetWitness::Status FleetWitness::status() const {

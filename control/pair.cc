@@ -1,4 +1,5 @@
 #include "control/pair.h"
+#include "control/witness_link.h"
 
 #include <signal.h>
 #include <time.h>
@@ -445,15 +446,7 @@ void Pair::Step(absl::Time now) {
       machine_->Tick(now);
     }
     decisions = machine_->TakeDecisions();
-    if (witness_) {
-      fleet::PairSight sight;
-      sight.active = machine_->role() == mirror::Role::kActive;
-      sight.epoch = machine_->epoch();
-      sight.peer_heard = machine_->peer_heard(mirror::Path::kBackbone, now) ||
-                         machine_->peer_heard(mirror::Path::kAccess, now);
-      sight.takeover_due = machine_->waiting_for_witness();
-      witness_->See(sight);
-    }
+    if (witness_) witness_->See(SightOf(*machine_, now));
     if (machine_->peer() && machine_->peer()->role == mirror::Role::kActive) {
       peer_was_active = true;
       peer_position = machine_->peer()->position;
