@@ -1,5 +1,4 @@
 #include "control/pair.h"
-#include "control/witness_link.h"
 
 #include <signal.h>
 #include <time.h>
@@ -14,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "common/clock.h"
 #include "control/metrics.h"
+#include "control/witness_link.h"
 
 namespace tandem::control {
 namespace {
