@@ -102,7 +102,8 @@ const std::vector<absl::string_view> kKnownKeys = {
     "routing.neighbor[].interface",
     "fleet.etcd", "fleet.prefix", "fleet.pair_id", "fleet.node_id", "fleet.data_center",
     "fleet.api", "fleet.legs", "fleet.meetings", "fleet.lease_ttl_s", "fleet.refresh_ms",
-    "fleet.tls_ca", "fleet.tls_cert", "fleet.tls_key",
+    "fleet.tls_ca", "fleet.tls_cert", "fleet.tls_key", "fleet.witness", "fleet.witness_ttl_s",
+    "fleet.witness_renew_ms", "fleet.witness_margin_ms", "fleet.witness_guard_ms",
 };
 
 }  // namespace
@@ -413,6 +414,9 @@ absl::Status ValidateConfig(Config& c) {
                                             c.capacity.legs, c.capacity.meetings);
       !st.ok()) {
     return st;
+  }
+  if (c.fleet.witness && !c.pair.enabled) {
+    return absl::InvalidArgumentError("[fleet] witness = true needs a [pair]: it witnesses one");
   }
   if (c.pair.enabled) {
     const PairConfig& p = c.pair;

@@ -71,6 +71,11 @@ absl::Status ParseFleetConfig(const toml::table& root, const std::string& origin
       out->etcd.push_back(*s);
     }
   }
+  if (const toml::node* v = t->get("witness")) {
+    auto b = v->is_boolean() ? v->value<bool>() : std::nullopt;
+    if (!b) return Bad(origin, "witness", "must be true or false");
+    out->witness = *b;
+  }
   struct Num {
     const char* key;
     uint64_t max;
@@ -78,7 +83,11 @@ absl::Status ParseFleetConfig(const toml::table& root, const std::string& origin
   };
   for (const Num& k : {Num{"legs", 1u << 26, &out->legs}, Num{"meetings", 1u << 24, &out->meetings},
                        Num{"lease_ttl_s", 3600, &out->lease_ttl_s},
-                       Num{"refresh_ms", 60000, &out->refresh_ms}}) {
+                       Num{"refresh_ms", 60000, &out->refresh_ms},
+                       Num{"witness_ttl_s", 3600, &out->witness_ttl_s},
+                       Num{"witness_renew_ms", 3600000, &out->witness_renew_ms},
+                       Num{"witness_margin_ms", 3600000, &out->witness_margin_ms},
+                       Num{"witness_guard_ms", 60000, &out->witness_guard_ms}}) {
     const toml::node* v = t->get(k.key);
     if (!v) continue;
     auto i = v->is_integer() ? v->value<int64_t>() : std::nullopt;
@@ -126,7 +135,19 @@ absl::Status ValidateFleetConfig(FleetConfig& f, const std::string& node,
     return bad(absl::InvalidArgumentError(
         "lease_ttl_s must be >= 2 and 0 < refresh_ms < lease_ttl_s * 1000"));
   }
+  if (f.witness) {
+    if (auto st = fleet::CheckWitnessConfig(WitnessTiming(f)); !st.ok()) return bad(st);
+  }
   return absl::OkStatus();
+}
+
+fleet::WitnessConfig WitnessTiming(const FleetConfig& f) {
+  fleet::WitnessConfig w;
+  w.ttl = absl::Seconds(static_cast<int64_t>(f.witness_ttl_s));
+  w.renew_interval = absl::Milliseconds(static_cast<int64_t>(f.witness_renew_ms));
+  w.margin = absl::Milliseconds(static_cast<int64_t>(f.witness_margin_ms));
+  w.guard = absl::Milliseconds(static_cast<int64_t>(f.witness_guard_ms));
+  return w;
 }
 
 }  // namespace tandem::control

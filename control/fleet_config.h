@@ -15,6 +15,12 @@
 //   refresh_ms = 1000         # role, epoch and load are looked at this often
 //   tls_ca = "/etc/tandem/etcd-ca.crt"   # TLS to etcd (every endpoint); optional
 //   tls_cert = "/etc/tandem/etcd-client.crt"  # and tls_key: for --client-cert-auth
+//   witness = false           # etcd as the pair's witness (needs [pair]); below:
+//   witness_ttl_s = 3         # the leadership key's lease
+//   witness_renew_ms = 500    # renewed this often
+//   witness_margin_ms = 1000  # an active cut off steps down this long before
+//                             # its lease can expire in etcd
+//   witness_guard_ms = 100    # a standby takes over this long after acquiring
 #pragma once
 
 #include <toml++/toml.h>
@@ -24,6 +30,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "control/fleet/witness.h"
 
 namespace tandem::control {
 
@@ -39,6 +46,11 @@ struct FleetConfig {
   uint64_t lease_ttl_s = 6;
   uint64_t refresh_ms = 1000;
   std::string tls_ca, tls_cert, tls_key;  // file paths
+  bool witness = false;
+  uint64_t witness_ttl_s = 3;
+  uint64_t witness_renew_ms = 500;
+  uint64_t witness_margin_ms = 1000;
+  uint64_t witness_guard_ms = 100;
   // Their contents, read by ValidateFleetConfig.
   std::string tls_ca_pem, tls_cert_pem, tls_key_pem;
 };
@@ -51,5 +63,7 @@ absl::Status ParseFleetConfig(const toml::table& root, const std::string& origin
 absl::Status ValidateFleetConfig(FleetConfig& fleet, const std::string& node,
                                  const std::string& api_default, uint64_t legs,
                                  uint64_t meetings);
+// The witness's timing as fleet::Witness takes it.
+fleet::WitnessConfig WitnessTiming(const FleetConfig& fleet);
 
 }  // namespace tandem::control

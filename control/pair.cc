@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "common/clock.h"
 #include "control/metrics.h"
+#include "control/witness_link.h"
 
 namespace tandem::control {
 namespace {
@@ -134,6 +135,11 @@ absl::StatusOr<std::unique_ptr<Pair>> Pair::Start(Core& core) {
         SwitchHealth::Probe(cc.shm_dir, cc.node), opt);
     if (!r.ok()) return r.status();
     p->routing_ = std::move(*r);
+  }
+  if (core.config().fleet.witness) {
+    auto w = FleetWitness::Start(core.config().fleet, MonoNow);
+    if (!w.ok()) return w.status();
+    p->witness_ = *std::move(w);
   }
   p->thread_ = std::thread([pp = p.get()] { pp->Loop(); });
   return p;
@@ -408,6 +414,7 @@ void Pair::Step(absl::Time now) {
       notice.swap(notice_);
     }
     if (notice) machine_->OnHeartbeat(mirror::Path::kBackbone, *notice, now);
+    if (witness_) machine_->SetWitness(witness_->Input());
     {
       mirror::SinkStatus sink = sink_ ? sink_->status() : mirror::SinkStatus{};
       machine_->SetPeerControlClosed(peer_control_closed_.load() && !sink.connected);
@@ -452,6 +459,7 @@ void Pair::Step(absl::Time now) {
       machine_->Tick(now);
     }
     decisions = machine_->TakeDecisions();
+    if (witness_) witness_->See(SightOf(*machine_, now));
     if (machine_->peer() && machine_->peer()->role == mirror::Role::kActive) {
       peer_was_active = true;
       peer_position = machine_->peer()->position;
@@ -847,6 +855,17 @@ std::string Pair::Metrics() const {
             "synchronous writes that found no standby connected", double(degraded));
   m.Counter("tandem_pair_sync_timeouts_total",
             "synchronous writes the standby did not confirm in time", double(timeouts));
+  if (witness_) {
+    FleetWitness::Status w = witness_->status();
+    m.Gauge("tandem_pair_witness_holds", "1 while this node holds the pair's key in etcd",
+            w.holds);
+    m.Gauge("tandem_pair_witness_key_epoch", "the epoch the key is held at (0: not held)",
+            double(w.key_epoch));
+    m.Counter("tandem_pair_witness_renew_failures_total",
+              "renewals of the key's lease etcd did not acknowledge", double(w.renew_failures));
+    m.Counter("tandem_pair_witness_losses_total", "times etcd said the key's lease was gone",
+              double(w.losses));
+  }
   return m.Serialize();
 }
 

@@ -41,6 +41,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/tables/tables.h"
 #include "control/core.h"
+#include "control/fleet_witness.h"
 #include "control/routing.h"
 #include "mirror/replication.h"
 #include "mirror/role.h"
@@ -111,6 +112,8 @@ class Pair {
   // Routed mode: moves the VIPs by BGP (docs/routed.md); its own thread,
   // safe to call from any.
   std::unique_ptr<RoutingDriver> routing_;
+  // [fleet] witness = true: etcd as the pair's witness (rule 7); its own thread.
+  std::unique_ptr<FleetWitness> witness_;
   // Replication refusals of the sources and sinks already destroyed.
   std::array<uint64_t, static_cast<int>(mirror::RejectReason::kCount)> refused_base_
       ABSL_GUARDED_BY(mu_) = {};

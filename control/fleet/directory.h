@@ -6,6 +6,8 @@
 //   PREFIX/pairs/PAIR/NODE   NodeRecord, under the node's lease
 //   PREFIX/drain/PAIR        DrainRecord, set by the operator (no lease)
 //   PREFIX/meetings/MEETING  PlacementRecord, written once (placer.h)
+//   PREFIX/leaders/PAIR      LeaderRecord, the witness's key, under the holder's lease
+//   PREFIX/epochs/PAIR       the highest epoch taken with that key (decimal, no lease)
 // Values are protobuf JSON (fleet.proto).
 #pragma once
 
@@ -45,6 +47,8 @@ class Keys {
   std::string Drain(absl::string_view pair) const;
   std::string Meetings() const { return prefix_ + "meetings/"; }
   std::string Meeting(absl::string_view meeting) const;
+  std::string Leader(absl::string_view pair) const { return prefix_ + "leaders/" + std::string(pair); }
+  std::string Epoch(absl::string_view pair) const { return prefix_ + "epochs/" + std::string(pair); }
 
  private:
   std::string prefix_;

@@ -309,6 +309,17 @@ absl::StatusOr<CasResult> EtcdClient::CompareAndPut(absl::string_view key, absl:
   return out;
 }
 
+absl::StatusOr<pb::TxnResponse> EtcdClient::Txn(const std::string& what,
+                                                const pb::TxnRequest& request) {
+  pb::TxnResponse resp;
+  absl::Status st = Run(what, [&](Endpoint& ep, grpc::ClientContext* ctx) {
+    resp.Clear();
+    return ep.kv->Txn(ctx, request, &resp);
+  });
+  if (!st.ok()) return st;
+  return resp;
+}
+
 absl::StatusOr<Lease> EtcdClient::GrantLease(int64_t ttl_s) {
   pb::LeaseGrantRequest req;
   req.set_ttl(ttl_s);

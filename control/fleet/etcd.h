@@ -117,6 +117,12 @@ class EtcdClient {
   absl::StatusOr<CasResult> CompareAndPut(absl::string_view key, absl::string_view value,
                                           int64_t expected_mod_revision, int64_t lease = 0);
 
+  // Any transaction (compares on several keys' value, version, revisions or
+  // lease; puts with leases, deletes, ranges), under the retry rules. `what`
+  // names it in errors. The caller makes it safe to send twice.
+  absl::StatusOr<::etcdserverpb::TxnResponse> Txn(const std::string& what,
+                                                  const ::etcdserverpb::TxnRequest& request);
+
   absl::StatusOr<Lease> GrantLease(int64_t ttl_s);
   // Renews the lease; returns its TTL as renewed. NOT_FOUND when it expired
   // (or was revoked): keys attached to it are gone.

@@ -417,6 +417,31 @@ refresh_ms = 500
   EXPECT_EQ(f.refresh_ms, 500u);
 }
 
+TEST(FleetConfigTest, ReadsTheWitnessTiming) {
+  auto c = ParseConfig(std::string(kFleet) + R"(witness = true
+witness_ttl_s = 5
+witness_renew_ms = 400
+witness_margin_ms = 1500
+witness_guard_ms = 200
+)",
+                       "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  fleet::WitnessConfig w = WitnessTiming(c->fleet);
+  EXPECT_TRUE(c->fleet.witness);
+  EXPECT_EQ(w.ttl, absl::Seconds(5));
+  EXPECT_EQ(w.renew_interval, absl::Milliseconds(400));
+  EXPECT_EQ(w.margin, absl::Milliseconds(1500));
+  EXPECT_EQ(w.guard, absl::Milliseconds(200));
+  EXPECT_TRUE(fleet::CheckWitnessConfig(w).ok());
+  // Off unless asked for; the defaults are docs/fleet.md's.
+  auto d = ParseConfig(kFleet, "t.toml");
+  EXPECT_FALSE(d->fleet.witness);
+  EXPECT_EQ(WitnessTiming(d->fleet).ttl, absl::Seconds(3));
+  EXPECT_EQ(WitnessTiming(d->fleet).renew_interval, absl::Milliseconds(500));
+  EXPECT_EQ(WitnessTiming(d->fleet).margin, absl::Seconds(1));
+  EXPECT_FALSE(ParseConfig(std::string(kFleet) + "witness = 1\n", "t.toml").ok());
+}
+
 TEST(FleetConfigTest, BadKeysAndValuesAreNamed) {
   struct Case {
     std::string extra, error;
@@ -439,6 +464,11 @@ TEST(FleetConfigTest, BadKeysAndValuesAreNamed) {
            {"lease_ttl_s = 2\nrefresh_ms = 2000\n", "refresh_ms"},
            {"tls_ca = \"/nonexistent/ca.crt\"\n", "tls_ca: cannot read /nonexistent/ca.crt"},
            {"etcd = [\"https://198.18.7.1:2379\"]\n", "https needs the CA"},
+           {"witness = true\nwitness_ttl_s = 1\n", "witness ttl 1s"},
+           {"witness = true\nwitness_margin_ms = 3000\n", "witness margin"},
+           {"witness = true\nwitness_renew_ms = 1500\n", "witness renew_interval"},
+           {"witness = true\nwitness_guard_ms = 0\n", "witness guard"},
+           {"witness = true\n", "witness = true needs a [pair]"},
        }) {
     // A key given twice is a TOML error: replace the table's value instead.
     std::string text = kFleet;

@@ -1,0 +1,217 @@
+"""etcd as the pair's witness (issue 18, docs/fleet.md "The witness"): a pair
+with switches (helpers/pair.py) whose control daemons have [fleet] witness =
+true, and a three-member etcd cluster in namespaces on the same bridge
+(helpers/etcd.py), reached by each node on a veth of its own (et0), so that a
+node can be cut from etcd alone. Through a full partition of the pair (backbone
+and access both silent) both nodes' roles are sampled all along: never both
+active at one sample."""
+import json
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from helpers import netns  # noqa: E402
+from helpers.etcd import EtcdCluster  # noqa: E402
+from helpers.pair import PairBed  # noqa: E402
+
+PAIR = "pair-w"
+# The witness's timing: the product defaults, written out for the bounds.
+TTL_S = 3
+RENEW_MS = 500
+MARGIN_MS = 1000
+GUARD_MS = 100
+# etcd revokes expired leases on a 500 ms tick (its lessor's check).
+ETCD_TICK_S = 0.5
+NODE_ETCD_IP = {"na": "198.18.0.41", "nb": "198.18.0.42"}
+
+
+class Sampler:
+    """Both nodes' roles, asked alternately (tandemctl status) from a thread
+    until stopped: a list of (t0, role of A, t1, role of B, t2), A's asked
+    between t0 and t1, B's between t1 and t2."""
+
+    def __init__(self, bed):
+        self.bed = bed
+        self.samples = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            t0 = time.monotonic()
+            a = self.bed.a.role()
+            t1 = time.monotonic()
+            b = self.bed.b.role()
+            self.samples.append((t0, a, t1, b, time.monotonic()))
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join()
+        return self.samples
+
+
+A, B = 1, 3  # a node's role in a sample
+
+
+def both_active(samples):
+    return [s for s in samples if s[A] == "active" and s[B] == "active"]
+
+
+def first(samples, since, node, role):
+    """The first sample taken after `since` where `node` (A or B) has `role`."""
+    return next((s for s in samples if s[0] >= since and s[node] == role), None)
+
+
+def last_before(samples, sample, node, role):
+    """The last sample before `sample` where `node` has `role`."""
+    return next((s for s in reversed(samples) if s[0] < sample[0] and s[node] == role), None)
+
+
+def role_changes(samples, node):
+    seen = [s[node] for s in samples if s[node]]
+    return sum(1 for x, y in zip(seen, seen[1:]) if x != y)
+
+
+def leader(etcd, prefix):
+    r = etcd.ctl("get", f"{prefix}leaders/{PAIR}", "--print-value-only")
+    return json.loads(r.stdout) if r.stdout.strip() else None
+
+
+@pytest.fixture
+def witnessed():
+    bed = PairBed(participants=1)
+    try:
+        tb = bed.testbed
+        etcd = EtcdCluster(tb, members=3)
+        prefix = f"/tandem/{tb.prefix}/"
+        endpoints = ", ".join(f'"{e}"' for e in etcd.endpoints.split(","))
+        for node, dc in ((bed.a, "dc1"), (bed.b, "dc2")):
+            # A path to etcd of the node's own (et0 on the bridge), apart from
+            # the switch's access port and the backbone.
+            tb._attach(f"{node.name}e", node.host.ns, "et0")
+            netns.run(["ip", "-n", node.host.ns, "addr", "add", f"{NODE_ETCD_IP[node.name]}/24",
+                       "dev", "et0"])
+            cfg = node.control.config
+            cfg.write_text(cfg.read_text() + f"""
+[fleet]
+etcd = [{endpoints}]
+pair_id = "{PAIR}"
+data_center = "{dc}"
+prefix = "{prefix}"
+lease_ttl_s = 3
+witness = true
+witness_ttl_s = {TTL_S}
+witness_renew_ms = {RENEW_MS}
+witness_margin_ms = {MARGIN_MS}
+witness_guard_ms = {GUARD_MS}
+""")
+        bed.start()
+        bed.etcd, bed.prefix = etcd, prefix
+        yield bed
+    finally:
+        bed.close()
+
+
+def wait_leader(bed, node, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        held = leader(bed.etcd, bed.prefix)
+        if held and held.get("node_id") == node.name:
+            return held
+        assert time.monotonic() < deadline, f"{node.name} does not hold the key: {held}"
+        time.sleep(0.1)
+
+
+def cut_from_etcd(node, cut=True):
+    netns.run(["ip", "-n", node.host.ns, "link", "set", "et0", "down" if cut else "up"])
+
+
+def test_full_partition_with_etcd_reachable_from_both_keeps_one_active(witnessed):
+    bed = witnessed
+    held = wait_leader(bed, bed.a)
+    epoch = int(bed.a.status()["epoch"])
+    assert int(held["epoch"]) == epoch
+    sampler = Sampler(bed)
+    time.sleep(0.5)
+    bed.partition(bed.a)
+    t_cut = time.monotonic()
+    # Longer than two leases: the standby, due to take over after the
+    # detection time, waits for a key the active keeps renewing.
+    time.sleep(2 * TTL_S + 1)
+    during = [x for x in sampler.samples if x[0] >= t_cut]
+    held_during = leader(bed.etcd, bed.prefix)
+    bed.heal(bed.a)
+    t_heal = time.monotonic()
+    time.sleep(3)
+    samples = sampler.finish()
+    print(f"{len(samples)} samples, {len(during)} during the partition "
+          f"({(t_heal - t_cut) / max(1, len(during)) * 1000:.0f} ms apart)")
+    assert len(during) >= 20, "too few samples to say anything"
+    assert both_active(samples) == [], f"two actives in {len(both_active(samples))} samples"
+    assert held_during and held_during["node_id"] == "na", held_during
+    # The active kept the role all along, the standby never took it; no flap at the heal.
+    assert all(x[A] == "active" for x in samples if x[A]), [x for x in samples if x[A] != "active"]
+    assert all(x[B] == "standby" for x in samples if x[B]), [x for x in samples if x[B] != "standby"]
+    assert int(bed.a.status()["epoch"]) == epoch
+    held = leader(bed.etcd, bed.prefix)
+    assert held["node_id"] == "na" and int(held["epoch"]) == epoch, held
+
+
+def test_active_cut_from_etcd_steps_down_before_its_lease_ends_and_the_standby_takes_over(
+        witnessed):
+    bed = witnessed
+    wait_leader(bed, bed.a)
+    epoch = int(bed.a.status()["epoch"])
+    sampler = Sampler(bed)
+    time.sleep(0.5)
+    # A loses its peer on both paths and etcd: it cannot renew.
+    cut_from_etcd(bed.a)
+    bed.partition(bed.a)
+    t_cut = time.monotonic()
+    deadline = t_cut + 3 * TTL_S + 5
+    while time.monotonic() < deadline and not first(sampler.samples, t_cut, B, "active"):
+        time.sleep(0.1)
+    time.sleep(1)
+    down = first(sampler.samples, t_cut, A, "standby")
+    up = first(sampler.samples, t_cut, B, "active")
+    assert down is not None, "the active cut off from etcd did not step down"
+    assert up is not None, "the standby did not take over"
+    held = leader(bed.etcd, bed.prefix)
+    assert held["node_id"] == "nb" and int(held["epoch"]) > epoch, held
+    assert int(bed.b.status()["epoch"]) == int(held["epoch"])
+    # Heal: the old active hears the higher epoch and stays standby: no flap.
+    cut_from_etcd(bed.a, cut=False)
+    bed.heal(bed.a)
+    t_heal = time.monotonic()
+    time.sleep(3)
+    samples = sampler.finish()
+    # A stepped down before it answered "standby" (down[2]); B took over
+    # after it last answered "standby" (its call began at that sample's t1).
+    b_standby = last_before(samples, up, B, "standby")
+    a_active = last_before(samples, down, A, "active")
+    period = max(x[4] - x[0] for x in samples)  # the slowest sample of this run
+    down_s = (a_active[0] - t_cut, down[2] - t_cut)
+    up_s = (b_standby[2] - t_cut, up[4] - t_cut)
+    print(f"{len(samples)} samples (slowest {period * 1000:.0f} ms); after the cut: the old "
+          f"active stepped down between {down_s[0]:.2f} and {down_s[1]:.2f} s, the new active "
+          f"took over between {up_s[0]:.2f} and {up_s[1]:.2f} s")
+    assert both_active(samples) == []
+    # A stepped down before B took over, and within its hold: its last
+    # acknowledged renewal was sent before the cut, the hold ends TTL - MARGIN
+    # after it (etcd keeps the lease at least MARGIN longer).
+    assert down[2] <= b_standby[2], (down, b_standby)
+    assert down_s[1] <= TTL_S - MARGIN_MS / 1000 + period + 0.2, down_s
+    # B took over only after acquiring, which etcd allowed once A's lease
+    # expired (TTL after A's last renewal, on its 500 ms tick), a guard
+    # later; the standby tries every RENEW_MS.
+    assert up_s[1] <= TTL_S + ETCD_TICK_S + (RENEW_MS + GUARD_MS) / 1000 + period + 1.0, up_s
+    after = [x for x in samples if x[0] >= t_heal]
+    assert after and all(x[A] == "standby" and x[B] == "active" for x in after
+                         if x[A] and x[B]), after
+    assert role_changes(after, A) == 0 and role_changes(after, B) == 0
