@@ -503,9 +503,12 @@ void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
   }
 
   // Phase 2: the buckets are on their way; fetch the first entry of each chain.
+  // The heads are kept: phase 3 starts its walk there instead of loading the
+  // bucket again, and an empty bucket decides the packet at once.
   uint32_t capacity = dp_.tables.leg_capacity();
   for (uint16_t k = 0; k < nfwd; ++k) {
     uint32_t head = dp_.tables.bucket(hashes[fwd[k]]).load(std::memory_order_acquire);
+    slots[k] = head;
     if (head != kNil && head < capacity) rte_prefetch0(&dp_.tables.leg(head));
   }
 
@@ -515,7 +518,9 @@ void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
   uint16_t nhit = 0;
   for (uint16_t k = 0; k < nfwd; ++k) {
     uint16_t i = fwd[k];
-    uint32_t slot = dp_.tables.Find(parsed[i].key, hashes[i]);
+    // slots[k] holds the chain's head (phase 2); nhit <= k, so writing
+    // slots[nhit] below never overwrites a head still to be read.
+    uint32_t slot = slots[k] == kNil ? kNil : dp_.tables.FindFrom(parsed[i].key, slots[k]);
     if (slot == kNil) {
       RefreshVips();
       DropLater(pkts[i], IsVip(parsed[i].key.local) ? Drop::kUnknownLeg : Drop::kNotForUs);

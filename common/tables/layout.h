@@ -30,7 +30,8 @@ namespace tandem::tables {
 inline constexpr uint64_t kTablesMagic = 0x31424154444e4154ULL;  // "TANDTAB1"
 inline constexpr uint64_t kStateMagic = 0x31545341444e4154ULL;   // "TANDAST1"
 // 3: HashLegKey became a CRC-32C (chains of version 2 are in other buckets).
-inline constexpr uint32_t kTablesVersion = 3;
+// 4: LegEntry::gen moved into the entry's first line (swapped with group_prev).
+inline constexpr uint32_t kTablesVersion = 4;
 inline constexpr uint32_t kStateVersion = 4;
 
 inline constexpr uint32_t kNil = 0xffffffffu;  // end of a chain or list
@@ -142,8 +143,11 @@ struct alignas(64) LegEntry {
   std::atomic<uint32_t> flags{0};      // kLeg*
   std::atomic<uint32_t> hash_next{kNil};
   std::atomic<uint32_t> group_next{kNil};  // next leg of the same meeting and channel
-  uint32_t group_prev = kNil;              // writer-only
+  // In the first line with the key and flags: a worker reads it for every
+  // receiver of every packet (Worker::Usage), and the second line held only
+  // it and the rate limits, which a receiver never reads (issue 15).
   std::atomic<uint32_t> gen{0};        // bumped at each allocation; ties usage to a leg
+  uint32_t group_prev = kNil;              // writer-only
   std::atomic<uint32_t> pps_limit{0};  // 0 = unlimited
   std::atomic<uint32_t> kbps_limit{0};
   uint32_t reserved1 = 0;
@@ -153,6 +157,8 @@ struct alignas(64) LegEntry {
   uint64_t created_unix_ns = 0;
 };
 static_assert(sizeof(LegEntry) == 128);
+static_assert(offsetof(LegEntry, gen) < 64 && offsetof(LegEntry, flags) < 64 &&
+              offsetof(LegEntry, group_next) < 64);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
 inline constexpr uint32_t kMeetingPresenterOnly = 1u << 0;

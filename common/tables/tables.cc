@@ -243,21 +243,6 @@ TablesView::TablesView(void* base) {
   bucket_mask_ = hdr_->bucket_count - 1;
 }
 
-uint32_t TablesView::Find(const LegKey& key, uint64_t hash) const {
-  uint32_t i = bucket(hash).load(std::memory_order_acquire);
-  // Bounded: a region corrupted after it was attached must not send a
-  // reader out of the mapping or around a loop forever.
-  for (uint32_t hops = 0; i != kNil; ++hops) {
-    if (i >= hdr_->leg_capacity || hops > hdr_->leg_capacity) return kNil;
-    const LegEntry& e = legs_[i];
-    if (e.key == key) {
-      return e.state.load(std::memory_order_acquire) == uint8_t(EntryState::kLive) ? i : kNil;
-    }
-    i = e.hash_next.load(std::memory_order_acquire);
-  }
-  return kNil;
-}
-
 std::vector<IpAddr> TablesView::Vips() const {
   std::vector<IpAddr> out;
   // A writer killed inside SetVips leaves the sequence odd for good: after a

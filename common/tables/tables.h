@@ -62,8 +62,27 @@ class TablesView {
 
   // Lock-free lookup; returns the leg slot or kNil. Safe for readers between
   // quiescent points.
-  uint32_t Find(const LegKey& key, uint64_t hash) const;
+  uint32_t Find(const LegKey& key, uint64_t hash) const {
+    return FindFrom(key, bucket(hash).load(std::memory_order_acquire));
+  }
   uint32_t Find(const LegKey& key) const { return Find(key, HashLegKey(key)); }
+  // Find from a chain head the caller has already loaded (acquire) from the
+  // key's bucket. Inline: the switch calls it for every packet, and an empty
+  // bucket (the common case of a flood from unknown sources) is one compare.
+  uint32_t FindFrom(const LegKey& key, uint32_t head) const {
+    // Bounded: a region corrupted after it was attached must not send a
+    // reader out of the mapping or around a loop forever.
+    uint32_t capacity = hdr_->leg_capacity;
+    for (uint32_t i = head, hops = 0; i != kNil; ++hops) {
+      if (i >= capacity || hops > capacity) return kNil;
+      const LegEntry& e = legs_[i];
+      if (e.key == key) {
+        return e.state.load(std::memory_order_acquire) == uint8_t(EntryState::kLive) ? i : kNil;
+      }
+      i = e.hash_next.load(std::memory_order_acquire);
+    }
+    return kNil;
+  }
 
   Role role() const { return static_cast<Role>(hdr_->role.load(std::memory_order_acquire)); }
   uint64_t epoch() const { return hdr_->epoch.load(std::memory_order_acquire); }

@@ -224,6 +224,73 @@ TEST(PartialChecksum, FullChecksumIsNotRecomputed) {
   }
 }
 
+// ---- the UDP checksum's zero (RFC 768: a computed 0x0000 is sent as 0xFFFF) ----
+
+// Sets the first two payload bytes of `f` so that the one's complement sum of
+// its UDP pseudo-header and datagram comes to 0xFFFF (a checksum of zero, sent
+// as 0xFFFF), as if the field held 0.
+void MakeSumAllOnes(std::vector<uint8_t>& f, const Parsed& p) {
+  uint8_t* ip = f.data() + p.l3;
+  uint8_t* udp = f.data() + p.l4;
+  uint16_t len = f.size() - p.l4;
+  udp[6] = udp[7] = 0;
+  udp[8] = udp[9] = 0;
+  // The sum is ~c (c != 0 here); adding c to a data word brings it to 0xFFFF.
+  uint16_t c = L4Checksum(p.v4, ip, udp, len, kProtoUdp);
+  udp[8] = c >> 8;
+  udp[9] = c & 0xff;
+  ASSERT_EQ(L4Checksum(p.v4, ip, udp, len, kProtoUdp), 0xffff) << "computed zero";
+}
+
+// The copy's checksum, computed from scratch, is zero: the incremental update
+// must write 0xFFFF there, never 0x0000 (which means "no checksum" in IPv4 and
+// is refused in IPv6).
+TEST(Checksum, ComputedZeroGoesOutAsAllOnes) {
+  for (bool v4 : {true, false}) {
+    // Build the rewritten copy first, make its sum all ones, then put the
+    // original endpoints back with a correct checksum: the payload bytes that
+    // make the copy's checksum zero are the same in both.
+    std::vector<uint8_t> copy = v4 ? fixtures::kv4_in : fixtures::kv6_in;
+    Parsed p = Parse(copy.data(), copy.size(), Cfg());
+    ASSERT_EQ(p.verdict, Verdict::kForward);
+    tables::LegKey to = Receiver(v4);
+    Rewrite rw{};
+    rw.to = &to;
+    RewriteHeaders(copy.data(), p, UdpCsumWithoutEndpoints(copy.data(), p), rw);
+    MakeSumAllOnes(copy, p);
+    std::vector<uint8_t> f = v4 ? fixtures::kv4_in : fixtures::kv6_in;
+    f[p.l4 + 8] = copy[p.l4 + 8];
+    f[p.l4 + 9] = copy[p.l4 + 9];
+    uint8_t* udp = f.data() + p.l4;
+    udp[6] = udp[7] = 0;
+    uint16_t in = L4Checksum(v4, f.data() + p.l3, udp, f.size() - p.l4, kProtoUdp);
+    udp[6] = in >> 8;
+    udp[7] = in & 0xff;
+    ASSERT_NE(in, 0xffff);
+    bool completed = true;
+    EXPECT_TRUE(RewriteGivesFullChecksum(f, v4, false, &completed)) << "v4 " << v4;
+    EXPECT_FALSE(completed);
+    EXPECT_EQ(f[p.l4 + 6], 0xff) << "v4 " << v4;
+    EXPECT_EQ(f[p.l4 + 7], 0xff) << "v4 " << v4;
+  }
+}
+
+// A received checksum of 0xFFFF (its sum was zero) is a checksum like any
+// other: it is updated, not taken for IPv4's "none" nor recomputed.
+TEST(Checksum, ReceivedAllOnesIsUpdated) {
+  for (bool v4 : {true, false}) {
+    std::vector<uint8_t> f = v4 ? fixtures::kv4_in : fixtures::kv6_in;
+    Parsed p = Parse(f.data(), f.size(), Cfg());
+    ASSERT_EQ(p.verdict, Verdict::kForward);
+    MakeSumAllOnes(f, p);
+    f[p.l4 + 6] = f[p.l4 + 7] = 0xff;
+    bool completed = true;
+    EXPECT_TRUE(RewriteGivesFullChecksum(f, v4, false, &completed)) << "v4 " << v4;
+    EXPECT_FALSE(completed);
+    EXPECT_FALSE(f[p.l4 + 6] == 0 && f[p.l4 + 7] == 0) << "v4 " << v4;
+  }
+}
+
 // ---- what Parse refuses, and why ----
 
 struct Bad {
