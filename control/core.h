@@ -12,6 +12,10 @@
 //    kept iff its participant is present in the store (an unacknowledged join
 //    interrupted by a crash is rolled back).
 //
+// Each write plans its change (control/sites.h, meetings.h, participants.h)
+// and applies the plan through the model (control/model.h), the one path the
+// standby's replicated records take too.
+//
 // Thread-safe: one mutex serialises every call (the tables have one writer).
 #pragma once
 
@@ -26,7 +30,6 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include <functional>
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -36,6 +39,7 @@
 #include "control/change_log.h"
 #include "control/config.h"
 #include "control/metrics.h"
+#include "control/model.h"
 #include "control/pool.h"
 #include "control/store.h"
 
@@ -80,7 +84,7 @@ class Core {
   // Frees retired table entries; called periodically by the daemon.
   void Housekeeping();
 
-  ChangeLog& changes() { return *changes_; }
+  ChangeLog& changes() { return model_->changes(); }
   const Config& config() const { return config_; }
 
   // ---- The pair (control/pair.h drives these) ----
@@ -146,33 +150,19 @@ class Core {
   void SetStandbyConfirmed(bool confirmed) { standby_confirmed_.store(confirmed); }
 
  private:
-  struct LegRec {
-    uint64_t participant_id = 0;
-    uint64_t meeting_id = 0;
-    uint32_t requested = 0;  // kLegSend|kLegRecv as asked at join
-    bool muted = false;
-    IpAddr local;
-    uint16_t local_port = 0;
-  };
-  struct ParticipantRec {
-    v1::Participant p;  // no legs; usage = legs that already left
-    std::vector<uint64_t> legs;
-  };
-  struct LiveMeeting {
-    std::vector<uint64_t> participants;  // present and left, in join order
-    uint32_t present = 0;
-    uint32_t legs = 0;
-  };
-
   Core(Config config, std::unique_ptr<Store> store, std::unique_ptr<tables::TablesWriter> writer,
        uint64_t log_id);
+  // Loads the model and sets role, epoch and VIPs.
   absl::Status Reconcile() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<uint64_t> NextLegId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies an API call's plan (model.h); the call's error if it is none.
+  absl::Status ApplyPlan(absl::StatusOr<Plan> plan) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The switch's counters from the state region (have_state_).
   void AddSwitchMetrics(MetricsText& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddNeighbourMetrics(MetricsText& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  uint32_t EffectiveFlags(const LegRec& leg) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FillStatusWorkers(v1::NodeStatus* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FillStatusPorts(v1::NodeStatus* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FillStatusNeighbours(v1::NodeStatus* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Usage LegUsage(uint64_t leg_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Usage ParticipantUsage(const ParticipantRec& rec) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Usage MeetingUsage(const v1::Meeting& m) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -181,43 +171,18 @@ class Core {
   void FillParticipant(const ParticipantRec& rec, bool with_legs, v1::Participant* out) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FillMeeting(const v1::Meeting& m, v1::Meeting* out) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  uint32_t SiteLiveLegs(uint64_t site_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  uint32_t SiteLiveMeetings(uint64_t site_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Removes legs from tables, pool and indexes (after the store was written).
-  void DropLegs(const std::vector<uint64_t>& leg_ids, std::vector<v1::Change>* changes)
+  absl::StatusOr<const v1::Meeting*> FindMeeting(uint64_t id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Applies the current flags of the given legs to the tables.
-  void ApplyFlags(const std::vector<uint64_t>& leg_ids, std::vector<v1::Change>* changes)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<v1::Meeting*> FindMeeting(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // FailedPrecondition on a standby, naming the active node's API.
   absl::Status CheckWritable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DropLegQuietly(uint64_t leg_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A replicated end of a live meeting: its legs and participants leave
-  // memory and the tables (the store keeps the participants).
-  void EndLiveQuietly(uint64_t meeting_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status EnsureStoreTxn() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Config config_;
   mutable absl::Mutex mu_;
-  std::unique_ptr<Store> store_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<tables::TablesWriter> writer_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<ChangeLog> changes_;
-  LocalPool pool_ ABSL_GUARDED_BY(mu_);
+  // The one writer of the node's store, tables and change log; its contents
+  // are read and changed under mu_ only (the pointer never changes).
+  const std::unique_ptr<Model> model_;
   tables::Role role_ ABSL_GUARDED_BY(mu_) = tables::Role::kStandby;
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 1;
-
-  std::map<uint64_t, v1::Site> sites_ ABSL_GUARDED_BY(mu_);
-  std::map<uint64_t, v1::Meeting> meetings_ ABSL_GUARDED_BY(mu_);  // every state
-  absl::flat_hash_map<uint64_t, LiveMeeting> live_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint64_t, ParticipantRec> participants_ ABSL_GUARDED_BY(mu_);  // of live
-  absl::flat_hash_map<uint64_t, LegRec> legs_ ABSL_GUARDED_BY(mu_);
-
-  uint64_t next_site_id_ ABSL_GUARDED_BY(mu_) = 1;
-  uint64_t next_meeting_id_ ABSL_GUARDED_BY(mu_) = 1;
-  uint64_t next_participant_id_ ABSL_GUARDED_BY(mu_) = 1;
-  uint64_t next_leg_id_ ABSL_GUARDED_BY(mu_) = 1;
-  uint64_t leg_id_limit_ ABSL_GUARDED_BY(mu_) = 0;  // ids below are reserved in the store
 
   // The switch's state region, mapped when it exists; have_state_ when it
   // also has our tables' leg capacity (state_ is then its view).
@@ -226,15 +191,8 @@ class Core {
   bool have_state_ ABSL_GUARDED_BY(mu_) = false;
 
   // The pair.
-  absl::flat_hash_map<uint64_t, v1::Usage> usage_base_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, uint64_t> usage_sent_ ABSL_GUARDED_BY(mu_);  // leg -> packets
-  bool resync_ ABSL_GUARDED_BY(mu_) = false;
-  absl::flat_hash_set<uint64_t> seen_sites_, seen_meetings_, seen_participants_,
-      seen_legs_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> standby_confirmed_{false};
-
-  // Adoption figures, for status and logs.
-  uint32_t adopted_legs_ = 0, removed_on_start_ = 0;
 };
 
 }  // namespace tandem::control

@@ -1,8 +1,8 @@
 // The records of the control plane as the API, the change log and the tables
-// write them, defined once for both paths that change the model: the active's
-// API handlers (core.cc) and the standby's application of replicated changes
-// (core_mirror.cc). A second copy of any of these is how the two nodes of a
-// pair came to hold different tables for the same changes.
+// write them, defined once: the planners (sites.cc, meetings.cc,
+// participants.cc), the model's one mutation path (model.cc) and the reads
+// of the core use these. A second copy of any of these is how the two nodes
+// of a pair came to hold different tables for the same changes.
 //
 // Pure functions; any thread.
 #pragma once
@@ -30,5 +30,8 @@ absl::StatusOr<tables::Channel> ChannelFromProto(v1::Channel c);
 //     meeting),
 //  3. plus kLegMuted while `muted` (kLegSend is kept: unmuting gives it back).
 uint32_t LegTableFlags(uint32_t requested, bool muted, bool send_withheld);
+
+// Adds `u` to `acc`: counts add up, the first and last packet times widen.
+void AddUsage(const v1::Usage& u, v1::Usage* acc);
 
 }  // namespace tandem::control
