@@ -18,7 +18,9 @@ no more) and exits 1 if one is missed. Run by scripts/bench_mirror.sh
 --backbone (as root).
 """
 import argparse
+import contextlib
 import json
+import os
 import pathlib
 import statistics
 import subprocess
@@ -41,12 +43,21 @@ def say(msg):
     print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
 
 
+LOG = pathlib.Path(f"/tmp/pair_backbone.{os.getpid()}.log")
+
+
+def close(bed):
+    """The bed prints the daemons' logs when it closes: into LOG."""
+    with open(LOG, "a") as f, contextlib.redirect_stdout(f):
+        bed.close()
+
+
 def pair(mode, delay_ms):
     bed = PairBed(participants=0, mode=mode, backbone_delay_ms=delay_ms, ports="30000-59999")
     try:
         bed.start()
     except BaseException:
-        bed.close()
+        close(bed)
         raise
     return bed
 
@@ -58,12 +69,13 @@ def async_run(a):
         act = bed.a
         site = act.ctl("site", "create", "--name", "bench")["site_id"]
         bed.wait_synced()
-        # A change is a leg joined or a leg left: joins at rate/2, each leaves
-        # --life seconds later.
+        # Four changes per churn participant of one leg: the participant
+        # joins with its leg, the leg and the participant leave --life
+        # seconds later.
         churn = subprocess.Popen(
             [str(build_dir() / "tests" / "bench" / "tandem-churn"),
              f"--pair={bed.a.control.api},{bed.b.control.api}", "--names=na,nb", f"--site={site}",
-             f"--rate={a.rate / 2}", "--life=2", "--legs_per_participant=1", "--tick_ms=10",
+             f"--rate={a.rate / 4}", "--life=2", "--legs_per_participant=1", "--tick_ms=10",
              "--meeting_life=600"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         lines = []
         reader = threading.Thread(target=lambda: lines.extend(churn.stdout), daemon=True)
@@ -90,7 +102,7 @@ def async_run(a):
                 "positions": (int(mine["position"]), int(theirs["position"])), "legs": legs,
                 "churn": final[-1] if final else None, "relay": relay}
     finally:
-        bed.close()
+        close(bed)
 
 
 def relay_stats(bed):
@@ -120,7 +132,7 @@ def sync_writes(delay_ms, n):
         bed.wait_synced()
         return {"rtts": rtts, "ms": [r["ms"] for r in out[10:]]}
     finally:
-        bed.close()
+        close(bed)
 
 
 def main():
@@ -138,7 +150,7 @@ def main():
     lags = r["lags"]
     say(f"async: backbone RTT (ping) median {rtt:.1f} ms; {r['sent']} changes in the window "
         f"({r['rate']:.0f}/s); positions active/standby {r['positions']}; legs {r['legs']}; "
-        f"{len(lags)} lag samples; churn {r['churn']}; relay {r['relay']}")
+        f"{len(lags)} lag samples (ms, in order) {[round(x) for x in lags]}; churn {r['churn']}; relay {r['relay']}")
     say("sync: single writes through the relay, then without it")
     s = sync_writes(a.delay_ms, a.writes)
     base = sync_writes(0, a.writes)
@@ -147,6 +159,7 @@ def main():
     bmed, bp99 = statistics.median(base["ms"]), pct(base["ms"], 0.99)
     say(f"sync: RTT (ping) median {srtt:.1f} ms; write median {med:.1f} p99 {p99:.1f} ms; "
         f"without the relay median {bmed:.1f} p99 {bp99:.1f} ms")
+    print(f"daemons' logs: {LOG}")
     print(f"load average {open('/proc/loadavg').read().split()[:3]}")
 
     reached = r["positions"][1] >= r["positions"][0] and r["legs"][0] == r["legs"][1]
