@@ -52,9 +52,12 @@ def close(bed):
         bed.close()
 
 
-def pair(mode, delay_ms):
+def pair(mode, delay_ms, store_dir=None):
     bed = PairBed(participants=0, mode=mode, backbone_delay_ms=delay_ms, ports="30000-59999")
     try:
+        if store_dir:
+            for n in bed.nodes():
+                n.set_store_path(bed.testbed.tmpdir(f"store-{n.name}", root=store_dir) / "control.db")
         bed.start()
     except BaseException:
         close(bed)
@@ -63,7 +66,7 @@ def pair(mode, delay_ms):
 
 
 def async_run(a):
-    bed = pair("async", a.delay_ms)
+    bed = pair("async", a.delay_ms, a.store_dir)
     try:
         rtts = bed.backbone_rtts()
         act = bed.a
@@ -98,11 +101,19 @@ def async_run(a):
         mine, theirs = bed.a.status()["pair"], bed.b.status()["pair"]
         legs = [len(n.ctl("show", "legs")["legs"]) for n in bed.nodes()]
         relay = relay_stats(bed)
+        relay["tcp"] = {n.name: tcp_counters(n) for n in bed.nodes()}
         return {"rtts": rtts, "rate": (p1 - p0) / (t1 - t0), "sent": p1 - p0, "lags": lags,
                 "positions": (int(mine["position"]), int(theirs["position"])), "legs": legs,
                 "churn": final[-1] if final else None, "relay": relay}
     finally:
         close(bed)
+
+
+def tcp_counters(node):
+    out = subprocess.run(["ip", "netns", "exec", node.host.ns, "nstat", "-az", "TcpRetransSegs",
+                          "TcpExtTCPTimeouts", "TcpExtTCPLossProbes"],
+                         capture_output=True, text=True).stdout
+    return {w[0]: int(w[1]) for w in (x.split() for x in out.splitlines()[1:]) if len(w) > 1}
 
 
 def relay_stats(bed):
@@ -141,6 +152,8 @@ def main():
     ap.add_argument("--rate", type=float, default=10000, help="changes/s (async)")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--sample-ms", type=float, default=20)
+    ap.add_argument("--store-dir", help="the nodes' SQLite stores under this directory "
+                    "(default: the bed's work directory, on /tmp), e.g. /dev/shm: no fsync cost")
     ap.add_argument("--writes", type=int, default=200, help="single sync writes")
     a = ap.parse_args()
 
