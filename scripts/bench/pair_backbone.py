@@ -57,7 +57,8 @@ def pair(mode, delay_ms, store_dir=None):
     try:
         if store_dir:
             for n in bed.nodes():
-                n.set_store_path(bed.testbed.tmpdir(f"store-{n.name}", root=store_dir) / "control.db")
+                store = bed.testbed.tmpdir(f"store-{n.name}", root=store_dir)
+                n.set_store_path(store / "control.db")
         bed.start()
     except BaseException:
         close(bed)
@@ -163,7 +164,8 @@ def main():
     lags = r["lags"]
     say(f"async: backbone RTT (ping) median {rtt:.1f} ms; {r['sent']} changes in the window "
         f"({r['rate']:.0f}/s); positions active/standby {r['positions']}; legs {r['legs']}; "
-        f"{len(lags)} lag samples (ms, in order) {[round(x) for x in lags]}; churn {r['churn']}; relay {r['relay']}")
+        f"{len(lags)} lag samples (ms, in order) {[round(x) for x in lags]}; "
+        f"churn {r['churn']}; relay {r['relay']}")
     say("sync: single writes through the relay, then without it")
     s = sync_writes(a.delay_ms, a.writes)
     base = sync_writes(0, a.writes)
