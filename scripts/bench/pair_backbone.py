@@ -101,7 +101,7 @@ def async_run(a):
         bed.wait_synced(timeout=60)
         mine, theirs = bed.a.status()["pair"], bed.b.status()["pair"]
         legs = [len(n.ctl("show", "legs")["legs"]) for n in bed.nodes()]
-        relay = relay_stats(bed)
+        relay = relay_stats(bed) or {}
         relay["tcp"] = {n.name: tcp_counters(n) for n in bed.nodes()}
         return {"rtts": rtts, "rate": (p1 - p0) / (t1 - t0), "sent": p1 - p0, "lags": lags,
                 "positions": (int(mine["position"]), int(theirs["position"])), "legs": legs,
