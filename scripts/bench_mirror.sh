@@ -3,9 +3,29 @@
 # ReplicationSource and ReplicationSink (HMAC, framing, acks) over loopback
 # TCP, in tests/bench/mirror_bench. Prints its lines, then the goals as a table.
 #   scripts/bench_mirror.sh [--seconds=5] [--records=1000000] [--record_bytes=100]
+#
+# With --backbone (issue 17, as root): a real pair (tandem-switch and
+# tandem-control on each node) whose backbone runs through a user-space delay
+# relay (20 ms each way), scripts/bench/pair_backbone.py: the standby's lag at
+# 10,000 changes/s in async mode, then the latency of single sync writes
+# against the relay's round trip. Fails if a change did not reach the standby.
+#   scripts/bench_mirror.sh --backbone [--delay-ms 20] [--rate 10000] [--seconds 10]
+#                                      [--writes 200]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${TANDEM_BUILD_DIR:-$root/build}"
+if [[ "${1:-}" == "--backbone" ]]; then
+  shift
+  export TANDEM_BUILD_DIR="$build"
+  for f in switch/tandem-switch control/tandem-control control/tandemctl \
+           tests/bench/tandem-churn control/client/tandem-app-example; do
+    [[ -x "$build/$f" ]] || { echo "bench_mirror: $build/$f is not built (scripts/setup.sh)" >&2; exit 1; }
+  done
+  [[ $EUID -eq 0 ]] || { echo "bench_mirror: --backbone runs as root (namespaces, DPDK)" >&2; exit 1; }
+  source "$root/scripts/lib/driver.sh"
+  run_driver 15 "$root/scripts/bench/pair_backbone.py" "$@"
+  exit $?
+fi
 [[ -x "$build/tests/bench/mirror_bench" ]] || "$root/scripts/setup.sh"
 out="$("$build/tests/bench/mirror_bench" "$@")"
 echo "$out"

@@ -169,10 +169,15 @@ class PairBed:
     both nodes (detection = heartbeat_ms x multiplier, and a switch worker
     silent that long counts as dead, unless `worker_stall_ms` overrides it:
     a test whose subject is not the workers' health may keep a test bed
-    starved of CPU from reporting them dead)."""
+    starved of CPU from reporting them dead).
+    `backbone_delay_ms` > 0 puts tools/delay_relay.py between the nodes'
+    backbone ends (a namespace of its own): a long backbone of twice that
+    round trip for replication and the heartbeats on it (`self.relay`)."""
 
     def __init__(self, participants=3, mode="async", preempt_a=False, multiplier=None,
-                 pair_extra="", ports="20000-20099", heartbeat_ms=10, worker_stall_ms=None):
+                 pair_extra="", ports="20000-20099", heartbeat_ms=10, worker_stall_ms=None,
+                 backbone_delay_ms=0):
+        self.relay = None
         self.testbed = netns.Testbed()
         try:
             self.participants = [self.testbed.add_participant(f"p{i}", i)
@@ -186,19 +191,47 @@ class PairBed:
                           worker_stall_ms=worker_stall_ms)
             self.a.set_peer_api(self.b.control.api)
             self.b.set_peer_api(self.a.control.api)
-            # The backbone: one veth between the node namespaces, with kernel
-            # addresses for replication; the switches' af_packet ports share it.
-            netns.run(["ip", "-n", self.a.host.ns, "link", "add", "bb0", "type", "veth", "peer",
-                       "name", "bb0", "netns", self.b.host.ns])
+            # The backbone: one veth between the node namespaces (or two, to
+            # the delay relay), with kernel addresses for replication; the
+            # switches' af_packet ports share it.
+            if backbone_delay_ms > 0:
+                self._relay(backbone_delay_ms)
+            else:
+                netns.run(["ip", "-n", self.a.host.ns, "link", "add", "bb0", "type", "veth",
+                           "peer", "name", "bb0", "netns", self.b.host.ns])
             for node in (self.a, self.b):
                 ns = node.host.ns
                 netns.run(["ip", "-n", ns, "addr", "add", f"{BACKBONE[node.name]}/30", "dev", "bb0"])
                 netns.run(["ip", "-n", ns, "link", "set", "bb0", "up"])
-                netns.run(["ip", "netns", "exec", ns, "ethtool", "-K", "bb0", "gro", "off"],
+                # Whole, checksummed frames (the relay forwards them as they are).
+                netns.run(["ip", "netns", "exec", ns, "ethtool", "-K", "bb0", "gro", "off"] +
+                          (["tx", "off", "tso", "off", "gso", "off"] if backbone_delay_ms else []),
                           check=False)
         except BaseException:
             self.close()
             raise
+
+    def _relay(self, delay_ms):
+        ns = f"{self.testbed.prefix}-bb"
+        self.testbed._add_netns(ns)
+        for node, end in ((self.a, "la"), (self.b, "lb")):
+            netns.run(["ip", "-n", node.host.ns, "link", "add", "bb0", "type", "veth", "peer",
+                       "name", end, "netns", ns])
+            netns.run(["ip", "-n", ns, "link", "set", end, "up"])
+            netns.run(["ip", "netns", "exec", ns, "ethtool", "-K", end, "gro", "off"], check=False)
+        tool = os.path.join(os.path.dirname(__file__), "..", "tools", "delay_relay.py")
+        self.relay = self.testbed.popen(ns, ["/usr/bin/python3", tool, "--a", "la", "--b", "lb",
+                                             "--delay-ms", delay_ms],
+                                        stdout=subprocess.PIPE, text=True)
+        if self.relay.stdout.readline().strip() != "relaying":
+            raise RuntimeError("delay_relay.py did not start")
+
+    def backbone_rtts(self, count=10):
+        """Ping round trips (ms, sorted) from A to B over the backbone."""
+        out = netns.run(["ip", "netns", "exec", self.a.host.ns, "ping", "-c", str(count), "-i",
+                         "0.05", "-W", "2", BACKBONE["nb"]], check=False, timeout=30).stdout
+        return sorted(float(x.split("time=")[1].split()[0])
+                      for x in out.splitlines() if "time=" in x)
 
     def nodes(self):
         return [self.a, self.b]

@@ -21,6 +21,7 @@ import json
 import select
 import signal
 import socket
+import struct
 import sys
 import time
 
@@ -28,6 +29,7 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 PACKET_IGNORE_OUTGOING = 23
 SOL_PACKET = 263
+PACKET_STATISTICS = 6
 
 
 def open_port(iface):
@@ -103,7 +105,11 @@ def main():
                 except (BlockingIOError, OSError):
                     dropped += 1
                 late.append((now - t) * 1000.0)
-    print(json.dumps({**relayed, "dropped": dropped,
+    # Frames the kernel dropped because the relay did not read them in time
+    # (its socket's receive queue was full).
+    kernel_drops = sum(struct.unpack("II", s.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[1]
+                       for s in ports.values())
+    print(json.dumps({**relayed, "dropped": dropped, "kernel_dropped": kernel_drops,
                       "late_ms_p50": round(percentile(late, 0.5), 3),
                       "late_ms_p99": round(percentile(late, 0.99), 3),
                       "late_ms_max": round(max(late, default=0.0), 3)}), flush=True)
