@@ -36,7 +36,7 @@
 # TANDEM_TSAN_BUILD_DIR (default build-tsan/), TANDEM_ASAN_BUILD_DIR (build-asan/),
 # TANDEM_RELEASE_BUILD_DIR (build-rel/),
 # TANDEM_TEST_TIMEOUT_S (whole integration suite, default 1500),
-# TANDEM_FUZZ_SECONDS (per fuzz target, default 60; two targets at a time).
+# TANDEM_FUZZ_SECONDS (per fuzz target, default 30; two targets at a time).
 set -uo pipefail
 
 run_unit=1
@@ -303,10 +303,10 @@ fi
 # each target is one case, failed when it found a crash.
 if ((run_unit && run_fuzz)); then
   if command -v clang++ >/dev/null; then
-    phase "fuzz targets (scripts/fuzz.sh, ${TANDEM_FUZZ_SECONDS:-60}s each, two at a time)"
+    phase "fuzz targets (scripts/fuzz.sh, ${TANDEM_FUZZ_SECONDS:-30}s each, two at a time)"
     fuzz_summary="$results/fuzz-summary.txt"
     rm -f "$fuzz_summary"
-    "$root/scripts/fuzz.sh" --seconds "${TANDEM_FUZZ_SECONDS:-60}" --parallel 2 \
+    "$root/scripts/fuzz.sh" --seconds "${TANDEM_FUZZ_SECONDS:-30}" --parallel 2 \
       --summary "$fuzz_summary"
     rc=$?
     if [[ ! -s "$fuzz_summary" ]]; then
