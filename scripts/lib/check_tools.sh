@@ -24,6 +24,7 @@
 TANDEM_TOOLS=(
   "ip iproute2 tests/integration/helpers/netns.py,scripts/lib/driver.sh,scripts/bench_shared_nic.sh"
   "tc iproute2 tests/integration/helpers/pair.py"
+  "nstat iproute2 scripts/bench/pair_backbone.py"
   "ping iputils-ping tests/integration/test_shared_nic.py,scripts/bench_shared_nic.sh"
   "ethtool ethtool tests/integration/helpers/netns.py,scripts/bench_shared_nic.sh"
   "tcpdump tcpdump tests/integration/test_pair.py,scripts/bench/failover.py"
