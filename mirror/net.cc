@@ -218,10 +218,25 @@ void BlockSigpipeInThisThread() {
 
 void FramedConn::SslFree::operator()(ssl_st* ssl) const { SSL_free(ssl); }
 
-void FramedConn::AcceptTls(const TlsContext& tls) {
-  ssl_.reset(SSL_new(tls.ctx()));
+absl::Status FramedConn::StartAcceptedTls() {
+  constexpr uint8_t kHandshakeRecord = 0x16;
+  uint8_t first = 0;
+  ssize_t n = recv(fd_.get(), &first, 1, MSG_PEEK);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    return absl::OkStatus();
+  }
+  if (n < 0) return Errno("read");
+  if (n == 0) return absl::UnavailableError("connection closed");
+  if (first != kHandshakeRecord) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed (not TLS 1.3): first byte ", first));
+  }
+  ssl_.reset(SSL_new(accept_tls_->ctx()));
+  if (ssl_ == nullptr) return absl::InternalError("TLS: SSL_new failed");
   SSL_set_fd(ssl_.get(), fd_.get());
   SSL_set_accept_state(ssl_.get());
+  accept_tls_ = nullptr;
+  return absl::OkStatus();
 }
 
 absl::Status FramedConn::ConnectTls(const TlsContext& tls, absl::Duration timeout) {
@@ -248,6 +263,10 @@ absl::Status FramedConn::ReadSome() {
   if (in_off_ > 0 && in_off_ >= in_.size() / 2) {
     in_.erase(0, in_off_);
     in_off_ = 0;
+  }
+  if (accept_tls_ != nullptr) {
+    absl::Status st = StartAcceptedTls();
+    if (!st.ok() || accept_tls_ != nullptr) return st;  // refused, or nothing came yet
   }
   if (ssl_ != nullptr) return ReadTls();
   for (int i = 0; i < 16 && in_.size() - in_off_ <= max_frame_; ++i) {
@@ -313,6 +332,7 @@ absl::StatusOr<std::optional<absl::string_view>> FramedConn::NextFrame() {
 }
 
 absl::Status FramedConn::Flush() {
+  if (accept_tls_ != nullptr) return absl::OkStatus();  // nothing may go out before TLS
   if (ssl_ != nullptr) {
     absl::Status st = FlushTls();
     if (!st.ok()) return st;

@@ -86,8 +86,11 @@ class FramedConn {
   int fd() const { return fd_.get(); }
 
   // Server side: from now on the stream is TLS; ReadSome drives the
-  // handshake (a client that fails it is dropped by ReadSome's error).
-  void AcceptTls(const TlsContext& tls);
+  // handshake (a client that fails it is dropped by ReadSome's error). The
+  // TLS state is made when the first byte shows a TLS handshake record: a
+  // flood of silent or junk connections costs no TLS object (InvalidArgument
+  // for a first byte that is not one).
+  void AcceptTls(const TlsContext& tls) { accept_tls_ = &tls; }
   // Client side: the TLS handshake, blocking up to `timeout`.
   absl::Status ConnectTls(const TlsContext& tls, absl::Duration timeout);
 
@@ -115,7 +118,9 @@ class FramedConn {
   struct SslFree {
     void operator()(ssl_st* ssl) const;
   };
+  absl::Status StartAcceptedTls();
   Fd fd_;
+  const TlsContext* accept_tls_ = nullptr;  // AcceptTls, until its first byte
   std::unique_ptr<ssl_st, SslFree> ssl_;
   std::string in_;
   size_t in_off_ = 0;

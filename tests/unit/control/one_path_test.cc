@@ -50,8 +50,10 @@ std::vector<std::string> StoreRows(const std::string& path) {
     while (sqlite3_step(stmt) == SQLITE_ROW) {
       std::string row = q;
       for (int i = 0; i < sqlite3_column_count(stmt); ++i) {
-        const void* b = sqlite3_column_blob(stmt, i);
-        row += "|" + std::string(static_cast<const char*>(b), sqlite3_column_bytes(stmt, i));
+        const char* b = static_cast<const char*>(sqlite3_column_blob(stmt, i));
+        int n = sqlite3_column_bytes(stmt, i);
+        row += '|';
+        if (b != nullptr) row.append(b, static_cast<size_t>(n));
       }
       rows.push_back(std::move(row));
     }
