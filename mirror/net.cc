@@ -331,13 +331,8 @@ absl::StatusOr<std::optional<absl::string_view>> FramedConn::NextFrame() {
   return rest.substr(0, *size);
 }
 
-absl::Status FramedConn::Flush() {
-  if (accept_tls_ != nullptr) return absl::OkStatus();  // nothing may go out before TLS
-  if (ssl_ != nullptr) {
-    absl::Status st = FlushTls();
-    if (!st.ok()) return st;
-  }
-  while (ssl_ == nullptr && out_off_ < out_.size()) {
+absl::Status FramedConn::FlushPlain() {
+  while (out_off_ < out_.size()) {
     ssize_t n = send(fd_.get(), out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL);
     if (n > 0) {
       out_off_ += n;
@@ -347,6 +342,13 @@ absl::Status FramedConn::Flush() {
     if (n < 0 && errno == EINTR) continue;
     return Errno("send");
   }
+  return absl::OkStatus();
+}
+
+absl::Status FramedConn::Flush() {
+  if (accept_tls_ != nullptr) return absl::OkStatus();  // nothing may go out before TLS
+  absl::Status st = ssl_ != nullptr ? FlushTls() : FlushPlain();
+  if (!st.ok()) return st;
   if (out_off_ == out_.size()) {
     out_.clear();
     out_off_ = 0;

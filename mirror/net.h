@@ -115,6 +115,7 @@ class FramedConn {
  private:
   absl::Status ReadTls();
   absl::Status FlushTls();
+  absl::Status FlushPlain();
   struct SslFree {
     void operator()(ssl_st* ssl) const;
   };

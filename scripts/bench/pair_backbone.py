@@ -130,19 +130,9 @@ def sync_writes(delay_ms, n):
     bed = pair("sync", delay_ms)
     try:
         rtts = bed.backbone_rtts()
-        app = subprocess.Popen([str(build_dir() / "control" / "client" / "tandem-app-example"),
-                                "--pair", f"{bed.a.control.api},{bed.b.control.api}",
-                                "--timeout", "20"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        try:
-            app.stdin.write(f"burst warm {10}\nburst w {n}\n")
-            out = [json.loads(app.stdout.readline()) for _ in range(10 + n)]
-        finally:
-            app.kill()
-            app.wait()
-        assert all(r["ok"] for r in out), out
+        ms = bed.timed_writes(n, warm=10)
         bed.wait_synced()
-        return {"rtts": rtts, "ms": [r["ms"] for r in out[10:]]}
+        return {"rtts": rtts, "ms": ms}
     finally:
         close(bed)
 

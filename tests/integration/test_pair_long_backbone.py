@@ -30,21 +30,11 @@ def sync_writes(delay_ms):
     try:
         bed.start()
         rtts = bed.backbone_rtts()
-        app = subprocess.Popen([str(build_dir() / "control" / "client" / "tandem-app-example"),
-                                "--pair", f"{bed.a.control.api},{bed.b.control.api}",
-                                "--timeout", "20"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        try:
-            app.stdin.write(f"burst warm 5\nburst w {WRITES}\n")
-            out = [json.loads(app.stdout.readline()) for _ in range(5 + WRITES)]
-        finally:
-            app.kill()
-            app.wait()
-        assert all(r["ok"] for r in out), out
+        ms = bed.timed_writes(WRITES, warm=5)
         # Each write returned once the standby had it: asked right after the
         # last one returned, the standby holds every site.
         standby_sites = {s["name"] for s in bed.b.ctl("site", "list")["sites"]}
-        return [r["ms"] for r in out[5:]], rtts, standby_sites
+        return ms, rtts, standby_sites
     finally:
         bed.close()
 

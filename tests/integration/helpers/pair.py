@@ -14,7 +14,7 @@ import time
 
 from . import netns
 from .switch import Switch
-from control_helpers.control import ControlDaemon, CtlError, ctl_binary
+from control_helpers.control import ControlDaemon, CtlError, build_dir, ctl_binary
 REPL_PORT = 7400
 HEARTBEAT_MS = 10
 # Detection time of the test pairs: HEARTBEAT_MS x MULTIPLIER. The product default
@@ -232,6 +232,23 @@ class PairBed:
                          "0.05", "-W", "2", BACKBONE["nb"]], check=False, timeout=30).stdout
         return sorted(float(x.split("time=")[1].split()[0])
                       for x in out.splitlines() if "time=" in x)
+
+    def timed_writes(self, n, warm=5):
+        """n single writes through the client library (tandem-app-example,
+        which follows the active node), after `warm` unmeasured ones: the
+        milliseconds each took. Fails if one failed."""
+        app = subprocess.Popen([str(build_dir() / "control" / "client" / "tandem-app-example"),
+                                "--pair", f"{self.a.control.api},{self.b.control.api}",
+                                "--timeout", "20"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        try:
+            app.stdin.write(f"burst warm {warm}\nburst w {n}\n")
+            out = [json.loads(app.stdout.readline()) for _ in range(warm + n)]
+        finally:
+            app.kill()
+            app.wait()
+        assert all(r["ok"] for r in out), out
+        return [r["ms"] for r in out[warm:]]
 
     def nodes(self):
         return [self.a, self.b]
