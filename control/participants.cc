@@ -94,7 +94,7 @@ absl::StatusOr<v1::Leg> PlanLeg(Joining& j, const v1::LegRequest& lr, const v1::
         absl::StrCat(where, "invalid remote address '", lr.remote(),
                      "' (want 198.18.0.10:5000 or [2001:db8::10]:5000)"));
   }
-  if (remote->first.is_zero() || remote->second == 0 || IsMulticastOrBroadcast(remote->first)) {
+  if (remote->first.is_unspecified() || remote->second == 0 || IsMulticastOrBroadcast(remote->first)) {
     return absl::InvalidArgumentError(absl::StrCat(
         where, "remote address ", lr.remote(), " must be a unicast address with a non-zero port"));
   }

@@ -114,7 +114,7 @@ SlowHandoff::Lane SlowHandoff::LaneOf(const uint8_t* f, uint32_t len, uint16_t l
   } else if (ethertype == kEthIPv6 && len >= l3 + 40u) {
     sender = IpAddr::FromV6(f + l3 + 8);
   }
-  if (sender.is_zero()) return Lane::kOther;
+  if (sender.is_unspecified()) return Lane::kOther;
   uint8_t mac[6];
   uint32_t seq;
   bool usable = false;

@@ -80,7 +80,7 @@ bool SlowPath::IsVip(const IpAddr& a) const {
 }
 
 void SlowPath::Heard(const IpAddr& ip, const uint8_t mac[6], bool answer) {
-  if (!UnicastMac(mac) || ip.is_zero() || IsVip(ip)) return;
+  if (!UnicastMac(mac) || ip.is_unspecified() || IsVip(ip)) return;
   NeighPolicy::Verdict v;
   if (answer) {
     neigh_.Answer(ip, mac, now_ns_, &v);

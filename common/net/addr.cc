@@ -45,6 +45,8 @@ bool IpAddr::is_zero() const {
   return std::memcmp(b, zero, 16) == 0;
 }
 
+bool IpAddr::is_unspecified() const { return is_zero() || (is_v4() && v4() == 0); }
+
 std::string IpAddr::ToString() const {
   char buf[INET6_ADDRSTRLEN];
   if (is_v4()) {

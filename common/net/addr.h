@@ -21,7 +21,10 @@ struct IpAddr {
 
   bool is_v4() const;
   uint32_t v4() const;  // network byte order; only meaningful when is_v4()
-  bool is_zero() const;
+  bool is_zero() const;  // all 16 bytes zero: "not set" in configurations
+  // No host's address: 0.0.0.0 (stored ::ffff:0.0.0.0) or ::. is_zero() is
+  // false for the first, so a check for a usable address needs this one.
+  bool is_unspecified() const;
   std::string ToString() const;
 
   friend bool operator==(const IpAddr& a, const IpAddr& b) {

@@ -633,7 +633,7 @@ absl::Status CheckSpec(const LegSpec& s) {
         "leg ", s.leg_id, ": remote ", s.key.remote.ToString(), " and local ",
         s.key.local.ToString(), " are of different address families"));
   }
-  if (s.key.remote.is_zero() || s.key.local.is_zero() || s.key.remote_port == 0 ||
+  if (s.key.remote.is_unspecified() || s.key.local.is_unspecified() || s.key.remote_port == 0 ||
       s.key.local_port == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("leg ", s.leg_id, ": addresses and ports must be set"));

@@ -138,6 +138,8 @@ TEST_F(PlannersTest, AFailedJoinPlansNothingAndReleasesItsEndpoints) {
       {too_many, absl::StatusCode::kResourceExhausted},  // site policy: 3 legs
       {second_bad, absl::StatusCode::kInvalidArgument},
       {JoinOf(10, {"198.18.0.100:1"}), absl::StatusCode::kInvalidArgument},  // a VIP
+      {JoinOf(10, {"0.0.0.0:5000"}), absl::StatusCode::kInvalidArgument},  // no host's address
+      {JoinOf(10, {"[::]:5000"}), absl::StatusCode::kInvalidArgument},
   };
   for (const Case& c : cases) {
     auto join = PlanJoin(ix_, c.req, config_, kNow, pool_);

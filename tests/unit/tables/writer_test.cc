@@ -205,6 +205,13 @@ TEST(TablesWriter, MixedFamiliesAreInvalid) {
   spec = MakeLeg(1, 1);
   spec.key.remote_port = 0;
   EXPECT_TRUE(absl::IsInvalidArgument(w->AddLeg(spec)));
+  for (const char* nobody : {"0.0.0.0", "::"}) {
+    spec = MakeLeg(1, 1);
+    if (std::string(nobody) == "::") spec.key.local = *IpAddr::Parse("2001:db8::100");
+    spec.key.remote = *IpAddr::Parse(nobody);
+    st = w->AddLeg(spec);
+    EXPECT_TRUE(absl::IsInvalidArgument(st)) << nobody << ": " << st;
+  }
   EXPECT_EQ(w->leg_count(), 0u);
 }
 
