@@ -9,11 +9,11 @@
 # Usage (as root, after scripts/setup.sh has built build/):
 #   scripts/bench_failover.sh [--runs N] [--kinds kill-switch,kill-node,access-down]
 #                             [--multiplier M] [--reuse] [--out DIR] [--plot FILE]
-#   scripts/bench_failover.sh --dc [--runs N] [--family 4|6] [--out DIR]
+#   scripts/bench_failover.sh --dc [--runs N] [--family 4|6] [--out DIR] [--plot FILE]
 #     the pair in routed mode across two data centers (scripts/bench/failover_dc.py):
 #     the active's switch (or its whole node) killed N times each (default 20),
 #     the VIP moved by BGP; [--kinds kill-switch,kill-node] [--multiplier M];
-#     writes out/bench/failover_dc.{csv,json} (docs/routed.md)
+#     writes out/bench/failover_dc.{csv,json} and docs/failover_dc.png (docs/routed.md)
 # TANDEM_BUILD_DIR selects another build directory. --help lists every option.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -370,25 +370,30 @@ def table(summary):
     return "\n".join(lines)
 
 
-def plot(rows, kinds, path, title):
+L2_METRICS = [("detection_ms", "detection (ms)"), ("takeover_ms", "takeover: first GARP (ms)"),
+              ("gap_ms", "media gap at the receivers (ms)")]
+L2_GOALS = ((100, "red", "goal p99 100 ms"), (50, "orange", "goal median 50 ms"))
+
+
+def plot(rows, kinds, path, title, metrics=L2_METRICS, goals=L2_GOALS):
+    """Box (min to max) and points per kind for each metric; the goals are
+    lines on the gap's panel."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [("detection_ms", "detection (ms)"), ("takeover_ms", "takeover: first GARP (ms)"),
-               ("gap_ms", "media gap at the receivers (ms)")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(13, 4.2))
     for ax, (metric, label) in zip(axes, metrics):
-        data = [[r[metric] for r in rows if r["kind"] == k and r["ok"] and r[metric] is not None
-                 and math.isfinite(r[metric])] for k in kinds]
+        data = [[r[metric] for r in rows if r["kind"] == k and r.get("ok", True)
+                 and r[metric] is not None and math.isfinite(r[metric])] for k in kinds]
         ax.boxplot([d if d else [float("nan")] for d in data], labels=list(kinds),
                    showfliers=False, whis=(0, 100))
         for i, d in enumerate(data, start=1):
             jitter = [i + (j % 7 - 3) * 0.03 for j in range(len(d))]
             ax.scatter(jitter, d, s=12, alpha=0.6, zorder=3)
         if metric == "gap_ms":
-            ax.axhline(100, color="red", linestyle="--", linewidth=1, label="goal p99 100 ms")
-            ax.axhline(50, color="orange", linestyle="--", linewidth=1, label="goal median 50 ms")
+            for value, color, text in goals:
+                ax.axhline(value, color=color, linestyle="--", linewidth=1, label=text)
             ax.legend(fontsize=8, loc="upper left")
         ax.set_title(label, fontsize=10)
         ax.set_ylim(bottom=0)

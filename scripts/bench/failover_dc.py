@@ -19,23 +19,28 @@ run:
   lost     the longest run of packets lost after the kill, in ms;
   dups     packets delivered twice (must be 0).
 
-Writes OUT/failover_dc.csv and .json and prints median, p99 (nearest rank:
-with fewer than 100 runs it is the largest value) and max.
+Writes OUT/failover_dc.csv and .json, the plot docs/failover_dc.png (--plot),
+and prints median, p99 (nearest rank: with fewer than 100 runs it is the
+largest value) and max. --from-json FILE measures nothing and draws the plot
+of a saved run again.
 Run by scripts/bench_failover.sh --dc; needs root.
 """
 import argparse
 import csv
+import datetime
 import json
 import math
 import os
 import pathlib
 import signal
+import subprocess
 import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
+from failover import plot  # noqa: E402
 from helpers.dc import DcBed  # noqa: E402
 from helpers.dc_media import start_pair_meeting, stream, vip, wait_pair_synced  # noqa: E402
 
@@ -101,6 +106,27 @@ def one_run(bed, family, kind):
             "dups": media.dups, "received_last_s": round(media.recovered, 3)}
 
 
+def commit():
+    p = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                       capture_output=True, text=True)
+    return p.stdout.strip() or "unknown"
+
+
+def draw(result, path):
+    s, rows = result["summary"], result["runs"]
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    when = ", ".join(str(s[k]) for k in ("date", "commit") if k in s)
+    plot(rows, kinds, path,
+         f"Tandem routed pair across two DCs, IPv{s['family']}, heartbeat 10 ms x "
+         f"{s['multiplier']}, BFD 10 ms x 3, {s['runs_per_kind']} runs per kind"
+         + (f", {when}" if when else ""),
+         metrics=[("moved_ms", "edge routes via the other DC (ms)"),
+                  ("gap_ms", "media gap at the receivers (ms)"),
+                  ("lost_ms", "media lost after the kill (ms)")],
+         goals=((150, "red", "goal p99 150 ms"), (80, "orange", "goal median 80 ms")))
+    print(f"wrote {path}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="runs of each kind (default 20)")
@@ -112,7 +138,13 @@ def main():
                          "product's default; the test suite uses 30 for loaded machines)")
     ap.add_argument("--family", type=int, choices=(4, 6), default=4)
     ap.add_argument("--out", default=str(REPO / "out" / "bench"))
+    ap.add_argument("--plot", default=str(REPO / "docs" / "failover_dc.png"), help="plot file")
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="measure nothing: draw the plot of a saved failover_dc.json again")
     args = ap.parse_args()
+    if args.from_json:
+        draw(json.loads(pathlib.Path(args.from_json).read_text()), args.plot)
+        return 0
     kinds = args.kinds.split(",")
     assert set(kinds) <= {"kill-switch", "kill-node"}, kinds
     signal.signal(signal.SIGTERM, _interrupt)
@@ -134,7 +166,9 @@ def main():
         w.writerows(rows)
     summary = {"runs_per_kind": args.runs, "multiplier": args.multiplier,
                "family": args.family, "loadavg": os.getloadavg(),
-               "duplicates": sum(r["dups"] for r in rows)}
+               "duplicates": sum(r["dups"] for r in rows),
+               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "commit": commit(), "command": " ".join(sys.argv)}
     print(f"\nrouted pair, IPv{args.family}, heartbeat 10 ms x {args.multiplier}, BFD 10 ms x 3, "
           f"{args.runs} runs per kind (load average at the end "
           f"{summary['loadavg'][0]:.1f}); median / p99 / max:")
@@ -149,7 +183,12 @@ def main():
             cells.append(f"{st['median']:.1f} / {st['p99']:.1f} / {st['max']:.1f} ms")
         print(f"| {kind} | " + " | ".join(cells) + " |")
     print(f"packets delivered twice: {summary['duplicates']}")
-    (out / "failover_dc.json").write_text(json.dumps({"summary": summary, "runs": rows}, indent=1))
+    result = {"summary": summary, "runs": rows}
+    (out / "failover_dc.json").write_text(json.dumps(result, indent=1))
+    try:
+        draw(result, args.plot)
+    except Exception as e:  # the figures stand without the picture
+        print(f"plot failed: {e}")
     return 1 if summary["duplicates"] else 0
 
 
