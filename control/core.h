@@ -98,6 +98,9 @@ class Core {
   // writes that never reached us used ids we must not hand out again (an
   // application redoing a lost write, or `pair lost`, would name two objects
   // by one id), so every id counter jumps ahead by kTakeoverIdGap.
+  // The end of this node's hold on the pair's key in etcd, CLOCK_MONOTONIC ns
+  // (0: no witness), for the switch to enforce (TablesHeader::active_until_ns).
+  void SetActiveUntil(uint64_t mono_ns);
   uint64_t SetNodeRole(tables::Role role, uint64_t epoch, const std::string& cause,
                        bool after_active_peer = false);
   static constexpr uint64_t kTakeoverIdGap = 1u << 20;

@@ -60,6 +60,11 @@ absl::Status Core::CommitReplicated() {
   return st;
 }
 
+void Core::SetActiveUntil(uint64_t mono_ns) {
+  absl::MutexLock lock(&mu_);
+  model_->writer().SetActiveUntil(mono_ns);
+}
+
 uint64_t Core::SetNodeRole(tables::Role role, uint64_t epoch, const std::string& cause,
                            bool after_active_peer) {
   absl::MutexLock lock(&mu_);

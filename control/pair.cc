@@ -136,6 +136,10 @@ absl::StatusOr<std::unique_ptr<Pair>> Pair::Start(Core& core) {
     if (!r.ok()) return r.status();
     p->routing_ = std::move(*r);
   }
+  // Without a witness the switch enforces no hold (a daemon configured with
+  // one before may have left a deadline); with one, a restarted daemon leaves
+  // the last hold in place until it holds the key again.
+  if (!core.config().fleet.witness) core.SetActiveUntil(0);
   if (core.config().fleet.witness) {
     auto w = FleetWitness::Start(core.config().fleet, MonoNow);
     if (!w.ok()) return w.status();
@@ -388,6 +392,7 @@ void Pair::Step(absl::Time now) {
   uint64_t peer_position = 0;
   bool peer_was_active = false;  // else no writes can have been lost
   std::vector<mirror::Decision> decisions;
+  absl::Time hold_until = absl::InfinitePast();  // of the witness's key, when held
   {
     absl::MutexLock lock(&mu_);
     if (core_.node_role() == tables::Role::kActive && !source_ && now >= next_listen_retry_) {
@@ -414,7 +419,11 @@ void Pair::Step(absl::Time now) {
       notice.swap(notice_);
     }
     if (notice) machine_->OnHeartbeat(mirror::Path::kBackbone, *notice, now);
-    if (witness_) machine_->SetWitness(witness_->Input());
+    if (witness_) {
+      mirror::WitnessInput in = witness_->Input();
+      machine_->SetWitness(in);
+      if (in.hold_until != absl::InfinitePast()) hold_until = in.hold_until;
+    }
     {
       mirror::SinkStatus sink = sink_ ? sink_->status() : mirror::SinkStatus{};
       machine_->SetPeerControlClosed(peer_control_closed_.load() && !sink.connected);
@@ -464,6 +473,12 @@ void Pair::Step(absl::Time now) {
       peer_was_active = true;
       peer_position = machine_->peer()->position;
     }
+  }
+  if (hold_until != absl::InfinitePast() && hold_until != active_until_) {
+    // The switch goes quiet at this time unless renewed or the peer is heard,
+    // also if this daemon dies (its clock: MonoNow, CLOCK_MONOTONIC).
+    active_until_ = hold_until;
+    core_.SetActiveUntil(static_cast<uint64_t>(std::max<int64_t>(1, absl::ToUnixNanos(hold_until))));
   }
   if (routing_ && !routing_role_announced_) {
     // The role machine's first word: its role after this step's decisions.

@@ -122,6 +122,7 @@ class Pair {
   absl::Time decide_from_;  // startup hold-down: no role decision before
   bool switch_alive_ = false;
   absl::Time switch_hold_until_;  // the same after the switch (re)started: no takeover before
+  absl::Time active_until_;  // the witness's hold last written for the switch (Step only)
   // Routed mode (docs/routed.md, "Failures of the pair across data centers"):
   // a BGP session of ours has been up since start; none is now (our router
   // is gone: our access path is down); the routing shows another origin of

@@ -61,11 +61,15 @@ struct Dataplane {
   // by the main thread (SlowPath) once the peer is heard as not active in a
   // higher epoch, or not heard at all for a hold time.
   std::atomic<bool> hold_active{false};
+  // Set by the main thread (PairLink) while the control plane's hold on the
+  // pair's key in etcd has ended and the peer is heard on neither path.
+  std::atomic<bool> witness_expired{false};
 
   // What the workers and the slow path act on: the tables' role, unless held.
   bool Active() const {
     return tables.role() == tables::Role::kActive &&
-           !hold_active.load(std::memory_order_relaxed);
+           !hold_active.load(std::memory_order_relaxed) &&
+           !witness_expired.load(std::memory_order_relaxed);
   }
   uint64_t tsc_hz = 0;
 

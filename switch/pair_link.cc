@@ -163,8 +163,39 @@ bool PairLink::UpdateLocalHealth(uint64_t now_ns) {
   return dp_.state.header().local_flags.exchange(flags, std::memory_order_relaxed) != flags;
 }
 
+void PairLink::FollowWitness(uint64_t now_ns) {
+  const uint64_t until = dp_.tables.header().active_until_ns.load(std::memory_order_acquire);
+  bool heard = false;
+  for (const tables::PeerPath& p : dp_.state.header().peer) {
+    // Our own writes (main thread): no sequence lock needed to read them.
+    heard = heard || (p.last_heard_ns && now_ns - std::min(now_ns, p.last_heard_ns) < HoldNs());
+  }
+  const bool expired = until != 0 && now_ns >= until && !heard &&
+                       dp_.tables.role() == tables::Role::kActive;
+  if (expired == dp_.witness_expired.load(std::memory_order_relaxed)) return;
+  dp_.witness_expired.store(expired);
+  if (expired) {
+    std::fprintf(stderr,
+                 "tandem-switch: witness: the hold on the pair's key ended %.0f ms ago and the "
+                 "peer is not heard: quiet (no VIP answered, nothing forwarded)\n",
+                 double(now_ns - until) / 1e6);
+  } else {
+    std::fprintf(stderr, "tandem-switch: witness: %s: serving again\n",
+                 heard ? "the peer is heard" : "the hold was renewed");
+  }
+}
+
+void PairLink::PublishQuiet() {
+  uint32_t quiet = 0;
+  if (dp_.hold_active.load(std::memory_order_relaxed)) quiet |= tables::kQuietPeerActive;
+  if (dp_.witness_expired.load(std::memory_order_relaxed)) quiet |= tables::kQuietWitness;
+  dp_.state.header().quiet.store(quiet, std::memory_order_relaxed);
+}
+
 void PairLink::Tick(uint64_t now_ns, std::vector<rte_mbuf*>* out) {
   SendHeartbeats(now_ns, out);
+  FollowWitness(now_ns);
+  PublishQuiet();
   if (!dp_.hold_active.load(std::memory_order_relaxed)) return;
   if (!hold_since_ns_) hold_since_ns_ = now_ns;  // the hold of a (re)start
   bool standby = dp_.tables.role() != tables::Role::kActive;

@@ -16,6 +16,12 @@
 // peer says it is not active over it, or is not heard so for the hold time,
 // or when its control plane makes it standby.
 //
+// The witness (docs/fleet.md): when the control plane's hold on the pair's
+// key in etcd has ended (TablesHeader::active_until_ns) and the peer is heard
+// on neither path, the node is quiet too, until the hold is renewed or the
+// peer heard: a control daemon killed in a partition renews nothing, and
+// the standby takes over once it holds the key.
+//
 // Threads: the switch's main thread only.
 #pragma once
 
@@ -48,6 +54,8 @@ class PairLink {
   bool UpdateLocalHealth(uint64_t now_ns);  // true when the flags changed
   void Accepted(const HeartbeatMsg& msg, uint32_t path, const uint8_t* src_mac, uint64_t now_ns);
   uint64_t HoldNs() const;
+  void FollowWitness(uint64_t now_ns);
+  void PublishQuiet();
 
   Dataplane& dp_;
   uint64_t boot_id_ = 0;

@@ -217,6 +217,11 @@ struct alignas(64) TablesHeader {
   // replication position, and a request that the peer take over.
   std::atomic<uint64_t> mirror_position;
   std::atomic<uint32_t> handover;
+  // [fleet] witness: when (CLOCK_MONOTONIC ns) this node's hold on the pair's
+  // key in etcd ends; 0 = no witness. Past it, a switch that hears its peer
+  // on neither path stops answering for the VIPs and forwarding, even when
+  // its control plane is dead (docs/fleet.md "Step-down enforced by the switch").
+  std::atomic<uint64_t> active_until_ns;
 
   // VIPs change rarely: a sequence lock (odd while being written).
   alignas(64) std::atomic<uint32_t> vip_seq;
@@ -410,7 +415,12 @@ struct alignas(64) StateHeader {
   std::atomic<uint64_t> heartbeats_sent;
   PeerPath peer[2];
   NeighStats neigh_stats;
+  // Why the switch is quiet although the tables say active (kQuiet*; 0 = it
+  // serves as the tables say). Last, so the fields above keep their offsets.
+  std::atomic<uint32_t> quiet;
 };
+inline constexpr uint32_t kQuietPeerActive = 1u << 0;  // the peer is active over us
+inline constexpr uint32_t kQuietWitness = 1u << 1;     // the hold on the key has ended
 static_assert(sizeof(StateHeader) <= 4096);
 
 }  // namespace tandem::tables

@@ -858,6 +858,10 @@ void TablesWriter::ForEachMeeting(
   }
 }
 
+void TablesWriter::SetActiveUntil(uint64_t mono_ns) {
+  view_.header().active_until_ns.store(mono_ns, std::memory_order_release);
+}
+
 void TablesWriter::SetRole(Role role, uint64_t epoch) {
   // Epoch first: a reader that sees the new role also sees its epoch.
   view_.header().epoch.store(epoch, std::memory_order_release);

@@ -193,6 +193,8 @@ class TablesWriter {
                                                uint32_t flags)>& fn) const;
 
   void SetRole(Role role, uint64_t epoch);
+  // The end of this node's hold on the pair's key (CLOCK_MONOTONIC ns, 0 = none).
+  void SetActiveUntil(uint64_t mono_ns);
   absl::Status SetVips(const std::vector<IpAddr>& vips);
 
   // Frees retired entries whose grace period has passed; returns how many.

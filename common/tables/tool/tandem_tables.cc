@@ -744,6 +744,11 @@ absl::Status Stats(const Options& o, const std::string& path) {
     j.Key("heartbeats_sent").Uint(h.heartbeats_sent.load());
     j.Key("data_plane_ok").Bool(h.local_flags.load() & kHbDataPlaneOk);
     j.Key("access_link_up").Bool(h.local_flags.load() & kHbAccessLinkUp);
+    // Why a switch whose tables say active does not serve (empty: it serves).
+    j.Key("quiet").BeginArray();
+    if (h.quiet.load() & kQuietPeerActive) j.String("peer_active");
+    if (h.quiet.load() & kQuietWitness) j.String("witness_expired");
+    j.EndArray();
     j.Key("peer").BeginArray();
     for (uint32_t path = 0; path < 2; ++path) {
       PeerSnapshot p = ReadPeer(v, path);
@@ -831,7 +836,10 @@ absl::Status Stats(const Options& o, const std::string& path) {
     std::cout << "pair: node " << h.heartbeat_node_id.load() << ", heartbeats sent "
               << h.heartbeats_sent.load() << ", data plane "
               << ((h.local_flags.load() & kHbDataPlaneOk) ? "ok" : "DOWN") << ", access link "
-              << ((h.local_flags.load() & kHbAccessLinkUp) ? "up" : "DOWN") << "\n";
+              << ((h.local_flags.load() & kHbAccessLinkUp) ? "up" : "DOWN")
+              << ((h.quiet.load() & kQuietPeerActive) ? ", quiet: the peer is active" : "")
+              << ((h.quiet.load() & kQuietWitness) ? ", quiet: the witness's hold ended" : "")
+              << "\n";
     for (uint32_t path = 0; path < 2; ++path) {
       PeerSnapshot p = ReadPeer(v, path);
       std::cout << "  peer on " << (path == 0 ? "access" : "backbone") << ": ";
