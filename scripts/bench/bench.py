@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Tandem's benchmark (issue 5): every scenario against dpdk-testpmd io and
 5tswap, and against tandem-switch, on the same net_pcap -> drop devices, in the
-same run. Prints a table and writes out/bench/results.{csv,json}.
+same run; the v4 unicast scenarios also against Open vSwitch with DPDK and
+DPDK's l3fwd in exact-match mode (references.py). Prints a table and writes
+out/bench/results.{csv,json}.
 
 Exits 1, naming each scenario, when a run failed or did not forward what its
 scenario expects (verdict.py). --quick replays every scenario briefly through
