@@ -131,16 +131,7 @@ def test_open_vswitch_forwards_the_capture_and_fails_when_no_rule_matches(tmp_pa
     meta = dict(meta, frame_size=218)
     assert verdict.problems([reference_row(r, meta)]) == [], r
     assert r["busy_cycles_per_pkt"] > 0
-    with open(stem + ".tables") as f:
-        lines = f.read().splitlines()
-    with open(stem + ".other.tables", "w") as f:
-        for line in lines:
-            p = line.split()
-            if p and p[0] == "leg":
-                ip, port = p[5].rsplit(":", 1)
-                p[5] = "%s:%d" % (ip, int(port) + 1)
-            f.write(" ".join(p) + "\n")
-    r = references.run_ovs(stem + ".pcap", stem + ".other.tables", meta, cfg(tmp_path))
+    r = references.run_ovs(stem + ".pcap", other_ports(stem), meta, cfg(tmp_path))
     assert r["rx_pps"] > 0 and r["tx_pps"] == 0, r
     out = verdict.problems([reference_row(r, meta)])
     assert any("ovs-dpdk forwarded 0.00%" in p for p in out), out
@@ -159,3 +150,36 @@ def test_open_vswitch_on_4k_pages_fails_at_once_naming_eal(tmp_path):
                            argparse.Namespace(no_huge=True, warmup=0.3, duration=0.5))
     assert "EAL" in str(e.value)
     assert not [d for d in set(os.listdir("/tmp")) - before if d.startswith("tbench-ovs-")]
+
+
+def other_ports(stem):
+    """A copy of the capture's tables with each leg's local port + 1: rules
+    made from it match no packet of the capture."""
+    with open(stem + ".tables") as f:
+        lines = f.read().splitlines()
+    with open(stem + ".other.tables", "w") as f:
+        for line in lines:
+            p = line.split()
+            if p and p[0] == "leg":
+                ip, port = p[5].rsplit(":", 1)
+                p[5] = "%s:%d" % (ip, int(port) + 1)
+            f.write(" ".join(p) + "\n")
+    return stem + ".other.tables"
+
+
+@pytest.mark.timeout(180)
+def test_l3fwd_forwards_the_capture_and_fails_when_no_rule_matches(tmp_path):
+    """A real l3fwd (compiled once into the build directory, as bench.py
+    does): with the capture's rules every media packet reaches the sink;
+    with rules for other ports every lookup misses (l3fwd sends a miss back
+    out of the port it came from) and the row fails."""
+    build = os.environ.get("TANDEM_BUILD_DIR") or os.path.join(HERE, "..", "..", "build")
+    c = cfg(build if os.path.isdir(build) else tmp_path)
+    stem, meta = generate(tmp_path)
+    meta = dict(meta, frame_size=218)
+    r = references.run_l3fwd(stem + ".pcap", stem + ".tables", meta, c)
+    assert verdict.problems([reference_row(r, meta, "l3fwd-em")]) == [], r
+    r = references.run_l3fwd(stem + ".pcap", other_ports(stem), meta, c)
+    assert r["rx_pps"] > 0 and r["tx_pps"] == 0, r
+    out = verdict.problems([reference_row(r, meta, "l3fwd-em")])
+    assert any("l3fwd-em forwarded 0.00%" in p for p in out), out
