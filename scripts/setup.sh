@@ -44,6 +44,7 @@ TANDEM_DEBIAN_PACKAGES=(
   build-essential g++ clang llvm clang-format clang-tidy pkg-config git
   meson ninja-build
   dpdk dpdk-dev libdpdk-dev libnuma-dev libpcap-dev libelf-dev zlib1g-dev
+  dpdk-doc gcc openvswitch-common openvswitch-switch openvswitch-switch-dpdk
   libbpf-dev libxdp-dev
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc

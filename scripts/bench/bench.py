@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Tandem's benchmark (issue 5): every scenario against dpdk-testpmd io and
 5tswap, and against tandem-switch, on the same net_pcap -> drop devices, in the
-same run. Prints a table and writes out/bench/results.{csv,json}.
+same run; the v4 unicast scenarios also against Open vSwitch with DPDK and
+DPDK's l3fwd in exact-match mode (references.py). Prints a table and writes
+out/bench/results.{csv,json}.
 
 Exits 1, naming each scenario, when a run failed or did not forward what its
 scenario expects (verdict.py). --quick replays every scenario briefly through
@@ -25,6 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import references  # noqa: E402
 import runners  # noqa: E402
 import verdict  # noqa: E402
 from scenarios import SCENARIOS, UNI_218  # noqa: E402
@@ -145,6 +148,8 @@ def main(argv):
     p.add_argument("--no-huge", action="store_true", help="4k pages (--no-huge) for every run")
     p.add_argument("--no-5tswap", action="store_true")
     p.add_argument("--no-switch", action="store_true", help="only the testpmd reference")
+    p.add_argument("--no-references", action="store_true",
+                   help="without the Open vSwitch and l3fwd rows (never run with --quick)")
     p.add_argument("--no-idle", action="store_true")
     p.add_argument("--idle", action="store_true", help="measure idle CPU even with --only")
     p.add_argument("--no-latency", action="store_true", help="skip the paced memif runs")
@@ -213,6 +218,8 @@ def main(argv):
                               meta)["mpps_per_core"]
         for mode, r in ref.items():
             rows.append(make_row(sc, "testpmd-" + mode, r, sc.metric, io_key, tsc_hz, meta))
+        if sc.references and not cfg.quick and not cfg.no_references:
+            rows += reference_rows(sc, stem, meta, cfg, io_key, tsc_hz)
         if have_switch:
             try:
                 r = measured(lambda: runners.run_switch((pcap, stem + ".tables"), meta, cfg,
@@ -231,6 +238,9 @@ def main(argv):
             log("  tandem         rx %6.2f Mpps  tx %6.2f Mpps  ratio %.2f  drops %s" %
                 (r["rx_pps"] / 1e6, r["tx_pps"] / 1e6, row["ratio_to_io"],
                  {k: v for k, v in r["drops"].items() if v} or "none"))
+        if sc.references and cfg.quick and not cfg.no_references:
+            rows.append({"scenario": sc.name, "program": ", ".join(references.RUNNERS),
+                         "note": "skipped: --quick runs no reference (full run only)"})
 
     idle = None
     if have_switch and not cfg.no_idle and not cfg.quick and (not cfg.only or cfg.idle):
@@ -300,6 +310,26 @@ def main(argv):
     print("bench: every scenario forwarded what it expects (at least %.0f%%)" %
           (100 * verdict.MIN_SHARE))
     return 0
+
+
+def reference_rows(sc, stem, meta, cfg, io_key, tsc_hz):
+    """Open vSwitch and l3fwd on the scenario's capture (references.py); a
+    reference that fails or forwards nothing is a failed row like any other."""
+    rows = []
+    for name, run in references.RUNNERS.items():
+        try:
+            r = measured(lambda: run(stem + ".pcap", stem + ".tables", meta, cfg), 1)
+        except Exception as e:
+            log("  %s failed: %s" % (name, e))
+            rows.append({"scenario": sc.name, "program": name, "note": "failed: %s" %
+                         str(e).splitlines()[0][:120]})
+            continue
+        row = make_row(sc, name, r, sc.metric, io_key, tsc_hz, meta)
+        rows.append(row)
+        log("  %-14s rx %6.2f Mpps  tx %6.2f Mpps  ratio %.2f  worker cpu %.0f%%" % (
+            name, r["rx_pps"] / 1e6, r["tx_pps"] / 1e6, row["ratio_to_io"],
+            100 * r["worker_cpu_s"] / r["interval_s"]))
+    return rows
 
 
 def paced_summary(r):

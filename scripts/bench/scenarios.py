@@ -40,6 +40,7 @@ class Scenario:
     workers: int = 1
     goal: str = ""            # the goal of issue 5 this scenario checks, if any
     plot: dict = field(default_factory=dict)  # {"fanout": K} or {"legs": N}
+    references: bool = False  # also Open vSwitch and l3fwd on it (references.py)
 
 
 def _uni(family, size, legs=1000, packets=8192):
@@ -63,9 +64,9 @@ def _fan(k, size=218):
 UNI_218 = _uni(4, 218)
 
 SCENARIOS = [
-    Scenario("unicast v4 64B 1k legs", _uni(4, 64)),
-    Scenario("unicast v4 218B 1k legs", UNI_218, goal="unicast"),
-    Scenario("unicast v4 1250B 1k legs", _uni(4, 1250)),
+    Scenario("unicast v4 64B 1k legs", _uni(4, 64), references=True),
+    Scenario("unicast v4 218B 1k legs", UNI_218, goal="unicast", references=True),
+    Scenario("unicast v4 1250B 1k legs", _uni(4, 1250), references=True),
     Scenario("unicast v6 78B 1k legs", _uni(6, 64)),  # smallest RTP frame over IPv6
     Scenario("unicast v6 218B 1k legs", _uni(6, 218)),
     Scenario("unicast v6 1250B 1k legs", _uni(6, 1250)),

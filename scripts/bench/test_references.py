@@ -1,0 +1,177 @@
+"""The benchmark's reference rows (references.py): the rules made from a
+capture's legs, the parsing of Open vSwitch's and l3fwd's counters, and the
+verdict on a reference that forwards nothing (a real ovs-vswitchd-dpdk run
+whose rules match no packet of the capture: it must fail the run, loudly).
+
+  /usr/bin/python3 -m pytest -q scripts/bench/test_references.py
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import bench  # noqa: E402
+import references  # noqa: E402
+import verdict  # noqa: E402
+from scenarios import SCENARIOS  # noqa: E402
+
+UNICAST_218 = next(s for s in SCENARIOS if s.name == "unicast v4 218B 1k legs")
+
+
+def generate(tmp_path, legs=100, packets=1024):
+    name = "uni"
+    subprocess.run([sys.executable, os.path.join(HERE, "gencap.py"), "--out", str(tmp_path),
+                    "--name", name, "--kind", "unicast", "--family", "4", "--size", "218",
+                    "--legs", str(legs), "--packets", str(packets),
+                    "--dst-mac", references.SWITCH_MAC], check=True)
+    stem = str(tmp_path / name)
+    with open(stem + ".json") as f:
+        return stem, json.load(f)
+
+
+def test_every_leg_gets_one_exact_rule_relaying_to_its_meetings_other_leg(tmp_path):
+    stem, meta = generate(tmp_path)
+    legs = references.capture_legs(stem + ".tables")
+    assert len(legs) == meta["legs"] == 100
+    flows = references.ovs_flows(legs).splitlines()
+    assert len(flows) == 101 and flows[-1] == "priority=0,actions=drop"
+    by_meeting = {}
+    for leg in legs:
+        by_meeting.setdefault(leg[0], []).append(leg)
+    a, b = by_meeting[legs[0][0]]
+    first = [f for f in flows if "nw_src=%s,tp_src=%d," % (a[1], a[2]) in f]
+    assert first == [
+        "priority=100,udp,in_port=1,nw_src=%s,tp_src=%d,nw_dst=%s,tp_dst=%d,actions="
+        "mod_dl_src:02:70:63:61:70:00,mod_dl_dst:02:00:00:00:00:01,mod_nw_dst:%s,"
+        "mod_tp_src:%d,mod_tp_dst:%d,output:2" % (a[1], a[2], a[3], a[4], b[1], b[4], b[2])]
+    v4, v6 = references.l3fwd_rules(legs)
+    assert v4.splitlines()[0] == "R%s %s %d %d 0x11 1" % (a[3], a[1], a[4], a[2])
+    assert len(v4.splitlines()) == 100 and len(v6.splitlines()) == 1
+
+
+def test_a_meeting_not_of_two_is_refused():
+    legs = [(1, "198.19.0.1", 20000, "198.18.0.100", 30000)]
+    with pytest.raises(ValueError, match="meeting 1 has 1 legs"):
+        references.ovs_flows(legs)
+
+
+DUMP_PORTS = """OFPST_PORT reply (OF1.3) (xid=0x2): 3 ports
+  port LOCAL: rx pkts=0, bytes=0, drop=0, errs=0, frame=0, over=0, crc=0
+           tx pkts=0, bytes=0, drop=31503185, errs=0, coll=0
+           duration=15.2s
+  port  1: rx pkts=46422912, bytes=10116909116, drop=0, errs=0, frame=?, over=?, crc=?
+           tx pkts=0, bytes=0, drop=0, errs=0, coll=?
+           duration=15.1s
+  port  2: rx pkts=0, bytes=0, drop=0, errs=0, frame=?, over=?, crc=?
+           tx pkts=43156965, bytes=0, drop=0, errs=0, coll=?
+           duration=15.1s
+"""
+
+PMD_STATS = """pmd thread numa_id 0 core_id 1:
+  packets received: 7666624
+  emc hits: 7665883
+  processing cycles: 7830633073 (100.00%)
+  avg cycles per packet: 1021.39 (7830633073/7666624)
+  avg processing cycles per packet: 1021.39 (7830633073/7666624)
+main thread:
+  packets received: 0
+  avg cycles per packet: 0.00 (0/0)
+"""
+
+
+def test_the_counters_of_ovs_and_l3fwd_are_read():
+    ports = references.parse_dump_ports(DUMP_PORTS)
+    assert ports[1] == {"rx": 46422912, "tx": 0}
+    assert ports[2] == {"rx": 0, "tx": 43156965}
+    assert ports["LOCAL"]["tx"] == 0
+    with pytest.raises(ValueError):
+        references.parse_dump_ports("ovs-ofctl: br0 is not a bridge or a socket")
+    assert references.parse_pmd_cycles(PMD_STATS) == pytest.approx(1021.39)
+    assert references.parse_pmd_cycles("main thread:\n  packets received: 0\n") is None
+    answer = (b'{"/ethdev/stats":{"ipackets":61338400,"opackets":29936,"ibytes":1,'
+              b'"obytes":2,"imissed":0,"ierrors":0,"oerrors":0,"rx_nombuf":0}}')
+    assert references.parse_telemetry_stats(answer) == {"rx": 61338400, "tx": 29936}
+    with pytest.raises(ValueError):
+        references.parse_telemetry_stats(b'{"/ethdev/stats":null}')
+
+
+def reference_row(result, meta, program="ovs-dpdk"):
+    return bench.make_row(UNICAST_218, program, result, "tx", 30.0, 2.6e9, meta)
+
+
+def test_a_reference_that_forwards_nothing_fails_naming_it():
+    meta = {"media_packets": 8192, "control_packets": 4, "copies_per_packet": 1,
+            "frame_size": 218, "legs": 1000}
+    ok = {"rx_pps": 8196e3, "tx_pps": 8192e3, "interval_s": 3.0, "worker_cpu_s": 3.0}
+    assert verdict.problems([reference_row(ok, meta)]) == []
+    nothing = dict(ok, tx_pps=0.0)
+    out = verdict.problems([reference_row(nothing, meta, "l3fwd-em")])
+    assert out and all(p.startswith("unicast v4 218B 1k legs: l3fwd-em") for p in out), out
+    assert any("forwarded 0.00%" in p for p in out), out
+
+
+def cfg(tmp_path):
+    return argparse.Namespace(no_huge=False, warmup=0.3, duration=0.5, build=str(tmp_path))
+
+
+@pytest.mark.timeout(120)
+def test_open_vswitch_forwards_the_capture_and_fails_when_no_rule_matches(tmp_path):
+    """A real ovs-vswitchd-dpdk: with the capture's rules every media packet
+    reaches the sink; with rules for other ports (each leg's local port + 1)
+    none does, and the row fails. The second run is on 4k pages (bench.sh
+    --no-huge): OVS adds --in-memory, which EAL refuses beside --no-huge,
+    unless it is given --legacy-mem (it was not, at first)."""
+    stem, meta = generate(tmp_path)
+    r = references.run_ovs(stem + ".pcap", stem + ".tables", meta, cfg(tmp_path))
+    meta = dict(meta, frame_size=218)
+    assert verdict.problems([reference_row(r, meta)]) == [], r
+    assert r["busy_cycles_per_pkt"] > 0
+    before = set(os.listdir("/tmp"))
+    r = references.run_ovs(stem + ".pcap", other_ports(stem), meta,
+                           argparse.Namespace(no_huge=True, warmup=0.3, duration=0.5))
+    assert r["rx_pps"] > 0 and r["tx_pps"] == 0, r
+    out = verdict.problems([reference_row(r, meta)])
+    assert any("ovs-dpdk forwarded 0.00%" in p for p in out), out
+    assert not [d for d in os.listdir("/var/run/dpdk")
+                if d == "tbench-ovs-%d" % os.getpid()], "EAL runtime dir left behind"
+    assert not [d for d in set(os.listdir("/tmp")) - before if d.startswith("tbench-ovs-")]
+
+
+def other_ports(stem):
+    """A copy of the capture's tables with each leg's local port + 1: rules
+    made from it match no packet of the capture."""
+    with open(stem + ".tables") as f:
+        lines = f.read().splitlines()
+    with open(stem + ".other.tables", "w") as f:
+        for line in lines:
+            p = line.split()
+            if p and p[0] == "leg":
+                ip, port = p[5].rsplit(":", 1)
+                p[5] = "%s:%d" % (ip, int(port) + 1)
+            f.write(" ".join(p) + "\n")
+    return stem + ".other.tables"
+
+
+@pytest.mark.timeout(180)
+def test_l3fwd_forwards_the_capture_and_fails_when_no_rule_matches(tmp_path):
+    """A real l3fwd (compiled once into the build directory, as bench.py
+    does): with the capture's rules every media packet reaches the sink;
+    with rules for other ports every lookup misses (l3fwd sends a miss back
+    out of the port it came from) and the row fails."""
+    build = os.environ.get("TANDEM_BUILD_DIR") or os.path.join(HERE, "..", "..", "build")
+    c = cfg(build if os.path.isdir(build) else tmp_path)
+    stem, meta = generate(tmp_path)
+    meta = dict(meta, frame_size=218)
+    r = references.run_l3fwd(stem + ".pcap", stem + ".tables", meta, c)
+    assert verdict.problems([reference_row(r, meta, "l3fwd-em")]) == [], r
+    r = references.run_l3fwd(stem + ".pcap", other_ports(stem), meta, c)
+    assert r["rx_pps"] > 0 and r["tx_pps"] == 0, r
+    out = verdict.problems([reference_row(r, meta, "l3fwd-em")])
+    assert any("l3fwd-em forwarded 0.00%" in p for p in out), out
