@@ -15,11 +15,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from control_helpers.control import ControlDaemon  # noqa: E402
 from helpers import netns  # noqa: E402
 from control_helpers.pki import Pki  # noqa: E402
 from helpers.etcd import EtcdCluster, etcd_binary, etcdctl_binary  # noqa: E402
-from helpers.pair import NodeControl  # noqa: E402
+from helpers.fleet import fleet_ctl as ctl, fleet_daemon, wait_registered  # noqa: E402
 from helpers.paths import build_dir  # noqa: E402
 
 import pytest  # noqa: E402
@@ -29,10 +28,6 @@ PREFIX = "/tandem/fleet/"
 
 def tool():
     return build_dir() / "tests" / "tools" / "tandem-fleet-tool"
-
-
-def tandemctl():
-    return build_dir() / "control" / "tandemctl"
 
 
 class Registrar:
@@ -66,14 +61,6 @@ class Registrar:
     def kill(self):
         self.proc.kill()
         self.proc.wait()
-
-
-def ctl(bed, host, endpoints, *args, check=True, timeout=30):
-    r = bed.run_in(host, [tandemctl(), "--json", *args, "--etcd", endpoints], check=False,
-                   timeout=timeout)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"tandemctl {' '.join(args)} exited {r.returncode}: {r.stderr}")
-    return r
 
 
 def place(bed, host, endpoints, first, count, threads=2, reverse=False, out=None, timeout=300):
@@ -311,32 +298,6 @@ def test_client_library_reaches_the_active_node_of_the_meetings_pair(fleet):
     finally:
         for d in nodes.values():
             d.close()
-
-
-def wait_registered(bed, host, endpoints, pair, count, timeout=5):
-    """`tandemctl fleet show PAIR` once the pair has `count` nodes registered."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = ctl(bed, host, endpoints, "fleet", "show", pair, check=False)
-        shown = json.loads(r.stdout) if r.returncode == 0 else {}
-        if len(shown.get("nodes", [])) >= count:
-            return shown
-        assert time.monotonic() < deadline, (r.stdout, r.stderr)
-        time.sleep(0.1)
-
-
-def fleet_daemon(bed, host, endpoints, name, pair, dc, role="active", extra=""):
-    """tandem-control with [fleet]: it registers its own node (no switch)."""
-    etcd = ", ".join(f'"{e}"' for e in endpoints.split(","))
-    d = NodeControl(bed, host, workdir=bed.tmpdir(f"fleet{pair}{name}"), node=name,
-                    extra_toml=f"""[fleet]
-etcd = [{etcd}]
-pair_id = "{pair}"
-data_center = "{dc}"
-lease_ttl_s = 3
-{extra}""")
-    d.config.write_text(d.config.read_text().replace('role = "active"', f'role = "{role}"'))
-    return d
 
 
 def test_daemon_registers_refreshes_and_withdraws_its_node(fleet):
