@@ -1,6 +1,7 @@
 #include "control/ctl/fleet.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 
@@ -152,13 +153,22 @@ absl::Status Show(const FleetArgs& a) {
   if (!view.ok()) return view.status();
   const fl::PairView* p = view->Find(id);
   if (!p) return absl::NotFoundError(absl::StrCat("pair ", id, " is not in the directory"));
+  // What a drained pair still carries: its active node's live meetings (its
+  // record's load); the pair may be stopped once they reached 0.
+  const auto* active = p->active_node();
+  const uint64_t live = active ? active->load().meetings() : 0;
   if (a.json) {
-    printf("%s\n", PairJson(*p, 0).c_str());
+    std::string j = PairJson(*p, 0);
+    j.insert(j.size() - 1, absl::StrCat(",\"live_meetings\":", live));
+    printf("%s\n", j.c_str());
     return absl::OkStatus();
   }
   printf("pair:     %s\nstate:    %s\n", p->pair_id.c_str(), StateText(*p).c_str());
-  if (p->drained)
-    printf("drained:  %s\n", p->drain.reason().empty() ? "yes" : p->drain.reason().c_str());
+  if (p->drained) {
+    printf("drained:  %s; %lu live meeting(s) on its active node%s\n",
+           p->drain.reason().empty() ? "yes" : p->drain.reason().c_str(),
+           static_cast<unsigned long>(live), live == 0 ? ": it may be stopped" : "");
+  }
   for (const auto& n : p->nodes) {
     printf(
         "node %s: dc %s, api %s, %s, epoch %lu, vips %s, legs %lu/%lu, meetings %lu/%lu, %lu "

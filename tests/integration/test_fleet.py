@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from helpers import netns  # noqa: E402
 from control_helpers.pki import Pki  # noqa: E402
 from helpers.etcd import EtcdCluster, etcd_binary, etcdctl_binary  # noqa: E402
-from helpers.fleet import fleet_ctl as ctl, fleet_daemon, wait_registered  # noqa: E402
+from helpers.fleet import fleet_ctl as ctl, fleet_daemon, tandemctl, wait_registered  # noqa: E402
 from helpers.paths import build_dir  # noqa: E402
 
 import pytest  # noqa: E402
@@ -331,6 +331,28 @@ def test_daemon_registers_refreshes_and_withdraws_its_node(fleet):
         while show()["nodes"][0].get("load", {}).get("meetings") != "1":
             assert time.monotonic() - started < 1 + 2, show()
             time.sleep(0.1)
+
+        # Drained before a stop: the pair takes no new meeting (it is the only
+        # one: placement fails clearly), its live meeting goes on and ends there
+        # normally, and `fleet show` counts it down to 0.
+        ctl(bed, client, etcd.endpoints, "fleet", "drain", "pair-1", "--reason", "upgrade")
+        s = show()
+        assert (s["state"], s["drained"], s["live_meetings"]) == ("drained", True, 1), s
+        text = bed.run_in(client, [tandemctl(), "fleet", "show", "pair-1", "--etcd",
+                                   etcd.endpoints]).stdout
+        assert "drained:  upgrade; 1 live meeting(s) on its active node\n" in text, text
+        r = ctl(bed, client, etcd.endpoints, "fleet", "place", "m-after-drain", check=False)
+        assert r.returncode == 1 and "RESOURCE_EXHAUSTED" in r.stderr, (r.returncode, r.stderr)
+        assert "drained" in r.stderr, r.stderr
+        assert nodes["a"].ctl("meeting", "get", m["meeting_id"])["state"] == "live"
+        nodes["a"].ctl("meeting", "end", m["meeting_id"])
+        ended = time.monotonic()
+        while show()["live_meetings"] != 0:
+            assert time.monotonic() - ended < 1 + 2, show()
+            time.sleep(0.1)
+        text = bed.run_in(client, [tandemctl(), "fleet", "show", "pair-1", "--etcd",
+                                   etcd.endpoints]).stdout
+        assert "0 live meeting(s) on its active node: it may be stopped" in text, text
 
         # A clean stop withdraws the record at once (the lease is revoked).
         nodes["b"].stop()
