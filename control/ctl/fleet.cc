@@ -2,7 +2,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <tuple>
 #include <memory>
 
 #include "absl/strings/numbers.h"
@@ -19,8 +24,10 @@ namespace {
 namespace fl = ::tandem::fleet;
 
 constexpr const char* kCommonUsage =
-    "[--etcd HOST:PORT,...] [--prefix PREFIX] [--etcd-timeout SECONDS]";
-const std::set<std::string> kCommonOptions = {"etcd", "prefix", "etcd-timeout"};
+    "[--etcd HOST:PORT,...] [--prefix PREFIX] [--etcd-timeout SECONDS] "
+    "[--etcd-ca FILE [--etcd-cert FILE --etcd-key FILE]]";
+const std::set<std::string> kCommonOptions = {"etcd", "prefix", "etcd-timeout",
+                                              "etcd-ca", "etcd-cert", "etcd-key"};
 
 std::string Opt(const FleetArgs& a, const std::string& name, const std::string& fallback) {
   auto it = a.options.find(name);
@@ -40,6 +47,25 @@ absl::Status Need(const FleetArgs& a, size_t n, const char* what) {
   return absl::OkStatus();
 }
 
+// The PEM in the file named by --OPTION (else $ENV; neither: empty), or
+// InvalidArgument naming the option, the file and why.
+absl::Status ReadPem(const FleetArgs& a, const std::string& option, const char* env,
+                     std::string* out) {
+  const std::string path = Opt(a, option, Env(env, ""));
+  out->clear();
+  if (path.empty()) return absl::OkStatus();
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  if (!in.is_open() || out->empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", option, ": cannot read ", path, in.is_open() ? " (empty)" : "",
+        in.is_open() ? "" : absl::StrCat(": ", strerror(errno))));
+  }
+  return absl::OkStatus();
+}
+
 // The etcd client and placer of one command.
 struct Fleet {
   std::unique_ptr<fl::EtcdClient> etcd;
@@ -52,6 +78,12 @@ absl::StatusOr<Fleet> Open(const FleetArgs& a) {
   if (!eps.ok()) return eps.status();
   fl::EtcdOptions o;
   o.endpoints = *eps;
+  // TLS as the daemon's [fleet] tls_ca, tls_cert, tls_key (docs/fleet.md).
+  for (auto [option, env, pem] : {std::tuple{"etcd-ca", "TANDEM_ETCD_CA", &o.tls_ca},
+                                  std::tuple{"etcd-cert", "TANDEM_ETCD_CERT", &o.tls_cert},
+                                  std::tuple{"etcd-key", "TANDEM_ETCD_KEY", &o.tls_key}}) {
+    if (absl::Status st = ReadPem(a, option, env, pem); !st.ok()) return st;
+  }
   uint32_t secs = 5;
   if (std::string t = Opt(a, "etcd-timeout", "");
       !t.empty() && (!absl::SimpleAtoi(t, &secs) || secs == 0)) {
@@ -238,7 +270,10 @@ std::vector<FleetCommand> FleetCommands() {
   const std::string etcd_help =
       "\n--etcd: the etcd cluster's client endpoints ($TANDEM_ETCD, default 127.0.0.1:2379);\n"
       "--prefix: the fleet's keys ($TANDEM_FLEET_PREFIX, default /tandem/fleet/);\n"
-      "--etcd-timeout: how long to retry while etcd cannot be reached (default 5).";
+      "--etcd-timeout: how long to retry while etcd cannot be reached (default 5);\n"
+      "--etcd-ca: the CA of etcd's server certificates: every endpoint is TLS ($TANDEM_ETCD_CA);\n"
+      "--etcd-cert, --etcd-key: this client's certificate and key, for an etcd run with\n"
+      "  --client-cert-auth ($TANDEM_ETCD_CERT, $TANDEM_ETCD_KEY).";
   return {
       {"fleet list",
        kCommonUsage,

@@ -421,6 +421,21 @@ def test_daemon_registers_over_tls_with_a_client_certificate():
                 assert time.monotonic() < deadline, plain.log()
                 time.sleep(0.1)
             assert bed.run_in(host, [*etcdctl, "get", key + "b"]).stdout == ""
+
+            # tandemctl fleet with the same files reads the directory; without
+            # the client certificate etcd refuses it, and a file it cannot
+            # read is named.
+            tls_args = ["--etcd-ca", pki.ca_crt, "--etcd-cert", pki.node_crt,
+                        "--etcd-key", pki.node_key]
+            s = json.loads(ctl(bed, host, url, "fleet", "show", "pair-9", *tls_args).stdout)
+            assert [n["node_id"] for n in s["nodes"]] == ["a"], s
+            r = ctl(bed, host, url, "fleet", "show", "pair-9", "--etcd-ca", pki.ca_crt,
+                    "--etcd-timeout", "1", check=False)
+            assert r.returncode == 3 and "etcd unreachable" in r.stderr, (r.returncode, r.stderr)
+            r = ctl(bed, host, url, "fleet", "list", "--etcd-ca", "/nonexistent/ca.crt",
+                    check=False)
+            assert r.returncode == 2 and "--etcd-ca: cannot read /nonexistent/ca.crt" in r.stderr, (
+                r.returncode, r.stderr)
         finally:
             d.close()
             plain.close()
