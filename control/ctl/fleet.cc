@@ -1,14 +1,14 @@
 #include "control/ctl/fleet.h"
 
 #include <algorithm>
-#include <cstdint>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <tuple>
-#include <memory>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -26,7 +26,7 @@ namespace fl = ::tandem::fleet;
 constexpr const char* kCommonUsage =
     "[--etcd HOST:PORT,...] [--prefix PREFIX] [--etcd-timeout SECONDS] "
     "[--etcd-ca FILE [--etcd-cert FILE --etcd-key FILE]]";
-const std::set<std::string> kCommonOptions = {"etcd", "prefix", "etcd-timeout",
+const std::set<std::string> kCommonOptions = {"etcd",    "prefix",    "etcd-timeout",
                                               "etcd-ca", "etcd-cert", "etcd-key"};
 
 std::string Opt(const FleetArgs& a, const std::string& name, const std::string& fallback) {
@@ -59,9 +59,9 @@ absl::Status ReadPem(const FleetArgs& a, const std::string& option, const char* 
   ss << in.rdbuf();
   *out = ss.str();
   if (!in.is_open() || out->empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--", option, ": cannot read ", path, in.is_open() ? " (empty)" : "",
-        in.is_open() ? "" : absl::StrCat(": ", strerror(errno))));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", option, ": cannot read ", path, in.is_open() ? " (empty)" : "",
+                     in.is_open() ? "" : absl::StrCat(": ", strerror(errno))));
   }
   return absl::OkStatus();
 }

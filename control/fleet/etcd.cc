@@ -400,13 +400,13 @@ absl::StatusOr<bool> EtcdClient::WaitDeleted(absl::string_view key, int64_t afte
   grpc::Status st = stream->Finish();
   if (deleted) return true;
   if (canceled) {
-    return absl::AbortedError(absl::StrCat("etcd watch on ", key, " at ", ep.name,
-                                           " canceled: ", why));
+    return absl::AbortedError(
+        absl::StrCat("etcd watch on ", key, " at ", ep.name, " canceled: ", why));
   }
   if (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) return false;
-  return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
-                      absl::StrCat("etcd watch on ", key, " at ", ep.name, ": ",
-                                   st.error_message()));
+  return absl::Status(
+      static_cast<absl::StatusCode>(st.error_code()),
+      absl::StrCat("etcd watch on ", key, " at ", ep.name, ": ", st.error_message()));
 }
 
 }  // namespace tandem::fleet
