@@ -221,7 +221,17 @@ def test_full_partition_with_etcd_reachable_from_both_keeps_one_active(witnessed
     print(f"{len(samples)} samples, {len(during)} during the partition "
           f"({(t_heal - t_cut) / max(1, len(during)) * 1000:.0f} ms apart); forwarded by "
           f"A {fwd[0]}, by B {fwd[1]} of {count} packets each participant sent")
-    # Media went on through the one active, A: every receiver got the other's
+    assert len(during) >= 20, "too few samples to say anything"
+    assert both_active(samples) == [], f"two actives in {len(both_active(samples))} samples"
+    assert held_during and held_during["node_id"] == "na", held_during
+    # The active kept the role all along, the standby never took it; no flap at the heal.
+    assert all(x[A] == "active" for x in samples if x[A]), [x for x in samples if x[A] != "active"]
+    assert all(x[B] == "standby" for x in samples if x[B]), [x for x in samples if x[B] != "standby"]
+    assert int(bed.a.status()["epoch"]) == epoch
+    held = leader(bed.etcd, bed.prefix)
+    assert held["node_id"] == "na" and int(held["epoch"]) == epoch, held
+    # (After the roles: a role wrong explains media lost.) Media went on
+    # through the one active, A: every receiver got the other's
     # stream to its end, nothing went through B (its switch's own counter).
     for h in bed.participants:
         for other in bed.participants:
@@ -235,15 +245,6 @@ def test_full_partition_with_etcd_reachable_from_both_keeps_one_active(witnessed
             assert st["received"] >= count - 5, st
             assert not [x for x in st.get("missing", []) if x >= count - 10], st
     assert fwd[1] == 0 and fwd[0] >= 2 * (count - 5), fwd
-    assert len(during) >= 20, "too few samples to say anything"
-    assert both_active(samples) == [], f"two actives in {len(both_active(samples))} samples"
-    assert held_during and held_during["node_id"] == "na", held_during
-    # The active kept the role all along, the standby never took it; no flap at the heal.
-    assert all(x[A] == "active" for x in samples if x[A]), [x for x in samples if x[A] != "active"]
-    assert all(x[B] == "standby" for x in samples if x[B]), [x for x in samples if x[B] != "standby"]
-    assert int(bed.a.status()["epoch"]) == epoch
-    held = leader(bed.etcd, bed.prefix)
-    assert held["node_id"] == "na" and int(held["epoch"]) == epoch, held
 
 
 def test_active_cut_from_etcd_steps_down_before_its_lease_ends_and_the_standby_takes_over(
