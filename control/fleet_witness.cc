@@ -97,11 +97,41 @@ void FleetWitness::Loop() {
     poke_ = false;
     if (!seen_) continue;
     fleet::PairSight sight = sight_;
-    fleet::WitnessVerdict v = witness_.Decide(sight, now_());
-    if (v.action == fleet::WitnessAction::kNone) continue;
+    const absl::Time now = now_();
+    fleet::WitnessVerdict v = witness_.Decide(sight, now);
+    if (v.action == fleet::WitnessAction::kNone) {
+      // A takeover waiting for the key: watch it until the next attempt.
+      if (watch_after_ != 0 && sight.takeover_due && !sight.active && !witness_.holds(now)) {
+        Watch(l, witness_.last_attempt() + timing_.renew_interval);
+      }
+      continue;
+    }
     l.unlock();
     Act(sight, v);
     l.lock();
+  }
+}
+
+void FleetWitness::Watch(std::unique_lock<std::mutex>& l, absl::Time until) {
+  const absl::Duration left = until - now_();
+  if (left <= absl::ZeroDuration()) return;
+  const int64_t after = watch_after_;
+  l.unlock();
+  absl::StatusOr<bool> gone = etcd_->WaitDeleted(
+      leader_key_, after, std::chrono::milliseconds(std::max<int64_t>(1, Millis(left))));
+  l.lock();
+  if (!gone.ok()) {
+    watch_after_ = 0;  // attempts every renew_interval until the next one finds it held
+    l.unlock();
+    Failed(gone.status());
+    l.lock();
+    return;
+  }
+  if (*gone) {
+    watch_after_ = 0;
+    witness_.KeyGone();
+    status_.watched_deletions++;
+    poke_ = true;
   }
 }
 
@@ -175,6 +205,7 @@ void FleetWitness::Acquire(const fleet::PairSight& sight, uint64_t epoch) {
       status_.acquisitions++;
     } else {
       witness_.SawStoredEpoch(std::max(stored, held.epoch()));
+      watch_after_ = (*read)[0].revision;
     }
     return;
   }
@@ -219,6 +250,7 @@ void FleetWitness::Acquire(const fleet::PairSight& sight, uint64_t epoch) {
               static_cast<int>(epoch));
   } else {
     witness_.SawStoredEpoch(stored);  // moved meanwhile: the next try reads again
+    watch_after_ = r->header().revision();
   }
 }
 

@@ -21,9 +21,13 @@
 // call is bounded by renew_interval (all endpoints tried), so a dead etcd
 // costs no renewal slot beyond one.
 //
-// Not done (docs/fleet.md): W4 (the key's epoch in heartbeats), a watch on
-// the key (a standby waiting for it tries to acquire every renew_interval),
-// and the switch enforcing the hold when the control daemon itself dies.
+// A node whose acquisition found the key held watches it (etcd's Watch,
+// deletions only, from the revision read) until its next attempt is due; a
+// deletion makes that attempt go at once. A failed watch leaves the attempts
+// every renew_interval.
+//
+// Not done (docs/fleet.md): W4 (the key's epoch in heartbeats) and the switch
+// enforcing the hold when the control daemon itself dies.
 //
 // Thread-safe.
 #pragma once
@@ -59,6 +63,7 @@ class FleetWitness {
     bool holds = false;
     uint64_t key_epoch = 0;
     uint64_t acquisitions = 0, renewals = 0, renew_failures = 0, losses = 0;
+    uint64_t watched_deletions = 0;  // the key's deletions a watch saw (tried at once)
     std::string last_error;
   };
   Status status() const;
@@ -73,6 +78,8 @@ class FleetWitness {
   // A lease alive now (kept alive or granted); its sent time in *sent.
   absl::StatusOr<int64_t> FreshLease(absl::Time* sent);
   void Failed(const absl::Status& st);
+  // Watches the held key until `until`; under mu_ (released meanwhile).
+  void Watch(std::unique_lock<std::mutex>& l, absl::Time until);
 
   const fleet::WitnessConfig timing_;
   const std::string node_, leader_key_, epoch_key_;
@@ -88,6 +95,9 @@ class FleetWitness {
   fleet::Witness witness_;  // written by the thread only, read under mu_
   Status status_;
   int64_t lease_ = 0;  // the thread's only
+  // The revision at which the last acquisition found the key held (0: none
+  // to watch); the thread's only.
+  int64_t watch_after_ = 0;
   std::thread thread_;
 };
 

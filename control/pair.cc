@@ -880,6 +880,9 @@ std::string Pair::Metrics() const {
               "renewals of the key's lease etcd did not acknowledge", double(w.renew_failures));
     m.Counter("tandem_pair_witness_losses_total", "times etcd said the key's lease was gone",
               double(w.losses));
+    m.Counter("tandem_pair_witness_watched_deletions_total",
+              "deletions of the key a watch saw (acquisition tried at once)",
+              double(w.watched_deletions));
   }
   return m.Serialize();
 }

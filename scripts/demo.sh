@@ -26,14 +26,22 @@
 # with its BIRD behind its DC's router, participants behind an edge router;
 # every process of the primary node is killed and the meeting moves to DC B
 # by BGP. The helpers' output is left in /tmp/tandem-demo-dc.log.
+#
+# scripts/demo.sh --fleet [SECONDS]   (default 10): a fleet instead
+# (scripts/demo/fleet_demo.py, docs/fleet.md): a three-member etcd cluster,
+# three pairs registered in its directory (pair-1 with switches and two
+# participants, the others control daemons only), meetings placed across them
+# with `tandemctl fleet place`; pair-1's primary is killed during its media,
+# its standby carries its meetings on, new meetings are placed. Exits 0 only if
+# all of that happened. The helpers' output is left in /tmp/tandem-demo-fleet.log.
 set -euo pipefail
 
 demo=pair_demo.py
-if [[ "${1:-}" == "--dc" ]]; then
-  demo=dc_demo.py
-  shift
-fi
-seconds="${1:-$([[ $demo == dc_demo.py ]] && echo 10 || echo 15)}"
+case "${1:-}" in
+  --dc) demo=dc_demo.py; shift ;;
+  --fleet) demo=fleet_demo.py; shift ;;
+esac
+seconds="${1:-$([[ $demo == pair_demo.py ]] && echo 15 || echo 10)}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [[ $EUID -ne 0 ]]; then
   echo "demo: run as root (network namespaces, DPDK)" >&2

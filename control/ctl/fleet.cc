@@ -1,8 +1,14 @@
 #include "control/ctl/fleet.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <memory>
+#include <sstream>
+#include <tuple>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -18,8 +24,10 @@ namespace {
 namespace fl = ::tandem::fleet;
 
 constexpr const char* kCommonUsage =
-    "[--etcd HOST:PORT,...] [--prefix PREFIX] [--etcd-timeout SECONDS]";
-const std::set<std::string> kCommonOptions = {"etcd", "prefix", "etcd-timeout"};
+    "[--etcd HOST:PORT,...] [--prefix PREFIX] [--etcd-timeout SECONDS] "
+    "[--etcd-ca FILE [--etcd-cert FILE --etcd-key FILE]]";
+const std::set<std::string> kCommonOptions = {"etcd",    "prefix",    "etcd-timeout",
+                                              "etcd-ca", "etcd-cert", "etcd-key"};
 
 std::string Opt(const FleetArgs& a, const std::string& name, const std::string& fallback) {
   auto it = a.options.find(name);
@@ -39,6 +47,25 @@ absl::Status Need(const FleetArgs& a, size_t n, const char* what) {
   return absl::OkStatus();
 }
 
+// The PEM in the file named by --OPTION (else $ENV; neither: empty), or
+// InvalidArgument naming the option, the file and why.
+absl::Status ReadPem(const FleetArgs& a, const std::string& option, const char* env,
+                     std::string* out) {
+  const std::string path = Opt(a, option, Env(env, ""));
+  out->clear();
+  if (path.empty()) return absl::OkStatus();
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  if (!in.is_open() || out->empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", option, ": cannot read ", path, in.is_open() ? " (empty)" : "",
+                     in.is_open() ? "" : absl::StrCat(": ", strerror(errno))));
+  }
+  return absl::OkStatus();
+}
+
 // The etcd client and placer of one command.
 struct Fleet {
   std::unique_ptr<fl::EtcdClient> etcd;
@@ -51,6 +78,12 @@ absl::StatusOr<Fleet> Open(const FleetArgs& a) {
   if (!eps.ok()) return eps.status();
   fl::EtcdOptions o;
   o.endpoints = *eps;
+  // TLS as the daemon's [fleet] tls_ca, tls_cert, tls_key (docs/fleet.md).
+  for (auto [option, env, pem] : {std::tuple{"etcd-ca", "TANDEM_ETCD_CA", &o.tls_ca},
+                                  std::tuple{"etcd-cert", "TANDEM_ETCD_CERT", &o.tls_cert},
+                                  std::tuple{"etcd-key", "TANDEM_ETCD_KEY", &o.tls_key}}) {
+    if (absl::Status st = ReadPem(a, option, env, pem); !st.ok()) return st;
+  }
   uint32_t secs = 5;
   if (std::string t = Opt(a, "etcd-timeout", "");
       !t.empty() && (!absl::SimpleAtoi(t, &secs) || secs == 0)) {
@@ -152,13 +185,22 @@ absl::Status Show(const FleetArgs& a) {
   if (!view.ok()) return view.status();
   const fl::PairView* p = view->Find(id);
   if (!p) return absl::NotFoundError(absl::StrCat("pair ", id, " is not in the directory"));
+  // What a drained pair still carries: its active node's live meetings (its
+  // record's load); the pair may be stopped once they reached 0.
+  const auto* active = p->active_node();
+  const uint64_t live = active ? active->load().meetings() : 0;
   if (a.json) {
-    printf("%s\n", PairJson(*p, 0).c_str());
+    std::string j = PairJson(*p, 0);
+    j.insert(j.size() - 1, absl::StrCat(",\"live_meetings\":", live));
+    printf("%s\n", j.c_str());
     return absl::OkStatus();
   }
   printf("pair:     %s\nstate:    %s\n", p->pair_id.c_str(), StateText(*p).c_str());
-  if (p->drained)
-    printf("drained:  %s\n", p->drain.reason().empty() ? "yes" : p->drain.reason().c_str());
+  if (p->drained) {
+    printf("drained:  %s; %lu live meeting(s) on its active node%s\n",
+           p->drain.reason().empty() ? "yes" : p->drain.reason().c_str(),
+           static_cast<unsigned long>(live), live == 0 ? ": it may be stopped" : "");
+  }
   for (const auto& n : p->nodes) {
     printf(
         "node %s: dc %s, api %s, %s, epoch %lu, vips %s, legs %lu/%lu, meetings %lu/%lu, %lu "
@@ -228,7 +270,10 @@ std::vector<FleetCommand> FleetCommands() {
   const std::string etcd_help =
       "\n--etcd: the etcd cluster's client endpoints ($TANDEM_ETCD, default 127.0.0.1:2379);\n"
       "--prefix: the fleet's keys ($TANDEM_FLEET_PREFIX, default /tandem/fleet/);\n"
-      "--etcd-timeout: how long to retry while etcd cannot be reached (default 5).";
+      "--etcd-timeout: how long to retry while etcd cannot be reached (default 5);\n"
+      "--etcd-ca: the CA of etcd's server certificates: every endpoint is TLS ($TANDEM_ETCD_CA);\n"
+      "--etcd-cert, --etcd-key: this client's certificate and key, for an etcd run with\n"
+      "  --client-cert-auth ($TANDEM_ETCD_CERT, $TANDEM_ETCD_KEY).";
   return {
       {"fleet list",
        kCommonUsage,

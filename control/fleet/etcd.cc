@@ -21,6 +21,7 @@ struct EtcdClient::Endpoint {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<pb::KV::Stub> kv;
   std::unique_ptr<pb::Lease::Stub> lease;
+  std::unique_ptr<pb::Watch::Stub> watch;
 };
 
 namespace {
@@ -137,6 +138,7 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions
         grpc::CreateCustomChannel(std::string(target), creds, args);
     ep->kv = pb::KV::NewStub(ep->channel);
     ep->lease = pb::Lease::NewStub(ep->channel);
+    ep->watch = pb::Watch::NewStub(ep->channel);
     c->endpoints_.push_back(given);
     c->channels_.push_back(std::move(ep));
   }
@@ -368,6 +370,43 @@ absl::Status EtcdClient::RevokeLease(int64_t lease_id) {
       });
   if (absl::IsNotFound(st)) return absl::OkStatus();
   return st;
+}
+
+absl::StatusOr<bool> EtcdClient::WaitDeleted(absl::string_view key, int64_t after_revision,
+                                             std::chrono::milliseconds timeout) {
+  Endpoint& ep = *channels_[preferred_.load() % channels_.size()];
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  pb::WatchRequest req;
+  pb::WatchCreateRequest* create = req.mutable_create_request();
+  create->set_key(std::string(key));
+  create->set_start_revision(after_revision + 1);
+  create->add_filters(pb::WatchCreateRequest::NOPUT);  // deletions only
+  auto stream = ep.watch->Watch(&ctx);
+  bool deleted = false, canceled = false;
+  std::string why;
+  pb::WatchResponse resp;
+  if (stream->Write(req)) {
+    while (!deleted && !canceled && stream->Read(&resp)) {
+      if (resp.compact_revision() != 0) deleted = true;  // read again
+      for (const auto& ev : resp.events()) deleted |= ev.type() == mvccpb::Event::DELETE;
+      if (resp.canceled() && !deleted) {
+        canceled = true;
+        why = resp.cancel_reason();
+      }
+    }
+  }
+  ctx.TryCancel();
+  grpc::Status st = stream->Finish();
+  if (deleted) return true;
+  if (canceled) {
+    return absl::AbortedError(
+        absl::StrCat("etcd watch on ", key, " at ", ep.name, " canceled: ", why));
+  }
+  if (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) return false;
+  return absl::Status(
+      static_cast<absl::StatusCode>(st.error_code()),
+      absl::StrCat("etcd watch on ", key, " at ", ep.name, ": ", st.error_message()));
 }
 
 }  // namespace tandem::fleet

@@ -130,6 +130,13 @@ class EtcdClient {
   // Revokes the lease and deletes its keys; OK when it was already gone.
   absl::Status RevokeLease(int64_t lease_id);
 
+  // Waits until `key` is deleted at a revision above `after_revision` (true)
+  // or `timeout` passed (false): one watch on the endpoint that answered
+  // last, not retried (the caller polls as before when it fails). A start
+  // revision etcd compacted away counts as deleted: the caller reads again.
+  absl::StatusOr<bool> WaitDeleted(absl::string_view key, int64_t after_revision,
+                                   std::chrono::milliseconds timeout);
+
   const std::vector<std::string>& endpoints() const { return endpoints_; }
 
  private:

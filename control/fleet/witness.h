@@ -40,7 +40,8 @@
 //      or an active node that does not hold it, tries to acquire it (at most
 //      every renew_interval). The epoch it writes: an active node its own; a
 //      standby max(stored epoch, highest epoch seen) + 1, which its takeover
-//      then uses. Renew: a holder renews every renew_interval.
+//      then uses. Renew: a holder renews every renew_interval. A node that
+//      found the key held watches it and tries again as soon as it is deleted.
 //  W8. Release: a standby that holds the key at an epoch no higher than its
 //      own (it was demoted, or its pending takeover was overtaken) deletes the
 //      key (a transaction on its lease), so that the active acquires it at once.
@@ -105,11 +106,15 @@ class Witness {
   // what etcd holds now, for the next attempt's epoch.
   void SawStoredEpoch(uint64_t stored_epoch);
   void Attempted(absl::Time at) { last_attempt_ = at; }  // any request sent
+  // A watch saw the key deleted (its holder's lease expired or was revoked):
+  // the next acquisition goes at once, not a renew_interval after the last.
+  void KeyGone() { last_attempt_ = absl::InfinitePast(); }
 
   bool holds(absl::Time now) const { return held_ && now < hold_until_; }
   absl::Time hold_until() const { return hold_until_; }
   uint64_t key_epoch() const { return held_ ? key_epoch_ : 0; }
   absl::Time acquired_at() const { return acquired_at_; }
+  absl::Time last_attempt() const { return last_attempt_; }
 
   WitnessVerdict Decide(const PairSight& sight, absl::Time now) const;
 

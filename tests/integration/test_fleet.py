@@ -15,11 +15,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from control_helpers.control import ControlDaemon  # noqa: E402
 from helpers import netns  # noqa: E402
 from control_helpers.pki import Pki  # noqa: E402
 from helpers.etcd import EtcdCluster, etcd_binary, etcdctl_binary  # noqa: E402
-from helpers.pair import NodeControl  # noqa: E402
+from helpers.fleet import fleet_ctl as ctl, fleet_daemon, tandemctl, wait_registered  # noqa: E402
 from helpers.paths import build_dir  # noqa: E402
 
 import pytest  # noqa: E402
@@ -29,10 +28,6 @@ PREFIX = "/tandem/fleet/"
 
 def tool():
     return build_dir() / "tests" / "tools" / "tandem-fleet-tool"
-
-
-def tandemctl():
-    return build_dir() / "control" / "tandemctl"
 
 
 class Registrar:
@@ -66,14 +61,6 @@ class Registrar:
     def kill(self):
         self.proc.kill()
         self.proc.wait()
-
-
-def ctl(bed, host, endpoints, *args, check=True, timeout=30):
-    r = bed.run_in(host, [tandemctl(), "--json", *args, "--etcd", endpoints], check=False,
-                   timeout=timeout)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"tandemctl {' '.join(args)} exited {r.returncode}: {r.stderr}")
-    return r
 
 
 def place(bed, host, endpoints, first, count, threads=2, reverse=False, out=None, timeout=300):
@@ -313,32 +300,6 @@ def test_client_library_reaches_the_active_node_of_the_meetings_pair(fleet):
             d.close()
 
 
-def wait_registered(bed, host, endpoints, pair, count, timeout=5):
-    """`tandemctl fleet show PAIR` once the pair has `count` nodes registered."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = ctl(bed, host, endpoints, "fleet", "show", pair, check=False)
-        shown = json.loads(r.stdout) if r.returncode == 0 else {}
-        if len(shown.get("nodes", [])) >= count:
-            return shown
-        assert time.monotonic() < deadline, (r.stdout, r.stderr)
-        time.sleep(0.1)
-
-
-def fleet_daemon(bed, host, endpoints, name, pair, dc, role="active", extra=""):
-    """tandem-control with [fleet]: it registers its own node (no switch)."""
-    etcd = ", ".join(f'"{e}"' for e in endpoints.split(","))
-    d = NodeControl(bed, host, workdir=bed.tmpdir(f"fleet{pair}{name}"), node=name,
-                    extra_toml=f"""[fleet]
-etcd = [{etcd}]
-pair_id = "{pair}"
-data_center = "{dc}"
-lease_ttl_s = 3
-{extra}""")
-    d.config.write_text(d.config.read_text().replace('role = "active"', f'role = "{role}"'))
-    return d
-
-
 def test_daemon_registers_refreshes_and_withdraws_its_node(fleet):
     bed, etcd = fleet
     client = etcd.client
@@ -370,6 +331,28 @@ def test_daemon_registers_refreshes_and_withdraws_its_node(fleet):
         while show()["nodes"][0].get("load", {}).get("meetings") != "1":
             assert time.monotonic() - started < 1 + 2, show()
             time.sleep(0.1)
+
+        # Drained before a stop: the pair takes no new meeting (it is the only
+        # one: placement fails clearly), its live meeting goes on and ends there
+        # normally, and `fleet show` counts it down to 0.
+        ctl(bed, client, etcd.endpoints, "fleet", "drain", "pair-1", "--reason", "upgrade")
+        s = show()
+        assert (s["state"], s["drained"], s["live_meetings"]) == ("drained", True, 1), s
+        text = bed.run_in(client, [tandemctl(), "fleet", "show", "pair-1", "--etcd",
+                                   etcd.endpoints]).stdout
+        assert "drained:  upgrade; 1 live meeting(s) on its active node\n" in text, text
+        r = ctl(bed, client, etcd.endpoints, "fleet", "place", "m-after-drain", check=False)
+        assert r.returncode == 1 and "RESOURCE_EXHAUSTED" in r.stderr, (r.returncode, r.stderr)
+        assert "drained" in r.stderr, r.stderr
+        assert nodes["a"].ctl("meeting", "get", m["meeting_id"])["state"] == "live"
+        nodes["a"].ctl("meeting", "end", m["meeting_id"])
+        ended = time.monotonic()
+        while show()["live_meetings"] != 0:
+            assert time.monotonic() - ended < 1 + 2, show()
+            time.sleep(0.1)
+        text = bed.run_in(client, [tandemctl(), "fleet", "show", "pair-1", "--etcd",
+                                   etcd.endpoints]).stdout
+        assert "0 live meeting(s) on its active node: it may be stopped" in text, text
 
         # A clean stop withdraws the record at once (the lease is revoked).
         nodes["b"].stop()
@@ -438,6 +421,21 @@ def test_daemon_registers_over_tls_with_a_client_certificate():
                 assert time.monotonic() < deadline, plain.log()
                 time.sleep(0.1)
             assert bed.run_in(host, [*etcdctl, "get", key + "b"]).stdout == ""
+
+            # tandemctl fleet with the same files reads the directory; without
+            # the client certificate etcd refuses it, and a file it cannot
+            # read is named.
+            tls_args = ["--etcd-ca", pki.ca_crt, "--etcd-cert", pki.node_crt,
+                        "--etcd-key", pki.node_key]
+            s = json.loads(ctl(bed, host, url, "fleet", "show", "pair-9", *tls_args).stdout)
+            assert [n["node_id"] for n in s["nodes"]] == ["a"], s
+            r = ctl(bed, host, url, "fleet", "show", "pair-9", "--etcd-ca", pki.ca_crt,
+                    "--etcd-timeout", "1", check=False)
+            assert r.returncode == 3 and "etcd unreachable" in r.stderr, (r.returncode, r.stderr)
+            r = ctl(bed, host, url, "fleet", "list", "--etcd-ca", "/nonexistent/ca.crt",
+                    check=False)
+            assert r.returncode == 2 and "--etcd-ca: cannot read /nonexistent/ca.crt" in r.stderr, (
+                r.returncode, r.stderr)
         finally:
             d.close()
             plain.close()

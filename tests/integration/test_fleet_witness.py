@@ -17,7 +17,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from helpers import netns  # noqa: E402
 from helpers.etcd import EtcdCluster  # noqa: E402
+from helpers.meeting import own_endpoint, sender_id, vip_endpoint  # noqa: E402
 from helpers.pair import PairBed  # noqa: E402
+from helpers.participants import Flow, FlowRun  # noqa: E402
+from helpers.tables import Tables  # noqa: E402
 
 PAIR = "pair-w"
 # The witness's timing: the product defaults, written out for the bounds.
@@ -85,7 +88,7 @@ def leader(etcd, prefix):
 
 @pytest.fixture
 def witnessed():
-    bed = PairBed(participants=1)
+    bed = PairBed(participants=2)
     try:
         tb = bed.testbed
         etcd = EtcdCluster(tb, members=3)
@@ -128,6 +131,64 @@ def wait_leader(bed, node, timeout=10):
         time.sleep(0.1)
 
 
+class KeyEvents:
+    """`etcdctl watch` on the pair's leadership key from a thread: (time
+    the line arrived, "PUT" or "DELETE")."""
+
+    def __init__(self, bed):
+        self.events = []
+        self.proc = bed.etcd.ctl_popen("watch", f"{bed.prefix}leaders/{PAIR}")
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        for line in self.proc.stdout:
+            if line.strip() in ("PUT", "DELETE"):
+                self.events.append((time.monotonic(), line.strip()))
+
+    def finish(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.thread.join(timeout=5)
+        return self.events
+
+
+def metric(node, name):
+    """A counter of the node's control daemon (its /metrics; None if absent)."""
+    for line in node.metrics().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+RATE = 50.0
+VIP_PORT_BASE = 20000
+
+
+def start_meeting(node, participants):
+    """A live meeting on `node` (the active) with one audio leg per participant."""
+    site = node.ctl("site", "create", "--name", "acme")["site_id"]
+    m = node.ctl("meeting", "schedule", "--site", site, "--title", "witnessed")["meeting_id"]
+    node.ctl("meeting", "start", m)
+    for h in participants:
+        node.ctl("participant", "join", "--meeting", m, "--name", h.name, "--leg",
+                 f"audio,{own_endpoint(h, 4)},local={vip_endpoint(4, VIP_PORT_BASE + h.index)}")
+
+
+def media(bed, seconds):
+    """Every participant streams to its VIP port for `seconds` (started now)."""
+    count = int(seconds * RATE)
+    return count, FlowRun(bed.testbed, [
+        Flow(host=h, sender_id=sender_id(h), bind=own_endpoint(h, 4),
+             to=[vip_endpoint(4, VIP_PORT_BASE + h.index)], count=count, rate=RATE, size=160)
+        for h in bed.participants])
+
+
+def forwarded(node):
+    """Packets the node's switch forwarded (its own counter)."""
+    return Tables.of(node.switch).stats()["totals"]["forwarded_in"]
+
+
 def cut_from_etcd(node, cut=True):
     netns.run(["ip", "-n", node.host.ns, "link", "set", "et0", "down" if cut else "up"])
 
@@ -137,8 +198,14 @@ def test_full_partition_with_etcd_reachable_from_both_keeps_one_active(witnessed
     held = wait_leader(bed, bed.a)
     epoch = int(bed.a.status()["epoch"])
     assert int(held["epoch"]) == epoch
+    start_meeting(bed.a, bed.participants)
+    bed.wait_synced()
+    # Media through the partition: the participants reach both nodes (the
+    # partition drops only the pair's heartbeats); the one active forwards.
+    fwd_before = forwarded(bed.a), forwarded(bed.b)
+    count, run = media(bed, 2 * TTL_S + 3)
     sampler = Sampler(bed)
-    time.sleep(0.5)
+    time.sleep(run.data_starts_after + 0.5)
     bed.partition(bed.a)
     t_cut = time.monotonic()
     # Longer than two leases: the standby, due to take over after the
@@ -148,10 +215,12 @@ def test_full_partition_with_etcd_reachable_from_both_keeps_one_active(witnessed
     held_during = leader(bed.etcd, bed.prefix)
     bed.heal(bed.a)
     t_heal = time.monotonic()
-    time.sleep(3)
+    reports = run.wait()
     samples = sampler.finish()
+    fwd = forwarded(bed.a) - fwd_before[0], forwarded(bed.b) - fwd_before[1]
     print(f"{len(samples)} samples, {len(during)} during the partition "
-          f"({(t_heal - t_cut) / max(1, len(during)) * 1000:.0f} ms apart)")
+          f"({(t_heal - t_cut) / max(1, len(during)) * 1000:.0f} ms apart); forwarded by "
+          f"A {fwd[0]}, by B {fwd[1]} of {count} packets each participant sent")
     assert len(during) >= 20, "too few samples to say anything"
     assert both_active(samples) == [], f"two actives in {len(both_active(samples))} samples"
     assert held_during and held_during["node_id"] == "na", held_during
@@ -161,6 +230,21 @@ def test_full_partition_with_etcd_reachable_from_both_keeps_one_active(witnessed
     assert int(bed.a.status()["epoch"]) == epoch
     held = leader(bed.etcd, bed.prefix)
     assert held["node_id"] == "na" and int(held["epoch"]) == epoch, held
+    # (After the roles: a role wrong explains media lost.) Media went on
+    # through the one active, A: every receiver got the other's
+    # stream to its end, nothing went through B (its switch's own counter).
+    for h in bed.participants:
+        for other in bed.participants:
+            if other is h:
+                continue
+            got = reports[sender_id(h)].from_sender(sender_id(other))
+            assert got, f"{h.name} received nothing from {other.name}"
+            st = next(iter(got.values()))
+            print(f"{h.name} received {st['received']}/{count} from {other.name}, "
+                  f"longest gap {st['max_gap_ms']:.0f} ms")
+            assert st["received"] >= count - 5, st
+            assert not [x for x in st.get("missing", []) if x >= count - 10], st
+    assert fwd[1] == 0 and fwd[0] >= 2 * (count - 5), fwd
 
 
 def test_active_cut_from_etcd_steps_down_before_its_lease_ends_and_the_standby_takes_over(
@@ -168,6 +252,7 @@ def test_active_cut_from_etcd_steps_down_before_its_lease_ends_and_the_standby_t
     bed = witnessed
     wait_leader(bed, bed.a)
     epoch = int(bed.a.status()["epoch"])
+    keys = KeyEvents(bed)
     sampler = Sampler(bed)
     time.sleep(0.5)
     # A loses its peer on both paths and etcd: it cannot renew.
@@ -191,6 +276,18 @@ def test_active_cut_from_etcd_steps_down_before_its_lease_ends_and_the_standby_t
     t_heal = time.monotonic()
     time.sleep(3)
     samples = sampler.finish()
+    events = keys.finish()
+    # etcd deleted A's key when its lease expired; B, watching the key,
+    # acquired it (put) at once: a lease keep-alive or grant, a read and the
+    # transaction, not a wait for its next try (every RENEW_MS without the
+    # watch: 0 to 500 ms, 230 ms in the run before the watch).
+    deleted = next(t for t, e in events if e == "DELETE")
+    put = next(t for t, e in events if e == "PUT" and t > deleted)
+    watched = metric(bed.b, "tandem_pair_witness_watched_deletions_total") or 0
+    print(f"the key deleted by etcd {deleted - t_cut:.2f} s after the cut, acquired by B "
+          f"{(put - deleted) * 1000:.0f} ms later (deletions B's watch saw: {watched:.0f})")
+    assert watched >= 1, "B did not see the key's deletion through its watch"
+    assert put - deleted < RENEW_MS / 1000, (deleted, put)
     # A stepped down before it answered "standby" (down[2]); B took over
     # after it last answered "standby" (its call began at that sample's t1).
     b_standby = last_before(samples, up, B, "standby")

@@ -79,6 +79,12 @@ class EtcdCluster:
                                              endpoints or self.endpoints, *args],
                                check=check, timeout=timeout)
 
+    def ctl_popen(self, *args):
+        """etcdctl ARGS running (e.g. watch), its stdout a text pipe; killed
+        with the Testbed."""
+        return self.bed.popen(self.client, [etcdctl_binary(), "--endpoints", self.endpoints,
+                                            *args], stdout=subprocess.PIPE, text=True, bufsize=1)
+
     def wait_healthy(self, members, timeout=30):
         deadline = time.monotonic() + timeout
         while True:
