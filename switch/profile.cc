@@ -1,5 +1,6 @@
 #include "switch/profile.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 
@@ -26,6 +27,8 @@ StageProfile& StageProfile::operator+=(const StageProfile& o) {
   packets += o.packets;
   copies += o.copies;
   bursts += o.bursts;
+  cpu_ns += o.cpu_ns;
+  wall_cycles += o.wall_cycles;
   return *this;
 }
 
@@ -53,15 +56,23 @@ std::string FormatProfile(const std::vector<StageProfile>& workers, uint64_t tsc
     out += "profile: no packets\n";
     return out;
   }
-  Append(out, "profile: %-10s %12s %8s %12s\n", "stage", "cycles/pkt", "share", "cycles/copy");
-  double copies = double(all.copies ? all.copies : 1);
-  for (uint32_t i = 0; i < kStageCount; ++i) {
-    double c = double(all.cycles[i]);
-    Append(out, "profile: %-10s %12.1f %7.1f%% %12.1f\n", StageName(Stage(i)),
-           c / double(all.packets), total ? 100.0 * c / double(total) : 0.0, c / copies);
+  // The share of the profiled wall time the workers ran (1 when unknown).
+  double ran = 1.0;
+  if (all.wall_cycles && tsc_hz) {
+    ran = std::min(1.0, double(all.cpu_ns) * 1e-9 * double(tsc_hz) / double(all.wall_cycles));
   }
-  Append(out, "profile: %-10s %12.1f %7.1f%% %12.1f\n", "total", double(total) / double(all.packets),
-         100.0, double(total) / copies);
+  Append(out, "profile: the workers ran %.0f%% of the wall time they were profiled\n", 100 * ran);
+  Append(out, "profile: %-10s %12s %8s %12s %12s\n", "stage", "cycles/pkt", "share", "cycles/copy",
+         "cpu cyc/pkt");
+  auto row = [&](const char* name, double c) {
+    char per_copy[32] = "-";
+    if (all.copies) std::snprintf(per_copy, sizeof per_copy, "%.1f", c / double(all.copies));
+    double per_pkt = c / double(all.packets);
+    Append(out, "profile: %-10s %12.1f %7.1f%% %12s %12.1f\n", name, per_pkt,
+           total ? 100.0 * c / double(total) : 0.0, per_copy, per_pkt * ran);
+  };
+  for (uint32_t i = 0; i < kStageCount; ++i) row(StageName(Stage(i)), double(all.cycles[i]));
+  row("total", double(total));
   return out;
 }
 

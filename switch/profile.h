@@ -31,6 +31,11 @@ struct StageProfile {
   uint64_t packets = 0;  // received in bursts that were profiled
   uint64_t copies = 0;   // sent, the copies of the fan-out included
   uint64_t bursts = 0;
+  // The worker thread's CPU time and the TSC cycles that passed, from its
+  // first profiled burst to its end: the cycles above are wall-clock laps,
+  // and on a shared machine the worker runs only part of that time.
+  uint64_t cpu_ns = 0;
+  uint64_t wall_cycles = 0;
 
   StageProfile& operator+=(const StageProfile& o);
   uint64_t Total() const {
@@ -41,8 +46,10 @@ struct StageProfile {
 };
 
 // The table tandem-switch prints at exit: cycles per received packet per
-// stage (they add up to the whole per-packet cost), their share, and the
-// same per copy sent. `tsc_hz` is printed so that cycles convert to time.
+// stage (they add up to the whole per-packet cost), their share, the same
+// per copy sent, and the cycles per packet scaled by the share of the wall
+// time the workers ran (what the CPU spent, comparable to the benchmark's
+// cyc/pkt when other processes share the cores).
 std::string FormatProfile(const std::vector<StageProfile>& workers, uint64_t tsc_hz);
 
 }  // namespace tandem::sw

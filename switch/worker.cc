@@ -69,11 +69,29 @@ Worker::Worker(Dataplane& dp, uint32_t index, uint16_t queue)
   pcfg_.mtu = dp.cfg.mtu;
   std::memcpy(pcfg_.mac, dp.ports[0].mac, 6);
   burst_ = std::min<uint16_t>(dp.cfg.burst, kMaxBurst);
+  if (profiling_) {
+    rdtsc_cost_ = ~0ull;
+    for (int i = 0; i < 64; ++i) {
+      uint64_t t0 = rte_rdtsc();
+      rdtsc_cost_ = std::min(rdtsc_cost_, rte_rdtsc() - t0);
+    }
+  }
+}
+
+// The calling thread's CPU time (a system call: twice per profiled run).
+static uint64_t ThreadCpuNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
 
 void Worker::Finish() {
   if (profiling_) {
     FlushAll<true>();
+    if (profile_tsc_) {
+      profile_.cpu_ns = ThreadCpuNs() - profile_cpu_ns_;
+      profile_.wall_cycles = rte_rdtsc() - profile_tsc_;
+    }
     if (dp_.profiles.size() > index_) dp_.profiles[index_] = profile_;
   } else {
     FlushAll<false>();
@@ -264,6 +282,10 @@ uint32_t Worker::Poll() {
     UpdateClock(t0);
     got += n;
     if (profiling_) {
+      if (!profile_tsc_) [[unlikely]] {
+        profile_cpu_ns_ = ThreadCpuNs();
+        profile_tsc_ = rte_rdtsc();
+      }
       profile_.cycles[uint32_t(Stage::kRx)] += t0 - t_rx;
       ProcessBurst<true>(p, pkts, n);
     } else {

@@ -169,6 +169,12 @@ class Worker {
   double sec_per_tsc_ = 0;  // 1 / tsc_hz: the policers multiply, never divide
   StageProfile profile_;
   uint64_t nested_cycles_ = 0;  // of rewrite and TX inside the fan-out (profiling)
+  uint64_t profile_cpu_ns_ = 0, profile_tsc_ = 0;  // at the first profiled burst
+  static constexpr uint32_t kRewriteSample = 8;  // a power of two
+  uint32_t rewrites_ = 0;  // copies rewritten while profiling
+  // Two back-to-back clock reads (profiling): taken off each sampled rewrite,
+  // whose time is multiplied by kRewriteSample.
+  uint64_t rdtsc_cost_ = 0;
   // Last: its rate limiters' tables are large and touched only by the slow
   // path's frames.
   SlowHandoff handoff_{dp_};

@@ -451,11 +451,12 @@ TEST(StageProfile, CountsEachStageOnlyWhenOn) {
   InitEal();
   for (bool on : {false, true}) {
     Bed bed(on);
-    auto out = bed.Run({FromLeg(0), FromLeg(5)});
-    ASSERT_EQ(out.size(), 4u);
+    // 13 copies: one rewrite in 8 is timed (Worker::kRewriteSample).
+    auto out = bed.Run({FromLeg(0), FromLeg(0), FromLeg(0), FromLeg(0), FromLeg(5)});
+    ASSERT_EQ(out.size(), 13u);
     const StageProfile& p = bed.profile();
-    EXPECT_EQ(p.packets, on ? 2u : 0u);
-    EXPECT_EQ(p.copies, on ? 4u : 0u);
+    EXPECT_EQ(p.packets, on ? 5u : 0u);
+    EXPECT_EQ(p.copies, on ? 13u : 0u);
     for (Stage s : {Stage::kRx, Stage::kParse, Stage::kLookup, Stage::kAdmit, Stage::kReceivers,
                     Stage::kReplicate, Stage::kRewrite, Stage::kTx}) {
       if (on) {
@@ -476,22 +477,27 @@ TEST(StageProfile, TableAddsUpPerPacket) {
   b.packets = 10;
   b.copies = 20;
   b.cycles[uint32_t(Stage::kParse)] = 100;
+  a.cpu_ns = 1'000'000'000;  // 2.6e9 cycles of CPU over 5.2e9 of wall time: ran half
+  a.wall_cycles = 2'600'000'000;
+  b.wall_cycles = 2'600'000'000;
   std::string t = FormatProfile({a, b}, 2'600'000'000);
   EXPECT_NE(t.find("2 worker(s), 20 packets in, 40 copies out"), std::string::npos) << t;
   // stage, cycles per packet, share, cycles per copy
+  EXPECT_NE(t.find("the workers ran 50% of the wall time"), std::string::npos) << t;
+  // stage, cycles per packet, share, cycles per copy, scaled by the CPU share
   auto row = [&](const char* stage) {
     std::string key = std::string("profile: ") + stage + " ";
     size_t at = t.find(key);
-    std::array<double, 3> v{-1, -1, -1};
+    std::array<double, 4> v{-1, -1, -1, -1};
     if (at != std::string::npos) {
-      std::sscanf(t.c_str() + at + key.size(), "%lf %lf%% %lf", &v[0], &v[1], &v[2]);
+      std::sscanf(t.c_str() + at + key.size(), "%lf %lf%% %lf %lf", &v[0], &v[1], &v[2], &v[3]);
     }
     return v;
   };
-  EXPECT_EQ(row("parse"), (std::array<double, 3>{20.0, 66.7, 10.0})) << t;
-  EXPECT_EQ(row("tx"), (std::array<double, 3>{10.0, 33.3, 5.0})) << t;
-  EXPECT_EQ(row("lookup"), (std::array<double, 3>{0.0, 0.0, 0.0})) << t;
-  EXPECT_EQ(row("total"), (std::array<double, 3>{30.0, 100.0, 15.0})) << t;
+  EXPECT_EQ(row("parse"), (std::array<double, 4>{20.0, 66.7, 10.0, 10.0})) << t;
+  EXPECT_EQ(row("tx"), (std::array<double, 4>{10.0, 33.3, 5.0, 5.0})) << t;
+  EXPECT_EQ(row("lookup"), (std::array<double, 4>{0.0, 0.0, 0.0, 0.0})) << t;
+  EXPECT_EQ(row("total"), (std::array<double, 4>{30.0, 100.0, 15.0, 15.0})) << t;
 }
 
 }  // namespace
