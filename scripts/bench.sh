@@ -2,7 +2,7 @@
 # Tandem's benchmark (issue 5): tandem-switch against dpdk-testpmd io and 5tswap
 # on the same net_pcap -> drop devices. Prints a table; writes out/bench/.
 #
-#   scripts/bench.sh [--quick] [--only TEXT] [--no-huge] [--duration S] [--no-build] ...
+#   scripts/bench.sh [--quick] [--only TEXT] [--no-huge] [--duration S] [--no-build] [--profile] ...
 #
 # TANDEM_BUILD_DIR=<dir> (or BUILD=<dir>) picks the meson build directory
 # (default: build/, as scripts/setup.sh and scripts/test.sh). Without --no-build

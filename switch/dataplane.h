@@ -17,6 +17,7 @@
 #include "switch/config.h"
 #include "switch/neigh.h"
 #include "switch/packet.h"
+#include "switch/profile.h"
 
 namespace tandem::sw {
 
@@ -72,18 +73,17 @@ struct Dataplane {
            !witness_expired.load(std::memory_order_relaxed);
   }
   uint64_t tsc_hz = 0;
-
-  // The IP whose MAC a copy to `remote` needs: itself when on-link, else the
-  // gateway of its family (or itself when no gateway is configured).
-  IpAddr NextHop(const IpAddr& remote) const {
-    if (cfg.prefixes.empty()) return remote;
-    for (const auto& p : cfg.prefixes) {
-      if (p.Contains(remote)) return remote;
-    }
-    const IpAddr& gw = remote.is_v4() ? cfg.gateway4 : cfg.gateway6;
-    return gw.is_zero() ? remote : gw;
-  }
+  // Set by tandem-switch --profile: the workers count cycles per stage
+  // (switch/profile.h) into profiles[worker], read once they have stopped.
+  bool profile = false;
+  std::vector<StageProfile> profiles;
 };
+
+// The next hops of the access network's legs (the one implementation, used
+// by the workers and the slow path alike).
+inline NextHops NextHopsOf(const SwitchConfig& c) {
+  return NextHops(c.prefixes, c.gateway4, c.gateway6);
+}
 
 // The per-lcore worker loop; returns when dp.stop is set.
 int RunWorker(Dataplane& dp, uint32_t worker_index, uint16_t queue);
@@ -100,6 +100,8 @@ class WorkerPoller {
   // An RX burst from every port, parsed, looked up, fanned out and sent, and
   // for worker 0 the frames the main thread queued. Returns the packets it handled.
   uint32_t Poll();
+  // The cycles per stage so far (counted when dp.profile was set at construction).
+  const StageProfile& profile() const;
 
  private:
   struct Impl;  // the worker (switch/worker.cc)

@@ -387,6 +387,9 @@ void PrintHelp() {
       "      --check-config  check FILE (every key, the pair key file, shm_group)\n"
       "                      and exit: 0 when it is valid, 2 with the reason when not;\n"
       "                      starts nothing and creates nothing\n"
+      "      --profile       count each worker's cycles per stage of the packet path\n"
+      "                      (parse, lookup, admit, ...) and print them per packet at\n"
+      "                      exit (docs/performance.md); costs a few clock reads a burst\n"
       "      --version       print the version, the commit and the format versions\n"
       "  -h, --help          print this help\n\n"
       "Logs go to stderr: with syslog priority prefixes under systemd, with time stamps\n"
@@ -397,6 +400,7 @@ void PrintHelp() {
 int Main(int argc, char** argv) {
   std::string config_path;
   bool check_only = false;
+  bool profile = false;
   log::Init("tandem-switch");
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -406,6 +410,8 @@ int Main(int argc, char** argv) {
       config_path = a.substr(9);
     } else if (a == "--check-config") {
       check_only = true;
+    } else if (a == "--profile") {
+      profile = true;
     } else if (a == "--version") {
       PrintVersion();
       return 0;
@@ -506,6 +512,8 @@ int Main(int argc, char** argv) {
   static tables::Mapping tables_map = std::move(t->first);
   dp.tables = t->second;
   uint32_t workers = static_cast<uint32_t>(dp.cfg.worker_lcores.size());
+  dp.profile = profile;
+  if (profile) dp.profiles.resize(workers);
   // One more counters/health block for the main thread.
   auto s = tables::OpenOrCreateState(tables::StatePath(dp.cfg.shm_dir, dp.cfg.node),
                                      dp.tables.leg_capacity(), workers + 1);
@@ -602,6 +610,11 @@ int Main(int argc, char** argv) {
   sd::Stopping();
 
   rte_eal_mp_wait_lcore();
+  if (dp.profile) {
+    // On stdout, apart from the log: scripts/bench/ reads it.
+    std::fputs(FormatProfile(dp.profiles, dp.tsc_hz).c_str(), stdout);
+    std::fflush(stdout);
+  }
   shared_nic.LogCounters();
   for (const Port& p : dp.ports) {
     rte_eth_dev_stop(p.id);

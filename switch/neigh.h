@@ -162,9 +162,10 @@ class NeighTable {
 };
 
 // The IP whose MAC a copy to `remote` needs: itself when on-link, else the
-// gateway of its family (or itself when there is no gateway). The same answer
-// as Dataplane::NextHop with IpPrefix::Contains, with each prefix kept as two
-// 64-bit words and masks: IPv4 addresses are IPv4-mapped, so an IPv4 /len is
+// gateway of its family (or itself when there is no gateway): what
+// IpPrefix::Contains over the on-link prefixes says, with each prefix kept as
+// two 64-bit words and masks (the switch's one next-hop rule, NextHopsOf in
+// switch/dataplane.h): IPv4 addresses are IPv4-mapped, so an IPv4 /len is
 // a /96+len over the mapped form, and a match is two masked compares of 64-bit words.
 class NextHops {
  public:

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <random>
 
+#include "switch/mbuf_fields.h"
+
 namespace tandem::sw {
 namespace {
 
@@ -35,7 +37,7 @@ rte_mbuf* NewFrame(const Dataplane& dp, const uint8_t dst_mac[6], uint16_t ether
   std::memset(f, 0, total);
   std::memcpy(f, dst_mac, 6);
   std::memcpy(f + 6, dp.ports[0].mac, 6);
-  m->port = dp.ports[0].id;
+  SetInjectPort(m, dp.ports[0].id);
   if (dp.cfg.vlan) {
     PutBe16(f + 12, kEthVlan);
     PutBe16(f + 14, dp.cfg.vlan);
@@ -249,7 +251,7 @@ void PairLink::SendHeartbeats(uint64_t now_ns, std::vector<rte_mbuf*>* out) {
         body = f + 14;
       }
       std::memcpy(f + 6, port.mac, 6);
-      m->port = port.id;
+      SetInjectPort(m, port.id);
     }
     EncodeHeartbeat(msg, dp_.cfg.heartbeat_key, body);
     sent_.Record(msg.counter, now_ns);

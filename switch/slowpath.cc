@@ -63,7 +63,8 @@ NeighPolicyConfig NeighConfigOf(const SwitchConfig& c) {
 SlowPath::SlowPath(Dataplane& dp)
     : dp_(dp),
       neigh_(dp.neigh, NeighConfigOf(dp.cfg), &dp.state.header().neigh_stats),
-      pair_(dp) {
+      pair_(dp),
+      next_hops_(NextHopsOf(dp.cfg)) {
   neigh_.Adopt(MonotonicNs());
 }
 
@@ -72,15 +73,8 @@ tables::WorkerCounters& SlowPath::Counters() {
   return dp_.state.worker_counters(dp_.cfg.worker_lcores.size());
 }
 
-bool SlowPath::IsVip(const IpAddr& a) const {
-  for (const auto& v : vips_) {
-    if (v == a) return true;
-  }
-  return false;
-}
-
 void SlowPath::Heard(const IpAddr& ip, const uint8_t mac[6], bool answer) {
-  if (!UnicastMac(mac) || ip.is_unspecified() || IsVip(ip)) return;
+  if (!UnicastMac(mac) || ip.is_unspecified() || vips_.Contains(ip)) return;
   NeighPolicy::Verdict v;
   if (answer) {
     neigh_.Answer(ip, mac, now_ns_, &v);
@@ -177,7 +171,7 @@ void SlowPath::SendNa(const IpAddr& target, const IpAddr& dst_ip, const uint8_t 
 
 void SlowPath::SendNs(const IpAddr& target, bool from_vip) {
   const IpAddr* src = nullptr;
-  for (const auto& v : vips_) {
+  for (const auto& v : vips_.all()) {
     if (!v.is_v4()) {
       src = &v;
       break;
@@ -255,10 +249,10 @@ void SlowPath::HandleArp(rte_mbuf* m, const Parsed& p) {
   IpAddr spa = V4At(a + 14), tpa = V4At(a + 24);
   uint8_t sha[6];
   std::memcpy(sha, a + 8, 6);
-  if (IsVip(spa)) {
+  if (vips_.Contains(spa)) {
     wc.drops[uint32_t(Drop::kNotForUs)]++;  // someone else claims our VIP
     Defend(sha);
-  } else if (op == kArpRequest && IsVip(tpa) && spa != tpa) {
+  } else if (op == kArpRequest && vips_.Contains(tpa) && spa != tpa) {
     Heard(spa, sha, false);  // a request names its sender: a claim, never an answer
     if (dp_.Active()) SendArp(kArpReply, sha, tpa, sha, spa);
   } else if (op == kArpRequest || op == kArpReply) {
@@ -275,7 +269,7 @@ void SlowPath::HandleIcmp4(rte_mbuf* m, const Parsed& p) {
   uint8_t* icmp = f + p.l4;
   uint16_t icmp_len = p.frame_len - p.l4;
   IpAddr dst = V4At(ip + 16);
-  if (!IsVip(dst) || !dp_.Active() || icmp_len < 8 ||
+  if (!vips_.Contains(dst) || !dp_.Active() || icmp_len < 8 ||
       icmp[0] != kIcmpEchoRequest || CsumFold(CsumAdd(0, icmp, icmp_len)) != 0xffff) {
     rte_pktmbuf_free(m);
     return;
@@ -328,7 +322,7 @@ void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
     }
     bool unspecified = src.is_zero();
     if (!unspecified && slla) Heard(src, slla, false);
-    if (IsVip(target) && active) {
+    if (vips_.Contains(target) && active) {
       if (unspecified) {
         SendNa(target, V6At(kAllNodes), kAllNodesMac, false);
       } else {
@@ -338,7 +332,7 @@ void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
   } else if (type == kNdNa) {
     IpAddr target = V6At(icmp + 8);
     const uint8_t* tlla = FindLlOption(icmp + 24, len - 24, kOptTlla);
-    if (IsVip(target)) {
+    if (vips_.Contains(target)) {
       wc.drops[uint32_t(Drop::kNotForUs)]++;  // someone else claims our VIP
       Defend(tlla ? tlla : f + 6);
     } else {
@@ -348,7 +342,7 @@ void SlowPath::HandleIcmp6(rte_mbuf* m, const Parsed& p) {
       bool answer = (icmp[4] & 0x40) != 0 || !dp_.Active();
       Heard(target, tlla ? tlla : f + 6, answer);
     }
-  } else if (type == kIcmp6EchoRequest && IsVip(dst) && active) {
+  } else if (type == kIcmp6EchoRequest && vips_.Contains(dst) && active) {
     uint8_t mac[6];
     std::memcpy(mac, f + 6, 6);
     std::memcpy(f, mac, 6);
@@ -375,7 +369,7 @@ void SlowPath::SendProbe(const IpAddr& ip) {
   bool speak_for_vip = dp_.Active();
   if (ip.is_v4()) {
     const IpAddr* src = nullptr;
-    for (const auto& v : vips_) {
+    for (const auto& v : vips_.all()) {
       if (v.is_v4()) {
         src = &v;
         break;
@@ -401,7 +395,7 @@ void SlowPath::Defend(const uint8_t mac[6]) {
 }
 
 void SlowPath::Announce() {
-  for (const auto& v : vips_) {
+  for (const auto& v : vips_.all()) {
     if (v.is_v4()) {
       SendArp(kArpRequest, kBroadcast, v, kZeroMac, v);  // gratuitous ARP
     } else {
@@ -424,7 +418,7 @@ void SlowPath::WarmNeighbours(uint64_t now_ns) {
     const tables::LegEntry& e = dp_.tables.leg(warm_cursor_++);
     if (e.state.load(std::memory_order_acquire) != uint8_t(tables::EntryState::kLive)) continue;
     if (!(e.flags.load(std::memory_order_relaxed) & tables::kLegRecv)) continue;
-    IpAddr hop = dp_.NextHop(e.key.remote);
+    IpAddr hop = next_hops_.Of(e.key.remote);
     uint8_t mac[6];
     if (!dp_.neigh.Lookup(hop, mac)) neigh_.Resolve(hop, now_ns);
   }
@@ -437,12 +431,7 @@ void SlowPath::Tick(uint64_t now_ns) {
     next_warm_ns_ = now_ns + 1000000ull;
     WarmNeighbours(now_ns);
   }
-  uint32_t seq = dp_.tables.header().vip_seq.load(std::memory_order_acquire);
-  bool vips_changed = seq != vip_seq_;
-  if (vips_changed) {
-    vips_ = dp_.tables.Vips();
-    vip_seq_ = seq;
-  }
+  bool vips_changed = vips_.Refresh(dp_.tables);
   bool active = dp_.Active();
   uint64_t epoch = dp_.tables.epoch();
   if (active && (!was_active_ || epoch != epoch_ || vips_changed)) {

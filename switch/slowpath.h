@@ -23,6 +23,7 @@
 #include "switch/dataplane.h"
 #include "switch/neigh_policy.h"
 #include "switch/pair_link.h"
+#include "switch/vips.h"
 
 namespace tandem::sw {
 
@@ -50,7 +51,6 @@ class SlowPath {
   void HandleArp(rte_mbuf* m, const Parsed& p);
   void HandleIcmp4(rte_mbuf* m, const Parsed& p);
   void HandleIcmp6(rte_mbuf* m, const Parsed& p);
-  bool IsVip(const IpAddr& a) const;
   // What a frame said about `ip` (an answer to a probe, or a claim), for
   // NeighPolicy; a refused claim is counted (neighbour_conflict).
   void Heard(const IpAddr& ip, const uint8_t mac[6], bool answer);
@@ -69,9 +69,9 @@ class SlowPath {
   Dataplane& dp_;
   NeighPolicy neigh_;
   PairLink pair_;
+  NextHops next_hops_;
   uint64_t now_ns_ = 0;  // of this round
-  std::vector<IpAddr> vips_;
-  uint32_t vip_seq_ = ~0u;
+  VipSet vips_;
   bool was_active_ = false;
   uint64_t epoch_ = 0;
   int announce_left_ = 0;

@@ -1,7 +1,7 @@
-// The poll-mode worker: RX burst -> parse -> bulk leg lookup -> checks ->
-// fan-out with header rewrite -> TX burst. Run to completion, no locks, no
-// system calls per packet. Each worker owns RX queue `queue` and TX queue
-// `queue` of every port, its own counters, and its own policer state.
+// The worker's loop and its first stages, parse and lookup (switch/worker.h
+// says what each stage reads and decides; switch/stages.cc holds the rest).
+#include "switch/worker.h"
+
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
@@ -11,18 +11,12 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <vector>
 
-#include "switch/dataplane.h"
-#include "switch/handoff.h"
-#include "switch/policer.h"
+#include "switch/mbuf_fields.h"
 
 namespace tandem::sw {
-
 
 namespace {
 
@@ -30,37 +24,9 @@ using tables::Drop;
 using tables::kNil;
 using tables::LegEntry;
 
-constexpr uint16_t kMaxBurst = 256;
-// Sent once this many copies wait. A fan-out burst makes hundreds of copies;
-// holding them all until the end of the burst took more mbufs than the
-// mempool's per-lcore cache holds (256), so allocations came cold from the
-// ring and rte_pktmbuf_reset and the payload copy missed the cache (perf:
-// 16 % of the 1:16 fan-out in rte_pktmbuf_reset).
-constexpr uint16_t kTxBufSize = 64;
-
 // The usage counters are written for every packet: ask for the lines in a
 // writable state so the store does not miss a second time.
 inline void PrefetchForWrite(const void* p) { __builtin_prefetch(p, 1, 3); }
-
-struct TxBuffer {
-  uint16_t port = 0;
-  uint16_t n = 0;
-  rte_mbuf* pkts[kTxBufSize];
-};
-
-// IpAddr::is_v4 inline (IPv4 addresses are IPv4-mapped, ::ffff:0:0/96): it
-// runs per receiver.
-inline bool MappedV4(const IpAddr& a) {
-  static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  return std::memcmp(a.b, kPrefix, 12) == 0;
-}
-
-// One receiver of one packet, gathered before any copy is made.
-struct Receiver {
-  tables::LegCounters* usage;  // this worker's block of the leg
-  uint32_t slot;
-  uint8_t mac[6];
-};
 
 // An epoch for LegHops that no other worker, and no earlier switch process on
 // the same state region, used: the switch's restarts, its pid, the TSC and a
@@ -75,118 +41,62 @@ uint32_t NewHopEpoch(const tables::StateView& state) {
   return e ? e : 1;
 }
 
-class Worker {
- public:
-  Worker(Dataplane& dp, uint32_t index, uint16_t queue)
-      : dp_(dp), index_(index), queue_(queue), wc_(dp.state.worker_counters(index)),
-        health_(dp.state.health(index)), usage_(&dp.state.leg_counters(index, 0)),
-        hops_(dp.neigh, NextHops(dp.cfg.prefixes, dp.cfg.gateway4, dp.cfg.gateway6),
-              NewHopEpoch(dp.state)) {
-    for (size_t p = 0; p < dp.ports.size(); ++p) tx_[p].port = dp.ports[p].id;
-    receivers_.resize(1024);
-    sec_per_tsc_ = 1.0 / double(std::max<uint64_t>(dp.tsc_hz, 1));
-    pcfg_.vlan = dp.cfg.vlan;
-    pcfg_.mtu = dp.cfg.mtu;
-    std::memcpy(pcfg_.mac, dp.ports[0].mac, 6);
-    burst_ = std::min<uint16_t>(dp.cfg.burst, kMaxBurst);
-  }
-
-  int Run();
-  // Run's first step: claims the worker's QSBR reader slot.
-  absl::Status Register();
-  // One iteration of Run's loop without its idle back-off: an RX burst from
-  // every port, processed and sent, and for worker 0 the frames the main
-  // thread queued; then a quiescent point. Returns the packets it handled.
-  uint32_t Poll();
-  // Run's last step: sends what is buffered, leaves QSBR.
-  void Finish() {
-    FlushAll();
-    reader_.Unregister();
-  }
-
- private:
-  void ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n);
-  bool Admit(rte_mbuf* m, const Parsed& p, uint32_t slot);
-  uint32_t GatherReceivers(const LegEntry& sender, uint32_t sender_slot, uint32_t at);
-  void FanOut(rte_mbuf* m, const Parsed& p, const Receiver* rcv, uint32_t n);
-  bool Police(tables::LegCounters& u, const LegEntry& e, uint32_t bytes);
-  bool MeetingAllows(uint32_t meeting_slot, uint32_t copies);
-  rte_mbuf* Replica(rte_mbuf* m, const Parsed& p);
-  void Send(uint32_t port_index, rte_mbuf* m, uint32_t bytes);
-  void Flush(uint32_t port_index);
-  void FlushAll() {
-    for (size_t p = 0; p < dp_.ports.size(); ++p) Flush(p);
-  }
-  tables::LegCounters& Usage(uint32_t slot, uint32_t gen);
-  void DropPacket(rte_mbuf* m, Drop d) {
-    wc_.drops[uint32_t(d)]++;
-    rte_pktmbuf_free(m);
-  }
-  // Within a burst drops are freed together at its end (rte_pktmbuf_free_bulk
-  // returns them to the pool cache in one call).
-  void DropLater(rte_mbuf* m, Drop d) {
-    wc_.drops[uint32_t(d)]++;
-    dropped_[ndropped_++] = m;
-  }
-  // To the main thread (switch/handoff.h), or dropped by reason.
-  void HandOff(rte_mbuf* m, SlowKind kind, uint16_t l3, uint16_t ethertype) {
-    Drop d = handoff_.Offer(m, kind, l3, ethertype, now_tsc_);
-    if (d == Drop::kCount) {
-      wc_.slow_path++;
-    } else {
-      DropLater(m, d);
+// Adds the cycles since the last lap to a stage; nothing at all when off.
+template <bool kOn>
+struct StageClock {
+  StageProfile& p;
+  uint64_t t;
+  void Lap(Stage s) {
+    if constexpr (kOn) {
+      uint64_t now = rte_rdtsc();
+      p.cycles[uint32_t(s)] += now - t;
+      t = now;
     }
   }
-  bool IsVip(const IpAddr& a);
-  void RefreshVips();
-  void RecordLatency(uint64_t cycles, uint32_t packets);
-  void UpdateClock(uint64_t tsc);
-
-  Dataplane& dp_;
-  uint32_t index_;
-  uint16_t queue_;
-  uint16_t burst_;
-  tables::WorkerCounters& wc_;
-  tables::WorkerHealth& health_;
-  tables::LegCounters* usage_;  // this worker's usage blocks, by leg slot
-  tables::ReaderHandle reader_;
-  ParseConfig pcfg_;
-  TxBuffer tx_[tables::kMaxPorts];
-  LegHops hops_;
-  std::vector<Receiver> receivers_;  // of the whole burst, per packet in order
-  // A member, not a local: a local array of Parsed would run its default
-  // initialisers for all kMaxBurst entries on every burst.
-  Parsed parsed_[kMaxBurst];
-  std::vector<MeetingBudget> budgets_;  // by meeting slot, made at first use
-  std::vector<IpAddr> vips_;
-  uint32_t vip_seq_ = ~0u;
-  rte_mbuf* dropped_[kMaxBurst];
-  uint16_t ndropped_ = 0;
-  uint64_t now_unix_ns_ = 0;
-  uint64_t now_tsc_ = 0;
-  // Wall-clock time from the TSC: a clock_gettime per burst cost more than
-  // the rest of a small burst's bookkeeping. Re-anchored every second.
-  uint64_t clock_unix_ns_ = 0, clock_tsc_ = 0;
-  uint64_t tx_bytes_pending_[tables::kMaxPorts] = {};  // bytes of packets in tx_
-  unsigned __int128 ns_per_tsc_q32_ = 0;  // 2^32 * 1e9 / tsc_hz
-  double sec_per_tsc_ = 0;  // 1 / tsc_hz: the policers multiply, never divide
-  // Last: its rate limiters' tables are large and touched only by the slow
-  // path's frames.
-  SlowHandoff handoff_{dp_};
 };
 
-bool Worker::IsVip(const IpAddr& a) {
-  for (const IpAddr& v : vips_) {
-    if (v == a) return true;
+}  // namespace
+
+Worker::Worker(Dataplane& dp, uint32_t index, uint16_t queue)
+    : dp_(dp), index_(index), queue_(queue), profiling_(dp.profile),
+      wc_(dp.state.worker_counters(index)), health_(dp.state.health(index)),
+      usage_(&dp.state.leg_counters(index, 0)),
+      hops_(dp.neigh, NextHopsOf(dp.cfg), NewHopEpoch(dp.state)) {
+  for (size_t p = 0; p < dp.ports.size(); ++p) tx_[p].port = dp.ports[p].id;
+  receivers_.resize(1024);
+  sec_per_tsc_ = 1.0 / double(std::max<uint64_t>(dp.tsc_hz, 1));
+  pcfg_.vlan = dp.cfg.vlan;
+  pcfg_.mtu = dp.cfg.mtu;
+  std::memcpy(pcfg_.mac, dp.ports[0].mac, 6);
+  burst_ = std::min<uint16_t>(dp.cfg.burst, kMaxBurst);
+  if (profiling_) {
+    rdtsc_cost_ = ~0ull;
+    for (int i = 0; i < 64; ++i) {
+      uint64_t t0 = rte_rdtsc();
+      rdtsc_cost_ = std::min(rdtsc_cost_, rte_rdtsc() - t0);
+    }
   }
-  return false;
 }
 
-void Worker::RefreshVips() {
-  uint32_t s = dp_.tables.header().vip_seq.load(std::memory_order_relaxed);
-  if (s == vip_seq_) return;
-  vips_ = dp_.tables.Vips();
-  vip_seq_ = s;
+// The calling thread's CPU time (a system call: twice per profiled run).
+static uint64_t ThreadCpuNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+void Worker::Finish() {
+  if (profiling_) {
+    FlushAll<true>();
+    if (profile_tsc_) {
+      profile_.cpu_ns = ThreadCpuNs() - profile_cpu_ns_;
+      profile_.wall_cycles = rte_rdtsc() - profile_tsc_;
+    }
+    if (dp_.profiles.size() > index_) dp_.profiles[index_] = profile_;
+  } else {
+    FlushAll<false>();
+  }
+  reader_.Unregister();
 }
 
 void Worker::UpdateClock(uint64_t tsc) {
@@ -200,257 +110,11 @@ void Worker::UpdateClock(uint64_t tsc) {
   now_unix_ns_ = clock_unix_ns_ + uint64_t((dt * ns_per_tsc_q32_) >> 32);
 }
 
-tables::LegCounters& Worker::Usage(uint32_t slot, uint32_t gen) {
-  tables::LegCounters& c = usage_[slot];
-  if (c.gen.load(std::memory_order_relaxed) != gen) [[unlikely]] {
-    // The slot's previous occupant left; its counts are not this leg's.
-    c.packets_in = c.bytes_in = c.packets_out = c.bytes_out = 0;
-    c.drop_not_allowed = c.drop_policed = c.drop_other = 0;
-    c.first_unix_ns = c.last_unix_ns = 0;
-    c.policer_tsc = 0;
-    c.hop_epoch = 0;  // the next hop was the previous occupant's
-    c.gen.store(gen, std::memory_order_release);
-  }
-  return c;
-}
-
-// A leg's packets mostly arrive on one worker (RSS on the 5-tuple), so
-// per-worker policing holds the leg to its rate.
-bool Worker::Police(tables::LegCounters& u, const LegEntry& e, uint32_t bytes) {
-  return PoliceLeg(u, e.pps_limit.load(std::memory_order_relaxed),
-                   e.kbps_limit.load(std::memory_order_relaxed), bytes, now_tsc_, sec_per_tsc_);
-}
-
-// The meeting's cap is split evenly over the workers, so that the node as a
-// whole keeps to it.
-bool Worker::MeetingAllows(uint32_t meeting_slot, uint32_t copies) {
-  const tables::MeetingEntry& mt = dp_.tables.meeting(meeting_slot);
-  uint32_t limit = mt.copies_limit.load(std::memory_order_relaxed);
-  if (limit == 0) return true;
-  if (budgets_.empty()) budgets_.resize(dp_.tables.meeting_capacity());
-  double share = double(limit) / double(std::max<size_t>(1, dp_.cfg.worker_lcores.size()));
-  return SpendMeetingBudget(budgets_[meeting_slot], mt.gen, share, copies, now_tsc_,
-                            sec_per_tsc_);
-}
-
-// `bytes` is the packet's length, known to the caller: Flush then counts
-// the bytes sent without reading every mbuf again.
-void Worker::Send(uint32_t port_index, rte_mbuf* m, uint32_t bytes) {
-  tx_bytes_pending_[port_index] += bytes;
-  TxBuffer& t = tx_[port_index];
-  t.pkts[t.n++] = m;
-  if (t.n == kTxBufSize) Flush(port_index);
-}
-
-void Worker::Flush(uint32_t port_index) {
-  TxBuffer& t = tx_[port_index];
-  if (t.n == 0) return;
-  uint16_t sent = 0;
-  for (int tries = 0; tries < 3 && sent < t.n; ++tries) {
-    sent += rte_eth_tx_burst(t.port, queue_, t.pkts + sent, t.n - sent);
-  }
-  uint64_t bytes = tx_bytes_pending_[port_index];
-  tx_bytes_pending_[port_index] = 0;
-  for (uint16_t i = sent; i < t.n; ++i) {
-    rte_mbuf* m = t.pkts[i];
-    bytes -= rte_pktmbuf_pkt_len(m);
-    // The receiver's slot rides in hash.usr (PMDs do not read it on TX), so a
-    // copy the queue refused is counted against the leg that missed it.
-    uint32_t slot = m->hash.usr;
-    if (slot < dp_.tables.leg_capacity()) {
-      tables::LegCounters& c = usage_[slot];
-      if (c.packets_out) {
-        c.packets_out--;
-        c.bytes_out -= std::min<uint64_t>(c.bytes_out, rte_pktmbuf_pkt_len(m));
-        c.drop_other++;
-      }
-    }
-    DropPacket(m, Drop::kTxFull);
-  }
-  wc_.tx_packets += sent;
-  wc_.tx_bytes += bytes;
-  t.n = 0;
-}
-
-// A copy for one more receiver. Large packets share the payload: a fresh
-// header mbuf in front of an indirect mbuf that references the original's
-// data, so no payload byte is copied per receiver.
-rte_mbuf* Worker::Replica(rte_mbuf* m, const Parsed& p) {
-  const uint8_t* src = rte_pktmbuf_mtod(m, const uint8_t*);
-  uint32_t hdr_len = p.l4 + 8u;
-  if (p.frame_len >= dp_.cfg.zero_copy_min && p.frame_len > hdr_len) {
-    rte_mbuf* h = rte_pktmbuf_alloc(dp_.hdr_pool);
-    if (!h) return nullptr;
-    rte_mbuf* body = rte_pktmbuf_clone(m, dp_.clone_pool);
-    if (!body) {
-      rte_pktmbuf_free(h);
-      return nullptr;
-    }
-    std::memcpy(rte_pktmbuf_append(h, hdr_len), src, hdr_len);
-    rte_pktmbuf_adj(body, hdr_len);
-    rte_pktmbuf_trim(body, rte_pktmbuf_pkt_len(body) - (p.frame_len - hdr_len));
-    if (rte_pktmbuf_chain(h, body) != 0) {
-      rte_pktmbuf_free(h);
-      rte_pktmbuf_free(body);
-      return nullptr;
-    }
-    return h;
-  }
-  rte_mbuf* c = rte_pktmbuf_alloc(dp_.pool);
-  if (!c) return nullptr;
-  char* dst = rte_pktmbuf_append(c, p.frame_len);
-  if (!dst) {
-    rte_pktmbuf_free(c);
-    return nullptr;
-  }
-  std::memcpy(dst, src, p.frame_len);
-  return c;
-}
-
-// The sender's checks and its inbound usage. False when the packet is dropped.
-bool Worker::Admit(rte_mbuf* m, const Parsed& p, uint32_t slot) {
-  const LegEntry& s = dp_.tables.leg(slot);
-  tables::LegCounters& u = Usage(slot, s.gen.load(std::memory_order_relaxed));
-  // Anti-spoofing: a leg's packets come from the MAC its address (or its
-  // gateway) resolved to; another host on the access network sending with a
-  // member's address and port reaches nobody, nor counts as the member's.
-  // Until the neighbour is known there is nothing to compare with.
-  uint8_t known[6];
-  if (hops_.Mac(u, s.key.remote, known) &&
-      std::memcmp(known, rte_pktmbuf_mtod(m, const uint8_t*) + 6, 6) != 0) {
-    DropLater(m, Drop::kNotForUs);
-    return false;
-  }
-  uint32_t flags = s.flags.load(std::memory_order_acquire);
-  u.packets_in++;
-  u.bytes_in += p.frame_len;
-  if (!u.first_unix_ns) u.first_unix_ns = now_unix_ns_;
-  u.last_unix_ns = now_unix_ns_;
-  if (!(flags & tables::kLegSend) || (flags & tables::kLegMuted)) {
-    u.drop_not_allowed++;
-    DropLater(m, Drop::kNotAllowed);
-    return false;
-  }
-  if (!Police(u, s, p.frame_len)) {
-    u.drop_policed++;
-    DropLater(m, Drop::kPoliced);
-    return false;
-  }
-  return true;
-}
-
-// Appends the receivers of a packet from `sender` at receivers_[at...] (every
-// other leg of its meeting and channel with `recv` and a resolved neighbour)
-// and returns how many. Their usage lines are prefetched for FanOut.
-uint32_t Worker::GatherReceivers(const LegEntry& sender, uint32_t sender_slot, uint32_t at) {
-  const tables::MeetingEntry& mt = dp_.tables.meeting(sender.meeting);
-  uint32_t n = 0;
-  uint32_t capacity = dp_.tables.leg_capacity();
-  uint32_t guard = capacity;
-  const bool v4 = MappedV4(sender.key.remote);
-  for (uint32_t i = mt.head[sender.channel].load(std::memory_order_acquire);
-       i != kNil && i < capacity && guard--;
-       i = dp_.tables.leg(i).group_next.load(std::memory_order_acquire)) {
-    if (i == sender_slot) continue;
-    const LegEntry& r = dp_.tables.leg(i);
-    if (!(r.flags.load(std::memory_order_relaxed) & tables::kLegRecv)) continue;
-    // The switch does not translate between IPv4 and IPv6: a leg receives the
-    // packets of its own family only. (A copy of an IPv4 packet for an IPv6
-    // leg went out with the low 32 bits of the leg's addresses.)
-    if (MappedV4(r.key.remote) != v4) continue;
-    if (at + n == receivers_.size()) receivers_.resize(receivers_.size() * 2);
-    Receiver& rc = receivers_[at + n];
-    tables::LegCounters& u = Usage(i, r.gen.load(std::memory_order_relaxed));
-    if (!hops_.Mac(u, r.key.remote, rc.mac)) {
-      ResolveRequest req{hops_.next_hops().Of(r.key.remote)};
-      rte_ring_mp_enqueue_elem(dp_.resolve_ring, &req, sizeof(req));
-      wc_.drops[uint32_t(Drop::kNoNeighbour)]++;
-      u.drop_other++;
-      continue;
-    }
-    rc.usage = &u;
-    rc.slot = i;
-    ++n;
-  }
-  return n;
-}
-
-void Worker::FanOut(rte_mbuf* m, const Parsed& p, const Receiver* rcv, uint32_t n) {
-  if (n == 0) {
-    dropped_[ndropped_++] = m;  // counted per receiver as no_neighbour, or nobody listens
-    return;
-  }
-  // Where the port knows (virtio, vhost), it says the checksum is not filled
-  // in; AF_PACKET and AF_XDP say nothing, and the field itself tells.
-  bool port_says_partial =
-      (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_NONE;
-  UdpCsumBase base =
-      UdpCsumWithoutEndpoints(rte_pktmbuf_mtod(m, const uint8_t*), p, port_says_partial);
-  wc_.csum_completed += base.completed;
-  Rewrite rw;
-  std::memcpy(rw.src_mac, dp_.ports[0].mac, 6);
-  if (rte_pktmbuf_pkt_len(m) > p.frame_len) {
-    rte_pktmbuf_trim(m, rte_pktmbuf_pkt_len(m) - p.frame_len);
-  }
-  // Copies of a small packet come from one bulk allocation: one pool-cache
-  // access for all of them instead of one each.
-  rte_mbuf* copies[64];
-  uint32_t bulk = 0;
-  bool small = p.frame_len < dp_.cfg.zero_copy_min;
-  if (small && n > 1 && n - 1 <= 64 &&
-      rte_pktmbuf_alloc_bulk(dp_.pool, copies, n - 1) == 0) {
-    bulk = n - 1;
-  }
-  const uint8_t* src = rte_pktmbuf_mtod(m, const uint8_t*);
-  for (uint32_t k = 0; k < n; ++k) {
-    // The last receiver gets the original packet, rewritten in place.
-    rte_mbuf* c;
-    if (k + 1 == n) {
-      c = m;
-    } else if (k < bulk) {
-      c = copies[k];
-      std::memcpy(rte_pktmbuf_mtod(c, uint8_t*), src, p.frame_len);
-      c->data_len = p.frame_len;
-      c->pkt_len = p.frame_len;
-    } else {
-      c = Replica(m, p);
-    }
-    uint32_t slot = rcv[k].slot;
-    const LegEntry& r = dp_.tables.leg(slot);
-    tables::LegCounters& u = *rcv[k].usage;
-    if (!c) {
-      wc_.drops[uint32_t(Drop::kNoBuffer)]++;
-      u.drop_other++;
-      continue;
-    }
-    std::memcpy(rw.dst_mac, rcv[k].mac, 6);
-    rw.to = &r.key;
-    RewriteHeaders(rte_pktmbuf_mtod(c, uint8_t*), p, base, rw);
-    c->hash.usr = slot;
-    u.packets_out++;
-    u.bytes_out += p.frame_len;
-    Send(0, c, p.frame_len);
-  }
-}
-
-// A burst goes through the lookup in phases so that the cache misses of one
-// packet overlap those of the others: each phase starts the loads that the
-// next needs (bucket, leg entry, meeting and usage lines, receivers), so at
-// a million legs a packet waits for memory about once per phase instead of
-// once per dependent load.
-void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
-  Parsed* parsed = parsed_;
-  uint64_t hashes[kMaxBurst];
-  uint32_t slots[kMaxBurst];
-  uint16_t fwd[kMaxBurst];
-  uint32_t rcv_at[kMaxBurst + 1];
-  uint16_t nfwd = 0;
+// Parse, sort out the slow path and the drops. Keeps the packets for a leg lookup.
+uint16_t Worker::ParseStage(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
   bool active = dp_.Active();
   bool access = dp_.ports[port_index].role == PortRole::kAccess;
-  ndropped_ = 0;
-
-  // Phase 1: parse, sort out the slow path and the drops, hash and prefetch
-  // the bucket.
+  uint16_t nfwd = 0;
   uint64_t rx_bytes = 0;
   for (uint16_t i = 0; i < n; ++i) {
     if (i + 3 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
@@ -473,7 +137,7 @@ void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
     }
     // Built in place (guaranteed copy elision): an assignment went through a
     // temporary, a 64-byte copy per packet.
-    Parsed& p = *::new (&parsed[i])
+    Parsed& p = *::new (&b_.parsed[i])
         Parsed(Parse(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), pcfg_));
     if (p.verdict == Verdict::kDrop) {
       DropLater(m, p.drop);
@@ -488,42 +152,44 @@ void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
       DropLater(m, Drop::kNotActive);
       continue;
     }
-    fwd[nfwd++] = i;
+    b_.fwd[nfwd++] = i;
   }
   wc_.rx_packets += n;
   wc_.rx_bytes += rx_bytes;
+  return nfwd;
+}
 
+// Hash, bucket, chain. A packet of no leg stops here: the flood of unknown
+// sources costs a parse, a hash and a bucket. Known legs get their meeting
+// and usage lines on the way.
+uint16_t Worker::LookupStage(rte_mbuf** pkts, uint16_t n) {
   // Hash and prefetch the bucket, apart from the parse: the key's bytes were
   // just stored by Parse, and reading them back at once as wider words
   // cannot be forwarded from the store buffer (a stall per packet, perf).
-  for (uint16_t k = 0; k < nfwd; ++k) {
-    uint16_t i = fwd[k];
-    hashes[i] = tables::HashLegKey(parsed[i].key);
-    rte_prefetch0(&dp_.tables.bucket(hashes[i]));
+  for (uint16_t k = 0; k < n; ++k) {
+    uint16_t i = b_.fwd[k];
+    b_.hashes[i] = tables::HashLegKey(b_.parsed[i].key);
+    rte_prefetch0(&dp_.tables.bucket(b_.hashes[i]));
   }
-
-  // Phase 2: the buckets are on their way; fetch the first entry of each chain.
-  // The heads are kept: phase 3 starts its walk there instead of loading the
-  // bucket again, and an empty bucket decides the packet at once.
+  // The buckets are on their way; fetch the first entry of each chain. The
+  // heads are kept: the walk starts there instead of loading the bucket
+  // again, and an empty bucket decides the packet at once.
   uint32_t capacity = dp_.tables.leg_capacity();
-  for (uint16_t k = 0; k < nfwd; ++k) {
-    uint32_t head = dp_.tables.bucket(hashes[fwd[k]]).load(std::memory_order_acquire);
-    slots[k] = head;
+  for (uint16_t k = 0; k < n; ++k) {
+    uint32_t head = dp_.tables.bucket(b_.hashes[b_.fwd[k]]).load(std::memory_order_acquire);
+    b_.slots[k] = head;
     if (head != kNil && head < capacity) rte_prefetch0(&dp_.tables.leg(head));
   }
-
-  // Phase 3: compare keys. A packet of no leg stops here: the flood of
-  // unknown sources costs a parse, a hash and a bucket. Known legs get their
-  // meeting and usage lines on the way.
   uint16_t nhit = 0;
-  for (uint16_t k = 0; k < nfwd; ++k) {
-    uint16_t i = fwd[k];
-    // slots[k] holds the chain's head (phase 2); nhit <= k, so writing
-    // slots[nhit] below never overwrites a head still to be read.
-    uint32_t slot = slots[k] == kNil ? kNil : dp_.tables.FindFrom(parsed[i].key, slots[k]);
+  for (uint16_t k = 0; k < n; ++k) {
+    uint16_t i = b_.fwd[k];
+    // slots[k] holds the chain's head; nhit <= k, so writing slots[nhit]
+    // below never overwrites a head still to be read.
+    const Parsed& p = b_.parsed[i];
+    uint32_t slot = b_.slots[k] == kNil ? kNil : dp_.tables.FindFrom(p.key, b_.slots[k]);
     if (slot == kNil) {
-      RefreshVips();
-      DropLater(pkts[i], IsVip(parsed[i].key.local) ? Drop::kUnknownLeg : Drop::kNotForUs);
+      vips_.Refresh(dp_.tables);
+      DropLater(pkts[i], vips_.Contains(p.key.local) ? Drop::kUnknownLeg : Drop::kNotForUs);
       continue;
     }
     const LegEntry& s = dp_.tables.leg(slot);
@@ -532,57 +198,43 @@ void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
     const auto* u = reinterpret_cast<const char*>(&usage_[slot]);
     PrefetchForWrite(u);
     PrefetchForWrite(u + 64);  // first/last_unix_ns live in the second line
-    slots[nhit] = slot;
-    fwd[nhit++] = i;
+    b_.slots[nhit] = slot;
+    b_.fwd[nhit++] = i;
   }
+  return nhit;
+}
 
-  // Phase 4: the sender's checks; start loading the first receiver.
-  uint16_t nadm = 0;
-  for (uint16_t k = 0; k < nhit; ++k) {
-    uint16_t i = fwd[k];
-    uint32_t slot = slots[k];
-    if (!Admit(pkts[i], parsed[i], slot)) continue;
-    const LegEntry& s = dp_.tables.leg(slot);
-    uint32_t first = dp_.tables.meeting(s.meeting).head[s.channel].load(std::memory_order_acquire);
-    if (first == slot) first = s.group_next.load(std::memory_order_acquire);
-    if (first != kNil && first < capacity) {
-      rte_prefetch0(&dp_.tables.leg(first));
-      // Its usage block: counters in the first line, the next hop in the second.
-      const auto* ru = reinterpret_cast<const char*>(&usage_[first]);
-      PrefetchForWrite(ru);
-      PrefetchForWrite(ru + 64);
-    }
-    if (!budgets_.empty()) PrefetchForWrite(&budgets_[s.meeting]);
-    slots[nadm] = slot;
-    fwd[nadm++] = i;
-  }
-
-  // Phase 5: the receivers of every packet, with their MACs; the meeting's
-  // output cap.
-  uint32_t at = 0;
-  uint16_t nout = 0;
-  for (uint16_t k = 0; k < nadm; ++k) {
-    const LegEntry& s = dp_.tables.leg(slots[k]);
-    uint32_t n = GatherReceivers(s, slots[k], at);
-    if (!MeetingAllows(s.meeting, n)) [[unlikely]] {
-      Usage(slots[k], s.gen.load(std::memory_order_relaxed)).drop_policed++;
-      DropLater(pkts[fwd[k]], Drop::kMeetingCapped);
-      continue;  // its receivers' entries are overwritten by the next packet's
-    }
-    wc_.forwarded_in++;
-    rcv_at[nout] = at;
-    fwd[nout++] = fwd[k];
-    at += n;
-  }
-  rcv_at[nout] = at;
-
-  // Phase 6: copy, rewrite, send.
-  for (uint16_t k = 0; k < nout; ++k) {
-    uint16_t i = fwd[k];
-    FanOut(pkts[i], parsed[i], &receivers_[rcv_at[k]], rcv_at[k + 1] - rcv_at[k]);
-  }
+// A burst goes through the stages in turn, so that the cache misses of one
+// packet overlap those of the others: each stage starts the loads that the
+// next needs (bucket, leg entry, meeting and usage lines, receivers), so at
+// a million legs a packet waits for memory about once per stage instead of
+// once per dependent load.
+template <bool kProfile>
+void Worker::ProcessBurst(uint32_t port_index, rte_mbuf** pkts, uint16_t n) {
+  StageClock<kProfile> clock{profile_, kProfile ? rte_rdtsc() : 0};
+  [[maybe_unused]] const uint64_t start = clock.t;
+  [[maybe_unused]] const uint64_t counted = kProfile ? profile_.Total() : 0;
+  ndropped_ = 0;
+  uint16_t k = ParseStage(port_index, pkts, n);
+  clock.Lap(Stage::kParse);
+  k = LookupStage(pkts, k);
+  clock.Lap(Stage::kLookup);
+  k = AdmitStage(pkts, k);
+  clock.Lap(Stage::kAdmit);
+  k = ReceiversStage(pkts, k);
+  clock.Lap(Stage::kReceivers);
+  FanOutStage<kProfile>(pkts, k);  // counts its own parts
   if (ndropped_) rte_pktmbuf_free_bulk(dropped_, ndropped_);
   ndropped_ = 0;
+  FlushAll<kProfile>();  // counts itself as TX
+  if constexpr (kProfile) {
+    // What the laps left out: the drops' free, the counters.
+    uint64_t burst = rte_rdtsc() - start;
+    uint64_t laps = profile_.Total() - counted;
+    if (burst > laps) profile_.cycles[uint32_t(Stage::kOther)] += burst - laps;
+    profile_.packets += n;
+    profile_.bursts++;
+  }
 }
 
 void Worker::RecordLatency(uint64_t cycles, uint32_t packets) {
@@ -601,36 +253,47 @@ absl::Status Worker::Register() {
   return absl::OkStatus();
 }
 
+// Frames from the main thread (ARP/ND/ICMP replies and requests), worker 0
+// only. Returns how many.
+uint32_t Worker::SendInjected() {
+  rte_mbuf* pkts[kMaxBurst];
+  unsigned k = rte_ring_sc_dequeue_burst(dp_.inject_ring, reinterpret_cast<void**>(pkts),
+                                         burst_, nullptr);
+  for (unsigned i = 0; i < k; ++i) {
+    SetTxLeg(pkts[i], tables::kNil);
+    uint32_t out = 0;  // the main thread names the port by its id
+    for (uint32_t p = 0; p < dp_.ports.size(); ++p) {
+      if (dp_.ports[p].id == InjectPort(pkts[i])) out = p;
+    }
+    Send<false>(out, pkts[i], rte_pktmbuf_pkt_len(pkts[i]));
+  }
+  if (k) FlushAll<false>();
+  return k;
+}
+
 uint32_t Worker::Poll() {
   rte_mbuf* pkts[kMaxBurst];
   uint32_t got = 0;
   for (uint32_t p = 0; p < dp_.ports.size(); ++p) {
+    [[maybe_unused]] uint64_t t_rx = profiling_ ? rte_rdtsc() : 0;
     uint16_t n = rte_eth_rx_burst(dp_.ports[p].id, queue_, pkts, burst_);
     if (n == 0) continue;
     uint64_t t0 = rte_rdtsc();
     UpdateClock(t0);
     got += n;
-    ProcessBurst(p, pkts, n);
-    FlushAll();
+    if (profiling_) {
+      if (!profile_tsc_) [[unlikely]] {
+        profile_cpu_ns_ = ThreadCpuNs();
+        profile_tsc_ = rte_rdtsc();
+      }
+      profile_.cycles[uint32_t(Stage::kRx)] += t0 - t_rx;
+      ProcessBurst<true>(p, pkts, n);
+    } else {
+      ProcessBurst<false>(p, pkts, n);
+    }
     RecordLatency(rte_rdtsc() - t0, n);
   }
-  if (index_ == 0) {
-    // Frames from the main thread (ARP/ND/ICMP replies and requests).
-    unsigned k = rte_ring_sc_dequeue_burst(dp_.inject_ring, reinterpret_cast<void**>(pkts),
-                                           burst_, nullptr);
-    for (unsigned i = 0; i < k; ++i) {
-      pkts[i]->hash.usr = tables::kNil;
-      uint32_t out = 0;  // the main thread names the port by its id
-      for (uint32_t p = 0; p < dp_.ports.size(); ++p) {
-        if (dp_.ports[p].id == pkts[i]->port) out = p;
-      }
-      Send(out, pkts[i], rte_pktmbuf_pkt_len(pkts[i]));
-    }
-    if (k) {
-      FlushAll();
-      got += k;
-    }
-  }
+  if (index_ == 0) got += SendInjected();
   reader_.Quiescent();
   return got;
 }
@@ -678,8 +341,6 @@ int Worker::Run() {
   return 0;
 }
 
-}  // namespace
-
 int RunWorker(Dataplane& dp, uint32_t worker_index, uint16_t queue) {
   Worker w(dp, worker_index, queue);
   return w.Run();
@@ -704,5 +365,7 @@ absl::Status WorkerPoller::Start() {
 }
 
 uint32_t WorkerPoller::Poll() { return impl_->w.Poll(); }
+
+const StageProfile& WorkerPoller::profile() const { return impl_->w.profile(); }
 
 }  // namespace tandem::sw

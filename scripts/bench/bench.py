@@ -146,6 +146,8 @@ def main(argv):
     p.add_argument("--duration", type=float, help="seconds measured per run (3; 0.5 quick)")
     p.add_argument("--warmup", type=float, help="seconds before measuring (1; 0.3 quick)")
     p.add_argument("--no-huge", action="store_true", help="4k pages (--no-huge) for every run")
+    p.add_argument("--profile", action="store_true",
+                   help="tandem-switch --profile: print its cycles per packet per stage")
     p.add_argument("--no-5tswap", action="store_true")
     p.add_argument("--no-switch", action="store_true", help="only the testpmd reference")
     p.add_argument("--no-references", action="store_true",

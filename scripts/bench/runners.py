@@ -270,7 +270,8 @@ class SwitchRun:
             raise RuntimeError("tandem-tables apply %s: %s" % (path, r.stderr.strip()))
 
     def start(self):
-        self.proc = subprocess.Popen([self.cfg.switch, "--config", self.config],
+        profile = ["--profile"] if getattr(self.cfg, "profile", False) else []
+        self.proc = subprocess.Popen([self.cfg.switch, "--config", self.config] + profile,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.out = Output(self.proc.stdout)
         self.out.wait_for(r"tandem-switch: forwarding", 120, proc=self.proc)
@@ -302,6 +303,9 @@ class SwitchRun:
     def close(self):
         if self.proc is not None:
             stop(self.proc)
+            if getattr(self.cfg, "profile", False):  # the switch's table, printed at exit
+                time.sleep(0.2)
+                print("\n".join(l for l in self.out.text.splitlines() if l.startswith("profile:")))
         subprocess.run(["rm", "-rf", self.dir], check=False)
         remove_runtime_dir(self.prefix)
 

@@ -438,8 +438,9 @@ TEST(Checksum, SumMatchesSixteenBitReference) {
   }
 }
 
-// NextHops must give Dataplane::NextHop's answer (IpPrefix::Contains over the
-// on-link prefixes, else the family's gateway) for both families.
+// NextHops (the switch's one next-hop rule) must give the plain answer
+// (IpPrefix::Contains over the on-link prefixes, else the family's gateway)
+// for both families.
 IpAddr ReferenceNextHop(const std::vector<IpPrefix>& on_link, const IpAddr& gw4,
                         const IpAddr& gw6, const IpAddr& remote) {
   if (on_link.empty()) return remote;
