@@ -107,8 +107,11 @@ def assert_b_took_over(b, cause):
 
 
 def kill_node(node):
-    """kill -9 of every process of the node at once: switch, control, BIRD."""
-    for p in (node.switch.proc, node.control.proc, node.bird.proc):
+    """kill -9 of every process of the node at once: control, switch, BIRD.
+    The control daemon first: alive for a moment after its switch, it told B
+    the switch had died (B's takeover cause then says the peer reported it,
+    seen once at load average 8, rather than the silence of a whole node)."""
+    for p in (node.control.proc, node.switch.proc, node.bird.proc):
         os.kill(p.pid, signal.SIGKILL)
 
 
