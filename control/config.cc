@@ -97,7 +97,7 @@ const std::vector<absl::string_view> kKnownKeys = {
     "routing.log", "routing.local_as", "routing.router_id", "routing.prefixes",
     "routing.standby", "routing.prepend", "routing.local_pref_active",
     "routing.local_pref_standby", "routing.bfd_interval_ms", "routing.bfd_multiplier",
-    "routing.hold_time_s", "routing.connect_retry_s",
+    "routing.hold_time_s", "routing.connect_retry_s", "routing.preferred_dc",
     "routing.neighbor[].address", "routing.neighbor[].as", "routing.neighbor[].local",
     "routing.neighbor[].interface",
     "fleet.etcd", "fleet.prefix", "fleet.pair_id", "fleet.node_id", "fleet.data_center",

@@ -151,6 +151,11 @@ class Core {
   // confirmed copy. Without one every write is refused before it changes
   // anything. (The pair pushes this down; the core never calls up into it.)
   void SetStandbyConfirmed(bool confirmed) { standby_confirmed_.store(confirmed); }
+  // Routed mode, a backbone cut (docs/routed.md "Split brain"): the pair
+  // fences an active node that lost the route; its writes are refused
+  // (FAILED_PRECONDITION, as on a standby) and counted.
+  void SetFenced(bool fenced) { fenced_.store(fenced); }
+  uint64_t fenced_refusals() const { return fenced_refusals_.load(); }
 
  private:
   Core(Config config, std::unique_ptr<Store> store, std::unique_ptr<tables::TablesWriter> writer,
@@ -196,6 +201,8 @@ class Core {
   // The pair.
   absl::flat_hash_map<uint64_t, uint64_t> usage_sent_ ABSL_GUARDED_BY(mu_);  // leg -> packets
   std::atomic<bool> standby_confirmed_{false};
+  std::atomic<bool> fenced_{false};
+  mutable std::atomic<uint64_t> fenced_refusals_{0};
 };
 
 }  // namespace tandem::control

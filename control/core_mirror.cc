@@ -25,6 +25,15 @@ uint64_t Sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 
 absl::Status Core::CheckWritable() const {
   if (role_ == tables::Role::kActive) {
+    if (fenced_.load()) {
+      fenced_refusals_.fetch_add(1);
+      return absl::FailedPreconditionError(absl::StrCat(
+          "node ", config_.node,
+          " is fenced: it cannot hear its peer and yields the VIPs to it (its router prefers "
+          "the peer's announcement, or [routing] preferred_dc = \"peer\"; split brain, "
+          "docs/routed.md): the write is refused and nothing changed; send it to the node "
+          "the VIPs route to"));
+    }
     if (!config_.pair.enabled || !config_.pair.strict || standby_confirmed_.load()) {
       return absl::OkStatus();
     }

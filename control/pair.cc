@@ -530,6 +530,7 @@ void Pair::Step(absl::Time now) {
     if (source_) source_->SetEpoch(d.epoch);
     if (sink_) sink_->SetEpoch(d.epoch);
   }
+  Fence(now);
   bool handover;
   {
     absl::MutexLock lock(&mu_);
@@ -574,6 +575,50 @@ void Pair::RoutedHealth(mirror::LocalHealth* local) {
   routing_down_ = routing_was_up_ && r.sessions_up == 0;
   if (routing_down_) local->access_link_up = false;
   peer_routed_ = r.sessions_up > 0 && !r.competing.empty();
+}
+
+constexpr absl::Duration kFenceHold = absl::Seconds(1);
+
+void Pair::Fence(absl::Time now) {
+  if (!routing_) return;
+  bool fence;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!machine_) return;
+    bool yield = false;
+    switch (core_.config().routing.preferred_dc) {
+      case PreferredDc::kAny:
+        yield = peer_routed_;  // our router offers us the peer's path: ours is not best
+        break;
+      case PreferredDc::kThis:
+        break;
+      case PreferredDc::kPeer:
+        yield = true;
+        break;
+    }
+    bool cut = machine_->role() == mirror::Role::kActive &&
+               !machine_->peer_heard(mirror::Path::kBackbone, now);
+    // The fence outlasts a moment without the peer's path (a BGP session
+    // flapping under load lifted it, both took writes): it lifts once the
+    // path has been gone for kFenceHold, or at once when the peer is heard.
+    if (cut && yield) fence_until_ = now + kFenceHold;
+    fence = cut && now < fence_until_;
+  }
+  if (fence) {
+    // Withdrawn, so no router sends us the VIPs' traffic; the switch keeps
+    // its tables and forwards again the moment the fence lifts. Again each
+    // step: a role decision announces over it.
+    if (routing_->status().wanted != Announcement::kWithdrawn) {
+      routing_->Announce(Announcement::kWithdrawn);
+    }
+  } else if (fenced_) {
+    routing_->Announce(core_.node_role() == tables::Role::kActive ? Announcement::kActive
+                                                                   : Announcement::kStandby);
+  }
+  if (fence != fenced_) {
+    core_.SetFenced(fence);
+    fenced_ = fence;
+  }
 }
 
 void Pair::PublishStatus(absl::Time now) {
@@ -628,6 +673,7 @@ void Pair::PublishStatus(absl::Time now) {
     s.set_peer_clock_skew_ms(absl::ToDoubleMilliseconds(machine_->peer_clock_skew()));
     if (mirror::PeerIncompatible()) alarms.push_back("peer_incompatible");  // issue 19: another wire version
     if (routing_down_) alarms.push_back("routing_down");
+    if (fenced_) alarms.push_back("fenced");  // split brain avoided: writes refused
     // A takeover the peer's silence would make, held: the routing shows it.
     if (peer_routed_ && machine_->role() == mirror::Role::kStandby &&
         !machine_->peer_heard(mirror::Path::kBackbone, now)) {
@@ -639,6 +685,7 @@ void Pair::PublishStatus(absl::Time now) {
           static_cast<uint64_t>(absl::ToUnixNanos(absl::Now() - (now - t->at))));
     }
     auto& refused = *s.mutable_refused();
+    if (routing_) refused["writes_fenced"] = core_.fenced_refusals();
     if (state_region_.attached()) {
       uint32_t f = state_region_.view().header().local_flags.load(std::memory_order_relaxed);
       s.set_data_plane_ok(f & tables::kHbDataPlaneOk);

@@ -89,6 +89,9 @@ class Pair {
   // Routed mode: our health as the routing shows it (routing_down_ takes the
   // access path down in `local`) and whether the peer still announces.
   void RoutedHealth(mirror::LocalHealth* local) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Routed mode, split brain: fences (or frees) an active node that cannot
+  // hear its peer and yields the VIPs to it ([routing] preferred_dc).
+  void Fence(absl::Time now);
   bool AttachState();
   // The lost-writes exchange (control.proto, PairMessage).
   std::string Greeting();                          // active, to a new standby
@@ -131,6 +134,8 @@ class Pair {
   bool routing_down_ ABSL_GUARDED_BY(mu_) = false;
   bool peer_routed_ ABSL_GUARDED_BY(mu_) = false;
   bool routing_role_announced_ = false;  // the pair thread's: the first role announced
+  std::atomic<bool> fenced_{false};      // set by the pair thread (Fence)
+  absl::Time fence_until_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<uint64_t> latest_repl_seq_{0};  // of the last appended change
   std::atomic<bool> resync_wanted_{false};     // drift found: follow anew

@@ -132,6 +132,17 @@ absl::Status ParseRoutingConfig(const toml::table& root, const std::string& orig
   chain(ReadUint32(*t, "bfd_multiplier", o, 1, 255, &r->bfd_multiplier));
   chain(ReadUint32(*t, "hold_time_s", o, 3, 65535, &r->hold_time_s));
   chain(ReadUint32(*t, "connect_retry_s", o, 1, 65535, &r->connect_retry_s));
+  std::string preferred = "any";
+  chain(ReadString(*t, "preferred_dc", o, &preferred));
+  if (preferred == "any") {
+    r->preferred_dc = PreferredDc::kAny;
+  } else if (preferred == "this") {
+    r->preferred_dc = PreferredDc::kThis;
+  } else if (preferred == "peer") {
+    r->preferred_dc = PreferredDc::kPeer;
+  } else {
+    chain(Bad(o, "preferred_dc", "must be \"any\", \"this\" or \"peer\""));
+  }
   if (const toml::node* n = t->get("neighbor")) {
     const toml::array* arr = n->as_array();
     if (!arr) chain(Bad(o, "neighbor", "must be an array of tables ([[routing.neighbor]])"));

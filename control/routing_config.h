@@ -23,6 +23,7 @@
 //   bfd_multiplier = 3
 //   hold_time_s = 3
 //   connect_retry_s = 1
+//   preferred_dc = "any"                  # or "this", or "peer": split brain
 //   [[routing.neighbor]]
 //   address = "198.18.30.1"               # IPv4 or IPv6: carries that family
 //   as = 65010
@@ -50,6 +51,15 @@ enum class StandbyPolicy {
   kWithdraw,   // nothing
 };
 
+// Who yields when the backbone is cut and both nodes are active
+// (docs/routed.md "Split brain"): an active node that cannot hear its peer
+// is fenced (refuses writes, withdraws the VIPs) when...
+enum class PreferredDc {
+  kAny,   // ... its router offers it another origin's path: its own is not best
+  kThis,  // ... never: this DC wins every cut (the peer must be "peer")
+  kPeer,  // ... always: the peer's DC wins every cut, even one the peer did not survive
+};
+
 struct RoutingNeighbor {
   IpAddr address;  // the router's address; its family is the session's
   uint32_t as = 0;
@@ -74,6 +84,7 @@ struct RoutingConfig {
   uint32_t bfd_multiplier = 3;
   uint32_t hold_time_s = 3;
   uint32_t connect_retry_s = 1;
+  PreferredDc preferred_dc = PreferredDc::kAny;
   std::vector<RoutingNeighbor> neighbors;
 };
 

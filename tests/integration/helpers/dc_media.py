@@ -39,12 +39,20 @@ def legs(participants, family):
     return out
 
 
-def flows(bed, family, seconds):
+def flows(participants, family, seconds):
     return [Flow(host=h, sender_id=h.index + 1,
                  bind=endpoint(h.ip4 if family == 4 else h.ip6, MEDIA_PORT),
                  to=[endpoint(vip(family), VIP_PORT_BASE + h.index)],
                  count=int(seconds * RATE), rate=RATE, size=160)
-            for h in bed.participants]
+            for h in participants]
+
+
+def family_groups(bed):
+    """The participants of a bed made with participants=4 carrying both
+    families at once: p0 and p1 talk over IPv4, p2 and p3 over IPv6 (one
+    meeting each), so one failure measures the gap of both."""
+    half = len(bed.participants) // 2
+    return {4: bed.participants[:half], 6: bed.participants[half:]}
 
 
 def longest_run(missing, lo, hi):
@@ -104,11 +112,25 @@ class Media:
         assert self.lost_ms <= limit_ms + self.baseline_ms, f"the failure cost too much: {self}"
 
 
+class FamilyMedia(dict):
+    """{family: Media} of one stream carrying both families."""
+
+    def __str__(self):
+        return "; ".join(f"IPv{f}: {m}" for f, m in self.items())
+
+    def check(self, limit_ms):
+        for m in self.values():
+            m.check(limit_ms)
+
+
 def stream(bed, family, inject, seconds=4.0, at=2.0):
     """Media for `seconds` with inject() after `at` seconds of it; returns
-    (Media, inject's result)."""
-    runner = FlowRun(bed.testbed, flows(bed, family, seconds), start_delay=0.3, warmup=1.0,
-                     tail=1.0)
+    (Media, inject's result). `family` None: both families at once, each in
+    its group of participants (family_groups), and a FamilyMedia."""
+    groups = family_groups(bed) if family is None else {family: bed.participants}
+    runner = FlowRun(bed.testbed, [f for fam, ps in groups.items()
+                                   for f in flows(ps, fam, seconds)],
+                     start_delay=0.3, warmup=1.0, tail=1.0)
     result = {}
 
     def later():
@@ -123,8 +145,9 @@ def stream(bed, family, inject, seconds=4.0, at=2.0):
     th.join()
     if "error" in result:
         raise result["error"]
-    return Media(reports, bed.participants, int(seconds * RATE), int(at * RATE)), \
-        result.get("value")
+    media = FamilyMedia({fam: Media(reports, ps, int(seconds * RATE), int(at * RATE))
+                         for fam, ps in groups.items()})
+    return (media if family is None else media[family]), result.get("value")
 
 
 def wait_pair_synced(bed, active="a", timeout=20):
@@ -140,21 +163,28 @@ def wait_pair_synced(bed, active="a", timeout=20):
         time.sleep(0.1)
 
 
+def _meeting(bed, site, family, participants):
+    m = bed.a.ctl("meeting", "schedule", "--site", site, "--title", f"dc{family}")["meeting_id"]
+    bed.a.ctl("meeting", "start", m)
+    for h in participants:
+        own = endpoint(h.ip4 if family == 4 else h.ip6, MEDIA_PORT)
+        local = endpoint(vip(family), VIP_PORT_BASE + h.index)
+        bed.a.ctl("participant", "join", "--meeting", m, "--name", h.name, "--leg",
+                  f"audio,{own},local={local}")
+    return m
+
+
 def start_pair_meeting(bed, family, **pair_args):
     """The pair in routed mode (A active, B standby; `pair_args` for
     DcBed.start_pair), a meeting with the participants made through A's API
     and replicated to B; the edge routes the VIP to DC A. Returns the meeting
-    id."""
+    id. `family` None: one meeting per family (family_groups), both VIPs
+    routed to DC A; returns {family: meeting id}."""
     bed.start_pair(**pair_args)
-    v = vip(family)
     site = bed.a.ctl("site", "create", "--name", "dc")["site_id"]
-    m = bed.a.ctl("meeting", "schedule", "--site", site, "--title", "dc")["meeting_id"]
-    bed.a.ctl("meeting", "start", m)
-    for h in bed.participants:
-        own = endpoint(h.ip4 if family == 4 else h.ip6, MEDIA_PORT)
-        local = endpoint(v, VIP_PORT_BASE + h.index)
-        bed.a.ctl("participant", "join", "--meeting", m, "--name", h.name, "--leg",
-                  f"audio,{own},local={local}")
+    groups = family_groups(bed) if family is None else {family: bed.participants}
+    meetings = {fam: _meeting(bed, site, fam, ps) for fam, ps in groups.items()}
     wait_pair_synced(bed)
-    bed.wait_edge(v, "a")
-    return m
+    for fam in groups:
+        bed.wait_edge(vip(fam), "a")
+    return meetings if family is None else meetings[family]

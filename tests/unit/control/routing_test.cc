@@ -40,6 +40,7 @@ prepend = 2
 bfd_interval_ms = 20
 bfd_multiplier = 4
 hold_time_s = 6
+preferred_dc = "peer"
 [[routing.neighbor]]
 address = "198.18.30.1"
 as = 65010
@@ -81,6 +82,7 @@ TEST(RoutingConfigTest, ReadsEveryKey) {
   EXPECT_EQ(r.bfd_interval_ms, 20u);
   EXPECT_EQ(r.bfd_multiplier, 4u);
   EXPECT_EQ(r.hold_time_s, 6u);
+  EXPECT_EQ(r.preferred_dc, PreferredDc::kPeer);
   ASSERT_EQ(r.neighbors.size(), 2u);
   EXPECT_EQ(r.neighbors[0].address.ToString(), "198.18.30.1");
   EXPECT_EQ(r.neighbors[0].local.ToString(), "198.18.30.2");
@@ -95,6 +97,7 @@ TEST(RoutingConfigTest, DefaultsToL2) {
   EXPECT_EQ(c.routing.standby, StandbyPolicy::kPrepend);
   EXPECT_EQ(c.routing.bfd_interval_ms, 10u);
   EXPECT_EQ(c.routing.bfd_multiplier, 3u);
+  EXPECT_EQ(c.routing.preferred_dc, PreferredDc::kAny);
 }
 
 TEST(RoutingConfigTest, RefusesBadValuesNamingTheKey) {
@@ -105,6 +108,8 @@ TEST(RoutingConfigTest, RefusesBadValuesNamingTheKey) {
       {"mode = \"routed\"", "mode = \"bgp\"", "[access]: mode: must be \"l2\" or \"routed\""},
       {"standby = \"prepend\"", "standby = \"med\"", "standby: must be \"prepend\""},
       {"local_as = 65101", "local_as = 0", "local_as: must be an integer 1..4294967294"},
+      {"preferred_dc = \"peer\"", "preferred_dc = \"a\"",
+       "preferred_dc: must be \"any\", \"this\" or \"peer\""},
       {"prepend = 2", "prepend = 40", "prepend: must be an integer 1..16"},
       {"hold_time_s = 6", "hold_time_s = 1", "hold_time_s: must be an integer 3..65535"},
       {"router_id = \"198.18.30.2\"", "router_id = \"2001:db8::1\"", "router_id: must be an IPv4"},
