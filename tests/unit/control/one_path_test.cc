@@ -86,7 +86,7 @@ std::string TableBytes(const std::string& dir, const std::string& node) {
 
 std::string Digest(Core& core) {
   uint64_t position = 0;
-  return core.SiteDigest(&position, nullptr);
+  return core.SiteDigest(&position);
 }
 
 class OnePathTest : public ::testing::Test {
