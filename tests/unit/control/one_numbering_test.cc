@@ -12,28 +12,16 @@
 #include "absl/synchronization/mutex.h"
 #include "control/core.h"
 #include "mirror/replication.h"
+#include "tests/unit/control/node_config.h"
 #include "tests/unit/control/test_dir.h"
 
 namespace tandem::control {
 namespace {
 
+using testing::NodeConfig;
 using testing::TempDir;
 
 constexpr char kKey[] = "one-numbering-test-key-0123456789";
-
-Config NodeConfig(const TempDir& dir) {
-  Config c;
-  c.node = "a";
-  c.shm_dir = dir.path();
-  c.capacity.legs = 64;
-  c.capacity.meetings = 8;
-  c.store_path = dir.File("store.db");
-  c.access_vips = {*IpAddr::Parse("198.18.0.100")};
-  c.pool_first_port = 20000;
-  c.pool_last_port = 20063;
-  EXPECT_TRUE(ValidateConfig(c).ok());
-  return c;
-}
 
 // What the standby received: record by sequence.
 class Received {
@@ -77,7 +65,7 @@ uint64_t CreateSite(Core& core, const std::string& name) {
 
 TEST(OneNumberingTest, TheStandbyAppliesTheActivesChangeLogPositions) {
   TempDir dir;
-  auto core = Core::Start(NodeConfig(dir));
+  auto core = Core::Start(NodeConfig(dir, "a"));
   ASSERT_TRUE(core.ok()) << core.status();
   Core& active = **core;
   // Changes before the stream starts (the ROLE change of a takeover, an
