@@ -40,7 +40,7 @@ uint64_t ChangeLog::AppendAll(std::vector<v1::Change>& changes) {
   for (size_t i = 0; i < changes.size(); ++i) changes[i].SerializeToString(&bodies[i]);
   uint64_t now = UnixNs();
   std::string rec;
-  absl::MutexLock lock(&log_->mu());
+  mirror::ReplicationLog::Writer lock(*log_);
   const uint64_t log_id = log_->history();
   for (size_t i = 0; i < changes.size(); ++i) {
     uint64_t seq = log_->ring().last_seq() + 1;
@@ -60,13 +60,13 @@ uint64_t ChangeLog::AppendAll(std::vector<v1::Change>& changes) {
 }
 
 uint64_t ChangeLog::AppendRecord(absl::string_view record) {
-  absl::MutexLock lock(&log_->mu());
+  mirror::ReplicationLog::Writer lock(*log_);
   log_->Push(record);
   return log_->ring().last_seq();
 }
 
 void ChangeLog::AppendReplicated(std::string record, const v1::Change& change) {
-  absl::MutexLock lock(&log_->mu());
+  mirror::ReplicationLog::Writer lock(*log_);
   const RecordRing& ring = log_->ring();
   const uint64_t seq = change.seq();
   // Applied again after a store failure (the standby resumes from its last
@@ -86,7 +86,7 @@ void ChangeLog::AppendReplicated(std::string record, const v1::Change& change) {
 }
 
 void ChangeLog::AppendReplicatedRecord(uint64_t seq, absl::string_view record) {
-  absl::MutexLock lock(&log_->mu());
+  mirror::ReplicationLog::Writer lock(*log_);
   if (seq == log_->ring().last_seq() + 1) log_->Push(record);
 }
 

@@ -599,6 +599,7 @@ void ReplicationSource::State::Run() {
     fds.clear();
     fds.push_back({waker.fd(), POLLIN, 0});
     fds.push_back({listen_fd.get(), POLLIN, 0});
+    fds.push_back({log->wake_fd(), POLLIN, 0});
     if (active != nullptr) {
       fds.push_back({active->conn.fd(),
                      static_cast<short>(POLLIN | (active->conn.queued() ? POLLOUT : 0)), 0});
@@ -623,7 +624,8 @@ void ReplicationSource::State::Run() {
       log->StopWaiting();
     }
     if (fds[0].revents) waker.Drain();
-    if (active != nullptr && fds[2].revents) {
+    if (fds[2].revents) log->DrainWake();
+    if (active != nullptr && fds[3].revents) {
       if (ServeActive()) {
         active->last_rx_ns = MonoNanos();
       } else {
@@ -663,7 +665,6 @@ absl::StatusOr<std::unique_ptr<ReplicationSource>> ReplicationSource::Start(Sour
         options.backlog_records, options.backlog_bytes,
         options.history != 0 ? options.history : RandomHistory(), options.first_seq);
   }
-  s->log->SetReader(&s->waker);
   {
     absl::MutexLock l(&s->mu);
     s->epoch = options.epoch;
@@ -684,7 +685,6 @@ ReplicationSource::~ReplicationSource() {
   s_->stop.store(true);
   s_->waker.Wake();
   s_->io.join();
-  s_->log->SetReader(nullptr);
 }
 
 uint16_t ReplicationSource::port() const { return s_->port; }
@@ -703,7 +703,7 @@ absl::StatusOr<uint64_t> ReplicationSource::Append(absl::string_view record) {
     ++s_->oversized;
     return TooLong(record.size());
   }
-  absl::MutexLock g(&s_->log->mu());
+  ReplicationLog::Writer w(*s_->log);
   s_->log->Push(record);
   return s_->log->ring().last_seq();
 }
@@ -712,7 +712,7 @@ absl::StatusOr<uint64_t> ReplicationSource::AppendBatch(const std::vector<std::s
   uint64_t seq;
   size_t longest_refused = 0, refused = 0;
   {
-    absl::MutexLock g(&s_->log->mu());
+    ReplicationLog::Writer w(*s_->log);
     for (const std::string& r : records) {
       if (r.size() > kMaxRecord) {
         ++refused;

@@ -2,18 +2,19 @@
 
 namespace tandem::mirror {
 
-void ReplicationLog::Push(absl::string_view record) {
-  ring_.Push(record, MonoNanos());
-  if (reader_waiting_ && reader_ != nullptr) {
-    reader_waiting_ = false;
-    reader_->Wake();  // an eventfd write: never blocks
-  }
+ReplicationLog::Writer::~Writer() {
+  bool wake = log_.wake_;
+  log_.wake_ = false;
+  log_.mu_.Unlock();
+  if (wake) log_.waker_.Wake();  // an eventfd write: never blocks
 }
 
-void ReplicationLog::SetReader(Waker* waker) {
-  absl::MutexLock l(&mu_);
-  reader_ = waker;
-  reader_waiting_ = false;
+void ReplicationLog::Push(absl::string_view record) {
+  ring_.Push(record, MonoNanos());
+  if (reader_waiting_) {
+    reader_waiting_ = false;
+    wake_ = true;
+  }
 }
 
 bool ReplicationLog::WakeWhenPast(uint64_t next) {

@@ -8,8 +8,10 @@
 // (common/record_ring.h); the oldest go first, and a standby that needs one
 // that went gets a full resync.
 //
-// Thread-safe: every member is used under mu(). One reader (the source's I/O
-// thread) may ask to be woken by the next append (WakeWhenPast).
+// Thread-safe: every member is used under mu(); appends hold it through a
+// Writer, which wakes the waiting reader (the source's I/O thread, polling
+// wake_fd()) only once the lock is released, so that the reader does not
+// wake into a lock still held.
 #pragma once
 
 #include <cstdint>
@@ -34,8 +36,22 @@ class ReplicationLog {
   // Sequence numbers compare within one history only.
   uint64_t history() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return history_; }
 
+  // Holds mu() while it lives; then wakes the reader if a Push found it waiting.
+  class Writer {
+   public:
+    explicit Writer(ReplicationLog& log) ABSL_EXCLUSIVE_LOCK_FUNCTION(log.mu_) : log_(log) {
+      log_.mu_.Lock();
+    }
+    ~Writer() ABSL_UNLOCK_FUNCTION();
+    Writer(const Writer&) = delete;
+    Writer& operator=(const Writer&) = delete;
+
+   private:
+    ReplicationLog& log_;
+  };
+
   // Appends record last_seq() + 1 (its time on the monotonic clock, for the
-  // lag) and wakes the reader if it waits for it.
+  // lag); under a Writer.
   void Push(absl::string_view record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Empties the log; it goes on at (history, next_seq).
   void Restart(uint64_t history, uint64_t next_seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -43,10 +59,10 @@ class ReplicationLog {
     ring_.Clear(next_seq);
   }
 
-  // The reader: `waker` is woken by the first Push after WakeWhenPast found
-  // nothing past `next`; null detaches it. The reader must detach before the
-  // waker goes.
-  void SetReader(Waker* waker) ABSL_LOCKS_EXCLUDED(mu_);
+  // The reader polls this; it becomes readable at the first append after
+  // WakeWhenPast found nothing past `next`.
+  int wake_fd() const { return waker_.fd(); }
+  void DrainWake() { waker_.Drain(); }
   // True if record `next` is there; otherwise the reader is woken when it is.
   bool WakeWhenPast(uint64_t next) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StopWaiting() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { reader_waiting_ = false; }
@@ -55,8 +71,9 @@ class ReplicationLog {
   mutable absl::Mutex mu_;
   uint64_t history_ ABSL_GUARDED_BY(mu_);
   RecordRing ring_ ABSL_GUARDED_BY(mu_);
-  Waker* reader_ ABSL_GUARDED_BY(mu_) = nullptr;
+  Waker waker_;
   bool reader_waiting_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;  // a Push found the reader waiting
 };
 
 }  // namespace tandem::mirror
