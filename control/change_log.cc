@@ -23,7 +23,7 @@ void AppendVarintField(uint32_t field, uint64_t value, std::string* out) {
 }  // namespace
 
 ChangeLog::ChangeLog(size_t capacity, size_t max_bytes, uint64_t log_id)
-    : log_id_(log_id), ring_(capacity, max_bytes, 1) {}
+    : log_(std::make_shared<mirror::ReplicationLog>(capacity, max_bytes, log_id, 1)) {}
 
 uint64_t ChangeLog::Append(v1::Change change) {
   std::vector<v1::Change> one;
@@ -33,72 +33,82 @@ uint64_t ChangeLog::Append(v1::Change change) {
 
 uint64_t ChangeLog::AppendAll(std::vector<v1::Change>& changes) {
   if (changes.empty()) return 0;
-  // Serialise the bodies outside the lock; seq, log_id and time go in front
-  // under it (protobuf merges fields in any order, so header + body parses as
-  // one message).
+  // Serialise the bodies outside the lock; the tag, then seq, log_id and time
+  // go in front under it (protobuf merges fields in any order, so header +
+  // body parses as one message).
   std::vector<std::string> bodies(changes.size());
   for (size_t i = 0; i < changes.size(); ++i) changes[i].SerializeToString(&bodies[i]);
   uint64_t now = UnixNs();
-  absl::MutexLock lock(&mu_);
-  std::vector<std::string> records(changes.size());
+  std::string rec;
+  mirror::ReplicationLog::Writer lock(*log_);
+  const uint64_t log_id = log_->history();
   for (size_t i = 0; i < changes.size(); ++i) {
-    uint64_t seq = ring_.last_seq() + 1;
+    uint64_t seq = log_->ring().last_seq() + 1;
     changes[i].set_seq(seq);
-    changes[i].set_log_id(log_id_);
+    changes[i].set_log_id(log_id);
     changes[i].set_unix_ns(now);
-    std::string& rec = records[i];
-    rec.reserve(bodies[i].size() + 32);
+    rec.clear();
+    rec.reserve(bodies[i].size() + 33);
+    rec.push_back(kChangeTag);
     AppendVarintField(1, seq, &rec);
-    AppendVarintField(2, log_id_, &rec);
+    AppendVarintField(2, log_id, &rec);
     AppendVarintField(3, now, &rec);
     rec += bodies[i];
-    ring_.Push(rec, static_cast<int64_t>(now));
+    log_->Push(rec);
   }
-  if (observer_) observer_(records, ring_.last_seq());
-  return ring_.last_seq();
+  return log_->ring().last_seq();
 }
 
-void ChangeLog::SetObserver(Observer observer) {
-  absl::MutexLock lock(&mu_);
-  observer_ = std::move(observer);
+uint64_t ChangeLog::AppendRecord(absl::string_view record) {
+  mirror::ReplicationLog::Writer lock(*log_);
+  log_->Push(record);
+  return log_->ring().last_seq();
 }
 
 void ChangeLog::AppendReplicated(std::string record, const v1::Change& change) {
-  absl::MutexLock lock(&mu_);
+  mirror::ReplicationLog::Writer lock(*log_);
+  const RecordRing& ring = log_->ring();
+  const uint64_t seq = change.seq();
   // Applied again after a store failure (the standby resumes from its last
   // commit): already held.
-  if (change.log_id() == log_id_ && change.seq() <= ring_.last_seq() &&
-      change.seq() >= ring_.first_seq()) {
+  if (change.log_id() == log_->history() && seq <= ring.last_seq() && seq >= ring.first_seq()) {
     return;
   }
-  if (change.log_id() != log_id_ || change.seq() != ring_.last_seq() + 1) {
-    ring_.Clear(change.seq());
-    log_id_ = change.log_id();
-    resync_first_ = change.seq();
+  if (change.log_id() != log_->history() || seq <= ring.last_seq() ||
+      seq - ring.last_seq() > kMaxSkipped) {
+    log_->Restart(change.log_id(), seq);
+    resync_first_ = seq;
   }
-  ring_.Push(record, static_cast<int64_t>(change.unix_ns()));
+  // The active's records that are no changes keep their numbers here.
+  while (ring.last_seq() + 1 < seq) log_->Push({});
+  record.insert(record.begin(), kChangeTag);
+  log_->Push(record);
+}
+
+void ChangeLog::AppendReplicatedRecord(uint64_t seq, absl::string_view record) {
+  mirror::ReplicationLog::Writer lock(*log_);
+  if (seq == log_->ring().last_seq() + 1) log_->Push(record);
 }
 
 void ChangeLog::Reset(uint64_t log_id, uint64_t next_seq) {
-  absl::MutexLock lock(&mu_);
-  ring_.Clear(next_seq);
-  log_id_ = log_id;
+  absl::MutexLock lock(&log_->mu());
+  log_->Restart(log_id, next_seq);
   resync_first_ = next_seq;
 }
 
 uint64_t ChangeLog::log_id() const {
-  absl::MutexLock lock(&mu_);
-  return log_id_;
+  absl::MutexLock lock(&log_->mu());
+  return log_->history();
 }
 
 absl::Status ChangeLog::Read(uint64_t from, size_t max, absl::Duration wait,
-                             std::vector<v1::Change>* out) {
-  absl::MutexLock lock(&mu_);
-  auto ready = [this, from]()
-                   ABSL_SHARED_LOCKS_REQUIRED(mu_) { return closed_ || ring_.last_seq() >= from; };
-  mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
+                             std::vector<v1::Change>* out, uint64_t* next) {
+  absl::MutexLock lock(&log_->mu());
+  const RecordRing& ring = log_->ring();
+  auto ready = [this, &ring, from]() { return closed_ || ring.last_seq() >= from; };
+  log_->mu().AwaitWithTimeout(absl::Condition(&ready), wait);
   if (closed_) return absl::CancelledError("the change log is closed");
-  const uint64_t first = ring_.first_seq();
+  const uint64_t first = ring.first_seq();
   if (from < first && first == resync_first_) {
     return absl::UnavailableError(absl::StrCat(
         "this node resynced from the active node at change ", first,
@@ -108,25 +118,29 @@ absl::Status ChangeLog::Read(uint64_t from, size_t max, absl::Duration wait,
     return absl::OutOfRangeError(
         absl::StrCat("change ", from, " is no longer held (oldest ", first, "): resync"));
   }
-  for (uint64_t s = from; ring_.holds(s) && out->size() < max; ++s) {
+  uint64_t s = from;
+  for (; ring.holds(s) && out->size() < max; ++s) {
+    absl::string_view rec = ring.record(s);
+    if (rec.empty() || rec[0] != kChangeTag) continue;  // no change
+    rec.remove_prefix(1);
     v1::Change c;
-    absl::string_view rec = ring_.record(s);
     if (!c.ParseFromArray(rec.data(), static_cast<int>(rec.size()))) {
       return absl::DataLossError(absl::StrCat("change ", s, " does not parse"));
     }
     out->push_back(std::move(c));
   }
+  if (next != nullptr) *next = s;
   return absl::OkStatus();
 }
 
 void ChangeLog::Close() {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&log_->mu());
   closed_ = true;
 }
 
 uint64_t ChangeLog::last_seq() const {
-  absl::MutexLock lock(&mu_);
-  return ring_.last_seq();
+  absl::MutexLock lock(&log_->mu());
+  return log_->ring().last_seq();
 }
 
 }  // namespace tandem::control

@@ -30,7 +30,6 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include <functional>
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -121,17 +120,17 @@ class Core {
   // state. The first call takes the ids of every object and the position.
   // Objects changed later are read as they are then (the standby replays
   // every change after the position over them), objects gone are left out.
-  // `under_lock` runs before the lock is released (the replication source
-  // reads its own position there, so nothing can come in between).
-  void ReadSnapshot(SnapshotCursor& cursor, size_t max_bytes, std::vector<std::string>* out,
-                    const std::function<void()>& under_lock);
+  // Returns the change log's position at this chunk, read under the same
+  // lock (the replication stream is the change log: no change comes in
+  // between).
+  uint64_t ReadSnapshot(SnapshotCursor& cursor, size_t max_bytes, std::vector<std::string>* out);
   // Active side: usage of the legs whose counts moved since the last call.
   v1::UsageRecord UsageDelta();
   // SHA-256 of sites and meetings (the durable site data) and the position it is at.
-  // `under_lock` gets the digest before the lock is released, to put it in
-  // the replication stream at exactly that position.
-  std::string SiteDigest(uint64_t* position,
-                         const std::function<void(const std::string&, uint64_t)>& under_lock);
+  std::string SiteDigest(uint64_t* position);
+  // Active side: the same, appended to the change log (kDigestTag) at
+  // exactly that position, for the standby to compare its own there.
+  v1::DigestRecord AppendDigest();
   // Standby side: a full resync starts; objects not seen before EndResync go.
   void BeginResync();
   // Standby side: applies one replicated change (idempotent PUT semantics)
@@ -144,6 +143,9 @@ class Core {
   // The snapshot's records are applied: what it lacked goes (committed).
   absl::Status EndResync(uint64_t log_id, uint64_t seq);
   void ApplyUsage(const v1::UsageRecord& u);
+  // Standby side: a replicated record that is no change (usage, digest) at
+  // the active's `seq`, kept in our change log (ChangeLog::AppendReplicatedRecord).
+  void LogReplicated(uint64_t seq, absl::string_view record);
   // Commits the replicated changes applied so far to the store; only then may
   // the standby acknowledge them.
   absl::Status CommitReplicated();
@@ -181,6 +183,7 @@ class Core {
   void FillMeeting(const v1::Meeting& m, v1::Meeting* out) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<const v1::Meeting*> FindMeeting(uint64_t id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string DigestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // FailedPrecondition on a standby, naming the active node's API.
   absl::Status CheckWritable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

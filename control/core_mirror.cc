@@ -114,8 +114,7 @@ void Core::SetPairHints(uint64_t position, bool handover) {
   h.handover.store(handover ? 1 : 0, std::memory_order_relaxed);
 }
 
-void Core::ReadSnapshot(SnapshotCursor& cur, size_t max_bytes, std::vector<std::string>* out,
-                        const std::function<void()>& under_lock) {
+uint64_t Core::ReadSnapshot(SnapshotCursor& cur, size_t max_bytes, std::vector<std::string>* out) {
   absl::MutexLock lock(&mu_);
   const Indexes& ix = model_->indexes();
   if (!cur.opened) {
@@ -156,7 +155,7 @@ void Core::ReadSnapshot(SnapshotCursor& cur, size_t max_bytes, std::vector<std::
     out->push_back(Serialize(c));
     bytes += out->back().size();
   }
-  if (under_lock) under_lock();
+  return model_->changes().last_seq();
 }
 
 v1::UsageRecord Core::UsageDelta() {
@@ -211,9 +210,24 @@ void Core::ApplyUsage(const v1::UsageRecord& r) {
   }
 }
 
-std::string Core::SiteDigest(uint64_t* position,
-                             const std::function<void(const std::string&, uint64_t)>& under_lock) {
+std::string Core::SiteDigest(uint64_t* position) {
   absl::MutexLock lock(&mu_);
+  *position = model_->changes().last_seq();
+  return DigestLocked();
+}
+
+v1::DigestRecord Core::AppendDigest() {
+  absl::MutexLock lock(&mu_);
+  v1::DigestRecord r;
+  r.set_position(model_->changes().last_seq());
+  r.set_sha256(DigestLocked());
+  std::string rec(1, kDigestTag);
+  r.AppendToString(&rec);
+  model_->changes().AppendRecord(rec);
+  return r;
+}
+
+std::string Core::DigestLocked() {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
   std::string buf;
@@ -239,10 +253,13 @@ std::string Core::SiteDigest(uint64_t* position,
   unsigned len = 0;
   EVP_DigestFinal_ex(ctx, md, &len);
   EVP_MD_CTX_free(ctx);
-  std::string digest(reinterpret_cast<char*>(md), len);
-  *position = model_->changes().last_seq();
-  if (under_lock) under_lock(digest, *position);
-  return digest;
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
+void Core::LogReplicated(uint64_t seq, absl::string_view record) {
+  absl::MutexLock lock(&mu_);
+  if (role_ == tables::Role::kActive) return;  // see ApplyReplicated
+  model_->changes().AppendReplicatedRecord(seq, record);
 }
 
 void Core::BeginResync() {

@@ -107,6 +107,20 @@ v1::Leg Indexes::LegRecord(uint64_t leg_id) const {
   return l;
 }
 
+namespace {
+// One ring is both the Watch history and the pair's backlog (the replication
+// source reads the change log): it holds what the larger of the two asks.
+size_t ChangeLogRecords(const Config& c) {
+  return c.pair.enabled ? std::max<size_t>(c.watch_history, c.pair.backlog_changes)
+                        : c.watch_history;
+}
+size_t ChangeLogBytes(const Config& c) {
+  uint64_t mib = c.pair.enabled ? std::max(c.watch_history_mib, c.pair.backlog_mib)
+                                : c.watch_history_mib;
+  return static_cast<size_t>(mib) << 20;
+}
+}  // namespace
+
 // ---------------------------------------------------------------- Model
 
 Model::Model(const Config& config, std::unique_ptr<Store> store,
@@ -114,7 +128,7 @@ Model::Model(const Config& config, std::unique_ptr<Store> store,
     : config_(config),
       store_(std::move(store)),
       writer_(std::move(writer)),
-      changes_(std::make_unique<ChangeLog>(config.watch_history, config.watch_history_mib << 20,
+      changes_(std::make_unique<ChangeLog>(ChangeLogRecords(config), ChangeLogBytes(config),
                                            log_id)),
       pool_(config.pool_vips, config.pool_first_port, config.pool_last_port) {}
 

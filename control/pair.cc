@@ -59,18 +59,13 @@ std::string Tagged(char tag, const M& m) {
 // position at the first chunk.
 class StateSnapshot : public mirror::SnapshotReader {
  public:
-  StateSnapshot(Core& core, const std::atomic<mirror::ReplicationSource*>& serving)
-      : core_(core), serving_(serving) {}
+  explicit StateSnapshot(Core& core) : core_(core) {}
   absl::StatusOr<Chunk> Next(size_t max_bytes) override {
     Chunk c;
     bool first = !cursor_.opened;
     std::vector<std::string> objects;
-    // Under the core's lock no change can be appended: the source's
-    // position read there is the chunk's.
-    core_.ReadSnapshot(cursor_, max_bytes, &objects, [&] {
-      mirror::ReplicationSource* s = serving_.load();
-      c.seq = s ? s->status().last_seq : 0;
-    });
+    // The stream is the change log: its position is the chunk's.
+    c.seq = core_.ReadSnapshot(cursor_, max_bytes, &objects);
     c.records.reserve(objects.size() + 1);
     if (first) {
       v1::PositionRecord pos;
@@ -85,7 +80,6 @@ class StateSnapshot : public mirror::SnapshotReader {
 
  private:
   Core& core_;
-  const std::atomic<mirror::ReplicationSource*>& serving_;
   Core::SnapshotCursor cursor_;
 };
 
@@ -157,12 +151,10 @@ Pair::~Pair() {
 }
 
 void Pair::StopReplication() {
-  core_.changes().SetObserver(nullptr);  // no append reaches a source being destroyed
   for (int r = 0; r < static_cast<int>(mirror::RejectReason::kCount); ++r) {
     if (source_) refused_base_[r] += source_->rejects().Get(static_cast<mirror::RejectReason>(r));
     if (sink_) refused_base_[r] += sink_->rejects().Get(static_cast<mirror::RejectReason>(r));
   }
-  serving_ = nullptr;
   core_.SetStandbyConfirmed(false);
   source_.reset();
   sink_.reset();
@@ -177,10 +169,10 @@ void Pair::BecomeActive() {
   o.tls = cfg_.backbone_tls;
   o.listen = *mirror::ParseEndpoint(cfg_.listen);
   o.snapshot = [this]() -> absl::StatusOr<std::unique_ptr<mirror::SnapshotReader>> {
-    return std::make_unique<StateSnapshot>(core_, serving_);
+    return std::make_unique<StateSnapshot>(core_);
   };
-  o.backlog_records = cfg_.backlog_changes;
-  o.backlog_bytes = cfg_.backlog_mib << 20;
+  // The change log is the stream, bounded by [pair] backlog_* (model.cc).
+  o.log = core_.changes().records();
   o.greeting = [this] { return Greeting(); };
   o.on_message = [this](absl::string_view m) { OnStandbyMessage(m); };
   auto src = mirror::ReplicationSource::Start(std::move(o));
@@ -199,19 +191,6 @@ void Pair::BecomeActive() {
   }
   listen_error_.clear();
   source_ = std::move(*src);
-  mirror::ReplicationSource* s = source_.get();
-  serving_ = s;
-  core_.changes().SetObserver([this, s](std::vector<std::string>& recs, uint64_t) {
-    for (std::string& r : recs) r.insert(r.begin(), 'C');
-    absl::StatusOr<uint64_t> seq = s->AppendBatch(recs);
-    if (!seq.ok()) {
-      // The API's size limits keep every object far below the limit: an
-      // object stored before they existed can be this large.
-      fprintf(stderr, "tandem-control: pair: %s\n", std::string(seq.status().message()).c_str());
-      seq = s->status().last_seq;
-    }
-    latest_repl_seq_ = *seq;
-  });
 }
 
 void Pair::BecomeStandby() {
@@ -225,8 +204,8 @@ void Pair::BecomeStandby() {
   o.source = *mirror::ParseEndpoint(cfg_.peer);
   mirror::SinkCallbacks cb;
   cb.begin_snapshot = [this](uint64_t, uint64_t) { core_.BeginResync(); };
-  cb.apply = [this](mirror::RecordKind kind, uint64_t, absl::string_view rec) {
-    return ApplyRecord(kind, rec);
+  cb.apply = [this](mirror::RecordKind kind, uint64_t seq, absl::string_view rec) {
+    return ApplyRecord(kind, seq, rec);
   };
   cb.end_snapshot = [this](uint64_t) {
     return core_.EndResync(snapshot_log_id_.load(), snapshot_seq_.load());
@@ -257,8 +236,13 @@ void Pair::BecomeStandby() {
   sink_ = std::move(*sink);
 }
 
-absl::Status Pair::ApplyRecord(mirror::RecordKind kind, absl::string_view rec) {
+absl::Status Pair::ApplyRecord(mirror::RecordKind kind, uint64_t seq, absl::string_view rec) {
   if (rec.empty()) return absl::OkStatus();
+  // Our change log keeps the active's numbers: its records that are no
+  // changes too (one numbering, control/change_log.h).
+  if (kind != mirror::RecordKind::kSnapshot && (rec[0] == kUsageTag || rec[0] == kDigestTag)) {
+    core_.LogReplicated(seq, rec);
+  }
   absl::string_view body = rec.substr(1);
   auto unparsed = [&](const char* what) {
     // Never acknowledged: a version mismatch or a bug, to be seen (alarm).
@@ -300,7 +284,7 @@ absl::Status Pair::CompareDigest(absl::string_view body) {
   if (!d.ParseFromArray(body.data(), static_cast<int>(body.size()))) return absl::OkStatus();
   if (absl::Status st = core_.CommitReplicated(); !st.ok()) return st;
   uint64_t pos = 0;
-  std::string mine = core_.SiteDigest(&pos, nullptr);
+  std::string mine = core_.SiteDigest(&pos);
   bool match = mine == d.sha256();
   {
     absl::MutexLock lock(&status_mu_);
@@ -323,7 +307,7 @@ absl::Status Pair::WaitReplicated() {
     s = source_;  // kept alive while we wait, without holding mu_
   }
   absl::Status st =
-      s ? s->WaitAcked(latest_repl_seq_.load(), absl::Milliseconds(cfg_.sync_timeout_ms))
+      s ? s->WaitAcked(core_.changes().last_seq(), absl::Milliseconds(cfg_.sync_timeout_ms))
         : absl::UnavailableError("not serving replication");
   if (st.ok()) return st;
   absl::MutexLock slock(&status_mu_);
@@ -347,16 +331,9 @@ absl::StatusOr<v1::ComparePairResponse> Pair::Compare() {
     return absl::FailedPreconditionError("compare runs on the active node of the pair");
   }
   v1::ComparePairResponse out;
-  mirror::ReplicationSource* s = source_.get();
-  uint64_t pos = 0;
-  std::string digest = core_.SiteDigest(&pos, [s](const std::string& d, uint64_t p) {
-    v1::DigestRecord r;
-    r.set_position(p);
-    r.set_sha256(d);
-    (void)s->Append(Tagged('D', r));  // small
-  });
-  out.set_position(pos);
-  out.set_digest(absl::BytesToHexString(digest));
+  v1::DigestRecord d = core_.AppendDigest();
+  out.set_position(d.position());
+  out.set_digest(absl::BytesToHexString(d.sha256()));
   return out;
 }
 
@@ -554,7 +531,7 @@ void Pair::Step(absl::Time now) {
         for (int j = i; j < std::min(u.legs_size(), i + kUsageLegsPerRecord); ++j) {
           *part.add_legs() = u.legs(j);
         }
-        (void)source_->Append(Tagged('U', part));  // far below the limit
+        core_.changes().AppendRecord(Tagged(kUsageTag, part));  // far below the limit
       }
     }
     if (now >= next_compare_) {
@@ -728,6 +705,12 @@ void Pair::PublishStatus(absl::Time now) {
                                                 : "resyncing");
       s.set_acked_position(st.applied_seq);
       s.set_snapshots(st.snapshots);
+      // The backlog is the change log on either role: one ring, still mapped here.
+      const std::shared_ptr<mirror::ReplicationLog>& log = core_.changes().records();
+      absl::MutexLock g(&log->mu());
+      s.set_backlog_changes(log->ring().size());
+      s.set_backlog_bytes(log->ring().bytes());
+      s.set_backlog_resident_bytes(log->ring().resident());
       // Nothing more is acknowledged until the store takes it again.
       if (!st.store_error.empty()) alarms.push_back("store_failed");
     } else if (active && !listen_error_.empty()) {
@@ -783,11 +766,12 @@ void Pair::OnActiveMessage(absl::string_view msg) {
   size_t bytes = 0;
   for (uint64_t from = after + 1; complete && from <= core_.changes().last_seq();) {
     std::vector<v1::Change> batch;
-    absl::Status st = core_.changes().Read(from, 4096, absl::ZeroDuration(), &batch);
+    uint64_t next = from;
+    absl::Status st = core_.changes().Read(from, 4096, absl::ZeroDuration(), &batch, &next);
     if (!st.ok()) complete = false;  // no longer held
-    if (batch.empty()) break;
+    if (next == from) break;
+    from = next;  // past records that are no changes too
     for (v1::Change& c : batch) {
-      from = c.seq() + 1;
       if (c.kind() == v1::Change::ROLE) continue;
       bytes += c.ByteSizeLong() + 8;
       if (bytes > kMaxLostBytes) {

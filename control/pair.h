@@ -13,8 +13,9 @@
 // daemon closed shortens its detection time (RoleMachine::SetPeerControlClosed).
 //
 // Replication (mirror/replication.h): the active node serves the stream on
-// pair.listen, the standby follows the peer. Records are one tag byte and a
-// body:
+// pair.listen, the standby follows the peer. The stream is the change log
+// itself (one ring, numbered by log id and seq; the standby keeps the same
+// numbers). Records are one tag byte and a body:
 //   'C' a change of the change log (v1::Change, as the log holds it)
 //   'S' a snapshot object (v1::Change with a PUT kind), 'P' the snapshot's
 //       change-log position (v1::PositionRecord)
@@ -83,7 +84,7 @@ class Pair {
   void BecomeStandby();
   void StopReplication();
   // The standby's side of a record; an error: not stored, not acknowledged.
-  absl::Status ApplyRecord(mirror::RecordKind kind, absl::string_view rec);
+  absl::Status ApplyRecord(mirror::RecordKind kind, uint64_t seq, absl::string_view rec);
   absl::Status CompareDigest(absl::string_view digest_record);
   void PublishStatus(absl::Time now);
   // Routed mode: our health as the routing shows it (routing_down_ takes the
@@ -107,7 +108,6 @@ class Pair {
   std::unique_ptr<mirror::RoleMachine> machine_ ABSL_GUARDED_BY(mu_);
   mirror::SwitchHeartbeatFeed feed_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<mirror::ReplicationSource> source_ ABSL_GUARDED_BY(mu_);
-  std::atomic<mirror::ReplicationSource*> serving_{nullptr};  // source_, for the snapshot
   // Active without a source: why it could not listen; tried again every second.
   std::string listen_error_ ABSL_GUARDED_BY(mu_);
   absl::Time next_listen_retry_ ABSL_GUARDED_BY(mu_);
@@ -137,7 +137,6 @@ class Pair {
   std::atomic<bool> fenced_{false};      // set by the pair thread (Fence)
   absl::Time fence_until_ ABSL_GUARDED_BY(mu_);
 
-  std::atomic<uint64_t> latest_repl_seq_{0};  // of the last appended change
   std::atomic<bool> resync_wanted_{false};     // drift found: follow anew
   // Set by the sink's callbacks (its I/O thread, which must not take mu_:
   // the sink is destroyed under mu_), consumed by Step.

@@ -196,13 +196,13 @@ grpc::Status Service::Watch(grpc::ServerContext* ctx, const v1::WatchRequest* re
                                 "this node now follows another change log: resume the watch on "
                                 "the active node"));
     }
-    absl::Status st = log.Read(next, 512, absl::Milliseconds(200), &batch);
+    // `next` goes past the log's records that are no changes too.
+    absl::Status st = log.Read(next, 512, absl::Milliseconds(200), &batch, &next);
     if (absl::IsCancelled(st)) break;  // shutting down
     if (!st.ok()) return Reply("Watch", st);
     // No buffer_hint: a sync Write with it waits for a flush that never comes.
     for (const v1::Change& c : batch) {
       if (!writer->Write(c)) return Reply("Watch", absl::OkStatus());
-      next = c.seq() + 1;
     }
   }
   return Reply("Watch", absl::OkStatus());

@@ -151,17 +151,17 @@ struct ReplicationSource::State {
   std::thread io;
   std::atomic<bool> stop{false};
 
+  // Set by Start() before the I/O thread runs; its last_seq is the last
+  // appended record. Its lock is never taken with mu held, nor mu with it.
+  std::shared_ptr<ReplicationLog> log;
+
   mutable absl::Mutex mu;
   absl::CondVar acked_cv;
-  // Created by Start() before the I/O thread runs; its last_seq is the last
-  // appended record.
-  std::optional<RecordRing> backlog ABSL_GUARDED_BY(mu);
   uint64_t acked ABSL_GUARDED_BY(mu) = 0;
   // The active peer is synced once it acknowledged this (its snapshot's end).
   uint64_t snapshot_seq ABSL_GUARDED_BY(mu) = 0;
   bool connected ABSL_GUARDED_BY(mu) = false;
   bool synced ABSL_GUARDED_BY(mu) = false;
-  bool io_waiting ABSL_GUARDED_BY(mu) = false;
   uint64_t epoch ABSL_GUARDED_BY(mu) = 0;
   uint64_t snapshots_sent ABSL_GUARDED_BY(mu) = 0;
   uint64_t snapshot_restarts ABSL_GUARDED_BY(mu) = 0;
@@ -192,6 +192,7 @@ struct ReplicationSource::State {
   bool FillOutput();
   bool StreamSnapshot();
   void QueueSnapshotRecords(uint64_t ep, const std::vector<std::string>& records);
+  std::optional<std::string> NextBatch();
   void DropActive();
 };
 
@@ -322,6 +323,13 @@ bool ReplicationSource::State::Subscribe(std::unique_ptr<Peer>& p, const Message
     rejects.Count(RejectReason::kMalformed);
     return false;
   }
+  uint64_t history, first, last;
+  {
+    absl::MutexLock g(&log->mu());
+    history = log->history();
+    first = log->ring().first_seq();
+    last = log->ring().last_seq();
+  }
   {
     absl::MutexLock l(&mu);
     // A sink that has seen a newer epoch must never follow this (stale) source.
@@ -329,9 +337,8 @@ bool ReplicationSource::State::Subscribe(std::unique_ptr<Peer>& p, const Message
       rejects.Count(RejectReason::kUnexpected);
       return false;
     }
-    bool resume = sub->consistent && sub->history == opt.history &&
-                  sub->last_applied <= backlog->last_seq() &&
-                  sub->last_applied + 1 >= backlog->first_seq();
+    bool resume = sub->consistent && sub->history == history && sub->last_applied <= last &&
+                  sub->last_applied + 1 >= first;
     p->need_snapshot = !resume;
     p->next_send = resume ? sub->last_applied + 1 : 0;
     acked = resume ? sub->last_applied : 0;
@@ -395,17 +402,23 @@ bool ReplicationSource::State::StreamSnapshot() {
   while (p.snapshot != nullptr && p.conn.queued() < kOutputHighWater) {
     absl::StatusOr<SnapshotReader::Chunk> c = p.snapshot->Next(kBatchBytes);
     if (!c.ok()) return false;
-    uint64_t ep;
+    uint64_t ep, history, first, last;
+    {
+      absl::MutexLock g(&log->mu());
+      history = log->history();
+      first = log->ring().first_seq();
+      last = log->ring().last_seq();
+    }
     {
       absl::MutexLock l(&mu);
-      if (c->seq > backlog->last_seq() || c->seq + 1 < opt.first_seq) return false;
+      if (c->seq > last || (!p.snapshot_begun && c->seq + 1 < first)) return false;
       if (!p.snapshot_begun) {
         p.snapshot_from = c->seq;
         acked = 0;
         synced = false;
         snapshot_seq = UINT64_MAX;
         ++snapshots_sent;
-      } else if (p.snapshot_from + 1 < backlog->first_seq()) {
+      } else if (p.snapshot_from + 1 < first) {
         // The backlog dropped a change the standby needs after these
         // records: finishing would be in vain, start again.
         ++snapshot_restarts;
@@ -418,7 +431,7 @@ bool ReplicationSource::State::StreamSnapshot() {
     Session& s = p.session;
     if (!p.snapshot_begun) {
       p.conn.Queue(
-          s.Seal(MsgType::kSnapshotBegin, ep, EncodeSnapshotBegin({opt.history, c->seq, 0})));
+          s.Seal(MsgType::kSnapshotBegin, ep, EncodeSnapshotBegin({history, c->seq, 0})));
       p.snapshot_begun = true;
     }
     QueueSnapshotRecords(ep, c->records);
@@ -458,27 +471,47 @@ bool ReplicationSource::State::FillOutput() {
       if (active->snapshot != nullptr || active->need_snapshot) return true;  // more later
     }
     while (active->conn.queued() < kOutputHighWater) {
-      std::string body;
-      uint64_t ep;
-      {
-        absl::MutexLock l(&mu);
-        if (active->next_send > backlog->last_seq()) break;
-        if (!backlog->holds(active->next_send)) {
-          active->need_snapshot = true;  // the standby fell behind the backlog
-          break;
-        }
-        ep = epoch;
-        RecordList list(EncodeU64(active->next_send));
-        while (backlog->holds(active->next_send) && list.Add(backlog->record(active->next_send))) {
-          ++active->next_send;
-        }
-        body = list.Take();
-      }
-      active->conn.Queue(active->session.Seal(MsgType::kChanges, ep, body));
+      std::optional<std::string> body = NextBatch();
+      if (!body) break;
+      active->conn.Queue(active->session.Seal(MsgType::kChanges, Epoch(), *body));
     }
     if (!active->need_snapshot) break;
   }
   return true;
+}
+
+// The records from the active peer's next_send, as one kChanges body; none
+// when it has them all, or when the log no longer holds the next one (then
+// it needs a snapshot). A record too long to send (kMaxRecord) goes as an
+// empty one, counted: the numbering stays dense and the standby skips it.
+std::optional<std::string> ReplicationSource::State::NextBatch() {
+  uint64_t too_long = 0;
+  std::optional<std::string> body;
+  {
+    absl::MutexLock g(&log->mu());
+    const RecordRing& ring = log->ring();
+    uint64_t& next = active->next_send;
+    if (next > ring.last_seq()) return std::nullopt;
+    if (!ring.holds(next)) {
+      active->need_snapshot = true;  // the standby fell behind the backlog
+      return std::nullopt;
+    }
+    RecordList list(EncodeU64(next));
+    for (; ring.holds(next); ++next) {
+      absl::string_view r = ring.record(next);
+      if (r.size() > kMaxRecord) {
+        r = {};
+        ++too_long;
+      }
+      if (!list.Add(r)) break;
+    }
+    body = list.Take();
+  }
+  if (too_long > 0) {
+    absl::MutexLock l(&mu);
+    oversized += too_long;
+  }
+  return body;
 }
 
 bool ReplicationSource::State::ServeActive() {
@@ -502,8 +535,13 @@ bool ReplicationSource::State::ServeActive() {
       rejects.Count(ReasonOf(ack.status()));
       return false;
     }
+    uint64_t last;
+    {
+      absl::MutexLock g(&log->mu());
+      last = log->ring().last_seq();
+    }
     absl::MutexLock l(&mu);
-    if (*ack > backlog->last_seq()) {
+    if (*ack > last) {
       rejects.Count(RejectReason::kUnexpected);
       return false;
     }
@@ -561,6 +599,7 @@ void ReplicationSource::State::Run() {
     fds.clear();
     fds.push_back({waker.fd(), POLLIN, 0});
     fds.push_back({listen_fd.get(), POLLIN, 0});
+    fds.push_back({log->wake_fd(), POLLIN, 0});
     if (active != nullptr) {
       fds.push_back({active->conn.fd(),
                      static_cast<short>(POLLIN | (active->conn.queued() ? POLLOUT : 0)), 0});
@@ -572,22 +611,21 @@ void ReplicationSource::State::Run() {
           {p->conn.fd(), static_cast<short>(POLLIN | (p->conn.queued() ? POLLOUT : 0)), 0});
       if (deadline < 0 || p->deadline_ns < deadline) deadline = p->deadline_ns;
     }
+    // Sleep only if there is nothing left to send: an append wakes us then.
     bool more = false;
-    {
-      absl::MutexLock l(&mu);
-      // Sleep only if there is nothing left to send: Append() wakes us then.
-      more = active != nullptr && active->conn.queued() == 0 &&
-             (active->next_send <= backlog->last_seq() || active->need_snapshot ||
-              active->snapshot != nullptr);
-      io_waiting = !more;
+    if (active != nullptr && active->conn.queued() == 0) {
+      more = active->need_snapshot || active->snapshot != nullptr;
+      absl::MutexLock g(&log->mu());
+      if (!more) more = log->WakeWhenPast(active->next_send);
     }
     poll(fds.data(), fds.size(), more ? 0 : PollTimeoutMs(deadline));
     {
-      absl::MutexLock l(&mu);
-      io_waiting = false;
+      absl::MutexLock g(&log->mu());
+      log->StopWaiting();
     }
     if (fds[0].revents) waker.Drain();
-    if (active != nullptr && fds[2].revents) {
+    if (fds[2].revents) log->DrainWake();
+    if (active != nullptr && fds[3].revents) {
       if (ServeActive()) {
         active->last_rx_ns = MonoNanos();
       } else {
@@ -602,9 +640,11 @@ void ReplicationSource::State::Run() {
 
 absl::StatusOr<std::unique_ptr<ReplicationSource>> ReplicationSource::Start(SourceOptions options) {
   if (!options.snapshot) return absl::InvalidArgumentError("a snapshot callback is required");
-  if (options.first_seq == 0) return absl::InvalidArgumentError("first_seq must be >= 1");
-  if (options.backlog_records == 0 || options.backlog_bytes == 0) {
-    return absl::InvalidArgumentError("empty backlog");
+  if (options.log == nullptr) {
+    if (options.first_seq == 0) return absl::InvalidArgumentError("first_seq must be >= 1");
+    if (options.backlog_records == 0 || options.backlog_bytes == 0) {
+      return absl::InvalidArgumentError("empty backlog");
+    }
   }
   absl::StatusOr<Hmac> key = Hmac::Create(options.key);
   if (!key.ok()) return key.status();
@@ -619,10 +659,14 @@ absl::StatusOr<std::unique_ptr<ReplicationSource>> ReplicationSource::Start(Sour
   if (!fd.ok()) return fd.status();
   s->listen_fd = std::move(*fd);
   s->port = LocalPort(s->listen_fd.get());
-  if (options.history == 0) options.history = RandomHistory();
+  s->log = options.log;
+  if (s->log == nullptr) {
+    s->log = std::make_shared<ReplicationLog>(
+        options.backlog_records, options.backlog_bytes,
+        options.history != 0 ? options.history : RandomHistory(), options.first_seq);
+  }
   {
     absl::MutexLock l(&s->mu);
-    s->backlog.emplace(options.backlog_records, options.backlog_bytes, options.first_seq);
     s->epoch = options.epoch;
   }
   s->key = std::move(*key);
@@ -659,39 +703,31 @@ absl::StatusOr<uint64_t> ReplicationSource::Append(absl::string_view record) {
     ++s_->oversized;
     return TooLong(record.size());
   }
-  int64_t now = MonoNanos();
-  bool wake = false;
-  uint64_t seq;
-  {
-    absl::MutexLock l(&s_->mu);
-    s_->backlog->Push(record, now);
-    seq = s_->backlog->last_seq();
-    std::swap(wake, s_->io_waiting);
-  }
-  if (wake) s_->waker.Wake();
-  return seq;
+  ReplicationLog::Writer w(*s_->log);
+  s_->log->Push(record);
+  return s_->log->ring().last_seq();
 }
 
 absl::StatusOr<uint64_t> ReplicationSource::AppendBatch(const std::vector<std::string>& records) {
-  int64_t now = MonoNanos();
-  bool wake = false;
   uint64_t seq;
-  size_t longest_refused = 0;
+  size_t longest_refused = 0, refused = 0;
   {
-    absl::MutexLock l(&s_->mu);
+    ReplicationLog::Writer w(*s_->log);
     for (const std::string& r : records) {
       if (r.size() > kMaxRecord) {
-        ++s_->oversized;
+        ++refused;
         longest_refused = std::max(longest_refused, r.size());
         continue;
       }
-      s_->backlog->Push(r, now);
+      s_->log->Push(r);
     }
-    seq = s_->backlog->last_seq();
-    if (!records.empty()) std::swap(wake, s_->io_waiting);
+    seq = s_->log->ring().last_seq();
   }
-  if (wake) s_->waker.Wake();
-  if (longest_refused > 0) return TooLong(longest_refused);
+  if (refused > 0) {
+    absl::MutexLock l(&s_->mu);
+    s_->oversized += refused;
+    return TooLong(longest_refused);
+  }
   return seq;
 }
 
@@ -726,27 +762,30 @@ void ReplicationSource::Notify(const HeartbeatBody& report) {
 SourceStatus ReplicationSource::status() const {
   SourceStatus st;
   int64_t now = MonoNanos();
-  absl::MutexLock l(&s_->mu);
-  st.history = s_->opt.history;
-  const RecordRing& backlog = *s_->backlog;
+  {
+    absl::MutexLock l(&s_->mu);
+    st.acked_seq = s_->acked;
+    st.standby_connected = s_->connected;
+    st.standby_synced = s_->synced;
+    st.snapshots_sent = s_->snapshots_sent;
+    st.snapshot_restarts = s_->snapshot_restarts;
+    st.resumes = s_->resumes;
+    st.oversized = s_->oversized;
+    st.connections = s_->connections;
+  }
+  absl::MutexLock g(&s_->log->mu());
+  const RecordRing& backlog = s_->log->ring();
+  st.history = s_->log->history();
   st.last_seq = backlog.last_seq();
-  st.acked_seq = s_->acked;
-  st.standby_connected = s_->connected;
-  st.standby_synced = s_->synced;
-  st.lag_records = st.last_seq - std::min(s_->acked, st.last_seq);
+  st.lag_records = st.last_seq - std::min(st.acked_seq, st.last_seq);
   if (st.lag_records > 0) {
     // The oldest record the standby lacks, or the oldest still held.
-    uint64_t seq = std::max(s_->acked + 1, backlog.first_seq());
+    uint64_t seq = std::max(st.acked_seq + 1, backlog.first_seq());
     if (backlog.holds(seq)) st.lag_time = absl::Nanoseconds(now - backlog.appended_ns(seq));
   }
-  st.snapshots_sent = s_->snapshots_sent;
-  st.snapshot_restarts = s_->snapshot_restarts;
-  st.resumes = s_->resumes;
-  st.oversized = s_->oversized;
   st.backlog_records = backlog.size();
   st.backlog_bytes = backlog.bytes();
   st.backlog_resident = backlog.resident();
-  st.connections = s_->connections;
   return st;
 }
 

@@ -28,6 +28,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "mirror/net.h"
+#include "mirror/replication_log.h"
 #include "mirror/wire.h"
 
 namespace tandem::mirror {
@@ -61,12 +62,17 @@ struct SourceOptions {
   std::string key;                  // backbone key, >= kMinKeySize bytes
   bool tls = true;                  // the stream in TLS 1.3 (mirror/tls.h); the sink must agree
   Endpoint listen{"127.0.0.1", 0};  // port 0: ephemeral (see port())
+  // The records to stream (replication_log.h), shared with whoever appends
+  // them: a standby resumes after a break from what the log still holds, and
+  // one behind it gets a full resync. On a node of a pair it is the change
+  // log's. Null: the source keeps a log of its own, made from the four
+  // options below, and only Append()/AppendBatch() fill it.
+  std::shared_ptr<ReplicationLog> log;
   uint64_t history = 0;             // 0: random
   uint64_t first_seq = 1;           // sequence of the first Append()
-  // The backlog a standby resumes from after a break keeps at most this many
-  // records in this many bytes (a record costs its bytes + 16, rounded up to
-  // 8; common/record_ring.h); the oldest go first. A standby behind it gets a
-  // full resync. Memory: the bytes touched, plus 8 per record slot.
+  // That log keeps at most this many records in this many bytes (a record
+  // costs its bytes + 16, rounded up to 8; common/record_ring.h); the oldest
+  // go first. Memory: the bytes touched, plus 8 per record slot.
   size_t backlog_records = 1u << 20;
   size_t backlog_bytes = size_t{128} << 20;
   // Called on the I/O thread when a sink needs a full resync. Each chunk's
@@ -102,7 +108,9 @@ struct SourceStatus {
   uint64_t snapshots_sent = 0;
   uint64_t snapshot_restarts = 0;  // abandoned: the backlog dropped a change they needed
   uint64_t resumes = 0;      // subscriptions served from the backlog
-  uint64_t oversized = 0;    // records refused for being longer than kMaxRecord
+  // Records refused (Append) or sent empty (a shared log's) for being longer
+  // than kMaxRecord.
+  uint64_t oversized = 0;
   uint64_t backlog_records = 0;
   uint64_t backlog_bytes = 0;  // of SourceOptions::backlog_bytes in use
   uint64_t backlog_resident = 0;  // memory the backlog keeps resident
@@ -118,7 +126,7 @@ class ReplicationSource {
 
   uint16_t port() const;
 
-  // Appends a change; returns its sequence number. Never blocks on the network
+  // Appends a change to the log; returns its sequence number. Never blocks on the network
   // (the oldest backlog record is dropped when full). InvalidArgument, naming
   // the limit, for a record longer than kMaxRecord: it could never be sent.
   absl::StatusOr<uint64_t> Append(absl::string_view record);

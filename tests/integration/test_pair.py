@@ -368,6 +368,18 @@ def test_backbone_down_no_takeover_then_catch_up(pair):
     assert sb["peer_state"] == "up"
     # It resumed from the active's backlog: no second snapshot.
     assert int(sb.get("snapshots", 0)) == snapshots, sb
+    # One numbering (docs/pair.md): the stream is the change log, so what the
+    # standby applied is counted in the active's change-log positions, and
+    # once idle it is this node's own position too.
+    deadline = time.monotonic() + 10
+    while True:
+        pa, sb = pair.a.status()["pair"], pair.b.status()["pair"]
+        positions = (int(pa["position"]), int(pa.get("acked_position", 0)),
+                     int(sb["position"]), int(sb.get("acked_position", 0)))
+        if len(set(positions)) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(set(positions)) == 1, (positions, pa, sb)
     pa = pair.a.status()["pair"]
     assert int(pa.get("backlog_changes", 0)) > 0, pa
     assert 0 < int(pa.get("backlog_bytes", 0)) <= 128 << 20, pa

@@ -100,3 +100,47 @@ TEST(ChangeLogTest, ReaderWaitsForTheNextChange) {
 
 }  // namespace
 }  // namespace tandem::control
+
+namespace tandem::control {
+namespace {
+
+// A standby keeps the active's numbers: the stream's records that are no
+// changes (usage, digest marks) leave gaps between the changes it applies,
+// which its log holds as empty records rather than starting anew (a Watch on
+// the standby goes on), and a Watch reads past them.
+TEST(ChangeLogTest, AStandbyKeepsTheActivesNumbersAcrossRecordsThatAreNoChanges) {
+  ChangeLog active(100, 1 << 20, 9);
+  std::vector<v1::Change> one{SitePut(1)};
+  active.AppendAll(one);
+  active.AppendRecord(std::string(1, kUsageTag));
+  active.AppendRecord(std::string(1, kDigestTag));
+  one = {SitePut(2)};
+  active.AppendAll(one);
+  std::vector<v1::Change> changes;
+  uint64_t next = 0;
+  ASSERT_TRUE(active.Read(1, 10, absl::ZeroDuration(), &changes, &next).ok());
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[1].seq(), 4u);
+  EXPECT_EQ(next, 5u);
+
+  ChangeLog standby(100, 1 << 20, 1);
+  standby.Reset(9, 1);
+  for (const v1::Change& c : changes) standby.AppendReplicated(c.SerializeAsString(), c);
+  EXPECT_EQ(standby.last_seq(), 4u);
+  std::vector<v1::Change> mirrored;
+  ASSERT_TRUE(standby.Read(1, 10, absl::ZeroDuration(), &mirrored, &next).ok());
+  ASSERT_EQ(mirrored.size(), 2u);
+  EXPECT_EQ(mirrored[0].SerializeAsString(), changes[0].SerializeAsString());
+  EXPECT_EQ(mirrored[1].SerializeAsString(), changes[1].SerializeAsString());
+  EXPECT_EQ(next, 5u);
+
+  // Such a record at the tail of the stream keeps the positions equal; one
+  // that does not follow on (another numbering) is left out.
+  standby.AppendReplicatedRecord(5, std::string(1, kUsageTag));
+  EXPECT_EQ(standby.last_seq(), 5u);
+  standby.AppendReplicatedRecord(9, std::string(1, kUsageTag));
+  EXPECT_EQ(standby.last_seq(), 5u);
+}
+
+}  // namespace
+}  // namespace tandem::control

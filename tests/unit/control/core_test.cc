@@ -9,6 +9,7 @@
 #include <map>
 #include <tuple>
 
+#include "tests/unit/control/node_config.h"
 #include "tests/unit/control/test_dir.h"
 
 namespace tandem::control {
@@ -18,19 +19,7 @@ using testing::TempDir;
 
 class CoreTest : public ::testing::Test {
  protected:
-  Config MakeConfig() {
-    Config c;
-    c.node = "t";
-    c.shm_dir = dir_.path();
-    c.capacity.legs = 64;
-    c.capacity.meetings = 8;
-    c.store_path = dir_.File("store.db");
-    c.access_vips = {*IpAddr::Parse("198.18.0.100"), *IpAddr::Parse("2001:db8:1::100")};
-    c.pool_first_port = 20000;
-    c.pool_last_port = 20003;
-    EXPECT_TRUE(ValidateConfig(c).ok());
-    return c;
-  }
+  Config MakeConfig() { return testing::NodeConfig(dir_, "t", 20003); }
   void SetUp() override { Restart(); }
   void Restart() {
     core_.reset();  // releases the tables' writer lock

@@ -13,26 +13,14 @@
 #include <vector>
 
 #include "control/core.h"
+#include "tests/unit/control/node_config.h"
 #include "tests/unit/control/test_dir.h"
 
 namespace tandem::control {
 namespace {
 
+using testing::NodeConfig;
 using testing::TempDir;
-
-Config NodeConfig(const TempDir& dir, const std::string& node) {
-  Config c;
-  c.node = node;
-  c.shm_dir = dir.path();
-  c.capacity.legs = 64;
-  c.capacity.meetings = 8;
-  c.store_path = dir.File("store.db");
-  c.access_vips = {*IpAddr::Parse("198.18.0.100"), *IpAddr::Parse("2001:db8:1::100")};
-  c.pool_first_port = 20000;
-  c.pool_last_port = 20063;
-  EXPECT_TRUE(ValidateConfig(c).ok());  // fills the pool's VIPs
-  return c;
-}
 
 // Every row of the store's object tables and its leg id reservation, as
 // text (blobs hex-free: compared as raw bytes). The epoch is a node's own.
@@ -86,7 +74,7 @@ std::string TableBytes(const std::string& dir, const std::string& node) {
 
 std::string Digest(Core& core) {
   uint64_t position = 0;
-  return core.SiteDigest(&position, nullptr);
+  return core.SiteDigest(&position);
 }
 
 class OnePathTest : public ::testing::Test {
