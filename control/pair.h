@@ -80,6 +80,13 @@ class Pair {
   explicit Pair(Core& core);
   void Loop();
   void Step(absl::Time now);
+  // Step's parts: the role machine fed (made at the first step; returns the
+  // witness's hold), from the switch's state region when there is one; a
+  // decision applied; what an active does on the side (usage, digests).
+  absl::Time FeedMachine(absl::Time now, uint64_t position) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FeedSwitch(absl::Time now, uint64_t position) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Apply(const mirror::Decision& d, bool peer_was_active, uint64_t peer_position);
+  void Housekeeping(absl::Time now, uint64_t position);
   void BecomeActive();
   void BecomeStandby();
   void StopReplication();
@@ -87,6 +94,12 @@ class Pair {
   absl::Status ApplyRecord(mirror::RecordKind kind, uint64_t seq, absl::string_view rec);
   absl::Status CompareDigest(absl::string_view digest_record);
   void PublishStatus(absl::Time now);
+  // PublishStatus's parts (control/pair_status.cc), under mu_.
+  void PeerStatus(absl::Time now, v1::PairStatus* out, std::vector<std::string>* alarms)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HealthAndRefusals(v1::PairStatus* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReplicationStatus(bool active, v1::PairStatus* out, std::vector<std::string>* alarms)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Routed mode: our health as the routing shows it (routing_down_ takes the
   // access path down in `local`) and whether the peer still announces.
   void RoutedHealth(mirror::LocalHealth* local) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
