@@ -94,7 +94,8 @@ void RecordRing::Push(absl::string_view record, int64_t appended_ns) {
   char* at = data_ + pos % capacity_;
   Header h{record.size(), appended_ns};
   std::memcpy(at, &h, sizeof(h));
-  std::memcpy(at + sizeof(h), record.data(), record.size());
+  // An empty record may have no data pointer at all (memcpy's is never null).
+  if (!record.empty()) std::memcpy(at + sizeof(h), record.data(), record.size());
   pos_[seq % max_records_] = pos;
   head_ = pos + need;
   touched_ = std::max(touched_, static_cast<size_t>(pos % capacity_ + need));

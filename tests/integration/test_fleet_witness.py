@@ -20,7 +20,7 @@ from helpers.etcd import EtcdCluster  # noqa: E402
 from helpers.meeting import own_endpoint, sender_id, vip_endpoint  # noqa: E402
 from helpers.pair import PairBed  # noqa: E402
 from helpers.participants import Flow, FlowRun  # noqa: E402
-from helpers.tables import Tables  # noqa: E402
+from helpers.tables import RoleReader, Tables  # noqa: E402
 
 PAIR = "pair-w"
 # The witness's timing: the product defaults, written out for the bounds.
@@ -34,28 +34,34 @@ NODE_ETCD_IP = {"na": "198.18.0.41", "nb": "198.18.0.42"}
 
 
 class Sampler:
-    """Both nodes' roles, asked alternately (tandemctl status) from a thread
-    until stopped: a list of (t0, role of A, t1, role of B, t2), A's asked
-    between t0 and t1, B's between t1 and t2."""
+    """Both nodes' roles as their tables say them (helpers.tables.RoleReader),
+    read alternately every 2 ms from a thread until stopped: a list of (t0,
+    role of A, t1, role of B, t2), A's read between t0 and t1, B's between t1
+    and t2."""
+
+    INTERVAL_S = 0.002
 
     def __init__(self, bed):
-        self.bed = bed
+        self.readers = [RoleReader(Tables.of(n.switch)) for n in (bed.a, bed.b)]
         self.samples = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run)
         self.thread.start()
 
     def run(self):
-        while not self.stop.is_set():
+        a_reader, b_reader = self.readers
+        while not self.stop.wait(self.INTERVAL_S):
             t0 = time.monotonic()
-            a = self.bed.a.role()
+            a = a_reader.role()
             t1 = time.monotonic()
-            b = self.bed.b.role()
+            b = b_reader.role()
             self.samples.append((t0, a, t1, b, time.monotonic()))
 
     def finish(self):
         self.stop.set()
         self.thread.join()
+        for r in self.readers:
+            r.close()
         return self.samples
 
 
@@ -115,6 +121,7 @@ witness_margin_ms = {MARGIN_MS}
 witness_guard_ms = {GUARD_MS}
 """)
         bed.start()
+        bed.drop_heartbeats_program()  # compiled now: the partitions are timed
         bed.etcd, bed.prefix = etcd, prefix
         yield bed
     finally:

@@ -13,8 +13,10 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 
 from helpers.tables import Tables  # noqa: E402
-from test_fleet_witness import (  # noqa: E402,F401 (witnessed: the fixture)
-    ETCD_TICK_S, GUARD_MS, MARGIN_MS, RENEW_MS, TTL_S, leader, wait_leader, witnessed)
+import test_fleet_witness  # noqa: E402
+from test_fleet_witness import ETCD_TICK_S, GUARD_MS, MARGIN_MS, RENEW_MS, TTL_S, leader, wait_leader  # noqa: E402
+
+witnessed = test_fleet_witness.witnessed  # the fixture: its bed
 
 
 def quiet(node):

@@ -295,14 +295,22 @@ class PairBed:
             time.sleep(0.1)
         raise AssertionError(f"the standby did not catch up: {[n.status() for n in self.nodes()]}")
 
+    def drop_heartbeats_program(self):
+        """The tc classifier of partition(), compiled once per bed (a test
+        that times a partition compiles it before the cut)."""
+        if getattr(self, "_drop_obj", None) is None:
+            obj = self.testbed.tmpdir("bpf", root="/tmp") / "drop.o"
+            netns.run(["clang", "-O2", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c",
+                       os.path.join(os.path.dirname(__file__), "..", "tools",
+                                    "drop_heartbeats.bpf.c"), "-o", str(obj)])
+            self._drop_obj = obj
+        return self._drop_obj
+
     def partition(self, node):
         """Cuts `node` off from its peer on both paths, while both still reach
         the participants: its backbone veth goes down and a tc classifier on
         its bridge port drops the pair's heartbeat frames."""
-        obj = self.testbed.tmpdir("bpf", root="/tmp") / "drop.o"
-        netns.run(["clang", "-O2", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c",
-                   os.path.join(os.path.dirname(__file__), "..", "tools", "drop_heartbeats.bpf.c"),
-                   "-o", str(obj)])
+        obj = self.drop_heartbeats_program()
         br = self.testbed.bridge_ns
         netns.run(["ip", "-n", node.host.ns, "link", "set", "bb0", "down"])
         netns.run(["tc", "-n", br, "qdisc", "add", "dev", node.name, "clsact"])

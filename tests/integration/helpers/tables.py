@@ -1,5 +1,8 @@
 """Runs tandem-tables, the writer tool over a node's session tables."""
 import json
+import mmap
+import os
+import struct
 import subprocess
 
 from . import paths
@@ -45,3 +48,35 @@ class Tables:
     def drops(self):
         """Totals of drops by reason, from the switch's state region."""
         return dict(self.stats()["totals"]["drops"])
+
+
+class RoleReader:
+    """A node's role and epoch as its tables say them to the switch, read
+    straight from the mapped region: a few microseconds, so a test can sample
+    both nodes every few milliseconds (tandemctl takes tens). The offsets are
+    TablesHeader's (common/tables/layout.h); the first read is checked
+    against tandem-tables, so a layout change fails loudly, not silently."""
+
+    ROLE_OFFSET, EPOCH_OFFSET = 148, 152
+    ROLES = {0: "standby", 1: "active"}
+
+    def __init__(self, tables):
+        path = os.path.join(str(tables.shm_dir), f"tandem.{tables.node}.tables")
+        with open(path, "rb") as f:
+            self.map = mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ)
+        shown = tables.show()
+        got = self.read()
+        assert got == (shown["role"], int(shown["epoch"])), (
+            f"RoleReader: offsets disagree with tandem-tables: {got} against "
+            f"{shown['role']}, {shown['epoch']} (common/tables/layout.h changed?)")
+
+    def read(self):
+        role = struct.unpack_from("<I", self.map, self.ROLE_OFFSET)[0]
+        epoch = struct.unpack_from("<Q", self.map, self.EPOCH_OFFSET)[0]
+        return self.ROLES.get(role, f"role {role}"), epoch
+
+    def role(self):
+        return self.read()[0]
+
+    def close(self):
+        self.map.close()
