@@ -474,17 +474,6 @@ void Pair::FeedSwitch(absl::Time now, uint64_t position) {
     b.access_link_up = local.access_link_up;
     b.position = position;
     source_->Notify(b);
-  } else if (machine_->role() == mirror::Role::kStandby && !local.data_plane_ok && sink_ &&
-             now >= next_notice_) {
-    next_notice_ = now + absl::Milliseconds(cfg_.heartbeat_ms);
-    v1::PairMessage m;
-    v1::PairMessage::StandbyReport* r = m.mutable_standby_report();
-    r->set_node_id(cfg_.node_id);
-    r->set_epoch(machine_->epoch());
-    r->set_position(position);
-    r->set_data_plane_ok(false);
-    r->set_access_link_up(local.access_link_up);
-    sink_->Send(m.SerializeAsString());
   }
 }
 
@@ -683,19 +672,6 @@ void Pair::OnStandbyMessage(absl::string_view msg) {
     r.node_id = m.took_over().node_id();
     r.role = mirror::Role::kActive;
     r.epoch = m.took_over().epoch();
-    absl::MutexLock lock(&notice_mu_);
-    notice_ = r;
-    return;
-  }
-  if (m.has_standby_report()) {
-    const v1::PairMessage::StandbyReport& s = m.standby_report();
-    mirror::PeerReport r;
-    r.node_id = s.node_id();
-    r.role = mirror::Role::kStandby;
-    r.epoch = s.epoch();
-    r.position = s.position();
-    r.data_plane_ok = s.data_plane_ok();
-    r.access_link_up = s.access_link_up();
     absl::MutexLock lock(&notice_mu_);
     notice_ = r;
     return;
