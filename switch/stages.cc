@@ -18,10 +18,6 @@ using tables::Drop;
 using tables::kNil;
 using tables::LegEntry;
 
-// The usage counters are written for every packet: ask for the lines in a
-// writable state so the store does not miss a second time.
-inline void PrefetchForWrite(const void* p) { __builtin_prefetch(p, 1, 3); }
-
 // IpAddr::is_v4 inline (IPv4 addresses are IPv4-mapped, ::ffff:0:0/96): it
 // runs per receiver.
 inline bool MappedV4(const IpAddr& a) {

@@ -24,10 +24,6 @@ using tables::Drop;
 using tables::kNil;
 using tables::LegEntry;
 
-// The usage counters are written for every packet: ask for the lines in a
-// writable state so the store does not miss a second time.
-inline void PrefetchForWrite(const void* p) { __builtin_prefetch(p, 1, 3); }
-
 // An epoch for LegHops that no other worker, and no earlier switch process on
 // the same state region, used: the switch's restarts, its pid, the TSC and a
 // count of workers made in this process, mixed.
