@@ -379,6 +379,10 @@ void Pair::Step(absl::Time now) {
     core_.SetStandbyConfirmed(source_ && source_->status().standby_synced);
     if (!machine_ && now < decide_from_) return;
     hold_until = FeedMachine(now, position);
+    if (witness_ && machine_->role() == mirror::Role::kActive) {
+      // Rule 8 holds the role like the key: the switch is told so too.
+      hold_until = std::max(hold_until, machine_->peer_switch_dead_until());
+    }
     decisions = machine_->TakeDecisions();
     if (witness_) witness_->See(SightOf(*machine_, now));
     if (machine_->peer() && machine_->peer()->role == mirror::Role::kActive) {
@@ -413,16 +417,31 @@ absl::Time Pair::FeedMachine(absl::Time now, uint64_t position) {
     rc.multiplier = static_cast<int>(cfg_.multiplier);
     rc.preempt = cfg_.preempt;
     rc.rejoin_hold = HoldDown(cfg_.heartbeat_ms);
+    // Rule 8: below the holds of a (re)started switch (the pair's on a
+    // standby, the switch's own on an active: HoldNs in switch/pair_link.cc),
+    // and 15 intervals or more, for a loaded host.
+    rc.control_timeout =
+        std::min(HoldDown(cfg_.heartbeat_ms),
+                 std::max(absl::Milliseconds(300), 30 * absl::Milliseconds(cfg_.heartbeat_ms))) /
+        2;
     rc.backbone_only = core_.config().access_mode == AccessMode::kRouted;
     machine_ = std::make_unique<mirror::RoleMachine>(rc, ToMirror(core_.node_role()),
                                                      core_.node_epoch(), now);
   }
   std::optional<mirror::PeerReport> notice;
+  std::optional<mirror::PeerControlReport> report;
   {
     absl::MutexLock nlock(&notice_mu_);
     notice.swap(notice_);
+    report.swap(standby_report_);
   }
   if (notice) machine_->OnHeartbeat(mirror::Path::kBackbone, *notice, now);
+  if (notice && !notice->data_plane_ok) {
+    // The active's word that its switch is dead is its control daemon's too
+    // (rule 8): it bridges our takeover until it follows us and reports.
+    report = mirror::PeerControlReport{notice->node_id, notice->role, notice->epoch, false};
+  }
+  if (report) machine_->OnPeerControl(*report, now);
   absl::Time hold_until = absl::InfinitePast();
   if (witness_) {
     mirror::WitnessInput in = witness_->Input();
@@ -442,8 +461,21 @@ absl::Time Pair::FeedMachine(absl::Time now, uint64_t position) {
     none.position = position;
     machine_->SetLocal(none, now);
     machine_->Tick(now);
+    ReportToActive(now, false);
   }
   return hold_until;
+}
+
+void Pair::ReportToActive(absl::Time now, bool data_plane_ok) {
+  if (machine_->role() != mirror::Role::kStandby || !sink_ || now < next_report_) return;
+  next_report_ = now + absl::Milliseconds(cfg_.heartbeat_ms);
+  if (!sink_->status().connected) return;
+  v1::PairMessage m;
+  v1::PairMessage::StandbyReport* r = m.mutable_standby_report();
+  r->set_node_id(cfg_.node_id);
+  r->set_epoch(machine_->epoch());
+  r->set_data_plane_ok(data_plane_ok);
+  sink_->Send(m.SerializeAsString());
 }
 
 void Pair::FeedSwitch(absl::Time now, uint64_t position) {
@@ -475,6 +507,7 @@ void Pair::FeedSwitch(absl::Time now, uint64_t position) {
     b.position = position;
     source_->Notify(b);
   }
+  ReportToActive(now, local.data_plane_ok);
 }
 
 void Pair::Apply(const mirror::Decision& d, bool peer_was_active, uint64_t peer_position) {
@@ -674,6 +707,16 @@ void Pair::OnStandbyMessage(absl::string_view msg) {
     r.epoch = m.took_over().epoch();
     absl::MutexLock lock(&notice_mu_);
     notice_ = r;
+    return;
+  }
+  if (m.has_standby_report()) {
+    mirror::PeerControlReport r;
+    r.node_id = m.standby_report().node_id();
+    r.role = mirror::Role::kStandby;
+    r.epoch = m.standby_report().epoch();
+    r.data_plane_ok = m.standby_report().data_plane_ok();
+    absl::MutexLock lock(&notice_mu_);
+    standby_report_ = r;
     return;
   }
   if (!m.has_lost()) return;
