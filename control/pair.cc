@@ -467,9 +467,13 @@ absl::Time Pair::FeedMachine(absl::Time now, uint64_t position) {
 }
 
 void Pair::ReportToActive(absl::Time now, bool data_plane_ok) {
+  // Only while the switch is dead (its heartbeats say the rest), and once
+  // when it runs again, so that the active knows at once.
+  if (data_plane_ok && !reported_dead_) return;
   if (machine_->role() != mirror::Role::kStandby || !sink_ || now < next_report_) return;
   next_report_ = now + absl::Milliseconds(cfg_.heartbeat_ms);
   if (!sink_->status().connected) return;
+  reported_dead_ = !data_plane_ok;
   v1::PairMessage m;
   v1::PairMessage::StandbyReport* r = m.mutable_standby_report();
   r->set_node_id(cfg_.node_id);

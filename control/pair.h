@@ -85,8 +85,9 @@ class Pair {
   // decision applied; what an active does on the side (usage, digests).
   absl::Time FeedMachine(absl::Time now, uint64_t position) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FeedSwitch(absl::Time now, uint64_t position) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A standby tells the active it follows that it is alive, and whether its
-  // switch runs (PairMessage.standby_report, every heartbeat interval).
+  // A standby whose switch is dead tells the active it follows that it is
+  // alive (PairMessage.standby_report, every heartbeat interval), and once
+  // that its switch runs again.
   void ReportToActive(absl::Time now, bool data_plane_ok) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Apply(const mirror::Decision& d, bool peer_was_active, uint64_t peer_position);
   void Housekeeping(absl::Time now, uint64_t position);
@@ -140,6 +141,7 @@ class Pair {
   absl::Time next_usage_, next_compare_, next_notice_, next_report_, next_publish_;
   absl::Time decide_from_;  // startup hold-down: no role decision before
   bool switch_alive_ = false;
+  bool reported_dead_ = false;  // the last standby_report said the switch is dead
   absl::Time switch_hold_until_;  // the same after the switch (re)started: no takeover before
   absl::Time active_until_;  // the witness's hold last written for the switch (Step only)
   // Routed mode (docs/routed.md, "Failures of the pair across data centers"):
