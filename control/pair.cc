@@ -401,7 +401,7 @@ void Pair::Step(absl::Time now) {
     routing_role_announced_ = true;
     bool active = decisions.empty() ? core_.node_role() == tables::Role::kActive
                                     : decisions.back().role == mirror::Role::kActive;
-    routing_->Announce(active ? Announcement::kActive : Announcement::kStandby);
+    routing_->Announce(PairAnnouncement(active, false, false));
   }
   for (const mirror::Decision& d : decisions) Apply(d, peer_was_active, peer_position);
   Fence(now);
@@ -518,11 +518,12 @@ void Pair::Apply(const mirror::Decision& d, bool peer_was_active, uint64_t peer_
   bool taking_over = d.role == mirror::Role::kActive && core_.node_role() != tables::Role::kActive;
   // The position at the role change: no replicated record is applied after it.
   uint64_t at = core_.SetNodeRole(FromMirror(d.role), d.epoch, d.cause, peer_was_active);
+  witness_withdrawn_ = d.role == mirror::Role::kStandby && d.for_witness;
   // After the tables: the switch forwards as the new role before BGP
   // brings it the traffic (and a demoted node withdraws its preference).
   if (routing_) {
-    routing_->Announce(d.role == mirror::Role::kActive ? Announcement::kActive
-                                                       : Announcement::kStandby);
+    routing_->Announce(
+        PairAnnouncement(d.role == mirror::Role::kActive, false, witness_withdrawn_));
   }
   if (taking_over) {
     absl::MutexLock slock(&status_mu_);
@@ -609,7 +610,7 @@ constexpr absl::Duration kFenceHold = absl::Seconds(1);
 
 void Pair::Fence(absl::Time now) {
   if (!routing_) return;
-  bool fence;
+  bool fence, heal;
   {
     absl::MutexLock lock(&mu_);
     if (!machine_) return;
@@ -631,18 +632,16 @@ void Pair::Fence(absl::Time now) {
     // path has been gone for kFenceHold, or at once when the peer is heard.
     if (cut && yield) fence_until_ = now + kFenceHold;
     fence = cut && now < fence_until_;
+    // Stepped down for the witness: withdrawn until the peer is heard again.
+    heal = witness_withdrawn_ && machine_->peer_heard(mirror::Path::kBackbone, now);
   }
-  if (fence) {
-    // Withdrawn, so no router sends us the VIPs' traffic; the switch keeps
-    // its tables and forwards again the moment the fence lifts. Again each
-    // step: a role decision announces over it.
-    if (routing_->status().wanted != Announcement::kWithdrawn) {
-      routing_->Announce(Announcement::kWithdrawn);
-    }
-  } else if (fenced_) {
-    routing_->Announce(core_.node_role() == tables::Role::kActive ? Announcement::kActive
-                                                                   : Announcement::kStandby);
-  }
+  if (heal) witness_withdrawn_ = false;
+  // Fenced: withdrawn, so no router sends us the VIPs' traffic; the switch
+  // keeps its tables and forwards again the moment the fence lifts. Again
+  // each step: a role decision announces over it.
+  Announcement want =
+      PairAnnouncement(core_.node_role() == tables::Role::kActive, fence, witness_withdrawn_);
+  if ((fence || fenced_ || heal) && routing_->status().wanted != want) routing_->Announce(want);
   if (fence != fenced_) {
     core_.SetFenced(fence);
     fenced_ = fence;

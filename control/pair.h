@@ -152,6 +152,9 @@ class Pair {
   bool routing_down_ ABSL_GUARDED_BY(mu_) = false;
   bool peer_routed_ ABSL_GUARDED_BY(mu_) = false;
   bool routing_role_announced_ = false;  // the pair thread's: the first role announced
+  // The pair thread's: stepped down for the witness (W3), the peer not heard
+  // since: routed mode announces nothing (PairAnnouncement).
+  bool witness_withdrawn_ = false;
   std::atomic<bool> fenced_{false};      // set by the pair thread (Fence)
   absl::Time fence_until_ ABSL_GUARDED_BY(mu_);
 

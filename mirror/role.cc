@@ -141,6 +141,7 @@ void RoleMachine::ActiveRules(bool heard, absl::Time now) {
     Become(Role::kStandby, epoch_, now,
            "peer lost on backbone and access network and the pair's key in etcd not held "
            "(witness: lease not renewed)");
+    decisions_.back().for_witness = true;
   }
   // Rule 5: otherwise an active node stays active.
 }

@@ -158,6 +158,9 @@ struct Decision {
   Role role = Role::kStandby;  // the new role
   uint64_t epoch = 0;          // the epoch after the decision
   std::string cause;
+  // Rule 7 (W3): stepped down because the pair's key was not held while the
+  // peer was silent (routed mode withdraws the VIPs then, docs/routed.md).
+  bool for_witness = false;
 };
 
 struct Alarms {

@@ -114,6 +114,7 @@ TEST_F(WitnessRule, ActiveCutOffStepsDownWhenItsHoldEnds) {
   ASSERT_EQ(decisions_.size(), 1u);
   EXPECT_EQ(decisions_[0].at, hold_end);
   EXPECT_THAT(decisions_[0].cause, HasSubstr("witness: lease not renewed"));
+  EXPECT_TRUE(decisions_[0].for_witness);
   // Without the key it does not take the role back while the silence lasts.
   Run(absl::Seconds(3));
   EXPECT_EQ(m_->role(), Role::kStandby);
@@ -297,6 +298,13 @@ TEST_F(WitnessRule, PeerHeardActiveEndsItsControlReport) {
   m_->OnHeartbeat(Path::kBackbone, r, now_);
   EXPECT_EQ(m_->role(), Role::kStandby);
   EXPECT_EQ(m_->peer_switch_dead_until(), absl::InfinitePast());
+  ASSERT_EQ(m_->TakeDecisions().size(), 1u);
+  // Demoted by rule 1, not for the witness: routed mode announces standby.
+  Start(Role::kActive);
+  m_->OnHeartbeat(Path::kBackbone, r, now_);
+  std::vector<Decision> d = m_->TakeDecisions();
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_FALSE(d[0].for_witness);
 }
 
 }  // namespace
