@@ -379,6 +379,10 @@ void Pair::Step(absl::Time now) {
     core_.SetStandbyConfirmed(source_ && source_->status().standby_synced);
     if (!machine_ && now < decide_from_) return;
     hold_until = FeedMachine(now, position);
+    if (witness_ && machine_->role() == mirror::Role::kActive) {
+      // Rule 8 holds the role like the key: the switch is told so too.
+      hold_until = std::max(hold_until, machine_->peer_switch_dead_until());
+    }
     decisions = machine_->TakeDecisions();
     if (witness_) witness_->See(SightOf(*machine_, now));
     if (machine_->peer() && machine_->peer()->role == mirror::Role::kActive) {
@@ -397,7 +401,7 @@ void Pair::Step(absl::Time now) {
     routing_role_announced_ = true;
     bool active = decisions.empty() ? core_.node_role() == tables::Role::kActive
                                     : decisions.back().role == mirror::Role::kActive;
-    routing_->Announce(active ? Announcement::kActive : Announcement::kStandby);
+    routing_->Announce(PairAnnouncement(active, false, false));
   }
   for (const mirror::Decision& d : decisions) Apply(d, peer_was_active, peer_position);
   Fence(now);
@@ -413,16 +417,31 @@ absl::Time Pair::FeedMachine(absl::Time now, uint64_t position) {
     rc.multiplier = static_cast<int>(cfg_.multiplier);
     rc.preempt = cfg_.preempt;
     rc.rejoin_hold = HoldDown(cfg_.heartbeat_ms);
+    // Rule 8: below the holds of a (re)started switch (the pair's on a
+    // standby, the switch's own on an active: HoldNs in switch/pair_link.cc),
+    // and 15 intervals or more, for a loaded host.
+    rc.control_timeout =
+        std::min(HoldDown(cfg_.heartbeat_ms),
+                 std::max(absl::Milliseconds(300), 30 * absl::Milliseconds(cfg_.heartbeat_ms))) /
+        2;
     rc.backbone_only = core_.config().access_mode == AccessMode::kRouted;
     machine_ = std::make_unique<mirror::RoleMachine>(rc, ToMirror(core_.node_role()),
                                                      core_.node_epoch(), now);
   }
   std::optional<mirror::PeerReport> notice;
+  std::optional<mirror::PeerControlReport> report;
   {
     absl::MutexLock nlock(&notice_mu_);
     notice.swap(notice_);
+    report.swap(standby_report_);
   }
   if (notice) machine_->OnHeartbeat(mirror::Path::kBackbone, *notice, now);
+  if (notice && !notice->data_plane_ok) {
+    // The active's word that its switch is dead is its control daemon's too
+    // (rule 8): it bridges our takeover until it follows us and reports.
+    report = mirror::PeerControlReport{notice->node_id, notice->role, notice->epoch, false};
+  }
+  if (report) machine_->OnPeerControl(*report, now);
   absl::Time hold_until = absl::InfinitePast();
   if (witness_) {
     mirror::WitnessInput in = witness_->Input();
@@ -442,8 +461,25 @@ absl::Time Pair::FeedMachine(absl::Time now, uint64_t position) {
     none.position = position;
     machine_->SetLocal(none, now);
     machine_->Tick(now);
+    ReportToActive(now, false);
   }
   return hold_until;
+}
+
+void Pair::ReportToActive(absl::Time now, bool data_plane_ok) {
+  // Only while the switch is dead (its heartbeats say the rest), and once
+  // when it runs again, so that the active knows at once.
+  if (data_plane_ok && !reported_dead_) return;
+  if (machine_->role() != mirror::Role::kStandby || !sink_ || now < next_report_) return;
+  next_report_ = now + absl::Milliseconds(cfg_.heartbeat_ms);
+  if (!sink_->status().connected) return;
+  reported_dead_ = !data_plane_ok;
+  v1::PairMessage m;
+  v1::PairMessage::StandbyReport* r = m.mutable_standby_report();
+  r->set_node_id(cfg_.node_id);
+  r->set_epoch(machine_->epoch());
+  r->set_data_plane_ok(data_plane_ok);
+  sink_->Send(m.SerializeAsString());
 }
 
 void Pair::FeedSwitch(absl::Time now, uint64_t position) {
@@ -475,17 +511,19 @@ void Pair::FeedSwitch(absl::Time now, uint64_t position) {
     b.position = position;
     source_->Notify(b);
   }
+  ReportToActive(now, local.data_plane_ok);
 }
 
 void Pair::Apply(const mirror::Decision& d, bool peer_was_active, uint64_t peer_position) {
   bool taking_over = d.role == mirror::Role::kActive && core_.node_role() != tables::Role::kActive;
   // The position at the role change: no replicated record is applied after it.
   uint64_t at = core_.SetNodeRole(FromMirror(d.role), d.epoch, d.cause, peer_was_active);
+  witness_withdrawn_ = d.role == mirror::Role::kStandby && d.for_witness;
   // After the tables: the switch forwards as the new role before BGP
   // brings it the traffic (and a demoted node withdraws its preference).
   if (routing_) {
-    routing_->Announce(d.role == mirror::Role::kActive ? Announcement::kActive
-                                                       : Announcement::kStandby);
+    routing_->Announce(
+        PairAnnouncement(d.role == mirror::Role::kActive, false, witness_withdrawn_));
   }
   if (taking_over) {
     absl::MutexLock slock(&status_mu_);
@@ -572,7 +610,7 @@ constexpr absl::Duration kFenceHold = absl::Seconds(1);
 
 void Pair::Fence(absl::Time now) {
   if (!routing_) return;
-  bool fence;
+  bool fence, heal;
   {
     absl::MutexLock lock(&mu_);
     if (!machine_) return;
@@ -594,18 +632,16 @@ void Pair::Fence(absl::Time now) {
     // path has been gone for kFenceHold, or at once when the peer is heard.
     if (cut && yield) fence_until_ = now + kFenceHold;
     fence = cut && now < fence_until_;
+    // Stepped down for the witness: withdrawn until the peer is heard again.
+    heal = witness_withdrawn_ && machine_->peer_heard(mirror::Path::kBackbone, now);
   }
-  if (fence) {
-    // Withdrawn, so no router sends us the VIPs' traffic; the switch keeps
-    // its tables and forwards again the moment the fence lifts. Again each
-    // step: a role decision announces over it.
-    if (routing_->status().wanted != Announcement::kWithdrawn) {
-      routing_->Announce(Announcement::kWithdrawn);
-    }
-  } else if (fenced_) {
-    routing_->Announce(core_.node_role() == tables::Role::kActive ? Announcement::kActive
-                                                                   : Announcement::kStandby);
-  }
+  if (heal) witness_withdrawn_ = false;
+  // Fenced: withdrawn, so no router sends us the VIPs' traffic; the switch
+  // keeps its tables and forwards again the moment the fence lifts. Again
+  // each step: a role decision announces over it.
+  Announcement want =
+      PairAnnouncement(core_.node_role() == tables::Role::kActive, fence, witness_withdrawn_);
+  if ((fence || fenced_ || heal) && routing_->status().wanted != want) routing_->Announce(want);
   if (fence != fenced_) {
     core_.SetFenced(fence);
     fenced_ = fence;
@@ -674,6 +710,16 @@ void Pair::OnStandbyMessage(absl::string_view msg) {
     r.epoch = m.took_over().epoch();
     absl::MutexLock lock(&notice_mu_);
     notice_ = r;
+    return;
+  }
+  if (m.has_standby_report()) {
+    mirror::PeerControlReport r;
+    r.node_id = m.standby_report().node_id();
+    r.role = mirror::Role::kStandby;
+    r.epoch = m.standby_report().epoch();
+    r.data_plane_ok = m.standby_report().data_plane_ok();
+    absl::MutexLock lock(&notice_mu_);
+    standby_report_ = r;
     return;
   }
   if (!m.has_lost()) return;

@@ -85,6 +85,10 @@ class Pair {
   // decision applied; what an active does on the side (usage, digests).
   absl::Time FeedMachine(absl::Time now, uint64_t position) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FeedSwitch(absl::Time now, uint64_t position) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A standby whose switch is dead tells the active it follows that it is
+  // alive (PairMessage.standby_report, every heartbeat interval), and once
+  // that its switch runs again.
+  void ReportToActive(absl::Time now, bool data_plane_ok) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Apply(const mirror::Decision& d, bool peer_was_active, uint64_t peer_position);
   void Housekeeping(absl::Time now, uint64_t position);
   void BecomeActive();
@@ -134,9 +138,10 @@ class Pair {
   std::array<uint64_t, static_cast<int>(mirror::RejectReason::kCount)> refused_base_
       ABSL_GUARDED_BY(mu_) = {};
   tables::StateFollower state_region_;
-  absl::Time next_usage_, next_compare_, next_notice_, next_publish_;
+  absl::Time next_usage_, next_compare_, next_notice_, next_report_, next_publish_;
   absl::Time decide_from_;  // startup hold-down: no role decision before
   bool switch_alive_ = false;
+  bool reported_dead_ = false;  // the last standby_report said the switch is dead
   absl::Time switch_hold_until_;  // the same after the switch (re)started: no takeover before
   absl::Time active_until_;  // the witness's hold last written for the switch (Step only)
   // Routed mode (docs/routed.md, "Failures of the pair across data centers"):
@@ -147,6 +152,9 @@ class Pair {
   bool routing_down_ ABSL_GUARDED_BY(mu_) = false;
   bool peer_routed_ ABSL_GUARDED_BY(mu_) = false;
   bool routing_role_announced_ = false;  // the pair thread's: the first role announced
+  // The pair thread's: stepped down for the witness (W3), the peer not heard
+  // since: routed mode announces nothing (PairAnnouncement).
+  bool witness_withdrawn_ = false;
   std::atomic<bool> fenced_{false};      // set by the pair thread (Fence)
   absl::Time fence_until_ ABSL_GUARDED_BY(mu_);
 
@@ -156,6 +164,9 @@ class Pair {
   std::atomic<bool> peer_control_closed_{false};
   absl::Mutex notice_mu_;
   std::optional<mirror::PeerReport> notice_ ABSL_GUARDED_BY(notice_mu_);
+  // The standby's report on the replication connection (rule 8), by the
+  // source's thread, consumed by Step.
+  std::optional<mirror::PeerControlReport> standby_report_ ABSL_GUARDED_BY(notice_mu_);
   std::optional<std::string> reply_ ABSL_GUARDED_BY(notice_mu_);  // to the active, by Step
   std::atomic<uint64_t> snapshot_log_id_{0}, snapshot_seq_{0};
 

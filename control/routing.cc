@@ -19,6 +19,11 @@ const char* PathStateName(PathState s) {
   return "?";
 }
 
+Announcement PairAnnouncement(bool active, bool fenced, bool witness_withdrawn) {
+  if (fenced || (!active && witness_withdrawn)) return Announcement::kWithdrawn;
+  return active ? Announcement::kActive : Announcement::kStandby;
+}
+
 absl::StatusOr<std::unique_ptr<RoutingDriver>> RoutingDriver::Start(RoutingConfig cfg,
                                                                     std::vector<IpAddr> vips,
                                                                     Announcement initial,

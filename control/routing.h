@@ -66,6 +66,13 @@ struct RoutingStatus {
   std::vector<CompetingPath> competing;
 };
 
+// What the pair asks the driver to announce for its node: its role (active;
+// standby, less preferred), but nothing while it is fenced (split brain,
+// docs/routed.md) or while it stepped down for the witness and its peer is
+// still not heard (an active whose lease on the pair's key could not be
+// renewed withdraws its routes: docs/fleet.md, W3).
+Announcement PairAnnouncement(bool active, bool fenced, bool witness_withdrawn);
+
 class RoutingDriver {
  public:
   using HealthFn = std::function<bool()>;

@@ -26,14 +26,36 @@
 //     (the new active died at once). Without this, a pair flapping under CPU
 //     starvation handed the active role back to a node that still held writes
 //     the other had just reported lost, and lost the other's.
-//  7. With etcd as the pair's witness (SetWitness; docs/fleet.md, rules W1-W7
-//     of control/fleet/witness.h), while the peer is lost on both paths: an
-//     active node stays active only until its hold on the pair's key ends
-//     (W3), then steps down; a standby whose takeover is due (rule 3) takes
+//  7. With etcd as the pair's witness (SetWitness; docs/fleet.md, rules W1-W8
+//     of control/fleet/witness.h, W9 is rule 8), while the peer is lost on
+//     both paths and rule 8 does not apply: an active node stays active
+//     only until its hold on the pair's key ends (W3), then steps down; a standby whose takeover is due (rule 3) takes
 //     over only while it holds the key, from takeover_from on (W5), at the
 //     key's epoch, which must be above every epoch seen. With the peer heard
 //     on either path the witness is not asked (W2, W6): an etcd outage takes
 //     no pair down and delays no handover.
+//  8. The peer's control daemon heard on the backbone (OnPeerControl: what
+//     it says of itself on the replication connection, within
+//     control_timeout) proves the peer alive, never its data plane nor
+//     either path: it changes no alarm, no peer health, no detection. It
+//     counts for rule 7 only, while it says the peer's switch is dead and
+//     the peer is standby (for an active, in an epoch not above ours) or
+//     active in an epoch below ours (the old active we took over from, W6,
+//     before it hears us): then the silence on both paths is that dead
+//     switch, not a partition, so the witness is not asked: an active stays
+//     active without the key (no W3: etcd's quorum lost, the takeover goes
+//     on), and a standby whose takeover is due takes over at once (no W5).
+//     No split brain can come of it. A node cut off from us sends no such
+//     report (a partition silences the backbone). A peer without its switch
+//     serves nothing, and cannot take over (rule 3 wants its own health); an
+//     old active hears our higher epoch at the first contact (rule 1, also
+//     its switch). Its switch restarted, its next report says so (the
+//     exemption ends at once); if that report is lost, the restarted
+//     switch stays quiet for longer than control_timeout anyway: a standby's
+//     node takes no role for its silence hold (1 s, control/pair.cc), a
+//     switch whose tables say active holds until it hears the peer (300 ms,
+//     switch/pair_link.h). A peer heard in a newer epoch than its report
+//     (it took over since) voids the report.
 // A report from an older epoch than the peer's last one (the two paths may
 // deliver out of order) only shows the peer alive on its path. A report from
 // any node but peer_node_id (another pair sharing the key) is ignored and
@@ -72,6 +94,17 @@ enum class Path { kBackbone = 0, kAccess = 1 };
 const char* RoleName(Role r);
 const char* PathName(Path p);
 
+// What the peer's control daemon says of itself on the replication
+// connection (rule 8): it is alive, its role and epoch, whether its switch
+// runs (a standby's report, or an active's word that its switch is dead).
+// Not a heartbeat: it proves neither path, and is never the peer's health.
+struct PeerControlReport {
+  uint32_t node_id = 0;
+  Role role = Role::kStandby;
+  uint64_t epoch = 0;
+  bool data_plane_ok = true;
+};
+
 // One heartbeat of the peer, as received and authenticated.
 struct PeerReport {
   uint32_t node_id = 0;
@@ -106,6 +139,10 @@ struct RoleConfig {
   // centers), so no heartbeat can cross between them there; the backbone is
   // the only path, and its silence alone is the peer's.
   bool backbone_only = false;
+  // Rule 8: how long a report of the peer's control daemon counts. Keep it
+  // below the holds after a switch's (re)start (control/pair.cc, HoldDown;
+  // switch/pair_link.cc, HoldNs).
+  absl::Duration control_timeout = absl::Milliseconds(150);
 };
 
 // What the owner's fleet::Witness says now (rule 7).
@@ -121,6 +158,9 @@ struct Decision {
   Role role = Role::kStandby;  // the new role
   uint64_t epoch = 0;          // the epoch after the decision
   std::string cause;
+  // Rule 7 (W3): stepped down because the pair's key was not held while the
+  // peer was silent (routed mode withdraws the VIPs then, docs/routed.md).
+  bool for_witness = false;
 };
 
 struct Alarms {
@@ -148,6 +188,12 @@ class RoleMachine {
   RoleMachine(RoleConfig config, Role role, uint64_t epoch, absl::Time now);
 
   void OnHeartbeat(Path path, const PeerReport& report, absl::Time now);
+  // Rule 8: the peer's control daemon reported on the backbone.
+  void OnPeerControl(const PeerControlReport& report, absl::Time now);
+  // Rule 8: until when the peer's control daemon counts as heard saying its
+  // switch is dead (InfinitePast: it does not). While active, a hold like
+  // the key's (the owner gives it to its switch).
+  absl::Time peer_switch_dead_until() const;
   // The peer's wall clock minus ours, as last measured (alarm clock_skew).
   void SetPeerClockSkew(absl::Duration skew) { clock_skew_ = skew; }
   absl::Duration peer_clock_skew() const { return clock_skew_; }
@@ -199,6 +245,11 @@ class RoleMachine {
 
  private:
   void Evaluate(absl::Time now);
+  // Evaluate's parts: the alarms and rules 1-2; an active's rules; a
+  // standby's reason to take over (rule 3, empty: none).
+  void PeerRules(bool heard, absl::Time now);
+  void ActiveRules(bool heard, absl::Time now);
+  std::string TakeoverCause(bool heard, bool heard_bb, absl::Time now);
   void Become(Role role, uint64_t epoch, absl::Time now, std::string cause);
   bool PreferredOverPeer() const;
   absl::Duration DetectionTime() const;
@@ -209,6 +260,8 @@ class RoleMachine {
   uint64_t max_epoch_seen_;
   LocalHealth local_;
   std::optional<PeerReport> peer_;
+  std::optional<PeerControlReport> peer_control_;  // rule 8
+  absl::Time peer_control_at_;
   absl::Time last_heard_[2];
   bool ever_heard_[2] = {false, false};
   std::optional<absl::Time> caught_up_since_;

@@ -45,6 +45,9 @@
 //  W8. Release: a standby that holds the key at an epoch no higher than its
 //      own (it was demoted, or its pending takeover was overtaken) deletes the
 //      key (a transaction on its lease), so that the active acquires it at once.
+//  W9. (In the role machine: mirror/role.h, rule 8.) A peer silent on both
+//      paths whose control daemon says on the backbone that its switch is
+//      dead is no partition: the witness is not asked (no W3, no W5).
 //
 // Threads: not thread-safe; the owner (the pair loop) serialises calls.
 #pragma once

@@ -305,6 +305,25 @@ std::string Exported(const std::string& socket) {
   return absl::StrJoin(out, ", ");
 }
 
+TEST(PairAnnouncementTest, RoleUnlessFencedOrSteppedDownForTheWitness) {
+  struct Case {
+    bool active, fenced, witness_withdrawn;
+    Announcement want;
+  } cases[] = {
+      {true, false, false, Announcement::kActive},
+      {false, false, false, Announcement::kStandby},
+      {true, true, false, Announcement::kWithdrawn},   // split brain, the loser
+      {false, false, true, Announcement::kWithdrawn},  // lease not renewed (W3)
+      {false, true, true, Announcement::kWithdrawn},
+      // Active again (it acquired the key): its role, whatever came before.
+      {true, false, true, Announcement::kActive},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(PairAnnouncement(c.active, c.fenced, c.witness_withdrawn), c.want)
+        << c.active << c.fenced << c.witness_withdrawn;
+  }
+}
+
 TEST(RoutingDriverTest, DrivesBirdAndWithdrawsWhileTheDataPlaneIsDown) {
   tandem::control::testing::TempDir dir;
   Config c = Parse(kRouted);
