@@ -116,3 +116,74 @@ def test_backbone_cut_two_actives_the_one_that_loses_the_route_is_fenced():
         assert all("fenced" not in alarms(s) for s in after.values()), after
         print(f"backbone back: {active} active in epoch {after[active]['epoch']}, "
               f"last takeover cause {after[active]['pair'].get('last_takeover_cause')}")
+
+
+def site_names(node):
+    return {s["name"] for s in node.ctl("site", "list").get("sites", [])}
+
+
+def test_preferred_dc_keeps_the_lower_epoch_writable_and_its_writes_are_lost_at_the_heal():
+    """[routing] preferred_dc = "this" on A, "peer" on B: in the split the
+    routing keeps the lower epoch. The same split as above (backbone cut, A's
+    access link flapped, B took over in a higher epoch): B, which yields to
+    its peer's DC while it cannot hear it, is fenced from its takeover on; A
+    (preferred, never fenced) stays writable and the edge routes the VIP to
+    it. At the heal the role machine keeps the higher epoch, B, active: the
+    writes A took in the split are lost writes (docs/routed.md "Split
+    brain", docs/pair.md "Lost writes"). What a user sees: B's `tandemctl
+    pair lost` lists each of them, whole, B's status counts them, neither
+    node holds them any more."""
+    with DcBed(participants=2, bfd_ms=50, bfd_mult=5,
+               preferred_dc={"a": "this", "b": "peer"}) as bed:
+        start_pair_meeting(bed, 4)
+        nodes = {"a": bed.a, "b": bed.b}
+        before = site_names(bed.b)
+        assert bed.b.ctl("pair", "lost")["state"] == "none"
+        netns.run(["ip", "-n", bed.a.ns, "link", "set", "bb0", "down"])
+        wait_for(lambda: all("peer_lost" in alarms(n.pair_status()) for n in nodes.values()),
+                 "peer_lost on both")
+        netns.run(["ip", "-n", bed.a.ns, "link", "set", "sw0", "down"])
+        wait_for(lambda: bed.b.pair_status()["role"] == "active", "B active")
+        # B yields to A's DC from the moment it is active: fenced, withdrawn.
+        wait_for(lambda: "fenced" in alarms(bed.b.pair_status()), "B fenced")
+        netns.run(["ip", "-n", bed.a.ns, "link", "set", "sw0", "up"])
+        wait_for(lambda: bed.a.pair_status()["pair"].get("access_link_up"),
+                 "A's access link up again")
+        bed.wait_edge(vip(4), "a")
+        st = {dc: n.pair_status() for dc, n in nodes.items()}
+        print(f"split: A {st['a']['role']} epoch {st['a']['epoch']} alarms {alarms(st['a'])}; "
+              f"B {st['b']['role']} epoch {st['b']['epoch']} alarms {alarms(st['b'])}")
+        assert st["a"]["role"] == "active" and st["b"]["role"] == "active", st
+        assert int(st["a"]["epoch"]) < int(st["b"]["epoch"]), st
+        assert "fenced" not in alarms(st["a"]) and "fenced" in alarms(st["b"]), st
+        assert st["b"]["pair"]["routing_announced"] == "withdrawn", st["b"]["pair"]
+        samples = [{dc: writable(n, i) for dc, n in nodes.items()} for i in range(5)]
+        assert all(s["a"][0] and not s["b"][0] for s in samples), samples
+        assert all("is fenced" in s["b"][1] for s in samples), samples
+        taken = {f"split-na-{i}" for i in range(5)}
+        assert taken <= site_names(bed.a)
+        pending = bed.b.ctl("pair", "lost")
+        assert pending["state"] == "pending", pending
+
+        # The heal: the higher epoch, B, stays active; A's writes are lost.
+        netns.run(["ip", "-n", bed.a.ns, "link", "set", "bb0", "up"])
+        wait_for(lambda: bed.a.pair_status()["role"] == "standby", "A standby", timeout=20)
+        lost = wait_for(lambda: (lambda x: x if x["state"] != "pending" else None)(
+            bed.b.ctl("pair", "lost")), "B's lost writes listed", timeout=20)
+        after = {dc: n.pair_status() for dc, n in nodes.items()}
+        changes = lost.get("changes", [])
+        listed = [(c["kind"], c.get("site", {}).get("name")) for c in changes]
+        print(f"healed: B {after['b']['role']} epoch {after['b']['epoch']}, A "
+              f"{after['a']['role']}; B lists {lost['state']}: {listed}; B's status "
+              f"lost_writes {after['b']['pair'].get('lost_writes')} lost_changes "
+              f"{after['b']['pair'].get('lost_changes')}")
+        assert after["b"]["role"] == "active", after["b"]
+        assert "fenced" not in alarms(after["b"]), after["b"]
+        assert lost["state"] == "listed", lost
+        assert [n for k, n in listed if k == "site_put"] == sorted(taken), listed
+        assert after["b"]["pair"]["lost_writes"] == "listed", after["b"]["pair"]
+        assert int(after["b"]["pair"]["lost_changes"]) == len(changes), after["b"]["pair"]
+        bed.wait_edge(vip(4), "b")
+        # Lost indeed: A resynced from B; neither node holds them.
+        wait_for(lambda: site_names(bed.a) == site_names(bed.b), "A resynced", timeout=20)
+        assert site_names(bed.b) == before, (site_names(bed.b), before)
