@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <openssl/rand.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -674,6 +675,9 @@ absl::StatusOr<std::unique_ptr<ReplicationSource>> ReplicationSource::Start(Sour
   State* raw = s.get();
   s->io = std::thread([raw] {
     BlockSigpipeInThisThread();
+    // Named for top -H and for scripts/bench/pair_backbone.py, which reads
+    // how long this thread waited for a CPU (/proc/PID/task/TID/schedstat).
+    pthread_setname_np(pthread_self(), "repl-source");
     raw->Run();
   });
   return std::unique_ptr<ReplicationSource>(new ReplicationSource(std::move(s)));

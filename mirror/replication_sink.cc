@@ -1,5 +1,6 @@
 // The replication sink (the source is in replication.cc).
 #include <poll.h>
+#include <pthread.h>
 
 #include <optional>
 #include <thread>
@@ -465,6 +466,9 @@ absl::StatusOr<std::unique_ptr<ReplicationSink>> ReplicationSink::Start(SinkOpti
   State* raw = s.get();
   s->io = std::thread([raw] {
     BlockSigpipeInThisThread();
+    // Named for top -H and for scripts/bench/pair_backbone.py, which reads
+    // how long this thread waited for a CPU (/proc/PID/task/TID/schedstat).
+    pthread_setname_np(pthread_self(), "repl-sink");
     raw->Run();
   });
   return std::unique_ptr<ReplicationSink>(new ReplicationSink(std::move(s)));

@@ -238,10 +238,28 @@ def test_backbone_delay_relay_gives_a_long_backbone():
         digest = server.stdout.readline().strip()
         took = time.monotonic() - t0
         assert digest == hashlib.sha256(data).hexdigest()
+        # The relay not scheduled for a while (here: stopped for 300 ms, its
+        # queue empty, while a ping arrives) holds the frames that arrive
+        # meanwhile: it must count that as its lateness, as a busy machine's
+        # would be, not send them "on time" from when it got round to
+        # reading them (it did before it took the kernel's receive time).
+        time.sleep(0.2)
+        os.kill(bed.relay.pid, signal.SIGSTOP)
+        ping = bed.testbed.popen(bed.a.ns, ["ping", "-c", "1", "-W", "3", "198.19.0.2"],
+                                 stdout=subprocess.DEVNULL)
+        time.sleep(0.3)
+        resumed = time.time()
+        os.kill(bed.relay.pid, signal.SIGCONT)
+        ping.wait(timeout=30)
         bed.relay.terminate()
         stats = json.loads(bed.relay.stdout.readline())
-        print(f"4 MiB over TCP through the relay in {took:.2f} s; relay: {stats}")
+        # The ping's request: the first frame sent after the relay resumed.
+        after = [line.split() for line in bed.relay_late_log.read_text().splitlines()
+                 if float(line.split()[0]) >= resumed]
+        print(f"4 MiB over TCP through the relay in {took:.2f} s; relay: {stats}; "
+              f"its first late frame after a 300 ms stop: {after[:1]}")
         assert stats["dropped"] == 0, stats
+        assert after and after[0][1] == "a_to_b" and float(after[0][2]) >= 250, after[:3]
 
 
 def cpu_seconds(pid):

@@ -18,6 +18,8 @@ import os
 import sys
 import time
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 from control_helpers.control import CtlError  # noqa: E402
@@ -116,3 +118,81 @@ def test_backbone_cut_two_actives_the_one_that_loses_the_route_is_fenced():
         assert all("fenced" not in alarms(s) for s in after.values()), after
         print(f"backbone back: {active} active in epoch {after[active]['epoch']}, "
               f"last takeover cause {after[active]['pair'].get('last_takeover_cause')}")
+
+
+def site_names(node):
+    return {s["name"] for s in node.ctl("site", "list").get("sites", [])}
+
+
+@pytest.mark.parametrize("preferred", ["a", "b"], ids=["a_this_b_peer", "a_peer_b_this"])
+def test_preferred_dc_decides_who_stays_writable_and_the_lower_epochs_writes_are_lost(preferred):
+    """[routing] preferred_dc = "this" on one node, "peer" on the other: in
+    the split the node with "this" keeps the route and the writes, whatever
+    its epoch. The same split as above (backbone cut, A's access link
+    flapped, B took over in a higher epoch). The node with "peer" is fenced
+    while active and cut off (B from its takeover on, or A once its link is
+    back); the other stays writable and the edge routes the VIP to it. At
+    the heal the role machine keeps the higher epoch, B, active. With "this"
+    on A, the routing kept the lower epoch: the writes A took in the split
+    are lost writes (docs/routed.md "Split brain", docs/pair.md "Lost
+    writes"), and what a user sees is B's `tandemctl pair lost` listing each
+    of them, whole, B's status counting them, neither node holding them.
+    With "this" on B nothing is lost."""
+    loser = "b" if preferred == "a" else "a"
+    with DcBed(participants=2, bfd_ms=50, bfd_mult=5,
+               preferred_dc={preferred: "this", loser: "peer"}) as bed:
+        start_pair_meeting(bed, 4)
+        nodes = {"a": bed.a, "b": bed.b}
+        before = site_names(bed.b)
+        assert bed.b.ctl("pair", "lost")["state"] == "none"
+        netns.run(["ip", "-n", bed.a.ns, "link", "set", "bb0", "down"])
+        wait_for(lambda: all("peer_lost" in alarms(n.pair_status()) for n in nodes.values()),
+                 "peer_lost on both")
+        netns.run(["ip", "-n", bed.a.ns, "link", "set", "sw0", "down"])
+        wait_for(lambda: bed.b.pair_status()["role"] == "active", "B active")
+        netns.run(["ip", "-n", bed.a.ns, "link", "set", "sw0", "up"])
+        wait_for(lambda: bed.a.pair_status()["pair"].get("access_link_up"),
+                 "A's access link up again")
+        # The loser yields from the moment it is active and cut off.
+        wait_for(lambda: "fenced" in alarms(nodes[loser].pair_status()), f"{loser} fenced")
+        bed.wait_edge(vip(4), preferred)
+        st = {dc: n.pair_status() for dc, n in nodes.items()}
+        print(f"split: A {st['a']['role']} epoch {st['a']['epoch']} alarms {alarms(st['a'])}; "
+              f"B {st['b']['role']} epoch {st['b']['epoch']} alarms {alarms(st['b'])}")
+        assert st["a"]["role"] == "active" and st["b"]["role"] == "active", st
+        assert int(st["a"]["epoch"]) < int(st["b"]["epoch"]), st
+        assert "fenced" not in alarms(st[preferred]) and "fenced" in alarms(st[loser]), st
+        assert st[loser]["pair"]["routing_announced"] == "withdrawn", st[loser]["pair"]
+        samples = [{dc: writable(n, i) for dc, n in nodes.items()} for i in range(5)]
+        assert all(s[preferred][0] and not s[loser][0] for s in samples), samples
+        assert all("is fenced" in s[loser][1] for s in samples), samples
+        taken = [f"split-n{preferred}-{i}" for i in range(5)]
+        assert set(taken) <= site_names(nodes[preferred])
+        pending = bed.b.ctl("pair", "lost")
+        assert pending["state"] == "pending", pending
+
+        # The heal: the higher epoch, B, stays active; A's writes are lost.
+        netns.run(["ip", "-n", bed.a.ns, "link", "set", "bb0", "up"])
+        wait_for(lambda: bed.a.pair_status()["role"] == "standby", "A standby", timeout=20)
+        lost = wait_for(lambda: (lambda x: x if x["state"] != "pending" else None)(
+            bed.b.ctl("pair", "lost")), "B's lost writes listed", timeout=20)
+        after = {dc: n.pair_status() for dc, n in nodes.items()}
+        changes = lost.get("changes", [])
+        listed = [(c["kind"], c.get("site", {}).get("name")) for c in changes]
+        print(f"healed: B {after['b']['role']} epoch {after['b']['epoch']}, A "
+              f"{after['a']['role']}; B lists {lost['state']}: {listed}; B's status "
+              f"lost_writes {after['b']['pair'].get('lost_writes')} lost_changes "
+              f"{after['b']['pair'].get('lost_changes')}")
+        assert after["b"]["role"] == "active", after["b"]
+        assert "fenced" not in alarms(after["b"]), after["b"]
+        assert lost["state"] == "listed", lost
+        assert [n for k, n in listed if k == "site_put"] == (taken if preferred == "a" else []), \
+            listed
+        assert after["b"]["pair"]["lost_writes"] == "listed", after["b"]["pair"]
+        assert int(after["b"]["pair"]["lost_changes"]) == len(changes), after["b"]["pair"]
+        bed.wait_edge(vip(4), "b")
+        # A resynced from B: with "this" on A neither node holds A's writes;
+        # with "this" on B both hold B's.
+        wait_for(lambda: site_names(bed.a) == site_names(bed.b), "A resynced", timeout=20)
+        kept = before | (set(taken) if preferred == "b" else set())
+        assert site_names(bed.b) == kept, (site_names(bed.b), kept)

@@ -147,7 +147,7 @@ class DcNode:
     """A Tandem node of one DC: tandem-switch on sw0 (+ bb0), its BIRD and
     tandem-routing (the routing driver) from a routed-mode control config."""
 
-    def __init__(self, bed, dc, standby="prepend", bfd_ms=10, bfd_mult=3):
+    def __init__(self, bed, dc, standby="prepend", bfd_ms=10, bfd_mult=3, preferred_dc="any"):
         self.bed = bed
         self.dc = dc
         d = DC[dc]
@@ -199,6 +199,7 @@ standby = "{standby}"
 prepend = 3
 bfd_interval_ms = {bfd_ms}
 bfd_multiplier = {bfd_mult}
+preferred_dc = "{preferred_dc}"
 [[routing.neighbor]]
 address = "{self.gw4}"
 as = {d["router_as"]}
@@ -303,17 +304,19 @@ class DcBed:
     """The whole test bed. Use as a context manager; close() removes it all.
 
     `backbone_delay_ms` > 0 puts a delay relay (tools/delay_relay.py) on the
-    backbone: each way that long."""
+    backbone: each way that long. `preferred_dc`: each node's [routing]
+    preferred_dc, e.g. {"a": "this", "b": "peer"} (default "any")."""
 
     def __init__(self, participants=2, standby="prepend", bfd_ms=10, bfd_mult=3,
-                 backbone_delay_ms=0):
+                 backbone_delay_ms=0, preferred_dc=None):
         self.testbed = netns.Testbed()
         self.bfd = (bfd_ms, bfd_mult)
         self.relay = None
         try:
             self.edge = self.add_ns("ed")
             self.routers = {dc: self.add_ns(f"r{dc}") for dc in DC}
-            self.nodes = {dc: DcNode(self, dc, standby, bfd_ms, bfd_mult) for dc in DC}
+            self.nodes = {dc: DcNode(self, dc, standby, bfd_ms, bfd_mult,
+                                     (preferred_dc or {}).get(dc, "any")) for dc in DC}
             self.participants = [self._participant(i) for i in range(participants)]
             self._wire()
             self._backbone(backbone_delay_ms)
@@ -408,9 +411,12 @@ class DcBed:
             for i in ("la", "lb"):
                 run(["ip", "-n", relay_ns, "link", "set", i, "up"])
                 run(["ip", "netns", "exec", relay_ns, "ethtool", "-K", i, "gro", "off"], check=False)
+            # Each frame it sends more than 1 ms late, in the bed's directory.
+            self.relay_late_log = self.testbed.tmpdir("relay") / "late.log"
             self.relay = self.testbed.popen(
                 relay_ns, [paths.PYTHON, paths.TOOLS / "delay_relay.py", "--a", "la", "--b", "lb",
-                           "--delay-ms", delay_ms], stdout=subprocess.PIPE, text=True)
+                           "--delay-ms", delay_ms, "--late-log", self.relay_late_log],
+                stdout=subprocess.PIPE, text=True)
             if self.relay.stdout.readline().strip() != "relaying":
                 raise RuntimeError("delay_relay.py did not start")
         for dc, n in self.nodes.items():

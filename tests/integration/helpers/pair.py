@@ -172,11 +172,14 @@ class PairBed:
     starved of CPU from reporting them dead).
     `backbone_delay_ms` > 0 puts tools/delay_relay.py between the nodes'
     backbone ends (a namespace of its own): a long backbone of twice that
-    round trip for replication and the heartbeats on it (`self.relay`)."""
+    round trip for replication and the heartbeats on it (`self.relay`);
+    `relay_late_log`, a file where the relay writes each frame it sent more
+    than 1 ms late (delay_relay.py --late-log)."""
 
     def __init__(self, participants=3, mode="async", preempt_a=False, multiplier=None,
                  pair_extra="", ports="20000-20099", heartbeat_ms=10, worker_stall_ms=None,
-                 backbone_delay_ms=0):
+                 backbone_delay_ms=0, relay_late_log=None):
+        self.relay_late_log = relay_late_log
         self.relay = None
         self.testbed = netns.Testbed()
         try:
@@ -220,8 +223,9 @@ class PairBed:
             netns.run(["ip", "-n", ns, "link", "set", end, "up"])
             netns.run(["ip", "netns", "exec", ns, "ethtool", "-K", end, "gro", "off"], check=False)
         tool = os.path.join(os.path.dirname(__file__), "..", "tools", "delay_relay.py")
+        log = ["--late-log", str(self.relay_late_log)] if self.relay_late_log else []
         self.relay = self.testbed.popen(ns, ["/usr/bin/python3", tool, "--a", "la", "--b", "lb",
-                                             "--delay-ms", delay_ms],
+                                             "--delay-ms", delay_ms] + log,
                                         stdout=subprocess.PIPE, text=True)
         if self.relay.stdout.readline().strip() != "relaying":
             raise RuntimeError("delay_relay.py did not start")

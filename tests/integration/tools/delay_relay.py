@@ -30,6 +30,9 @@ PACKET_OUTGOING = 4
 PACKET_IGNORE_OUTGOING = 23
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
+# The kernel stamps arrivals on CLOCK_REALTIME, so due times are wall times
+# (the beds never step the clock).
+SO_TIMESTAMPNS = 35  # and SCM_TIMESTAMPNS: struct timespec
 
 
 def open_port(iface):
@@ -41,6 +44,7 @@ def open_port(iface):
         pass
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     s.bind((iface, 0))
     s.setblocking(False)
     return s
@@ -59,21 +63,27 @@ def main():
     ap.add_argument("--b", required=True, help="the other")
     ap.add_argument("--delay-ms", type=float, required=True, help="one-way delay")
     ap.add_argument("--max-queue", type=int, default=100000, help="frames held each way")
+    ap.add_argument("--late-log", help="file: each frame later than --late-log-ms, one a line")
+    ap.add_argument("--late-log-ms", type=float, default=1.0)
     args = ap.parse_args()
+    late_log = open(args.late_log, "w", buffering=1 << 16) if args.late_log else None
     delay = args.delay_ms / 1000.0
     ports = {"a": open_port(args.a), "b": open_port(args.b)}
     other = {"a": "b", "b": "a"}
     queues = {"a": collections.deque(), "b": collections.deque()}  # frames leaving that port
     relayed = {"a_to_b": 0, "b_to_a": 0}
     dropped = 0
-    late = collections.deque(maxlen=10000)
+    # Per direction (the port a frame leaves by): the latest lateness, and the max of all.
+    late = {"a": collections.deque(maxlen=10000), "b": collections.deque(maxlen=10000)}
+    late_max = {"a": 0.0, "b": 0.0}
+    ts_size = struct.calcsize("ll")
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     by_fd = {s.fileno(): name for name, s in ports.items()}
     print("relaying", flush=True)
     while not stop:
-        now = time.monotonic()
+        now = time.time()
         due = [q[0][0] for q in queues.values() if q]
         timeout = max(0.0, min(due) - now) if due else 0.5
         try:
@@ -85,7 +95,7 @@ def main():
             s = ports[name]
             while True:
                 try:
-                    frame, addr = s.recvfrom(65536)
+                    frame, anc, _, addr = s.recvmsg(65536, socket.CMSG_SPACE(ts_size))
                 except BlockingIOError:
                     break
                 if addr[2] == PACKET_OUTGOING:
@@ -94,8 +104,13 @@ def main():
                 if len(q) >= args.max_queue:
                     dropped += 1
                     continue
-                q.append((time.monotonic() + delay, frame))
-        now = time.monotonic()
+                rx = time.time()
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                        sec, nsec = struct.unpack("ll", data[:ts_size])
+                        rx = sec + nsec * 1e-9
+                q.append((rx + delay, frame))
+        now = time.time()
         for name, q in queues.items():
             while q and q[0][0] <= now:
                 t, frame = q.popleft()
@@ -104,15 +119,24 @@ def main():
                     relayed["b_to_a" if name == "a" else "a_to_b"] += 1
                 except (BlockingIOError, OSError):
                     dropped += 1
-                late.append((now - t) * 1000.0)
+                ms = (now - t) * 1000.0
+                late[name].append(ms)
+                late_max[name] = max(late_max[name], ms)
+                if late_log and ms > args.late_log_ms:
+                    late_log.write(f"{now:.6f} {'b_to_a' if name == 'a' else 'a_to_b'} {ms:.3f}\n")
+    if late_log:
+        late_log.close()
     # Frames the kernel dropped because the relay did not read them in time
     # (its socket's receive queue was full).
     kernel_drops = sum(struct.unpack("II", s.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[1]
                        for s in ports.values())
+    both = list(late["a"]) + list(late["b"])
     print(json.dumps({**relayed, "dropped": dropped, "kernel_dropped": kernel_drops,
-                      "late_ms_p50": round(percentile(late, 0.5), 3),
-                      "late_ms_p99": round(percentile(late, 0.99), 3),
-                      "late_ms_max": round(max(late, default=0.0), 3)}), flush=True)
+                      "late_ms_p50": round(percentile(both, 0.5), 3),
+                      "late_ms_p99": round(percentile(both, 0.99), 3),
+                      "late_ms_max": round(max(late_max.values()), 3),
+                      "late_ms_max_a_to_b": round(late_max["b"], 3),
+                      "late_ms_max_b_to_a": round(late_max["a"], 3)}), flush=True)
 
 
 if __name__ == "__main__":
