@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <tuple>
@@ -600,34 +601,131 @@ grpc::Status PairClient::RunAny(const Attempt& attempt, std::string* answered_by
   return last;
 }
 
+// ---- the watch ----
+
+namespace {
+
+// While a watch streams from one node of a pair: a node that hangs, or is cut
+// off from us and its peer, ends no stream. So this asks `superseded_now`
+// every `every` and cancels the stream (`ctx`) the first time it says yes.
+class SupersedeMonitor {
+ public:
+  SupersedeMonitor(std::chrono::milliseconds every, std::function<bool()> superseded_now,
+                   grpc::ClientContext* ctx)
+      : thread_([this, every, superseded_now = std::move(superseded_now), ctx] {
+          std::unique_lock<std::mutex> lock(mu_);
+          if (every.count() <= 0) return;
+          while (!cv_.wait_for(lock, every, [&] { return done_; })) {
+            lock.unlock();
+            bool newer = superseded_now();
+            lock.lock();
+            if (newer && !done_) {
+              superseded_ = true;
+              ctx->TryCancel();
+              return;
+            }
+          }
+        }) {}
+  ~SupersedeMonitor() { Stop(); }
+
+  // Ends the checks (before the stream's context goes); whether it cancelled
+  // the stream.
+  bool Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    return superseded_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;        // guarded by mu_
+  bool superseded_ = false;  // guarded by mu_; read after the join
+  std::thread thread_;       // last: starts once the members above exist
+};
+
+}  // namespace
+
+struct PairClient::WatchPosition {
+  uint64_t log_id;
+  uint64_t next;  // the change to ask for
+  uint64_t have;  // the caller holds the changes up to this one
+};
+
+struct PairClient::StreamEnd {
+  grpc::Status status;      // of the stream
+  bool stopped = false;     // by on_change, or by the WatchStop
+  bool superseded = false;  // cancelled: another node is active with a higher epoch
+  bool delivered = false;   // at least one change
+};
+
+bool PairClient::NewerActive(int index, uint64_t epoch) {
+  for (int j = 0; j < static_cast<int>(nodes_.size()); ++j) {
+    if (j == index) continue;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + options_.probe_timeout);
+    v1::NodeStatus s;
+    if (nodes_[j]->stub->GetStatus(&ctx, v1::GetStatusRequest(), &s).ok() && s.role() == "active" &&
+        s.epoch() > epoch) {
+      return true;
+    }
+  }
+  return false;
+}
+
+PairClient::StreamEnd PairClient::StreamFrom(int index, uint64_t epoch, WatchPosition* pos,
+                                             const ChangeFn& on_change, WatchStop* stop) {
+  StreamEnd end;
+  grpc::ClientContext ctx;
+  if (stop && !stop->Attach(&ctx)) {
+    end.stopped = true;
+    return end;
+  }
+  std::optional<SupersedeMonitor> monitor;
+  if (pair()) {
+    monitor.emplace(
+        options_.watch_check_interval, [this, index, epoch] { return NewerActive(index, epoch); },
+        &ctx);
+  }
+  v1::WatchRequest req;
+  req.set_log_id(pos->log_id);
+  req.set_from_seq(pos->next);
+  v1::Change change;
+  auto reader = nodes_[index]->stub->Watch(&ctx, req);
+  while (reader->Read(&change)) {
+    end.delivered = true;
+    pos->have = change.seq();
+    pos->next = change.seq() + 1;
+    pos->log_id = change.log_id();
+    if (!on_change(change)) {
+      end.stopped = true;
+      ctx.TryCancel();
+      break;
+    }
+  }
+  end.status = reader->Finish();
+  if (monitor) end.superseded = monitor->Stop();
+  if (stop) {
+    stop->Detach();
+    end.stopped |= stop->stopped();
+  }
+  return end;
+}
+
 grpc::Status PairClient::Watch(uint64_t log_id, uint64_t from_seq, const ChangeFn& on_change,
                                WatchStop* stop) {
-  v1::WatchRequest req;
-  v1::Change change;
-  if (nodes_.size() == 1) {
-    grpc::ClientContext ctx;
-    if (stop && !stop->Attach(&ctx)) return grpc::Status::OK;
-    req.set_log_id(log_id);
-    req.set_from_seq(from_seq);
-    auto reader = nodes_[0]->stub->Watch(&ctx, req);
-    bool stopped = false;
-    while (reader->Read(&change)) {
-      if (!on_change(change)) {
-        stopped = true;
-        ctx.TryCancel();
-        break;
-      }
-    }
-    grpc::Status st = reader->Finish();
-    if (stop) stop->Detach();
-    if (stopped || (stop && stop->stopped())) return grpc::Status::OK;
-    return Explain(0, st);
+  WatchPosition pos{log_id, from_seq, from_seq ? from_seq - 1 : 0};
+  if (!pair()) {
+    StreamEnd end = StreamFrom(0, 0, &pos, on_change, stop);
+    return end.stopped ? grpc::Status::OK : Explain(0, end.status);
   }
 
   // The pair: follow the active node.
-  uint64_t next = from_seq;
-  uint64_t have = from_seq ? from_seq - 1 : 0;  // the caller holds the changes up to it
-  int served = -1;                              // the node whose log we follow
+  int served = -1;  // the node whose log we follow
   Clock::time_point give_up = Clock::now() + options_.failover_timeout;
   for (;;) {
     if (stop && stop->stopped()) return grpc::Status::OK;
@@ -639,88 +737,30 @@ grpc::Status PairClient::Watch(uint64_t log_id, uint64_t from_seq, const ChangeF
     if (served < 0) {
       // The start: pin the position, so that a break before the first change
       // loses nothing ("from now" means from the active node's last change).
-      if (log_id == 0) log_id = s.log_id();
-      if (from_seq == 0 && log_id == s.log_id()) next = s.change_seq() + 1;
-    } else if (st = CheckResume(log_id, have, i != served, s, &next); !st.ok()) {
+      if (pos.log_id == 0) pos.log_id = s.log_id();
+      if (from_seq == 0 && pos.log_id == s.log_id()) pos.next = s.change_seq() + 1;
+    } else if (st = CheckResume(pos.log_id, pos.have, i != served, s, &pos.next); !st.ok()) {
       return st;
     }
     served = i;
-    const uint64_t epoch = s.epoch();
 
-    grpc::ClientContext ctx;
-    if (stop && !stop->Attach(&ctx)) return grpc::Status::OK;
-    // A node that hangs, or is cut off from us and its peer, ends no stream:
-    // look at the pair now and then, and leave a node that another one
-    // superseded (a higher epoch).
-    std::mutex watch_mu;
-    std::condition_variable watch_cv;
-    bool done = false;
-    std::atomic<bool> superseded{false};
-    std::thread monitor([&, i, epoch] {
-      std::unique_lock<std::mutex> lock(watch_mu);
-      const auto every = options_.watch_check_interval;
-      if (every.count() <= 0) return;
-      while (!watch_cv.wait_for(lock, every, [&] { return done; })) {
-        lock.unlock();
-        bool newer = false;
-        for (int j = 0; j < static_cast<int>(nodes_.size()); ++j) {
-          if (j == i) continue;
-          grpc::ClientContext pc;
-          pc.set_deadline(std::chrono::system_clock::now() + options_.probe_timeout);
-          v1::NodeStatus ps;
-          if (nodes_[j]->stub->GetStatus(&pc, v1::GetStatusRequest(), &ps).ok() &&
-              ps.role() == "active" && ps.epoch() > epoch) {
-            newer = true;
-          }
-        }
-        lock.lock();
-        if (newer && !done) {
-          superseded = true;
-          ctx.TryCancel();
-          break;
-        }
-      }
-    });
-    req.set_log_id(log_id);
-    req.set_from_seq(next);
     const Clock::time_point started = Clock::now();
-    bool delivered = false, stopped = false;
-    auto reader = nodes_[i]->stub->Watch(&ctx, req);
-    while (reader->Read(&change)) {
-      delivered = true;
-      have = change.seq();
-      next = change.seq() + 1;
-      log_id = change.log_id();
-      if (!on_change(change)) {
-        stopped = true;
-        ctx.TryCancel();
-        break;
-      }
-    }
-    st = reader->Finish();
-    {
-      std::lock_guard<std::mutex> lock(watch_mu);
-      done = true;
-    }
-    watch_cv.notify_all();
-    monitor.join();
-    if (stop) stop->Detach();
-    if (stopped || (stop && stop->stopped())) return grpc::Status::OK;
-    if (!superseded && !Resumable(st)) return Explain(i, st);
+    StreamEnd end = StreamFrom(i, s.epoch(), &pos, on_change, stop);
+    if (end.stopped) return grpc::Status::OK;
+    if (!end.superseded && !Resumable(end.status)) return Explain(i, end.status);
     // The stream broke: resume on the active node, wherever it is now.
     Forget(i);
-    bool lasted = delivered || Clock::now() - started >= options_.probe_timeout;
-    if (lasted) {
+    if (end.delivered || Clock::now() - started >= options_.probe_timeout) {
       give_up = Clock::now() + options_.failover_timeout;
-    } else {
-      if (Clock::now() >= give_up) {
-        return st.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                      absl::StrCat("the watch on tandem-control at ",
-                                                   nodes_[i]->addr.text, " keeps ending"))
-                       : Explain(i, st);
-      }
-      std::this_thread::sleep_for(options_.probe_interval);
+      continue;
     }
+    if (Clock::now() >= give_up) {
+      return end.status.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                            absl::StrCat("the watch on tandem-control at ",
+                                                         nodes_[i]->addr.text, " keeps ending"))
+                             : Explain(i, end.status);
+    }
+    std::this_thread::sleep_for(options_.probe_interval);
   }
 }
 

@@ -252,6 +252,14 @@ class PairClient {
   grpc::Status Explain(int index, const grpc::Status& st) const;
   std::string Unreachable(int index, const grpc::Status& st) const;
   std::chrono::system_clock::time_point CallDeadline(const CallOptions& opts) const;
+  // The watch: one stream from node `index` (of `epoch`), from and advancing
+  // `pos`; with a pair, cancelled when another node becomes active with a
+  // higher epoch (NewerActive, asked every watch_check_interval).
+  struct WatchPosition;
+  struct StreamEnd;
+  StreamEnd StreamFrom(int index, uint64_t epoch, WatchPosition* pos, const ChangeFn& on_change,
+                       WatchStop* stop);
+  bool NewerActive(int index, uint64_t epoch);
 
   PairOptions options_;
   std::vector<Address> addresses_;

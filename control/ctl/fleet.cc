@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "control/ctl/output.h"
 #include "control/fleet/directory.h"
 #include "control/fleet/etcd.h"
 #include "control/fleet/placer.h"
@@ -124,22 +125,6 @@ std::string PairJson(const fl::PairView& p, double share) {
                       ",\"nodes\":[", absl::StrJoin(nodes, ","), "]}");
 }
 
-void PrintTable(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> w;
-  for (const auto& r : rows) {
-    w.resize(std::max(w.size(), r.size()));
-    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
-  }
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i) {
-      line += r[i];
-      if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 2, ' ');
-    }
-    printf("%s\n", line.c_str());
-  }
-}
-
 absl::Status List(const FleetArgs& a) {
   if (absl::Status st = Need(a, 0, ""); !st.ok()) return st;
   absl::StatusOr<Fleet> f = Open(a);
@@ -159,17 +144,15 @@ absl::Status List(const FleetArgs& a) {
            view->bad_keys.size());
     return absl::OkStatus();
   }
-  std::vector<std::vector<std::string>> rows = {
-      {"PAIR", "STATE", "SHARE", "ACTIVE", "LEGS", "MEETINGS", "PPS", "NODES"}};
+  Table t({"PAIR", "STATE", "SHARE", "ACTIVE", "LEGS", "MEETINGS", "PPS", "NODES"});
   for (const auto& p : view->pairs) {
     const auto* n = p.active_node();
-    rows.push_back({p.pair_id, StateText(p), absl::StrFormat("%.1f%%", 100 * share(p)),
-                    n ? n->api() : "-",
-                    n ? absl::StrCat(n->load().legs(), "/", n->capacity().legs()) : "-",
-                    n ? absl::StrCat(n->load().meetings(), "/", n->capacity().meetings()) : "-",
-                    n ? absl::StrCat(n->load().packets_per_second()) : "-", NodesText(p)});
+    t.Add({p.pair_id, StateText(p), absl::StrFormat("%.1f%%", 100 * share(p)), n ? n->api() : "-",
+           n ? absl::StrCat(n->load().legs(), "/", n->capacity().legs()) : "-",
+           n ? absl::StrCat(n->load().meetings(), "/", n->capacity().meetings()) : "-",
+           n ? absl::StrCat(n->load().packets_per_second()) : "-", NodesText(p)});
   }
-  PrintTable(rows);
+  t.Print();
   for (const auto& k : view->bad_keys)
     fprintf(stderr, "tandemctl: unreadable record at %s\n", k.c_str());
   return absl::OkStatus();
