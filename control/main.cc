@@ -10,8 +10,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -198,8 +201,9 @@ std::vector<char*> DashedToAbsl(int argc, char** argv, std::vector<std::string>&
   return out;
 }
 
-int Run(int argc, char** argv) {
-  log::Init("tandem-control");
+// The exit code when the command line says to stop (help, version, an
+// unknown flag); the flags are parsed otherwise.
+std::optional<int> ParseFlags(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -225,66 +229,103 @@ int Run(int argc, char** argv) {
     }
   }
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  return std::nullopt;
+}
+
+// The configuration from the file and the flags, checked; the exit code when
+// it is wrong or when only a check was asked for.
+std::optional<int> LoadCheckedConfig(Config& config, Checked& checked) {
   auto loaded = ConfigFromFlags();
   if (!loaded.ok()) return Fail(2, loaded.status());
-  Config config = *std::move(loaded);
-  auto checked = CheckBeforeStart(config);
-  if (!checked.ok()) return Fail(2, checked.status());
+  config = *std::move(loaded);
+  auto c = CheckBeforeStart(config);
+  if (!c.ok()) return Fail(2, c.status());
   if (absl::GetFlag(FLAGS_check_config)) {
     printf("%s: ok\n", absl::GetFlag(FLAGS_config).empty() ? "flags"
                                                              : absl::GetFlag(FLAGS_config).c_str());
     return 0;
   }
-  log::Init("tandem-control", config.log_level);
+  checked = *std::move(c);
+  return std::nullopt;
+}
 
-  // Signals are taken by sigwait below; block them before any thread starts.
+// Signals are taken by sigwait; they are blocked before any thread starts.
+sigset_t BlockStopSignals() {
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  return stop;
+}
 
-  MakeParentDir(config.store_path);
-  auto core = Core::Start(config);
-  if (!core.ok()) return Fail(1, core.status());
-  std::unique_ptr<Pair> pair;
-  std::unique_ptr<RoutingDriver> routing;  // a node without a pair, routed mode
+// The pair, or on a node without one in routed mode, the routing driver.
+absl::Status StartPairOrRouting(const Config& config, Core& core, std::unique_ptr<Pair>& pair,
+                                std::unique_ptr<RoutingDriver>& routing) {
   if (config.pair.enabled) {
-    auto p = Pair::Start(**core);
-    if (!p.ok()) return Fail(1, p.status());
+    auto p = Pair::Start(core);
+    if (!p.ok()) return p.status();
     pair = std::move(*p);
   } else if (config.access_mode == AccessMode::kRouted) {
     auto r = RoutingDriver::Start(config.routing, config.access_vips,
-                                  (*core)->node_role() == tables::Role::kActive
+                                  core.node_role() == tables::Role::kActive
                                       ? Announcement::kActive
                                       : Announcement::kStandby,
                                   SwitchHealth::Probe(config.shm_dir, config.node));
-    if (!r.ok()) return Fail(1, r.status());
+    if (!r.ok()) return r.status();
     routing = std::move(*r);
   }
-  // The Unix socket is plain: its mode and group decide who connects, and
-  // the caller's uid and groups its role. Any other listener is mutual TLS,
-  // the client certificate deciding the role (docs/control.md).
-  std::unique_ptr<UnixApiSocket> unix_socket;
-  // grpc.health.v1 (SERVING on the active node only, set by the Observer)
-  // and server reflection (grpcurl and grpc_cli need no .proto); neither needs
-  // a role: they say nothing a connected client could not learn from status.
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
+  return absl::OkStatus();
+}
+
+// The Unix socket is plain: its mode and group decide who connects, and
+// the caller's uid and groups its role. Any other listener is mutual TLS,
+// the client certificate deciding the role (docs/control.md).
+absl::Status AddApiListeners(const Config& config, const ApiAccess& access,
+                             grpc::ServerBuilder& builder,
+                             std::unique_ptr<UnixApiSocket>& unix_socket) {
   if (IsUnixAddress(config.api_listen)) {
     std::string path = config.api_listen.substr(5);
     MakeParentDir(path);
-    auto bound = UnixApiSocket::Bind(path, checked->access);
-    if (!bound.ok()) return Fail(1, bound.status());
+    auto bound = UnixApiSocket::Bind(path, access);
+    if (!bound.ok()) return bound.status();
     unix_socket = *std::move(bound);
   } else if (!config.api_listen.empty()) {
-    builder.AddListeningPort(config.api_listen, MutualTlsCredentials(checked->access));
+    builder.AddListeningPort(config.api_listen, MutualTlsCredentials(access));
   }
   if (!config.api_tcp.empty()) {
-    builder.AddListeningPort(config.api_tcp, MutualTlsCredentials(checked->access));
+    builder.AddListeningPort(config.api_tcp, MutualTlsCredentials(access));
   }
-  Service service(**core, pair.get(), std::move(checked->roles), unix_socket.get());
+  return absl::OkStatus();
+}
+
+// The status of "" (the server) and of the API's service by name: gRPC's
+// health service knows no service name it was not given one for.
+std::function<void(bool)> HealthSetter(grpc::HealthCheckServiceInterface* health) {
+  return [health](bool active) {
+    health->SetServingStatus("", active);
+    health->SetServingStatus(v1::Control::service_full_name(), active);
+  };
+}
+
+// /metrics on its own thread; false when it cannot listen.
+bool StartMetrics(const Config& config, const Checked& checked,
+                  std::function<std::string()> render, httplib::Server& http,
+                  std::thread& http_thread) {
+  http.Get("/metrics", [render](const httplib::Request&, httplib::Response& res) {
+    res.set_content(render(), "text/plain; version=0.0.4");
+  });
+  if (!http.bind_to_port(checked.metrics_host, checked.metrics_port)) {
+    log::Logf(log::Level::kErr, "cannot listen for metrics on %s", config.metrics_listen);
+    return false;
+  }
+  http_thread = std::thread([&http] { http.listen_after_bind(); });
+  return true;
+}
+
+// The API's gRPC server; null when it cannot listen (logged).
+std::unique_ptr<grpc::Server> StartServer(const Config& config, Service& service,
+                                          grpc::ServerBuilder& builder) {
   builder.SetMaxReceiveMessageSize(256 << 20);
   builder.SetMaxSendMessageSize(256 << 20);
   builder.RegisterService(&service);
@@ -292,54 +333,76 @@ int Run(int argc, char** argv) {
   if (!server) {
     log::Logf(log::Level::kErr, "cannot listen on %s%s%s", config.api_listen,
               config.api_tcp.empty() ? "" : " and ", config.api_tcp);
-    return 1;
   }
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  // The status of "" (the server) and of the API's service by name: gRPC's
-  // health service knows no service name it was not given one for.
-  auto serving = [health](bool active) {
-    health->SetServingStatus("", active);
-    health->SetServingStatus(v1::Control::service_full_name(), active);
-  };
+  return server;
+}
+
+std::thread StartHousekeeping(Core& core, const std::atomic<bool>& stopping) {
+  return std::thread([&core, &stopping] {
+    while (!stopping.load()) {
+      core.Housekeeping();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+}
+
+int Run(int argc, char** argv) {
+  log::Init("tandem-control");
+  if (std::optional<int> exit_code = ParseFlags(argc, argv)) return *exit_code;
+  Config config;
+  Checked checked;
+  if (std::optional<int> exit_code = LoadCheckedConfig(config, checked)) return *exit_code;
+  log::Init("tandem-control", config.log_level);
+  sigset_t stop = BlockStopSignals();
+
+  MakeParentDir(config.store_path);
+  auto core = Core::Start(config);
+  if (!core.ok()) return Fail(1, core.status());
+  std::unique_ptr<Pair> pair;
+  std::unique_ptr<RoutingDriver> routing;
+  if (absl::Status st = StartPairOrRouting(config, **core, pair, routing); !st.ok()) {
+    return Fail(1, st);
+  }
+  std::unique_ptr<UnixApiSocket> unix_socket;
+  // grpc.health.v1 (SERVING on the active node only, set by the Observer)
+  // and server reflection (grpcurl and grpc_cli need no .proto); neither needs
+  // a role: they say nothing a connected client could not learn from status.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  if (absl::Status st = AddApiListeners(config, checked.access, builder, unix_socket); !st.ok()) {
+    return Fail(1, st);
+  }
+  Service service(**core, pair.get(), std::move(checked.roles), unix_socket.get());
+  std::unique_ptr<grpc::Server> server = StartServer(config, service, builder);
+  if (!server) return 1;
+  auto serving = HealthSetter(server->GetHealthCheckService());
   serving((*core)->node_role() == tables::Role::kActive);
-  std::unique_ptr<Notifier> notifier;
-  if (!config.notify_command.empty()) {
-    notifier = std::make_unique<Notifier>(config.notify_command, config.notify_timeout_s);
-  }
+  std::unique_ptr<Notifier> notifier =
+      config.notify_command.empty()
+          ? nullptr
+          : std::make_unique<Notifier>(config.notify_command, config.notify_timeout_s);
   auto observer = std::make_unique<Observer>(**core, pair.get(), notifier.get(), serving);
   observer->Start();
   if (unix_socket) unix_socket->Serve(server.get());
   OpsMetrics ops_metrics(config.shm_dir, config.node);
   // The fleet's directory: registration only; no decision here waits on etcd.
-  std::unique_ptr<FleetNode> fleet;
-  if (config.fleet.enabled) {
-    auto f = FleetNode::Start(**core);
-    if (!f.ok()) return Fail(1, f.status());
-    fleet = *std::move(f);
-  }
+  absl::StatusOr<std::unique_ptr<FleetNode>> fleet =
+      config.fleet.enabled ? FleetNode::Start(**core) : nullptr;
+  if (!fleet.ok()) return Fail(1, fleet.status());
 
   httplib::Server http;
   std::thread http_thread;
-  if (!config.metrics_listen.empty()) {
-    http.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-      res.set_content((*core)->RenderMetrics() + (pair ? pair->Metrics() : std::string()) +
-                          service.RenderMetrics() + ops_metrics.Render(),
-                      "text/plain; version=0.0.4");
-    });
-    if (!http.bind_to_port(checked->metrics_host, checked->metrics_port)) {
-      log::Logf(log::Level::kErr, "cannot listen for metrics on %s", config.metrics_listen);
-      return 1;
-    }
-    http_thread = std::thread([&] { http.listen_after_bind(); });
+  auto render_metrics = [&] {
+    return (*core)->RenderMetrics() + (pair ? pair->Metrics() : std::string()) +
+           service.RenderMetrics() + ops_metrics.Render();
+  };
+  if (!config.metrics_listen.empty() &&
+      !StartMetrics(config, checked, render_metrics, http, http_thread)) {
+    return 1;
   }
-
   std::atomic<bool> stopping{false};
-  std::thread upkeep([&] {
-    while (!stopping.load()) {
-      (*core)->Housekeeping();
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  });
+  std::thread upkeep = StartHousekeeping(**core, stopping);
 
   log::Logf(log::Level::kNotice, "serving node %s on %s%s%s", config.node, config.api_listen,
             config.api_tcp.empty() ? "" : " and ", config.api_tcp);
@@ -349,7 +412,7 @@ int Run(int argc, char** argv) {
   log::Logf(log::Level::kNotice, "stopping (signal %d)", sig);
   sd::Stopping();
   // Out of the directory first: no application is sent here while it stops.
-  if (fleet) fleet->Stop(/*leave=*/true);
+  if (*fleet) (*fleet)->Stop(/*leave=*/true);
   stopping = true;
   observer.reset();  // it reads the pair and the core, which stop below
   (*core)->changes().Close();

@@ -81,6 +81,7 @@ struct ReplicationSink::State {
   // The connection ended: what was not stored is asked for again next time.
   void Close(Link& l, const std::string& error, bool closed_by_source);
   void QueueOutput(Link& l, int64_t now);
+  bool SendDue(Link& l, int64_t now);
   // False if the connection must be closed (a refused frame).
   bool ReadFrames(Link& l);
   bool Dispatch(Message& m);  // takes the body of a frame it keeps
@@ -304,6 +305,28 @@ bool ReplicationSink::State::ReadFrames(Link& l) {
   }
 }
 
+// Acks what was stored, queues what is due and sends; false when sending failed.
+bool ReplicationSink::State::SendDue(Link& l, int64_t now) {
+  if (l.session.established() && !in_snapshot && committed != l.acked_sent &&
+      committed_history == history) {
+    // One cumulative ack per batch read: the source learns only of what is stored.
+    l.conn.Queue(l.session.Seal(MsgType::kAck, Epoch(), EncodeU64(committed)));
+    l.acked_sent = committed;
+  }
+  Publish(l.session.established());
+  QueueOutput(l, now);
+  if (l.conn.queued() > 0) l.last_tx = now;
+  if (!l.conn.Flush().ok()) return false;
+  if (l.conn.queued() == 0) {
+    absl::MutexLock lock(&mu);
+    if (written_msgs != l.queued_msgs) {
+      written_msgs = l.queued_msgs;
+      written_cv.SignalAll();
+    }
+  }
+  return true;
+}
+
 void ReplicationSink::State::Serve(Fd fd) {
   Link l(std::move(fd), *key, opt.node_id, &rejects);
   if (tls != nullptr) {
@@ -337,25 +360,9 @@ void ReplicationSink::State::Serve(Fd fd) {
       }
       if (!store_failed && !held.empty()) Store();
     }
-    if (l.session.established() && !in_snapshot && committed != l.acked_sent &&
-        committed_history == history) {
-      // One cumulative ack per batch read: the source learns only of what is stored.
-      l.conn.Queue(l.session.Seal(MsgType::kAck, Epoch(), EncodeU64(committed)));
-      l.acked_sent = committed;
-    }
-    Publish(l.session.established());
-    QueueOutput(l, now);
-    if (l.conn.queued() > 0) l.last_tx = now;
-    if (!l.conn.Flush().ok()) {
+    if (!SendDue(l, now)) {
       error = "send failed";
       break;
-    }
-    if (l.conn.queued() == 0) {
-      absl::MutexLock lock(&mu);
-      if (written_msgs != l.queued_msgs) {
-        written_msgs = l.queued_msgs;
-        written_cv.SignalAll();
-      }
     }
     if (l.session.established() && !store_failed && now - l.last_rx > 3 * keepalive_ns) {
       error = "source silent";

@@ -57,6 +57,23 @@ class Reader {
       out.push_back(*e.value<std::string>());
     }
   }
+  // A non-empty list of lcore or CPU numbers; `what` names them in errors.
+  void NumberList(const char* path, std::vector<unsigned>& out, const char* what) {
+    auto node = root_.at_path(path);
+    if (!node) return;
+    const toml::array* a = node.as_array();
+    if (!a || a->empty()) {
+      return Fail(path, absl::StrCat("must be a non-empty list of ", what, " numbers"));
+    }
+    out.clear();
+    for (const auto& e : *a) {
+      auto v = e.is_integer() ? e.value<int64_t>() : std::nullopt;
+      if (!v || *v < 0 || *v > 1023) {
+        return Fail(path, absl::StrCat("must be a list of ", what, " numbers"));
+      }
+      out.push_back(static_cast<unsigned>(*v));
+    }
+  }
   void Addr(const char* path, IpAddr& out) {
     std::string s;
     Str(path, s);
@@ -95,19 +112,12 @@ const std::vector<absl::string_view> kKnownKeys = {
 
 }  // namespace
 
-absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
-                                               const std::string& source) {
-  toml::table root;
-  try {
-    // toml++ reports syntax errors by exception; it stays at this boundary.
-    root = toml::parse(text, source);
-  } catch (const toml::parse_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ":", e.source().begin.line, ": ", std::string(e.description())));
-  }
-  if (absl::Status st = CheckKnownKeys(root, kKnownKeys, source); !st.ok()) return st;
-  SwitchConfig c;
-  Reader r(root, source);
+namespace {
+
+// The readers below run in the order of the keys' first errors: the first
+// error of a configuration is the one reported.
+
+void ReadProcess(Reader& r, SwitchConfig& c) {
   r.Str("node", c.node);
   std::string level;
   r.Str("log_level", level);
@@ -120,26 +130,11 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
   r.Int("tables.meetings", c.capacity.meetings, 1, int64_t{1} << 28);
   r.StrList("eal.args", c.eal_args);
   r.Int("eal.main_lcore", c.main_lcore, 0, 1023);
-  auto numbers = [&](const char* key, std::vector<unsigned>& out, const char* what) {
-    auto n = root.at_path(key);
-    if (!n) return;
-    const toml::array* a = n.as_array();
-    if (!a || a->empty()) {
-      r.Fail(key, absl::StrCat("must be a non-empty list of ", what, " numbers"));
-      return;
-    }
-    out.clear();
-    for (const auto& e : *a) {
-      auto v = e.is_integer() ? e.value<int64_t>() : std::nullopt;
-      if (!v || *v < 0 || *v > 1023) {
-        r.Fail(key, absl::StrCat("must be a list of ", what, " numbers"));
-        return;
-      }
-      out.push_back(static_cast<unsigned>(*v));
-    }
-  };
-  numbers("eal.worker_lcores", c.worker_lcores, "lcore");
-  numbers("eal.cpus", c.cpus, "CPU");
+  r.NumberList("eal.worker_lcores", c.worker_lcores, "lcore");
+  r.NumberList("eal.cpus", c.cpus, "CPU");
+}
+
+void ReadSwitchAndAccess(Reader& r, SwitchConfig& c) {
   r.Int("switch.burst", c.burst, 1, 256);
   r.Int("switch.rx_ring", c.rx_ring, 64, 16384);
   r.Int("switch.tx_ring", c.tx_ring, 64, 16384);
@@ -154,7 +149,9 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
   r.Int("access.slow_path_pps_per_source", c.slow_path_pps_per_source, 1, 1000000);
   r.Addr("access.gateway4", c.gateway4);
   r.Addr("access.gateway6", c.gateway6);
-  r.Bool("telemetry.enabled", c.telemetry);
+}
+
+void ReadPair(Reader& r, const std::string& source, SwitchConfig& c) {
   r.Int("pair.node_id", c.pair_node_id, 0, 0xffffffffll);
   r.Int("pair.peer_node_id", c.pair_peer_node_id, 0, 0xffffffffll);
   r.Int("pair.heartbeat_ms", c.heartbeat_ms, 1, 10000);
@@ -177,20 +174,25 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
     // pair sharing it must not be taken for the peer.
     r.Fail("pair.peer_node_id", "must be set, non-zero and differ from pair.node_id");
   }
+}
+
+void ReadSharedNic(Reader& r, SwitchConfig& c) {
   r.Str("shared_nic.xdp_prog", c.xdp_prog);
   std::string media_ports;
   r.Str("shared_nic.media_ports", media_ports);
-  if (!media_ports.empty()) {
-    unsigned lo = 0, hi = 0;
-    char end = 0;
-    if (std::sscanf(media_ports.c_str(), "%u-%u%c", &lo, &hi, &end) != 2 || lo < 1 || lo > hi ||
-        hi > 65535) {
-      r.Fail("shared_nic.media_ports", "must be \"FIRST-LAST\" within 1-65535");
-    } else {
-      c.media_port_low = static_cast<uint16_t>(lo);
-      c.media_port_high = static_cast<uint16_t>(hi);
-    }
+  if (media_ports.empty()) return;
+  unsigned lo = 0, hi = 0;
+  char end = 0;
+  if (std::sscanf(media_ports.c_str(), "%u-%u%c", &lo, &hi, &end) != 2 || lo < 1 || lo > hi ||
+      hi > 65535) {
+    r.Fail("shared_nic.media_ports", "must be \"FIRST-LAST\" within 1-65535");
+  } else {
+    c.media_port_low = static_cast<uint16_t>(lo);
+    c.media_port_high = static_cast<uint16_t>(hi);
   }
+}
+
+void ReadPrefixesAndGateways(Reader& r, SwitchConfig& c) {
   std::vector<std::string> prefixes;
   r.StrList("access.prefixes", prefixes);
   for (const auto& s : prefixes) {
@@ -203,61 +205,68 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
   }
   if (!c.gateway4.is_zero() && !c.gateway4.is_v4()) r.Fail("access.gateway4", "must be IPv4");
   if (!c.gateway6.is_zero() && c.gateway6.is_v4()) r.Fail("access.gateway6", "must be IPv6");
+}
 
-  if (auto n = root.at_path("port")) {
-    const toml::array* a = n.as_array();
-    if (!a) {
-      r.Fail("port", "must be an array of tables ([[port]])");
+// One [[port]] table; a role given twice is found in `ports`, those read before.
+PortConfig ReadPort(const toml::table& t, const std::vector<PortConfig>& ports, Reader& r) {
+  PortConfig p;
+  p.name = t.at_path("name").value_or<std::string>("access");
+  p.devargs = t.at_path("devargs").value_or<std::string>("");
+  if (p.name == "access") {
+    p.role = PortRole::kAccess;
+  } else if (p.name == "backbone") {
+    p.role = PortRole::kBackbone;
+  } else {
+    r.Fail("port.name", absl::StrCat("'", p.name, "' must be \"access\" or \"backbone\""));
+  }
+  if (p.devargs.empty()) r.Fail("port.devargs", "is required");
+  if (auto x = t.at_path("xdp_steering")) {
+    if (!x.is_boolean()) {
+      r.Fail("port.xdp_steering", "must be true or false");
     } else {
-      for (const auto& e : *a) {
-        const toml::table* t = e.as_table();
-        if (!t) {
-          r.Fail("port", "must be an array of tables ([[port]])");
-          break;
-        }
-        PortConfig p;
-        p.name = t->at_path("name").value_or<std::string>("access");
-        p.devargs = t->at_path("devargs").value_or<std::string>("");
-        if (p.name == "access") {
-          p.role = PortRole::kAccess;
-        } else if (p.name == "backbone") {
-          p.role = PortRole::kBackbone;
-        } else {
-          r.Fail("port.name", absl::StrCat("'", p.name, "' must be \"access\" or \"backbone\""));
-        }
-        if (p.devargs.empty()) r.Fail("port.devargs", "is required");
-        if (auto x = t->at_path("xdp_steering")) {
-          if (!x.is_boolean()) {
-            r.Fail("port.xdp_steering", "must be true or false");
-          } else {
-            p.xdp_steering = *x.value<bool>();
-          }
-          if (p.xdp_steering && p.devargs.rfind("net_af_xdp", 0) != 0) {
-            r.Fail("port.xdp_steering", "needs a net_af_xdp port (devargs net_af_xdp0,iface=...)");
-          }
-        }
-        for (const auto& q : c.ports) {
-          if (q.role == p.role) r.Fail("port.name", absl::StrCat("'", p.name, "' given twice"));
-        }
-        c.ports.push_back(p);
-      }
+      p.xdp_steering = *x.value<bool>();
+    }
+    if (p.xdp_steering && p.devargs.rfind("net_af_xdp", 0) != 0) {
+      r.Fail("port.xdp_steering", "needs a net_af_xdp port (devargs net_af_xdp0,iface=...)");
     }
   }
-  if (!r.error().ok()) return r.error();
-  if (c.ports.empty() || c.ports[0].role != PortRole::kAccess) {
-    // The access port is port 0 in the switch; reorder if given second.
-    bool has_access = false;
-    for (size_t i = 0; i < c.ports.size(); ++i) {
-      if (c.ports[i].role == PortRole::kAccess) {
-        std::swap(c.ports[0], c.ports[i]);
-        has_access = true;
-      }
-    }
-    if (!has_access) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ": a [[port]] with name = \"access\" is required"));
+  for (const auto& q : ports) {
+    if (q.role == p.role) r.Fail("port.name", absl::StrCat("'", p.name, "' given twice"));
+  }
+  return p;
+}
+
+void ReadPorts(const toml::table& root, Reader& r, std::vector<PortConfig>& ports) {
+  auto n = root.at_path("port");
+  if (!n) return;
+  const toml::array* a = n.as_array();
+  if (!a) return r.Fail("port", "must be an array of tables ([[port]])");
+  for (const auto& e : *a) {
+    const toml::table* t = e.as_table();
+    if (!t) return r.Fail("port", "must be an array of tables ([[port]])");
+    ports.push_back(ReadPort(*t, ports, r));
+  }
+}
+
+// The access port is port 0 in the switch; reorder if given second.
+absl::Status PutAccessPortFirst(std::vector<PortConfig>& ports, const std::string& source) {
+  if (!ports.empty() && ports[0].role == PortRole::kAccess) return absl::OkStatus();
+  bool has_access = false;
+  for (size_t i = 0; i < ports.size(); ++i) {
+    if (ports[i].role == PortRole::kAccess) {
+      std::swap(ports[0], ports[i]);
+      has_access = true;
     }
   }
+  if (!has_access) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": a [[port]] with name = \"access\" is required"));
+  }
+  return absl::OkStatus();
+}
+
+// The checks across keys, once every key has read well.
+absl::Status CheckSwitchConfig(const SwitchConfig& c, const std::string& source) {
   if (c.shm_dir.empty() || c.shm_dir.front() != '/') {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": shm_dir must be an absolute path, not \"", c.shm_dir, "\""));
@@ -284,6 +293,34 @@ absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
           absl::StrCat(source, ": worker lcore ", l, " is also the main lcore"));
     }
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<SwitchConfig> ParseSwitchConfig(const std::string& text,
+                                               const std::string& source) {
+  toml::table root;
+  try {
+    // toml++ reports syntax errors by exception; it stays at this boundary.
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ":", e.source().begin.line, ": ", std::string(e.description())));
+  }
+  if (absl::Status st = CheckKnownKeys(root, kKnownKeys, source); !st.ok()) return st;
+  SwitchConfig c;
+  Reader r(root, source);
+  ReadProcess(r, c);
+  ReadSwitchAndAccess(r, c);
+  r.Bool("telemetry.enabled", c.telemetry);
+  ReadPair(r, source, c);
+  ReadSharedNic(r, c);
+  ReadPrefixesAndGateways(r, c);
+  ReadPorts(root, r, c.ports);
+  if (!r.error().ok()) return r.error();
+  if (absl::Status st = PutAccessPortFirst(c.ports, source); !st.ok()) return st;
+  if (absl::Status st = CheckSwitchConfig(c, source); !st.ok()) return st;
   return c;
 }
 

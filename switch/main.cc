@@ -127,6 +127,27 @@ rte_mempool* RxPool(int socket) {
   return pool;
 }
 
+// Records a started port for the workers (dp.ports) and in the state.
+void AddPort(Dataplane& dp, const PortConfig& pc, uint16_t id, uint32_t index, uint16_t queues) {
+  Port port;
+  port.id = id;
+  port.role = pc.role;
+  port.state_index = index;
+  rte_ether_addr mac;
+  rte_eth_macaddr_get(id, &mac);
+  std::memcpy(port.mac, mac.addr_bytes, 6);
+  dp.ports.push_back(port);
+
+  tables::PortState& ps = dp.state.port(index);
+  std::memset(&ps, 0, sizeof ps);
+  std::snprintf(ps.name, sizeof ps.name, "%s", pc.name.c_str());
+  std::snprintf(ps.devargs, sizeof ps.devargs, "%s", pc.devargs.c_str());
+  std::memcpy(ps.mac, port.mac, 6);
+  ps.rx_queues = queues;
+  ps.tx_queues = queues;
+  ps.present = 1;
+}
+
 absl::Status SetUpPort(Dataplane& dp, const PortConfig& pc, uint32_t index) {
   uint16_t id;
   if (rte_eth_dev_get_port_by_name(DevName(pc.devargs).c_str(), &id) != 0) {
@@ -176,23 +197,7 @@ absl::Status SetUpPort(Dataplane& dp, const PortConfig& pc, uint32_t index) {
   }
   // ARP broadcasts and ND multicasts must reach us; some PMDs lack allmulticast.
   if (rte_eth_allmulticast_enable(id) != 0) rte_eth_promiscuous_enable(id);
-  Port port;
-  port.id = id;
-  port.role = pc.role;
-  port.state_index = index;
-  rte_ether_addr mac;
-  rte_eth_macaddr_get(id, &mac);
-  std::memcpy(port.mac, mac.addr_bytes, 6);
-  dp.ports.push_back(port);
-
-  tables::PortState& ps = dp.state.port(index);
-  std::memset(&ps, 0, sizeof ps);
-  std::snprintf(ps.name, sizeof ps.name, "%s", pc.name.c_str());
-  std::snprintf(ps.devargs, sizeof ps.devargs, "%s", pc.devargs.c_str());
-  std::memcpy(ps.mac, port.mac, 6);
-  ps.rx_queues = queues;
-  ps.tx_queues = queues;
-  ps.present = 1;
+  AddPort(dp, pc, id, index, queues);
   return absl::OkStatus();
 }
 
@@ -397,21 +402,25 @@ void PrintHelp() {
       "--log-level=tandem.switch:debug in eal.args, or log_level in the file).\n");
 }
 
-int Main(int argc, char** argv) {
+struct Options {
   std::string config_path;
   bool check_only = false;
   bool profile = false;
-  log::Init("tandem-switch");
+};
+
+// The options, or the exit code when the command line says to stop (help,
+// version, a usage error).
+std::optional<int> ParseArgs(int argc, char** argv, Options& o) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if ((a == "--config" || a == "-c") && i + 1 < argc) {
-      config_path = argv[++i];
+      o.config_path = argv[++i];
     } else if (a.rfind("--config=", 0) == 0) {
-      config_path = a.substr(9);
+      o.config_path = a.substr(9);
     } else if (a == "--check-config") {
-      check_only = true;
+      o.check_only = true;
     } else if (a == "--profile") {
-      profile = true;
+      o.profile = true;
     } else if (a == "--version") {
       PrintVersion();
       return 0;
@@ -423,62 +432,60 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  if (config_path.empty()) {
+  if (o.config_path.empty()) {
     std::fprintf(stderr, "tandem-switch: --config FILE is required (try --help)\n");
     return 2;
   }
-  auto cfg = LoadSwitchConfig(config_path);
-  std::optional<gid_t> shm_group;
-  absl::Status checked = cfg.status();
-  if (cfg.ok() && !cfg->shm_group.empty()) {
-    auto g = LookupGroup(cfg->shm_group);
+  return std::nullopt;
+}
+
+// The configuration with its shm_group looked up; the exit code when it is
+// wrong or when only a check was asked for.
+std::optional<int> LoadConfig(const Options& o, SwitchConfig& cfg,
+                              std::optional<gid_t>& shm_group) {
+  auto loaded = LoadSwitchConfig(o.config_path);
+  absl::Status checked = loaded.status();
+  if (loaded.ok() && !loaded->shm_group.empty()) {
+    auto g = LookupGroup(loaded->shm_group);
     if (g.ok()) {
       shm_group = *g;
     } else {
       checked = absl::InvalidArgumentError(
-          absl::StrCat(config_path, ": shm_group ", g.status().message()));
+          absl::StrCat(o.config_path, ": shm_group ", g.status().message()));
     }
-  }
-  if (check_only) {
-    if (!checked.ok()) {
-      std::fprintf(stderr, "tandem-switch: %s\n", std::string(checked.message()).c_str());
-      return 2;
-    }
-    std::printf("%s: ok\n", config_path.c_str());
-    return 0;
   }
   if (!checked.ok()) {
     std::fprintf(stderr, "tandem-switch: %s\n", std::string(checked.message()).c_str());
-    return 1;
+    return o.check_only ? 2 : 1;
   }
-  InitLog(cfg->log_level);
+  if (o.check_only) {
+    std::printf("%s: ok\n", o.config_path.c_str());
+    return 0;
+  }
+  cfg = *loaded;
+  return std::nullopt;
+}
 
-  static Dataplane dp;
-  dp.cfg = *cfg;
-  g_dp = &dp;
-  // Shared-NIC ports: xdp_prog= in their devargs, stale programs removed.
-  static xdp::SharedNic shared_nic;
-  if (auto st = shared_nic.Prepare(dp.cfg); !st.ok()) Die(std::string(st.message()));
-
-  // EAL arguments: lcores and devices from the configuration, then extras.
+// EAL arguments: lcores and devices from the configuration, then extras.
+std::vector<std::string> EalArgs(const SwitchConfig& cfg) {
   std::vector<std::string> args = {"tandem-switch"};
-  std::vector<unsigned> lcores = {dp.cfg.main_lcore};
-  lcores.insert(lcores.end(), dp.cfg.worker_lcores.begin(), dp.cfg.worker_lcores.end());
-  if (dp.cfg.cpus.empty()) {
+  std::vector<unsigned> lcores = {cfg.main_lcore};
+  lcores.insert(lcores.end(), cfg.worker_lcores.begin(), cfg.worker_lcores.end());
+  if (cfg.cpus.empty()) {
     args.push_back("-l");
     args.push_back(absl::StrJoin(lcores, ","));
   } else {
     std::vector<std::string> map;
     for (size_t i = 0; i < lcores.size(); ++i) {
-      map.push_back(absl::StrCat(lcores[i], "@", dp.cfg.cpus[i]));
+      map.push_back(absl::StrCat(lcores[i], "@", cfg.cpus[i]));
     }
     args.push_back("--lcores");
     args.push_back(absl::StrJoin(map, ","));
   }
   args.push_back("--main-lcore");
-  args.push_back(absl::StrCat(dp.cfg.main_lcore));
+  args.push_back(absl::StrCat(cfg.main_lcore));
   bool any_pci = false;
-  for (const auto& p : dp.cfg.ports) {
+  for (const auto& p : cfg.ports) {
     if (IsVdev(p.devargs)) {
       args.push_back("--vdev");
     } else {
@@ -488,7 +495,12 @@ int Main(int argc, char** argv) {
     args.push_back(p.devargs);
   }
   if (!any_pci) args.push_back("--no-pci");
-  args.insert(args.end(), dp.cfg.eal_args.begin(), dp.cfg.eal_args.end());
+  args.insert(args.end(), cfg.eal_args.begin(), cfg.eal_args.end());
+  return args;
+}
+
+void InitEal(Dataplane& dp) {
+  std::vector<std::string> args = EalArgs(dp.cfg);
   std::vector<char*> eal_argv;
   for (auto& a : args) eal_argv.push_back(a.data());
   if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
@@ -502,7 +514,11 @@ int Main(int argc, char** argv) {
     Log(log::Level::kWarning, "packet capture unavailable: rte_pdump_init: %s",
         rte_strerror(rte_errno));
   }
+}
 
+// The tables and the state in shared memory, mapped for the life of the
+// process; the state's header says which switch runs.
+void MapSharedMemory(Dataplane& dp, std::optional<gid_t> shm_group) {
   if (auto st = PreparePrivateDir(dp.cfg.shm_dir, shm_group); !st.ok()) {
     Die(std::string(st.message()));
   }
@@ -512,8 +528,6 @@ int Main(int argc, char** argv) {
   static tables::Mapping tables_map = std::move(t->first);
   dp.tables = t->second;
   uint32_t workers = static_cast<uint32_t>(dp.cfg.worker_lcores.size());
-  dp.profile = profile;
-  if (profile) dp.profiles.resize(workers);
   // One more counters/health block for the main thread.
   auto s = tables::OpenOrCreateState(tables::StatePath(dp.cfg.shm_dir, dp.cfg.node),
                                      dp.tables.leg_capacity(), workers + 1);
@@ -536,18 +550,21 @@ int Main(int argc, char** argv) {
     Log(log::Level::kNotice, "the tables say active: holding until the peer is heard");
   }
   dp.neigh = NeighTable(&dp.state.neigh(0));
+}
 
-  unsigned nb_ports = static_cast<unsigned>(dp.cfg.ports.size());
+// The pools for copies (full, header, clone) are on the access port's node,
+// where most copies leave; each port's RX pool is on its own node (RxPool).
+void CreatePools(Dataplane& dp) {
+  uint32_t nb_ports = static_cast<uint32_t>(dp.cfg.ports.size());
+  uint32_t workers = static_cast<uint32_t>(dp.cfg.worker_lcores.size());
   uint32_t mbufs = std::max<uint32_t>(dp.cfg.mbufs,
                                       nb_ports * workers * (dp.cfg.rx_ring + dp.cfg.tx_ring) + 4096);
-  // The pools for copies (full, header, clone) are on the access port's node,
-  // where most copies leave; each port's RX pool is on its own node (RxPool).
   g_pool_mbufs = mbufs;
   int copy_socket = static_cast<int>(rte_socket_id());
-  for (uint32_t i = 0; i < nb_ports; ++i) {
+  for (const PortConfig& pc : dp.cfg.ports) {
     uint16_t id;
-    if (dp.cfg.ports[i].role == PortRole::kAccess &&
-        rte_eth_dev_get_port_by_name(DevName(dp.cfg.ports[i].devargs).c_str(), &id) == 0) {
+    if (pc.role == PortRole::kAccess &&
+        rte_eth_dev_get_port_by_name(DevName(pc.devargs).c_str(), &id) == 0) {
       copy_socket = PortSocket(id);
     }
   }
@@ -561,11 +578,15 @@ int Main(int argc, char** argv) {
     Die(absl::StrCat("cannot create mbuf pools of ", mbufs, " mbufs: ", rte_strerror(rte_errno),
                      " (give the EAL more memory, e.g. -m 1024, or lower switch.mbufs)"));
   }
-  if (auto st = CreateSlowRings(dp); !st.ok()) Die(std::string(st.message()));
+}
+
+// Every port started, shared-NIC steering attached, both shown in the state.
+void SetUpPorts(Dataplane& dp, xdp::SharedNic& shared_nic) {
+  uint32_t nb_ports = static_cast<uint32_t>(dp.cfg.ports.size());
   for (uint32_t i = 0; i < nb_ports; ++i) {
     if (auto st = SetUpPort(dp, dp.cfg.ports[i], i); !st.ok()) Die(std::string(st.message()));
   }
-  sh.n_ports.store(nb_ports);
+  dp.state.header().n_ports.store(nb_ports);
   UpdatePortStats(dp);
   if (auto st = shared_nic.Attach(dp.cfg); !st.ok()) Die(std::string(st.message()));
   for (const xdp::PortSteering& p : shared_nic.ports()) {
@@ -577,21 +598,20 @@ int Main(int argc, char** argv) {
     }
   }
   shared_nic.Tick(dp.tables, MonotonicNs());
+}
 
-  if (dp.cfg.telemetry) {
-    rte_telemetry_register_cmd("/tandem/stats", TelemetryStats,
-                               "Switch totals and drops by reason. No parameters");
-    rte_telemetry_register_cmd("/tandem/workers", TelemetryWorkers,
-                               "Per-worker counters and heartbeat age. No parameters");
-    rte_telemetry_register_cmd("/tandem/tables", TelemetryTables,
-                               "Role, epoch and table occupancy. No parameters");
-    shared_nic.RegisterTelemetry();
-  }
+void RegisterTelemetry(xdp::SharedNic& shared_nic) {
+  rte_telemetry_register_cmd("/tandem/stats", TelemetryStats,
+                             "Switch totals and drops by reason. No parameters");
+  rte_telemetry_register_cmd("/tandem/workers", TelemetryWorkers,
+                             "Per-worker counters and heartbeat age. No parameters");
+  rte_telemetry_register_cmd("/tandem/tables", TelemetryTables,
+                             "Role, epoch and table occupancy. No parameters");
+  shared_nic.RegisterTelemetry();
+}
 
-  signal(SIGINT, OnSignal);
-  signal(SIGTERM, OnSignal);
-  // Before the workers: it adopts the neighbour table a previous switch left.
-  static SlowPath slow(dp);
+void LaunchWorkers(Dataplane& dp) {
+  uint32_t workers = static_cast<uint32_t>(dp.cfg.worker_lcores.size());
   static std::vector<WorkerArg> wargs(workers);
   for (uint32_t w = 0; w < workers; ++w) {
     wargs[w] = {&dp, w};
@@ -599,16 +619,11 @@ int Main(int argc, char** argv) {
       Die(absl::StrCat("cannot launch worker on lcore ", dp.cfg.worker_lcores[w]));
     }
   }
-  std::string role = dp.tables.role() == tables::Role::kActive ? "active" : "standby";
-  Log(log::Level::kNotice,
-      "node %s, %d worker(s), tables %s (%d legs in use of %d), role %s epoch %d", dp.cfg.node,
-      workers, tables::TablesPath(dp.cfg.shm_dir, dp.cfg.node), dp.tables.header().leg_count.load(),
-      dp.tables.leg_capacity(), role, dp.tables.epoch());
-  Log(log::Level::kNotice, "forwarding");
-  sd::Ready(absl::StrCat("forwarding: node ", dp.cfg.node, ", ", workers, " worker(s), ", role));
-  MainLoop(dp, slow, shared_nic);
-  sd::Stopping();
+}
 
+// After the main loop: the workers stopped, the ports closed, the state says
+// no switch runs.
+void ShutDown(Dataplane& dp, xdp::SharedNic& shared_nic) {
   rte_eal_mp_wait_lcore();
   if (dp.profile) {
     // On stdout, apart from the log: scripts/bench/ reads it.
@@ -621,10 +636,52 @@ int Main(int argc, char** argv) {
     rte_eth_dev_close(p.id);
   }
   shared_nic.CheckDetached();  // net_af_xdp detaches on close; verify
-  sh.switch_pid.store(0);
+  dp.state.header().switch_pid.store(0);
   rte_pdump_uninit();
   Log(log::Level::kNotice, "stopped");
   rte_eal_cleanup();
+}
+
+int Main(int argc, char** argv) {
+  log::Init("tandem-switch");
+  Options opts;
+  if (std::optional<int> exit_code = ParseArgs(argc, argv, opts)) return *exit_code;
+  SwitchConfig cfg;
+  std::optional<gid_t> shm_group;
+  if (std::optional<int> exit_code = LoadConfig(opts, cfg, shm_group)) return *exit_code;
+  InitLog(cfg.log_level);
+
+  static Dataplane dp;
+  dp.cfg = cfg;
+  g_dp = &dp;
+  // Shared-NIC ports: xdp_prog= in their devargs, stale programs removed.
+  static xdp::SharedNic shared_nic;
+  if (auto st = shared_nic.Prepare(dp.cfg); !st.ok()) Die(std::string(st.message()));
+  InitEal(dp);
+  MapSharedMemory(dp, shm_group);
+  uint32_t workers = static_cast<uint32_t>(dp.cfg.worker_lcores.size());
+  dp.profile = opts.profile;
+  if (opts.profile) dp.profiles.resize(workers);
+  CreatePools(dp);
+  if (auto st = CreateSlowRings(dp); !st.ok()) Die(std::string(st.message()));
+  SetUpPorts(dp, shared_nic);
+  if (dp.cfg.telemetry) RegisterTelemetry(shared_nic);
+
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  // Before the workers: it adopts the neighbour table a previous switch left.
+  static SlowPath slow(dp);
+  LaunchWorkers(dp);
+  std::string role = dp.tables.role() == tables::Role::kActive ? "active" : "standby";
+  Log(log::Level::kNotice,
+      "node %s, %d worker(s), tables %s (%d legs in use of %d), role %s epoch %d", dp.cfg.node,
+      workers, tables::TablesPath(dp.cfg.shm_dir, dp.cfg.node), dp.tables.header().leg_count.load(),
+      dp.tables.leg_capacity(), role, dp.tables.epoch());
+  Log(log::Level::kNotice, "forwarding");
+  sd::Ready(absl::StrCat("forwarding: node ", dp.cfg.node, ", ", workers, " worker(s), ", role));
+  MainLoop(dp, slow, shared_nic);
+  sd::Stopping();
+  ShutDown(dp, shared_nic);
   return 0;
 }
 

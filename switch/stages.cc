@@ -18,13 +18,6 @@ using tables::Drop;
 using tables::kNil;
 using tables::LegEntry;
 
-// IpAddr::is_v4 inline (IPv4 addresses are IPv4-mapped, ::ffff:0:0/96): it
-// runs per receiver.
-inline bool MappedV4(const IpAddr& a) {
-  static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  return std::memcmp(a.b, kPrefix, 12) == 0;
-}
-
 }  // namespace
 
 tables::LegCounters& Worker::Usage(uint32_t slot, uint32_t gen) {
@@ -212,7 +205,7 @@ uint32_t Worker::GatherReceivers(const LegEntry& sender, uint32_t sender_slot, u
   uint32_t n = 0;
   uint32_t capacity = dp_.tables.leg_capacity();
   uint32_t guard = capacity;
-  const bool v4 = MappedV4(sender.key.remote);
+  const bool v4 = sender.key.remote.is_v4();
   for (uint32_t i = mt.head[sender.channel].load(std::memory_order_acquire);
        i != kNil && i < capacity && guard--;
        i = dp_.tables.leg(i).group_next.load(std::memory_order_acquire)) {
@@ -222,7 +215,7 @@ uint32_t Worker::GatherReceivers(const LegEntry& sender, uint32_t sender_slot, u
     // The switch does not translate between IPv4 and IPv6: a leg receives the
     // packets of its own family only. (A copy of an IPv4 packet for an IPv6
     // leg went out with the low 32 bits of the leg's addresses.)
-    if (MappedV4(r.key.remote) != v4) continue;
+    if (r.key.remote.is_v4() != v4) continue;
     if (at + n == receivers_.size()) receivers_.resize(receivers_.size() * 2);
     Receiver& rc = receivers_[at + n];
     tables::LegCounters& u = Usage(i, r.gen.load(std::memory_order_relaxed));

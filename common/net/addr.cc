@@ -6,13 +6,9 @@
 #include "absl/strings/str_cat.h"
 
 namespace tandem {
-namespace {
-constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-}
-
 IpAddr IpAddr::FromV4(uint32_t be_addr) {
   IpAddr a;
-  std::memcpy(a.b, kMappedPrefix, 12);
+  std::memcpy(a.b, kV4MappedPrefix, 12);
   std::memcpy(a.b + 12, &be_addr, 4);
   return a;
 }
@@ -31,8 +27,6 @@ absl::StatusOr<IpAddr> IpAddr::Parse(absl::string_view text) {
   if (inet_pton(AF_INET6, s.c_str(), &v6) == 1) return FromV6(v6.s6_addr);
   return absl::InvalidArgumentError(absl::StrCat("invalid IP address '", text, "'"));
 }
-
-bool IpAddr::is_v4() const { return std::memcmp(b, kMappedPrefix, 12) == 0; }
 
 uint32_t IpAddr::v4() const {
   uint32_t v;

@@ -12,6 +12,9 @@
 namespace tandem {
 
 struct IpAddr {
+  // ::ffff:0:0/96, the first 12 bytes of every IPv4 address.
+  static constexpr uint8_t kV4MappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
   uint8_t b[16] = {};
 
   static IpAddr FromV4(uint32_t be_addr);  // network byte order
@@ -19,7 +22,8 @@ struct IpAddr {
   // Accepts dotted IPv4 or IPv6 text; returns InvalidArgument otherwise.
   static absl::StatusOr<IpAddr> Parse(absl::string_view text);
 
-  bool is_v4() const;
+  // Inline: the switch asks it per receiver of every packet.
+  bool is_v4() const { return std::memcmp(b, kV4MappedPrefix, 12) == 0; }
   uint32_t v4() const;  // network byte order; only meaningful when is_v4()
   bool is_zero() const;  // all 16 bytes zero: "not set" in configurations
   // No host's address: 0.0.0.0 (stored ::ffff:0.0.0.0) or ::. is_zero() is
