@@ -760,6 +760,7 @@ absl::Status TablesWriter::AddLegs(const std::vector<LegSpec>& specs) {
     e.flags.store(s.flags, std::memory_order_relaxed);
     e.pps_limit.store(s.pps_limit, std::memory_order_relaxed);
     e.kbps_limit.store(s.kbps_limit, std::memory_order_relaxed);
+    e.limited.store(s.pps_limit || s.kbps_limit, std::memory_order_relaxed);
     e.leg_id = s.leg_id;
     e.participant_id = s.participant_id;
     e.created_unix_ns = now;
@@ -804,6 +805,7 @@ absl::Status TablesWriter::SetLegLimits(uint64_t leg_id, uint32_t pps, uint32_t 
   LegEntry& e = view_.leg(it->second);
   e.pps_limit.store(pps, std::memory_order_release);
   e.kbps_limit.store(kbps, std::memory_order_release);
+  e.limited.store(pps || kbps, std::memory_order_release);
   Commit();
   return absl::OkStatus();
 }

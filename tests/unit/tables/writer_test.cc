@@ -58,6 +58,7 @@ TEST(TablesWriter, AddedLegIsFoundByReaders) {
   EXPECT_EQ(e->channel, uint8_t(Channel::kVideo));
   EXPECT_EQ(e->flags.load(), kLegRecv);
   EXPECT_EQ(e->pps_limit.load(), 100u);
+  EXPECT_EQ(e->limited.load(), 1u) << "workers read the limits of a limited leg only";
   EXPECT_EQ(attached->second.meeting(e->meeting).meeting_id, 7u);
   EXPECT_EQ(attached->second.header().leg_count.load(), 1u);
 
@@ -176,6 +177,26 @@ TEST(TablesWriter, DuplicatesAreAlreadyExists) {
   EXPECT_TRUE(absl::IsAlreadyExists(st)) << st;
   EXPECT_THAT(st.message(), HasSubstr("already in use"));
   EXPECT_EQ(w->leg_count(), 1u);
+}
+
+// A leg is marked limited while either limit is set (Worker::Admit reads
+// the limits, in the entry's second line, only then).
+TEST(TablesWriter, LimitsMarkTheLegLimited) {
+  TempDir dir;
+  auto w = OpenWriter(dir);
+  ASSERT_TRUE(w->AddMeeting(1, 1).ok());
+  ASSERT_TRUE(w->AddLeg(MakeLeg(1, 1)).ok());
+  auto attached = AttachTables(dir.tables());
+  ASSERT_TRUE(attached.ok());
+  const LegEntry* e = Lookup(attached->second, 1);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->limited.load(), 0u);
+  ASSERT_TRUE(w->SetLegLimits(1, 0, 64).ok());
+  EXPECT_EQ(e->limited.load(), 1u) << "kbit/s alone";
+  ASSERT_TRUE(w->SetLegLimits(1, 0, 0).ok());
+  EXPECT_EQ(e->limited.load(), 0u);
+  ASSERT_TRUE(w->SetLegLimits(1, 10, 0).ok());
+  EXPECT_EQ(e->limited.load(), 1u) << "pps alone";
 }
 
 TEST(TablesWriter, UnknownThingsAreNotFound) {
