@@ -190,10 +190,8 @@ uint16_t Worker::LookupStage(rte_mbuf** pkts, uint16_t n) {
     }
     const LegEntry& s = dp_.tables.leg(slot);
     rte_prefetch0(&dp_.tables.meeting(s.meeting));
-    rte_prefetch0(reinterpret_cast<const char*>(&s) + 64);  // the rate limits (Police)
-    const auto* u = reinterpret_cast<const char*>(&usage_[slot]);
-    PrefetchForWrite(u);
-    PrefetchForWrite(u + 64);  // first/last_unix_ns live in the second line
+    // The entry's second line (the rate limits) is read for a limited leg only.
+    PrefetchForWrite(&usage_[slot]);  // what a packet writes is in its first line
     b_.slots[nhit] = slot;
     b_.fwd[nhit++] = i;
   }

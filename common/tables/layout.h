@@ -31,8 +31,10 @@ inline constexpr uint64_t kTablesMagic = 0x31424154444e4154ULL;  // "TANDTAB1"
 inline constexpr uint64_t kStateMagic = 0x31545341444e4154ULL;   // "TANDAST1"
 // 3: HashLegKey became a CRC-32C (chains of version 2 are in other buckets).
 // 4: LegEntry::gen moved into the entry's first line (swapped with group_prev).
-inline constexpr uint32_t kTablesVersion = 4;
-inline constexpr uint32_t kStateVersion = 4;
+// 5: LegEntry::limited in the first line (where reserved0 was).
+inline constexpr uint32_t kTablesVersion = 5;
+// 5: LegCounters' per-packet fields in its first line (issue 15).
+inline constexpr uint32_t kStateVersion = 5;
 
 inline constexpr uint32_t kNil = 0xffffffffu;  // end of a chain or list
 inline constexpr uint32_t kMaxVips = 64;
@@ -139,7 +141,10 @@ struct alignas(64) LegEntry {
   uint32_t meeting = kNil;             // meeting slot; immutable while live
   uint8_t channel = 0;                 // immutable while live
   std::atomic<uint8_t> state{0};       // EntryState
-  uint8_t reserved0[2] = {};
+  // pps_limit or kbps_limit is set (written after them, release): a worker
+  // reads the second line, where the limits are, only for a limited leg.
+  std::atomic<uint8_t> limited{0};
+  uint8_t reserved0 = 0;
   std::atomic<uint32_t> flags{0};      // kLeg*
   std::atomic<uint32_t> hash_next{kNil};
   std::atomic<uint32_t> group_next{kNil};  // next leg of the same meeting and channel
@@ -158,7 +163,7 @@ struct alignas(64) LegEntry {
 };
 static_assert(sizeof(LegEntry) == 128);
 static_assert(offsetof(LegEntry, gen) < 64 && offsetof(LegEntry, flags) < 64 &&
-              offsetof(LegEntry, group_next) < 64);
+              offsetof(LegEntry, group_next) < 64 && offsetof(LegEntry, limited) < 64);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
 inline constexpr uint32_t kMeetingPresenterOnly = 1u << 0;
@@ -281,33 +286,40 @@ struct alignas(64) WorkerHealth {
 
 // Per worker, per leg slot. A block whose gen differs from the leg's gen
 // belongs to an earlier occupant of the slot and counts as zero.
+//
+// The first line holds everything a forwarded packet reads or writes (the
+// sender's inbound counters and the receiver's outbound ones, the next-hop
+// memo, the generation): a packet touches one line of each leg's block, not
+// two (state layout 5, issue 15). The second holds what only drops, the
+// first packet and limited legs touch.
 struct alignas(64) LegCounters {
   std::atomic<uint32_t> gen;
-  uint32_t reserved;
-  uint64_t packets_in, bytes_in, packets_out, bytes_out;
-  uint64_t drop_not_allowed, drop_policed, drop_other;
-  uint64_t first_unix_ns, last_unix_ns;
-  // The worker's policer of the leg (the switch's own; here because the
-  // worker writes this line for every packet anyway): TSC of the last
-  // refill (0 = full), tokens left in packets and in bytes.
-  uint64_t policer_tsc;
-  double policer_packets, policer_bytes;
-  // The worker's memo of the leg's next hop (switch/neigh.h, LegHop): the
+  // The worker's memo of the leg's next hop (switch/neigh.h, LegHops): the
   // neighbour entry it resolved to, that entry's sequence number and MAC
   // when read. Valid only while hop_epoch is the running switch's (0 = none)
   // and the entry's sequence is unchanged, so a restarted switch or a
-  // reused slot never trusts it. Here because the worker has the line at
-  // hand for every packet of the leg.
+  // reused slot never trusts it.
   uint32_t hop_epoch;
   uint32_t hop_seq;
   uint32_t hop_neigh;
   uint8_t hop_mac[6];
   uint8_t hop_usable;
-  uint8_t reserved2[5];
+  uint8_t reserved;
+  uint64_t packets_in, bytes_in, packets_out, bytes_out;
+  uint64_t last_unix_ns;
+  // Second line. first_unix_ns is written once, when packets_in is still 0.
+  uint64_t first_unix_ns;
+  uint64_t drop_not_allowed, drop_policed, drop_other;
+  // The worker's policer of the leg (the switch's own), touched only when
+  // the leg has a limit: TSC of the last refill (0 = full), tokens left in
+  // packets and in bytes.
+  uint64_t policer_tsc;
+  double policer_packets, policer_bytes;
+  uint64_t reserved2;
 };
 static_assert(sizeof(LegCounters) == 128);
-static_assert(offsetof(LegCounters, policer_tsc) / 64 == offsetof(LegCounters, last_unix_ns) / 64);
-static_assert(offsetof(LegCounters, hop_epoch) / 64 == offsetof(LegCounters, last_unix_ns) / 64);
+static_assert(offsetof(LegCounters, last_unix_ns) < 64 && offsetof(LegCounters, hop_usable) < 64 &&
+              offsetof(LegCounters, bytes_out) < 64);
 
 struct alignas(64) PortState {
   char name[32];       // "access" or "backbone"

@@ -1,10 +1,12 @@
 #include "common/tables/tables.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,6 +135,14 @@ absl::Status CreateAtomically(const std::string& path, uint64_t size,
     close(fd);
     unlink(tmp.c_str());
     return Errno("give to the directory's group", tmp);
+  }
+  // On hugetlbfs (shm_dir = a directory under /dev/hugepages) a file is a
+  // whole number of huge pages: a million legs' entries and usage blocks
+  // then cost a TLB entry per 2 MB instead of per 4 KB.
+  struct statfs fs;
+  if (fstatfs(fd, &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC && fs.f_bsize > 0) {
+    uint64_t page = uint64_t(fs.f_bsize);
+    size = (size + page - 1) / page * page;
   }
   if (ftruncate(fd, size) != 0) {
     close(fd);
@@ -760,6 +770,7 @@ absl::Status TablesWriter::AddLegs(const std::vector<LegSpec>& specs) {
     e.flags.store(s.flags, std::memory_order_relaxed);
     e.pps_limit.store(s.pps_limit, std::memory_order_relaxed);
     e.kbps_limit.store(s.kbps_limit, std::memory_order_relaxed);
+    e.limited.store(s.pps_limit || s.kbps_limit, std::memory_order_relaxed);
     e.leg_id = s.leg_id;
     e.participant_id = s.participant_id;
     e.created_unix_ns = now;
@@ -804,6 +815,7 @@ absl::Status TablesWriter::SetLegLimits(uint64_t leg_id, uint32_t pps, uint32_t 
   LegEntry& e = view_.leg(it->second);
   e.pps_limit.store(pps, std::memory_order_release);
   e.kbps_limit.store(kbps, std::memory_order_release);
+  e.limited.store(pps || kbps, std::memory_order_release);
   Commit();
   return absl::OkStatus();
 }

@@ -13,7 +13,7 @@ bucket spans a quarter octave (about 19%).
 import struct
 
 STATE_MAGIC = 0x31545341444E4154  # "TANDAST1"
-STATE_VERSION = 4  # kStateVersion
+STATE_VERSION = 5  # kStateVersion
 DROP_COUNT = 16
 LATENCY_BUCKETS = 128
 # rx_packets, rx_bytes, tx_packets, tx_bytes, forwarded_in, slow_path,

@@ -241,6 +241,11 @@ class SwitchRun:
     def __init__(self, cfg, devargs, legs, mbufs, workers=1, idle_sleep_us=100):
         self.cfg = cfg
         self.dir = tempfile.mkdtemp(prefix="tbench-", dir="/dev/shm")
+        # The regions' directory: TANDEM_BENCH_SHM_PARENT=/dev/hugepages puts
+        # the tables and state on huge pages (hugetlbfs takes no write(2), so
+        # the config stays in self.dir).
+        parent = os.environ.get("TANDEM_BENCH_SHM_PARENT")
+        self.shm = tempfile.mkdtemp(prefix="tbench-", dir=parent) if parent else self.dir
         self.legs_cap = table_capacity(legs)
         self.meetings_cap = max(1 << 14, self.legs_cap // 2)
         self.prefix = "tbench-sw-%d" % os.getpid()
@@ -249,7 +254,7 @@ class SwitchRun:
         self.config = os.path.join(self.dir, "switch.toml")
         with open(self.config, "w") as f:
             f.write(SWITCH_CONFIG.format(
-                shm_dir=self.dir, legs=self.legs_cap, meetings=self.meetings_cap,
+                shm_dir=self.shm, legs=self.legs_cap, meetings=self.meetings_cap,
                 eal_args=", ".join('"%s"' % a for a in eal),
                 workers=", ".join(str(1 + w) for w in range(workers)), mbufs=mbufs,
                 cpus=cpus_line(workers),
@@ -258,7 +263,7 @@ class SwitchRun:
         self.out = None
 
     def tables(self, *args, stdin=None, check=True):
-        cmd = [self.cfg.tables_tool, "--shm-dir", self.dir, "--node", "bench",
+        cmd = [self.cfg.tables_tool, "--shm-dir", self.shm, "--node", "bench",
                "--legs", str(self.legs_cap), "--meetings", str(self.meetings_cap)] + list(args)
         return subprocess.run(cmd, stdin=stdin, capture_output=True, text=True, check=check,
                               timeout=600)
@@ -306,7 +311,7 @@ class SwitchRun:
             if getattr(self.cfg, "profile", False):  # the switch's table, printed at exit
                 time.sleep(0.2)
                 print("\n".join(l for l in self.out.text.splitlines() if l.startswith("profile:")))
-        subprocess.run(["rm", "-rf", self.dir], check=False)
+        subprocess.run(["rm", "-rf", self.dir, self.shm], check=False)
         remove_runtime_dir(self.prefix)
 
 
@@ -321,7 +326,7 @@ class Updater:
         self.run, self.rate = run, rate
         self.sent = 0
         self.stop_flag = threading.Event()
-        cmd = [run.cfg.tables_tool, "--shm-dir", run.dir, "--node", "bench", "apply", "-"]
+        cmd = [run.cfg.tables_tool, "--shm-dir", run.shm, "--node", "bench", "apply", "-"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         self.proc.stdin.write(b"meeting %d 1\n" % self.MEETING)
@@ -416,7 +421,7 @@ def run_switch(capture_paths, meta, cfg, mbufs, workers=1, updates_per_s=0):
             updater = Updater(run, updates_per_s)
             updater.start()
             time.sleep(0.2)
-        state = os.path.join(run.dir, "tandem.bench.state")
+        state = os.path.join(run.shm, "tandem.bench.state")
         lat0 = read_latency(state)
         cpu0 = worker_threads_cpu(run.proc.pid)
         t0, s0 = run.timed_stats()

@@ -263,6 +263,7 @@ class Bed {
     return dp_.state.leg_counters(0, dp_.tables.Find(k));
   }
   const StageProfile& profile() const { return poller_->profile(); }
+  tb::TablesWriter& writer() { return *writer_; }
   void Drain() {
     while (poller_->Poll() != 0) {
     }
@@ -443,6 +444,39 @@ TEST(StageUsage, CountsPerLeg) {
   EXPECT_EQ(bed.usage(3).packets_out, 1u);  // muted legs still receive
   EXPECT_EQ(bed.usage(4).packets_out, 0u);  // send-only
   EXPECT_EQ(bed.usage(5).packets_out, 0u);  // IPv6
+}
+
+// The first packet's time is taken once (it lives beside the drop counters,
+// away from the per-packet line, and is tested by the packet count).
+TEST(StageUsage, FirstAndLastPacketTimes) {
+  InitEal();
+  Bed bed(false);
+  bed.Run({FromLeg(0)});
+  uint64_t first = bed.usage(0).first_unix_ns;
+  EXPECT_GT(first, 0u);
+  EXPECT_EQ(bed.usage(0).last_unix_ns, first);
+  usleep(2000);
+  bed.Run({FromLeg(0), FromLeg(0)});
+  EXPECT_EQ(bed.usage(0).first_unix_ns, first);
+  EXPECT_GT(bed.usage(0).last_unix_ns, first);
+  EXPECT_EQ(bed.usage(0).packets_in, 3u);
+  EXPECT_EQ(bed.usage(1).first_unix_ns, 0u) << "a receiver has sent nothing";
+}
+
+// Limits set on a live leg police its next packets, and cleared ones stop:
+// the worker reads the limits only for a leg the writer marked limited.
+TEST(StageUsage, LimitsChangedOnALiveLeg) {
+  InitEal();
+  Bed bed(false);
+  std::vector<std::vector<uint8_t>> nine(9, FromLeg(0));  // leg 0 (id 1) goes to 3 legs
+  EXPECT_EQ(bed.Run(nine).size(), 27u) << "no limit";
+  ASSERT_TRUE(bed.writer().SetLegLimits(1, 1, 0).ok());
+  EXPECT_EQ(bed.Run(nine).size(), 24u) << "1 pps: a bucket of 8, the ninth is over";
+  EXPECT_EQ(bed.counters().drops[uint32_t(Drop::kPoliced)], 1u);
+  EXPECT_EQ(bed.usage(0).drop_policed, 1u);
+  ASSERT_TRUE(bed.writer().SetLegLimits(1, 0, 0).ok());
+  EXPECT_EQ(bed.Run(nine).size(), 27u) << "limit cleared";
+  EXPECT_EQ(bed.counters().drops[uint32_t(Drop::kPoliced)], 1u);
 }
 
 // --profile: every stage a forwarded packet passes through is counted, and

@@ -23,9 +23,9 @@ namespace tandem::tables::testing {
 // everything in it when the test ends.
 class TempDir {
  public:
-  TempDir() {
-    char tmpl[] = "/dev/shm/tandem-tables-test.XXXXXX";
-    const char* made = mkdtemp(tmpl);
+  explicit TempDir(const std::string& parent = "/dev/shm") {
+    std::string tmpl = parent + "/tandem-tables-test.XXXXXX";
+    const char* made = mkdtemp(tmpl.data());
     EXPECT_NE(made, nullptr) << "mkdtemp: " << strerror(errno);
     path_ = made ? made : "/nonexistent";
   }

@@ -1,6 +1,9 @@
 // The single writer: its errors, all-or-nothing batches, exclusivity, and
 // adopting a region after a clean exit or a death in the middle of a change.
+#include <linux/magic.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,6 +61,7 @@ TEST(TablesWriter, AddedLegIsFoundByReaders) {
   EXPECT_EQ(e->channel, uint8_t(Channel::kVideo));
   EXPECT_EQ(e->flags.load(), kLegRecv);
   EXPECT_EQ(e->pps_limit.load(), 100u);
+  EXPECT_EQ(e->limited.load(), 1u) << "workers read the limits of a limited leg only";
   EXPECT_EQ(attached->second.meeting(e->meeting).meeting_id, 7u);
   EXPECT_EQ(attached->second.header().leg_count.load(), 1u);
 
@@ -176,6 +180,50 @@ TEST(TablesWriter, DuplicatesAreAlreadyExists) {
   EXPECT_TRUE(absl::IsAlreadyExists(st)) << st;
   EXPECT_THAT(st.message(), HasSubstr("already in use"));
   EXPECT_EQ(w->leg_count(), 1u);
+}
+
+// A leg is marked limited while either limit is set (Worker::Admit reads
+// the limits, in the entry's second line, only then).
+TEST(TablesWriter, LimitsMarkTheLegLimited) {
+  TempDir dir;
+  auto w = OpenWriter(dir);
+  ASSERT_TRUE(w->AddMeeting(1, 1).ok());
+  ASSERT_TRUE(w->AddLeg(MakeLeg(1, 1)).ok());
+  auto attached = AttachTables(dir.tables());
+  ASSERT_TRUE(attached.ok());
+  const LegEntry* e = Lookup(attached->second, 1);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->limited.load(), 0u);
+  ASSERT_TRUE(w->SetLegLimits(1, 0, 64).ok());
+  EXPECT_EQ(e->limited.load(), 1u) << "kbit/s alone";
+  ASSERT_TRUE(w->SetLegLimits(1, 0, 0).ok());
+  EXPECT_EQ(e->limited.load(), 0u);
+  ASSERT_TRUE(w->SetLegLimits(1, 10, 0).ok());
+  EXPECT_EQ(e->limited.load(), 1u) << "pps alone";
+}
+
+// shm_dir on hugetlbfs (docs/performance.md: a million legs on 2 MB pages):
+// a region there is a whole number of huge pages (ftruncate refuses any
+// other size) and reads as anywhere else.
+TEST(TablesRegions, OnHugetlbfsTakeWholeHugePages) {
+  struct statfs fs;
+  if (statfs("/dev/hugepages", &fs) != 0 || fs.f_type != HUGETLBFS_MAGIC) {
+    GTEST_SKIP() << "no hugetlbfs mounted at /dev/hugepages";
+  }
+  TempDir dir("/dev/hugepages");
+  auto w = OpenWriter(dir);
+  ASSERT_NE(w, nullptr);
+  ASSERT_TRUE(w->AddMeeting(1, 1).ok());
+  ASSERT_TRUE(w->AddLeg(MakeLeg(1, 1)).ok());
+  auto attached = AttachTables(dir.tables());
+  ASSERT_TRUE(attached.ok()) << attached.status();
+  EXPECT_NE(Lookup(attached->second, 1), nullptr);
+  struct stat st;
+  ASSERT_EQ(stat(dir.tables().c_str(), &st), 0);
+  EXPECT_EQ(st.st_size % fs.f_bsize, 0);
+  auto state = OpenOrCreateState(dir.state(), 64, 2);
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->second.leg_counters(1, 63).packets_in, 0u);
 }
 
 TEST(TablesWriter, UnknownThingsAreNotFound) {
