@@ -11,10 +11,11 @@
 #include "absl/strings/str_split.h"
 #include "common/keys.h"
 #include "common/toml_keys.h"
+#include "control/toml_read.h"
 #include "mirror/net.h"
 
 namespace tandem::control {
-namespace {
+namespace toml_read {
 
 absl::Status Bad(const std::string& origin, const std::string& key, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat(origin, ": ", key, ": ", why));
@@ -29,6 +30,13 @@ absl::Status ReadString(const toml::table& t, const char* key, const std::string
   *out = *v;
   return absl::OkStatus();
 }
+
+}  // namespace toml_read
+
+namespace {
+
+using toml_read::Bad;
+using toml_read::ReadString;
 
 absl::Status ReadUint(const toml::table& t, const char* key, const std::string& origin,
                       uint64_t max, uint64_t* out) {

@@ -181,6 +181,36 @@ v1::LostWritesResponse Pair::LostWrites() const {
   return r;
 }
 
+// One series per alarm: every alarm the role machine knows, 0 or 1, and
+// any other alarm the status names while it is raised.
+static void AlarmGauges(const v1::PairStatus& s, MetricsText& m) {
+  std::vector<std::string> raised;
+  if (s.alarms() != "none") raised = absl::StrSplit(s.alarms(), ',', absl::SkipEmpty());
+  std::vector<std::string> names;
+  for (const auto& [name, on] : mirror::Alarms{}.List()) names.push_back(name);
+  for (const std::string& r : raised) {
+    if (std::find(names.begin(), names.end(), r) == names.end()) names.push_back(r);
+  }
+  for (const std::string& name : names) {
+    bool on = std::find(raised.begin(), raised.end(), name) != raised.end();
+    m.Gauge("tandem_pair_alarm", "1 while the pair alarm named by the label is raised", on,
+            {{"alarm", name}});
+  }
+}
+
+static void WitnessGauges(const FleetWitness::Status& w, MetricsText& m) {
+  m.Gauge("tandem_pair_witness_holds", "1 while this node holds the pair's key in etcd", w.holds);
+  m.Gauge("tandem_pair_witness_key_epoch", "the epoch the key is held at (0: not held)",
+          double(w.key_epoch));
+  m.Counter("tandem_pair_witness_renew_failures_total",
+            "renewals of the key's lease etcd did not acknowledge", double(w.renew_failures));
+  m.Counter("tandem_pair_witness_losses_total", "times etcd said the key's lease was gone",
+            double(w.losses));
+  m.Counter("tandem_pair_witness_watched_deletions_total",
+            "deletions of the key a watch saw (acquisition tried at once)",
+            double(w.watched_deletions));
+}
+
 std::string Pair::Metrics() const {
   v1::PairStatus s;
   uint64_t degraded, timeouts;
@@ -197,20 +227,7 @@ std::string Pair::Metrics() const {
           s.peer_state() == "up" || s.peer_state() == "access path down");
   m.Gauge("tandem_pair_peer_heard_access", "1 when the peer is heard on the access network",
           s.peer_state() == "up" || s.peer_state() == "backbone down");
-  // One series per alarm: every alarm the role machine knows, 0 or 1, and
-  // any other alarm the status names while it is raised.
-  std::vector<std::string> raised;
-  if (s.alarms() != "none") raised = absl::StrSplit(s.alarms(), ',', absl::SkipEmpty());
-  std::vector<std::string> names;
-  for (const auto& [name, on] : mirror::Alarms{}.List()) names.push_back(name);
-  for (const std::string& r : raised) {
-    if (std::find(names.begin(), names.end(), r) == names.end()) names.push_back(r);
-  }
-  for (const std::string& name : names) {
-    bool on = std::find(raised.begin(), raised.end(), name) != raised.end();
-    m.Gauge("tandem_pair_alarm", "1 while the pair alarm named by the label is raised", on,
-            {{"alarm", name}});
-  }
+  AlarmGauges(s, m);
   m.Gauge("tandem_pair_position", "last change of the log this node holds", double(s.position()));
   m.Gauge("tandem_pair_acked_position",
           "active: last change the standby applied; standby: last applied",
@@ -247,20 +264,7 @@ std::string Pair::Metrics() const {
             "synchronous writes that found no standby connected", double(degraded));
   m.Counter("tandem_pair_sync_timeouts_total",
             "synchronous writes the standby did not confirm in time", double(timeouts));
-  if (witness_) {
-    FleetWitness::Status w = witness_->status();
-    m.Gauge("tandem_pair_witness_holds", "1 while this node holds the pair's key in etcd",
-            w.holds);
-    m.Gauge("tandem_pair_witness_key_epoch", "the epoch the key is held at (0: not held)",
-            double(w.key_epoch));
-    m.Counter("tandem_pair_witness_renew_failures_total",
-              "renewals of the key's lease etcd did not acknowledge", double(w.renew_failures));
-    m.Counter("tandem_pair_witness_losses_total", "times etcd said the key's lease was gone",
-              double(w.losses));
-    m.Counter("tandem_pair_witness_watched_deletions_total",
-              "deletions of the key a watch saw (acquisition tried at once)",
-              double(w.watched_deletions));
-  }
+  if (witness_) WitnessGauges(witness_->status(), m);
   return m.Serialize();
 }
 

@@ -1,23 +1,13 @@
 #include "control/routing_config.h"
 
 #include "absl/strings/str_cat.h"
+#include "control/toml_read.h"
 
 namespace tandem::control {
 namespace {
 
-absl::Status Bad(const std::string& origin, const std::string& key, const std::string& why) {
-  return absl::InvalidArgumentError(absl::StrCat(origin, ": ", key, ": ", why));
-}
-
-absl::Status ReadString(const toml::table& t, const char* key, const std::string& origin,
-                        std::string* out) {
-  const toml::node* n = t.get(key);
-  if (!n) return absl::OkStatus();
-  auto v = n->value<std::string>();
-  if (!v) return Bad(origin, key, "must be a string");
-  *out = *v;
-  return absl::OkStatus();
-}
+using toml_read::Bad;
+using toml_read::ReadString;
 
 absl::Status ReadUint32(const toml::table& t, const char* key, const std::string& origin,
                         uint32_t lo, uint32_t hi, uint32_t* out) {
