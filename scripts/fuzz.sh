@@ -2,13 +2,16 @@
 # Runs Tandem's libFuzzer targets (tests/fuzz/) for a while each.
 #
 # Usage: scripts/fuzz.sh [--seconds N] [--targets a,b,...] [--jobs N] [--parallel N]
-#                        [--summary FILE]
-#   --seconds N     time per target (default 600; scripts/test.sh uses 60)
+#                        [--summary FILE] [--build-only | --no-build]
+#   --seconds N     time per target (default 600; scripts/test.sh uses 30)
 #   --targets LIST  subset of: packet heartbeat wire switch_config control_config tables
 #                   datapath
 #   --jobs N        parallel fuzzing processes per target (libFuzzer -fork; default 1)
 #   --parallel N    targets fuzzed at the same time (default 1)
 #   --summary FILE  write one line per target: "NAME ok|crash|error RUNS" (for test.sh)
+#   --build-only    configure and build the targets, fuzz nothing
+#   --no-build      fuzz what was built (scripts/test.sh builds first, then runs
+#                   another build in the same directory while the targets fuzz)
 # Environment: TANDEM_FUZZ_BUILD_DIR (default build-fuzz/), TANDEM_NINJA_JOBS.
 #
 # It configures a clang build with AddressSanitizer and UndefinedBehaviorSanitizer
@@ -26,6 +29,8 @@ targets=(packet heartbeat wire switch_config control_config tables datapath)
 jobs=1
 parallel=1
 summary=""
+build_step=1
+fuzz_step=1
 while (($#)); do
   case "$1" in
     --seconds) seconds="$2"; shift ;;
@@ -33,7 +38,9 @@ while (($#)); do
     --jobs) jobs="$2"; shift ;;
     --parallel) parallel="$2"; shift ;;
     --summary) summary="$2"; shift ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --build-only) fuzz_step=0 ;;
+    --no-build) build_step=0 ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -45,7 +52,7 @@ if ! command -v clang++ >/dev/null; then
   echo "fuzz.sh: clang++ is not installed (apt-get install clang)" >&2
   exit 2
 fi
-if [[ ! -f "$build/build.ninja" ]]; then
+if ((build_step)) && [[ ! -f "$build/build.ninja" ]]; then
   echo "fuzz.sh: configuring $build (clang, address+undefined sanitizers)" >&2
   wipe=()
   [[ -d "$build/meson-private" ]] && wipe=(--wipe)
@@ -59,11 +66,19 @@ ninja_jobs=()
 [[ -n "${TANDEM_NINJA_JOBS:-}" ]] && ninja_jobs=(-j "$TANDEM_NINJA_JOBS")
 build_targets=()
 for t in "${targets[@]}"; do build_targets+=("tests/fuzz/fuzz_$t"); done
-if ! ninja -C "$build" "${ninja_jobs[@]}" "${build_targets[@]}" >"$build/fuzz-build.log" 2>&1; then
+if ((build_step)) &&
+  ! ninja -C "$build" "${ninja_jobs[@]}" "${build_targets[@]}" >"$build/fuzz-build.log" 2>&1; then
   tail -40 "$build/fuzz-build.log" >&2
   echo "fuzz.sh: build failed" >&2
   exit 2
 fi
+((fuzz_step)) || exit 0
+for t in "${targets[@]}"; do
+  if [[ ! -x "$build/tests/fuzz/fuzz_$t" ]]; then
+    echo "fuzz.sh: $build/tests/fuzz/fuzz_$t is not built" >&2
+    exit 2
+  fi
+done
 
 [[ -n "$summary" ]] && : >"$summary"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"

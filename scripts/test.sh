@@ -22,7 +22,8 @@
 #   --sanitize  build with AddressSanitizer + UndefinedBehaviorSanitizer in
 #               build-sanitize/ (default) and run the suites on that build
 #   --no-fuzz   skip the short libFuzzer run (run with the unit tests when
-#               clang is installed: scripts/fuzz.sh, each target counts as a case)
+#               clang is installed: scripts/fuzz.sh, each target counts as a case;
+#               built in the ASan build, build-fuzz/ with --no-asan)
 #   --no-asan   skip the unit tests under ASan + UBSan (run with the unit tests
 #               when clang is installed, built in build-asan/, counted case by
 #               case; --sanitize runs every suite on a sanitized build instead)
@@ -272,12 +273,44 @@ for f in sorted(files):
 
 asan_build="${TANDEM_ASAN_BUILD_DIR:-$root/build-asan}"
 tsan_build="${TANDEM_TSAN_BUILD_DIR:-$root/build-tsan}"
-# The sanitizer builds compile while the fuzzers run, at the lowest priority:
-# the fuzz runs are timed, and with 7 targets two at a time a core is often
-# idle. Once the fuzzers are done it goes on at normal priority; the
-# sanitizer suites below wait for it, then build what is left (and report any
-# build error) and run. (sanitizer_suite must be defined above: it once was
-# not, and this pre-build failed silently.)
+# The fuzz targets and the ASan unit tests are configured alike (clang,
+# address+undefined): one build serves both, so the libraries they share
+# (the fleet's generated etcd client above all) compile once.
+if [[ -n "${TANDEM_FUZZ_BUILD_DIR:-}" ]]; then
+  fuzz_build="$TANDEM_FUZZ_BUILD_DIR"
+elif ((run_asan)); then
+  fuzz_build="$asan_build"
+else
+  fuzz_build="$root/build-fuzz"
+fi
+export TANDEM_FUZZ_BUILD_DIR="$fuzz_build"
+have_clang=0
+command -v clang++ >/dev/null && have_clang=1
+
+# A short libFuzzer run of every target (clang builds only): each target is
+# one case, failed when it found a crash. The targets are built first; the
+# sanitizer builds then compile while the fuzzers run, at the lowest priority
+# (the fuzz runs are timed, and with 7 targets two at a time a core is often
+# idle), never two ninjas at once in one directory. Once the fuzzers are done
+# the pre-build goes on at normal priority; the sanitizer suites below wait
+# for it, then build what is left (and report any build error) and run.
+# (sanitizer_suite must be defined above: it once was not, and this
+# pre-build failed silently.)
+fuzz_built=0
+if ((run_unit && run_fuzz)); then
+  if ((have_clang)); then
+    phase "fuzz targets (scripts/fuzz.sh in $fuzz_build, ${TANDEM_FUZZ_SECONDS:-30}s each, two at a time)"
+    if "$root/scripts/fuzz.sh" --build-only; then
+      fuzz_built=1
+    else
+      echo "test.sh: the fuzz targets did not build" >&2
+      failed=$((failed + 1))
+    fi
+  else
+    echo "test.sh: clang++ not installed: no fuzz run" >&2
+  fi
+fi
+
 prebuild_pid=""
 prebuild_log="$results/sanitizer-prebuild.log"
 # Sets the priority of a process and of every descendant (what they start
@@ -287,7 +320,7 @@ renice_tree() {
   for child in $(ps -o pid= --ppid "$2"); do renice_tree "$1" "$child"; done
   renice -n "$1" -p "$2" >/dev/null 2>&1
 }
-if ((run_unit && run_fuzz && (run_asan || run_tsan))) && command -v clang++ >/dev/null; then
+if ((run_unit && fuzz_built && (run_asan || run_tsan))); then
   (
     # Lowest priority before anything is forked: children inherit it.
     renice -n 19 -p "$BASHPID" >/dev/null
@@ -299,31 +332,24 @@ if ((run_unit && run_fuzz && (run_asan || run_tsan))) && command -v clang++ >/de
   prebuild_pid=$!
 fi
 
-# A short libFuzzer run of every target (clang builds only, in build-fuzz/):
-# each target is one case, failed when it found a crash.
-if ((run_unit && run_fuzz)); then
-  if command -v clang++ >/dev/null; then
-    phase "fuzz targets (scripts/fuzz.sh, ${TANDEM_FUZZ_SECONDS:-30}s each, two at a time)"
-    fuzz_summary="$results/fuzz-summary.txt"
-    rm -f "$fuzz_summary"
-    "$root/scripts/fuzz.sh" --seconds "${TANDEM_FUZZ_SECONDS:-30}" --parallel 2 \
-      --summary "$fuzz_summary"
-    rc=$?
-    if [[ ! -s "$fuzz_summary" ]]; then
-      echo "test.sh: the fuzz targets did not run (exit $rc)" >&2
-      failed=$((failed + 1))
-    else
-      while read -r name verdict runs; do
-        if [[ "$verdict" == ok ]]; then
-          passed=$((passed + 1))
-        else
-          echo "FAILED  fuzz_$name: crash input in build-fuzz/fuzz-artifacts/$name/" >&2
-          failed=$((failed + 1))
-        fi
-      done <"$fuzz_summary"
-    fi
+if ((fuzz_built)); then
+  fuzz_summary="$results/fuzz-summary.txt"
+  rm -f "$fuzz_summary"
+  "$root/scripts/fuzz.sh" --no-build --seconds "${TANDEM_FUZZ_SECONDS:-30}" --parallel 2 \
+    --summary "$fuzz_summary"
+  rc=$?
+  if [[ ! -s "$fuzz_summary" ]]; then
+    echo "test.sh: the fuzz targets did not run (exit $rc)" >&2
+    failed=$((failed + 1))
   else
-    echo "test.sh: clang++ not installed: no fuzz run" >&2
+    while read -r name verdict runs; do
+      if [[ "$verdict" == ok ]]; then
+        passed=$((passed + 1))
+      else
+        echo "FAILED  fuzz_$name: crash input in $fuzz_build/fuzz-artifacts/$name/" >&2
+        failed=$((failed + 1))
+      fi
+    done <"$fuzz_summary"
   fi
 fi
 
