@@ -630,7 +630,14 @@ void Pair::Fence(absl::Time now) {
     // The fence outlasts a moment without the peer's path (a BGP session
     // flapping under load lifted it, both took writes): it lifts once the
     // path has been gone for kFenceHold, or at once when the peer is heard.
-    if (cut && yield) fence_until_ = now + kFenceHold;
+    // The higher node id holds twice as long: when both yielded at once
+    // (each saw the other's path as best while the routes moved), both
+    // withdrew, and lifting together made two writers again until the next
+    // report; staggered, the lower id announces first and the other sees its
+    // path before its own hold ends (test_dc_split_brain.py).
+    const absl::Duration hold =
+        cfg_.node_id < cfg_.peer_node_id ? kFenceHold : 2 * kFenceHold;
+    if (cut && yield) fence_until_ = now + hold;
     fence = cut && now < fence_until_;
     // Stepped down for the witness: withdrawn until the peer is heard again.
     heal = witness_withdrawn_ && machine_->peer_heard(mirror::Path::kBackbone, now);
