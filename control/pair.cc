@@ -607,6 +607,7 @@ void Pair::RoutedHealth(mirror::LocalHealth* local) {
 }
 
 constexpr absl::Duration kFenceHold = absl::Seconds(1);
+constexpr absl::Duration kYieldConfirm = absl::Milliseconds(500);
 
 void Pair::Fence(absl::Time now) {
   if (!routing_) return;
@@ -617,7 +618,18 @@ void Pair::Fence(absl::Time now) {
     bool yield = false;
     switch (core_.config().routing.preferred_dc) {
       case PreferredDc::kAny:
-        yield = peer_routed_;  // our router offers us the peer's path: ours is not best
+        // Our router offers us the peer's path: ours is not best. Both may
+        // see that at once while the routes move; the higher node id yields
+        // at once, the lower only when it lasts kYieldConfirm, by when the
+        // other's withdrawal has reached its router (a double yield stopped
+        // the media for the hold: test_dc_split_brain.py).
+        if (!peer_routed_) {
+          yield_since_ = absl::InfiniteFuture();
+        } else if (yield_since_ == absl::InfiniteFuture()) {
+          yield_since_ = now;
+        }
+        yield = peer_routed_ && (cfg_.node_id > cfg_.peer_node_id || fenced_ ||
+                                 now - yield_since_ >= kYieldConfirm);
         break;
       case PreferredDc::kThis:
         break;

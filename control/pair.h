@@ -157,6 +157,8 @@ class Pair {
   bool witness_withdrawn_ = false;
   std::atomic<bool> fenced_{false};      // set by the pair thread (Fence)
   absl::Time fence_until_ ABSL_GUARDED_BY(mu_);
+  // Since when the best-path report has said yield, without a break.
+  absl::Time yield_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
 
   std::atomic<bool> resync_wanted_{false};     // drift found: follow anew
   // Set by the sink's callbacks (its I/O thread, which must not take mu_:
