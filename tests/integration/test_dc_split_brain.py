@@ -54,6 +54,18 @@ def writable(node, n):
         return False, f"{e.code}: {e.message}"
 
 
+def split_with_b_taking_over(bed):
+    """The backbone cut, then A's access link down until B took over, and up
+    again: A comes back active (it cannot hear B) and announces again."""
+    nodes = (bed.a, bed.b)
+    netns.run(["ip", "-n", bed.a.ns, "link", "set", "bb0", "down"])
+    wait_for(lambda: all("peer_lost" in alarms(n.pair_status()) for n in nodes),
+             "peer_lost on both")
+    netns.run(["ip", "-n", bed.a.ns, "link", "set", "sw0", "down"])
+    wait_for(lambda: bed.b.pair_status()["role"] == "active", "B active")
+    netns.run(["ip", "-n", bed.a.ns, "link", "set", "sw0", "up"])
+
+
 def test_backbone_cut_two_actives_the_one_that_loses_the_route_is_fenced():
     # BFD at 50 ms x 5: not about detection here, and a BGP session flapping
     # under this shared machine's load moves the routes (docs/routed.md).
@@ -63,12 +75,7 @@ def test_backbone_cut_two_actives_the_one_that_loses_the_route_is_fenced():
         samples = []
 
         def split():
-            netns.run(["ip", "-n", bed.a.ns, "link", "set", "bb0", "down"])
-            wait_for(lambda: all("peer_lost" in alarms(n.pair_status()) for n in nodes.values()),
-                     "peer_lost on both")
-            netns.run(["ip", "-n", bed.a.ns, "link", "set", "sw0", "down"])
-            wait_for(lambda: bed.b.pair_status()["role"] == "active", "B active")
-            netns.run(["ip", "-n", bed.a.ns, "link", "set", "sw0", "up"])
+            split_with_b_taking_over(bed)
             # A comes back active (it cannot hear B) and announces again; the
             # routing settles (BGP, the best-path report) before the samples.
             t0 = time.monotonic()
@@ -145,12 +152,7 @@ def test_preferred_dc_decides_who_stays_writable_and_the_lower_epochs_writes_are
         nodes = {"a": bed.a, "b": bed.b}
         before = site_names(bed.b)
         assert bed.b.ctl("pair", "lost")["state"] == "none"
-        netns.run(["ip", "-n", bed.a.ns, "link", "set", "bb0", "down"])
-        wait_for(lambda: all("peer_lost" in alarms(n.pair_status()) for n in nodes.values()),
-                 "peer_lost on both")
-        netns.run(["ip", "-n", bed.a.ns, "link", "set", "sw0", "down"])
-        wait_for(lambda: bed.b.pair_status()["role"] == "active", "B active")
-        netns.run(["ip", "-n", bed.a.ns, "link", "set", "sw0", "up"])
+        split_with_b_taking_over(bed)
         wait_for(lambda: bed.a.pair_status()["pair"].get("access_link_up"),
                  "A's access link up again")
         # The loser yields from the moment it is active and cut off.
