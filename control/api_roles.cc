@@ -67,6 +67,7 @@ const std::vector<CallRule>& CallRules() {
       {"SetMute", ApiRole::kOperator},
       {"ComparePair", ApiRole::kOperator},
       {"Switchover", ApiRole::kOperator},
+      {"AcknowledgeLostWrites", ApiRole::kOperator},
       {"DeleteSite", ApiRole::kAdmin},
       {"Switchover(force)", ApiRole::kAdmin},
   };

@@ -533,6 +533,7 @@ void Pair::Apply(const mirror::Decision& d, bool peer_was_active, uint64_t peer_
     takeover_unix_ns_ = UnixNs();
     lost_state_ = peer_was_active ? "pending" : "none";
     lost_changes_.clear();
+    lost_acknowledged_ = false;
   }
   absl::MutexLock lock(&mu_);
   if (d.role == mirror::Role::kActive) {

@@ -70,6 +70,9 @@ class Pair {
 
   // The writes lost at the last takeover (control.proto, LostWritesResponse).
   v1::LostWritesResponse LostWrites() const;
+  // Clears the writes_lost alarm (the list stays readable) until the next
+  // takeover; FailedPrecondition while nothing is known to be lost.
+  absl::StatusOr<v1::LostWritesResponse> AcknowledgeLostWrites();
 
   // Status and Prometheus lines of the pair, for whoever serves them (the
   // Service's GetStatus, the /metrics handler); the core never asks for them.
@@ -186,6 +189,10 @@ class Pair {
   uint64_t takeover_unix_ns_ ABSL_GUARDED_BY(status_mu_) = 0;
   std::string lost_state_ ABSL_GUARDED_BY(status_mu_) = "none";
   std::vector<v1::Change> lost_changes_ ABSL_GUARDED_BY(status_mu_);
+  bool lost_acknowledged_ ABSL_GUARDED_BY(status_mu_) = false;
+  // Raised from the old active's answer ("listed" with changes, or "unknown")
+  // until an operator acknowledges it.
+  bool WritesLostAlarm() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(status_mu_);
 };
 
 }  // namespace tandem::control

@@ -52,6 +52,9 @@ void Pair::PublishStatus(absl::Time now) {
   s.set_takeover_peer_position(takeover_peer_position_);
   s.set_lost_writes(lost_state_);
   s.set_lost_changes(lost_changes_.size());
+  if (WritesLostAlarm()) {
+    s.set_alarms(s.alarms() == "none" ? "writes_lost" : absl::StrCat(s.alarms(), ",writes_lost"));
+  }
   status_ = std::move(s);
 }
 
@@ -178,7 +181,35 @@ v1::LostWritesResponse Pair::LostWrites() const {
   r.set_state(lost_state_);
   r.set_takeover_unix_ns(takeover_unix_ns_);
   for (const v1::Change& c : lost_changes_) *r.add_changes() = c;
+  r.set_acknowledged(lost_acknowledged_);
   return r;
+}
+
+bool Pair::WritesLostAlarm() const {
+  bool lost = (lost_state_ == "listed" && !lost_changes_.empty()) || lost_state_ == "unknown";
+  return lost && !lost_acknowledged_;
+}
+
+absl::StatusOr<v1::LostWritesResponse> Pair::AcknowledgeLostWrites() {
+  {
+    absl::MutexLock lock(&status_mu_);
+    if (lost_state_ == "none" || lost_state_ == "pending") {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "no lost writes to acknowledge (",
+          lost_state_ == "none" ? "no takeover from a peer" : "the old active has not returned yet",
+          ")"));
+    }
+    lost_acknowledged_ = true;
+    if (status_.alarms() != "none") {
+      std::vector<std::string> rest;
+      for (absl::string_view a : absl::StrSplit(status_.alarms(), ',')) {
+        if (a != "writes_lost") rest.emplace_back(a);
+      }
+      status_.set_alarms(rest.empty() ? "none" : absl::StrJoin(rest, ","));
+    }
+  }
+  fprintf(stderr, "tandem-control: pair: the lost writes of the last takeover were acknowledged\n");
+  return LostWrites();
 }
 
 // One series per alarm: every alarm the role machine knows, 0 or 1, and

@@ -62,6 +62,18 @@ grpc::Status Service::LostWrites(grpc::ServerContext* ctx, const v1::LostWritesR
   return Reply("LostWrites", absl::OkStatus());
 }
 
+grpc::Status Service::AcknowledgeLostWrites(grpc::ServerContext* ctx,
+                                            const v1::AcknowledgeLostWritesRequest*,
+                                            v1::LostWritesResponse* resp) {
+  if (grpc::Status a = Allow(ctx, "AcknowledgeLostWrites"); !a.ok()) return a;
+  if (!pair_) {
+    return Reply("AcknowledgeLostWrites", absl::FailedPreconditionError("this node has no pair"));
+  }
+  auto r = pair_->AcknowledgeLostWrites();
+  if (r.ok()) *resp = *r;
+  return Reply("AcknowledgeLostWrites", r.status());
+}
+
 std::string Service::RenderMetrics() const {
   MetricsText m;
   m.Declare("tandem_api_calls_total", "API calls by method and result code", true);

@@ -67,6 +67,9 @@ class Service final : public v1::Control::Service {
                           v1::SwitchoverResponse* resp) override;
   grpc::Status LostWrites(grpc::ServerContext*, const v1::LostWritesRequest* req,
                           v1::LostWritesResponse* resp) override;
+  grpc::Status AcknowledgeLostWrites(grpc::ServerContext*,
+                                     const v1::AcknowledgeLostWritesRequest* req,
+                                     v1::LostWritesResponse* resp) override;
 
   // Prometheus lines of the API counters.
   std::string RenderMetrics() const;

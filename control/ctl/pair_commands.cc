@@ -43,7 +43,11 @@ void PairKeygen(Context&, const Args& a) {
 void PairLost(Context& c, const Args& a) {
   Need(a, 0, 0, "");
   v1::LostWritesResponse r;
-  Check(c.Run(&Stub::LostWrites, v1::LostWritesRequest(), &r));
+  if (a.flags.contains("ack")) {
+    Check(c.Run(&Stub::AcknowledgeLostWrites, v1::AcknowledgeLostWritesRequest(), &r));
+  } else {
+    Check(c.Run(&Stub::LostWrites, v1::LostWritesRequest(), &r));
+  }
   if (PrintIfJson(c, r)) return;
   if (r.state() == "none") {
     printf("no takeover from a peer\n");
@@ -56,6 +60,7 @@ void PairLost(Context& c, const Args& a) {
          r.state() == "pending"   ? "the old active has not returned yet"
          : r.state() == "unknown" ? "the old active returned without them (it had restarted)"
                                   : absl::StrCat(r.changes_size(), " lost changes").c_str());
+  if (r.acknowledged()) printf("acknowledged: the writes_lost alarm is cleared\n");
   for (const v1::Change& ch : r.changes()) printf("%s\n", ToJson(ch).c_str());
 }
 
@@ -88,12 +93,13 @@ std::vector<Command> PairCommands() {
        PairKeygen,
        /*local=*/true},
       {"pair lost",
-       "",
+       "[--ack]",
        "The writes lost at the last takeover (asynchronous mode): the changes the old\n"
        "active acknowledged after the new one's takeover position, as the old active\n"
-       "handed them over when it returned as standby. Redo them. Ask the active node.",
+       "handed them over when it returned as standby. Redo them. Ask the active node.\n"
+       "They raise the writes_lost alarm; --ack clears it once they are dealt with.",
        {},
-       {},
+       {"ack"},
        PairLost},
   };
 }

@@ -54,6 +54,7 @@ CALLS = [
     ("SetMute", "operator", ["participant", "mute", "999"]),
     ("ComparePair", "operator", ["pair", "compare"]),
     ("Switchover", "operator", ["pair", "switchover"]),
+    ("AcknowledgeLostWrites", "operator", ["pair", "lost", "--ack"]),
     ("Switchover", "admin", ["pair", "switchover", "--force"]),
     ("DeleteSite", "admin", ["site", "delete", "999"]),
 ]

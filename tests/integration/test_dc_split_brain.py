@@ -192,6 +192,11 @@ def test_preferred_dc_decides_who_stays_writable_and_the_lower_epochs_writes_are
             listed
         assert after["b"]["pair"]["lost_writes"] == "listed", after["b"]["pair"]
         assert int(after["b"]["pair"]["lost_changes"]) == len(changes), after["b"]["pair"]
+        # Writes lost raise an alarm on B until acknowledged; none lost, none.
+        if changes:
+            wait_for(lambda: "writes_lost" in alarms(bed.b.pair_status()), "writes_lost on B", 5)
+        else:
+            assert "writes_lost" not in alarms(bed.b.pair_status()), bed.b.pair_status()
         bed.wait_edge(vip(4), "b")
         # A resynced from B: with "this" on A neither node holds A's writes;
         # with "this" on B both hold B's.

@@ -326,6 +326,10 @@ def test_writes_lost_at_a_takeover_are_listed_by_the_new_active(bed):
     site = bed.a.ctl("site", "create", "--name", "kept")["site_id"]
     bed.wait_synced()
     assert bed.b.ctl("pair", "lost")["state"] == "none"
+    with pytest.raises(CtlError) as nothing:
+        bed.b.ctl("pair", "lost", "--ack")
+    assert nothing.value.code == "FAILED_PRECONDITION", nothing.value.line
+    assert "no lost writes to acknowledge" in nothing.value.message, nothing.value.line
     bed.partition(bed.a)
     bed.wait_role(bed.b, "active", timeout=5)
     assert bed.a.role() == "active", "the cut-off primary cannot know; it still takes writes"
@@ -360,6 +364,18 @@ def test_writes_lost_at_a_takeover_are_listed_by_the_new_active(bed):
         assert names == {"kept"}, (node.name, names)
     status = bed.b.status()["pair"]
     assert status["lost_writes"] == "listed" and int(status["lost_changes"]) == 3, status
+    # An alarm until an operator acknowledges them; the list stays readable.
+    deadline = time.monotonic() + 5
+    while "writes_lost" not in bed.b.status()["pair"]["alarms"].split(","):
+        assert time.monotonic() < deadline, f"no writes_lost alarm: {bed.b.status()['pair']}"
+        time.sleep(0.1)
+    assert 'tandem_pair_alarm{alarm="writes_lost"} 1' in bed.b.metrics()
+    acked = bed.b.ctl("pair", "lost", "--ack")
+    assert acked.get("acknowledged") is True and len(acked.get("changes", [])) == 3, acked
+    assert "writes_lost" not in bed.b.status()["pair"]["alarms"].split(","), bed.b.status()
+    time.sleep(1.5)  # a status refresh or two: the acknowledgement holds
+    assert "writes_lost" not in bed.b.status()["pair"]["alarms"].split(","), bed.b.status()
+    assert bed.b.ctl("pair", "lost")["acknowledged"] is True
     redone = pair_ctl(bed, "site", "create", "--name", changes[0]["site"]["name"])
     assert redone["name"] == "lost-0"
 

@@ -45,6 +45,7 @@ const Want kWant[] = {
     {"SetMute", false, ApiRole::kOperator},
     {"ComparePair", false, ApiRole::kOperator},
     {"Switchover", false, ApiRole::kOperator},
+    {"AcknowledgeLostWrites", false, ApiRole::kOperator},
     {"Switchover", true, ApiRole::kAdmin},
     {"DeleteSite", false, ApiRole::kAdmin},
 };
