@@ -3,8 +3,8 @@
 5tswap, and against tandem-switch, on the same net_pcap -> drop devices, in the
 same run; the unicast scenarios with 1,000 legs (IPv4 and IPv6) also against
 Open vSwitch with DPDK and DPDK's l3fwd in exact-match mode (references.py),
-each row's rate also as a ratio to Open vSwitch's ("vs OVS"). Prints a table and writes
-out/bench/results.{csv,json}.
+each row's rate also as a ratio to Open vSwitch's ("vs OVS"). Prints a table
+and writes out/bench/results.{csv,json}.
 
 Exits 1, naming each scenario, when a run failed or did not forward what its
 scenario expects (verdict.py). --quick replays every scenario briefly through

@@ -141,6 +141,34 @@ def test_a_reference_that_forwards_nothing_fails_naming_it():
     assert any("forwarded 0.00%" in p for p in out), out
 
 
+def test_each_row_is_compared_with_open_vswitch_and_the_goal_is_2x():
+    """Issue 15: unicast v4 and v6 at >= 2 x Open vSwitch, in the same run:
+    every row of a scenario with an OVS row shows its rate over OVS's, and
+    the goal lines say whether Tandem reached twice OVS's rate."""
+    meta = {"media_packets": 8192, "control_packets": 4, "copies_per_packet": 1,
+            "frame_size": 218, "legs": 1000}
+    v6 = next(s for s in SCENARIOS if s.name == "unicast v6 218B 1k legs")
+
+    def row(sc, program, mpps):
+        r = {"rx_pps": mpps * 1e6, "tx_pps": mpps * 1e6, "interval_s": 3.0, "worker_cpu_s": 3.0}
+        return bench.make_row(sc, program, r, "tx", 40.0, 2.6e9, meta)
+
+    rows = [row(UNICAST_218, "ovs-dpdk", 7.0), row(UNICAST_218, "tandem", 10.5),
+            row(v6, "testpmd-io", 40.0), row(v6, "ovs-dpdk", 6.0), row(v6, "tandem", 12.6)]
+    bench.add_ratio_to_ovs(rows)
+    assert [round(r["ratio_to_ovs"], 2) for r in rows] == [1.0, 1.5, 6.67, 1.0, 2.1]
+    goals = {g["goal"]: (round(g["value"], 2), g["met"]) for g in bench.check_goals(rows)
+             if g["value"] is not None}
+    assert goals["unicast v4 218B 1k legs >= 2.0 x Open vSwitch"] == (1.5, False)
+    assert goals["unicast v6 218B 1k legs >= 2.0 x Open vSwitch"] == (2.1, True)
+    report = {"date": "d", "commit": "c", "build_type": "release", "cpu": "x", "cores": 2,
+              "tsc_hz": 2.6e9, "hugepages": True, "duration_s": 3.0, "loadavg_start": "0",
+              "loadavg_end": "0", "rows": rows, "idle": None, "goals": [], "paced": None}
+    table = bench.markdown(report).splitlines()
+    assert "| vs OVS |" in table[2]
+    assert table[5].startswith("| unicast v4 218B 1k legs | tandem |") and " 1.50 |" in table[5]
+
+
 def cfg(tmp_path):
     return argparse.Namespace(no_huge=False, warmup=0.3, duration=0.5, build=str(tmp_path))
 
