@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """Tandem's benchmark (issue 5): every scenario against dpdk-testpmd io and
 5tswap, and against tandem-switch, on the same net_pcap -> drop devices, in the
-same run; the v4 unicast scenarios also against Open vSwitch with DPDK and
-DPDK's l3fwd in exact-match mode (references.py). Prints a table and writes
-out/bench/results.{csv,json}.
+same run; the unicast scenarios with 1,000 legs (IPv4 and IPv6) also against
+Open vSwitch with DPDK and DPDK's l3fwd in exact-match mode (references.py),
+each row's rate also as a ratio to Open vSwitch's ("vs OVS"). Prints a table
+and writes out/bench/results.{csv,json}.
 
 Exits 1, naming each scenario, when a run failed or did not forward what its
 scenario expects (verdict.py). --quick replays every scenario briefly through
@@ -36,7 +37,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 
 GOALS = {  # issue 15: ratio against testpmd io (or another scenario) to reach
-    "unicast": ("unicast 218B 1k legs >= 0.5 x testpmd io", 0.5),
+    "unicast": ("unicast v4 218B 1k legs >= 0.5 x testpmd io", 0.5),
+    "unicast6": ("unicast v6 218B 1k legs >= 0.5 x testpmd io", 0.5),
+    # "/ovs": against Open vSwitch's relay (ovs-dpdk) on the same capture.
+    "unicast/ovs": ("unicast v4 218B 1k legs >= 2.0 x Open vSwitch", 2.0),
+    "unicast6/ovs": ("unicast v6 218B 1k legs >= 2.0 x Open vSwitch", 2.0),
     "fanout": ("fan-out 1:16 egress >= 0.8 x testpmd io", 0.8),
     "million": ("1M legs >= 0.7 x 1k legs (same capture size)", 0.7),
     "flood": ("unknown-source drop rate >= 1.0 x testpmd io", 1.0),
@@ -279,6 +284,7 @@ def main(argv):
             for name, r in paced.items():
                 log("  %-28s %s" % (name, paced_summary(r)))
 
+    add_ratio_to_ovs(rows)
     goals = check_goals(rows)
     problems = verdict.problems(rows, paced, failures)
     elapsed = time.monotonic() - t_start
@@ -405,12 +411,23 @@ def make_row(sc, program, r, metric, io_key, tsc_hz, meta):
     return row
 
 
+def add_ratio_to_ovs(rows):
+    """ratio_to_ovs of every measured row of a scenario that has an
+    Open vSwitch row: its key rate over OVS's (issue 15's "2 x Open vSwitch")."""
+    ovs = {r["scenario"]: r["mpps_per_core"] for r in rows
+           if r.get("program") == "ovs-dpdk" and r.get("mpps_per_core")}
+    for r in rows:
+        if "mpps_per_core" in r:
+            base = ovs.get(r["scenario"])
+            r["ratio_to_ovs"] = r["mpps_per_core"] / base if base else float("nan")
+
+
 def check_goals(rows):
     tandem = {r["scenario"]: r for r in rows if r.get("program") == "tandem" and "ratio_to_io" in r}
     by_goal = {r["goal"]: r for r in tandem.values() if r.get("goal")}
     out = []
     for goal, (text, need) in GOALS.items():
-        r = by_goal.get(goal)
+        r = by_goal.get(goal.split("/")[0])
         if r is None:
             out.append({"goal": text, "value": None, "met": None})
             continue
@@ -418,6 +435,8 @@ def check_goals(rows):
             base = by_goal.get("thousand")  # same capture size, 1000 legs
             value = r["mpps_per_core"] / base["mpps_per_core"] if base and base[
                 "mpps_per_core"] else None
+        elif goal.endswith("/ovs"):
+            value = r.get("ratio_to_ovs")
         elif goal == "updates":
             base = by_goal.get("unicast")
             value = r["mpps_per_core"] / base["mpps_per_core"] if base and base[
@@ -447,9 +466,9 @@ def print_table(report):
               report["date"], report["commit"], report["build_type"], report["cpu"],
               report["cores"], report["tsc_hz"] / 1e6, "2MB huge" if report["hugepages"] else
               "4k", report["duration_s"]))
-    head = "%-34s %-15s %8s %8s %8s %5s %8s %7s  %s" % (
+    head = "%-34s %-15s %8s %8s %8s %5s %8s %7s %7s  %s" % (
         "scenario", "program", "rx Mpps", "tx Mpps", "key Mpps", "cpu%", "cyc/pkt", "vs io",
-        "notes")
+        "vs OVS", "notes")
     print(head)
     print("-" * len(head))
     for r in report["rows"]:
@@ -466,10 +485,11 @@ def print_table(report):
         if r.get("latency_p50_ns"):
             notes.append("lat p50/p99/p99.9 %.1f/%.1f/%.1f us" % (
                 r["latency_p50_ns"] / 1e3, r["latency_p99_ns"] / 1e3, r["latency_p999_ns"] / 1e3))
-        print("%-34s %-15s %8s %8s %8s %5s %8s %7s  %s" % (
+        print("%-34s %-15s %8s %8s %8s %5s %8s %7s %7s  %s" % (
             r["scenario"], r["program"], fmt(r["rx_mpps_per_core"], "%.2f"),
             fmt(r["tx_mpps_per_core"], "%.2f"), fmt(r["mpps_per_core"], "%.2f"),
-            fmt(100 * r["worker_cpu_share"], "%.0f"), fmt(r["cycles_per_pkt"], "%.0f"), fmt(r["ratio_to_io"], "%.2f"), "; ".join(notes)))
+            fmt(100 * r["worker_cpu_share"], "%.0f"), fmt(r["cycles_per_pkt"], "%.0f"),
+            fmt(r["ratio_to_io"], "%.2f"), fmt(r.get("ratio_to_ovs"), "%.2f"), "; ".join(notes)))
     if report["idle"]:
         print("idle: switch process %.2f%% of a core (%s)" % (
             100 * report["idle"]["process"], ", ".join(
@@ -485,7 +505,8 @@ def print_table(report):
     print("Mpps are per worker core-second actually received (cpu% = share of the worker "
           "cores the forwarding threads got);\nkey = egress packets, or received for the "
           "flood; cyc/pkt = TSC cycles of worker CPU time per received packet; "
-          "vs io = key / testpmd io's key.")
+          "vs io = key / testpmd io's key;\nvs OVS = key / Open vSwitch's (ovs-dpdk) key in "
+          "the same scenario.")
     print("elapsed %.0fs; load average %s at start, %s at end (other processes share the "
           "cores: see cpu%%)" % (report["elapsed_s"], report["loadavg_start"],
                                  report["loadavg_end"]))
@@ -500,11 +521,12 @@ def markdown(report):
                  "2 MB huge" if report["hugepages"] else "4 KB", report["duration_s"],
                  report["loadavg_start"], report["loadavg_end"]), "",
         "| scenario | program | rx Mpps/core | tx Mpps/core | key Mpps/core | worker CPU | "
-        "cycles/pkt | vs testpmd io | notes |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        "cycles/pkt | vs testpmd io | vs OVS | notes |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in report["rows"]:
         if "mpps_per_core" not in r:
-            lines.append("| %s | %s | | | | | | | %s |" % (r["scenario"], r["program"], r["note"]))
+            lines.append("| %s | %s | | | | | | | | %s |" % (r["scenario"], r["program"],
+                                                             r["note"]))
             continue
         notes = []
         if r.get("drops"):
@@ -516,11 +538,11 @@ def markdown(report):
         if r.get("latency_p50_ns"):
             notes.append("latency p50/p99/p99.9 %.1f/%.1f/%.1f us" % (
                 r["latency_p50_ns"] / 1e3, r["latency_p99_ns"] / 1e3, r["latency_p999_ns"] / 1e3))
-        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             r["scenario"], r["program"], fmt(r["rx_mpps_per_core"], "%.2f"),
             fmt(r["tx_mpps_per_core"], "%.2f"), fmt(r["mpps_per_core"], "%.2f"),
             fmt(100 * r["worker_cpu_share"], "%.0f%%"), fmt(r["cycles_per_pkt"], "%.0f"),
-            fmt(r["ratio_to_io"], "%.2f"), "; ".join(notes)))
+            fmt(r["ratio_to_io"], "%.2f"), fmt(r.get("ratio_to_ovs"), "%.2f"), "; ".join(notes)))
     if report["idle"]:
         lines += ["", "Idle (no traffic, %.0f s): switch process %.2f%% of a core; %s." % (
             report["idle"]["seconds"], 100 * report["idle"]["process"], ", ".join(
@@ -550,7 +572,8 @@ def write_outputs(out, report):
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(report, f, indent=1, default=str)
     cols = ["scenario", "program", "workers", "frame", "legs", "rx_mpps_wall", "tx_mpps_wall",
-            "worker_cpu_share", "rx_mpps_per_core", "tx_mpps_per_core", "mpps_per_core", "cycles_per_pkt", "ratio_to_io",
+            "worker_cpu_share", "rx_mpps_per_core", "tx_mpps_per_core", "mpps_per_core",
+            "cycles_per_pkt", "ratio_to_io", "ratio_to_ovs",
             "testpmd_busy_cycles_per_pkt", "lost_packets", "dropped_by_design", "loss_ppm",
             "updates_per_s", "latency_p50_ns",
             "latency_p99_ns", "latency_p999_ns", "note"]

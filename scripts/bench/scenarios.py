@@ -38,7 +38,7 @@ class Scenario:
     metric: str = "tx"        # tx: egress packets; rx: received (the flood's drop rate)
     updates_per_s: int = 0    # table changes per second while forwarding
     workers: int = 1
-    goal: str = ""            # the goal of issue 5 this scenario checks, if any
+    goal: str = ""            # the goal of issue 5 or 15 this scenario checks, if any
     plot: dict = field(default_factory=dict)  # {"fanout": K} or {"legs": N}
     references: bool = False  # also Open vSwitch and l3fwd on it (references.py)
 
@@ -67,9 +67,10 @@ SCENARIOS = [
     Scenario("unicast v4 64B 1k legs", _uni(4, 64), references=True),
     Scenario("unicast v4 218B 1k legs", UNI_218, goal="unicast", references=True),
     Scenario("unicast v4 1250B 1k legs", _uni(4, 1250), references=True),
-    Scenario("unicast v6 78B 1k legs", _uni(6, 64)),  # smallest RTP frame over IPv6
-    Scenario("unicast v6 218B 1k legs", _uni(6, 218)),
-    Scenario("unicast v6 1250B 1k legs", _uni(6, 1250)),
+    # The smallest RTP frame over IPv6.
+    Scenario("unicast v6 78B 1k legs", _uni(6, 64), references=True),
+    Scenario("unicast v6 218B 1k legs", _uni(6, 218), goal="unicast6", references=True),
+    Scenario("unicast v6 1250B 1k legs", _uni(6, 1250), references=True),
     Scenario("fan-out 1:4 218B", _fan(4), plot={"fanout": 4}),
     Scenario("fan-out 1:16 218B", _fan(16), goal="fanout", plot={"fanout": 16}),
     Scenario("fan-out 1:32 218B", _fan(32), plot={"fanout": 32}),

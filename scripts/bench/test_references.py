@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from scapy.all import UDP, IPv6, rdpcap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -25,10 +26,10 @@ from scenarios import SCENARIOS  # noqa: E402
 UNICAST_218 = next(s for s in SCENARIOS if s.name == "unicast v4 218B 1k legs")
 
 
-def generate(tmp_path, legs=100, packets=1024):
-    name = "uni"
+def generate(tmp_path, legs=100, packets=1024, family=4):
+    name = "uni%d" % family
     subprocess.run([sys.executable, os.path.join(HERE, "gencap.py"), "--out", str(tmp_path),
-                    "--name", name, "--kind", "unicast", "--family", "4", "--size", "218",
+                    "--name", name, "--kind", "unicast", "--family", str(family), "--size", "218",
                     "--legs", str(legs), "--packets", str(packets),
                     "--dst-mac", references.SWITCH_MAC], check=True)
     stem = str(tmp_path / name)
@@ -54,6 +55,29 @@ def test_every_leg_gets_one_exact_rule_relaying_to_its_meetings_other_leg(tmp_pa
     v4, v6 = references.l3fwd_rules(legs)
     assert v4.splitlines()[0] == "R%s %s %d %d 0x11 1" % (a[3], a[1], a[4], a[2])
     assert len(v4.splitlines()) == 100 and len(v6.splitlines()) == 1
+
+
+def test_ipv6_legs_get_udp6_rules_that_set_the_ipv6_destination(tmp_path):
+    """OpenFlow's mod_nw_dst sets an IPv4 field: an IPv6 leg's rule matches
+    udp6 and sets ipv6_dst; l3fwd loads the IPv6 rules only with --ipv6."""
+    stem, meta = generate(tmp_path, family=6)
+    legs = references.capture_legs(stem + ".tables")
+    assert len(legs) == meta["legs"] == 100
+    flows = references.ovs_flows(legs).splitlines()
+    assert len(flows) == 101 and flows[-1] == "priority=0,actions=drop"
+    a, b = [leg for leg in legs if leg[0] == legs[0][0]]
+    first = [f for f in flows if "ipv6_src=%s,tp_src=%d," % (a[1], a[2]) in f]
+    assert first == [
+        "priority=100,udp6,in_port=1,ipv6_src=%s,tp_src=%d,ipv6_dst=%s,tp_dst=%d,actions="
+        "mod_dl_src:02:70:63:61:70:00,mod_dl_dst:02:00:00:00:00:01,set_field:%s->ipv6_dst,"
+        "mod_tp_src:%d,mod_tp_dst:%d,output:2" % (a[1], a[2], a[3], a[4], b[1], b[4], b[2])]
+    v4, v6 = references.l3fwd_rules(legs)
+    assert v6.splitlines()[0] == "R%s %s %d %d 0x11 1" % (a[3], a[1], a[4], a[2])
+    assert len(v6.splitlines()) == 100 and len(v4.splitlines()) == 1
+    assert references.l3fwd_args(legs) == ["--ipv6"]
+    assert references.l3fwd_args([(1, "198.19.0.1", 20000, "198.18.0.100", 30000)]) == []
+    with pytest.raises(ValueError, match="both"):
+        references.l3fwd_args(legs + [(1, "198.19.0.1", 20000, "198.18.0.100", 30000)])
 
 
 def test_a_meeting_not_of_two_is_refused():
@@ -117,6 +141,34 @@ def test_a_reference_that_forwards_nothing_fails_naming_it():
     assert any("forwarded 0.00%" in p for p in out), out
 
 
+def test_each_row_is_compared_with_open_vswitch_and_the_goal_is_2x():
+    """Issue 15: unicast v4 and v6 at >= 2 x Open vSwitch, in the same run:
+    every row of a scenario with an OVS row shows its rate over OVS's, and
+    the goal lines say whether Tandem reached twice OVS's rate."""
+    meta = {"media_packets": 8192, "control_packets": 4, "copies_per_packet": 1,
+            "frame_size": 218, "legs": 1000}
+    v6 = next(s for s in SCENARIOS if s.name == "unicast v6 218B 1k legs")
+
+    def row(sc, program, mpps):
+        r = {"rx_pps": mpps * 1e6, "tx_pps": mpps * 1e6, "interval_s": 3.0, "worker_cpu_s": 3.0}
+        return bench.make_row(sc, program, r, "tx", 40.0, 2.6e9, meta)
+
+    rows = [row(UNICAST_218, "ovs-dpdk", 7.0), row(UNICAST_218, "tandem", 10.5),
+            row(v6, "testpmd-io", 40.0), row(v6, "ovs-dpdk", 6.0), row(v6, "tandem", 12.6)]
+    bench.add_ratio_to_ovs(rows)
+    assert [round(r["ratio_to_ovs"], 2) for r in rows] == [1.0, 1.5, 6.67, 1.0, 2.1]
+    goals = {g["goal"]: (round(g["value"], 2), g["met"]) for g in bench.check_goals(rows)
+             if g["value"] is not None}
+    assert goals["unicast v4 218B 1k legs >= 2.0 x Open vSwitch"] == (1.5, False)
+    assert goals["unicast v6 218B 1k legs >= 2.0 x Open vSwitch"] == (2.1, True)
+    report = {"date": "d", "commit": "c", "build_type": "release", "cpu": "x", "cores": 2,
+              "tsc_hz": 2.6e9, "hugepages": True, "duration_s": 3.0, "loadavg_start": "0",
+              "loadavg_end": "0", "rows": rows, "idle": None, "goals": [], "paced": None}
+    table = bench.markdown(report).splitlines()
+    assert "| vs OVS |" in table[2]
+    assert table[5].startswith("| unicast v4 218B 1k legs | tandem |") and " 1.50 |" in table[5]
+
+
 def cfg(tmp_path):
     return argparse.Namespace(no_huge=False, warmup=0.3, duration=0.5, build=str(tmp_path))
 
@@ -142,6 +194,31 @@ def test_open_vswitch_forwards_the_capture_and_fails_when_no_rule_matches(tmp_pa
     assert not [d for d in os.listdir("/var/run/dpdk")
                 if d == "tbench-ovs-%d" % os.getpid()], "EAL runtime dir left behind"
     assert not [d for d in set(os.listdir("/tmp")) - before if d.startswith("tbench-ovs-")]
+
+
+@pytest.mark.timeout(120)
+def test_open_vswitch_relays_an_ipv6_capture_to_the_other_leg(tmp_path):
+    """A real ovs-vswitchd-dpdk on an IPv6 capture: every media packet
+    reaches the sink, and OVS's own trace of a packet of the capture shows
+    it relayed as Tandem relays it (MACs, destination address, both ports)."""
+    stem, meta = generate(tmp_path, family=6)
+    meta = dict(meta, frame_size=218)
+    r = references.run_ovs(stem + ".pcap", stem + ".tables", meta, cfg(tmp_path))
+    assert verdict.problems([reference_row(r, meta)]) == [], r
+    legs = references.capture_legs(stem + ".tables")
+    packet = next(p for p in rdpcap(stem + ".pcap") if UDP in p)
+    a = next(leg for leg in legs if (leg[1], leg[2]) == (packet[IPv6].src, packet[UDP].sport))
+    b = next(leg for leg in legs if leg[0] == a[0] and leg != a)
+    ovs = references.OvsRun(cfg(tmp_path), stem + ".pcap")
+    try:
+        ovs.wait_path(os.path.join(ovs.dir, "br0.mgmt"))
+        ovs.ofctl("add-flows", ovs.bridge, "-", stdin=references.ovs_flows(legs))
+        trace = ovs.appctl("ofproto/trace", "br0", "in_port=1", bytes(packet).hex())
+    finally:
+        ovs.close()
+    assert ("Datapath actions: set(eth(src=%s,dst=%s)),set(ipv6(dst=%s)),"
+            "set(udp(src=%d,dst=%d)),2\n" % (references.SWITCH_MAC, references.GATEWAY_MAC, b[1],
+                                              b[4], b[2])) in trace, trace
 
 
 def other_ports(stem):
@@ -175,3 +252,15 @@ def test_l3fwd_forwards_the_capture_and_fails_when_no_rule_matches(tmp_path):
     assert r["rx_pps"] > 0 and r["tx_pps"] == 0, r
     out = verdict.problems([reference_row(r, meta, "l3fwd-em")])
     assert any("l3fwd-em forwarded 0.00%" in p for p in out), out
+
+
+@pytest.mark.timeout(180)
+def test_l3fwd_forwards_an_ipv6_capture(tmp_path):
+    """l3fwd-em on an IPv6 capture: with --ipv6 (it loads one family's
+    rules into its hash) every media packet reaches the sink."""
+    build = os.environ.get("TANDEM_BUILD_DIR") or os.path.join(HERE, "..", "..", "build")
+    stem, meta = generate(tmp_path, family=6)
+    meta = dict(meta, frame_size=218)
+    r = references.run_l3fwd(stem + ".pcap", stem + ".tables", meta,
+                             cfg(build if os.path.isdir(build) else tmp_path))
+    assert verdict.problems([reference_row(r, meta, "l3fwd-em")]) == [], r
