@@ -217,10 +217,14 @@ uint16_t Worker::AdmitStage(rte_mbuf** pkts, uint16_t n) {
   const uint32_t capacity = dp_.tables.leg_capacity();
   uint32_t guard = capacity;
   const bool v4 = sender.key.remote.is_v4();
-  for (uint32_t i = mt.head[sender.channel].load(std::memory_order_acquire);
+  // The sender is stepped over by a select, not a branch: in a two-leg
+  // meeting whether it comes first is a coin toss, and so was the branch
+  // (and the number of turns of the loop); its own link is at hand.
+  const uint32_t after_sender = sender.group_next.load(std::memory_order_acquire);
+  auto past_sender = [&](uint32_t i) { return i == sender_slot ? after_sender : i; };
+  for (uint32_t i = past_sender(mt.head[sender.channel].load(std::memory_order_acquire));
        i != kNil && i < capacity && guard--;
-       i = legs[i].group_next.load(std::memory_order_acquire)) {
-    if (i == sender_slot) continue;
+       i = past_sender(legs[i].group_next.load(std::memory_order_acquire))) {
     const LegEntry& r = legs[i];
     if (!(r.flags.load(std::memory_order_relaxed) & tables::kLegRecv)) continue;
     // The switch does not translate between IPv4 and IPv6: a leg receives the
