@@ -390,6 +390,19 @@ const Case kCases[] = {
      [] { return std::vector<std::vector<uint8_t>>(2, FromLeg(7)); }, 1, Drop::kMeetingCapped,
      1, 1},
     {"receiver_without_neighbour", [] { return One(FromLeg(9)); }, 0, Drop::kNoNeighbour, 1, 1},
+    // The sender is no receiver of its own packet (AdmitStage's first
+    // receiver, GatherReceivers's walk): one without a known MAC is not
+    // counted as a receiver without a neighbour.
+    {"sender_without_neighbour", [] { return One(FromLeg(10)); }, 1, Drop::kCount, 0, 1},
+    // Two-leg meetings both ways in one burst, the sender at the head of its
+    // list and at its tail, between packets with three receivers: each
+    // packet's receivers stay its own.
+    {"two_leg_meeting_both_ways",
+     [] {
+       return std::vector<std::vector<uint8_t>>{FromLeg(9), FromLeg(10), FromLeg(0), FromLeg(10),
+                                                FromLeg(9)};
+     },
+     1 + 3 + 1, Drop::kNoNeighbour, 2, 5},
 };
 
 class StageVerdict : public ::testing::TestWithParam<Case> {
