@@ -92,22 +92,19 @@ def leader(etcd, prefix):
     return json.loads(r.stdout) if r.stdout.strip() else None
 
 
-@pytest.fixture
-def witnessed():
-    bed = PairBed(participants=2)
-    try:
-        tb = bed.testbed
-        etcd = EtcdCluster(tb, members=3)
-        prefix = f"/tandem/{tb.prefix}/"
-        endpoints = ", ".join(f'"{e}"' for e in etcd.endpoints.split(","))
-        for node, dc in ((bed.a, "dc1"), (bed.b, "dc2")):
-            # A path to etcd of the node's own (et0 on the bridge), apart from
-            # the switch's access port and the backbone.
-            tb._attach(f"{node.name}e", node.host.ns, "et0")
-            netns.run(["ip", "-n", node.host.ns, "addr", "add", f"{NODE_ETCD_IP[node.name]}/24",
-                       "dev", "et0"])
-            cfg = node.control.config
-            cfg.write_text(cfg.read_text() + f"""
+def reach_etcd(testbed, node):
+    """A path to etcd of the node's own (et0 on the bridge), apart from its
+    access port and the backbone, so that it can be cut from etcd alone."""
+    testbed._attach(f"{node.name}e", node.host.ns, "et0")
+    netns.run(["ip", "-n", node.host.ns, "addr", "add", f"{NODE_ETCD_IP[node.name]}/24",
+               "dev", "et0"])
+
+
+def witness_toml(etcd, prefix, dc):
+    """The [fleet] table of a node of the pair PAIR in data center `dc`,
+    with etcd as its witness at the timing above."""
+    endpoints = ", ".join(f'"{e}"' for e in etcd.endpoints.split(","))
+    return f"""
 [fleet]
 etcd = [{endpoints}]
 pair_id = "{PAIR}"
@@ -119,7 +116,20 @@ witness_ttl_s = {TTL_S}
 witness_renew_ms = {RENEW_MS}
 witness_margin_ms = {MARGIN_MS}
 witness_guard_ms = {GUARD_MS}
-""")
+"""
+
+
+@pytest.fixture
+def witnessed():
+    bed = PairBed(participants=2)
+    try:
+        tb = bed.testbed
+        etcd = EtcdCluster(tb, members=3)
+        prefix = f"/tandem/{tb.prefix}/"
+        for node, dc in ((bed.a, "dc1"), (bed.b, "dc2")):
+            reach_etcd(tb, node)
+            cfg = node.control.config
+            cfg.write_text(cfg.read_text() + witness_toml(etcd, prefix, dc))
         bed.start()
         bed.drop_heartbeats_program()  # compiled now: the partitions are timed
         bed.etcd, bed.prefix = etcd, prefix

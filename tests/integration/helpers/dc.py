@@ -107,6 +107,19 @@ class Bird:
     def log_text(self):
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def paths(self, prefix):
+        """The BGP paths of `prefix` in this BIRD's table: a list of (the
+        session it came from, its AS path, whether it is the best)."""
+        out = self.cmd(f"show route for {prefix} all", check=False).stdout
+        found = []
+        for line in out.splitlines():
+            if "unicast [" in line:
+                session = line.split("unicast [", 1)[1].split()[0]
+                found.append([session, None, " * " in line])
+            elif found and line.strip().startswith("BGP.as_path:"):
+                found[-1][1] = line.split(":", 1)[1].strip()
+        return [tuple(f) for f in found]
+
     def established(self):
         """Names of the BGP sessions that are up."""
         out = self.cmd("show protocols", check=False).stdout
@@ -258,10 +271,11 @@ local = "{self.ip6}"
         self.switch.config_path.write_text(
             text.replace(old, f'peer_node_id = {DC[peer.dc]["node_id"]}'))
 
-    def start_control(self, peer, multiplier=MULTIPLIER):
+    def start_control(self, peer, multiplier=MULTIPLIER, extra_toml=""):
         """tandem-control of a pair in routed mode: the routing driver is the
         control daemon's own (no tandem-routing), its decisions move the
-        announcements; heartbeats on the backbone (bb0), replication over it."""
+        announcements; heartbeats on the backbone (bb0), replication over it.
+        `extra_toml`: tables added to its configuration (e.g. [fleet])."""
         from .pair import REPL_PORT, NodeControl
         routing = self.config.read_text().split("[routing]", 1)[1]
         pair = f"""
@@ -274,7 +288,7 @@ peer = "{BACKBONE[peer.dc]}:{REPL_PORT}"
 peer_api = "unix:{peer.workdir / 'api.sock'}"
 heartbeat_ms = 10
 multiplier = {multiplier}
-[routing]{routing}"""
+[routing]{routing}{extra_toml}"""
         self.control = NodeControl(self.bed.testbed, self.host, workdir=self.workdir,
                                    node=self.name, shm_dir=self.switch.shm_dir, vips=(VIP4, VIP6),
                                    legs=4096, meetings=64, extra_toml=pair)
@@ -471,12 +485,14 @@ class DcBed:
         self.wait_sessions(timeout)
         return self
 
-    def start_pair(self, timeout=30, multiplier=MULTIPLIER):
+    def start_pair(self, timeout=30, multiplier=MULTIPLIER, control_extra=None):
         """Starts the routers and both nodes as a pair in routed mode: switch,
         BIRD (nothing announced yet) and tandem-control, A first (it becomes
         active), then B (standby); waits until every BGP session is up.
         `multiplier`: of the 10 ms heartbeats (helpers/pair.py MULTIPLIER, for
-        a loaded test machine; the product's default is 3)."""
+        a loaded test machine; the product's default is 3). `control_extra`:
+        {dc: TOML added to that node's control configuration}."""
+        extra = control_extra or {}
         for bird in self.birds.values():
             bird.start()
         for n in self.nodes.values():
@@ -486,13 +502,13 @@ class DcBed:
         # B's switch waits for A to be active: A alone takes the role after a
         # detection time; hearing a standby B of a lower epoch it would wait.
         self.a.switch.start()
-        self.a.start_control(self.b, multiplier)
+        self.a.start_control(self.b, multiplier, extra.get("a", ""))
         deadline = time.monotonic() + timeout
         while self.a.pair_status()["role"] != "active":
             assert time.monotonic() < deadline, self.a.pair_status()
             time.sleep(0.05)
         self.b.switch.start()
-        self.b.start_control(self.a, multiplier)
+        self.b.start_control(self.a, multiplier, extra.get("b", ""))
         while self.b.pair_status()["role"] != "standby":
             assert time.monotonic() < deadline, self.b.pair_status()
             time.sleep(0.05)
