@@ -26,5 +26,8 @@ else
 fi
 jobs=()
 [[ -n "${TANDEM_NINJA_JOBS:-}" ]] && jobs=(-j "$TANDEM_NINJA_JOBS")
+# The same flags as build/ but in mirror/: ccache serves build/'s objects,
+# which name another directory in their debug info (as debian/rules does).
+export CCACHE_NOHASHDIR=1
 ninja -C "$build" "${jobs[@]}" control/tandem-control >/dev/null
 echo "$build/control/tandem-control"

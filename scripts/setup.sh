@@ -17,7 +17,8 @@
 # TANDEM_NINJA_JOBS (ninja -j), TANDEM_SKIP_PACKAGES=1, TANDEM_SKIP_BUILD=1,
 # TANDEM_MESON_OPTIONS (extra `meson setup` options, used when the build
 # directory is first configured, e.g. "-Db_sanitize=address,undefined"),
-# TANDEM_CC / TANDEM_CXX (compilers for that first configuration).
+# TANDEM_CC / TANDEM_CXX (compilers for that first configuration; by default
+# cc and c++ behind ccache, see tandem_ccache).
 
 # Everything the project needs from Debian: the build (compilers, meson,
 # DPDK, libbpf/libxdp, Abseil, GoogleTest, Benchmark, gRPC/protobuf, SQLite,
@@ -54,7 +55,7 @@ TANDEM_DEBIAN_PACKAGES=(
   iproute2 bridge-utils ethtool tcpdump iputils-ping procps psmisc util-linux mount faketime
   bash coreutils bsdutils mawk bird2 etcd-server etcd-client
   libsystemd-dev debhelper dpkg-dev help2man python3-grpcio tmux bash-completion systemd
-  man-db adduser libc-bin dpkg
+  man-db adduser libc-bin dpkg ccache
 )
 
 # etcd's API definitions (.proto), from which the build generates the fleet's
@@ -150,6 +151,17 @@ tandem_setup_hugepages() {
   export TANDEM_HUGEPAGES TANDEM_EAL_MEM
 }
 
+# "ccache COMPILER" when ccache is installed, else COMPILER. meson puts ccache
+# before the compiler by itself only when CC and CXX are unset; the builds
+# here set them, and without ccache every build of a fresh clone (build/, the
+# clang sanitizer builds of scripts/test.sh and scripts/fuzz.sh) compiled
+# everything again, and the package and wire-peer builds, which are cached,
+# found none of build/'s objects (hash_dir = false in ccache.conf lets other
+# directories share them).
+tandem_ccache() {
+  if command -v ccache >/dev/null; then echo "ccache $1"; else echo "$1"; fi
+}
+
 tandem_build() {
   if [[ "${TANDEM_SKIP_BUILD:-0}" == 1 ]]; then return 0; fi
   local jobs=()
@@ -161,7 +173,7 @@ tandem_build() {
     if [[ -d "$TANDEM_BUILD_DIR/meson-private" ]]; then wipe=(--wipe); fi
     local opts=()
     read -r -a opts <<<"${TANDEM_MESON_OPTIONS:-}"
-    CC="${TANDEM_CC:-${CC:-cc}}" CXX="${TANDEM_CXX:-${CXX:-c++}}" \
+    CC="${TANDEM_CC:-${CC:-$(tandem_ccache cc)}}" CXX="${TANDEM_CXX:-${CXX:-$(tandem_ccache c++)}}" \
       meson setup "${wipe[@]}" "${opts[@]}" "$TANDEM_BUILD_DIR" "$TANDEM_ROOT" || return 1
   fi
   tandem_log "building in $TANDEM_BUILD_DIR"

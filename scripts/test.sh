@@ -209,7 +209,7 @@ sanitizer_suite() {
   if [[ ! -f "$build/build.ninja" ]]; then
     local wipe=()
     [[ -d "$build/meson-private" ]] && wipe=(--wipe)
-    CC=clang CXX=clang++ meson setup "${wipe[@]}" "$build" "$root" \
+    CC="$(tandem_ccache clang)" CXX="$(tandem_ccache clang++)" meson setup "${wipe[@]}" "$build" "$root" \
       -Db_sanitize="$sanitize" -Db_lundef=false >"$build.setup.log" 2>&1 ||
       cat "$build.setup.log" >&2
   fi
