@@ -362,7 +362,6 @@ def paced_summary(r):
 def make_row(sc, program, r, metric, io_key, tsc_hz, meta):
     workers = sc.workers
     rx, tx = r["rx_pps"], r["tx_pps"]
-    key = tx if metric == "tx" else rx
     # The forwarding threads poll without sleeping under this load, so the CPU
     # time they got is the time they worked. On a quiet machine that is the
     # whole interval on every worker core; when other processes take a share

@@ -444,7 +444,7 @@ class DcBed:
         birds = {}
         edge_sessions = []
         for dc, d in DC.items():
-            e, acc = d["edge_net"], d["access_net"]
+            e = d["edge_net"]
             n = self.nodes[dc]
             sessions = [
                 _session("edge4", _v4(e, 2), d["router_as"], _v4(e, 1), EDGE_AS, False),
