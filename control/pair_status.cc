@@ -199,14 +199,7 @@ absl::StatusOr<v1::LostWritesResponse> Pair::AcknowledgeLostWrites() {
           lost_state_ == "none" ? "no takeover from a peer" : "the old active has not returned yet",
           ")"));
     }
-    lost_acknowledged_ = true;
-    if (status_.alarms() != "none") {
-      std::vector<std::string> rest;
-      for (absl::string_view a : absl::StrSplit(status_.alarms(), ',')) {
-        if (a != "writes_lost") rest.emplace_back(a);
-      }
-      status_.set_alarms(rest.empty() ? "none" : absl::StrJoin(rest, ","));
-    }
+    lost_acknowledged_ = true;  // the next status (within heartbeat_ms / 2) drops the alarm
   }
   fprintf(stderr, "tandem-control: pair: the lost writes of the last takeover were acknowledged\n");
   return LostWrites();
