@@ -64,7 +64,7 @@ absl::Status Core::Reconcile() {
     // tables say (so forwarding is untouched), a fresh node starts standby
     // and the pair elects.
     const tables::TablesView& v = writer.view();
-    epoch_ = std::max(epoch_, v.epoch());
+    epoch_ = std::max(epoch_.load(), v.epoch());
     role_ = v.epoch() > 0 ? v.role() : tables::Role::kStandby;
   }
   if (auto st = store.SetMeta("epoch", epoch_); !st.ok()) return st;

@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <optional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -99,11 +100,17 @@ class Core {
   // by one id), so every id counter jumps ahead by kTakeoverIdGap.
   // The end of this node's hold on the pair's key in etcd, CLOCK_MONOTONIC ns
   // (0: no witness), for the switch to enforce (TablesHeader::active_until_ns).
+  // Without the lock: the pair thread is the only writer of that field.
   void SetActiveUntil(uint64_t mono_ns);
+  // A step-down decided (to standby in `epoch`): writes are refused and the
+  // switch stops serving from now on, before SetNodeRole (which waits for a
+  // commit in progress) records it in the store.
+  void BeginStepDown(uint64_t epoch);
   uint64_t SetNodeRole(tables::Role role, uint64_t epoch, const std::string& cause,
                        bool after_active_peer = false);
   static constexpr uint64_t kTakeoverIdGap = 1u << 20;
-  // Replication position and handover request, carried by the switch's heartbeats.
+  // Replication position and handover request, carried by the switch's
+  // heartbeats (without the lock: the pair thread is their only writer).
   void SetPairHints(uint64_t position, bool handover);
   // Active side, a full resync of the standby: the objects still to read.
   struct SnapshotCursor {
@@ -124,13 +131,17 @@ class Core {
   // lock (the replication stream is the change log: no change comes in
   // between).
   uint64_t ReadSnapshot(SnapshotCursor& cursor, size_t max_bytes, std::vector<std::string>* out);
-  // Active side: usage of the legs whose counts moved since the last call.
-  v1::UsageRecord UsageDelta();
+  // Active side: usage of the legs whose counts moved since the last call;
+  // nullopt, nothing read, while a write holds the lock (the pair thread
+  // calls it between role decisions, which must not wait on a commit).
+  std::optional<v1::UsageRecord> TryUsageDelta();
   // SHA-256 of sites and meetings (the durable site data) and the position it is at.
   std::string SiteDigest(uint64_t* position);
   // Active side: the same, appended to the change log (kDigestTag) at
   // exactly that position, for the standby to compare its own there.
+  // TryAppendDigest: nullopt while a write holds the lock (as TryUsageDelta).
   v1::DigestRecord AppendDigest();
+  std::optional<v1::DigestRecord> TryAppendDigest();
   // Standby side: a full resync starts; objects not seen before EndResync go.
   void BeginResync();
   // Standby side: applies one replicated change (idempotent PUT semantics)
@@ -184,6 +195,8 @@ class Core {
   absl::StatusOr<const v1::Meeting*> FindMeeting(uint64_t id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string DigestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::UsageRecord UsageDeltaLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::DigestRecord AppendDigestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // FailedPrecondition on a standby, naming the active node's API.
   absl::Status CheckWritable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -192,8 +205,14 @@ class Core {
   // The one writer of the node's store, tables and change log; its contents
   // are read and changed under mu_ only (the pointer never changes).
   const std::unique_ptr<Model> model_;
-  tables::Role role_ ABSL_GUARDED_BY(mu_) = tables::Role::kStandby;
-  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 1;
+  // Written under mu_, read without it: the pair thread's role decisions
+  // must not wait for a write's commit (an fdatasync that a loaded host
+  // can stretch to seconds).
+  std::atomic<tables::Role> role_{tables::Role::kStandby};
+  std::atomic<uint64_t> epoch_{1};
+  // Set by the pair thread from a step-down's decision until SetNodeRole
+  // carries it out: the writes queued behind a commit are refused meanwhile.
+  std::atomic<bool> stepping_down_{false};
 
   // The switch's state region, mapped when it exists; have_state_ when it
   // also has our tables' leg capacity (state_ is then its view).

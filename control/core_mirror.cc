@@ -24,6 +24,11 @@ uint64_t Sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 }  // namespace
 
 absl::Status Core::CheckWritable() const {
+  if (role_ == tables::Role::kActive && stepping_down_.load()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node ", config_.node, " is stepping down to standby: the write is refused and nothing "
+        "changed; send it to the pair's active node"));
+  }
   if (role_ == tables::Role::kActive) {
     if (fenced_.load()) {
       fenced_refusals_.fetch_add(1);
@@ -48,15 +53,9 @@ absl::Status Core::CheckWritable() const {
       absl::StrCat("node ", config_.node, " is standby: send writes to ", where));
 }
 
-tables::Role Core::node_role() const {
-  absl::MutexLock lock(&mu_);
-  return role_;
-}
+tables::Role Core::node_role() const { return role_; }
 
-uint64_t Core::node_epoch() const {
-  absl::MutexLock lock(&mu_);
-  return epoch_;
-}
+uint64_t Core::node_epoch() const { return epoch_; }
 
 absl::Status Core::CommitReplicated() {
   absl::MutexLock lock(&mu_);
@@ -69,14 +68,28 @@ absl::Status Core::CommitReplicated() {
   return st;
 }
 
-void Core::SetActiveUntil(uint64_t mono_ns) {
-  absl::MutexLock lock(&mu_);
-  model_->writer().SetActiveUntil(mono_ns);
+void Core::SetActiveUntil(uint64_t mono_ns) { model_->writer().SetActiveUntil(mono_ns); }
+
+void Core::BeginStepDown(uint64_t epoch) {
+  stepping_down_ = true;
+  // Without the lock: the tables' role is atomics only (TablesWriter::SetRole),
+  // and the pair thread, which calls this and SetNodeRole, its only writer.
+  model_->writer().SetRole(tables::Role::kStandby, epoch);
 }
 
 uint64_t Core::SetNodeRole(tables::Role role, uint64_t epoch, const std::string& cause,
                            bool after_active_peer) {
   absl::MutexLock lock(&mu_);
+  const uint64_t position = model_->changes().last_seq();
+  bool changed = role != role_ || epoch != epoch_;
+  bool taking_over = role == tables::Role::kActive && role_ != tables::Role::kActive;
+  role_ = role;
+  epoch_ = epoch;
+  stepping_down_ = false;
+  // The switch first: each store commit below waits for an fdatasync, which
+  // a loaded host stretches to seconds. A daemon restarted in between adopts
+  // the tables' epoch (Reconcile).
+  model_->writer().SetRole(role, epoch);
   if (model_->store().in_transaction()) {
     // Replicated changes the sink had not committed yet (nor acknowledged).
     if (absl::Status st = model_->store().Commit(); !st.ok()) {
@@ -84,13 +97,7 @@ uint64_t Core::SetNodeRole(tables::Role role, uint64_t epoch, const std::string&
               std::string(st.message()).c_str());
     }
   }
-  const uint64_t position = model_->changes().last_seq();
-  bool changed = role != role_ || epoch != epoch_;
-  bool taking_over = role == tables::Role::kActive && role_ != tables::Role::kActive;
-  role_ = role;
-  epoch_ = epoch;
   (void)model_->store().SetMeta("epoch", epoch);
-  model_->writer().SetRole(role, epoch);
   if (!changed) return position;
   if (taking_over && after_active_peer) model_->SkipIds(kTakeoverIdGap);
   if (role == tables::Role::kActive) {
@@ -108,7 +115,6 @@ uint64_t Core::SetNodeRole(tables::Role role, uint64_t epoch, const std::string&
 }
 
 void Core::SetPairHints(uint64_t position, bool handover) {
-  absl::MutexLock lock(&mu_);
   tables::TablesHeader& h = model_->writer().view().header();
   h.mirror_position.store(position, std::memory_order_relaxed);
   h.handover.store(handover ? 1 : 0, std::memory_order_relaxed);
@@ -158,8 +164,14 @@ uint64_t Core::ReadSnapshot(SnapshotCursor& cur, size_t max_bytes, std::vector<s
   return model_->changes().last_seq();
 }
 
-v1::UsageRecord Core::UsageDelta() {
-  absl::MutexLock lock(&mu_);
+std::optional<v1::UsageRecord> Core::TryUsageDelta() {
+  if (!mu_.TryLock()) return std::nullopt;
+  v1::UsageRecord r = UsageDeltaLocked();
+  mu_.Unlock();
+  return r;
+}
+
+v1::UsageRecord Core::UsageDeltaLocked() {
   RefreshState();
   v1::UsageRecord r;
   const Indexes& ix = model_->indexes();
@@ -218,6 +230,17 @@ std::string Core::SiteDigest(uint64_t* position) {
 
 v1::DigestRecord Core::AppendDigest() {
   absl::MutexLock lock(&mu_);
+  return AppendDigestLocked();
+}
+
+std::optional<v1::DigestRecord> Core::TryAppendDigest() {
+  if (!mu_.TryLock()) return std::nullopt;
+  v1::DigestRecord r = AppendDigestLocked();
+  mu_.Unlock();
+  return r;
+}
+
+v1::DigestRecord Core::AppendDigestLocked() {
   v1::DigestRecord r;
   r.set_position(model_->changes().last_seq());
   r.set_sha256(DigestLocked());

@@ -26,8 +26,7 @@
 // deletion makes that attempt go at once. A failed watch leaves the attempts
 // every renew_interval.
 //
-// Not done (docs/fleet.md): W4 (the key's epoch in heartbeats) and the switch
-// enforcing the hold when the control daemon itself dies.
+// Not done (docs/fleet.md): W4 (the key's epoch in heartbeats).
 //
 // Thread-safe.
 #pragma once

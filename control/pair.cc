@@ -516,15 +516,27 @@ void Pair::FeedSwitch(absl::Time now, uint64_t position) {
 
 void Pair::Apply(const mirror::Decision& d, bool peer_was_active, uint64_t peer_position) {
   bool taking_over = d.role == mirror::Role::kActive && core_.node_role() != tables::Role::kActive;
+  witness_withdrawn_ = d.role == mirror::Role::kStandby && d.for_witness;
+  auto announce = [&] {
+    if (routing_) {
+      routing_->Announce(
+          PairAnnouncement(d.role == mirror::Role::kActive, false, witness_withdrawn_));
+    }
+  };
+  // A step-down stops the switch, refuses writes and withdraws the routes
+  // first: SetNodeRole waits for a write's commit in progress (seconds on a
+  // loaded host), the witness's deadline does not. A takeover announces
+  // after the tables: the switch forwards as the new role before BGP brings
+  // it the traffic.
+  const bool stepping_down = d.role == mirror::Role::kStandby &&
+                             core_.node_role() == tables::Role::kActive;
+  if (stepping_down) {
+    core_.BeginStepDown(d.epoch);
+    announce();
+  }
   // The position at the role change: no replicated record is applied after it.
   uint64_t at = core_.SetNodeRole(FromMirror(d.role), d.epoch, d.cause, peer_was_active);
-  witness_withdrawn_ = d.role == mirror::Role::kStandby && d.for_witness;
-  // After the tables: the switch forwards as the new role before BGP
-  // brings it the traffic (and a demoted node withdraws its preference).
-  if (routing_) {
-    routing_->Announce(
-        PairAnnouncement(d.role == mirror::Role::kActive, false, witness_withdrawn_));
-  }
+  if (!stepping_down) announce();
   if (taking_over) {
     absl::MutexLock slock(&status_mu_);
     takeover_log_id_ = core_.changes().log_id();
@@ -575,21 +587,25 @@ void Pair::Housekeeping(absl::Time now, uint64_t position) {
   }
   core_.SetPairHints(position, handover);
   if (core_.node_role() == tables::Role::kActive) {
-    if (now >= next_usage_) {
+    // Both wait for no write's commit: tried again at the next step while
+    // one holds the core (this thread decides the roles).
+    std::optional<v1::UsageRecord> u;
+    if (now >= next_usage_ && (u = core_.TryUsageDelta())) {
       next_usage_ = now + absl::Milliseconds(cfg_.usage_interval_ms);
-      v1::UsageRecord u = core_.UsageDelta();
       absl::MutexLock lock(&mu_);
-      for (int i = 0; source_ && i < u.legs_size(); i += kUsageLegsPerRecord) {
+      for (int i = 0; source_ && i < u->legs_size(); i += kUsageLegsPerRecord) {
         v1::UsageRecord part;
-        for (int j = i; j < std::min(u.legs_size(), i + kUsageLegsPerRecord); ++j) {
-          *part.add_legs() = u.legs(j);
+        for (int j = i; j < std::min(u->legs_size(), i + kUsageLegsPerRecord); ++j) {
+          *part.add_legs() = u->legs(j);
         }
         core_.changes().AppendRecord(Tagged(kUsageTag, part));  // far below the limit
       }
     }
     if (now >= next_compare_) {
-      next_compare_ = now + absl::Seconds(static_cast<int64_t>(cfg_.compare_interval_s));
-      (void)Compare();
+      absl::MutexLock lock(&mu_);
+      if (!source_ || core_.TryAppendDigest()) {
+        next_compare_ = now + absl::Seconds(static_cast<int64_t>(cfg_.compare_interval_s));
+      }
     }
   }
   // A standby commits what it applied on the sink's thread, before it
@@ -652,8 +668,9 @@ void Pair::Fence(absl::Time now) {
         cfg_.node_id < cfg_.peer_node_id ? kFenceHold : 2 * kFenceHold;
     if (cut && yield) fence_until_ = now + hold;
     fence = cut && now < fence_until_;
-    // Stepped down for the witness: withdrawn until the peer is heard again.
-    heal = witness_withdrawn_ && machine_->peer_heard(mirror::Path::kBackbone, now);
+    // Stepped down for the witness: withdrawn until the peer is heard again
+    // (really heard: a switch that stopped listening hears nothing).
+    heal = witness_withdrawn_ && machine_->PeerHeardBy(now);
   }
   if (heal) witness_withdrawn_ = false;
   // Fenced: withdrawn, so no router sends us the VIPs' traffic; the switch

@@ -41,6 +41,11 @@ bool RoleMachine::peer_heard(Path p, absl::Time now) const {
   return std::min(now, listening_until_) - last_heard_[static_cast<int>(p)] <= DetectionTime();
 }
 
+bool RoleMachine::PeerHeardBy(absl::Time now) const {
+  auto heard = [&](Path p) { return now - last_heard_[static_cast<int>(p)] <= DetectionTime(); };
+  return heard(Path::kBackbone) || (!config_.backbone_only && heard(Path::kAccess));
+}
+
 std::vector<Decision> RoleMachine::TakeDecisions() {
   std::vector<Decision> out;
   out.swap(decisions_);
@@ -136,11 +141,15 @@ void RoleMachine::PeerRules(bool heard, absl::Time now) {
 void RoleMachine::ActiveRules(bool heard, absl::Time now) {
   // Rule 7 (W3): cut off from its peer, an active needs the pair's key;
   // rule 8: not while the peer's control daemon says its switch is dead.
-  if (witness_.enabled && !heard && now >= witness_.hold_until &&
+  // The silence counts up to now, not up to when our switch last listened:
+  // a switch that stopped listening (and so beating) leaves the peer free to
+  // take the key, and an active without the key must not wait for it.
+  if (witness_.enabled && !PeerHeardBy(now) && now >= witness_.hold_until &&
       now > peer_switch_dead_until()) {
     Become(Role::kStandby, epoch_, now,
-           "peer lost on backbone and access network and the pair's key in etcd not held "
-           "(witness: lease not renewed)");
+           absl::StrCat(heard ? "peer not heard while this node's switch did not listen"
+                              : "peer lost on backbone and access network",
+                        " and the pair's key in etcd not held (witness: lease not renewed)"));
     decisions_.back().for_witness = true;
   }
   // Rule 5: otherwise an active node stays active.

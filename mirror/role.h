@@ -237,7 +237,13 @@ class RoleMachine {
   const Alarms& alarms() const { return alarms_; }
   // Peer as last heard (nullopt before the first heartbeat).
   const std::optional<PeerReport>& peer() const { return peer_; }
+  // Not known silent: heard within a detection time of the moment this
+  // node's switch last listened (SetListeningUntil).
   bool peer_heard(Path p, absl::Time now) const;
+  // Heard within a detection time of `now` on a path that counts: positive
+  // evidence, whether or not this node's switch listened all along (rule 7,
+  // and the end of a witness withdrawal).
+  bool PeerHeardBy(absl::Time now) const;
   // The most recent decision that made this node active.
   const std::optional<Decision>& last_takeover() const { return last_takeover_; }
   // Decisions since the previous call, oldest first.

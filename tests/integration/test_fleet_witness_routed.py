@@ -12,9 +12,9 @@ p2 and p3 over IPv6).
 
 Node A, active, is cut from etcd and from B (the backbone: in routed mode the
 only path between the nodes). What a user would check: before A's lease
-expires (etcd deleting the key; checked when A's switch listened all along)
-A withdrew both VIPs' routes (DC A's router's BIRD table no longer holds A's
-path) and the participants' media stopped reaching it, and it refuses writes; B takes over once it acquired the key and
+expires (etcd deleting the key) A withdrew both VIPs' routes (DC A's router's
+BIRD table no longer holds A's path) and the participants' media stopped
+reaching it, and it refuses writes; B takes over once it acquired the key and
 the edge routes both VIPs to it, unprepended. Both nodes' roles are sampled
 every 2 ms from their tables: never both active. Healed, A stays standby and
 announces standby again; nothing flaps (roles, the edge's routes)."""
@@ -113,13 +113,14 @@ def not_listening_ms(stats):
 
 def watch_routes(bed, log, until):
     """Appends (t, a_paths, edge_best, A's switch rx_packets,
-    not_listening_ms of A's switch) to `log` until until() says so."""
+    not_listening_ms of A's switch, whether A's switch is quiet although its
+    tables say active) to `log` until until() says so."""
     tables = Tables.of(bed.a.switch)
     while not until():
         t = time.monotonic()
         st = tables.stats()
         log.append((t, a_paths(bed), edge_best(bed), st["totals"]["rx_packets"],
-                    not_listening_ms(st)))
+                    not_listening_ms(st), bool(st["pair"]["quiet"])))
 
 
 def rate(log, lo, hi):
@@ -163,17 +164,26 @@ def check_healed(bed, samples, log, t_heal, b_own):
 def cut_then_heal(bed, sampler, log, marks):
     """Cuts A from etcd and from B (the backbone, routed mode's only heartbeat
     path: A cannot renew its lease), watching the routes, until B has been
-    active for 0.5 s; heals and watches 2.5 s more."""
+    active for 0.5 s and the edge routes to it; heals and watches 2.5 s more."""
     t0 = time.monotonic()
-    watch_routes(bed, log, lambda: time.monotonic() - t0 > 0.5)
+    # 1.5 s and three samples at least: birdc answers slowly on a loaded
+    # machine, and the rate of A's received packets is read from them.
+    watch_routes(bed, log, lambda: time.monotonic() - t0 > 1.5 and len(log) >= 3)
     cut_from_etcd(bed.a)
     netns.run(["ip", "-n", bed.a.ns, "link", "set", "bb0", "down"])
     marks["cut"] = t_cut = time.monotonic()
     deadline = t_cut + 3 * TTL_S + 5
 
+    b_own = f"{DC['b']['router_as']} {bed.b.as_}"  # B's path at the edge, unprepended
+
     def b_active_a_while():
+        """B active for 0.5 s and its path the edge's best (BGP carries it
+        in tens of ms when quiet, in seconds under load), or the deadline."""
         up = first(sampler.samples, t_cut, B, "active")
-        return time.monotonic() > (deadline if up is None else up[4] + 0.5)
+        now = time.monotonic()
+        if up is None or now < up[4] + 0.5:
+            return now > deadline
+        return log[-1][2] == {4: b_own, 6: b_own} or now > deadline
     watch_routes(bed, log, b_active_a_while)
     cut_from_etcd(bed.a, cut=False)
     netns.run(["ip", "-n", bed.a.ns, "link", "set", "bb0", "up"])
@@ -195,7 +205,7 @@ def test_active_cut_from_etcd_and_its_peer_withdraws_its_routes_before_its_lease
 
     try:
         media, _ = stream(bed, None, lambda: cut_then_heal(bed, sampler, log, marks),
-                          seconds=10.0, at=1.0)
+                          seconds=11.0, at=1.0)
     finally:
         samples = sampler.finish()
         done = writes.finish()
@@ -220,33 +230,29 @@ def test_active_cut_from_etcd_and_its_peer_withdraws_its_routes_before_its_lease
           f"{at(b_standby[2])} and {at(up[4])}: nobody active for at most "
           f"{(up[4] - a_active[0]) * 1000:.0f} ms")
     # How long A's switch did not listen after the cut (its oldest thread
-    # heartbeat, at most, while A was active): the control daemon cannot tell
-    # the peer's silence meanwhile and stays active (W2).
+    # heartbeat, at most, while A was active): printed to tell a starved
+    # switch from a starved control daemon; the step-down does not wait for
+    # the switch (rule 7 counts the silence up to now, mirror/role.cc).
     deaf_s = max(x[4] for x in log if t_cut <= x[0] <= down[2]) / 1000
     print(f"A's switch did not listen for up to {deaf_s * 1000:.0f} ms after the cut "
           f"(before it: up to {max(x[4] for x in log if x[0] < t_cut):.0f} ms)")
     assert both_active(samples) == [], f"two actives in {len(both_active(samples))} samples"
     # A stepped down within its hold (its last acknowledged renewal was sent
-    # before the cut), or once its switch listened again, and before B took over.
+    # before the cut), and before B took over.
     hold_end = TTL_S - MARGIN_MS / 1000 + period + 0.2
-    assert down[2] - t_cut <= hold_end + deaf_s, at(down[2])
+    assert down[2] - t_cut <= hold_end, at(down[2])
     assert down[2] <= b_standby[2], (down, b_standby)
     # Its routes: withdrawn from its router (both VIPs) before B took over
-    # and, when its switch listened within the margin, before etcd let its
-    # lease expire; withdrawn until the heal.
+    # and before etcd let its lease expire; withdrawn until the heal.
     assert withdrawn is not None, f"A's routes never withdrawn: {log[-1]}"
     assert deleted is not None, f"etcd never deleted A's key: {events}"
     assert withdrawn[0] < up[4], (at(withdrawn[0]), at(up[4]))
-    if deaf_s < MARGIN_MS / 1000 - 0.2:
-        assert withdrawn[0] < deleted, (at(withdrawn[0]), at(deleted))
-    else:
-        print(f"NOT CHECKED: withdrawn before etcd deleted the key (A's switch did not listen "
-              f"for {deaf_s * 1000:.0f} ms)")
+    assert withdrawn[0] < deleted, (at(withdrawn[0]), at(deleted))
     assert all(not any(x[1].values()) for x in log if withdrawn[0] <= x[0] < t_heal), \
         [x for x in log if withdrawn[0] <= x[0] < t_heal and any(x[1].values())][:3]
     # The participants' media stopped reaching A's switch (its received
     # packets: the media's 800/s before the cut; BFD, BGP and ND after).
-    before = rate(log, t_cut - 0.5, t_cut)
+    before = rate(log, log[0][0], t_cut)
     after = rate(log, withdrawn[0] + 0.2, t_heal)
     print(f"A's switch received {before:.0f} packets/s before the cut, {after:.0f}/s once "
           f"withdrawn")
@@ -260,6 +266,13 @@ def test_active_cut_from_etcd_and_its_peer_withdraws_its_routes_before_its_lease
     b_own = f"{DC['b']['router_as']} {bed.b.as_}"
     assert log[-1][2] == {4: b_own, 6: b_own}, log[-1]
     check_writes(done, down, b_standby, t_heal)
-    # The media stopped while nobody was active, and no longer.
-    media.check(limit_ms=(up[4] - a_active[0]) * 1000 + MEDIA_SLACK_MS)
+    # The media stopped while nobody served, and no longer: from A's switch
+    # going quiet at the end of its hold (by itself, before its tables may
+    # say standby: the last route sample before it was seen quiet) or its
+    # role changing, whichever came first, to B's takeover.
+    quiet = next((i for i, x in enumerate(log) if x[0] >= t_cut and x[5]), None)
+    stopped = min(a_active[0], log[quiet - 1][0] if quiet else a_active[0])
+    print(f"A's switch quiet by itself: {at(log[quiet][0]) if quiet else 'not seen'}; "
+          f"nobody served for at most {(up[4] - stopped) * 1000:.0f} ms")
+    media.check(limit_ms=(up[4] - stopped) * 1000 + MEDIA_SLACK_MS)
     check_healed(bed, samples, log, t_heal, b_own)

@@ -568,5 +568,7 @@ class DcBed:
                     pass
             if n.control is not None:
                 n.control.close()
+                # Kept in the test's captured output, shown when a test fails.
+                print(f"----- tandem-control {n.name} -----\n{n.control.log()}", end="")
             n.switch.close()
         self.testbed.close()

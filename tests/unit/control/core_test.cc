@@ -5,8 +5,11 @@
 #include "control/core.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
+#include <atomic>
 #include <map>
+#include <thread>
 #include <tuple>
 
 #include "tests/unit/control/node_config.h"
@@ -398,6 +401,55 @@ TEST_F(CoreTest, ChangesCarrySequenceNumbers) {
 // transaction that nothing committed, so every write after the takeover
 // failed with INTERNAL "store: nested transaction".
 // A standby applies the meeting's cap the active fixed, not its own default.
+// The pair thread decides the roles between writes. A write whose commit
+// waits (here on another connection's lock; on a loaded host, on the disk's
+// fdatasync, for seconds) holds the core, and the pair's reads of the role,
+// its hints to the switch and a step-down must not wait for it: the
+// witness's deadline does not. A write refused from the step-down on.
+TEST_F(CoreTest, ThePairThreadDoesNotWaitForAWriteInProgress) {
+  Site("acme");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir_.File("store.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::atomic<bool> written{false};
+  absl::Status first;
+  std::thread writer([&] {
+    v1::CreateSiteRequest req;
+    req.mutable_site()->set_name("slow");
+    v1::Site out;
+    first = core_->CreateSite(req, &out);
+    written = true;
+  });
+  // Until the writer holds the core (it waits on the store's lock inside).
+  while (core_->TryUsageDelta().has_value()) std::this_thread::yield();
+  EXPECT_EQ(core_->node_role(), tables::Role::kActive);
+  EXPECT_EQ(core_->node_epoch(), 1u);
+  core_->SetPairHints(7, false);
+  core_->SetActiveUntil(12345);
+  EXPECT_FALSE(core_->TryAppendDigest().has_value());
+  core_->BeginStepDown(1);
+  EXPECT_FALSE(written) << "the pair's calls waited for the write";
+  auto t = tables::AttachTables(tables::TablesPath(dir_.path(), "t"));
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->second.role(), tables::Role::kStandby) << "the switch serves on";
+  ASSERT_EQ(sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  writer.join();
+  EXPECT_TRUE(first.ok()) << first;  // admitted before the step-down
+
+  v1::CreateSiteRequest req;
+  req.mutable_site()->set_name("late");
+  v1::Site out;
+  absl::Status st = core_->CreateSite(req, &out);
+  EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
+  EXPECT_NE(st.message().find("stepping down"), std::string::npos) << st;
+  core_->SetNodeRole(tables::Role::kStandby, 1, "test: witness");
+  st = core_->CreateSite(req, &out);
+  EXPECT_NE(st.message().find("is standby"), std::string::npos) << st;
+  core_->SetNodeRole(tables::Role::kActive, 2, "test: takeover");
+  EXPECT_TRUE(core_->CreateSite(req, &out).ok()) << "the step-down outlived its role change";
+}
+
 TEST_F(CoreTest, AReplicatedMeetingKeepsItsCopiesCap) {
   core_->SetNodeRole(tables::Role::kStandby, 2, "test: the peer is active");
   uint64_t seq = core_->changes().last_seq();

@@ -121,6 +121,32 @@ TEST_F(WitnessRule, ActiveCutOffStepsDownWhenItsHoldEnds) {
   EXPECT_EQ(decisions_.size(), 1u);
 }
 
+// The active's own switch stops listening (its threads starved, or stopped)
+// as the partition starts: the peer, hearing nothing from it, may take the
+// key once the lease runs out, so the active must not count its deaf switch
+// as hearing the peer (W2) past its hold. Rule 3 still judges the silence
+// only where the switch listened: peer_lost stays down.
+TEST_F(WitnessRule, ActiveWhoseSwitchStoppedListeningStepsDownWhenItsHoldEnds) {
+  Start(Role::kActive);
+  witness_.hold_until = now_ + absl::Milliseconds(1500);
+  absl::Time hold_end = witness_.hold_until;
+  m_->SetListeningUntil(now_);
+  partitioned_ = true;
+  Run(absl::Milliseconds(1499));
+  EXPECT_EQ(m_->role(), Role::kActive);
+  EXPECT_FALSE(m_->alarms().peer_lost);
+  Run(absl::Milliseconds(2));
+  ASSERT_EQ(m_->role(), Role::kStandby) << "a deaf switch kept it active past its hold";
+  ASSERT_EQ(decisions_.size(), 1u);
+  EXPECT_EQ(decisions_[0].at, hold_end);
+  EXPECT_THAT(decisions_[0].cause, HasSubstr("did not listen"));
+  EXPECT_TRUE(decisions_[0].for_witness);
+  // Not known silent, yet not heard: what ends a witness withdrawal
+  // (control/pair.cc) is the second; a deaf switch must not end it.
+  EXPECT_TRUE(m_->peer_heard(Path::kBackbone, now_));
+  EXPECT_FALSE(m_->PeerHeardBy(now_));
+}
+
 TEST_F(WitnessRule, ActiveThatHearsItsPeerStaysWhateverEtcdSays) {
   Start(Role::kActive);
   witness_.hold_until = absl::InfinitePast();  // etcd unreachable: no key (W2)
