@@ -24,9 +24,10 @@ uint64_t Sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 }  // namespace
 
 absl::Status Core::CheckWritable() const {
+  // Worded as a standby's refusal: the client library follows it (IsStandbyRefusal).
   if (role_ == tables::Role::kActive && stepping_down_.load()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "node ", config_.node, " is stepping down to standby: the write is refused and nothing "
+        "node ", config_.node, " is standby (stepping down): the write is refused and nothing "
         "changed; send it to the pair's active node"));
   }
   if (role_ == tables::Role::kActive) {

@@ -442,7 +442,7 @@ TEST_F(CoreTest, ThePairThreadDoesNotWaitForAWriteInProgress) {
   v1::Site out;
   absl::Status st = core_->CreateSite(req, &out);
   EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
-  EXPECT_NE(st.message().find("stepping down"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("is standby (stepping down)"), std::string::npos) << st;
   core_->SetNodeRole(tables::Role::kStandby, 1, "test: witness");
   st = core_->CreateSite(req, &out);
   EXPECT_NE(st.message().find("is standby"), std::string::npos) << st;
