@@ -326,10 +326,13 @@ absl::Status Pair::WaitReplicated() {
 }
 
 absl::StatusOr<v1::ComparePairResponse> Pair::Compare() {
-  absl::MutexLock lock(&mu_);
-  if (!source_) {
-    return absl::FailedPreconditionError("compare runs on the active node of the pair");
+  {
+    absl::MutexLock lock(&mu_);
+    if (!source_) {
+      return absl::FailedPreconditionError("compare runs on the active node of the pair");
+    }
   }
+  // Without mu_: the digest may wait for a write's commit, the pair thread must not.
   v1::ComparePairResponse out;
   v1::DigestRecord d = core_.AppendDigest();
   out.set_position(d.position());
