@@ -222,20 +222,19 @@ uint32_t CsumSub(uint32_t acc, const uint8_t* b, size_t len) {
 }
 }  // namespace
 
-UdpCsumBase UdpCsumWithoutEndpoints(const uint8_t* frame, const Parsed& p, bool port_says_partial) {
+UdpCsumBase UdpCsumWithoutEndpoints(const uint8_t* frame, const Parsed& p,
+                                    tables::EndpointSums from, bool port_says_partial) {
   UdpCsumBase base;
   const uint8_t* ip = frame + p.l3;
   const uint8_t* udp = frame + p.l4;
-  // Both addresses, summed once: taken out of the IPv4 header checksum and of
-  // the UDP checksum, and part of the pseudo-header. (Constant lengths: the
-  // sums unroll.)
-  uint16_t addrs = CsumFold(p.v4 ? CsumAdd(0, ip + 12, 8) : CsumAdd(0, ip + 8, 32));
+  // Both addresses, summed by the tables' writer: taken out of the IPv4
+  // header checksum and of the UDP checksum, and part of the pseudo-header.
   if (p.v4) {
     // The header checksum was verified by Parse, so it can be updated too:
     // take out the TTL/protocol word and both addresses (RFC 1624, eqn. 3).
     uint32_t acc = uint16_t(~Be16(ip + 10));
     acc = CsumSub(acc, ip + 8, 2);
-    acc += uint16_t(~addrs);
+    acc += uint16_t(~from.addrs);
     base.ip_partial = CsumFold(acc);
     base.ttl_proto = uint16_t(kTtl << 8 | ip[9]);
   }
@@ -243,7 +242,7 @@ UdpCsumBase UdpCsumWithoutEndpoints(const uint8_t* frame, const Parsed& p, bool 
   if (p.v4 && old == 0) return base;
   base.present = true;
   uint16_t udp_len = static_cast<uint16_t>(p.frame_len - p.l4);
-  uint16_t pseudo = CsumFold(uint32_t{addrs} + kProtoUdp + udp_len);
+  uint16_t pseudo = CsumFold(uint32_t{from.addrs} + kProtoUdp + udp_len);
   if (old == pseudo || port_says_partial) [[unlikely]] {
     // From scratch: the pseudo-header and every UDP byte, less the field.
     uint32_t acc = CsumAdd(pseudo, udp, udp_len) + uint16_t(~old);
@@ -251,43 +250,36 @@ UdpCsumBase UdpCsumWithoutEndpoints(const uint8_t* frame, const Parsed& p, bool 
     if (old == 0) old = 0xffff;
     base.completed = true;
   }
-  uint32_t acc = uint16_t(~old);
-  acc += uint16_t(~addrs);
-  acc = CsumSub(acc, udp, 4);
-  base.partial = CsumFold(acc);
+  // Less the addresses and the ports: one word.
+  base.partial = CsumFold(uint32_t{uint16_t(~old)} + uint16_t(~from.all));
   return base;
 }
 
-// The checksums are summed from the leg's key, not read back from the frame
-// after the stores above: a wide load over freshly stored bytes cannot be
-// forwarded from the store buffer and stalls (it showed as 7 % of the
-// worker's time in Ipv4HeaderChecksum).
+// The checksums add the receiver's sums, not the frame's bytes after the
+// stores above: a wide load over freshly stored bytes cannot be forwarded
+// from the store buffer and stalls (it showed as 7 % of the worker's time in
+// Ipv4HeaderChecksum); and the writer summed the key once for every packet.
 void RewriteHeaders(uint8_t* frame, const Parsed& p, const UdpCsumBase& base, const Rewrite& rw) {
   std::memcpy(frame, rw.dst_mac, 6);
   std::memcpy(frame + 6, rw.src_mac, 6);
   uint8_t* ip = frame + p.l3;
   uint8_t* udp = frame + p.l4;
   const tables::LegKey& to = *rw.to;
-  const uint8_t* src = p.v4 ? to.local.b + 12 : to.local.b;
-  const uint8_t* dst = p.v4 ? to.remote.b + 12 : to.remote.b;
-  uint8_t alen = AddrLen(p.v4);
-  uint32_t addr_sum = CsumAdd(CsumAdd(0, src, alen), dst, alen);
   if (p.v4) {
-    std::memcpy(ip + 12, src, 4);
-    std::memcpy(ip + 16, dst, 4);
+    std::memcpy(ip + 12, to.local.b + 12, 4);
+    std::memcpy(ip + 16, to.remote.b + 12, 4);
     ip[8] = kTtl;
-    uint32_t acc = base.ip_partial + base.ttl_proto + addr_sum;
+    uint32_t acc = base.ip_partial + base.ttl_proto + rw.to_sums.addrs;
     PutBe16(ip + 10, static_cast<uint16_t>(~CsumFold(acc)));
   } else {
-    std::memcpy(ip + 8, src, 16);
-    std::memcpy(ip + 24, dst, 16);
+    std::memcpy(ip + 8, to.local.b, 16);
+    std::memcpy(ip + 24, to.remote.b, 16);
     ip[7] = kTtl;
   }
   PutBe16(udp, to.local_port);
   PutBe16(udp + 2, to.remote_port);
   if (!base.present) return;
-  uint32_t acc = base.partial + addr_sum + to.local_port + to.remote_port;
-  uint16_t c = static_cast<uint16_t>(~CsumFold(acc));
+  uint16_t c = static_cast<uint16_t>(~CsumFold(base.partial + rw.to_sums.all));
   PutBe16(udp + 6, c == 0 ? 0xffff : c);
 }
 

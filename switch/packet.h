@@ -116,6 +116,10 @@ uint16_t L4Checksum(bool v4, const uint8_t* ip, const uint8_t* l4, uint16_t l4_l
 // per received packet; no payload byte is read (RFC 1624 arithmetic), except
 // for a partial checksum, which is completed from the packet's bytes.
 // For IPv4 it also holds the header checksum without the TTL and addresses.
+// `from` is tables::SumEndpoints(p.key): the worker passes the sums the
+// tables' writer stored with the sender's leg (LegEntry::sums), whose key is
+// the packet's, instead of summing the frame's addresses again. Wrong sums
+// give wrong checksums (the stage and datapath tests check every copy's).
 //
 // Partial checksums: a sender that leaves its UDP checksum to offload (a
 // veth, a virtio NIC: containers and VMs beside the switch, CHECKSUM_PARTIAL
@@ -133,13 +137,14 @@ struct UdpCsumBase {
   uint16_t ttl_proto = 0;   // the rewritten TTL/protocol word
 };
 UdpCsumBase UdpCsumWithoutEndpoints(const uint8_t* frame, const Parsed& p,
-                                    bool port_says_partial = false);
+                                    tables::EndpointSums from, bool port_says_partial = false);
 
 // The fields of one copy.
 struct Rewrite {
   uint8_t dst_mac[6];
   uint8_t src_mac[6];
   const tables::LegKey* to;  // the receiving leg: remote = destination, local = source
+  tables::EndpointSums to_sums;  // SumEndpoints(*to): the receiving leg's LegEntry::sums
 };
 
 // Rewrites the headers of a copy in place: MACs, IP addresses, TTL / hop

@@ -271,6 +271,7 @@ uint16_t Worker::ReceiversStage(rte_mbuf** pkts, uint16_t n) {
     }
     wc_.forwarded_in++;
     b_.rcv_at[nout] = at;
+    b_.slots[nout] = b_.slots[k];  // the fan-out reads the sender's checksum sums
     b_.fwd[nout++] = b_.fwd[k];
     at += r;
   }
@@ -279,7 +280,8 @@ uint16_t Worker::ReceiversStage(rte_mbuf** pkts, uint16_t n) {
 }
 
 template <bool kProfile>
-void Worker::FanOut(rte_mbuf* m, const Parsed& p, const Receiver* rcv, uint32_t n) {
+void Worker::FanOut(rte_mbuf* m, const Parsed& p, tables::EndpointSums from, const Receiver* rcv,
+                    uint32_t n) {
   if (n == 0) {
     dropped_[ndropped_++] = m;  // counted per receiver as no_neighbour, or nobody listens
     return;
@@ -289,7 +291,7 @@ void Worker::FanOut(rte_mbuf* m, const Parsed& p, const Receiver* rcv, uint32_t 
   bool port_says_partial =
       (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_NONE;
   UdpCsumBase base =
-      UdpCsumWithoutEndpoints(rte_pktmbuf_mtod(m, const uint8_t*), p, port_says_partial);
+      UdpCsumWithoutEndpoints(rte_pktmbuf_mtod(m, const uint8_t*), p, from, port_says_partial);
   wc_.csum_completed += base.completed;
   Rewrite rw;
   std::memcpy(rw.src_mac, dp_.ports[0].mac, 6);
@@ -329,6 +331,7 @@ void Worker::FanOut(rte_mbuf* m, const Parsed& p, const Receiver* rcv, uint32_t 
     }
     std::memcpy(rw.dst_mac, rcv[k].mac, 6);
     rw.to = &r.key;
+    rw.to_sums = r.sums;
     // Profiled: one rewrite in kRewriteSample is timed and counted that many
     // times; a clock read around every copy cost more than the rewrite.
     if (kProfile && (++rewrites_ & (kRewriteSample - 1)) == 0) {
@@ -356,8 +359,10 @@ void Worker::FanOutStage(rte_mbuf** pkts, uint16_t n) {
   nested_cycles_ = 0;
   for (uint16_t k = 0; k < n; ++k) {
     uint16_t i = b_.fwd[k];
-    FanOut<kProfile>(pkts[i], b_.parsed[i], &receivers_[b_.rcv_at[k]],
-                     b_.rcv_at[k + 1] - b_.rcv_at[k]);
+    // The sender's sums are its key's, which is the packet's (the lookup
+    // matched it); its entry's first line was read by the admission.
+    FanOut<kProfile>(pkts[i], b_.parsed[i], dp_.tables.leg(b_.slots[k]).sums,
+                     &receivers_[b_.rcv_at[k]], b_.rcv_at[k + 1] - b_.rcv_at[k]);
   }
   if constexpr (kProfile) {
     uint64_t t = rte_rdtsc() - t0;  // the sampled rewrites are an estimate: keep it >= 0

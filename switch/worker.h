@@ -25,8 +25,8 @@
 //   receivers   the meeting's channel list, each leg's   per receiver: skipped (no recv,
 //   (Gather-    flags, family and usage block, the       other family), kNoNeighbour;
 //   Receivers)  neighbour cache; the meeting's cap       kMeetingCapped
-//   fan-out     the frame, the receivers' keys and MACs  kNoBuffer per copy, kTxFull
-//   (FanOut)                                             per copy the queue refused
+//   fan-out     the frame, the sender's and the          kNoBuffer per copy, kTxFull
+//   (FanOut)    receivers' checksum sums, keys and MACs  per copy the queue refused
 #pragma once
 
 #include <rte_mbuf.h>
@@ -75,7 +75,7 @@ struct Burst {
   Parsed parsed[kMaxBurst];  // by index in the burst
   uint64_t hashes[kMaxBurst];  // by index in the burst
   uint16_t fwd[kMaxBurst];     // the packets kept, in order
-  uint32_t slots[kMaxBurst];   // after lookup: fwd[k]'s sender slot
+  uint32_t slots[kMaxBurst];   // after lookup (and each later stage): fwd[k]'s sender slot
   uint32_t rcv_at[kMaxBurst + 1];  // after receivers: fwd[k]'s in receivers_
 };
 
@@ -111,7 +111,8 @@ class Worker {
   uint32_t GatherReceivers(const tables::LegEntry& sender, uint32_t sender_slot, uint32_t at);
   bool MeetingAllows(uint32_t meeting_slot, uint32_t copies);
   template <bool kProfile>
-  void FanOut(rte_mbuf* m, const Parsed& p, const Receiver* rcv, uint32_t n);
+  void FanOut(rte_mbuf* m, const Parsed& p, tables::EndpointSums from, const Receiver* rcv,
+              uint32_t n);
   rte_mbuf* Replica(rte_mbuf* m, const Parsed& p);
   template <bool kProfile>
   void Send(uint32_t port_index, rte_mbuf* m, uint32_t bytes);

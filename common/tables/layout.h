@@ -32,7 +32,8 @@ inline constexpr uint64_t kStateMagic = 0x31545341444e4154ULL;   // "TANDAST1"
 // 3: HashLegKey became a CRC-32C (chains of version 2 are in other buckets).
 // 4: LegEntry::gen moved into the entry's first line (swapped with group_prev).
 // 5: LegEntry::limited in the first line (where reserved0 was).
-inline constexpr uint32_t kTablesVersion = 5;
+// 6: LegEntry::sums in the first line; group_prev moved to the second.
+inline constexpr uint32_t kTablesVersion = 6;
 // 5: LegCounters' per-packet fields in its first line (issue 15).
 inline constexpr uint32_t kStateVersion = 5;
 
@@ -136,6 +137,35 @@ inline uint64_t HashLegKey(const LegKey& k) {
   return Crc32c32(h, ports);
 }
 
+// One's complement sums (RFC 1071) of a key's 16-bit big-endian words,
+// folded: of its two addresses (4 bytes each for IPv4, 16 for IPv6), and of
+// the addresses and both ports. They are what a rewrite from or to the leg
+// takes out of or puts into the IPv4 header checksum and the UDP checksum
+// (switch/packet.h). Neither is ever 0: a key's ports are not 0.
+struct EndpointSums {
+  uint16_t addrs = 0;
+  uint16_t all = 0;  // addresses and ports
+  friend bool operator==(const EndpointSums&, const EndpointSums&) = default;
+};
+
+// Computed by the writer when it stores a key; the switch adds the stored
+// words instead of summing the key's bytes for every packet and every copy.
+inline EndpointSums SumEndpoints(const LegKey& k) {
+  auto fold = [](uint32_t s) {
+    while (s >> 16) s = (s & 0xffff) + (s >> 16);
+    return uint16_t(s);
+  };
+  uint32_t s = 0;
+  for (int i = k.remote.is_v4() ? 12 : 0; i < 16; i += 2) {
+    s += uint32_t(k.remote.b[i]) << 8 | k.remote.b[i + 1];
+    s += uint32_t(k.local.b[i]) << 8 | k.local.b[i + 1];
+  }
+  EndpointSums r;
+  r.addrs = fold(s);
+  r.all = fold(uint32_t{r.addrs} + k.remote_port + k.local_port);
+  return r;
+}
+
 struct alignas(64) LegEntry {
   LegKey key;                          // immutable while live
   uint32_t meeting = kNil;             // meeting slot; immutable while live
@@ -152,10 +182,14 @@ struct alignas(64) LegEntry {
   // receiver of every packet (Worker::Usage), and the second line held only
   // it and the rate limits, which a receiver never reads (issue 15).
   std::atomic<uint32_t> gen{0};        // bumped at each allocation; ties usage to a leg
-  uint32_t group_prev = kNil;              // writer-only
+  // SumEndpoints(key), written with the key and, like it, immutable while
+  // live. In the first line: the switch reads the sender's for the checksum
+  // base of each packet and each receiver's for its copy (issue 15).
+  EndpointSums sums;
+  // Second line: what only the sender's checks read, and the writer's own.
   std::atomic<uint32_t> pps_limit{0};  // 0 = unlimited
   std::atomic<uint32_t> kbps_limit{0};
-  uint32_t reserved1 = 0;
+  uint32_t group_prev = kNil;          // writer-only
   uint64_t leg_id = 0;                 // the control plane's id
   uint64_t participant_id = 0;
   uint64_t retire_token = 0;           // QSBR token at retirement (writer-only)
@@ -163,7 +197,8 @@ struct alignas(64) LegEntry {
 };
 static_assert(sizeof(LegEntry) == 128);
 static_assert(offsetof(LegEntry, gen) < 64 && offsetof(LegEntry, flags) < 64 &&
-              offsetof(LegEntry, group_next) < 64 && offsetof(LegEntry, limited) < 64);
+              offsetof(LegEntry, group_next) < 64 && offsetof(LegEntry, limited) < 64 &&
+              offsetof(LegEntry, sums) + sizeof(EndpointSums) <= 64);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
 inline constexpr uint32_t kMeetingPresenterOnly = 1u << 0;

@@ -765,6 +765,7 @@ absl::Status TablesWriter::AddLegs(const std::vector<LegSpec>& specs) {
     uint32_t slot = AllocLeg();
     LegEntry& e = view_.leg(slot);
     e.key = s.key;
+    e.sums = SumEndpoints(s.key);
     e.meeting = meetings_[s.meeting_id];
     e.channel = static_cast<uint8_t>(s.channel);
     e.flags.store(s.flags, std::memory_order_relaxed);

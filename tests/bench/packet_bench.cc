@@ -89,13 +89,17 @@ void BM_FanOutHeaders(benchmark::State& state) {
   std::memcpy(rw.src_mac, f.data() + 6, 6);
   std::memcpy(rw.dst_mac, kOurMac, 6);
   rw.to = &to;
+  rw.to_sums = tables::SumEndpoints(to);
   const size_t field = 14 + (v4 ? 20 : 40) + 6;
   const uint16_t received = uint16_t(f[field] << 8 | f[field + 1]);
+  // The sender leg's sums, which the tables' writer stores (LegEntry::sums).
+  const tables::EndpointSums from =
+      tables::SumEndpoints(Parse(f.data(), static_cast<uint32_t>(f.size()), cfg).key);
   uint64_t completed = 0;
   for (auto _ : state) {
     Put16(f.data() + field, received);
     Parsed p = Parse(f.data(), static_cast<uint32_t>(f.size()), cfg);
-    UdpCsumBase base = UdpCsumWithoutEndpoints(f.data(), p);
+    UdpCsumBase base = UdpCsumWithoutEndpoints(f.data(), p, from);
     completed += base.completed;
     for (uint32_t k = 0; k < copies; ++k) RewriteHeaders(f.data(), p, base, rw);
     benchmark::DoNotOptimize(f.data());

@@ -69,7 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   const bool had_csum = Be16(buf.data() + p.l4 + 6) != 0;
   const bool was_valid = had_csum && UdpSum(buf.data(), p) == 0xffff;
-  auto base = tandem::sw::UdpCsumWithoutEndpoints(buf.data(), p);
+  auto base = tandem::sw::UdpCsumWithoutEndpoints(buf.data(), p, tandem::tables::SumEndpoints(p.key));
 
   // One receiver of the same family, its endpoints taken from the input's
   // own bytes so that the fuzzer varies them too.
@@ -90,6 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::memset(rw.dst_mac, 0x22, 6);
   std::memcpy(rw.src_mac, kOurMac, 6);
   rw.to = &to;
+  rw.to_sums = tandem::tables::SumEndpoints(to);
   tandem::sw::RewriteHeaders(buf.data(), p, base, rw);
 
   const uint8_t* ip = buf.data() + p.l3;

@@ -62,7 +62,8 @@ TEST_P(RewriteTest, MatchesScapy) {
   std::memcpy(rw.dst_mac, dst, 6);
   std::memcpy(rw.src_mac, Cfg().mac, 6);
   rw.to = &to;
-  UdpCsumBase base = UdpCsumWithoutEndpoints(frame.data(), p);
+  rw.to_sums = tables::SumEndpoints(to);
+  UdpCsumBase base = UdpCsumWithoutEndpoints(frame.data(), p, tables::SumEndpoints(p.key));
   RewriteHeaders(frame.data(), p, base, rw);
   EXPECT_EQ(frame, *c.out);
 }
@@ -102,7 +103,8 @@ TEST(Checksum, IncrementalEqualsFullOverRandomPackets) {
     to.local_port = rng() | 1;
     Rewrite rw{};
     rw.to = &to;
-    RewriteHeaders(f.data(), p, UdpCsumWithoutEndpoints(f.data(), p), rw);
+    rw.to_sums = tables::SumEndpoints(to);
+    RewriteHeaders(f.data(), p, UdpCsumWithoutEndpoints(f.data(), p, tables::SumEndpoints(p.key)), rw);
     uint16_t got = uint16_t(udp[6]) << 8 | udp[7];
     udp[6] = udp[7] = 0;
     EXPECT_EQ(got, L4Checksum(v4, ip, udp, len, kProtoUdp)) << "round " << round;
@@ -119,7 +121,8 @@ TEST(Checksum, Ipv4ZeroChecksumStaysZero) {
   tables::LegKey to = Receiver(true);
   Rewrite rw{};
   rw.to = &to;
-  RewriteHeaders(f.data(), p, UdpCsumWithoutEndpoints(f.data(), p), rw);
+  rw.to_sums = tables::SumEndpoints(to);
+  RewriteHeaders(f.data(), p, UdpCsumWithoutEndpoints(f.data(), p, tables::SumEndpoints(p.key)), rw);
   EXPECT_EQ(f[p.l4 + 6], 0);
   EXPECT_EQ(f[p.l4 + 7], 0);
 }
@@ -143,7 +146,8 @@ bool RewriteGivesFullChecksum(std::vector<uint8_t>& f, bool v4, bool port_says_p
   tables::LegKey to = Receiver(v4);
   Rewrite rw{};
   rw.to = &to;
-  UdpCsumBase base = UdpCsumWithoutEndpoints(f.data(), p, port_says_partial);
+  rw.to_sums = tables::SumEndpoints(to);
+  UdpCsumBase base = UdpCsumWithoutEndpoints(f.data(), p, tables::SumEndpoints(p.key), port_says_partial);
   *completed = base.completed;
   RewriteHeaders(f.data(), p, base, rw);
   uint8_t* udp = f.data() + p.l4;
@@ -256,7 +260,8 @@ TEST(Checksum, ComputedZeroGoesOutAsAllOnes) {
     tables::LegKey to = Receiver(v4);
     Rewrite rw{};
     rw.to = &to;
-    RewriteHeaders(copy.data(), p, UdpCsumWithoutEndpoints(copy.data(), p), rw);
+    rw.to_sums = tables::SumEndpoints(to);
+    RewriteHeaders(copy.data(), p, UdpCsumWithoutEndpoints(copy.data(), p, tables::SumEndpoints(p.key)), rw);
     MakeSumAllOnes(copy, p);
     std::vector<uint8_t> f = v4 ? fixtures::kv4_in : fixtures::kv6_in;
     f[p.l4 + 8] = copy[p.l4 + 8];

@@ -126,6 +126,9 @@ inline std::string CheckRegion(const TablesView& v, const TablesWriter& w) {
     auto info = w.GetLeg(e.leg_id);
     if (!info.ok() || info->slot != i) return absl::StrCat("writer lost leg ", e.leg_id);
     if (v.Find(e.key) != i) return absl::StrCat("leg ", e.leg_id, " cannot be found");
+    if (e.sums != SumEndpoints(e.key)) {
+      return absl::StrCat("leg ", e.leg_id, "'s checksum sums are not its key's");
+    }
   }
   return "";
 }

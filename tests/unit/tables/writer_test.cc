@@ -202,6 +202,40 @@ TEST(TablesWriter, LimitsMarkTheLegLimited) {
   EXPECT_EQ(e->limited.load(), 1u) << "pps alone";
 }
 
+// Each leg carries the one's complement sums of its key (LegEntry::sums),
+// which the switch adds into every copy's checksums instead of summing the
+// addresses: here against sums worked out by hand, big-endian 16-bit words.
+TEST(TablesWriter, StoresTheChecksumSumsOfTheKey) {
+  TempDir dir;
+  auto w = OpenWriter(dir);
+  ASSERT_TRUE(w->AddMeeting(1, 1).ok());
+  LegSpec v4 = MakeLeg(1, 1), v6 = MakeLeg(2, 1);
+  v4.key.remote = *IpAddr::Parse("198.18.0.10");
+  v4.key.local = *IpAddr::Parse("198.18.0.100");
+  v6.key.remote = *IpAddr::Parse("2001:db8:1::10");
+  v6.key.local = *IpAddr::Parse("2001:db8:1::100");
+  for (LegSpec* s : {&v4, &v6}) {
+    s->key.remote_port = 5000;
+    s->key.local_port = 20000;
+  }
+  ASSERT_TRUE(w->AddLegs({v4, v6}).ok());
+  auto attached = AttachTables(dir.tables());
+  ASSERT_TRUE(attached.ok());
+  // c612 + 000a + c612 + 0064 = 0x18c92 -> 0x8c93; + 0x1388 + 0x4e20 -> 0xee3b.
+  const TablesView& v = attached->second;
+  uint32_t s4 = v.Find(v4.key), s6 = v.Find(v6.key);
+  ASSERT_NE(s4, kNil);
+  ASSERT_NE(s6, kNil);
+  const LegEntry* e4 = &v.leg(s4);
+  EXPECT_EQ(e4->sums.addrs, 0x8c93);
+  EXPECT_EQ(e4->sums.all, 0xee3b);
+  // 2 x (2001 + 0db8 + 0001) + 0010 + 0100 -> 0x5c84; with the ports 0xbe2c.
+  const LegEntry* e6 = &v.leg(s6);
+  EXPECT_EQ(e6->sums.addrs, 0x5c84);
+  EXPECT_EQ(e6->sums.all, 0xbe2c);
+  EXPECT_EQ(CheckRegion(w->view(), *w), "");
+}
+
 // shm_dir on hugetlbfs (docs/performance.md: a million legs on 2 MB pages):
 // a region there is a whole number of huge pages (ftruncate refuses any
 // other size) and reads as anywhere else.
