@@ -56,10 +56,9 @@ if ((build_step)) && [[ ! -f "$build/build.ninja" ]]; then
   echo "fuzz.sh: configuring $build (clang, address+undefined sanitizers)" >&2
   wipe=()
   [[ -d "$build/meson-private" ]] && wipe=(--wipe)
-  # Behind ccache when it is installed (as scripts/setup.sh's tandem_ccache).
-  cached=()
-  command -v ccache >/dev/null && cached=(ccache)
-  CC="${cached[*]} clang" CXX="${cached[*]} clang++" meson setup "${wipe[@]}" "$build" "$root" \
+  # shellcheck source=scripts/lib/ccache.sh
+  source "$root/scripts/lib/ccache.sh"
+  CC="$(tandem_ccache clang)" CXX="$(tandem_ccache clang++)" meson setup "${wipe[@]}" "$build" "$root" \
     -Db_sanitize=address,undefined -Db_lundef=false >"$build.setup.log" 2>&1 || {
     cat "$build.setup.log" >&2
     exit 2

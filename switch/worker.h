@@ -109,7 +109,8 @@ class Worker {
   bool Admit(rte_mbuf* m, const Parsed& p, uint32_t slot);
   bool Police(tables::LegCounters& u, const tables::LegEntry& e, uint32_t bytes);
   uint32_t GatherReceivers(const tables::LegEntry& sender, uint32_t sender_slot, uint32_t at);
-  bool MeetingAllows(uint32_t meeting_slot, uint32_t copies);
+  // A capped meeting (`limit`: its copies_limit, not 0) has room for `copies`.
+  bool MeetingAllows(uint32_t meeting_slot, uint32_t limit, uint32_t copies);
   template <bool kProfile>
   void FanOut(rte_mbuf* m, const Parsed& p, tables::EndpointSums from, const Receiver* rcv,
               uint32_t n);
