@@ -341,9 +341,18 @@ absl::StatusOr<v1::ComparePairResponse> Pair::Compare() {
 }
 
 absl::StatusOr<v1::SwitchoverResponse> Pair::Switchover(bool force) {
+  // While media flows the active appends usage records every usage_interval_ms,
+  // and the standby's reported position trails by the last few milliseconds:
+  // a refusal ("not caught up") is tried again for a moment before it is final.
+  const absl::Time until = MonoNow() + absl::Seconds(2);
   absl::MutexLock lock(&mu_);
   if (!machine_) return absl::UnavailableError("the pair is still starting: try again in a second");
-  if (auto st = machine_->RequestSwitchover(MonoNow(), force); !st.ok()) return st;
+  for (absl::Status st; !(st = machine_->RequestSwitchover(MonoNow(), force)).ok();) {
+    if (!absl::IsFailedPrecondition(st) || MonoNow() >= until) return st;
+    mu_.Unlock();  // the pair thread hears the peer meanwhile
+    absl::SleepFor(absl::Milliseconds(5));
+    mu_.Lock();
+  }
   v1::SwitchoverResponse out;
   out.set_role(mirror::RoleName(machine_->role()));
   out.set_epoch(machine_->epoch());
