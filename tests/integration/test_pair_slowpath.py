@@ -6,6 +6,7 @@ cause a takeover, a flap, or an alarm beyond its own; each prints what it saw.
 """
 import json
 import os
+import signal
 import struct
 import sys
 import textwrap
@@ -287,7 +288,9 @@ def test_partition_no_announcement_war_and_the_lower_epoch_goes_quiet(bed):
     and announces the VIP; the old active must not "defend" the VIP against
     it (before, it answered each announcement with its own, taking the
     participants back to the lower epoch). Healed, the lower epoch goes quiet
-    as soon as its switch hears the higher one."""
+    as soon as its switch hears the higher one: its control daemon is held
+    (SIGSTOP) across the heal, so that the new active's takeover message on
+    the backbone cannot demote it first and only the switch can go quiet."""
     arp = VipWatch(bed)
     bed.partition(bed.a)
     bed.wait_role(bed.b, "active", timeout=10)
@@ -303,10 +306,18 @@ def test_partition_no_announcement_war_and_the_lower_epoch_goes_quiet(bed):
           f"the old active's after the new one's first: {late_old} s")
     assert first_new is not None, f"the new active never announced the VIP: {claims}"
     assert not late_old, f"the old active fought the new one's announcements: {claims}"
-    bed.heal(bed.a)
+    pid = bed.a.control.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        bed.heal(bed.a)
+        deadline = time.monotonic() + 5
+        while "quiet until demoted" not in bed.a.switch.log_text():
+            assert time.monotonic() < deadline, (
+                "the lower epoch's switch did not go quiet on hearing the higher one")
+            time.sleep(0.05)
+    finally:
+        os.kill(pid, signal.SIGCONT)
     bed.wait_role(bed.a, "standby", timeout=5)
-    assert "quiet until demoted" in bed.a.switch.log_text(), (
-        "the lower epoch's switch did not go quiet on hearing the higher one")
 
 
 def test_a_third_node_with_the_pair_key_changes_nothing(bed):
