@@ -19,7 +19,6 @@ Run by scripts/demo.sh (which builds first); needs root and Debian's Python.
 """
 import argparse
 import contextlib
-import os
 import pathlib
 import re
 import shlex

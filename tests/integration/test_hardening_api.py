@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from control_helpers.control import ControlDaemon, CtlError, ctl_binary  # noqa: E402
+from control_helpers.control import ControlDaemon, CtlError  # noqa: E402
 
 
 TYPED = {"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "RESOURCE_EXHAUSTED",

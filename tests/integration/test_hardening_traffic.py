@@ -112,7 +112,6 @@ def _poison_frames(meeting):
         frames[f"{who}:{kind}"] = frame
 
     for m in meeting.members:
-        m_mac = m.mac()
         # An ARP reply claiming a member's IP with the attacker's MAC.
         add(m.name, "arp_reply_claiming_member",
             bytes(Ether(src=att_mac, dst=node_mac) / ARP(

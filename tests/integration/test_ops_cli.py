@@ -13,7 +13,6 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from control_helpers.control import build_dir, control_binary, ctl_binary  # noqa: E402
-from helpers import paths  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -228,9 +228,9 @@ def test_pair_roles_health_notify_and_metrics():
         assert new_epoch > epoch
         # Each node starts standby; A takes the active role when it finds no
         # active peer, then hands it to B.
-        want = {"na": [rf"standby na \d+ prev=", f"active na {epoch} prev=standby",
+        want = {"na": [r"standby na \d+ prev=", f"active na {epoch} prev=standby",
                        f"standby na {new_epoch} prev=active"],
-                "nb": [rf"standby nb \d+ prev=", f"active nb {new_epoch} prev=standby"]}
+                "nb": [r"standby nb \d+ prev=", f"active nb {new_epoch} prev=standby"]}
         wait_for(lambda: repr({n: r.read_text() for n, r in records.items()}),
                  lambda: all(len(records[n].read_text().splitlines()) == len(want[n])
                              for n in want), 5)

@@ -23,7 +23,6 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from control_helpers.control import ctl_binary  # noqa: E402
 from helpers import netns, paths  # noqa: E402
 from helpers.pair import PairBed, durable_view  # noqa: E402
 from helpers.participants import Flow, FlowRun  # noqa: E402

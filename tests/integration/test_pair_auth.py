@@ -4,7 +4,6 @@ the key, are refused and counted, and change nothing."""
 import json
 import os
 import secrets
-import socket
 import struct
 import sys
 import textwrap
