@@ -515,6 +515,61 @@ TEST(StageProfile, CountsEachStageOnlyWhenOn) {
   }
 }
 
+// Not a test: the packet path's instructions a packet, for callgrind. Usage:
+// valgrind --tool=callgrind build-perf/tests/unit/switch/switch_stages_test
+//   --gtest_also_run_disabled_tests --gtest_filter='StageCallgrind.*TwoLegsV4'
+// then Worker::Poll's inclusive count / 32,768 (callgrind_annotate --inclusive=yes).
+// 32,768 packets between two legs of a meeting, the sender of each at random.
+void TwoLegTraffic(Bed& bed, const std::vector<uint8_t> (&from)[2]) {
+  uint32_t x = 0x2545f491;  // xorshift32: reproducible
+  uint64_t out = 0;
+  for (int batch = 0; batch < 64; ++batch) {
+    std::vector<std::vector<uint8_t>> frames;
+    for (int i = 0; i < 512; ++i) {
+      x ^= x << 13;
+      x ^= x >> 17;
+      x ^= x << 5;
+      frames.push_back(from[x & 1]);
+    }
+    out += bed.Run(frames).size();
+  }
+  EXPECT_EQ(out, 64u * 512u);
+}
+// Legs 7 and 8, meeting 2 without its cap.
+TEST(StageCallgrind, DISABLED_TwoLegsV4) {
+  InitEal();
+  Bed bed(false);
+  ASSERT_TRUE(bed.writer().SetMeetingCopiesLimit(2, 0).ok());
+  TwoLegTraffic(bed, {FromLeg(7), FromLeg(8)});
+}
+// Legs 5 and 6: IPv6 in meeting 1, whose five IPv4 legs the walk steps over.
+TEST(StageCallgrind, DISABLED_MeetingOneV6) {
+  InitEal();
+  Bed bed(false);
+  TwoLegTraffic(bed, {FromLeg(5), FromLeg(6)});
+}
+// Two IPv6 legs alone in meeting 4 (the neighbours of legs 5 and 6).
+TEST(StageCallgrind, DISABLED_TwoLegsV6) {
+  InitEal();
+  Bed bed(false);
+  ASSERT_TRUE(bed.writer().AddMeeting(4, 1).ok());
+  std::vector<uint8_t> from[2];
+  for (int i = 0; i < 2; ++i) {
+    tb::LegSpec s;
+    s.leg_id = s.participant_id = 100 + i;
+    s.meeting_id = 4;
+    s.key.remote = Ip(kLegs[5 + i].remote);
+    s.key.remote_port = 6000;
+    s.key.local = Ip("2001:db8:1::100");
+    s.key.local_port = uint16_t(23000 + 2 * i);
+    s.flags = kSR;
+    ASSERT_TRUE(bed.writer().AddLeg(s).ok());
+    auto mac = Mac(MacLast(s.key.remote));
+    from[i] = Frame(s.key.remote, s.key.remote_port, s.key.local, s.key.local_port, mac.data());
+  }
+  TwoLegTraffic(bed, from);
+}
+
 TEST(StageProfile, TableAddsUpPerPacket) {
   StageProfile a, b;
   a.packets = 10;
