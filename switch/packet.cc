@@ -7,12 +7,6 @@ namespace {
 
 using tables::Drop;
 
-inline uint16_t Be16(const uint8_t* p) { return uint16_t(p[0]) << 8 | p[1]; }
-inline void PutBe16(uint8_t* p, uint16_t v) {
-  p[0] = v >> 8;
-  p[1] = v & 0xff;
-}
-
 // Returns false, so that a stage can settle the verdict and stop in one line.
 bool DropWith(Parsed& p, Drop d) {
   p.verdict = Verdict::kDrop;

@@ -136,13 +136,19 @@ struct UdpCsumBase {
   uint32_t ip_partial = 0;  // IPv4 header checksum without TTL/protocol and addresses
   uint16_t ttl_proto = 0;   // the rewritten TTL/protocol word
 };
+// Big-endian 16-bit fields of a frame.
+inline uint16_t Be16(const uint8_t* p) { return uint16_t(uint16_t(p[0]) << 8 | p[1]); }
+inline void PutBe16(uint8_t* p, uint16_t v) {
+  p[0] = uint8_t(v >> 8);
+  p[1] = uint8_t(v & 0xff);
+}
+
 // Inline, as is RewriteHeaders: both run for every packet (every copy) in
 // FanOut, and as calls into another unit they cost a call, saved registers
 // and a packed return value of a few dozen instructions a packet (callgrind).
 inline UdpCsumBase UdpCsumWithoutEndpoints(const uint8_t* frame, const Parsed& p,
                                            tables::EndpointSums from,
                                            bool port_says_partial = false) {
-  auto be16 = [](const uint8_t* b) { return uint16_t(uint16_t(b[0]) << 8 | b[1]); };
   UdpCsumBase base;
   const uint8_t* ip = frame + p.l3;
   const uint8_t* udp = frame + p.l4;
@@ -152,13 +158,13 @@ inline UdpCsumBase UdpCsumWithoutEndpoints(const uint8_t* frame, const Parsed& p
     // The header checksum was verified by Parse, so it can be updated too:
     // take out the TTL/protocol word and both addresses (RFC 1624, eqn. 3);
     // taking a word out is adding its complement (~x is -x modulo 0xffff).
-    uint32_t acc = uint16_t(~be16(ip + 10));
-    acc += uint16_t(~be16(ip + 8));
+    uint32_t acc = uint16_t(~Be16(ip + 10));
+    acc += uint16_t(~Be16(ip + 8));
     acc += uint16_t(~from.addrs);
     base.ip_partial = CsumFold(acc);
     base.ttl_proto = uint16_t(kTtl << 8 | ip[9]);
   }
-  uint16_t old = be16(udp + 6);
+  uint16_t old = Be16(udp + 6);
   if (p.v4 && old == 0) return base;
   base.present = true;
   uint16_t udp_len = static_cast<uint16_t>(p.frame_len - p.l4);
@@ -192,10 +198,6 @@ struct Rewrite {
 // Ipv4HeaderChecksum); and the writer summed the key once for every packet.
 inline void RewriteHeaders(uint8_t* frame, const Parsed& p, const UdpCsumBase& base,
                            const Rewrite& rw) {
-  auto put_be16 = [](uint8_t* b, uint16_t v) {
-    b[0] = uint8_t(v >> 8);
-    b[1] = uint8_t(v & 0xff);
-  };
   std::memcpy(frame, rw.dst_mac, 6);
   std::memcpy(frame + 6, rw.src_mac, 6);
   uint8_t* ip = frame + p.l3;
@@ -206,17 +208,17 @@ inline void RewriteHeaders(uint8_t* frame, const Parsed& p, const UdpCsumBase& b
     std::memcpy(ip + 16, to.remote.b + 12, 4);
     ip[8] = kTtl;
     uint32_t acc = base.ip_partial + base.ttl_proto + rw.to_sums.addrs;
-    put_be16(ip + 10, static_cast<uint16_t>(~CsumFold(acc)));
+    PutBe16(ip + 10, static_cast<uint16_t>(~CsumFold(acc)));
   } else {
     std::memcpy(ip + 8, to.local.b, 16);
     std::memcpy(ip + 24, to.remote.b, 16);
     ip[7] = kTtl;
   }
-  put_be16(udp, to.local_port);
-  put_be16(udp + 2, to.remote_port);
+  PutBe16(udp, to.local_port);
+  PutBe16(udp + 2, to.remote_port);
   if (!base.present) return;
   uint16_t c = static_cast<uint16_t>(~CsumFold(base.partial + rw.to_sums.all));
-  put_be16(udp + 6, c == 0 ? 0xffff : c);
+  PutBe16(udp + 6, c == 0 ? 0xffff : c);
 }
 
 }  // namespace tandem::sw

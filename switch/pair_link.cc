@@ -15,11 +15,6 @@ namespace {
 
 constexpr uint8_t kBroadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 
-void PutBe16(uint8_t* p, uint16_t v) {
-  p[0] = v >> 8;
-  p[1] = v & 0xff;
-}
-
 }  // namespace
 
 rte_mbuf* NewFrame(const Dataplane& dp, const uint8_t dst_mac[6], uint16_t ethertype,

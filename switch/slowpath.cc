@@ -21,11 +21,6 @@ constexpr uint8_t kOptSlla = 1, kOptTlla = 2;
 constexpr uint8_t kAllNodesMac[6] = {0x33, 0x33, 0, 0, 0, 1};
 constexpr uint8_t kAllNodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
 
-inline uint16_t Be16(const uint8_t* p) { return uint16_t(p[0]) << 8 | p[1]; }
-inline void PutBe16(uint8_t* p, uint16_t v) {
-  p[0] = v >> 8;
-  p[1] = v & 0xff;
-}
 bool UnicastMac(const uint8_t* mac) {
   return !(mac[0] & 1) && std::memcmp(mac, kZeroMac, 6) != 0;
 }
