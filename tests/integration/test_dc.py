@@ -253,13 +253,16 @@ def test_backbone_delay_relay_gives_a_long_backbone():
         ping.wait(timeout=30)
         bed.relay.terminate()
         stats = json.loads(bed.relay.stdout.readline())
-        # The ping's request: the first frame sent after the relay resumed.
+        # The ping's request: the first frame from A sent after the relay
+        # resumed. B's side may have sent something during the stop too (a
+        # late ACK, a neighbour probe): it is late as well, but not the ping.
         after = [line.split() for line in bed.relay_late_log.read_text().splitlines()
                  if float(line.split()[0]) >= resumed]
+        request = [f for f in after if f[1] == "a_to_b"]
         print(f"4 MiB over TCP through the relay in {took:.2f} s; relay: {stats}; "
-              f"its first late frame after a 300 ms stop: {after[:1]}")
+              f"its first frames after a 300 ms stop: {after[:3]}")
         assert stats["dropped"] == 0, stats
-        assert after and after[0][1] == "a_to_b" and float(after[0][2]) >= 250, after[:3]
+        assert request and float(request[0][2]) >= 250, after[:3]
 
 
 def cpu_seconds(pid):

@@ -1,0 +1,139 @@
+// The etcd client's watch for a deletion (EtcdClient::WaitDeleted, what the
+// witness's standby waits on) against a real etcd: a watch that runs out of
+// time is a timeout, not an error, and a deletion wakes it at once.
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "control/fleet/etcd.h"
+#include "gtest/gtest.h"
+
+namespace tandem::fleet {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// One etcd member on loopback, in a directory of its own, killed at the end.
+class RealEtcd {
+ public:
+  RealEtcd() {
+    char tmpl[] = "/tmp/tandem-etcd-test-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    port_ = FreePort();
+    endpoint_ = absl::StrCat("127.0.0.1:", port_);
+    const std::string client = "http://" + endpoint_;
+    const std::string peer = absl::StrCat("http://127.0.0.1:", FreePort());
+    pid_ = fork();
+    if (pid_ == 0) {
+      freopen((dir_ + "/etcd.log").c_str(), "w", stderr);
+      execl("/usr/bin/etcd", "etcd", "--data-dir", (dir_ + "/data").c_str(),
+            "--listen-client-urls", client.c_str(), "--advertise-client-urls", client.c_str(),
+            "--listen-peer-urls", peer.c_str(), "--initial-advertise-peer-urls", peer.c_str(),
+            "--initial-cluster", ("default=" + peer).c_str(), nullptr);
+      _exit(127);
+    }
+  }
+  ~RealEtcd() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    std::filesystem::remove_all(dir_);
+  }
+  const std::string& endpoint() const { return endpoint_; }
+  // Until it accepts connections (about a second): a gRPC channel that
+  // found it closed backs off for seconds before it tries again.
+  bool WaitServing() const {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port_);
+    for (auto until = Clock::now() + std::chrono::seconds(20); Clock::now() < until;) {
+      int fd = socket(AF_INET, SOCK_STREAM, 0);
+      bool up = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+      close(fd);
+      if (up) return true;
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    return false;
+  }
+  std::string log() const {
+    std::ifstream f(dir_ + "/etcd.log");
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+  }
+
+ private:
+  std::string dir_, endpoint_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+TEST(EtcdWatchTest, TimeoutIsNoErrorAndADeletionWakesTheWatch) {
+  RealEtcd server;
+  ASSERT_TRUE(server.WaitServing()) << "etcd did not start; its log:\n" << server.log();
+  EtcdOptions o;
+  o.endpoints = {server.endpoint()};
+  auto etcd = EtcdClient::Create(o);
+  ASSERT_TRUE(etcd.ok()) << etcd.status();
+  absl::StatusOr<int64_t> rev = (*etcd)->Put("/leader", "x");
+  ASSERT_TRUE(rev.ok()) << rev.status() << "\netcd's log:\n" << server.log();
+
+  // Nothing deletes the key: each watch ends at its deadline, as a timeout.
+  // (A stream cancelled after its deadline could report CANCELLED, which the
+  // witness took for a broken watch and stopped watching.)
+  for (int i = 0; i < 20; ++i) {
+    auto t0 = Clock::now();
+    absl::StatusOr<bool> gone = (*etcd)->WaitDeleted("/leader", *rev, milliseconds(100));
+    ASSERT_TRUE(gone.ok()) << "watch " << i << ": " << gone.status();
+    EXPECT_FALSE(*gone);
+    EXPECT_GE(Clock::now() - t0, milliseconds(90));
+  }
+
+  // Deleted while watched: the watch returns at once, not at its deadline.
+  std::thread deleter([&] {
+    std::this_thread::sleep_for(milliseconds(300));
+    EXPECT_TRUE((*etcd)->Delete("/leader").ok());
+  });
+  auto t0 = Clock::now();
+  absl::StatusOr<bool> gone = (*etcd)->WaitDeleted("/leader", *rev, milliseconds(5000));
+  auto took = Clock::now() - t0;
+  deleter.join();
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_TRUE(*gone);
+  EXPECT_GE(took, milliseconds(250));
+  EXPECT_LT(took, milliseconds(3000));
+
+  // Deleted before the watch began: found from the revision it starts at.
+  gone = (*etcd)->WaitDeleted("/leader", *rev, milliseconds(2000));
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_TRUE(*gone);
+}
+
+}  // namespace
+}  // namespace tandem::fleet
