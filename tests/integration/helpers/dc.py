@@ -357,15 +357,14 @@ class DcBed:
     def add_ns(self, name):
         ns = f"{self.testbed.prefix}-{name}"
         self.testbed._add_netns(ns)
-        for key, value in (("net.ipv4.ip_forward", 1), ("net.ipv6.conf.all.forwarding", 1),
-                           ("net.ipv4.conf.all.rp_filter", 0),
-                           ("net.ipv4.conf.default.rp_filter", 0),
-                           ("net.ipv6.conf.all.accept_dad", 0),
-                           ("net.ipv6.conf.default.accept_dad", 0),
-                           # An interface taken down keeps its IPv6 addresses.
-                           ("net.ipv6.conf.all.keep_addr_on_down", 1),
-                           ("net.ipv6.conf.default.keep_addr_on_down", 1)):
-            self.testbed.sysctl(ns, key, value)
+        self.testbed.sysctls(ns, [("net.ipv4.ip_forward", 1), ("net.ipv6.conf.all.forwarding", 1),
+                                  ("net.ipv4.conf.all.rp_filter", 0),
+                                  ("net.ipv4.conf.default.rp_filter", 0),
+                                  ("net.ipv6.conf.all.accept_dad", 0),
+                                  ("net.ipv6.conf.default.accept_dad", 0),
+                                  # An interface taken down keeps its IPv6 addresses.
+                                  ("net.ipv6.conf.all.keep_addr_on_down", 1),
+                                  ("net.ipv6.conf.default.keep_addr_on_down", 1)])
         return ns
 
     def _veth(self, ns1, if1, ns2, if2):
@@ -380,8 +379,7 @@ class DcBed:
     def _participant(self, i):
         name = f"p{i}"
         ns = self.add_ns(name)
-        self.testbed.sysctl(ns, "net.ipv4.ip_forward", 0)
-        self.testbed.sysctl(ns, "net.ipv6.conf.all.forwarding", 0)
+        self.testbed.sysctls(ns, [("net.ipv4.ip_forward", 0), ("net.ipv6.conf.all.forwarding", 0)])
         self.testbed._attach(name, ns, "eth0")
         ip4, ip6 = str(LAN4[10 + i]), str(LAN6[0x10 + i])
         run(["ip", "-n", ns, "addr", "add", f"{ip4}/24", "dev", "eth0"])
@@ -411,8 +409,8 @@ class DcBed:
             for iface in ("sw0",):
                 run(["ip", "netns", "exec", n.ns, "ethtool", "-K", iface, "gro", "off"],
                     check=False)
-            self.testbed.sysctl(n.ns, "net.ipv4.ip_forward", 0)
-            self.testbed.sysctl(n.ns, "net.ipv6.conf.all.forwarding", 0)
+            self.testbed.sysctls(n.ns, [("net.ipv4.ip_forward", 0),
+                                        ("net.ipv6.conf.all.forwarding", 0)])
 
     def _backbone(self, delay_ms):
         na, nb = self.a.ns, self.b.ns
