@@ -130,9 +130,10 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions
     // A member that was down is tried again within a second of its return,
     // not after gRPC's default reconnect back-off (up to two minutes).
     // gRPC also takes the minimum back-off as the time a connection attempt
-    // gets: at 100 ms a channel that first met etcd while it started never
-    // connected (60 s measured, tests/unit/control/fleet/etcd_watch_test.cc),
-    // at the default 20 s one attempt toward a silent member lasts 20 s.
+    // gets: at 100 ms a channel that first met etcd while it started had not
+    // connected after 60 s (at 1 s it may still take seconds under load,
+    // docs/fleet.md), at the default 20 s one attempt toward a silent member
+    // lasts 20 s.
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
