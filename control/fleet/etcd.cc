@@ -412,7 +412,11 @@ absl::StatusOr<bool> EtcdClient::WaitDeleted(absl::string_view key, int64_t afte
     return absl::AbortedError(
         absl::StrCat("etcd watch on ", key, " at ", ep.name, " canceled: ", why));
   }
+  // The timeout as the client saw it, or as etcd did (UNKNOWN "context
+  // deadline exceeded", seen in a sanitizer build's run).
   if (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+      (st.error_code() == grpc::StatusCode::UNKNOWN &&
+       absl::StrContains(st.error_message(), "context deadline exceeded")) ||
       (st.error_code() == grpc::StatusCode::CANCELLED &&
        std::chrono::system_clock::now() >= deadline)) {
     return false;
