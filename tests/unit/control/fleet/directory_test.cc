@@ -3,16 +3,13 @@
 // directory against a real etcd cluster is tests/integration/test_fleet.py.
 #include "control/fleet/directory.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "control/fleet/etcd.h"
+#include "tests/unit/control/fleet/loopback_port.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -136,23 +133,10 @@ TEST(DirectoryTest, JsonIgnoresUnknownFieldsAndRejectsGarbage) {
   EXPECT_EQ(FromJson("[1,2", &r).code(), absl::StatusCode::kInvalidArgument);
 }
 
-// A TCP port on 127.0.0.1 with nothing listening.
-int ClosedPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 TEST(EtcdClientTest, UnreachableClusterFailsClearlyWithinTheRetryTimeout) {
   EtcdOptions o;
-  o.endpoints = {absl::StrCat("127.0.0.1:", ClosedPort()),
-                 absl::StrCat("http://127.0.0.1:", ClosedPort())};
+  o.endpoints = {absl::StrCat("127.0.0.1:", testing::UnusedLoopbackPort()),
+                 absl::StrCat("http://127.0.0.1:", testing::UnusedLoopbackPort())};
   o.retry_timeout = std::chrono::milliseconds(600);
   o.call_timeout = std::chrono::milliseconds(200);
   auto etcd = EtcdClient::Create(o);

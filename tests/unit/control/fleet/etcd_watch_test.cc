@@ -3,14 +3,12 @@
 // time is a timeout, not an error, and a deletion wakes it at once.
 #include <netinet/in.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -18,6 +16,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "control/fleet/etcd.h"
+#include "tests/unit/control/fleet/loopback_port.h"
+#include "tests/unit/control/test_dir.h"
 #include "gtest/gtest.h"
 
 namespace tandem::fleet {
@@ -26,32 +26,18 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 // One etcd member on loopback, in a directory of its own, killed at the end.
 class RealEtcd {
  public:
   RealEtcd() {
-    char tmpl[] = "/tmp/tandem-etcd-test-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    port_ = FreePort();
+    port_ = testing::UnusedLoopbackPort();
     endpoint_ = absl::StrCat("127.0.0.1:", port_);
     const std::string client = "http://" + endpoint_;
-    const std::string peer = absl::StrCat("http://127.0.0.1:", FreePort());
+    const std::string peer = absl::StrCat("http://127.0.0.1:", testing::UnusedLoopbackPort());
     pid_ = fork();
     if (pid_ == 0) {
-      freopen((dir_ + "/etcd.log").c_str(), "w", stderr);
-      execl("/usr/bin/etcd", "etcd", "--data-dir", (dir_ + "/data").c_str(),
+      freopen(dir_.File("etcd.log").c_str(), "w", stderr);
+      execl("/usr/bin/etcd", "etcd", "--data-dir", dir_.File("data").c_str(),
             "--listen-client-urls", client.c_str(), "--advertise-client-urls", client.c_str(),
             "--listen-peer-urls", peer.c_str(), "--initial-advertise-peer-urls", peer.c_str(),
             "--initial-cluster", ("default=" + peer).c_str(), nullptr);
@@ -63,7 +49,6 @@ class RealEtcd {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
     }
-    std::filesystem::remove_all(dir_);
   }
   const std::string& endpoint() const { return endpoint_; }
   // Until it answers its health check over HTTP (about a second). A gRPC
@@ -93,14 +78,15 @@ class RealEtcd {
     return false;
   }
   std::string log() const {
-    std::ifstream f(dir_ + "/etcd.log");
+    std::ifstream f(dir_.File("etcd.log"));
     std::stringstream s;
     s << f.rdbuf();
     return s.str();
   }
 
  private:
-  std::string dir_, endpoint_;
+  control::testing::TempDir dir_;
+  std::string endpoint_;
   int port_ = 0;
   pid_t pid_ = -1;
 };
