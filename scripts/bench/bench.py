@@ -294,6 +294,7 @@ def main(argv):
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "host": platform.node(), "cpu": cpu_model(), "cores": cores, "tsc_hz": tsc_hz,
         "kernel": platform.release(), "hugepages": not cfg.no_huge,
+        "regions": runners.regions_parent(cfg) or "/dev/shm",
         "duration_s": cfg.duration, "warmup_s": cfg.warmup, "elapsed_s": elapsed,
         "loadavg_start": load_start, "loadavg_end": loadavg(),
         "rows": rows, "switch_details": details, "idle": idle, "goals": goals,
@@ -460,11 +461,11 @@ def fmt(v, spec):
 
 def print_table(report):
     print("Tandem benchmark%s, %s, commit %s, %s build; %s (%d cores, TSC %.0f MHz), %s pages, "
-          "%gs per run" % (
+          "tables in %s, %gs per run" % (
               " (--quick: the switch alone, a forwarding check)" if report["quick"] else "",
               report["date"], report["commit"], report["build_type"], report["cpu"],
               report["cores"], report["tsc_hz"] / 1e6, "2MB huge" if report["hugepages"] else
-              "4k", report["duration_s"]))
+              "4k", report.get("regions", "?"), report["duration_s"]))
     head = "%-34s %-15s %8s %8s %8s %5s %8s %7s %7s  %s" % (
         "scenario", "program", "rx Mpps", "tx Mpps", "key Mpps", "cpu%", "cyc/pkt", "vs io",
         "vs OVS", "notes")
@@ -513,11 +514,12 @@ def print_table(report):
 
 def markdown(report):
     """The table as Markdown, for docs/performance.md."""
-    lines = ["%s; commit %s, %s build; %s, %d cores, TSC %.0f MHz, %s pages; %g s per run; "
-             "load average %s..%s" % (
+    lines = ["%s; commit %s, %s build; %s, %d cores, TSC %.0f MHz, %s pages, tables in %s; "
+             "%g s per run; load average %s..%s" % (
                  report["date"], report["commit"], report["build_type"], report["cpu"],
                  report["cores"], report["tsc_hz"] / 1e6,
-                 "2 MB huge" if report["hugepages"] else "4 KB", report["duration_s"],
+                 "2 MB huge" if report["hugepages"] else "4 KB", report.get("regions", "?"),
+                 report["duration_s"],
                  report["loadavg_start"], report["loadavg_end"]), "",
         "| scenario | program | rx Mpps/core | tx Mpps/core | key Mpps/core | worker CPU | "
         "cycles/pkt | vs testpmd io | vs OVS | notes |",

@@ -234,16 +234,31 @@ def cpus_line(workers):
     return "cpus = [0, %s]" % ", ".join(str((1 + w) % ncpu) for w in range(workers))
 
 
+def regions_parent(cfg):
+    """Where the switch's tables and state regions go: on huge pages, as an
+    operator with a large table would put them (docs/config.md, `shm_dir`),
+    unless the run is on 4 KB pages or TANDEM_BENCH_SHM_PARENT says otherwise
+    (empty: /dev/shm). A random line of a 512 MB region costs 2.5 to 6 times as
+    much on 4 KB pages here (tests/bench/memory_bench.cc)."""
+    env = os.environ.get("TANDEM_BENCH_SHM_PARENT")
+    if env is not None:
+        return env or None
+    if cfg.no_huge:
+        return None
+    with open("/proc/mounts") as f:
+        hugetlbfs = any(line.split()[1:3] == ["/dev/hugepages", "hugetlbfs"] for line in f)
+    return "/dev/hugepages" if hugetlbfs else None
+
+
 class SwitchRun:
     """A tandem-switch process with its own shm dir, tables and config."""
 
     def __init__(self, cfg, devargs, legs, mbufs, workers=1, idle_sleep_us=100):
         self.cfg = cfg
         self.dir = tempfile.mkdtemp(prefix="tbench-", dir="/dev/shm")
-        # The regions' directory: TANDEM_BENCH_SHM_PARENT=/dev/hugepages puts
-        # the tables and state on huge pages (hugetlbfs takes no write(2), so
-        # the config stays in self.dir).
-        parent = os.environ.get("TANDEM_BENCH_SHM_PARENT")
+        # The regions' directory (hugetlbfs takes no write(2), so the config
+        # stays in self.dir).
+        parent = regions_parent(cfg)
         self.shm = tempfile.mkdtemp(prefix="tbench-", dir=parent) if parent else self.dir
         self.legs_cap = table_capacity(legs)
         self.meetings_cap = max(1 << 14, self.legs_cap // 2)
