@@ -1,6 +1,7 @@
 #include "control/fleet/etcd.h"
 
 #include <algorithm>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -16,12 +17,22 @@ namespace tandem::fleet {
 namespace pb = ::etcdserverpb;
 using Clock = std::chrono::steady_clock;
 
+// One channel to an endpoint and its stubs. Replaced whole, never changed: an
+// attempt keeps the one it started with.
 struct EtcdClient::Endpoint {
   std::string name;  // as given
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<pb::KV::Stub> kv;
   std::unique_ptr<pb::Lease::Stub> lease;
   std::unique_ptr<pb::Watch::Stub> watch;
+};
+
+// An endpoint as configured, and the channel in use for it.
+struct EtcdClient::Member {
+  std::string name, target;
+  std::mutex mu;
+  std::shared_ptr<Endpoint> current;     // guarded by mu
+  Clock::time_point unanswered_since{};  // guarded by mu; zero: answered
 };
 
 namespace {
@@ -103,6 +114,7 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions
   }
   std::unique_ptr<EtcdClient> c(new EtcdClient());
   c->options_ = options;
+  c->creds_ = creds;
   for (const std::string& given : options.endpoints) {
     absl::string_view target = given;
     if (absl::StartsWith(target, "https://")) {
@@ -126,28 +138,59 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions
       return absl::InvalidArgumentError(
           absl::StrCat("etcd endpoint '", given, "': want HOST:PORT or http://HOST:PORT"));
     }
-    grpc::ChannelArguments args;
-    // A member that was down is tried again within a second of its return,
-    // not after gRPC's default reconnect back-off (up to two minutes).
-    // gRPC also takes the minimum back-off as the time a connection attempt
-    // gets: at 100 ms a channel that first met etcd while it started had not
-    // connected after 60 s (at 1 s it may still take seconds under load,
-    // docs/fleet.md), at the default 20 s one attempt toward a silent member
-    // lasts 20 s.
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    auto ep = std::make_unique<Endpoint>();
-    ep->name = given;
-    ep->channel =
-        grpc::CreateCustomChannel(std::string(target), creds, args);
-    ep->kv = pb::KV::NewStub(ep->channel);
-    ep->lease = pb::Lease::NewStub(ep->channel);
-    ep->watch = pb::Watch::NewStub(ep->channel);
+    auto m = std::make_unique<Member>();
+    m->name = given;
+    m->target = std::string(target);
+    m->current = c->Connect(*m);
     c->endpoints_.push_back(given);
-    c->channels_.push_back(std::move(ep));
+    c->members_.push_back(std::move(m));
   }
   return c;
+}
+
+std::shared_ptr<EtcdClient::Endpoint> EtcdClient::Connect(const Member& m) const {
+  grpc::ChannelArguments args;
+  // A member that was down is tried again within a second of its return,
+  // not after gRPC's default reconnect back-off (up to two minutes).
+  // gRPC also takes the minimum back-off as the time a connection attempt
+  // gets: at the default 20 s one attempt toward a silent member lasts 20 s.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  auto ep = std::make_shared<Endpoint>();
+  ep->name = m.name;
+  ep->channel = grpc::CreateCustomChannel(m.target, creds_, args);
+  ep->kv = pb::KV::NewStub(ep->channel);
+  ep->lease = pb::Lease::NewStub(ep->channel);
+  ep->watch = pb::Watch::NewStub(ep->channel);
+  return ep;
+}
+
+std::shared_ptr<EtcdClient::Endpoint> EtcdClient::Current(Member& m) const {
+  std::lock_guard<std::mutex> lock(m.mu);
+  return m.current;
+}
+
+// A channel whose first connection attempts met etcd while it was starting
+// kept failing them ("tcp handshaker shutdown", "timed out before receiving
+// SETTINGS frame") for as long as it was tried, 30 s and more, while a new
+// channel connected at once (gRPC 1.51 against etcd 3.4;
+// EtcdStartTest.ClientThatStartedFirstConnectsOnceEtcdServes). So a member
+// that has not answered for kRenewAfter gets a new channel, and again after
+// each further kRenewAfter without an answer.
+void EtcdClient::Note(Member& m, bool answered) {
+  constexpr auto kRenewAfter = std::chrono::seconds(2);
+  std::lock_guard<std::mutex> lock(m.mu);
+  const Clock::time_point now = Clock::now();
+  if (answered) {
+    m.unanswered_since = {};
+  } else if (m.unanswered_since == Clock::time_point{}) {
+    m.unanswered_since = now;
+  } else if (now - m.unanswered_since >= kRenewAfter) {
+    m.current = Connect(m);
+    m.unanswered_since = now;
+    renewals_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 EtcdClient::~EtcdClient() = default;
@@ -155,7 +198,7 @@ EtcdClient::~EtcdClient() = default;
 absl::Status EtcdClient::Run(const std::string& what, const Attempt& attempt) {
   const Clock::time_point start = Clock::now();
   const Clock::time_point deadline = start + options_.retry_timeout;
-  const size_t n = channels_.size();
+  const size_t n = members_.size();
   std::vector<std::string> last_error(n);
   std::chrono::milliseconds backoff = options_.backoff_initial;
   thread_local std::minstd_rand jitter(std::random_device{}());
@@ -164,7 +207,9 @@ absl::Status EtcdClient::Run(const std::string& what, const Attempt& attempt) {
     const size_t first = preferred_.load(std::memory_order_relaxed) % n;
     for (size_t k = 0; k < n; ++k) {
       const size_t i = (first + k) % n;
-      Endpoint& ep = *channels_[i];
+      Member& member = *members_[i];
+      std::shared_ptr<Endpoint> held = Current(member);
+      Endpoint& ep = *held;
       grpc::ClientContext ctx;
       // The last attempts get what is left of retry_timeout, but at least
       // 100 ms: less would fail without a real try.
@@ -175,6 +220,7 @@ absl::Status EtcdClient::Run(const std::string& what, const Attempt& attempt) {
           std::min(options_.call_timeout, std::max(left, std::chrono::milliseconds(100))));
       ++attempts;
       grpc::Status st = attempt(ep, &ctx);
+      Note(member, !Retryable(st));
       if (st.ok()) {
         preferred_.store(i, std::memory_order_relaxed);
         return absl::OkStatus();
@@ -379,7 +425,9 @@ absl::Status EtcdClient::RevokeLease(int64_t lease_id) {
 
 absl::StatusOr<bool> EtcdClient::WaitDeleted(absl::string_view key, int64_t after_revision,
                                              std::chrono::milliseconds timeout) {
-  Endpoint& ep = *channels_[preferred_.load() % channels_.size()];
+  Member& member = *members_[preferred_.load() % members_.size()];
+  std::shared_ptr<Endpoint> held = Current(member);
+  Endpoint& ep = *held;
   grpc::ClientContext ctx;
   const auto deadline = std::chrono::system_clock::now() + timeout;
   ctx.set_deadline(deadline);
@@ -407,6 +455,7 @@ absl::StatusOr<bool> EtcdClient::WaitDeleted(absl::string_view key, int64_t afte
   // broken watch and stopped the watching until the next acquisition.
   if (deleted || canceled) ctx.TryCancel();
   grpc::Status st = stream->Finish();
+  if (st.error_code() == grpc::StatusCode::UNAVAILABLE) Note(member, false);
   if (deleted) return true;
   if (canceled) {
     return absl::AbortedError(

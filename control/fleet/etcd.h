@@ -20,7 +20,9 @@
 // No operation waits longer than retry_timeout (plus one call_timeout at
 // most). Any other error (NOT_FOUND for an expired lease, INVALID_ARGUMENT,
 // RESOURCE_EXHAUSTED when etcd's space quota is full) is returned at once, with
-// the operation and the endpoint in its message.
+// the operation and the endpoint in its message. An endpoint that has answered
+// none of its attempts for 2 s gets a new gRPC channel (docs/fleet.md: a
+// channel that first met etcd while it was starting never connected).
 //
 // Every operation here may be sent twice (a reply lost after etcd applied it):
 // each is safe to repeat. A Put writes the same value; a CompareAndPut that
@@ -138,19 +140,30 @@ class EtcdClient {
                                    std::chrono::milliseconds timeout);
 
   const std::vector<std::string>& endpoints() const { return endpoints_; }
+  // How many times an endpoint got a new channel after it answered nothing
+  // for two seconds (etcd.cc, Note).
+  uint64_t channel_renewals() const { return renewals_.load(std::memory_order_relaxed); }
 
  private:
   struct Endpoint;
+  struct Member;
   using Attempt = std::function<grpc::Status(Endpoint&, grpc::ClientContext*)>;
 
   EtcdClient() = default;
   // Runs `attempt` under the retry rules; `what` names the operation in errors.
   absl::Status Run(const std::string& what, const Attempt& attempt);
+  std::shared_ptr<Endpoint> Connect(const Member& m) const;
+  std::shared_ptr<Endpoint> Current(Member& m) const;
+  // After each attempt on `m`: whether etcd answered (any answer but the
+  // retried errors). Renews the channel of a member that has not.
+  void Note(Member& m, bool answered);
 
   EtcdOptions options_;
+  std::shared_ptr<grpc::ChannelCredentials> creds_;
   std::vector<std::string> endpoints_;  // as given, for messages
-  std::vector<std::unique_ptr<Endpoint>> channels_;
+  std::vector<std::unique_ptr<Member>> members_;
   std::atomic<size_t> preferred_{0};  // the endpoint that answered last
+  std::atomic<uint64_t> renewals_{0};
 };
 
 }  // namespace tandem::fleet
