@@ -200,3 +200,8 @@ enabled = {"true" if telemetry else "false"}
     def close(self):
         self.stop()
         shutil.rmtree(pathlib.Path("/var/run/dpdk") / self.file_prefix, ignore_errors=True)
+        # A switch killed as a crash would be leaves its huge page files
+        # (EAL names them <prefix>map_<n>): 15 pages a node, until the next
+        # start with the same prefix, which no later test makes.
+        for f in pathlib.Path("/dev/hugepages").glob(glob.escape(self.file_prefix) + "map_*"):
+            f.unlink(missing_ok=True)
