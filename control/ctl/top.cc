@@ -69,12 +69,23 @@ std::string Num(double v) {
   return absl::StrFormat("%.0f", v);
 }
 
+// The local time of the sample ends the first line, as in top(1): a view
+// whose figures hold steady still shows that it is live.
+std::string ClockTime() {
+  time_t t = time(nullptr);
+  tm local{};
+  char buf[16] = "";
+  if (localtime_r(&t, &local)) strftime(buf, sizeof buf, "%H:%M:%S", &local);
+  return buf;
+}
+
 void Header(std::string& out, const Sample& s) {
   const v1::NodeStatus& st = s.status;
   absl::StrAppend(&out, "tandemctl top - node ", st.node(), ", ", st.role(), " epoch ", st.epoch(),
                   ", legs ", st.legs(), "/", st.leg_capacity(), ", meetings ", st.meetings(), "/",
                   st.meeting_capacity(), ", switch ",
-                  st.switch_running() ? absl::StrCat("pid ", st.switch_pid()) : "DOWN", "\n");
+                  st.switch_running() ? absl::StrCat("pid ", st.switch_pid()) : "DOWN", " - ",
+                  ClockTime(), "\n");
   if (st.has_pair()) {
     const v1::PairStatus& p = st.pair();
     absl::StrAppend(&out, "pair: peer ", p.peer_state(), " (", p.peer_role(), " epoch ",
