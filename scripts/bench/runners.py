@@ -238,7 +238,7 @@ def regions_parent(cfg):
     """Where the switch's tables and state regions go: on huge pages, as an
     operator with a large table would put them (docs/config.md, `shm_dir`),
     unless the run is on 4 KB pages or TANDEM_BENCH_SHM_PARENT says otherwise
-    (empty: /dev/shm). A random line of a 512 MB region costs 2.5 to 6 times as
+    (empty: /dev/shm). A random line of a 512 MB region cost 2 to 6 times as
     much on 4 KB pages here (tests/bench/memory_bench.cc)."""
     env = os.environ.get("TANDEM_BENCH_SHM_PARENT")
     if env is not None:
