@@ -200,7 +200,7 @@ enabled = {"true" if telemetry else "false"}
     def close(self):
         self.stop()
         shutil.rmtree(pathlib.Path("/var/run/dpdk") / self.file_prefix, ignore_errors=True)
-        # A switch killed as a crash would be leaves its huge page files
+        # A switch killed the way a crash kills it leaves its huge page files
         # (EAL names them <prefix>map_<n>): 15-17 pages a node, until the next
         # start with the same prefix, which no later test makes.
         for f in pathlib.Path("/dev/hugepages").glob(glob.escape(self.file_prefix) + "map_*"):
