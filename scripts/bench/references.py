@@ -248,11 +248,11 @@ def build_l3fwd(cfg):
 def l3fwd_queue_size(packets):
     """RX/TX ring size: l3fwd sizes its one mbuf pool from the rings (2 ports
     x (rx + tx) descriptors), and net_pcap's infinite_rx keeps the whole
-    capture in that pool."""
+    capture in that pool. A ring holds at most 65535 (a 16-bit count)."""
     q = 1024
     while 4 * q < packets + 4096:
         q *= 2
-    return q
+    return min(q, 65535)
 
 
 def run_l3fwd(pcap, tables, meta, cfg):

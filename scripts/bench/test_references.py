@@ -169,6 +169,44 @@ def test_each_row_is_compared_with_open_vswitch_and_the_goal_is_2x():
     assert table[5].startswith("| unicast v4 218B 1k legs | tandem |") and " 1.50 |" in table[5]
 
 
+def test_l3fwd_rings_hold_the_capture_up_to_the_largest_ring():
+    # The pool is 4 rings of the size: the table series' 128k-packet capture
+    # fits in four rings of 65535, the most a 16-bit count allows (65536 made
+    # l3fwd exit: "rx-queue-size 65536 > 65535").
+    assert references.l3fwd_queue_size(8196) == 4096
+    assert references.l3fwd_queue_size(131076) == 65535
+    assert 4 * 65535 >= 131076 + 4096
+
+
+def test_the_million_goal_shows_l3fwd_em_s_own_ratio_of_the_same_tables():
+    """The table series runs l3fwd-em beside Tandem (Open vSwitch with a
+    million rules is not run), and the 1M goal line says what the same 1M/1k
+    ratio is for DPDK's own exact-match forwarder in the same run."""
+    series = {s.name: s for s in SCENARIOS if s.goal in ("thousand", "million")}
+    assert sorted(s.references for s in series.values()) == [("l3fwd-em",), ("l3fwd-em",)]
+    k1, m1 = (next(s for s in series.values() if s.goal == g) for g in ("thousand", "million"))
+    meta = {"media_packets": 131072, "control_packets": 4, "copies_per_packet": 1,
+            "frame_size": 218, "legs": 1000}
+
+    def row(sc, program, mpps):
+        r = {"rx_pps": mpps * 1e6, "tx_pps": mpps * 1e6, "interval_s": 3.0, "worker_cpu_s": 3.0}
+        return bench.make_row(sc, program, r, "tx", 19.0, 2.1e9, meta)
+
+    rows = [row(k1, "testpmd-io", 19.0), row(k1, "l3fwd-em", 12.8), row(k1, "tandem", 9.5),
+            row(m1, "testpmd-io", 19.0), row(m1, "l3fwd-em", 6.9), row(m1, "tandem", 4.5)]
+    goal = next(g for g in bench.check_goals(rows) if g["goal"].startswith("1M legs"))
+    assert round(goal["value"], 2) == 0.47 and goal["met"] is False
+    assert goal["beside"] == "l3fwd-em 0.54"
+    report = {"date": "d", "commit": "c", "build_type": "release", "cpu": "x", "cores": 2,
+              "tsc_hz": 2.1e9, "hugepages": True, "duration_s": 3.0, "loadavg_start": "0",
+              "loadavg_end": "0", "rows": rows, "idle": None, "goals": [goal], "paced": None}
+    assert ("- goal: 1M legs >= 0.7 x 1k legs (same capture size): 0.47 (not met; the same "
+            "ratio of l3fwd-em 0.54)") in bench.markdown(report)
+    # Without l3fwd-em in one of the two, nothing is said beside the goal.
+    goal = next(g for g in bench.check_goals(rows[:1] + rows[2:]) if g["goal"].startswith("1M"))
+    assert goal["beside"] == ""
+
+
 def cfg(tmp_path):
     return argparse.Namespace(no_huge=False, warmup=0.3, duration=0.5, build=str(tmp_path))
 
