@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 STYLE = {"tandem": ("tab:blue", "o", "tandem-switch"),
          "testpmd-io": ("tab:gray", "s", "testpmd io"),
-         "testpmd-5tswap": ("tab:orange", "^", "testpmd 5tswap")}
+         "testpmd-5tswap": ("tab:orange", "^", "testpmd 5tswap"),
+         "l3fwd-em": ("tab:green", "D", "l3fwd exact match")}
 
 
 def series(rows, axis):
