@@ -54,14 +54,14 @@ class Output:
 
     def _from(self, pos):
         """The text from offset `pos` on, and the offset where it ends."""
-        with self._lock:
-            chunks, size = list(self._chunks), self._size
-        out, at = [], size
-        for c in reversed(chunks):
-            if at <= pos:
-                break
-            at -= len(c)
-            out.append(c[max(0, pos - at):])
+        out = []
+        with self._lock:  # from the end: only the chunks past `pos` are read
+            size = at = self._size
+            for c in reversed(self._chunks):
+                if at <= pos:
+                    break
+                at -= len(c)
+                out.append(c[max(0, pos - at):])
         return "".join(reversed(out)), size
 
     @property

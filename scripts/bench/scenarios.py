@@ -63,6 +63,7 @@ def _fan(k, size=218):
 
 
 UNI_218 = _uni(4, 218)
+# The names of references.RUNNERS (test_references.py holds them equal).
 ALL_REFERENCES = ("ovs-dpdk", "l3fwd-em")
 # The table series: l3fwd-em's own exact-match hash at 1k and at 1M flows is
 # what the memory system allows a forwarder that reads two lines a packet.

@@ -178,6 +178,12 @@ def test_l3fwd_rings_hold_the_capture_up_to_the_largest_ring():
     assert 4 * 65535 >= 131076 + 4096
 
 
+def test_every_reference_a_scenario_names_is_one_the_benchmark_runs():
+    # scenarios.py names them without importing references.py (a data module).
+    named = {name for s in SCENARIOS for name in s.references}
+    assert named == set(references.RUNNERS)
+
+
 def test_the_million_goal_shows_l3fwd_em_s_own_ratio_of_the_same_tables():
     """The table series runs l3fwd-em beside Tandem (Open vSwitch with a
     million rules is not run), and the 1M goal line says what the same 1M/1k
